@@ -1,0 +1,33 @@
+# Two commands on a fresh machine with Python 3.11:
+#   make demo   -> virtualenv, install, run the demo pipeline (train + forecast)
+#   make test   -> virtualenv, install, run the test suite
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.deepcast-installed
+DEMO_OUT ?= forecasts/demo_forecast.csv
+
+.PHONY: demo test lint install clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	mkdir -p $(dir $(DEMO_OUT))
+	$(BIN)/deepcast train pipelines/demo.yaml
+	$(BIN)/deepcast forecast pipelines/demo.yaml --output $(DEMO_OUT)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) mlruns/mlflow.db mlruns/artifacts mlruns/validation forecasts

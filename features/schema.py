@@ -1,0 +1,172 @@
+"""The long frame: deepcast's one interchange type for series data.
+
+Invariants of a *canonical* long frame (asserted by :func:`assert_long_frame`):
+
+- columns ``unique_id`` (str), ``ds`` (datetime64 without timezone, or int64) and ``y``
+  (float64), plus optional covariate columns;
+- no nulls in ``unique_id`` / ``ds``; ``y`` finite;
+- unique ``(unique_id, ds)``; sorted by ``(unique_id, ds)``;
+- every series on a regular grid of step ``freq``.
+
+:func:`coerce_long_frame` turns a user table into that shape *without* rejecting
+anything: unparseable values become nulls and are flagged, so validation can report
+every problem at once (with row numbers) instead of failing on the first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.errors import DataError
+
+ID, DS, Y = "unique_id", "ds", "y"
+ROW = "_row"  # 1-based data row number in the source, for error messages
+DS_INVALID = "_ds_invalid"  # ds present but unparseable
+Y_INVALID = "_y_invalid"  # y present but not a number
+FLAG_COLUMNS = (ROW, DS_INVALID, Y_INVALID)
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """User column names and the time axis kind, from the pipeline YAML."""
+
+    id_col: str = ID
+    time_col: str = DS
+    target_col: str = Y
+    freq: str | int = 1
+
+    @property
+    def integer_time(self) -> bool:
+        return isinstance(self.freq, int)
+
+
+def is_integer_time(freq: str | int) -> bool:
+    """Integer steps (M3-style) instead of calendar timestamps."""
+    return isinstance(freq, int)
+
+
+def coerce_long_frame(raw: pd.DataFrame, spec: ColumnSpec, source: str = "data") -> pd.DataFrame:
+    """Rename the user's columns to canonical names and type them, flagging bad cells.
+
+    Raises :class:`DataError` only when a required column is missing; value problems are
+    left as nulls with flags for validation to report.
+    """
+    wanted = {spec.id_col: ID, spec.time_col: DS, spec.target_col: Y}
+    missing = [c for c in wanted if c not in raw.columns]
+    if missing:
+        have = ", ".join(map(str, raw.columns[:20])) or "(none)"
+        raise DataError(
+            f"{source}: missing required column(s) {missing}; the file has: {have}",
+            hint="rename the columns in the file or declare them in the YAML "
+            "(data.id_col, data.time_col, data.target_col)",
+        )
+    clash = [c for c in (ID, DS, Y) if c in raw.columns and c not in wanted and wanted.get(c) != c]
+    df = raw.drop(columns=clash).rename(columns=wanted)
+    out = pd.DataFrame(index=df.index)
+    out[ROW] = np.arange(1, len(df) + 1, dtype=np.int64)
+
+    ids = df[ID]
+    out[ID] = ids.where(ids.isna(), ids.astype(str)).astype("str")
+
+    ds_raw = df[DS]
+    if spec.integer_time:
+        ds = pd.to_numeric(ds_raw, errors="coerce")
+        non_int = ds.notna() & (ds != np.floor(ds.fillna(0)))
+        ds = ds.mask(non_int)
+        out[DS] = ds.astype("Int64")
+    else:
+        out[DS] = _parse_datetimes(ds_raw)
+    out[DS_INVALID] = ds_raw.notna().to_numpy() & out[DS].isna().to_numpy()
+
+    y_raw = df[Y]
+    y = pd.to_numeric(y_raw, errors="coerce").astype("float64")
+    out[Y] = y
+    out[Y_INVALID] = y_raw.notna().to_numpy() & y.isna().to_numpy()
+
+    for col in df.columns:
+        if col not in (ID, DS, Y):
+            out[col] = df[col]
+    return out
+
+
+def _parse_datetimes(values: pd.Series) -> pd.Series:
+    """Parse timestamps (ISO 8601 first, else one format inferred for the whole column).
+
+    Timezone-aware values are converted to UTC and made naive. Cells in another format
+    than the rest become NaT (flagged as unparseable), never guessed one by one.
+    """
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = values
+    else:
+        text = values.astype("str").where(values.notna())
+        parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+        if parsed.isna().all() and text.notna().any():
+            try:
+                parsed = pd.to_datetime(text, errors="coerce", utc=True)
+            except (ValueError, TypeError):
+                pass
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed.astype("datetime64[us]")
+
+
+def sort_long_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Sort by (unique_id, ds), stable, with a fresh RangeIndex."""
+    return df.sort_values([ID, DS], kind="stable").reset_index(drop=True)
+
+
+def assert_long_frame(df: pd.DataFrame) -> None:
+    """Check the canonical invariants; raise :class:`DataError` naming the first broken one."""
+    for col in (ID, DS, Y):
+        if col not in df.columns:
+            raise DataError(f"long frame lacks column {col!r}")
+    if df[ID].isna().any() or df[DS].isna().any():
+        raise DataError("long frame has nulls in unique_id or ds")
+    if not np.isfinite(df[Y].to_numpy(dtype="float64")).all():
+        raise DataError("long frame has missing or non-finite y")
+    keys = df[[ID, DS]]
+    if keys.duplicated().any():
+        raise DataError("long frame has duplicate (unique_id, ds) rows")
+    order = keys.sort_values([ID, DS], kind="stable").index
+    if not (order == df.index).all():
+        raise DataError("long frame is not sorted by (unique_id, ds)")
+
+
+def future_index(last: pd.Series | np.ndarray, freq: str | int, horizon: int) -> np.ndarray:
+    """Timestamps (or integer steps) of the ``horizon`` steps after each value in ``last``.
+
+    Returns an array of shape (n_series * horizon,), series-major.
+    """
+    last = pd.Series(last)
+    if is_integer_time(freq):
+        steps = np.arange(1, horizon + 1, dtype=np.int64) * int(freq)
+        return (last.to_numpy(dtype=np.int64)[:, None] + steps[None, :]).ravel()
+    offset = pd.tseries.frequencies.to_offset(freq)
+    out = [pd.date_range(t, periods=horizon + 1, freq=offset)[1:] for t in last]
+    if not out:
+        return np.array([], dtype="datetime64[us]")
+    return np.concatenate([o.to_numpy().astype("datetime64[us]") for o in out])
+
+
+def on_grid(ds: pd.Series, ids: pd.Series, freq: str | int) -> np.ndarray:
+    """Boolean per row: True where ds is one ``freq`` step after the previous row of its series.
+
+    The first row of each series is True. ``ds`` must be sorted within series.
+    """
+    first = (ids != ids.shift()).to_numpy()
+    if is_integer_time(freq):
+        diff = ds.astype("Int64").diff().to_numpy(dtype="float64", na_value=np.nan)
+        ok = diff == float(freq)
+    else:
+        offset = pd.tseries.frequencies.to_offset(freq)
+        prev = ds.shift()
+        try:
+            expected = prev + offset
+        except (TypeError, ValueError):
+            expected = pd.Series([p + offset if pd.notna(p) else pd.NaT for p in prev],
+                                 index=ds.index)
+        ok = (expected == ds).to_numpy()
+    return first | ok

@@ -1,0 +1,159 @@
+"""Zero-copy sliding windows over a panel of series.
+
+A :class:`Panel` holds every series back to back in one float32 array with offsets, so a
+window is just a start position: training streams ``int64`` starts through ``tf.data``
+and gathers ``lookback + horizon`` values per window from one constant tensor. Memory is
+O(data), not O(windows x lookback).
+
+Window alignment (for a window starting at absolute position ``s``)::
+
+    x = values[s : s + lookback]                       # inputs
+    y = values[s + lookback : s + lookback + horizon]  # targets
+    target_end = s + lookback + horizon                # exclusive
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.schema import DS, ID, Y
+
+
+@dataclass(frozen=True)
+class Panel:
+    """Series stored back to back: series ``i`` is ``values[offsets[i]:offsets[i+1]]``."""
+
+    ids: np.ndarray  # (n_series,) str
+    values: np.ndarray  # (n_points,) float32
+    offsets: np.ndarray  # (n_series + 1,) int64
+    last_ds: np.ndarray  # (n_series,) datetime64 or int64: last timestamp of each series
+
+    @property
+    def n_series(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def starts(self) -> np.ndarray:
+        return self.offsets[:-1]
+
+    @property
+    def ends(self) -> np.ndarray:
+        return self.offsets[1:]
+
+    def with_values(self, values: np.ndarray) -> Panel:
+        """Same layout, other values (e.g. scaled)."""
+        return Panel(self.ids, np.ascontiguousarray(values, dtype=np.float32), self.offsets,
+                     self.last_ds)
+
+    def truncate(self, n_last: int) -> Panel:
+        """Drop the last ``n_last`` points of every series (e.g. the holdout)."""
+        keep = self.lengths - n_last
+        if (keep < 0).any():
+            raise ValueError(f"cannot drop {n_last} points from series shorter than that")
+        mask = np.repeat(np.arange(self.n_series), self.lengths)
+        pos = np.arange(len(self.values)) - np.repeat(self.starts, self.lengths)
+        values = self.values[pos < keep[mask]]
+        offsets = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
+        return Panel(self.ids, values, offsets, self.last_ds)
+
+
+def panel_from_frame(df: pd.DataFrame) -> Panel:
+    """Build a panel from a canonical long frame (sorted by unique_id, ds)."""
+    ids_col = df[ID].to_numpy()
+    if len(df) == 0:
+        return Panel(np.array([], dtype=object), np.array([], dtype=np.float32),
+                     np.zeros(1, dtype=np.int64), np.array([]))
+    change = np.flatnonzero(ids_col[1:] != ids_col[:-1]) + 1
+    starts = np.concatenate([[0], change])
+    offsets = np.concatenate([starts, [len(df)]]).astype(np.int64)
+    ds = df[DS].to_numpy()
+    return Panel(
+        ids=ids_col[starts].astype(str),
+        values=df[Y].to_numpy(dtype=np.float32),
+        offsets=offsets,
+        last_ds=ds[offsets[1:] - 1],
+    )
+
+
+def window_starts(
+    offsets: np.ndarray,
+    lookback: int,
+    horizon: int,
+    stop: np.ndarray | None = None,
+    min_target_end: np.ndarray | None = None,
+) -> np.ndarray:
+    """Absolute start positions of all full windows, series by series.
+
+    A window is kept when it lies inside its series, its target ends at or before
+    ``stop[i]`` (absolute, exclusive; default: series end) and strictly after
+    ``min_target_end[i]`` (default: no lower bound). Use ``stop`` to keep the holdout out
+    of training and ``min_target_end`` to select validation windows.
+    """
+    first = offsets[:-1].astype(np.int64)
+    stop = offsets[1:].astype(np.int64) if stop is None else np.asarray(stop, dtype=np.int64)
+    lo = first  # smallest start
+    hi = stop - lookback - horizon  # largest start (inclusive)
+    if min_target_end is not None:
+        lo = np.maximum(lo, np.asarray(min_target_end, dtype=np.int64) - lookback - horizon + 1)
+    counts = np.clip(hi - lo + 1, 0, None)
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    base = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    return (base + np.arange(total, dtype=np.int64)).astype(np.int64)
+
+
+def gather_windows(values: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """``values[s : s + length]`` for each start, as a (n, length) array (one gather)."""
+    view = np.lib.stride_tricks.sliding_window_view(values, length)
+    return view[np.asarray(starts, dtype=np.int64)]
+
+
+def last_windows(panel: Panel, lookback: int, ends: np.ndarray | None = None) -> np.ndarray:
+    """The ``lookback`` points before ``ends`` (default: series ends), shape (n, lookback)."""
+    ends = panel.ends if ends is None else np.asarray(ends, dtype=np.int64)
+    if (ends - lookback < panel.starts).any():
+        short = panel.ids[ends - lookback < panel.starts]
+        raise ValueError(f"series shorter than lookback={lookback}: {list(short[:5])}")
+    return gather_windows(panel.values, ends - lookback, lookback)
+
+
+def make_dataset(
+    values: np.ndarray,
+    starts: np.ndarray,
+    lookback: int,
+    horizon: int,
+    batch_size: int,
+    shuffle: bool = True,
+    seed: int = 0,
+):
+    """A ``tf.data.Dataset`` of ``(x, y)`` batches, x: (b, lookback, 1), y: (b, horizon).
+
+    The series live once in a constant tensor; each batch gathers its windows by offset.
+    Shuffling is reproducible in any process: TF's global seed is set to ``seed`` first
+    (tf.data combines it with the op seed, so an earlier random op would change the order).
+    """
+    import tensorflow as tf
+
+    if shuffle:
+        tf.random.set_seed(seed)
+
+    series = tf.constant(np.ascontiguousarray(values, dtype=np.float32))
+    span = tf.range(lookback + horizon, dtype=tf.int64)
+    ds = tf.data.Dataset.from_tensor_slices(np.asarray(starts, dtype=np.int64))
+    if shuffle:
+        ds = ds.shuffle(len(starts), seed=seed, reshuffle_each_iteration=True)
+
+    def _gather(batch_starts):
+        w = tf.gather(series, batch_starts[:, None] + span[None, :])
+        return tf.expand_dims(w[:, :lookback], -1), w[:, lookback:]
+
+    ds = ds.batch(batch_size).map(_gather, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,1 @@
+"""deepcast.flows: Prefect flows around the pipeline stages, and the ``deepcast`` CLI."""

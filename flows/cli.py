@@ -1,0 +1,299 @@
+"""The ``deepcast`` command line.
+
+Exit codes: 0 ok, 1 run failed, 2 bad command line or config, 3 data failed validation.
+``--help`` and argument/config errors stay instant: heavy frameworks (TensorFlow, Prefect,
+MLflow, Great Expectations) are imported only by the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_CONFIG, EXIT_BAD_DATA = 0, 1, 2, 3
+
+QUIET_ENV = {
+    # Prefect: no telemetry, no startup race with the analytics service, room for a
+    # fresh ephemeral database on 2 cores, no console noise unless asked for.
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    # TensorFlow / Keras / GE / MLflow: no info banners, no telemetry.
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "TF_ENABLE_ONEDNN_OPTS": "0",  # quiet, and bit-reproducible across CPUs
+    "GX_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "GIT_PYTHON_REFRESH": "quiet",
+    "KERAS_HOME": os.path.join(os.path.expanduser("~"), ".keras"),
+}
+
+EPILOG = "exit codes: 0 ok, 1 run failed, 2 bad command line or config, 3 data failed validation"
+
+
+def configure_environment(verbose: bool = False) -> None:
+    """Quiet, telemetry-free defaults; the user's own environment always wins."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    if verbose:
+        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one clear line (its default), plus a hint."""
+
+    def error(self, message: str) -> None:  # noqa: D401
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_CONFIG, f"error: {message}\n  fix: see `{self.prog} --help`\n")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors and results")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Prefect's run logs too")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="deepcast", description="Forecasting pipelines from one YAML file: "
+                     "ingest, validate, train Keras models, track in MLflow, promote, forecast.",
+                     epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("validate", help="check a data file against the pipeline's rules",
+                       description="Run the Great Expectations suite on the data; print each "
+                       "failed check with counts and example rows; write the JSON report and "
+                       "Data Docs HTML.", epilog=EPILOG)
+    p.add_argument("pipeline", help="pipeline YAML file")
+    p.add_argument("--data", help="data file to check instead of data.path")
+    p.add_argument("--report-dir", help="where to write the report (default: "
+                   "./mlruns/validation/NAME/TIMESTAMP)")
+    _common(p)
+
+    p = sub.add_parser("train", help="validate, train every model, track, promote",
+                       description="Validate the data, train and score every model on the "
+                       "holdout, log all to MLflow, register the best and promote it to "
+                       "champion if it beats the current champion on today's holdout.",
+                       epilog=EPILOG)
+    p.add_argument("pipeline", help="pipeline YAML file")
+    p.add_argument("--data", help="data file instead of data.path")
+    p.add_argument("--report-dir", help="where to write the validation report")
+    _common(p)
+
+    p = sub.add_parser("forecast", help="batch forecast with a registered model",
+                       description="Load models:/NAME@ALIAS (or a version), forecast the "
+                       "horizon after the end of each series in the data, and write "
+                       "unique_id, ds, yhat, model_name, model_version, run_id atomically.",
+                       epilog=EPILOG)
+    p.add_argument("pipeline", help="pipeline YAML file")
+    p.add_argument("--output", "-o", required=True, help="forecast file (.csv or .parquet)")
+    p.add_argument("--model", default="champion",
+                   help="alias (champion, challenger) or version number (default: champion)")
+    p.add_argument("--data", help="history file instead of data.path")
+    p.add_argument("--report-dir", help="where to write the validation report")
+    _common(p)
+
+    p = sub.add_parser("runs", help="recent runs of a pipeline and the registry's aliases",
+                       epilog=EPILOG)
+    p.add_argument("pipeline", help="pipeline YAML file")
+    p.add_argument("--limit", type=int, default=10, help="how many runs (default 10)")
+    _common(p)
+
+    p = sub.add_parser("ui", help="open the MLflow UI on the project's store (127.0.0.1)",
+                       epilog=EPILOG)
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    _common(p)
+    return parser
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.WARNING if args.quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("deepcast: %(message)s"))
+    log = logging.getLogger("deepcast")
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+    for noisy in ("great_expectations", "mlflow", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class _HideExpectedFailures(logging.Filter):
+    """Hide Prefect's echo of a failure that deepcast reports itself (one clear message)."""
+
+    NAMES = ("ConfigError", "DataError", "ValidationFailed", "RunFailed")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from features.errors import DeepcastError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, DeepcastError):
+            return False
+        message = str(record.msg)
+        return not any(f"{name}(" in message or f"{name}:" in message for name in self.NAMES)
+
+
+def _quiet_prefect(args: argparse.Namespace) -> None:
+    if args.debug or args.verbose:
+        return
+    filt = _HideExpectedFailures()
+    for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.engine", "prefect"):
+        logging.getLogger(name).addFilter(filt)
+
+
+def _print_table(rows: list[dict[str, Any]], out=None) -> None:
+    import pandas as pd
+
+    if not rows:
+        return
+    text = pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}")
+    print(text, file=out or sys.stdout)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from pipelines.config import load_config
+    from pipelines.ingest import ingest
+    from pipelines.validate import report_dir_for, validate_long_frame
+
+    cfg = load_config(args.pipeline)
+    raw = ingest(cfg.data, args.data)
+    _, report = validate_long_frame(raw, cfg, report_dir_for(cfg, args.report_dir))
+    if args.json:
+        print(json.dumps(report.to_dict(), default=str))
+    elif not args.quiet or not report.success:
+        print(report.summary(), file=sys.stdout if report.success else sys.stderr)
+    return EXIT_OK if report.success else EXIT_BAD_DATA
+
+
+def _preflight(args: argparse.Namespace):
+    """Config and data-file errors in well under a second, before any flow starts."""
+    from pipelines.config import load_config
+    from pipelines.ingest import check_source
+
+    cfg = load_config(args.pipeline)
+    check_source(args.data or cfg.data.path)
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _preflight(args)
+    from flows.flows import train_pipeline
+
+    summary = train_pipeline(pipeline=args.pipeline, data=args.data, report_dir=args.report_dir)
+    if args.json:
+        print(json.dumps(summary, default=str))
+        return EXIT_OK
+    if not args.quiet:
+        print(f"\npipeline {summary['pipeline']}: {summary['n_series']} series, "
+              f"{summary['n_rows']} rows; holdout metrics (skill vs seasonal naive on "
+              f"{summary['metric']}):")
+    _print_table(summary["table"])
+    d = summary["decision"]
+    verdict = "PROMOTED to champion" if d["promoted"] else "champion kept"
+    print(f"\nbest: {d['candidate']} ({d['metric']}={d['candidate_score']:.4f}) -> registered "
+          f"as version {d['candidate_version']} (challenger); {verdict}: {d['reason']}")
+    if summary["dropped_series"]:
+        print(f"note: {len(summary['dropped_series'])} short series were dropped "
+              f"(see {summary['validation_report']})")
+    if not args.quiet:
+        print(f"runs: {summary['tracking_uri']} (parent run {summary['parent_run_id']}); "
+              "open them with `deepcast ui`")
+    return EXIT_OK
+
+
+def cmd_forecast(args: argparse.Namespace) -> int:
+    from pipelines.forecast import check_output_path
+
+    _preflight(args)
+    check_output_path(args.output)
+    from flows.flows import batch_forecast
+
+    summary = batch_forecast(pipeline=args.pipeline, output=args.output, model=args.model,
+                             data=args.data, report_dir=args.report_dir)
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        print(f"wrote {summary['rows']} forecasts for {summary['series']} series to "
+              f"{summary['output']} with {summary['model_uri']} (version "
+              f"{summary['model_version']}, {summary['model_name']}, run {summary['run_id']})")
+    return EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from pipelines.config import load_config
+    from pipelines.tracking import Tracker
+
+    cfg = load_config(args.pipeline)
+    tracker = Tracker(cfg.name)
+    rows = tracker.recent_runs(cfg.evaluation.metric, args.limit)
+    aliases = tracker.aliases()
+    if args.json:
+        print(json.dumps({"runs": rows, "aliases": aliases}, default=str))
+        return EXIT_OK
+    if not rows:
+        print(f"no runs yet for {cfg.name} in {tracker.uri}")
+    _print_table(rows)
+    print(f"\naliases: {aliases or 'none'}  (store: {tracker.uri})")
+    return EXIT_OK
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from pipelines.tracking import default_store, tracking_uri
+
+    uri = tracking_uri()
+    _, artifacts = default_store()
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+           "--host", args.host, "--port", str(args.port)]
+    if uri.startswith("sqlite:"):
+        artifacts.mkdir(parents=True, exist_ok=True)
+        cmd += ["--default-artifact-root", artifacts.as_uri()]
+    print(f"MLflow UI on http://{args.host}:{args.port} (store {uri}); Ctrl-C to stop",
+          file=sys.stderr)
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "validate": cmd_validate, "train": cmd_train, "forecast": cmd_forecast,
+    "runs": cmd_runs, "ui": cmd_ui,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``deepcast`` console script."""
+    args = build_parser().parse_args(argv)
+    configure_environment(verbose=args.verbose)
+    _setup_logging(args)
+    _quiet_prefect(args)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the one place that turns errors into exit codes
+        from features.errors import DeepcastError
+
+        if args.debug:
+            traceback.print_exc()
+        if isinstance(exc, DeepcastError):
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        print(f"error: run failed: {type(exc).__name__}: {exc}\n"
+              "  fix: rerun with --debug for the full traceback", file=sys.stderr)
+        return EXIT_RUN_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

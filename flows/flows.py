@@ -1,0 +1,162 @@
+"""Prefect 3 flows ``train-pipeline`` and ``batch-forecast``: thin tasks around the stages.
+
+Only I/O tasks retry (reading data, loading a model, writing the forecast), and only on
+unexpected errors: a file that is simply invalid fails at once with its message. The
+flows run on Prefect's ephemeral API when no ``PREFECT_API_URL`` is set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from features.errors import DeepcastError, ValidationFailed
+from pipelines.config import DataConfig, PipelineConfig, load_config, resolved_config
+from pipelines.ingest import file_sha256, frame_sha256, ingest
+from pipelines.validate import report_dir_for, validate_long_frame
+
+
+def _retry_unexpected(task, task_run, state) -> bool:
+    """Retry only failures that are not deepcast's own (clear, final) errors."""
+    try:
+        state.result()
+    except DeepcastError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+IO = {"retries": 2, "retry_delay_seconds": 2, "retry_condition_fn": _retry_unexpected,
+      "cache_policy": NO_CACHE}
+PURE = {"cache_policy": NO_CACHE}
+
+
+@task(name="ingest", **IO)
+def ingest_task(data: DataConfig, path: str | None = None) -> pd.DataFrame:
+    return ingest(data, path)
+
+
+@task(name="validate", **PURE)
+def validate_task(raw: pd.DataFrame, cfg: PipelineConfig, report_dir: Path,
+                  min_length: int | None = None) -> tuple[pd.DataFrame, Any]:
+    clean, report = validate_long_frame(raw, cfg, report_dir, min_length=min_length)
+    if not report.success:
+        raise ValidationFailed(report)
+    return clean, report
+
+
+@task(name="train-models", **PURE)
+def train_task(clean: pd.DataFrame, cfg: PipelineConfig, tracker: Any, data_sha256: str):
+    from pipelines.train import train_models
+
+    return train_models(clean, cfg, tracker, data_sha256=data_sha256)
+
+
+@task(name="promote", **PURE)
+def promote_task(outcome: Any, clean: pd.DataFrame, cfg: PipelineConfig, tracker: Any):
+    from pipelines.promote import promote
+
+    return promote(outcome, clean, cfg, tracker)
+
+
+@task(name="load-model", **IO)
+def load_model_task(tracker: Any, model: str):
+    ref = tracker.resolve(model)
+    return ref, tracker.load_pyfunc(ref)
+
+
+@task(name="predict", **PURE)
+def predict_task(pyfunc: Any, history: pd.DataFrame) -> pd.DataFrame:
+    return pyfunc.predict(history)
+
+
+@task(name="write-forecast", **IO)
+def write_task(fc: pd.DataFrame, output: str) -> str:
+    from pipelines.forecast import write_atomic
+
+    return str(write_atomic(fc, output))
+
+
+def _run_name(prefix: str) -> str:
+    pipeline = Path(str(flow_run.parameters.get("pipeline", "pipeline"))).stem
+    return f"{prefix}-{pipeline}-{dt.datetime.now(dt.UTC):%Y-%m-%dT%H%M%S}"
+
+
+@flow(name="train-pipeline", flow_run_name=lambda: _run_name("train"), log_prints=False)
+def train_pipeline(pipeline: str, data: str | None = None, report_dir: str | None = None
+                   ) -> dict[str, Any]:
+    """Ingest -> validate -> train every model -> track in MLflow -> promote."""
+    from pipelines.tracking import Tracker
+
+    cfg = load_config(pipeline)
+    source = Path(data) if data else cfg.data.path
+    raw = ingest_task(cfg.data, str(source))
+    reports = report_dir_for(cfg, report_dir)
+    clean, report = validate_task(raw, cfg, reports)
+    tracker = Tracker(cfg.name)
+    data_sha = frame_sha256(clean)
+    tags = {"deepcast.pipeline": cfg.name, "deepcast.pipeline_file": str(Path(pipeline)),
+            "deepcast.data_path": str(source), "deepcast.data_sha256": data_sha,
+            "deepcast.file_sha256": file_sha256(source)}
+    with tracker.run(f"train-{cfg.name}", tags=tags) as parent_id:
+        tracker.log_params(resolved_config(cfg))
+        tracker.log_metrics({"data_rows": len(clean), "data_series": clean["unique_id"].nunique(),
+                             "data_rows_raw": len(raw),
+                             "data_series_dropped": len(report.dropped_series)})
+        tracker.log_dict(resolved_config(cfg), "config/pipeline.json")
+        tracker.log_dict(report.to_dict(), "validation/validation.json")
+        outcome = train_task(clean, cfg, tracker, data_sha)
+        decision = promote_task(outcome, clean, cfg, tracker)
+    return {
+        "pipeline": cfg.name,
+        "parent_run_id": parent_id,
+        "metric": cfg.evaluation.metric,
+        "table": outcome.table().to_dict(orient="records"),
+        "reference": outcome.reference,
+        "best": outcome.best.name,
+        "decision": decision.to_dict(),
+        "n_rows": len(clean),
+        "n_series": outcome.n_series,
+        "dropped_series": report.dropped_series,
+        "validation_report": report.report_path,
+        "tracking_uri": tracker.uri,
+    }
+
+
+@flow(name="batch-forecast", flow_run_name=lambda: _run_name("forecast"), log_prints=False)
+def batch_forecast(pipeline: str, output: str, model: str = "champion",
+                   data: str | None = None, report_dir: str | None = None) -> dict[str, Any]:
+    """Load ``models:/NAME@model`` -> validate the history -> forecast -> write atomically."""
+    from pipelines.forecast import check_output_path, finish_forecast
+    from pipelines.tracking import Tracker
+    from pipelines.train import user_frame
+
+    cfg = load_config(pipeline)
+    check_output_path(output)
+    tracker = Tracker(cfg.name)
+    ref, pyfunc = load_model_task(tracker, model)
+    lookback = pyfunc.unwrap_python_model().predictor.lookback
+    source = Path(data) if data else cfg.data.path
+    raw = ingest_task(cfg.data, str(source))
+    clean, report = validate_task(raw, cfg, report_dir_for(cfg, report_dir), min_length=lookback)
+    fc = predict_task(pyfunc, user_frame(clean, cfg))
+    fc = finish_forecast(fc, ref.version, ref.run_id)
+    path = write_task(fc, output)
+    return {
+        "pipeline": cfg.name,
+        "model_uri": f"models:/{cfg.name}@{model}" if not model.isdigit() else ref.uri,
+        "model_name": str(fc["model_name"].iloc[0]) if len(fc) else "",
+        "model_version": ref.version,
+        "run_id": ref.run_id,
+        "output": path,
+        "rows": len(fc),
+        "series": int(fc["unique_id"].nunique()),
+        "dropped_series": report.dropped_series,
+    }

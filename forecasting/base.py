@@ -1,0 +1,134 @@
+"""The one model contract every forecaster family implements, checked in one place.
+
+A family is a :class:`Forecaster` subclass registered with :func:`register_family`. It maps
+scaled input windows ``x`` of shape (n, lookback) to direct multi-horizon forecasts of
+shape (n, horizon). Everything else (windows, scaling, fitting loop, saving) is shared:
+Keras families only implement :meth:`KerasForecaster.build`.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+FORECASTER_FILE = "forecaster.json"
+KERAS_FILE = "model.keras"
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Window geometry shared by training and forecasting."""
+
+    lookback: int
+    horizon: int
+    season_length: int = 1
+
+    def __post_init__(self) -> None:
+        if self.lookback < 1 or self.horizon < 1 or self.season_length < 1:
+            raise ValueError(f"lookback, horizon and season_length must be >= 1: {self}")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Fitting options for trainable families (from the pipeline's ``training`` section)."""
+
+    max_epochs: int = 30
+    patience: int = 5
+    batch_size: int = 256
+    seed: int = 0
+    learning_rate: float = 1e-3
+    loss: str = "mae"
+    jit_compile: bool = True
+
+
+EpochHook = Callable[[int, dict[str, float]], None]
+
+_FAMILIES: dict[str, type[Forecaster]] = {}
+
+
+def register_family(name: str) -> Callable[[type[Forecaster]], type[Forecaster]]:
+    """Class decorator: make a forecaster family available as ``models[].type: name``."""
+
+    def _add(cls: type[Forecaster]) -> type[Forecaster]:
+        if name in _FAMILIES and _FAMILIES[name] is not cls:
+            raise ValueError(f"forecaster family {name!r} registered twice")
+        cls.family = name
+        _FAMILIES[name] = cls
+        return cls
+
+    return _add
+
+
+def families() -> dict[str, type[Forecaster]]:
+    """All registered families (importing the built-in ones first)."""
+    import forecasting.models  # noqa: F401  (registers the built-in families)
+
+    return dict(_FAMILIES)
+
+
+@dataclass
+class Forecaster(ABC):
+    """A named, configured model of one family."""
+
+    name: str
+    spec: WindowSpec
+    options: dict[str, Any] = field(default_factory=dict)
+
+    family: ClassVar[str] = ""
+    trainable: ClassVar[bool] = False
+
+    def fit(self, train, val, settings: TrainSettings, on_epoch: EpochHook | None = None
+            ) -> dict[str, list[float]]:
+        """Fit on ``tf.data`` windows; baselines have nothing to learn."""
+        return {}
+
+    @abstractmethod
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Forecast ``horizon`` steps from scaled windows ``x`` (n, lookback)."""
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {"family": self.family, "name": self.name, "spec": asdict(self.spec),
+                "options": self.options}
+        (path / FORECASTER_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        self._save_weights(path)
+        return path
+
+    def _save_weights(self, path: Path) -> None:  # noqa: B027 (optional hook)
+        """Families with learned state write it here."""
+
+    def _load_weights(self, path: Path) -> None:  # noqa: B027 (optional hook)
+        """Families with learned state read it here."""
+
+    def check_output(self, x: np.ndarray, yhat: np.ndarray) -> np.ndarray:
+        """The contract, asserted once for every family."""
+        expected = (len(x), self.spec.horizon)
+        if yhat.shape != expected:
+            raise RuntimeError(f"{self.family} returned shape {yhat.shape}, expected {expected}")
+        return yhat
+
+
+def build_forecaster(family: str, name: str, spec: WindowSpec, options: dict[str, Any]
+                     ) -> Forecaster:
+    """Instantiate a registered family by name."""
+    table = families()
+    if family not in table:
+        raise ValueError(f"unknown model type {family!r}; known: {', '.join(sorted(table))}")
+    return table[family](name=name, spec=spec, options=dict(options))
+
+
+def load_forecaster(path: str | Path) -> Forecaster:
+    """Load a forecaster saved with :meth:`Forecaster.save` (Keras: safe_mode=True)."""
+    path = Path(path)
+    meta = json.loads((path / FORECASTER_FILE).read_text())
+    f = build_forecaster(meta["family"], meta["name"], WindowSpec(**meta["spec"]),
+                         meta["options"])
+    f._load_weights(path)
+    return f

@@ -1,0 +1,71 @@
+"""Holdout evaluation through the same interface that serves forecasts.
+
+Every model -- a candidate in memory or the registry's champion -- is scored by calling
+``predict(history) -> forecast frame`` on the same cut-offs, so scores are comparable.
+When ``test_size`` exceeds the model's horizon the holdout is covered by consecutive
+origins, each forecasting from the actual history up to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from features.schema import DS, ID, Y
+from features.windows import panel_from_frame
+from forecasting import metrics
+
+PredictFn = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+def split_holdout(df: pd.DataFrame, test_size: int, id_col: str = ID
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test): the last ``test_size`` rows of every series go to test."""
+    pos_from_end = df.groupby(id_col, sort=False).cumcount(ascending=False)
+    test = pos_from_end < test_size
+    return df[~test].reset_index(drop=True), df[test].reset_index(drop=True)
+
+
+def holdout_forecast(predict: PredictFn, df: pd.DataFrame, test_size: int,
+                     id_col: str = ID, time_col: str = DS) -> pd.DataFrame:
+    """Forecasts for the last ``test_size`` points of each series: ``unique_id, ds, yhat``.
+
+    The first origin is the end of the training span; each next origin moves forward by
+    the model's own horizon (read from its output), using actual history up to it.
+    """
+    pos_from_end = df.groupby(id_col, sort=False).cumcount(ascending=False).to_numpy()
+    n_series = df[id_col].nunique()
+    parts, cut = [], test_size
+    while cut > 0:
+        fc = predict(df[pos_from_end >= cut].reset_index(drop=True))
+        steps = len(fc) // max(n_series, 1)
+        if steps < 1:
+            raise ValueError("the model returned no forecast rows")
+        parts.append(fc[[ID, DS, "yhat"]])
+        cut -= steps
+    fc = pd.concat(parts, ignore_index=True)
+    _, test = split_holdout(df.rename(columns={id_col: ID, time_col: DS}), test_size)
+    fc = fc.astype({DS: test[DS].dtype})
+    return test[[ID, DS]].merge(fc, on=[ID, DS], how="left", validate="one_to_one")
+
+
+def score_holdout(forecast: pd.DataFrame, df: pd.DataFrame, test_size: int, season_length: int
+                  ) -> tuple[dict[str, float], pd.DataFrame]:
+    """Aggregate metrics and a per-series table for a holdout forecast of ``df``."""
+    train, test = split_holdout(df, test_size)
+    joined = test.merge(forecast[[ID, DS, "yhat"]], on=[ID, DS], how="left")
+    n = joined[ID].nunique()
+    y = joined[Y].to_numpy(dtype=np.float64).reshape(n, test_size)
+    yhat = joined["yhat"].to_numpy(dtype=np.float64).reshape(n, test_size)
+    panel = panel_from_frame(train)
+    scale = metrics.seasonal_scale(panel, panel.lengths, season_length)
+    per_series = pd.DataFrame({
+        ID: joined[ID].to_numpy()[::test_size],
+        "mae": metrics.mae(y, yhat),
+        "rmse": metrics.rmse(y, yhat),
+        "smape": metrics.smape(y, yhat),
+        "mase": metrics.mase(y, yhat, scale),
+    })
+    return metrics.score(y, yhat, scale), per_series

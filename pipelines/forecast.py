@@ -1,0 +1,68 @@
+"""Forecast stage: load a registered model, forecast every series, write the file atomically.
+
+Forecast file contract: ``unique_id, ds, yhat, model_name, model_version, run_id`` --
+one row per series and future step; CSV or Parquet by the output's extension; written to a
+temporary file in the same folder and renamed, so readers never see a partial file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from features.errors import ConfigError, RunFailed
+
+FORECAST_COLUMNS = ["unique_id", "ds", "yhat", "model_name", "model_version", "run_id"]
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def check_output_path(path: str | Path) -> Path:
+    """Fail fast (before any work) on an unsupported extension or a folder name."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise ConfigError(f"--output {path}: unsupported extension {path.suffix!r}",
+                          hint="use a .csv or .parquet file name")
+    if path.is_dir():
+        raise ConfigError(f"--output {path} is a folder", hint="give a file name")
+    return path
+
+
+def write_atomic(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write CSV/Parquet to a temp file next to ``path``, fsync, then rename over it."""
+    path = check_output_path(path)
+    fmt = FORMATS[path.suffix.lower()]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise RunFailed(f"cannot write in {path.parent}: {exc.strerror}",
+                        hint="check permissions and free space") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if fmt == "csv":
+                df.to_csv(fh, index=False)
+            else:
+                df.to_parquet(fh, index=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise RunFailed(f"writing {path} failed: {exc.strerror or exc}",
+                        hint="check permissions and free space; the previous file is intact"
+                        ) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def finish_forecast(fc: pd.DataFrame, version: str, run_id: str) -> pd.DataFrame:
+    """Add the registry columns and order columns as the contract says."""
+    fc = fc.copy()
+    fc["model_version"] = str(version)
+    fc["run_id"] = run_id
+    return fc[FORECAST_COLUMNS + [c for c in fc.columns if c not in FORECAST_COLUMNS]]

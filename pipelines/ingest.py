@@ -1,0 +1,84 @@
+"""Ingest stage: read a CSV or Parquet file into a coerced long frame.
+
+The result still carries the row flags of :func:`features.schema.coerce_long_frame`;
+validation turns it into a canonical frame or a report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+
+from features.errors import ConfigError, DataError
+from features.schema import ColumnSpec, coerce_long_frame
+from pipelines.config import DataConfig
+
+READERS = (".csv", ".parquet", ".pq")
+
+
+def column_spec(data: DataConfig) -> ColumnSpec:
+    """The column names and time kind declared in the YAML."""
+    return ColumnSpec(data.id_col, data.time_col, data.target_col, data.freq)
+
+
+def check_source(path: str | Path) -> Path:
+    """The data file exists and has a readable type (ConfigError otherwise)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"data file not found: {path}",
+                          hint="fix data.path in the YAML (relative to the YAML file) or --data")
+    if path.suffix.lower() not in READERS:
+        raise ConfigError(f"{path}: unsupported file type {path.suffix!r}; expected .csv or "
+                          ".parquet", hint="convert the file to CSV or Parquet")
+    return path
+
+
+def read_table(path: str | Path, spec: ColumnSpec) -> pd.DataFrame:
+    """Read a CSV/Parquet file as raw columns (strings for keys, so nothing is guessed)."""
+    path = check_source(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            raw = pd.read_csv(path, dtype={spec.id_col: "str", spec.time_col: "str"},
+                              encoding="utf-8-sig", low_memory=False)
+        else:
+            raw = pd.read_parquet(path)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})",
+                        hint="re-save the file as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty",
+                        hint="export the data again; a header and rows are needed") from None
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        kind = "CSV" if suffix == ".csv" else "Parquet"
+        raise DataError(f"{path}: cannot be read as {kind}: {first}",
+                        hint=f"check that the file really is {kind} and is complete") from None
+    if raw.empty:
+        raise DataError(f"{path}: no data rows (columns: {', '.join(map(str, raw.columns))})",
+                        hint="export the data again with its rows")
+    return raw
+
+
+def ingest(data: DataConfig, path: str | Path | None = None) -> pd.DataFrame:
+    """Read ``path`` (default: ``data.path``) into a coerced long frame with row flags."""
+    path = Path(path) if path is not None else data.path
+    spec = column_spec(data)
+    return coerce_long_frame(read_table(path, spec), spec, source=str(path))
+
+
+def file_sha256(path: str | Path) -> str:
+    """Content hash of the input file (tracked with every run)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def frame_sha256(df: pd.DataFrame) -> str:
+    """Content hash of a canonical frame (order-sensitive, dtype-independent)."""
+    hashed = pd.util.hash_pandas_object(df, index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()

@@ -1,0 +1,733 @@
+"""Validate stage: check a coerced long frame with one Great Expectations suite.
+
+:func:`validate_long_frame` sorts the frame, drops short series (or flags them), optionally
+interpolates missing targets, then runs one GE suite over the frame plus a few boolean
+helper columns (one per per-series rule GE cannot express column-wide). GE decides pass or
+fail and counts the offending rows; the offending rows shown to the user (row number,
+series, ds, y) are picked here with pandas from the same helper columns.
+
+Great Expectations is imported lazily, inside functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.errors import DataError
+from features.schema import (
+    DS,
+    DS_INVALID,
+    FLAG_COLUMNS,
+    ID,
+    ROW,
+    Y_INVALID,
+    Y,
+    is_integer_time,
+    on_grid,
+    sort_long_frame,
+)
+from pipelines.config import PipelineConfig
+
+MAX_EXAMPLES = 5
+REPORT_FILE = "validation.json"
+DOCS_DIR = "data_docs"
+DOCS_SITE = "deepcast"
+
+# Helper columns handed to GE next to unique_id / ds (each expected to be in {True}).
+DS_PARSEABLE = "ds_parseable"
+Y_IS_NUMBER = "y_is_number"
+Y_IS_FINITE = "y_is_finite"
+Y_PRESENT = "y_present"
+DS_INCREASING = "ds_increasing_within_series"
+DS_ON_GRID = "ds_on_freq_grid"
+LONG_ENOUGH = "series_long_enough"
+
+
+@dataclass
+class ExpectationResult:
+    """Outcome of one expectation of the suite, with the rows that broke it."""
+
+    expectation: str
+    column: str | None
+    success: bool
+    unexpected_count: int
+    description: str
+    hint: str
+    examples: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class ValidationReport:
+    """Everything validation found, as data (``to_dict``) and as text (``summary``)."""
+
+    success: bool
+    source: str
+    n_rows: int
+    n_series: int
+    results: list[ExpectationResult]
+    dropped_series: dict[str, int]
+    interpolated: int
+    report_path: str | None = None
+    docs_path: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def failures(self) -> list[ExpectationResult]:
+        """The expectations that failed, in suite order."""
+        return [r for r in self.results if not r.success]
+
+    def summary(self) -> str:
+        """Human-readable multi-line summary: verdict, failed checks with rows, hints."""
+        failed = self.failures()
+        verdict = "PASSED" if self.success else "FAILED"
+        checks = (
+            f"all {len(self.results)} checks passed"
+            if not failed
+            else f"{len(failed)} of {len(self.results)} checks failed"
+        )
+        lines = [
+            f"Validation of {self.source}: {verdict} - {self.n_rows} rows, "
+            f"{self.n_series} series, {checks}."
+        ]
+        if self.dropped_series:
+            shown = ", ".join(
+                f"{k} ({v} row{'' if v == 1 else 's'})"
+                for k, v in list(self.dropped_series.items())[:10]
+            )
+            more = len(self.dropped_series) - 10
+            lines.append(
+                f"Dropped {len(self.dropped_series)} series too short to train and score: "
+                f"{shown}{f' and {more} more' if more > 0 else ''}."
+            )
+        if self.interpolated:
+            lines.append(
+                f"Interpolated {self.interpolated} missing y value(s) within their series."
+            )
+        for res in failed:
+            lines.append("")
+            unit = "series" if any("length" in ex for ex in res.examples) else "row(s)"
+            count = f" - {res.unexpected_count} {unit}" if res.unexpected_count else ""
+            lines.append(f"FAILED: {res.description}{count} [{res.expectation}]")
+            for ex in res.examples:
+                lines.append("    " + _format_example(ex))
+            if res.unexpected_count > len(res.examples) and res.examples:
+                lines.append(f"    ... and {res.unexpected_count - len(res.examples)} more")
+            lines.append(f"  fix: {res.hint}")
+        for note in self.notes:
+            lines.append(f"note: {note}")
+        if self.report_path:
+            lines.append(f"Full report: {self.report_path}")
+        if self.docs_path:
+            lines.append(f"Data Docs: {self.docs_path}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able data."""
+        return asdict(self)
+
+
+@dataclass
+class _Check:
+    """One expectation of the suite, with what a user needs to read its outcome."""
+
+    key: str
+    build: Callable[[Any], Any]  # gx.expectations module -> Expectation
+    column: str | None
+    description: str
+    hint: str
+    bad: np.ndarray  # per-row: True where the row breaks this check (for examples)
+    extra: Callable[[np.ndarray], list[dict]] | None = None  # custom examples
+
+
+def validate_long_frame(
+    df: pd.DataFrame,
+    cfg: PipelineConfig,
+    report_dir: str | Path | None = None,
+    min_length: int | None = None,
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """Validate a coerced long frame; return (clean canonical frame, report).
+
+    ``min_length`` overrides the shortest allowed series (default: lookback + horizon +
+    test_size, what training needs; forecasting needs only the model's lookback).
+
+    The frame is sorted by (unique_id, ds) first. Data problems never raise: they make
+    ``report.success`` False (the frame is still returned, sorted). :class:`DataError` is
+    raised only when Great Expectations itself cannot run. ``n_rows`` / ``n_series`` count
+    the returned frame (after short series were dropped).
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    data = cfg.data
+    min_len = min_length or cfg.min_series_length
+    source = str(df.attrs.get("source") or data.path or "data")
+
+    frame = _prepare(df)
+    frame = sort_long_frame(frame)
+
+    dropped: dict[str, int] = {}
+    n_input_series = int(frame[ID].nunique())
+    if data.short_series == "drop":
+        frame, dropped = _drop_short(frame, min_len)
+
+    interpolated = 0
+    if data.missing_y == "interpolate":
+        frame, interpolated = _interpolate(frame)
+
+    checks, check_frame = _build_checks(frame, cfg, dropped, n_input_series, min_len,
+                                        forecast=min_length is not None)
+    suite_name = f"{cfg.name}_long_frame"
+    outcome, ge_result = _run_suite(check_frame, checks, suite_name)
+
+    results = []
+    for chk in checks:
+        expectation, success, count = outcome[chk.key]
+        examples = [] if success else _examples(frame, chk)
+        results.append(
+            ExpectationResult(
+                expectation=expectation,
+                column=chk.column,
+                success=success,
+                unexpected_count=count,
+                description=chk.description,
+                hint=chk.hint,
+                examples=examples,
+            )
+        )
+    clean = _canonical(frame)
+    report = ValidationReport(
+        success=all(r.success for r in results),
+        source=source,
+        n_rows=len(clean),
+        n_series=int(clean[ID].nunique()),
+        results=results,
+        dropped_series=dropped,
+        interpolated=interpolated,
+    )
+    if report_dir is not None:
+        _write_reports(report, Path(report_dir), ge_result, checks, suite_name)
+    return clean, report
+
+
+# --------------------------------------------------------------------------- preparation
+
+
+def _prepare(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy with the flag columns present (tolerates frames not built by coerce)."""
+    frame = df.copy()
+    if ROW not in frame.columns:
+        frame[ROW] = np.arange(1, len(frame) + 1, dtype=np.int64)
+    for flag in (DS_INVALID, Y_INVALID):
+        if flag not in frame.columns:
+            frame[flag] = False
+        frame[flag] = frame[flag].fillna(False).astype(bool)
+    frame[Y] = pd.to_numeric(frame[Y], errors="coerce").astype("float64")
+    return frame
+
+
+def _same_series(ids: pd.Series) -> np.ndarray:
+    """Per row: True where the previous row belongs to the same (non-null) series."""
+    return (ids == ids.shift()).to_numpy(dtype=bool, na_value=False)
+
+
+def _run_lengths(same: np.ndarray) -> np.ndarray:
+    """Per row: the length of its run of same-series rows (the frame is sorted by id)."""
+    starts = np.flatnonzero(~same)
+    lengths = np.diff(np.append(starts, len(same)))
+    return np.repeat(lengths, lengths)
+
+
+def _drop_short(frame: pd.DataFrame, min_len: int) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Remove series shorter than ``min_len`` (rows with a null id are kept, to be reported)."""
+    counts = frame[ID].value_counts()
+    short = counts[counts < min_len].sort_index()
+    if short.empty:
+        return frame, {}
+    keep = ~frame[ID].isin(short.index)
+    out = frame.loc[keep].reset_index(drop=True)
+    return out, {str(k): int(v) for k, v in short.items()}
+
+
+def _interpolate(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Fill missing (not unparseable) y linearly within each series; edges by nearest value."""
+    y = frame[Y]
+    ids = frame[ID]
+    missing = (y.isna() & ~frame[Y_INVALID] & ids.notna()).to_numpy()
+    if not missing.any():
+        return frame, 0
+    finite = np.isfinite(y.to_numpy())
+    pos = pd.Series(np.arange(len(frame), dtype="float64"), index=frame.index)
+    anchor_pos = pos.where(finite)
+    anchor_val = y.where(finite)
+    groups_pos = anchor_pos.groupby(ids, sort=False)
+    groups_val = anchor_val.groupby(ids, sort=False)
+    prev_pos, next_pos = groups_pos.ffill(), groups_pos.bfill()
+    prev_val, next_val = groups_val.ffill(), groups_val.bfill()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        between = prev_val + (next_val - prev_val) * (pos - prev_pos) / (next_pos - prev_pos)
+    fill = between.where(prev_pos.notna() & next_pos.notna(), prev_val.fillna(next_val))
+    filled = y.mask(missing, fill)
+    frame = frame.copy()
+    frame[Y] = filled.astype("float64")
+    return frame, int((missing & filled.notna().to_numpy()).sum())
+
+
+# --------------------------------------------------------------------------- the suite
+
+
+def _fmt_freq(freq: str | int) -> str:
+    return f"`{freq}`"
+
+
+def _build_checks(
+    frame: pd.DataFrame,
+    cfg: PipelineConfig,
+    dropped: dict[str, int],
+    n_input_series: int,
+    min_len: int,
+    forecast: bool = False,
+) -> tuple[list[_Check], pd.DataFrame]:
+    """The suite's checks and the frame GE validates (keys, row numbers, helper columns)."""
+    data = cfg.data
+    freq = data.freq
+    integer = is_integer_time(freq)
+    ids, ds, y = frame[ID], frame[DS], frame[Y]
+    y_np = y.to_numpy(dtype="float64")
+    ds_na = ds.isna().to_numpy()
+    id_na = ids.isna().to_numpy()
+    ds_invalid = frame[DS_INVALID].to_numpy(dtype=bool)
+    y_invalid = frame[Y_INVALID].to_numpy(dtype=bool)
+    same = _same_series(ids)
+
+    increasing = (ds > ds.shift()).to_numpy(dtype=bool, na_value=False)
+    inc_ok = ~same | ds_na | increasing
+    dup_of_prev = same & (ds == ds.shift()).to_numpy(dtype=bool, na_value=False)
+    grid_ok = on_grid(ds, ids, freq) | ds_na | dup_of_prev | id_na
+    sizes = _run_lengths(same)
+    first_of_series = ~same & ~id_na
+    short_first = first_of_series & (sizes < min_len)
+    keys_present = ~id_na & ~ds_na
+    dup_rows = keys_present & frame[[ID, DS]].duplicated(keep=False).to_numpy()
+
+    check = pd.DataFrame(
+        {
+            ROW: frame[ROW].to_numpy(dtype=np.int64),
+            ID: ids,
+            DS: ds,
+            DS_PARSEABLE: ~ds_invalid,
+            Y_IS_NUMBER: ~y_invalid,
+            Y_IS_FINITE: ~np.isinf(y_np),
+            Y_PRESENT: ~np.isnan(y_np) | y_invalid,
+            DS_INCREASING: inc_ok,
+            DS_ON_GRID: grid_ok,
+            LONG_ENOUGH: ~short_first,
+        }
+    )
+
+    def in_true(col: str, desc: str) -> Callable[[Any], Any]:
+        return lambda gxe: gxe.ExpectColumnValuesToBeInSet(
+            column=col, value_set=[True], description=desc
+        )
+
+    kind = "an integer step" if integer else "a timestamp"
+    parse_hint = (
+        "write ds as whole numbers (1, 2, 3, ...) or set data.freq to a pandas alias "
+        "if ds holds dates"
+        if integer
+        else "write ds in one format for the whole column, ISO 8601 preferred "
+        "(2024-01-31 or 2024-01-31T13:00:00)"
+    )
+    interp = data.missing_y == "interpolate"
+    missing_desc = (
+        "y must have at least one value in each series (missing values are interpolated, "
+        "but not in a series with no value at all)"
+        if interp
+        else "y must not be missing"
+    )
+    missing_hint = (
+        "remove series that have no y values at all"
+        if interp
+        else "fill in the missing values, or set data.missing_y: interpolate to fill them "
+        "linearly within each series"
+    )
+    geometry = (
+        f"the model's lookback {min_len}, needed to forecast" if forecast else
+        f"features.lookback {cfg.features.lookback} + features.horizon {cfg.features.horizon} "
+        f"+ evaluation.test_size {cfg.evaluation.test_size}"
+    )
+    if dropped and not len(frame):
+        empty_desc = (
+            f"no series is left to forecast: all {n_input_series} series have fewer than "
+            f"{min_len} rows ({geometry}) and were dropped"
+        )
+    else:
+        empty_desc = "the data must contain at least one row"
+    checks = [
+        _Check(
+            "id_not_null",
+            lambda gxe: gxe.ExpectColumnValuesToNotBeNull(
+                column=ID, description="unique_id must not be empty"
+            ),
+            ID,
+            "unique_id must not be empty",
+            "fill in the series identifier in these rows (or remove the rows)",
+            id_na,
+        ),
+        _Check(
+            "ds_not_null",
+            _ds_not_null,
+            DS,
+            "ds must not be empty",
+            "fill in the time of these rows (or remove the rows)",
+            ds_na & ~ds_invalid,
+        ),
+        _Check(
+            "ds_parseable",
+            in_true(DS_PARSEABLE, f"ds must parse as {kind}"),
+            DS,
+            f"ds could not be parsed as {kind}",
+            parse_hint,
+            ds_invalid,
+        ),
+        _Check(
+            "y_numeric",
+            in_true(Y_IS_NUMBER, "y must be a number"),
+            Y,
+            "y must be a number (these cells hold text)",
+            "fix the non-numeric cells (use '.' as decimal separator, no thousands separators "
+            "or units) or leave them empty",
+            y_invalid,
+        ),
+        _Check(
+            "y_finite",
+            in_true(Y_IS_FINITE, "y must be finite (not inf or -inf)"),
+            Y,
+            "y must be finite (not inf or -inf)",
+            "replace the infinite values with real measurements (or leave them empty)",
+            np.isinf(y_np),
+        ),
+        _Check(
+            "y_not_missing",
+            in_true(Y_PRESENT, missing_desc),
+            Y,
+            missing_desc,
+            missing_hint,
+            np.isnan(y_np) & ~y_invalid,
+        ),
+        _Check(
+            "unique_keys",
+            lambda gxe: gxe.ExpectCompoundColumnsToBeUnique(
+                column_list=[ID, DS],
+                ignore_row_if="any_value_is_missing",  # null keys are reported on their own
+                description="each (unique_id, ds) pair must appear once",
+            ),
+            None,
+            "each (unique_id, ds) pair must appear only once",
+            "remove or aggregate the duplicate rows (e.g. sum or average them) before export",
+            dup_rows,
+        ),
+        _Check(
+            "ds_increasing",
+            in_true(DS_INCREASING, "ds must increase within each series"),
+            DS,
+            "ds must increase within each series (a repeated ds is not an increase)",
+            "remove the repeated timestamps of the series",
+            ~inc_ok,
+        ),
+        _Check(
+            "ds_on_grid",
+            in_true(
+                DS_ON_GRID,
+                f"ds must be one {_fmt_freq(freq)} step after the previous row of its series",
+            ),
+            DS,
+            f"ds must be one {_fmt_freq(freq)} step after the previous row of its series "
+            "(rows after a gap or off the grid)",
+            "add the missing periods (an empty y is fine with data.missing_y: interpolate); "
+            "if most rows fail, data.freq does not match the data",
+            ~grid_ok,
+            extra=lambda idx: _grid_examples(frame, idx),
+        ),
+        _Check(
+            "series_length",
+            in_true(LONG_ENOUGH, f"every series must have at least {min_len} rows"),
+            ID,
+            f"every series must have at least {min_len} rows ({geometry})",
+            "drop short series with data.short_series: drop, or lower features.lookback, "
+            "features.horizon or evaluation.test_size",
+            short_first,
+            extra=lambda idx: _length_examples(frame, sizes, idx),
+        ),
+        _Check(
+            "not_empty",
+            lambda gxe: gxe.ExpectTableRowCountToBeBetween(min_value=1, description=empty_desc),
+            None,
+            empty_desc,
+            f"provide longer history or lower {geometry.replace(' +', ',')}"
+            if dropped
+            else "check that the data file has rows",
+            np.zeros(len(frame), dtype=bool),
+        ),
+    ]
+    return checks, check
+
+
+def _ds_not_null(gxe: Any) -> Any:
+    """ds not null, counting only cells that were empty (unparseable ones are their own check)."""
+    from great_expectations.expectations.row_conditions import Column
+
+    return gxe.ExpectColumnValuesToNotBeNull(
+        column=DS,
+        row_condition=Column(DS_PARSEABLE) == True,  # noqa: E712 (a GE condition, not a test)
+        description="ds must not be empty",
+    )
+
+
+def _new_suite(gx: Any, gxe: Any, name: str, checks: list[_Check]) -> Any:
+    suite = gx.ExpectationSuite(name=name)
+    for chk in checks:
+        exp = chk.build(gxe)
+        exp.meta = {"deepcast_check": chk.key}
+        suite.add_expectation(exp)
+    return suite
+
+
+def _run_suite(
+    check: pd.DataFrame, checks: list[_Check], suite_name: str
+) -> tuple[dict[str, tuple[str, bool, int]], Any]:
+    """Run the suite on an ephemeral context.
+
+    Returns ({check key: (expectation type, success, unexpected_count)}, GE suite result).
+    """
+    try:
+        import great_expectations as gx
+        import great_expectations.expectations as gxe
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        for name in ("great_expectations", "great_expectations.data_context.types.base"):
+            logging.getLogger(name).setLevel(logging.WARNING)  # GE pins the second to INFO
+
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        batch = (
+            context.data_sources.add_pandas("deepcast")
+            .add_dataframe_asset("long_frame")
+            .add_batch_definition_whole_dataframe("whole")
+        )
+        suite = context.suites.add(_new_suite(gx, gxe, suite_name, checks))
+        vdef = context.validation_definitions.add(
+            gx.ValidationDefinition(data=batch, suite=suite, name=suite_name)
+        )
+        result = vdef.run(
+            batch_parameters={"dataframe": check},
+            result_format={
+                "result_format": "SUMMARY",
+                "partial_unexpected_count": MAX_EXAMPLES,
+            },
+        )
+    except Exception as exc:  # GE could not run at all: not a data problem
+        raise DataError(
+            f"Great Expectations could not run the validation suite: "
+            f"{type(exc).__name__}: {exc}",
+            hint="check the great-expectations installation (great-expectations==1.24.1)",
+        ) from exc
+    outcome: dict[str, tuple[str, bool, int]] = {}
+    for evr in result.results:
+        key = (evr.expectation_config.meta or {}).get("deepcast_check")
+        info = evr.exception_info or {}
+        if info.get("raised_exception"):
+            raise DataError(
+                f"Great Expectations failed on {evr.expectation_config.type}: "
+                f"{info.get('exception_message')}",
+                hint="this is a bug in deepcast's validation suite; please report it",
+            )
+        count = (evr.result or {}).get("unexpected_count")
+        outcome[key] = (evr.expectation_config.type, bool(evr.success), int(count or 0))
+    missing = [c.key for c in checks if c.key not in outcome]
+    if missing:
+        raise DataError(f"Great Expectations returned no result for checks {missing}")
+    return outcome, result
+
+
+# --------------------------------------------------------------------------- examples
+
+
+def _format_ds(value: Any) -> str | None:
+    if value is None or pd.isna(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d") if value == value.normalize() else value.isoformat(" ")
+    return str(int(value))
+
+
+def _format_y(value: Any) -> float | str | None:
+    if value is None or pd.isna(value):
+        return None
+    value = float(value)
+    if np.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+def _row_example(frame: pd.DataFrame, i: int) -> dict:
+    uid = frame[ID].iat[i]
+    ex = {
+        "row": int(frame[ROW].iat[i]),
+        "unique_id": None if pd.isna(uid) else str(uid),
+        "ds": _format_ds(frame[DS].iat[i]),
+        "y": _format_y(frame[Y].iat[i]),
+    }
+    if frame[DS_INVALID].iat[i]:
+        ex["ds_invalid"] = True
+    if frame[Y_INVALID].iat[i]:
+        ex["y_invalid"] = True
+    return ex
+
+
+def _examples(frame: pd.DataFrame, chk: _Check) -> list[dict]:
+    idx = np.flatnonzero(chk.bad)[:MAX_EXAMPLES]
+    if chk.extra is not None:
+        return chk.extra(idx)
+    return [_row_example(frame, int(i)) for i in idx]
+
+
+def _grid_examples(frame: pd.DataFrame, idx: np.ndarray) -> list[dict]:
+    out = []
+    for i in idx:
+        ex = _row_example(frame, int(i))
+        ex["previous_ds"] = _format_ds(frame[DS].iat[int(i) - 1]) if i > 0 else None
+        out.append(ex)
+    return out
+
+
+def _length_examples(frame: pd.DataFrame, sizes: np.ndarray, idx: np.ndarray) -> list[dict]:
+    out = []
+    for i in idx:
+        ex = _row_example(frame, int(i))
+        ex["length"] = int(sizes[int(i)])
+        out.append(ex)
+    return out
+
+
+def _format_example(ex: dict) -> str:
+    parts = [f"row {ex.get('row')}", f"series {ex.get('unique_id') or '(empty)'}"]
+    ds_empty = "(unparseable)" if ex.get("ds_invalid") else "(empty)"
+    parts.append(f"ds {ex.get('ds') or ds_empty}")
+    if "previous_ds" in ex:
+        parts.append(f"previous ds {ex['previous_ds'] or '(empty)'}")
+    y = ex.get("y")
+    y_empty = "(not a number)" if ex.get("y_invalid") else "(empty)"
+    parts.append(f"y {y_empty if y is None else y}")
+    if "length" in ex:
+        parts.append(f"length {ex['length']}")
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    """Drop flags, type the canonical columns, fresh RangeIndex (order kept)."""
+    out = frame.drop(columns=[c for c in FLAG_COLUMNS if c in frame.columns])
+    out[ID] = out[ID].astype("str")
+    if isinstance(out[DS].dtype, pd.Int64Dtype) and not out[DS].isna().any():
+        out[DS] = out[DS].astype("int64")
+    out[Y] = out[Y].astype("float64")
+    rest = [c for c in out.columns if c not in (ID, DS, Y)]
+    return out[[ID, DS, Y, *rest]].reset_index(drop=True)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    """Write JSON atomically (temp file in the same folder + os.replace)."""
+    fd, tmp = tempfile.mkstemp(prefix=".validation.", suffix=".json.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(payload, fh, indent=2, default=str)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_reports(
+    report: ValidationReport,
+    report_dir: Path,
+    result: Any,
+    checks: list[_Check],
+    suite_name: str,
+) -> None:
+    """validation.json plus GE Data Docs under ``report_dir`` (docs failures are noted)."""
+    report_dir = report_dir.resolve()
+    report_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        report.docs_path = _build_data_docs(report_dir, result, checks, suite_name)
+    except Exception as exc:  # Data Docs are a bonus: never lose the JSON for them
+        report.notes.append(f"Data Docs could not be built: {type(exc).__name__}: {exc}")
+    path = report_dir / REPORT_FILE
+    report.report_path = str(path)
+    _write_json(path, report.to_dict())
+
+
+def _build_data_docs(report_dir: Path, result: Any, checks: list[_Check], suite_name: str) -> str:
+    """Store the run's result in a file context rooted in ``report_dir``; build the HTML."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    if result is None:
+        raise RuntimeError("no validation result to render")
+    context = gx.get_context(mode="file", project_root_dir=str(report_dir))
+    docs_dir = report_dir / DOCS_DIR
+    site = {
+        "class_name": "SiteBuilder",
+        "show_how_to_buttons": False,
+        "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": str(docs_dir),
+        },
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    }
+    sites = context.variables.data_docs_sites or {}
+    if DOCS_SITE in sites:
+        context.update_data_docs_site(DOCS_SITE, site)
+    else:
+        context.add_data_docs_site(DOCS_SITE, site)
+    for other in [s for s in sites if s != DOCS_SITE]:
+        context.delete_data_docs_site(other)
+    context.suites.add_or_update(_new_suite(gx, gxe, suite_name, checks))
+    suite_id = ExpectationSuiteIdentifier(name=suite_name)
+    result_id = ValidationResultIdentifier(
+        expectation_suite_identifier=suite_id,
+        run_id=result.meta["run_id"],
+        batch_identifier="long_frame",
+    )
+    context.validation_results_store.store_validation_results(
+        suite_validation_result=result,
+        suite_validation_result_identifier=result_id,
+        expectation_suite_identifier=suite_id,
+    )
+    context.build_data_docs(site_names=[DOCS_SITE])
+    index = docs_dir / "index.html"
+    if not index.is_file():
+        raise RuntimeError(f"GE did not write {index}")
+    return str(index)
+
+
+def report_dir_for(cfg: PipelineConfig, report_dir: str | Path | None = None) -> Path:
+    """Where a validation report goes: ``report_dir`` or ./mlruns/validation/NAME/STAMP."""
+    if report_dir:
+        return Path(report_dir)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return Path.cwd() / "mlruns" / "validation" / cfg.name / stamp

@@ -1,0 +1,42 @@
+"""Shared fixtures. The environment is made quiet and telemetry-free before any framework
+is imported (same defaults as the CLI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.cli import configure_environment
+
+configure_environment()
+
+DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def retail_csv() -> Path:
+    """6 real monthly series (aus_retail slice), datetime ds, 96 points each."""
+    return DATA / "aus_retail_small.csv"
+
+
+@pytest.fixture
+def m3_csv() -> Path:
+    """12 real M3 monthly series, integer ds, 68 points each."""
+    return DATA / "m3_monthly_small.csv"
+
+
+def pipeline_dict(path: Path, **over) -> dict:
+    """A small, fast pipeline config on the retail slice; ``over`` replaces sections."""
+    cfg = {
+        "name": "test-retail",
+        "data": {"path": str(path), "freq": "MS", "season_length": 12},
+        "features": {"lookback": 24, "horizon": 6},
+        "models": [{"type": "naive"}, {"type": "seasonal_naive"},
+                   {"type": "lstm", "units": 8}],
+        "training": {"max_epochs": 2, "patience": 1, "batch_size": 64, "seed": 0},
+        "evaluation": {"test_size": 6, "metric": "mase"},
+    }
+    cfg.update(over)
+    return cfg

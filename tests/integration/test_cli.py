@@ -1,0 +1,112 @@
+"""The ``deepcast`` CLI as a user runs it: real subprocesses, real exit codes and output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.integration.conftest import subprocess_env, write_pipeline
+
+pytestmark = pytest.mark.integration
+
+
+def deepcast(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600):
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env or subprocess_env(), timeout=timeout)
+
+
+@pytest.mark.parametrize("command", ["", "validate", "train", "forecast", "runs", "ui"])
+def test_help_is_instant_and_imports_no_framework(command, tmp_path):
+    code = ("import sys; from flows.cli import main\n"
+            "try:\n    main([a for a in sys.argv[1:] if a])\nexcept SystemExit as e:\n"
+            "    heavy = [m for m in ('tensorflow', 'prefect', 'mlflow', 'great_expectations')"
+            " if m in sys.modules]\n    print('HEAVY', heavy); raise\n")
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code, command, "--help"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 0
+    assert "usage: deepcast" in done.stdout and "HEAVY []" in done.stdout
+    assert time.perf_counter() - t0 < 30  # generous bound: a hang, not a benchmark
+
+
+def test_bad_command_line_exits_2(tmp_path):
+    done = deepcast("train", cwd=tmp_path)
+    assert done.returncode == 2 and "pipeline" in done.stderr
+    done = deepcast("fly", cwd=tmp_path)
+    assert done.returncode == 2 and "invalid choice" in done.stderr
+
+
+def test_config_errors_exit_2_without_traceback(tmp_path, retail_csv):
+    bad = write_pipeline(tmp_path, retail_csv, name="cli-bad",
+                         models=[{"type": "prophet"}])
+    for command in (["validate"], ["train"], ["forecast", "--output", "f.csv"]):
+        done = deepcast(*command, str(bad), cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert "unknown model type 'prophet'" in done.stderr
+        assert "Traceback" not in done.stderr
+    done = deepcast("train", str(tmp_path / "nope.yaml"), cwd=tmp_path)
+    assert done.returncode == 2 and "pipeline file not found" in done.stderr
+
+
+def test_missing_data_file_and_bad_output_exit_2(tmp_path, retail_csv):
+    pipeline = write_pipeline(tmp_path, retail_csv, name="cli-missing")
+    t0 = time.perf_counter()
+    done = deepcast("train", str(pipeline), "--data", "missing.csv", cwd=tmp_path)
+    assert done.returncode == 2 and "data file not found" in done.stderr
+    assert time.perf_counter() - t0 < 30  # preflight: no flow is started
+    done = deepcast("forecast", str(pipeline), "--output", "f.xlsx", cwd=tmp_path)
+    assert done.returncode == 2 and "unsupported extension" in done.stderr
+
+
+def test_validate_ok_and_json(tmp_path, retail_csv):
+    pipeline = write_pipeline(tmp_path, retail_csv, name="cli-ok")
+    done = deepcast("validate", str(pipeline), cwd=tmp_path)
+    assert done.returncode == 0 and "PASSED" in done.stdout
+    done = deepcast("validate", str(pipeline), "--json", "--report-dir", "rep", cwd=tmp_path)
+    assert done.returncode == 0 and '"success": true' in done.stdout
+    assert (tmp_path / "rep" / "validation.json").is_file()
+    assert (tmp_path / "rep" / "data_docs" / "index.html").is_file()
+
+
+def test_unreadable_files_exit_3(tmp_path, retail_csv):
+    pipeline = write_pipeline(tmp_path, retail_csv, name="cli-unreadable")
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "header.csv").write_text("unique_id,ds,y\n")
+    (tmp_path / "latin1.csv").write_bytes("unique_id,ds,y\nZ\xfcrich,2020-01-01,1\n"
+                                          .encode("latin-1"))
+    (tmp_path / "fake.parquet").write_text("unique_id,ds,y\na,1,2\n")
+    (tmp_path / "renamed.csv").write_text("series,time,value\na,2020-01-01,1\n")
+    expected = {"empty.csv": "empty", "header.csv": "no data rows",
+                "latin1.csv": "not UTF-8", "fake.parquet": "cannot be read as Parquet",
+                "renamed.csv": "missing required column"}
+    for name, message in expected.items():
+        done = deepcast("validate", str(pipeline), "--data", name, cwd=tmp_path)
+        assert done.returncode == 3, (name, done.stderr)
+        assert message in done.stderr and "Traceback" not in done.stderr, (name, done.stderr)
+
+
+@pytest.mark.slow
+def test_demo_path_train_forecast_runs_through_the_cli(tmp_path, retail_csv):
+    """The README path in miniature: train, forecast, runs, in fresh processes."""
+    pipeline = write_pipeline(tmp_path, retail_csv, name="cli-e2e")
+    env = subprocess_env(PREFECT_HOME=str(tmp_path / ".prefect"))
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = deepcast("train", str(pipeline), cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "PROMOTED to champion" in done.stdout and "skill_mase" in done.stdout
+    assert "Traceback" not in done.stderr and "oneDNN" not in done.stderr
+    assert (tmp_path / "mlruns" / "mlflow.db").is_file()
+
+    done = deepcast("forecast", str(pipeline), "--output", "out/f.parquet", cwd=tmp_path,
+                    env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    fc = pd.read_parquet(tmp_path / "out" / "f.parquet")
+    assert len(fc) == 36 and set(fc["model_version"]) == {"1"}
+
+    done = deepcast("runs", str(pipeline), "--json", cwd=tmp_path, env=env)
+    assert done.returncode == 0 and '"champion": "1"' in done.stdout

@@ -1,0 +1,45 @@
+"""Metrics against hand-computed values."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.windows import panel_from_frame
+from forecasting import metrics
+
+
+def test_point_metrics_hand_computed():
+    y = np.array([[1.0, 2.0, 4.0]])
+    yhat = np.array([[2.0, 2.0, 1.0]])
+    assert metrics.mae(y, yhat)[0] == pytest.approx((1 + 0 + 3) / 3)
+    assert metrics.rmse(y, yhat)[0] == pytest.approx(np.sqrt((1 + 0 + 9) / 3))
+    # sMAPE: 200/3 * (1/3 + 0 + 3/5)
+    assert metrics.smape(y, yhat)[0] == pytest.approx(200 / 3 * (1 / 3 + 3 / 5))
+    assert metrics.mase(y, yhat, np.array([2.0]))[0] == pytest.approx(4 / 3 / 2)
+
+
+def test_smape_zero_over_zero_is_zero():
+    assert metrics.smape(np.array([[0.0, 1.0]]), np.array([[0.0, 1.0]]))[0] == 0.0
+
+
+def test_seasonal_scale_uses_training_span():
+    df = pd.DataFrame({"unique_id": ["a"] * 6, "ds": range(6),
+                       "y": [1.0, 3.0, 2.0, 6.0, 100.0, 200.0]})
+    p = panel_from_frame(df)
+    # season 2 over the first 4 points: |2-1|, |6-3| -> mean 2
+    assert metrics.seasonal_scale(p, np.array([4]), 2)[0] == pytest.approx(2.0)
+    # season 1 over the first 3 points: |3-1|, |2-3| -> 1.5
+    assert metrics.seasonal_scale(p, np.array([3]), 1)[0] == pytest.approx(1.5)
+
+
+def test_score_averages_series_and_skips_undefined_mase():
+    y = np.array([[1.0, 1.0], [2.0, 4.0]])
+    yhat = np.array([[2.0, 2.0], [2.0, 2.0]])
+    s = metrics.score(y, yhat, np.array([0.0, 2.0]))  # series 0 has zero scale
+    assert s["mae"] == pytest.approx((1.0 + 1.0) / 2)
+    assert s["mase"] == pytest.approx(0.5)
+
+
+def test_skill():
+    assert metrics.skill(0.8, 1.0) == pytest.approx(0.2)
+    assert np.isnan(metrics.skill(1.0, 0.0))
