@@ -67,44 +67,34 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("validate", help="check a data file against the pipeline's rules",
-                       description="Run the Great Expectations suite on the data; print each "
-                       "failed check with counts and example rows; write the JSON report and "
-                       "Data Docs HTML.", epilog=EPILOG)
-    p.add_argument("pipeline", help="pipeline YAML file")
-    p.add_argument("--data", help="data file to check instead of data.path")
-    p.add_argument("--report-dir", help="where to write the report (default: "
-                   "./mlruns/validation/NAME/TIMESTAMP)")
-    _common(p)
+    def command(name: str, help: str, description: str, data: bool = True):
+        p = sub.add_parser(name, help=help, description=description, epilog=EPILOG)
+        p.add_argument("pipeline", help="pipeline YAML file")
+        if data:
+            p.add_argument("--data", help="data file to use instead of data.path")
+            p.add_argument("--report-dir", help="where to write the validation report "
+                           "(default: ./mlruns/validation/NAME/TIMESTAMP)")
+        _common(p)
+        return p
 
-    p = sub.add_parser("train", help="validate, train every model, track, promote",
-                       description="Validate the data, train and score every model on the "
-                       "holdout, log all to MLflow, register the best and promote it to "
-                       "champion if it beats the current champion on today's holdout.",
-                       epilog=EPILOG)
-    p.add_argument("pipeline", help="pipeline YAML file")
-    p.add_argument("--data", help="data file instead of data.path")
-    p.add_argument("--report-dir", help="where to write the validation report")
-    _common(p)
-
-    p = sub.add_parser("forecast", help="batch forecast with a registered model",
-                       description="Load models:/NAME@ALIAS (or a version), forecast the "
-                       "horizon after the end of each series in the data, and write "
-                       "unique_id, ds, yhat, model_name, model_version, run_id atomically.",
-                       epilog=EPILOG)
-    p.add_argument("pipeline", help="pipeline YAML file")
+    command("validate", "check a data file against the pipeline's rules",
+            "Run the Great Expectations suite on the data; print each failed check with "
+            "counts and example rows; write the JSON report and Data Docs HTML.")
+    command("train", "validate, train every model, track, promote",
+            "Validate the data, train and score every model on the holdout, log all to "
+            "MLflow, register the best and promote it to champion if it beats the current "
+            "champion on today's holdout.")
+    p = command("forecast", "batch forecast with a registered model",
+                "Load models:/NAME@ALIAS (or a version), forecast the horizon after the end "
+                "of each series in the data, and write unique_id, ds, yhat, model_name, "
+                "model_version, run_id atomically.")
     p.add_argument("--output", "-o", required=True, help="forecast file (.csv or .parquet)")
     p.add_argument("--model", default="champion",
                    help="alias (champion, challenger) or version number (default: champion)")
-    p.add_argument("--data", help="history file instead of data.path")
-    p.add_argument("--report-dir", help="where to write the validation report")
-    _common(p)
-
-    p = sub.add_parser("runs", help="recent runs of a pipeline and the registry's aliases",
-                       epilog=EPILOG)
-    p.add_argument("pipeline", help="pipeline YAML file")
+    p = command("runs", "recent runs of a pipeline and the registry's aliases",
+                "A table of recent train runs, their best model and score, the promotion "
+                "decision, and the registry's aliases.", data=False)
     p.add_argument("--limit", type=int, default=10, help="how many runs (default 10)")
-    _common(p)
 
     p = sub.add_parser("ui", help="open the MLflow UI on the project's store (127.0.0.1)",
                        epilog=EPILOG)
