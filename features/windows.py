@@ -131,29 +131,41 @@ def make_dataset(
     lookback: int,
     horizon: int,
     batch_size: int,
-    shuffle: bool = True,
-    seed: int = 0,
+    *,
+    seed: int | None = None,
+    epochs: range | None = None,
 ):
     """A ``tf.data.Dataset`` of ``(x, y)`` batches, x: (b, lookback, 1), y: (b, horizon).
 
     The series live once in a constant tensor; each batch gathers its windows by offset.
-    Shuffling is reproducible in any process: TF's global seed is set to ``seed`` first
-    (tf.data combines it with the op seed, so an earlier random op would change the order).
+    With ``seed``, the windows are shuffled and the stream holds one pass per epoch of
+    ``epochs``; epoch ``e`` gets its own order from the stateless seed ``(seed, e)``, so the
+    batches depend only on (seed, epoch) and a run resumed at epoch ``k`` sees exactly what
+    an uninterrupted run would. Without ``seed``: one pass in order (validation, scoring).
     """
     import tensorflow as tf
 
-    if shuffle:
-        tf.random.set_seed(seed)
+    starts_t = tf.constant(np.asarray(starts, dtype=np.int64))
+    if seed is None:
+        ds = tf.data.Dataset.from_tensor_slices(starts_t).batch(batch_size)
+    else:
+        epochs = epochs if epochs is not None else range(1)
+        n = len(starts)
+
+        def one_epoch(e):
+            key = tf.stack([tf.constant(seed, tf.int64), e])
+            order = tf.argsort(tf.random.stateless_uniform([n], seed=key))
+            return tf.data.Dataset.from_tensor_slices(tf.gather(starts_t, order)).batch(
+                batch_size)
+
+        ds = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch)
 
     series = tf.constant(np.ascontiguousarray(values, dtype=np.float32))
     span = tf.range(lookback + horizon, dtype=tf.int64)
-    ds = tf.data.Dataset.from_tensor_slices(np.asarray(starts, dtype=np.int64))
-    if shuffle:
-        ds = ds.shuffle(len(starts), seed=seed, reshuffle_each_iteration=True)
 
     def _gather(batch_starts):
         w = tf.gather(series, batch_starts[:, None] + span[None, :])
         return tf.expand_dims(w[:, :lookback], -1), w[:, lookback:]
 
-    ds = ds.batch(batch_size).map(_gather, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(_gather, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

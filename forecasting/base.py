@@ -1,9 +1,11 @@
 """The one model contract every forecaster family implements, checked in one place.
 
-A family is a :class:`Forecaster` subclass registered with :func:`register_family`. It maps
+A family is a :class:`Forecaster` subclass registered with :func:`register_family`, with
+its YAML options declared as a pydantic :class:`FamilyOptions` model next to it. It maps
 scaled input windows ``x`` of shape (n, lookback) to direct multi-horizon forecasts of
-shape (n, horizon). Everything else (windows, scaling, fitting loop, saving) is shared:
-Keras families only implement :meth:`KerasForecaster.build`.
+shape (n, horizon), or (n, horizon, n_quantiles) for a quantile model. Everything else
+(windows, scaling, fitting loop, saving) is shared: Keras families only implement
+:meth:`KerasForecaster.network`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 FORECASTER_FILE = "forecaster.json"
 KERAS_FILE = "model.keras"
@@ -44,7 +47,30 @@ class TrainSettings:
     seed: int = 0
     learning_rate: float = 1e-3
     loss: str = "mae"
-    jit_compile: bool = True
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    l2: float = 0.0
+    clipnorm: float | None = None
+    schedule: str = "none"
+    device: str = "auto"
+    mixed_precision: str | bool = "auto"
+    jit_compile: str | bool = "auto"
+
+
+class FamilyOptions(BaseModel):
+    """A family's YAML options (strict: unknown keys are errors). Subclass per family and
+    document every field: the README table and the config errors come from here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Scaled series back to back and the window starts used to fit (see features.windows)."""
+
+    values: np.ndarray  # (n_points,) float32, scaled
+    train_starts: np.ndarray  # (n_train,) int64 absolute window starts
+    val_starts: np.ndarray  # (n_val,) int64; empty: no validation, monitor training loss
 
 
 EpochHook = Callable[[int, dict[str, float]], None]
@@ -82,10 +108,21 @@ class Forecaster(ABC):
 
     family: ClassVar[str] = ""
     trainable: ClassVar[bool] = False
+    Options: ClassVar[type[FamilyOptions]] = FamilyOptions
 
-    def fit(self, train, val, settings: TrainSettings, on_epoch: EpochHook | None = None
+    def __post_init__(self) -> None:
+        # validated and defaults filled in once, so saved options are complete
+        self.options = self.Options.model_validate(self.options).model_dump(mode="json")
+
+    @property
+    def quantiles(self) -> tuple[float, ...]:
+        """Quantile levels of a probabilistic model; empty for a point forecaster."""
+        return tuple(self.options.get("quantiles") or ())
+
+    def fit(self, data: TrainingData, settings: TrainSettings,
+            on_epoch: EpochHook | None = None, checkpoint_dir: str | Path | None = None
             ) -> dict[str, list[float]]:
-        """Fit on ``tf.data`` windows; baselines have nothing to learn."""
+        """Fit on the training windows of ``data``; baselines have nothing to learn."""
         return {}
 
     @abstractmethod
@@ -109,7 +146,8 @@ class Forecaster(ABC):
 
     def check_output(self, x: np.ndarray, yhat: np.ndarray) -> np.ndarray:
         """The contract, asserted once for every family."""
-        expected = (len(x), self.spec.horizon)
+        expected = (len(x), self.spec.horizon) + ((len(self.quantiles),) if self.quantiles
+                                                  else ())
         if yhat.shape != expected:
             raise RuntimeError(f"{self.family} returned shape {yhat.shape}, expected {expected}")
         return yhat

@@ -1,5 +1,8 @@
 """A fitted forecaster with its scaler and column spec: history frame -> forecast frame.
 
+The forecast frame is ``unique_id, ds, yhat`` and, for a quantile model, one
+``yhat_q<percent>`` column per level (``yhat`` is then the median, ``yhat_q50``).
+
 This is what gets saved as a *bundle* (a folder) and served by the MLflow pyfunc wrapper:
 everything needed to forecast from a history table, with no deepcast set-up beyond the
 package being installed.
@@ -19,6 +22,7 @@ from features.scalers import SeriesScaler
 from features.schema import DS, ID, ColumnSpec, Y, coerce_long_frame, future_index, sort_long_frame
 from features.windows import last_windows, panel_from_frame
 from forecasting.base import Forecaster, load_forecaster
+from forecasting.keras_model import quantile_column
 
 BUNDLE_FILE = "bundle.json"
 SCALER_FILE = "scaler.json"
@@ -78,11 +82,13 @@ class Predictor:
         scaled = self.scaler.transform(panel)
         x = last_windows(scaled, self.lookback)
         yhat = self.scaler.inverse_transform(panel, self.forecaster.predict(x))
-        return pd.DataFrame({
-            ID: np.repeat(panel.ids, self.horizon),
-            DS: future_index(panel.last_ds, self.columns.freq, self.horizon),
-            "yhat": yhat.ravel(),
-        })
+        out = {ID: np.repeat(panel.ids, self.horizon),
+               DS: future_index(panel.last_ds, self.columns.freq, self.horizon)}
+        levels = self.forecaster.quantiles
+        if not levels:
+            return pd.DataFrame({**out, "yhat": yhat.ravel()})
+        quantiles = {quantile_column(q): yhat[:, :, i].ravel() for i, q in enumerate(levels)}
+        return pd.DataFrame({**out, "yhat": quantiles[quantile_column(0.5)], **quantiles})
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

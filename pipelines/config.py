@@ -7,12 +7,22 @@ paths are resolved against the YAML file's folder.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from features.errors import ConfigError
+from forecasting.base import families
+from forecasting.runtime import DEVICES
 
 METRICS = ("mae", "rmse", "smape", "mase")
 
@@ -85,54 +95,69 @@ class _ModelBase(_Strict):
     def label(self) -> str:
         return self.name or self.type  # type: ignore[attr-defined]
 
-
-class NaiveConfig(_ModelBase):
-    """Last observed value repeated over the horizon."""
-
-    type: Literal["naive"]
+    def options(self) -> dict[str, Any]:
+        """The family options of this entry (what the forecaster is built with)."""
+        return self.model_dump(exclude={"type", "name"})
 
 
-class SeasonalNaiveConfig(_ModelBase):
-    """Value one season earlier (``data.season_length``) repeated over the horizon."""
-
-    type: Literal["seasonal_naive"]
-
-
-class LSTMConfig(_ModelBase):
-    """Global LSTM encoder + dense head (direct multi-horizon)."""
-
-    type: Literal["lstm"]
-    units: int = Field(64, ge=1, le=4096, description="Hidden units per LSTM layer.")
-    layers: int = Field(1, ge=1, le=8, description="Stacked LSTM layers.")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout before the dense head.")
-    instance_norm: bool = Field(
-        True, description="Reversible instance normalisation: each input window is "
-        "normalised by its own mean/std and the forecast mapped back (helps trending series).",
-    )
+def _entry_models() -> dict[str, type[_ModelBase]]:
+    """One strict YAML entry model per registered family: ``type`` + ``name`` + the family's
+    own options (declared next to the family, so a new family needs no change here)."""
+    out: dict[str, type[_ModelBase]] = {}
+    for family, cls in sorted(families().items()):
+        entry = create_model(
+            f"{cls.__name__}Entry",
+            __base__=(_ModelBase, cls.Options),
+            __doc__=(cls.__doc__ or "").strip(),
+            type=(Literal[family], Field(description="Model family.")),  # type: ignore[valid-type]
+        )
+        out[family] = entry
+    return out
 
 
-ModelConfig = Annotated[
-    NaiveConfig | SeasonalNaiveConfig | LSTMConfig, Field(discriminator="type")
-]
-MODEL_TYPES = ("naive", "seasonal_naive", "lstm")
+ENTRY_MODELS = _entry_models()
+MODEL_TYPES = tuple(ENTRY_MODELS)
+ModelConfig = Annotated[Union[tuple(ENTRY_MODELS.values())],  # noqa: UP007
+                        Field(discriminator="type")]
 
 
 class TrainingConfig(_Strict):
-    """How Keras models are fit."""
+    """How Keras models are fit (baselines ignore it)."""
 
     max_epochs: int = Field(30, ge=1, description="Upper bound on epochs.")
-    patience: int = Field(5, ge=0, description="Early stopping patience on validation loss.")
-    batch_size: int = Field(256, ge=1, description="Windows per batch.")
+    patience: int = Field(5, ge=0, description="Early stopping patience on validation loss "
+                          "(best weights restored).")
+    batch_size: int = Field(256, ge=1, description="Windows per batch (per device).")
     seed: int = Field(0, ge=0, description="Seed for weights, shuffling and dropout.")
-    learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate.")
-    loss: Literal["mse", "mae", "huber"] = Field("mae", description="Training loss (scaled space).")
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = Field(
+        "adam", description="Optimiser (sgd uses Nesterov momentum 0.9).")
+    learning_rate: float = Field(1e-3, gt=0, description="Initial learning rate.")
+    schedule: Literal["none", "plateau", "cosine"] = Field(
+        "none", description="Learning-rate schedule: 'plateau' halves it when the "
+        "validation loss stalls for patience/2 epochs; 'cosine' decays it to 1 % over "
+        "max_epochs.")
+    clipnorm: float | None = Field(None, gt=0, description="Clip each gradient to this norm.")
+    weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay (adamw "
+                                "defaults to 1e-4 when this is 0).")
+    l2: float = Field(0.0, ge=0, description="L2 penalty on every kernel (not biases).")
+    loss: Literal["mse", "mae", "huber"] = Field(
+        "mae", description="Training loss in scaled space (quantile models use pinball).")
     val_size: int | None = Field(
         None, ge=1, description="Last points of the training span used for early stopping "
         "(default: horizon).",
     )
+    device: Literal[DEVICES] = Field(  # type: ignore[valid-type]
+        "auto", description="auto: TPU if present, else all GPUs (MirroredStrategy when "
+        "several), else CPU; or force cpu / gpu / tpu (an absent device is an error).")
+    mixed_precision: Literal["auto"] | bool = Field(
+        "auto", description="Mixed precision: 'auto' is on for GPU (float16) and TPU "
+        "(bfloat16), off on CPU. Saved models are float32 either way.")
     jit_compile: Literal["auto"] | bool = Field(
-        "auto", description="XLA compilation: 'auto' (on), true or false."
-    )
+        "auto", description="XLA compilation: 'auto' is on (one device), off under a "
+        "multi-device strategy.")
+    checkpoint: bool = Field(
+        True, description="Checkpoint every epoch so an interrupted train resumes where it "
+        "stopped when rerun with the same config and data.")
 
 
 class EvaluationConfig(_Strict):
@@ -200,8 +225,9 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
         if isinstance(part, int):
             continue
         if part in MODEL_TYPES:
-            model = {"naive": NaiveConfig, "seasonal_naive": SeasonalNaiveConfig,
-                     "lstm": LSTMConfig}[part]
+            model = ENTRY_MODELS[part]
+            continue
+        if part == "models":  # the entry's type tag, next in loc, picks the model
             continue
         field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
         if field is None:
@@ -280,3 +306,37 @@ def load_config(path: str | Path) -> PipelineConfig:
 def resolved_config(cfg: PipelineConfig) -> dict[str, Any]:
     """The config as plain JSON-able data (defaults filled in), for tracking."""
     return cfg.model_dump(mode="json")
+
+
+def _default(field: Any) -> str:
+    value = field.get_default(call_default_factory=True)
+    if value is None:
+        return "—"
+    return f"`{str(value).lower() if isinstance(value, bool) else value}`"
+
+
+def reference_markdown() -> str:
+    """The README's model and training reference, generated from the pydantic models so the
+    documentation cannot drift from what is validated (a test compares the two)."""
+    rows = ["| `type` | what | options |", "|---|---|---|"]
+    options: dict[tuple[str, str], tuple[str, list[str]]] = {}
+    for family, entry in ENTRY_MODELS.items():
+        cls = families()[family]
+        names = [n for n in entry.model_fields if n not in ("type", "name")]
+        doc = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split()).replace("``", "`")
+        rows.append(f"| `{family}` | {doc} | {', '.join(f'`{n}`' for n in names) or '—'} |")
+        for n in names:
+            f = entry.model_fields[n]
+            key = (n, f.description or "")
+            options.setdefault(key, (_default(f), []))[1].append(f"`{family}`")
+    rows += ["", "| option | default | families | meaning |", "|---|---|---|---|"]
+    for (n, desc), (default, fams) in sorted(options.items()):
+        rows.append(f"| `{n}` | {default} | {', '.join(fams)} | {desc} |")
+    rows += ["", "| `training:` option | default | meaning |", "|---|---|---|"]
+    for n, f in TrainingConfig.model_fields.items():
+        rows.append(f"| `{n}` | {_default(f)} | {f.description} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # python -m pipelines.config  -> the README reference tables
+    print(reference_markdown(), end="")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,12 +19,12 @@ import pandas as pd
 from features.errors import DataError, RunFailed
 from features.scalers import SeriesScaler
 from features.schema import DS, ID, Y
-from features.windows import Panel, make_dataset, panel_from_frame, window_starts
-from forecasting.base import TrainSettings, WindowSpec, build_forecaster
+from features.windows import Panel, panel_from_frame, window_starts
+from forecasting.base import TrainingData, TrainSettings, WindowSpec, build_forecaster
 from forecasting.evaluate import holdout_forecast, score_holdout
 from forecasting.metrics import skill
 from forecasting.predictor import Predictor
-from pipelines.config import PipelineConfig, SeasonalNaiveConfig
+from pipelines.config import ENTRY_MODELS, PipelineConfig
 from pipelines.ingest import column_spec
 
 log = logging.getLogger("deepcast")
@@ -82,10 +83,15 @@ class Prepared:
 
 
 def training_settings(cfg: PipelineConfig) -> TrainSettings:
-    t = cfg.training
-    return TrainSettings(max_epochs=t.max_epochs, patience=t.patience, batch_size=t.batch_size,
-                         seed=t.seed, learning_rate=t.learning_rate, loss=t.loss,
-                         jit_compile=t.jit_compile in ("auto", True))
+    """The fitting options of the YAML's ``training`` section."""
+    return TrainSettings(**cfg.training.model_dump(exclude={"val_size", "checkpoint"}))
+
+
+def checkpoint_dir(cfg: PipelineConfig, label: str) -> Path | None:
+    """Where a model's resumable checkpoint lives: ./mlruns/checkpoints/NAME/MODEL."""
+    if not cfg.training.checkpoint:
+        return None
+    return Path.cwd() / "mlruns" / "checkpoints" / cfg.name / label
 
 
 def prepare(df: pd.DataFrame, cfg: PipelineConfig) -> Prepared:
@@ -121,18 +127,13 @@ def fit_model(entry: Any, prep: Prepared, cfg: PipelineConfig, on_epoch=None
               ) -> tuple[Predictor, dict[str, list[float]], float]:
     """Build and fit one model of the YAML; return its predictor, history and fit time."""
     spec = WindowSpec(cfg.features.lookback, cfg.features.horizon, cfg.data.season_length)
-    options = entry.model_dump(exclude={"type", "name"})
-    forecaster = build_forecaster(entry.type, entry.label, spec, options)
+    forecaster = build_forecaster(entry.type, entry.label, spec, entry.options())
     history: dict[str, list[float]] = {}
     t0 = time.perf_counter()
     if forecaster.trainable:
-        settings = training_settings(cfg)
-        geometry = (cfg.features.lookback, cfg.features.horizon, settings.batch_size)
-        train = make_dataset(prep.scaled.values, prep.train_starts, *geometry, shuffle=True,
-                             seed=settings.seed)
-        val = (make_dataset(prep.scaled.values, prep.val_starts, *geometry, shuffle=False)
-               if len(prep.val_starts) else None)
-        history = forecaster.fit(train, val, settings, on_epoch)
+        data = TrainingData(prep.scaled.values, prep.train_starts, prep.val_starts)
+        history = forecaster.fit(data, training_settings(cfg), on_epoch,
+                                 checkpoint_dir(cfg, entry.label))
     return Predictor(forecaster, prep.scaler, column_spec(cfg.data)), history, \
         time.perf_counter() - t0
 
@@ -159,7 +160,8 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker, *, data_sha256:
         cfg.features.lookback).head(cfg.features.lookback * min(2, n_series))
 
     reference_entry = next((m for m in cfg.models if m.type == "seasonal_naive"), None)
-    ref_pred, _, _ = fit_model(reference_entry or SeasonalNaiveConfig(type="seasonal_naive"),
+    ref_pred, _, _ = fit_model(reference_entry or ENTRY_MODELS["seasonal_naive"](
+        type="seasonal_naive"),
                                prep, cfg)
     reference, _ = evaluate(ref_pred, df, cfg)
 

@@ -1,3 +1,12 @@
 """Built-in forecaster families, one small file each (imported to register them)."""
 
-from forecasting.models import baselines, lstm  # noqa: F401
+from forecasting.models import (  # noqa: F401
+    baselines,
+    cnn,
+    gru,
+    linear,
+    lstm,
+    mlp,
+    rnn,
+    transformer,
+)

@@ -1,5 +1,5 @@
-"""Baselines: naive and seasonal naive. They are models like the others (saved, logged,
-registrable) so a baseline can be champion when nothing beats it."""
+"""Baselines: naive, seasonal naive, window mean and drift. They are models like the others
+(saved, logged, registrable) so a baseline can be champion when nothing beats it."""
 
 from __future__ import annotations
 
@@ -29,3 +29,24 @@ class SeasonalNaive(Forecaster):
             )
         idx = lookback - m + (np.arange(self.spec.horizon) % m)
         return self.check_output(x, x[:, idx])
+
+
+@register_family("mean")
+class WindowMean(Forecaster):
+    """The mean of the lookback window, flat over the horizon."""
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        yhat = np.repeat(x.mean(axis=1, keepdims=True), self.spec.horizon, axis=1)
+        return self.check_output(x, yhat)
+
+
+@register_family("drift")
+class Drift(Forecaster):
+    """Random walk with drift: the line through the first and last points of the window,
+    extended: yhat[t+h] = y[t] + h * (y[t] - y[t-L+1]) / (L - 1)."""
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        lookback = x.shape[1]
+        slope = (x[:, -1] - x[:, 0]) / max(lookback - 1, 1)
+        steps = np.arange(1, self.spec.horizon + 1)
+        return self.check_output(x, x[:, -1:] + slope[:, None] * steps[None, :])

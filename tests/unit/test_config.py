@@ -56,6 +56,37 @@ def test_model_option_errors(retail_csv):
     assert "models.0.units: unknown key" in msg
 
 
+@pytest.mark.parametrize("family", ["lstm", "gru", "rnn", "mlp", "cnn", "linear",
+                                    "transformer", "mean", "drift"])
+def test_every_family_is_a_model_type_with_strict_options(retail_csv, family):
+    cfg = parse_config(pipeline_dict(retail_csv, models=[{"type": family}]))
+    assert cfg.models[0].type == family
+    msg = _err(pipeline_dict(retail_csv, models=[{"type": family, "colour": 1}]))
+    assert "models.0.colour: unknown key" in msg and "allowed keys here:" in msg
+
+
+def test_family_option_rules_are_reported(retail_csv):
+    msg = _err(pipeline_dict(retail_csv, models=[
+        {"type": "transformer", "d_model": 10, "heads": 3}]))
+    assert "models.0" in msg and "divisible by heads" in msg
+    msg = _err(pipeline_dict(retail_csv, models=[{"type": "mlp", "quantiles": [0.1, 1.5]}]))
+    assert "models.0.quantiles" in msg and "between 0 and 1" in msg
+    cfg = parse_config(pipeline_dict(retail_csv, models=[{"type": "mlp",
+                                                           "quantiles": [0.9, 0.1]}]))
+    assert cfg.models[0].quantiles == [0.1, 0.5, 0.9]
+
+
+def test_training_engine_options(retail_csv):
+    raw = pipeline_dict(retail_csv)
+    raw["training"] = {"optimizer": "adamw", "schedule": "cosine", "clipnorm": 1.0,
+                       "device": "cpu", "mixed_precision": False}
+    cfg = parse_config(raw)
+    assert cfg.training.optimizer == "adamw" and cfg.training.device == "cpu"
+    raw["training"] = {"optimizer": "lbfgs", "device": "quantum"}
+    msg = _err(raw)
+    assert "training.optimizer" in msg and "'lbfgs'" in msg and "training.device" in msg
+
+
 def test_missing_required_section(retail_csv):
     raw = pipeline_dict(retail_csv)
     del raw["evaluation"]
@@ -105,3 +136,14 @@ def test_paths_are_relative_to_the_yaml(tmp_path: Path, retail_csv):
         "features: {lookback: 24, horizon: 6}\nmodels: [{type: naive}]\n"
         "evaluation: {test_size: 6}\n")
     assert load_config(tmp_path / "p.yaml").data.path == (tmp_path / "sub" / "d.csv").resolve()
+
+
+def test_readme_reference_matches_the_schema():
+    from pipelines.config import reference_markdown
+
+    text = (ROOT / "README.md").read_text()
+    begin = text.index("\n", text.index("<!-- reference:begin")) + 1
+    block = text[begin : text.index("<!-- reference:end -->")]
+    assert block == reference_markdown(), (
+        "README model/training reference is stale: regenerate it with "
+        "`python -m pipelines.config` and paste it between the reference markers")

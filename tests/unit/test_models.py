@@ -1,78 +1,188 @@
-"""The model contract over every family: shapes, baselines by hand, save/load, seeds."""
+"""The model contract over every family: shapes, baselines by hand, save/load, seeds,
+quantiles, checkpoint resume and the training-engine options."""
 
 import numpy as np
 import pytest
 
-from features.windows import make_dataset, window_starts
-from forecasting.base import TrainSettings, WindowSpec, build_forecaster, families, load_forecaster
+from features.errors import RunFailed
+from features.windows import window_starts
+from forecasting.base import (
+    TrainingData,
+    TrainSettings,
+    WindowSpec,
+    build_forecaster,
+    families,
+    load_forecaster,
+)
+
+SPEC = WindowSpec(24, 6, 12)
+SMALL = {"lstm": {"units": 4}, "gru": {"units": 4}, "rnn": {"units": 4},
+         "mlp": {"hidden_size": 16}, "cnn": {"filters": 4},
+         "transformer": {"d_model": 8, "heads": 2, "ff_dim": 8, "layers": 1},
+         "linear": {}}
 
 
-def test_naive_and_seasonal_naive_by_hand():
+def test_baselines_by_hand():
     x = np.array([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]])
     spec = WindowSpec(lookback=6, horizon=5, season_length=3)
     assert build_forecaster("naive", "n", spec, {}).predict(x).tolist() == [[6.0] * 5]
     # last season is 4, 5, 6 -> repeated
     snaive = build_forecaster("seasonal_naive", "s", spec, {})
     assert snaive.predict(x).tolist() == [[4.0, 5.0, 6.0, 4.0, 5.0]]
+    assert build_forecaster("mean", "m", spec, {}).predict(x).tolist() == [[3.5] * 5]
+    # slope (6 - 1) / 5 = 1 per step
+    assert build_forecaster("drift", "d", spec, {}).predict(x).tolist() == [
+        [7.0, 8.0, 9.0, 10.0, 11.0]]
 
 
-def test_unknown_family():
+def test_unknown_family_and_bad_options():
     with pytest.raises(ValueError, match="known: .*lstm"):
         build_forecaster("nope", "n", WindowSpec(4, 2), {})
+    with pytest.raises(ValueError, match="unitz"):
+        build_forecaster("lstm", "n", WindowSpec(4, 2), {"unitz": 3})
+    with pytest.raises(ValueError, match="divisible"):
+        build_forecaster("transformer", "t", WindowSpec(4, 2), {"d_model": 10, "heads": 3})
 
 
-def _tiny_data(n=400):
+def _tiny_data(n=400, nan_at=None):
     rng = np.random.default_rng(0)
     t = np.arange(n, dtype=np.float32)
     values = (np.sin(2 * np.pi * t / 12) + 0.1 * rng.normal(size=n)).astype(np.float32)
+    if nan_at is not None:
+        values[nan_at] = np.nan
     offsets = np.array([0, n // 2, n])
-    return values, window_starts(offsets, 24, 6)
+    train = window_starts(offsets, 24, 6, stop=offsets[1:] - 6)
+    val = window_starts(offsets, 24, 6, min_target_end=offsets[1:] - 6)
+    return TrainingData(values, train, val)
 
 
-def _fit_lstm(seed: int):
-    values, starts = _tiny_data()
-    f = build_forecaster("lstm", "lstm", WindowSpec(24, 6, 12), {"units": 8})
-    train = make_dataset(values, starts, 24, 6, batch_size=32, shuffle=True, seed=seed)
-    history = f.fit(train, None, TrainSettings(max_epochs=2, seed=seed, batch_size=32))
-    return f, history, values
+def _fit(family="lstm", seed=0, epochs=2, options=None, **settings):
+    data = _tiny_data()
+    f = build_forecaster(family, family, SPEC, {**SMALL.get(family, {}), **(options or {})})
+    history = f.fit(data, TrainSettings(max_epochs=epochs, seed=seed, batch_size=32,
+                                        **settings))
+    return f, history, data.values
+
+
+X_ROWS = (0, 100, 300)
+
+
+def _x(values):
+    return np.stack([values[i : i + 24] for i in X_ROWS])
 
 
 @pytest.mark.parametrize("family", sorted(families()))
 def test_every_family_honours_the_contract(family, tmp_path):
-    values, starts = _tiny_data()
-    spec = WindowSpec(24, 6, 12)
-    f = build_forecaster(family, family, spec, {"units": 4} if family == "lstm" else {})
-    if f.trainable:
-        f.fit(make_dataset(values, starts, 24, 6, 32, seed=0), None,
-              TrainSettings(max_epochs=1, batch_size=32))
-    x = np.stack([values[:24], values[100:124], values[300:324]])
+    f, _, values = _fit(family, epochs=1)
+    x = _x(values)
     yhat = f.predict(x)
     assert yhat.shape == (3, 6) and np.isfinite(yhat).all()
     g = load_forecaster(f.save(tmp_path / family))
-    np.testing.assert_allclose(g.predict(x), yhat, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(g.predict(x), yhat, rtol=1e-5, atol=1e-5)
 
 
-def test_lstm_same_seed_same_weights_and_losses():
-    f1, h1, values = _fit_lstm(seed=3)
-    f2, h2, _ = _fit_lstm(seed=3)
+def test_same_seed_same_weights_and_losses():
+    f1, h1, values = _fit(seed=3)
+    f2, h2, _ = _fit(seed=3)
     assert h1["loss"] == h2["loss"]
-    x = values[None, :24]
-    np.testing.assert_array_equal(f1.predict(x), f2.predict(x))
+    np.testing.assert_array_equal(f1.predict(_x(values)), f2.predict(_x(values)))
 
 
-def test_lstm_learns_something():
-    f, history, values = _fit_lstm(seed=0)
+@pytest.mark.parametrize("family", ["lstm", "mlp"])
+def test_neural_families_learn(family):
+    _, history, _ = _fit(family, epochs=3)
     assert history["loss"][-1] < history["loss"][0]
 
 
 def test_nan_loss_fails_the_run():
-    from features.errors import RunFailed
-
-    values, starts = _tiny_data()
-    values = values.copy()
-    values[50] = np.nan
-    f = build_forecaster("lstm", "lstm", WindowSpec(24, 6, 12),
-                         {"units": 4, "instance_norm": False})
+    f = build_forecaster("lstm", "lstm", SPEC, {"units": 4, "instance_norm": False})
     with pytest.raises(RunFailed, match="NaN"):
-        f.fit(make_dataset(values, starts, 24, 6, 32, shuffle=False), None,
-              TrainSettings(max_epochs=2, batch_size=32))
+        f.fit(_tiny_data(nan_at=50), TrainSettings(max_epochs=2, batch_size=32))
+
+
+def test_quantile_head_is_monotone_and_round_trips(tmp_path):
+    f, history, values = _fit("mlp", epochs=3, options={"quantiles": [0.9, 0.1]})
+    assert f.quantiles == (0.1, 0.5, 0.9)  # sorted, median added
+    q = f.predict(_x(values))
+    assert q.shape == (3, 6, 3)
+    assert (np.diff(q, axis=-1) >= 0).all()
+    assert history["loss"][-1] < history["loss"][0]
+    g = load_forecaster(f.save(tmp_path / "q"))
+    np.testing.assert_allclose(g.predict(_x(values)), q, rtol=1e-5, atol=1e-5)
+
+
+def test_pinball_loss_by_hand():
+    from forecasting.layers import PinballLoss
+
+    loss = PinballLoss([0.1, 0.9])
+    y = np.array([[1.0]], dtype="float32")
+    pred = np.array([[[0.0, 2.0]]], dtype="float32")
+    # q=0.1: err=1 -> 0.1; q=0.9: err=-1 -> 0.1; mean 0.1
+    assert float(loss(y, pred)) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("settings", [
+    {"optimizer": "adamw", "schedule": "cosine", "clipnorm": 1.0},
+    {"optimizer": "sgd", "schedule": "plateau", "l2": 1e-3},
+    {"optimizer": "rmsprop", "weight_decay": 1e-4, "jit_compile": False},
+])
+def test_engine_options_train(settings):
+    _, history, _ = _fit("mlp", epochs=2, **settings)
+    assert len(history["loss"]) == 2 and np.isfinite(history["loss"]).all()
+
+
+def test_l2_adds_a_penalty():
+    _, plain, _ = _fit("mlp", epochs=1)
+    _, penalised, _ = _fit("mlp", epochs=1, l2=0.1)
+    assert penalised["loss"][0] > plain["loss"][0]
+
+
+def test_checkpoint_resume_gives_the_uninterrupted_result(tmp_path):
+    """Kill training after epoch 2 (an exception from a callback stands in for SIGKILL),
+    rerun: it resumes at epoch 3 and ends with the same weights as one clean run."""
+    data = _tiny_data()
+    settings = TrainSettings(max_epochs=4, patience=10, batch_size=32, seed=5,
+                             schedule="plateau")
+    options = {"units": 4, "dropout": 0.2}
+    clean = build_forecaster("lstm", "lstm", SPEC, options)
+    h_clean = clean.fit(data, settings)
+
+    class Killed(Exception):
+        pass
+
+    def die_after_two(epoch, logs):
+        if epoch == 1:
+            raise Killed
+
+    ckpt = tmp_path / "ckpt"
+    first = build_forecaster("lstm", "lstm", SPEC, options)
+    with pytest.raises(Killed):
+        first.fit(data, settings, on_epoch=die_after_two, checkpoint_dir=ckpt)
+    assert (ckpt / "state.json").is_file()
+
+    seen = []
+    resumed = build_forecaster("lstm", "lstm", SPEC, options)
+    h_resumed = resumed.fit(data, settings, on_epoch=lambda e, logs: seen.append(e),
+                            checkpoint_dir=ckpt)
+    assert seen == [0, 1, 2, 3]  # replayed 0-1 (restored), trained 2-3
+    assert h_resumed["loss"] == pytest.approx(h_clean["loss"], rel=1e-6)
+    x = _x(data.values)
+    np.testing.assert_allclose(resumed.predict(x), clean.predict(x), rtol=1e-5, atol=1e-6)
+    assert not ckpt.exists()  # removed once training completed
+
+
+def test_checkpoint_of_other_settings_is_ignored(tmp_path):
+    data = _tiny_data()
+    ckpt = tmp_path / "ckpt"
+
+    def stop(epoch, logs):
+        raise RuntimeError("stop")
+
+    f = build_forecaster("mlp", "m", SPEC, SMALL["mlp"])
+    with pytest.raises(RuntimeError):
+        f.fit(data, TrainSettings(max_epochs=3, batch_size=32), stop, ckpt)
+    g = build_forecaster("mlp", "m", SPEC, SMALL["mlp"])
+    seen = []
+    g.fit(data, TrainSettings(max_epochs=3, batch_size=32, seed=9),
+          lambda e, logs: seen.append(e), ckpt)
+    assert seen == [0, 1, 2]  # different seed: trained from scratch

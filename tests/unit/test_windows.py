@@ -82,7 +82,7 @@ def test_gather_is_a_view_over_the_series():
 def test_make_dataset_batches_match_numpy():
     p = _panel()
     starts = window_starts(p.offsets, 3, 2)
-    ds = make_dataset(p.values, starts, 3, 2, batch_size=4, shuffle=False)
+    ds = make_dataset(p.values, starts, 3, 2, batch_size=4)
     xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds], strict=True)
     x, y = np.concatenate(xs), np.concatenate(ys)
     ref = gather_windows(p.values, starts, 5)
@@ -91,13 +91,18 @@ def test_make_dataset_batches_match_numpy():
     np.testing.assert_array_equal(y, ref[:, 3:])
 
 
-def test_make_dataset_shuffle_is_seeded():
+def test_make_dataset_shuffle_depends_only_on_seed_and_epoch():
     p = _panel()
     starts = window_starts(p.offsets, 3, 2)
 
-    def order(seed):
-        ds = make_dataset(p.values, starts, 3, 2, batch_size=6, shuffle=True, seed=seed)
-        return next(iter(ds))[1].numpy()[:, 0].tolist()
+    def epochs(seed, first, last):
+        ds = make_dataset(p.values, starts, 3, 2, batch_size=6, seed=seed,
+                          epochs=range(first, last))
+        return [y.numpy()[:, 0].tolist() for _, y in ds]
 
-    assert order(1) == order(1)
-    assert sorted(order(1)) == [3, 4, 5, 6, 7, 8]
+    full = epochs(1, 0, 3)
+    assert len(full) == 3 and all(sorted(e) == [3, 4, 5, 6, 7, 8] for e in full)
+    assert full == epochs(1, 0, 3)
+    assert full[1:] == epochs(1, 1, 3)  # a resumed run sees the same later epochs
+    assert full[0] != full[1] or full[1] != full[2]  # reshuffled between epochs
+    assert epochs(1, 0, 3) != epochs(2, 0, 3)

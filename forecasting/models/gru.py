@@ -1,0 +1,13 @@
+"""``gru``: global stacked GRU encoder, dense head to every horizon step."""
+
+from __future__ import annotations
+
+from forecasting.base import register_family
+from forecasting.models.recurrent import RecurrentForecaster
+
+
+@register_family("gru")
+class GRUForecaster(RecurrentForecaster):
+    """Gated recurrent unit (Cho et al. 2014), ``reset_after`` so cuDNN runs it on a GPU."""
+
+    cell = "GRU"

@@ -1,0 +1,13 @@
+"""``rnn``: global stacked Elman RNN (``SimpleRNN``) encoder, dense head."""
+
+from __future__ import annotations
+
+from forecasting.base import register_family
+from forecasting.models.recurrent import RecurrentForecaster
+
+
+@register_family("rnn")
+class RNNForecaster(RecurrentForecaster):
+    """Plain recurrent network: the cheapest recurrent baseline."""
+
+    cell = "SimpleRNN"
