@@ -125,6 +125,49 @@ def last_windows(panel: Panel, lookback: int, ends: np.ndarray | None = None) ->
     return gather_windows(panel.values, ends - lookback, lookback)
 
 
+def left_pad(array: np.ndarray, offsets: np.ndarray, pads: np.ndarray, fill: float
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Insert ``pads[i]`` rows of ``fill`` before series ``i`` of a point-major ``array``;
+    return the padded array and its offsets."""
+    pads = np.asarray(pads, dtype=np.int64)
+    lengths = np.diff(offsets)
+    new_offsets = np.concatenate([[0], np.cumsum(lengths + pads)]).astype(np.int64)
+    out = np.full((int(new_offsets[-1]),) + array.shape[1:], fill, dtype=array.dtype)
+    dest = np.repeat(new_offsets[:-1] + pads - offsets[:-1], lengths) + np.arange(len(array))
+    out[dest] = array
+    return out, new_offsets
+
+
+def pad_panel(panel: Panel, pads: np.ndarray) -> Panel:
+    """Left-pad every series with ``pads[i]`` NaN points: short series get windows whose
+    missing history is NaN (the model masks it). ``last_ds`` is unchanged."""
+    values, offsets = left_pad(panel.values, panel.offsets, pads, np.nan)
+    return Panel(panel.ids, values, offsets, panel.last_ds)
+
+
+def window_inputs(values: np.ndarray, starts: np.ndarray, lookback: int, horizon: int,
+                  covariates=None, offsets: np.ndarray | None = None
+                  ) -> dict[str, np.ndarray]:
+    """The model inputs of windows at ``starts`` (numpy, for prediction): ``y`` (n, L, 1),
+    and with covariates ``past`` (n, L, P), ``future`` (n, L + H, F), ``static``,
+    ``static_cat``, ``series`` (per window, from the window's series)."""
+    starts = np.asarray(starts, dtype=np.int64)
+    idx = starts[:, None] + np.arange(lookback)[None, :]
+    out = {"y": values[idx][..., None].astype(np.float32)}
+    if covariates is not None:
+        out.update(_covariate_inputs(covariates, starts, lookback, horizon, offsets))
+    return out
+
+
+def _covariate_inputs(c, starts: np.ndarray, lookback: int, horizon: int,
+                      offsets: np.ndarray) -> dict[str, np.ndarray]:
+    series = np.searchsorted(offsets, starts, side="right") - 1
+    hist = starts[:, None] + np.arange(lookback)[None, :]
+    full = starts[:, None] + np.arange(lookback + horizon)[None, :]
+    return {"past": c.past[hist], "future": c.future[full], "static": c.static[series],
+            "static_cat": c.static_cat[series], "series": c.series[series]}
+
+
 def make_dataset(
     values: np.ndarray,
     starts: np.ndarray,
@@ -134,10 +177,17 @@ def make_dataset(
     *,
     seed: int | None = None,
     epochs: range | None = None,
+    covariates=None,
+    offsets: np.ndarray | None = None,
 ):
-    """A ``tf.data.Dataset`` of ``(x, y)`` batches, x: (b, lookback, 1), y: (b, horizon).
+    """A ``tf.data.Dataset`` of ``(inputs, y)`` batches: inputs as :func:`window_inputs`
+    (``y`` (b, lookback, 1), plus the covariate inputs when ``covariates`` is given, with
+    ``offsets`` of the padded layout), targets (b, horizon).
 
-    The series live once in a constant tensor; each batch gathers its windows by offset.
+    The series live once in constant tensors; each batch gathers its windows by offset.
+    Past covariates are gathered over the lookback only, so the horizon's values of a
+    past-only covariate never reach the model.
+
     With ``seed``, the windows are shuffled and the stream holds one pass per epoch of
     ``epochs``; epoch ``e`` gets its own order from the stateless seed ``(seed, e)``, so the
     batches depend only on (seed, epoch) and a run resumed at epoch ``k`` sees exactly what
@@ -162,10 +212,24 @@ def make_dataset(
 
     series = tf.constant(np.ascontiguousarray(values, dtype=np.float32))
     span = tf.range(lookback + horizon, dtype=tf.int64)
+    cov = None
+    if covariates is not None:
+        cov = {k: tf.constant(getattr(covariates, k)) for k in
+               ("past", "future", "static", "static_cat", "series")}
+        offsets_t = tf.constant(np.asarray(offsets, dtype=np.int64))
 
     def _gather(batch_starts):
-        w = tf.gather(series, batch_starts[:, None] + span[None, :])
-        return tf.expand_dims(w[:, :lookback], -1), w[:, lookback:]
+        idx = batch_starts[:, None] + span[None, :]
+        w = tf.gather(series, idx)
+        inputs = {"y": tf.expand_dims(w[:, :lookback], -1)}
+        if cov is not None:
+            sid = tf.searchsorted(offsets_t, batch_starts, side="right") - 1
+            inputs.update(past=tf.gather(cov["past"], idx[:, :lookback]),
+                          future=tf.gather(cov["future"], idx),
+                          static=tf.gather(cov["static"], sid),
+                          static_cat=tf.gather(cov["static_cat"], sid),
+                          series=tf.gather(cov["series"], sid))
+        return inputs, w[:, lookback:]
 
     ds = ds.map(_gather, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

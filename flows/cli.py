@@ -41,6 +41,8 @@ def configure_environment(verbose: bool = False) -> None:
     """Quiet, telemetry-free defaults; the user's own environment always wins."""
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    # TensorFlow's Python logger (retracing notices and the like); stdlib, no TF import
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if verbose:
         os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
 
@@ -91,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", required=True, help="forecast file (.csv or .parquet)")
     p.add_argument("--model", default="champion",
                    help="alias (champion, challenger) or version number (default: champion)")
+    p.add_argument("--future", help="future covariates for the forecast dates (unique_id, ds "
+                   "and the data.future columns, CSV or Parquet); default: rows after each "
+                   "series' last target value in the data")
     p = command("runs", "recent runs of a pipeline and the registry's aliases",
                 "A table of recent train runs, their best model and score, the promotion "
                 "decision, and the registry's aliases.", data=False)
@@ -207,7 +212,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     from flows.flows import batch_forecast
 
     summary = batch_forecast(pipeline=args.pipeline, output=args.output, model=args.model,
-                             data=args.data, report_dir=args.report_dir)
+                             data=args.data, report_dir=args.report_dir, future=args.future)
     if args.json:
         print(json.dumps(summary, default=str))
     else:

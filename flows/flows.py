@@ -66,6 +66,13 @@ def promote_task(outcome: Any, clean: pd.DataFrame, cfg: PipelineConfig, tracker
     return promote(outcome, clean, cfg, tracker)
 
 
+@task(name="ingest-future", **IO)
+def ingest_future_task(data: DataConfig, path: str) -> pd.DataFrame:
+    from pipelines.ingest import ingest_future
+
+    return ingest_future(data, path)
+
+
 @task(name="load-model", **IO)
 def load_model_task(tracker: Any, model: str):
     ref = tracker.resolve(model)
@@ -132,9 +139,17 @@ def train_pipeline(pipeline: str, data: str | None = None, report_dir: str | Non
 
 @flow(name="batch-forecast", flow_run_name=lambda: _run_name("forecast"), log_prints=False)
 def batch_forecast(pipeline: str, output: str, model: str = "champion",
-                   data: str | None = None, report_dir: str | None = None) -> dict[str, Any]:
-    """Load ``models:/NAME@model`` -> validate the history -> forecast -> write atomically."""
-    from pipelines.forecast import check_output_path, finish_forecast
+                   data: str | None = None, report_dir: str | None = None,
+                   future: str | None = None) -> dict[str, Any]:
+    """Load ``models:/NAME@model`` -> validate the history (and the future covariates) ->
+    forecast -> write atomically."""
+    from pipelines.forecast import (
+        check_output_path,
+        finish_forecast,
+        future_rows,
+        needs_future,
+        split_history,
+    )
     from pipelines.tracking import Tracker
     from pipelines.train import user_frame
 
@@ -142,11 +157,20 @@ def batch_forecast(pipeline: str, output: str, model: str = "champion",
     check_output_path(output)
     tracker = Tracker(cfg.name)
     ref, pyfunc = load_model_task(tracker, model)
-    lookback = pyfunc.unwrap_python_model().predictor.lookback
+    predictor = pyfunc.unwrap_python_model().predictor
     source = Path(data) if data else cfg.data.path
     raw = ingest_task(cfg.data, str(source))
-    clean, report = validate_task(raw, cfg, report_dir_for(cfg, report_dir), min_length=lookback)
-    fc = predict_task(pyfunc, user_frame(clean, cfg))
+    ahead = None
+    if needs_future(predictor):
+        raw, ahead = split_history(raw, ingest_future_task(cfg.data, future) if future
+                                   else None)
+    clean, report = validate_task(raw, cfg, report_dir_for(cfg, report_dir),
+                                  min_length=predictor.min_history)
+    history = user_frame(clean, cfg)
+    if ahead is not None:
+        history = pd.concat([history, user_frame(future_rows(ahead, clean, predictor), cfg)],
+                            ignore_index=True)
+    fc = predict_task(pyfunc, history)
     fc = finish_forecast(fc, ref.version, ref.run_id)
     path = write_task(fc, output)
     return {

@@ -38,6 +38,33 @@ class WindowSpec:
 
 
 @dataclass(frozen=True)
+class InputSpec:
+    """The covariate inputs a model is built for (the defaults: target history only).
+
+    Neural families take all of them: past covariates and the lookback part of future ones
+    as extra channels of the history, the horizon part of future covariates, numeric statics
+    and embeddings (series ID, categorical statics) next to the encoder's features before
+    the head. Baselines use the target only.
+    """
+
+    n_past: int = 0
+    n_future: int = 0
+    n_static: int = 0
+    cardinalities: tuple[int, ...] = ()  # categorical statics, unseen code 0 included
+    embedding_dim: int = 4
+    n_series: int = 0  # series-ID vocabulary incl. unseen code 0 (0: no ID embedding)
+    id_embedding: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cardinalities", tuple(int(c) for c in self.cardinalities))
+
+    @property
+    def any(self) -> bool:
+        return bool(self.n_past or self.n_future or self.n_static or self.cardinalities
+                    or (self.n_series and self.id_embedding))
+
+
+@dataclass(frozen=True)
 class TrainSettings:
     """Fitting options for trainable families (from the pipeline's ``training`` section)."""
 
@@ -68,9 +95,11 @@ class FamilyOptions(BaseModel):
 class TrainingData:
     """Scaled series back to back and the window starts used to fit (see features.windows)."""
 
-    values: np.ndarray  # (n_points,) float32, scaled
+    values: np.ndarray  # (n_points,) float32, scaled; NaN = left padding
     train_starts: np.ndarray  # (n_train,) int64 absolute window starts
     val_starts: np.ndarray  # (n_val,) int64; empty: no validation, monitor training loss
+    covariates: Any = None  # features.covariates.Covariates aligned with values, or None
+    offsets: np.ndarray | None = None  # series offsets of values (for per-series inputs)
 
 
 EpochHook = Callable[[int, dict[str, float]], None]
@@ -105,9 +134,12 @@ class Forecaster(ABC):
     name: str
     spec: WindowSpec
     options: dict[str, Any] = field(default_factory=dict)
+    inputs: InputSpec = field(default_factory=InputSpec)
 
     family: ClassVar[str] = ""
     trainable: ClassVar[bool] = False
+    #: covariate kinds the family uses ("static", "past", "future"); others are ignored
+    covariates: ClassVar[frozenset[str]] = frozenset()
     Options: ClassVar[type[FamilyOptions]] = FamilyOptions
 
     def __post_init__(self) -> None:
@@ -126,14 +158,18 @@ class Forecaster(ABC):
         return {}
 
     @abstractmethod
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Forecast ``horizon`` steps from scaled windows ``x`` (n, lookback)."""
+    def predict(self, x: np.ndarray, covariates: dict[str, np.ndarray] | None = None
+                ) -> np.ndarray:
+        """Forecast ``horizon`` steps from scaled windows ``x`` (n, lookback); NaN marks
+        left padding of short series. ``covariates``: the other inputs of
+        ``features.windows.window_inputs`` (used by models built with an :class:`InputSpec`).
+        """
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         meta = {"family": self.family, "name": self.name, "spec": asdict(self.spec),
-                "options": self.options}
+                "options": self.options, "inputs": asdict(self.inputs)}
         (path / FORECASTER_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
         self._save_weights(path)
         return path
@@ -153,13 +189,14 @@ class Forecaster(ABC):
         return yhat
 
 
-def build_forecaster(family: str, name: str, spec: WindowSpec, options: dict[str, Any]
-                     ) -> Forecaster:
+def build_forecaster(family: str, name: str, spec: WindowSpec, options: dict[str, Any],
+                     inputs: InputSpec | None = None) -> Forecaster:
     """Instantiate a registered family by name."""
     table = families()
     if family not in table:
         raise ValueError(f"unknown model type {family!r}; known: {', '.join(sorted(table))}")
-    return table[family](name=name, spec=spec, options=dict(options))
+    return table[family](name=name, spec=spec, options=dict(options),
+                         inputs=inputs or InputSpec())
 
 
 def load_forecaster(path: str | Path) -> Forecaster:
@@ -167,6 +204,6 @@ def load_forecaster(path: str | Path) -> Forecaster:
     path = Path(path)
     meta = json.loads((path / FORECASTER_FILE).read_text())
     f = build_forecaster(meta["family"], meta["name"], WindowSpec(**meta["spec"]),
-                         meta["options"])
+                         meta["options"], InputSpec(**meta.get("inputs", {})))
     f._load_weights(path)
     return f

@@ -29,17 +29,22 @@ def split_holdout(df: pd.DataFrame, test_size: int, id_col: str = ID
 
 
 def holdout_forecast(predict: PredictFn, df: pd.DataFrame, test_size: int,
-                     id_col: str = ID, time_col: str = DS) -> pd.DataFrame:
+                     id_col: str = ID, time_col: str = DS, target_col: str = Y
+                     ) -> pd.DataFrame:
     """Forecasts for the last ``test_size`` points of each series: ``unique_id, ds, yhat``.
 
     The first origin is the end of the training span; each next origin moves forward by
-    the model's own horizon (read from its output), using actual history up to it.
+    the model's own horizon (read from its output), using actual history up to it. The rows
+    after the origin are passed too, with the target blanked: they carry the future
+    covariates a model may need, never the values it forecasts.
     """
     pos_from_end = df.groupby(id_col, sort=False).cumcount(ascending=False).to_numpy()
     n_series = df[id_col].nunique()
     parts, cut = [], test_size
     while cut > 0:
-        fc = predict(df[pos_from_end >= cut].reset_index(drop=True))
+        frame = df.copy()
+        frame[target_col] = frame[target_col].where(pos_from_end >= cut)
+        fc = predict(frame)
         steps = len(fc) // max(n_series, 1)
         if steps < 1:
             raise ValueError("the model returned no forecast rows")

@@ -78,6 +78,7 @@ class KerasForecaster(Forecaster):
     """A forecaster backed by a functional ``keras.Model`` (lookback, 1) -> horizon."""
 
     trainable = True
+    covariates = frozenset({"static", "past", "future"})
     Options = KerasOptions
     model: Any = None
 
@@ -106,24 +107,70 @@ class KerasForecaster(Forecaster):
         return keras.layers.Dropout(rate, name=name)(x) if rate > 0 else x
 
     # -- model ------------------------------------------------------------------------
+    @property
+    def input_names(self) -> list[str]:
+        """Names of the model's inputs (keys of ``features.windows.window_inputs``)."""
+        i = self.inputs
+        names = ["y"]
+        names += ["past"] if i.n_past else []
+        names += ["future"] if i.n_future else []
+        names += ["static"] if i.n_static else []
+        names += ["static_cat"] if i.cardinalities else []
+        names += ["series"] if i.n_series and i.id_embedding else []
+        return names
+
     def build(self):
-        """The uncompiled ``keras.Model``: instance norm, :meth:`network`, head."""
+        """The uncompiled ``keras.Model``: observed mask and instance norm, the covariate
+        channels, :meth:`network`, then static inputs, embeddings and the head."""
         import keras
 
-        from forecasting.layers import InstanceDenorm, InstanceNorm, SortQuantiles
+        from forecasting.layers import (
+            CategoricalEmbeddings,
+            InstanceDenorm,
+            InstanceNorm,
+            ObservedMask,
+            SortQuantiles,
+        )
 
-        horizon, n_q = self.spec.horizon, len(self.quantiles)
-        inputs = keras.Input((self.spec.lookback, 1), name="history")
-        h = inputs
-        if self.options.get("instance_norm", True):
-            h, loc, scale = InstanceNorm(name="instance_norm", dtype="float32")(inputs)
+        L, H, n_q, i = self.spec.lookback, self.spec.horizon, len(self.quantiles), self.inputs
+        f32 = {"dtype": "float32"}
+        inputs = {"y": keras.Input((L, 1), name="y")}
+        values, mask = ObservedMask(name="observed", **f32)(inputs["y"])
+        norm = self.options.get("instance_norm", True)
+        if norm:
+            values, loc, scale = InstanceNorm(name="instance_norm", **f32)([values, mask])
+        channels, extras = [values, mask], []
+        if i.n_past:
+            inputs["past"] = keras.Input((L, i.n_past), name="past")
+            channels.append(inputs["past"])
+        if i.n_future:
+            inputs["future"] = keras.Input((L + H, i.n_future), name="future")
+            channels.append(keras.layers.Cropping1D((0, H), name="future_lookback")(
+                inputs["future"]))
+            ahead = keras.layers.Cropping1D((L, 0), name="future_horizon")(inputs["future"])
+            extras.append(keras.layers.Flatten(name="future_flat")(ahead))
+        if i.n_static:
+            inputs["static"] = keras.Input((i.n_static,), name="static")
+            extras.append(inputs["static"])
+        if i.cardinalities:
+            inputs["static_cat"] = keras.Input((len(i.cardinalities),), dtype="int32",
+                                               name="static_cat")
+            extras.append(CategoricalEmbeddings(i.cardinalities, i.embedding_dim,
+                                                name="static_embeddings")(inputs["static_cat"]))
+        if i.n_series and i.id_embedding:
+            inputs["series"] = keras.Input((), dtype="int32", name="series")
+            extras.append(keras.layers.Embedding(i.n_series, i.id_embedding,
+                                                 name="series_embedding")(inputs["series"]))
+        h = keras.layers.Concatenate(axis=-1, name="channels")(channels)
         z = self.network(h)
-        out = keras.layers.Dense(horizon * max(n_q, 1), name="head", dtype="float32")(z)
+        if extras:
+            z = keras.layers.Concatenate(axis=-1, name="features")([z, *extras])
+        out = keras.layers.Dense(H * max(n_q, 1), name="head", **f32)(z)
         if n_q:
-            out = keras.layers.Reshape((horizon, n_q), name="quantiles", dtype="float32")(out)
-            out = SortQuantiles(name="monotone", dtype="float32")(out)
-        if self.options.get("instance_norm", True):
-            out = InstanceDenorm(name="instance_denorm", dtype="float32")([out, loc, scale])
+            out = keras.layers.Reshape((H, n_q), name="quantiles", **f32)(out)
+            out = SortQuantiles(name="monotone", **f32)(out)
+        if norm:
+            out = InstanceDenorm(name="instance_denorm", **f32)([out, loc, scale])
         return keras.Model(inputs, out, name=f"{self.family}_{self.name}")
 
     def loss(self, settings: TrainSettings):
@@ -179,10 +226,9 @@ class KerasForecaster(Forecaster):
         new: dict[str, list[float]] = {}
         if not stopped and first_epoch < settings.max_epochs:
             geometry = (self.spec.lookback, self.spec.horizon, batch)
-            train = make_dataset(data.values, data.train_starts, *geometry,
-                                 seed=settings.seed,
-                                 epochs=range(first_epoch, settings.max_epochs))
-            val = (make_dataset(data.values, data.val_starts, *geometry)
+            train = self._dataset(data, data.train_starts, geometry, seed=settings.seed,
+                                  epochs=range(first_epoch, settings.max_epochs))
+            val = (self._dataset(data, data.val_starts, geometry)
                    if len(data.val_starts) else None)
             new = model.fit(train, validation_data=val, epochs=settings.max_epochs,
                             initial_epoch=first_epoch, steps_per_epoch=steps, verbose=0,
@@ -199,10 +245,23 @@ class KerasForecaster(Forecaster):
                 hint="lower training.learning_rate, set training.clipnorm, check the data "
                 "scale, or use loss: huber",
             )
+        from forecasting.layers import fill_unseen_embeddings
+
+        fill_unseen_embeddings(model)
         self.model = self._to_float32(model) if runtime.mixed else model
         if ckpt is not None:
             ckpt.clear()
         return history
+
+    def _dataset(self, data: TrainingData, starts: np.ndarray, geometry: tuple[int, int, int],
+                 **shuffle):
+        """The ``tf.data`` stream of this model's inputs only."""
+        names = self.input_names
+        ds = make_dataset(data.values, starts, *geometry, covariates=data.covariates,
+                          offsets=data.offsets, **shuffle)
+        if data.covariates is None:
+            return ds
+        return ds.map(lambda x, y: ({k: x[k] for k in names}, y))
 
     def _to_float32(self, model):
         """A float32 copy of a mixed-precision model, so it loads and predicts on any CPU."""
@@ -217,11 +276,17 @@ class KerasForecaster(Forecaster):
         clone.set_weights(model.get_weights())
         return clone
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, covariates: dict[str, np.ndarray] | None = None
+                ) -> np.ndarray:
         if self.model is None:
             raise RuntimeError(f"model {self.name!r} is not fitted")
-        x = np.asarray(x, dtype=np.float32)[..., None]
-        parts = [np.asarray(self.model.predict_on_batch(x[i : i + PREDICT_CHUNK]))
+        inputs = {"y": np.asarray(x, dtype=np.float32)[..., None]}
+        for name in self.input_names[1:]:
+            if covariates is None or name not in covariates:
+                raise ValueError(f"model {self.name!r} needs the {name!r} covariate input")
+            inputs[name] = np.asarray(covariates[name])
+        parts = [np.asarray(self.model.predict_on_batch(
+                     {k: v[i : i + PREDICT_CHUNK] for k, v in inputs.items()}))
                  for i in range(0, len(x), PREDICT_CHUNK)]
         shape = (0, self.spec.horizon) + ((len(self.quantiles),) if self.quantiles else ())
         yhat = np.concatenate(parts) if parts else np.zeros(shape, np.float32)

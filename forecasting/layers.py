@@ -13,21 +13,75 @@ PACKAGE = "deepcast"
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class ObservedMask(keras.layers.Layer):
+    """Split a history that may hold NaN (left padding of a short series) into values with
+    NaN replaced by 0 and a 0/1 mask of observed points."""
+
+    def call(self, x):
+        observed = ops.logical_not(ops.isnan(x))
+        return ops.where(observed, x, ops.zeros_like(x)), ops.cast(observed, x.dtype)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class InstanceNorm(keras.layers.Layer):
     """Reversible instance normalisation (RevIN, without affine): each input window is
-    shifted and scaled by its own mean and std; returns ``(normed, loc, scale)``."""
+    shifted and scaled by the mean and std of its *observed* points; padded points become
+    0. Takes ``[values, mask]``, returns ``(normed, loc, scale)``."""
 
     def __init__(self, eps: float = 1e-5, **kwargs) -> None:
         super().__init__(**kwargs)
         self.eps = eps
 
-    def call(self, x):
-        loc = ops.mean(x, axis=1, keepdims=True)
-        scale = ops.sqrt(ops.var(x, axis=1, keepdims=True) + self.eps)
-        return (x - loc) / scale, loc, scale
+    def call(self, inputs):
+        x, mask = inputs
+        count = ops.maximum(ops.sum(mask, axis=1, keepdims=True), 1.0)
+        loc = ops.sum(x * mask, axis=1, keepdims=True) / count
+        var = ops.sum(mask * ops.square(x - loc), axis=1, keepdims=True) / count
+        scale = ops.sqrt(var + self.eps)
+        return (x - loc) / scale * mask, loc, scale
 
     def get_config(self) -> dict:
         return {**super().get_config(), "eps": self.eps}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CategoricalEmbeddings(keras.layers.Layer):
+    """One learned embedding table per categorical column of a (batch, columns) int input,
+    concatenated -> (batch, columns * dim). Code 0 is "unseen" (see :meth:`fill_unseen`)."""
+
+    def __init__(self, cardinalities, dim: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.cardinalities = [int(c) for c in cardinalities]
+        self.dim = int(dim)
+        self.tables = [keras.layers.Embedding(c, self.dim, name=f"table_{j}")
+                       for j, c in enumerate(self.cardinalities)]
+
+    def build(self, input_shape) -> None:
+        for table in self.tables:
+            table.build((input_shape[0],))
+
+    def call(self, codes):
+        codes = ops.cast(codes, "int32")
+        return ops.concatenate([t(codes[:, j]) for j, t in enumerate(self.tables)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.dim * len(self.cardinalities))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "cardinalities": self.cardinalities, "dim": self.dim}
+
+
+def fill_unseen_embeddings(model) -> None:
+    """Set row 0 ("unseen" id/category) of every embedding table to the mean of the learned
+    rows: an unknown series or category at forecast time gets the average embedding."""
+    tables = []
+    for layer in model.layers:
+        tables += layer.tables if isinstance(layer, CategoricalEmbeddings) else [layer]
+    for layer in tables:
+        if isinstance(layer, keras.layers.Embedding) and layer.embeddings.shape[0] > 1:
+            table = ops.convert_to_numpy(layer.embeddings)
+            table[0] = table[1:].mean(axis=0)
+            layer.embeddings.assign(table)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

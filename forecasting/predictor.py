@@ -1,7 +1,11 @@
-"""A fitted forecaster with its scaler and column spec: history frame -> forecast frame.
+"""A fitted forecaster with its scaler, covariate encoder and column spec: history frame ->
+forecast frame.
 
-The forecast frame is ``unique_id, ds, yhat`` and, for a quantile model, one
-``yhat_q<percent>`` column per level (``yhat`` is then the median, ``yhat_q50``).
+The input frame holds each series' history and, when the model uses future covariates,
+rows after the last observation with the covariates filled in and the target left empty
+(or they come as a separate ``future`` frame). The forecast frame is ``unique_id, ds,
+yhat`` and, for a quantile model, one ``yhat_q<percent>`` column per level (``yhat`` is
+then the median, ``yhat_q50``).
 
 This is what gets saved as a *bundle* (a folder) and served by the MLflow pyfunc wrapper:
 everything needed to forecast from a history table, with no deepcast set-up beyond the
@@ -17,25 +21,33 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.covariates import CovariateEncoder, check_future, split_future
 from features.errors import DataError
 from features.scalers import SeriesScaler
 from features.schema import DS, ID, ColumnSpec, Y, coerce_long_frame, future_index, sort_long_frame
-from features.windows import last_windows, panel_from_frame
+from features.windows import left_pad, pad_panel, panel_from_frame, window_inputs
 from forecasting.base import Forecaster, load_forecaster
 from forecasting.keras_model import quantile_column
 
 BUNDLE_FILE = "bundle.json"
 SCALER_FILE = "scaler.json"
+ENCODER_FILE = "covariates.json"
 FORECASTER_DIR = "forecaster"
 
 
 class Predictor:
     """Forecast the ``horizon`` steps after the end of every series in a history frame."""
 
-    def __init__(self, forecaster: Forecaster, scaler: SeriesScaler, columns: ColumnSpec) -> None:
+    def __init__(self, forecaster: Forecaster, scaler: SeriesScaler, columns: ColumnSpec,
+                 encoder: CovariateEncoder | None = None, min_history: int | None = None
+                 ) -> None:
         self.forecaster = forecaster
         self.scaler = scaler
         self.columns = columns
+        self.encoder = encoder
+        # shortest history forecast: the lookback, or 1 point for models trained with
+        # data.short_series: pad (the missing history is padded and masked)
+        self.min_history = min_history or self.lookback
 
     @property
     def name(self) -> str:
@@ -49,41 +61,76 @@ class Predictor:
     def horizon(self) -> int:
         return self.forecaster.spec.horizon
 
-    def canonical(self, history: pd.DataFrame) -> pd.DataFrame:
-        """Accept the training column names or the canonical ones; return a sorted frame."""
+    @property
+    def covariate_columns(self) -> tuple[str, ...]:
+        return self.encoder.spec.columns if self.encoder is not None else ()
+
+    def canonical(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Accept the training column names or the canonical ones; return a sorted frame
+        with the covariate columns (rows with an empty target are kept: future rows)."""
         spec = self.columns
-        if {ID, DS, Y} <= set(history.columns) and not {
+        if {ID, DS, Y} <= set(frame.columns) and not {
             spec.id_col, spec.time_col, spec.target_col
-        } <= set(history.columns):
+        } <= set(frame.columns):
             spec = ColumnSpec(ID, DS, Y, spec.freq)
-        df = coerce_long_frame(history, spec, source="history")
-        bad = df[ID].isna() | df[DS].isna() | ~np.isfinite(df[Y].to_numpy(dtype="float64"))
+        df = coerce_long_frame(frame, spec, source="history")
+        missing = [c for c in self.covariate_columns if c not in df.columns]
+        if missing:
+            raise DataError(f"history lacks the covariate column(s) {missing} the model was "
+                            "trained with", hint="pass the same columns as in training")
+        bad = df[ID].isna() | df[DS].isna() | df["_y_invalid"] | np.isinf(
+            df[Y].to_numpy(dtype="float64"))
         if bad.any():
             rows = df.loc[bad, "_row"].head(5).tolist()
             raise DataError(f"history has {int(bad.sum())} row(s) with a missing/invalid id, "
                             f"time or non-finite value (rows {rows})",
                             hint="validate the data first (deepcast validate)")
-        df = sort_long_frame(df[[ID, DS, Y]])
+        df = sort_long_frame(df[[ID, DS, Y, *self.covariate_columns]])
         if spec.integer_time:
             df[DS] = df[DS].astype("int64")
         return df
 
-    def predict(self, history: pd.DataFrame) -> pd.DataFrame:
+    def predict(self, frame: pd.DataFrame, future: pd.DataFrame | None = None
+                ) -> pd.DataFrame:
         """Forecast frame ``unique_id, ds, yhat`` (one row per series and future step)."""
-        df = self.canonical(history)
-        panel = panel_from_frame(df)
-        short = panel.ids[panel.lengths < self.lookback]
+        df = self.canonical(frame)
+        history, future_rows = split_future(df, Y)
+        if future is not None:
+            future_rows = self.canonical(future.assign(**{self.columns.target_col: np.nan})
+                                         if self.columns.target_col not in future.columns
+                                         else future)
+        gaps = history[Y].isna()
+        if gaps.any():
+            raise DataError(f"history has {int(gaps.sum())} missing target value(s) before "
+                            f"the end of series {history.loc[gaps, ID].unique()[:5].tolist()}",
+                            hint="fill them (or set data.missing_y: interpolate and validate)")
+        panel = panel_from_frame(history)
+        short = panel.ids[panel.lengths < self.min_history]
         if len(short):
             raise DataError(
-                f"{len(short)} series have fewer than lookback={self.lookback} points: "
+                f"{len(short)} series have fewer than {self.min_history} points: "
                 f"{', '.join(map(str, short[:5]))}{' ...' if len(short) > 5 else ''}",
-                hint="pass more history for these series or drop them",
+                hint="pass more history for these series, drop them, or train with "
+                "data.short_series: pad",
             )
+        L, H = self.lookback, self.horizon
         scaled = self.scaler.transform(panel)
-        x = last_windows(scaled, self.lookback)
-        yhat = self.scaler.inverse_transform(panel, self.forecaster.predict(x))
-        out = {ID: np.repeat(panel.ids, self.horizon),
-               DS: future_index(panel.last_ds, self.columns.freq, self.horizon)}
+        pads = np.maximum(L - panel.lengths, 0)
+        padded = pad_panel(scaled, pads)
+        starts = padded.ends - L
+        dates = future_index(panel.last_ds, self.columns.freq, H)
+        covariates = None
+        if self.encoder is not None:
+            cov = self.encoder.transform(history)
+            cov.past, _ = left_pad(cov.past, panel.offsets, pads, 0.0)
+            cov.future, _ = left_pad(cov.future, panel.offsets, pads, 0.0)
+            covariates = window_inputs(padded.values, starts, L, 0, cov, padded.offsets)
+            ahead = check_future(future_rows, panel.ids, dates, self.encoder.spec.future, H)
+            block = self.encoder.future_values(ahead).reshape(panel.n_series, H, -1)
+            covariates["future"] = np.concatenate([covariates["future"], block], axis=1)
+        x = window_inputs(padded.values, starts, L, 0)["y"][..., 0]
+        yhat = self.scaler.inverse_transform(panel, self.forecaster.predict(x, covariates))
+        out = {ID: np.repeat(panel.ids, H), DS: dates}
         levels = self.forecaster.quantiles
         if not levels:
             return pd.DataFrame({**out, "yhat": yhat.ravel()})
@@ -95,8 +142,11 @@ class Predictor:
         path.mkdir(parents=True, exist_ok=True)
         self.forecaster.save(path / FORECASTER_DIR)
         (path / SCALER_FILE).write_text(json.dumps(self.scaler.to_dict()))
-        (path / BUNDLE_FILE).write_text(json.dumps({"columns": asdict(self.columns),
-                                                    "format": 1}, indent=2))
+        if self.encoder is not None:
+            (path / ENCODER_FILE).write_text(json.dumps(self.encoder.to_dict()))
+        (path / BUNDLE_FILE).write_text(json.dumps({
+            "columns": asdict(self.columns), "min_history": self.min_history, "format": 2,
+        }, indent=2))
         return path
 
     @classmethod
@@ -104,4 +154,7 @@ class Predictor:
         path = Path(path)
         meta = json.loads((path / BUNDLE_FILE).read_text())
         scaler = SeriesScaler.from_dict(json.loads((path / SCALER_FILE).read_text()))
-        return cls(load_forecaster(path / FORECASTER_DIR), scaler, ColumnSpec(**meta["columns"]))
+        encoder = (CovariateEncoder.from_dict(json.loads((path / ENCODER_FILE).read_text()))
+                   if (path / ENCODER_FILE).is_file() else None)
+        return cls(load_forecaster(path / FORECASTER_DIR), scaler, ColumnSpec(**meta["columns"]),
+                   encoder, meta.get("min_history"))

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from features.covariates import CALENDAR, default_calendar
 from features.errors import ConfigError
 from forecasting.base import families
 from forecasting.runtime import DEVICES
@@ -45,11 +46,25 @@ class DataConfig(_Strict):
     season_length: int = Field(
         1, ge=1, description="Seasonal period in steps (MASE, seasonal naive)."
     )
-    short_series: Literal["drop", "error"] = Field(
-        "drop",
-        description="Series shorter than lookback + horizon + test_size: 'drop' them (listed in "
-        "the validation report) or fail validation with 'error'.",
+    short_series: Literal["pad", "drop", "error"] = Field(
+        "pad",
+        description="Series shorter than lookback + horizon + val_size + test_size: 'pad' "
+        "trains and forecasts them from left-padded, masked windows (series shorter than "
+        "horizon + val_size + test_size + 1 are still dropped and reported); 'drop' them "
+        "(listed in the validation report); or fail validation with 'error'.",
     )
+    static: list[str] = Field(
+        [], description="Static covariates: columns constant within each series (e.g. "
+        "store type, region); categorical ones get learned embeddings.")
+    past: list[str] = Field(
+        [], description="Past covariates: observed only up to the forecast origin (e.g. "
+        "measured temperature); the model never sees their values over the horizon.")
+    future: list[str] = Field(
+        [], description="Future covariates: known over the horizon (e.g. planned prices, "
+        "holidays); `deepcast forecast` needs them for the forecast dates.")
+    categorical: list[str] | None = Field(
+        None, description="Which static columns are categorical (default: the non-numeric "
+        "ones).")
     missing_y: Literal["error", "interpolate"] = Field(
         "error",
         description="Missing target values: 'error' fails validation; 'interpolate' fills them "
@@ -86,6 +101,17 @@ class FeaturesConfig(_Strict):
     scaler: Literal["standard", "none"] = Field(
         "standard", description="Per-series scaling fit on the training span only."
     )
+    calendar: Literal["auto", "none"] | list[Literal[tuple(CALENDAR)]] = Field(  # type: ignore[valid-type]
+        "auto", description="Calendar features of datetime `ds` used as future covariates "
+        "(sin/cos of the position in the cycle): 'auto' picks them from freq (hourly: hour, "
+        f"dayofweek; daily: dayofweek, dayofyear; monthly: month ...), 'none', or a list of "
+        f"{', '.join(CALENDAR)}.")
+    id_embedding: int = Field(
+        0, ge=0, le=1024, description="Width of a learned series-ID embedding (0: none). "
+        "An unseen series gets the mean embedding.")
+    embedding_dim: int = Field(
+        4, ge=1, le=1024, description="Width of each categorical static's embedding. An "
+        "unseen category gets the mean embedding.")
 
 
 class _ModelBase(_Strict):
@@ -201,6 +227,21 @@ class PipelineConfig(_Strict):
             raise ValueError(
                 f"models: duplicate model name(s) {dupes}; give each entry a distinct `name:`"
             )
+        d = self.data
+        declared = [*d.static, *d.past, *d.future]
+        reserved = {d.id_col, d.time_col, d.target_col}
+        clash = sorted({c for c in declared if declared.count(c) > 1 or c in reserved})
+        if clash:
+            raise ValueError(
+                f"data: covariate column(s) {clash} are declared twice or are the id/time/"
+                "target column; list each covariate once, under static, past or future")
+        if d.categorical is not None and not set(d.categorical) <= set(d.static):
+            extra = sorted(set(d.categorical) - set(d.static))
+            raise ValueError(f"data.categorical: {extra} are not static covariates; list "
+                             "them under data.static too")
+        if isinstance(self.features.calendar, list) and isinstance(d.freq, int):
+            raise ValueError("features.calendar needs datetime ds; with an integer freq "
+                             "use calendar: none")
         if self.features.lookback < self.data.season_length:
             raise ValueError(
                 f"features.lookback ({self.features.lookback}) must be >= data.season_length "
@@ -210,8 +251,26 @@ class PipelineConfig(_Strict):
 
     @property
     def min_series_length(self) -> int:
-        """Shortest series that can be trained and scored: lookback + horizon + test_size."""
-        return self.features.lookback + self.features.horizon + self.evaluation.test_size
+        """Shortest series trainable without padding: lookback + horizon + val_size +
+        test_size (one full training window, validation and holdout)."""
+        f = self.features
+        return f.lookback + f.horizon + self.val_size + self.evaluation.test_size
+
+    @property
+    def min_padded_length(self) -> int:
+        """Shortest series trainable with ``short_series: pad``: one observed input point
+        before a training target, plus validation and holdout."""
+        return self.features.horizon + self.val_size + self.evaluation.test_size + 1
+
+    @property
+    def calendar(self) -> tuple[str, ...]:
+        """The calendar features in use ('auto' resolved from freq)."""
+        cal = self.features.calendar
+        if cal == "none":
+            return ()
+        if cal == "auto":
+            return default_calendar(self.data.freq)
+        return tuple(dict.fromkeys(cal))
 
     @property
     def val_size(self) -> int:
@@ -318,13 +377,15 @@ def _default(field: Any) -> str:
 def reference_markdown() -> str:
     """The README's model and training reference, generated from the pydantic models so the
     documentation cannot drift from what is validated (a test compares the two)."""
-    rows = ["| `type` | what | options |", "|---|---|---|"]
+    rows = ["| `type` | what | covariates | options |", "|---|---|---|---|"]
     options: dict[tuple[str, str], tuple[str, list[str]]] = {}
     for family, entry in ENTRY_MODELS.items():
         cls = families()[family]
         names = [n for n in entry.model_fields if n not in ("type", "name")]
         doc = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split()).replace("``", "`")
-        rows.append(f"| `{family}` | {doc} | {', '.join(f'`{n}`' for n in names) or '—'} |")
+        uses = ", ".join(sorted(cls.covariates)) or "—"
+        rows.append(f"| `{family}` | {doc} | {uses} | "
+                    f"{', '.join(f'`{n}`' for n in names) or '—'} |")
         for n in names:
             f = entry.model_fields[n]
             key = (n, f.description or "")
@@ -332,9 +393,13 @@ def reference_markdown() -> str:
     rows += ["", "| option | default | families | meaning |", "|---|---|---|---|"]
     for (n, desc), (default, fams) in sorted(options.items()):
         rows.append(f"| `{n}` | {default} | {', '.join(fams)} | {desc} |")
-    rows += ["", "| `training:` option | default | meaning |", "|---|---|---|"]
-    for n, f in TrainingConfig.model_fields.items():
-        rows.append(f"| `{n}` | {_default(f)} | {f.description} |")
+    for section, model in (("data", DataConfig), ("features", FeaturesConfig),
+                           ("training", TrainingConfig), ("evaluation", EvaluationConfig),
+                           ("promotion", PromotionConfig)):
+        rows += ["", f"| `{section}:` key | default | meaning |", "|---|---|---|"]
+        for n, f in model.model_fields.items():
+            default = "required" if f.is_required() else _default(f)
+            rows.append(f"| `{n}` | {default} | {f.description} |")
     return "\n".join(rows) + "\n"
 
 

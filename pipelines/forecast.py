@@ -66,3 +66,35 @@ def finish_forecast(fc: pd.DataFrame, version: str, run_id: str) -> pd.DataFrame
     fc["model_version"] = str(version)
     fc["run_id"] = run_id
     return fc[FORECAST_COLUMNS + [c for c in fc.columns if c not in FORECAST_COLUMNS]]
+
+
+def needs_future(predictor) -> bool:
+    """Whether the model takes user-supplied future covariates (calendar ones it computes)."""
+    return predictor.encoder is not None and bool(predictor.encoder.spec.future)
+
+
+def split_history(raw: pd.DataFrame, future: pd.DataFrame | None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(history, future rows) of a coerced frame: the future rows are ``future`` (from
+    --future) or the trailing rows of each series with an empty target."""
+    from features.covariates import split_future
+    from features.schema import Y_INVALID, Y, sort_long_frame
+
+    frame = sort_long_frame(raw)
+    empty = frame[Y].isna().to_numpy() & ~frame[Y_INVALID].to_numpy(dtype=bool)
+    history, ahead = split_future(frame, Y, empty)
+    return history, (future if future is not None else ahead)
+
+
+def future_rows(ahead: pd.DataFrame, clean: pd.DataFrame, predictor) -> pd.DataFrame:
+    """The future rows for the ``horizon`` steps after each series of the validated
+    history, with every future covariate; else a :class:`DataError` naming series and
+    dates (the same check the model applies)."""
+    from features.covariates import check_future
+    from features.schema import DS, ID, Y, future_index
+
+    last = clean.groupby(ID, sort=True)[DS].max()
+    dates = future_index(last.to_numpy(), predictor.columns.freq, predictor.horizon)
+    rows = check_future(ahead, last.index.to_numpy(), dates, predictor.encoder.spec.future,
+                        predictor.horizon)
+    return rows.assign(**{Y: float("nan")})

@@ -69,6 +69,16 @@ def ingest(data: DataConfig, path: str | Path | None = None) -> pd.DataFrame:
     return coerce_long_frame(read_table(path, spec), spec, source=str(path))
 
 
+def ingest_future(data: DataConfig, path: str | Path) -> pd.DataFrame:
+    """Read a future-covariates file (id, time and the future columns; the target column
+    may be absent) into a coerced long frame with an empty target."""
+    spec = column_spec(data)
+    raw = read_table(path, spec)
+    if spec.target_col not in raw.columns:
+        raw[spec.target_col] = float("nan")
+    return coerce_long_frame(raw, spec, source=str(path))
+
+
 def file_sha256(path: str | Path) -> str:
     """Content hash of the input file (tracked with every run)."""
     h = hashlib.sha256()

@@ -47,8 +47,9 @@ def rescore_champion(tracker: Tracker, df: pd.DataFrame, cfg: PipelineConfig
     ref = tracker.resolve(CHAMPION)
     try:
         model = tracker.load_pyfunc(ref)
+        d = cfg.data
         fc = holdout_forecast(model.predict, user_frame(df, cfg), cfg.evaluation.test_size,
-                              cfg.data.id_col, cfg.data.time_col)
+                              d.id_col, d.time_col, d.target_col)
         scores, _ = score_holdout(fc, df, cfg.evaluation.test_size, cfg.data.season_length)
     except Exception as exc:  # a broken champion must not crash the run: keep it, say why
         log.warning("champion v%s could not be re-scored: %s", ref.version, exc)

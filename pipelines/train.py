@@ -16,12 +16,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.covariates import CovariateEncoder, Covariates, CovariateSpec
 from features.errors import DataError, RunFailed
 from features.scalers import SeriesScaler
 from features.schema import DS, ID, Y
-from features.windows import Panel, panel_from_frame, window_starts
-from forecasting.base import TrainingData, TrainSettings, WindowSpec, build_forecaster
-from forecasting.evaluate import holdout_forecast, score_holdout
+from features.windows import Panel, left_pad, pad_panel, panel_from_frame, window_starts
+from forecasting.base import (
+    InputSpec,
+    TrainingData,
+    TrainSettings,
+    WindowSpec,
+    build_forecaster,
+    families,
+)
+from forecasting.evaluate import holdout_forecast, score_holdout, split_holdout
 from forecasting.metrics import skill
 from forecasting.predictor import Predictor
 from pipelines.config import ENTRY_MODELS, PipelineConfig
@@ -75,11 +83,13 @@ class TrainOutcome:
 class Prepared:
     """Scaled panel and window positions for training and validation."""
 
-    panel: Panel
+    panel: Panel  # as observed
     scaler: SeriesScaler
-    scaled: Panel
-    train_starts: np.ndarray
+    scaled: Panel  # scaled, short series left-padded with NaN
+    train_starts: np.ndarray  # window starts in ``scaled``
     val_starts: np.ndarray
+    encoder: CovariateEncoder | None = None
+    covariates: Covariates | None = None  # aligned with ``scaled``
 
 
 def training_settings(cfg: PipelineConfig) -> TrainSettings:
@@ -94,55 +104,112 @@ def checkpoint_dir(cfg: PipelineConfig, label: str) -> Path | None:
     return Path.cwd() / "mlruns" / "checkpoints" / cfg.name / label
 
 
+def covariate_spec(cfg: PipelineConfig, df: pd.DataFrame) -> CovariateSpec:
+    """The YAML's covariates; a static column is categorical when declared so, or (by
+    default) when its values are not numbers."""
+    d, f = cfg.data, cfg.features
+    categorical = d.categorical
+    if categorical is None:
+        categorical = [c for c in d.static if not pd.api.types.is_numeric_dtype(df[c])]
+    return CovariateSpec(static=tuple(d.static), past=tuple(d.past), future=tuple(d.future),
+                         categorical=tuple(categorical), calendar=cfg.calendar,
+                         id_embedding=f.id_embedding, embedding_dim=f.embedding_dim)
+
+
 def prepare(df: pd.DataFrame, cfg: PipelineConfig) -> Prepared:
-    """Fit the scaler on the training span (all but the holdout) and place the windows."""
+    """Fit the scaler and covariate encoder on the training span (all but the holdout),
+    pad short series (``data.short_series: pad``) and place the windows."""
     panel = panel_from_frame(df)
-    n_train = panel.lengths - cfg.evaluation.test_size
+    test_size = cfg.evaluation.test_size
+    n_train = panel.lengths - test_size
     scaler = SeriesScaler(cfg.features.scaler).fit(panel, n_train)
-    scaled = scaler.transform(panel)
     lookback, horizon = cfg.features.lookback, cfg.features.horizon
-    train_end = panel.starts + n_train
+    pads = np.zeros(panel.n_series, dtype=np.int64)
+    if cfg.data.short_series == "pad":
+        pads[panel.lengths < cfg.min_series_length] = lookback - 1
+    scaled = pad_panel(scaler.transform(panel), pads)
+    spec = covariate_spec(cfg, df)
+    encoder, covariates = None, None
+    if not spec.empty:
+        encoder = CovariateEncoder(spec, cfg.data.freq).fit(split_holdout(df, test_size)[0])
+        covariates = encoder.transform(df)
+        covariates.past, _ = left_pad(covariates.past, panel.offsets, pads, 0.0)
+        covariates.future, _ = left_pad(covariates.future, panel.offsets, pads, 0.0)
+    train_end = scaled.ends - test_size
     val_cut = train_end - cfg.val_size
-    train_starts = window_starts(panel.offsets, lookback, horizon, stop=val_cut)
-    val_starts = window_starts(panel.offsets, lookback, horizon, stop=train_end,
+    train_starts = window_starts(scaled.offsets, lookback, horizon, stop=val_cut)
+    val_starts = window_starts(scaled.offsets, lookback, horizon, stop=train_end,
                                min_target_end=val_cut)
     if len(train_starts) == 0:
         raise DataError(
             f"no training windows: every series needs at least lookback + horizon + val_size "
-            f"+ test_size = {lookback + horizon + cfg.val_size + cfg.evaluation.test_size} "
-            f"points (longest has {int(panel.lengths.max(initial=0))})",
+            f"+ test_size = {lookback + horizon + cfg.val_size + test_size} points, or "
+            f"horizon + val_size + test_size + 1 = {cfg.min_padded_length} with "
+            f"data.short_series: pad (longest has {int(panel.lengths.max(initial=0))})",
             hint="lower features.lookback / training.val_size / evaluation.test_size, "
-            "or supply longer series",
+            "use data.short_series: pad, or supply longer series",
         )
-    return Prepared(panel, scaler, scaled, train_starts, val_starts)
+    return Prepared(panel, scaler, scaled, train_starts, val_starts, encoder, covariates)
+
+
+def input_spec(prep: Prepared) -> InputSpec:
+    """The covariate inputs models of this pipeline are built for."""
+    enc = prep.encoder
+    if enc is None:
+        return InputSpec()
+    s = enc.spec
+    return InputSpec(n_past=len(s.past), n_future=s.n_future, n_static=len(s.static_numeric),
+                     cardinalities=tuple(enc.cardinalities), embedding_dim=s.embedding_dim,
+                     n_series=len(enc.ids) + 1 if s.id_embedding else 0,
+                     id_embedding=s.id_embedding)
 
 
 def user_frame(df: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
     """Canonical frame back in the YAML's column names (what the served model takes)."""
     d = cfg.data
-    return df[[ID, DS, Y]].rename(columns={ID: d.id_col, DS: d.time_col, Y: d.target_col})
+    covariates = [c for c in (*d.static, *d.past, *d.future) if c in df.columns]
+    return df[[ID, DS, Y, *covariates]].rename(
+        columns={ID: d.id_col, DS: d.time_col, Y: d.target_col})
+
+
+def serving_example(df: pd.DataFrame, cfg: PipelineConfig, n_series: int = 2
+                    ) -> pd.DataFrame:
+    """A small input in the served model's format (for its signature): the last lookback
+    points of a few series, then ``horizon`` rows with the target left empty, which carry
+    future covariates (and are ignored by models without them)."""
+    f, d = cfg.features, cfg.data
+    ids = df[ID].drop_duplicates().head(n_series)
+    part = df[df[ID].isin(ids)].groupby(ID, sort=False).tail(f.lookback + f.horizon)
+    part = part.assign(**{Y: part[Y].where(
+        part.groupby(ID, sort=False).cumcount(ascending=False) >= f.horizon)})
+    return user_frame(part.reset_index(drop=True), cfg).astype({d.target_col: "float64"})
 
 
 def fit_model(entry: Any, prep: Prepared, cfg: PipelineConfig, on_epoch=None
               ) -> tuple[Predictor, dict[str, list[float]], float]:
     """Build and fit one model of the YAML; return its predictor, history and fit time."""
     spec = WindowSpec(cfg.features.lookback, cfg.features.horizon, cfg.data.season_length)
-    forecaster = build_forecaster(entry.type, entry.label, spec, entry.options())
+    forecaster = build_forecaster(entry.type, entry.label, spec, entry.options(),
+                                  input_spec(prep) if families()[entry.type].trainable
+                                  else None)
     history: dict[str, list[float]] = {}
     t0 = time.perf_counter()
     if forecaster.trainable:
-        data = TrainingData(prep.scaled.values, prep.train_starts, prep.val_starts)
+        data = TrainingData(prep.scaled.values, prep.train_starts, prep.val_starts,
+                            prep.covariates, prep.scaled.offsets)
         history = forecaster.fit(data, training_settings(cfg), on_epoch,
                                  checkpoint_dir(cfg, entry.label))
-    return Predictor(forecaster, prep.scaler, column_spec(cfg.data)), history, \
-        time.perf_counter() - t0
+    predictor = Predictor(forecaster, prep.scaler, column_spec(cfg.data), prep.encoder,
+                          1 if cfg.data.short_series == "pad" else None)
+    return predictor, history, time.perf_counter() - t0
 
 
 def evaluate(predictor: Predictor, df: pd.DataFrame, cfg: PipelineConfig
              ) -> tuple[dict[str, float], pd.DataFrame]:
     """Holdout metrics through the predictor's public ``predict``."""
+    d = cfg.data
     fc = holdout_forecast(predictor.predict, user_frame(df, cfg), cfg.evaluation.test_size,
-                          cfg.data.id_col, cfg.data.time_col)
+                          d.id_col, d.time_col, d.target_col)
     if fc["yhat"].isna().any() or not np.isfinite(fc["yhat"].to_numpy()).all():
         raise RunFailed(f"model {predictor.name!r} produced missing or non-finite forecasts",
                         hint="check the training loss curve; lower the learning rate")
@@ -156,8 +223,7 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker, *, data_sha256:
     prep = prepare(df, cfg)
     metric = cfg.evaluation.metric
     n_series = prep.panel.n_series
-    example = user_frame(df, cfg).groupby(cfg.data.id_col, sort=False).tail(
-        cfg.features.lookback).head(cfg.features.lookback * min(2, n_series))
+    example = serving_example(df, cfg)
 
     reference_entry = next((m for m in cfg.models if m.type == "seasonal_naive"), None)
     ref_pred, _, _ = fit_model(reference_entry or ENTRY_MODELS["seasonal_naive"](

@@ -167,15 +167,23 @@ def validate_long_frame(
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     data = cfg.data
-    min_len = min_length or cfg.min_series_length
+    pad = data.short_series == "pad"
+    min_len = min_length or (cfg.min_padded_length if pad else cfg.min_series_length)
     source = str(df.attrs.get("source") or data.path or "data")
 
+    declared = [*data.static, *data.past, *data.future]
+    absent = [c for c in declared if c not in df.columns]
+    if absent:
+        have = ", ".join(map(str, df.columns[:20]))
+        raise DataError(f"{source}: missing covariate column(s) {absent} declared in the "
+                        f"pipeline (data.static / past / future); the data has: {have}",
+                        hint="add the columns to the data or remove them from the YAML")
     frame = _prepare(df)
     frame = sort_long_frame(frame)
 
     dropped: dict[str, int] = {}
     n_input_series = int(frame[ID].nunique())
-    if data.short_series == "drop":
+    if data.short_series in ("drop", "pad"):
         frame, dropped = _drop_short(frame, min_len)
 
     interpolated = 0
@@ -358,11 +366,16 @@ def _build_checks(
         else "fill in the missing values, or set data.missing_y: interpolate to fill them "
         "linearly within each series"
     )
-    geometry = (
-        f"the model's lookback {min_len}, needed to forecast" if forecast else
-        f"features.lookback {cfg.features.lookback} + features.horizon {cfg.features.horizon} "
-        f"+ evaluation.test_size {cfg.evaluation.test_size}"
-    )
+    if forecast:
+        geometry = f"{min_len} point(s) of history, needed to forecast"
+    elif data.short_series == "pad":
+        geometry = (f"features.horizon {cfg.features.horizon} + training.val_size "
+                    f"{cfg.val_size} + evaluation.test_size {cfg.evaluation.test_size} + 1, "
+                    "with short series padded")
+    else:
+        geometry = (f"features.lookback {cfg.features.lookback} + features.horizon "
+                    f"{cfg.features.horizon} + training.val_size {cfg.val_size} + "
+                    f"evaluation.test_size {cfg.evaluation.test_size}")
     if dropped and not len(frame):
         empty_desc = (
             f"no series is left to forecast: all {n_input_series} series have fewer than "
@@ -477,7 +490,54 @@ def _build_checks(
             np.zeros(len(frame), dtype=bool),
         ),
     ]
+    checks += _covariate_checks(frame, cfg, check, in_true)
     return checks, check
+
+
+def _covariate_checks(frame: pd.DataFrame, cfg: PipelineConfig, check: pd.DataFrame,
+                      in_true: Callable[[str, str], Callable[[Any], Any]]) -> list[_Check]:
+    """Per covariate column: no empty cells; numbers for past/future/numeric statics; one
+    value per series for statics. Helper columns go into ``check`` for GE."""
+    data = cfg.data
+    categorical = set(data.categorical or [])
+    kinds = ([(c, "static") for c in data.static] + [(c, "past") for c in data.past]
+             + [(c, "future") for c in data.future])
+    out = []
+    for col, kind in kinds:
+        values = frame[col]
+        present = values.notna().to_numpy()
+        out.append(_Check(
+            f"{col}_not_null",
+            lambda gxe, c=col, k=kind: gxe.ExpectColumnValuesToNotBeNull(
+                column=c, description=f"{k} covariate {c} must not be empty"),
+            col, f"{kind} covariate {col} must not be empty",
+            f"fill in {col} for these rows (a {kind} covariate is needed at every step)",
+            ~present))
+        check[col] = values
+        numeric_wanted = kind != "static" or (data.categorical is not None
+                                              and col not in categorical)
+        if numeric_wanted:
+            as_num = pd.to_numeric(values, errors="coerce")
+            ok = (as_num.notna() | ~present).to_numpy() & ~np.isinf(
+                as_num.to_numpy(dtype="float64", na_value=0.0))
+            check[f"{col}__numeric"] = ok
+            out.append(_Check(
+                f"{col}_numeric", in_true(f"{col}__numeric", f"{col} must be a finite number"),
+                col, f"{kind} covariate {col} must be a finite number",
+                f"fix the non-numeric cells of {col}, or declare it under data.categorical "
+                "(statics only)", ~ok))
+        if kind == "static":
+            ids = frame[ID]
+            constant = (values.groupby(ids, sort=False).transform("nunique", dropna=False)
+                        .fillna(1).to_numpy() <= 1)
+            check[f"{col}__constant"] = constant
+            out.append(_Check(
+                f"{col}_constant", in_true(f"{col}__constant",
+                                           f"static {col} must be constant within a series"),
+                col, f"static covariate {col} must have one value per series",
+                f"make {col} constant within each series, or declare it under data.past / "
+                "data.future if it changes over time", ~constant))
+    return out
 
 
 def _ds_not_null(gxe: Any) -> Any:

@@ -92,6 +92,20 @@ def test_pyfunc_predicts_in_a_fresh_process(prefect_harness, store, tmp_path, m3
                       "first_ds": 69, "finite": True}
 
 
+def test_quantile_champion_writes_quantile_columns(prefect_harness, store, tmp_path,
+                                                    retail_csv):
+    pipeline = write_pipeline(tmp_path, retail_csv, name="it-quantiles", models=[
+        {"type": "mlp", "hidden_size": 16, "quantiles": [0.1, 0.9]}])
+    train_pipeline(pipeline=str(pipeline))
+    out = tmp_path / "q.parquet"
+    batch_forecast(pipeline=str(pipeline), output=str(out))
+    fc = pd.read_parquet(out)
+    assert list(fc.columns) == FORECAST_COLUMNS + ["yhat_q10", "yhat_q50", "yhat_q90"]
+    assert (fc["yhat"] == fc["yhat_q50"]).all()
+    assert ((fc["yhat_q10"] <= fc["yhat_q50"]) & (fc["yhat_q50"] <= fc["yhat_q90"])).all()
+    assert (fc["yhat_q10"] < fc["yhat_q90"]).mean() > 0.9  # a real interval, not a point
+
+
 def test_bad_data_fails_validation_and_leaves_registry_untouched(
         prefect_harness, store, tmp_path, retail_csv):
     pipeline = write_pipeline(tmp_path, retail_csv, models=[{"type": "seasonal_naive"}])

@@ -20,15 +20,16 @@ def test_demo_pipeline_is_valid():
     cfg = load_config(ROOT / "pipelines" / "demo.yaml")
     assert cfg.name == "aus-retail"
     assert cfg.data.path.is_absolute() and cfg.data.path.is_file()
-    assert [m.label for m in cfg.models] == ["naive", "seasonal_naive", "lstm"]
-    assert cfg.min_series_length == 36 + 12 + 12
+    assert [m.label for m in cfg.models] == ["naive", "seasonal_naive", "linear", "mlp", "lstm"]
+    assert cfg.min_series_length == 36 + 12 + 12 + 12
+    assert cfg.min_padded_length == 12 + 12 + 12 + 1
 
 
 def test_defaults_fill_in(retail_csv):
     cfg = parse_config(pipeline_dict(retail_csv))
     assert cfg.training.loss == "mae" and cfg.promotion.margin == 0.0
     assert cfg.val_size == cfg.features.horizon
-    assert cfg.data.short_series == "drop" and cfg.data.missing_y == "error"
+    assert cfg.data.short_series == "pad" and cfg.data.missing_y == "error"
 
 
 def test_unknown_key_is_named_with_allowed_keys(retail_csv):

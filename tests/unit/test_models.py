@@ -186,3 +186,51 @@ def test_checkpoint_of_other_settings_is_ignored(tmp_path):
     g.fit(data, TrainSettings(max_epochs=3, batch_size=32, seed=9),
           lambda e, logs: seen.append(e), ckpt)
     assert seen == [0, 1, 2]  # different seed: trained from scratch
+
+
+def test_custom_layers_round_trip_in_a_fresh_process(tmp_path):
+    """Every custom layer (instance norm, patches, positional encoding, sorted quantiles)
+    loads with safe_mode=True in a process that only imports deepcast, and predicts the same."""
+    import json
+    import subprocess
+    import sys
+
+    f, _, values = _fit("transformer", epochs=1,
+                        options={"quantiles": [0.1, 0.9], "positional": "sinusoidal"})
+    path = f.save(tmp_path / "t")
+    x = _x(values)
+    np.save(tmp_path / "x.npy", x)
+    code = ("import json, sys, numpy as np\n"
+            "from forecasting.base import load_forecaster\n"
+            "f = load_forecaster(sys.argv[1])\n"
+            "print(json.dumps(f.predict(np.load(sys.argv[2])).tolist()))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "x.npy")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    fresh = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
+    np.testing.assert_allclose(fresh, f.predict(x), rtol=1e-6, atol=1e-6)
+
+
+def test_runtime_resolution_on_this_machine():
+    from features.errors import ConfigError
+    from forecasting.runtime import resolve_runtime
+
+    auto = resolve_runtime()
+    if auto.device == "cpu":  # the CI machine: no accelerator
+        assert (auto.dtype_policy, auto.jit_compile, auto.strategy) == ("float32", True, None)
+        with pytest.raises(ConfigError, match="no GPU"):
+            resolve_runtime("gpu")
+    cpu = resolve_runtime("cpu", mixed_precision=False, jit_compile=False)
+    assert cpu.device == "cpu" and cpu.strategy is not None and not cpu.jit_compile
+    with pytest.raises(ConfigError, match="unknown device"):
+        resolve_runtime("quantum")
+
+
+def test_mixed_precision_model_is_saved_as_float32(tmp_path):
+    """What a GPU run does (mixed float16), forced on the CPU: the saved artifact is float32
+    and loads and predicts on a CPU-only machine like any other."""
+    f, history, values = _fit("mlp", epochs=1, mixed_precision=True, jit_compile=False)
+    assert np.isfinite(history["loss"]).all()
+    assert {layer.dtype_policy.name for layer in f.model.layers} == {"float32"}
+    g = load_forecaster(f.save(tmp_path / "mp"))
+    np.testing.assert_allclose(g.predict(_x(values)), f.predict(_x(values)), rtol=1e-6)

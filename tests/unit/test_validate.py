@@ -24,7 +24,8 @@ GRID_CHECK = "ds must be one"
 
 
 def make_cfg(path: Path, freq: str | int = "MS", **data: object) -> PipelineConfig:
-    """lookback 12 + horizon 6 + test_size 6: min_series_length 24."""
+    """lookback 12 + horizon 6 + val_size 6 + test_size 6: min_series_length 30; with
+    short_series: pad, min_padded_length 6 + 6 + 6 + 1 = 19."""
     return parse_config(
         {
             "name": "unit",
@@ -263,7 +264,7 @@ def test_short_series_fail_under_error(tmp_path: Path) -> None:
     raw, sid2 = _shorten(raw, 4, keep=23)
     clean, report = run_edited(tmp_path, raw, short_series="error")
     assert not report.success
-    short = failure(report, "at least 24 rows")
+    short = failure(report, "at least 30 rows")
     assert short.unexpected_count == 2  # one per short series
     assert [(ex["unique_id"], ex["length"]) for ex in short.examples] == [(sid, 10), (sid2, 23)]
     assert report.dropped_series == {}
@@ -276,7 +277,16 @@ def test_all_series_dropped_fails_clearly(tmp_path: Path) -> None:
     assert not report.success
     assert len(report.dropped_series) == 12 and clean.empty
     (fail,) = report.failures()
-    assert "no series is left" in fail.description and "24" in fail.description
+    assert "no series is left" in fail.description and "30" in fail.description
+
+
+def test_short_series_kept_under_pad_down_to_the_padded_minimum(tmp_path: Path) -> None:
+    raw, sid = _shorten(raw_csv(), 2, keep=10)  # < 19: dropped even with padding
+    raw, sid2 = _shorten(raw, 4, keep=23)  # < 30 but >= 19: kept, to be padded
+    clean, report = run_edited(tmp_path, raw, short_series="pad")
+    assert report.success, report.summary()
+    assert report.dropped_series == {sid: 10}
+    assert (clean["unique_id"] == sid2).sum() == 23
 
 
 # ----------------------------------------------------------------------------- reports

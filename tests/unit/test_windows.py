@@ -83,7 +83,7 @@ def test_make_dataset_batches_match_numpy():
     p = _panel()
     starts = window_starts(p.offsets, 3, 2)
     ds = make_dataset(p.values, starts, 3, 2, batch_size=4)
-    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds], strict=True)
+    xs, ys = zip(*[(x["y"].numpy(), y.numpy()) for x, y in ds], strict=True)
     x, y = np.concatenate(xs), np.concatenate(ys)
     ref = gather_windows(p.values, starts, 5)
     assert x.shape == (6, 3, 1) and y.shape == (6, 2)

@@ -1,0 +1,249 @@
+"""Inputs beyond the target: static, past and future covariates, calendar features and the
+codes that feed embeddings.
+
+Kinds (declared in the pipeline YAML, ``data.static`` / ``data.past`` / ``data.future``):
+
+- **static**: one value per series (categorical -> learned embedding; numeric -> scaled);
+- **past**: observed only up to the forecast origin: windows carry them over the lookback
+  only, never over the horizon (no leakage by construction, tested);
+- **future**: known over the horizon too (planned prices, holidays, calendar): windows carry
+  them over lookback + horizon; at forecast time they come with the request.
+
+:class:`CovariateEncoder` is fit on the training span only (numeric mean/std, category and
+series vocabularies) and turns a long frame into arrays aligned with its :class:`Panel`.
+Code 0 of every vocabulary means "unseen": an unknown series or category at forecast time
+gets code 0, whose embedding is set to the mean of the learned ones (documented fallback).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.errors import DataError
+from features.schema import DS, ID, is_integer_time
+
+#: calendar features by name: (pandas accessor, period) -> sin/cos pair of the position
+CALENDAR = {
+    "minute": (lambda d: d.minute, 60),
+    "hour": (lambda d: d.hour + d.minute / 60.0, 24),
+    "dayofweek": (lambda d: d.dayofweek + d.hour / 24.0, 7),
+    "dayofmonth": (lambda d: d.day - 1, 31),
+    "dayofyear": (lambda d: d.dayofyear - 1, 366),
+    "weekofyear": (lambda d: d.isocalendar().week.to_numpy() - 1, 53),
+    "month": (lambda d: d.month - 1, 12),
+    "quarter": (lambda d: d.quarter - 1, 4),
+}
+
+
+def default_calendar(freq: str | int) -> tuple[str, ...]:
+    """Calendar features that vary within a year at this frequency (none for integer ds):
+    sub-daily: hour, dayofweek; daily: dayofweek, dayofyear; weekly: weekofyear; monthly:
+    month; quarterly: quarter; yearly: none."""
+    if is_integer_time(freq):
+        return ()
+    offset = pd.tseries.frequencies.to_offset(freq)
+    name = offset.name.upper()
+    try:
+        step = pd.Timedelta(offset)
+    except ValueError:  # week/month/quarter/year offsets have no fixed length
+        step = None
+    if step is not None and step < pd.Timedelta(days=1):
+        return ("hour", "dayofweek")
+    if step is not None and step < pd.Timedelta(days=7):
+        return ("dayofweek", "dayofyear")
+    if (step is not None and step < pd.Timedelta(days=28)) or name.startswith("W"):
+        return ("weekofyear",)
+    if name.startswith(("Q", "BQ")):
+        return ("quarter",)
+    if name.startswith(("M", "BM", "SM", "CBM")):
+        return ("month",)
+    return ()
+
+
+def calendar_features(ds: np.ndarray | pd.Series, names: tuple[str, ...]) -> np.ndarray:
+    """(n, 2 * len(names)) float32: sin and cos of each feature's position in its cycle."""
+    d = pd.DatetimeIndex(pd.Series(ds).to_numpy())
+    cols = []
+    for name in names:
+        accessor, period = CALENDAR[name]
+        angle = 2 * np.pi * np.asarray(accessor(d), dtype=np.float64) / period
+        cols += [np.sin(angle), np.cos(angle)]
+    if not cols:
+        return np.zeros((len(d), 0), dtype=np.float32)
+    return np.stack(cols, axis=1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class CovariateSpec:
+    """Which columns are covariates of which kind, and how they are encoded."""
+
+    static: tuple[str, ...] = ()
+    past: tuple[str, ...] = ()
+    future: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()  # static columns encoded as categories
+    calendar: tuple[str, ...] = ()  # calendar features (future covariates from ds)
+    id_embedding: int = 0  # width of the learned series-ID embedding (0: none)
+    embedding_dim: int = 4  # width of each categorical static's embedding
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.static + self.past + self.future
+
+    @property
+    def static_numeric(self) -> tuple[str, ...]:
+        return tuple(c for c in self.static if c not in self.categorical)
+
+    @property
+    def static_categorical(self) -> tuple[str, ...]:
+        return tuple(c for c in self.static if c in self.categorical)
+
+    @property
+    def n_future(self) -> int:
+        return len(self.future) + 2 * len(self.calendar)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.columns or self.calendar or self.id_embedding)
+
+
+@dataclass
+class Covariates:
+    """Covariate arrays aligned with a panel (point-major arrays follow ``panel.values``)."""
+
+    past: np.ndarray  # (n_points, n_past) float32
+    future: np.ndarray  # (n_points, n_future) float32: user future columns + calendar
+    static: np.ndarray  # (n_series, n_static_numeric) float32
+    static_cat: np.ndarray  # (n_series, n_static_categorical) int32 codes, 0 = unseen
+    series: np.ndarray  # (n_series,) int32 series-ID code, 0 = unseen
+
+
+@dataclass
+class CovariateEncoder:
+    """Fit on the training span; encode frames into :class:`Covariates`."""
+
+    spec: CovariateSpec
+    freq: str | int = 1
+    numeric: dict[str, tuple[float, float]] = field(default_factory=dict)
+    vocab: dict[str, dict[str, int]] = field(default_factory=dict)  # static cat -> codes
+    ids: dict[str, int] = field(default_factory=dict)  # series id -> code (1..n)
+
+    def fit(self, train: pd.DataFrame) -> CovariateEncoder:
+        """Learn scaling and vocabularies from the training rows only."""
+        s = self.spec
+        for col in s.past + s.future + s.static_numeric:
+            v = pd.to_numeric(train[col], errors="coerce").to_numpy(dtype=np.float64)
+            mean = float(np.nanmean(v)) if len(v) else 0.0
+            std = float(np.nanstd(v)) if len(v) else 1.0
+            self.numeric[col] = (mean, std if std > 1e-12 else 1.0)
+        firsts = train.groupby(ID, sort=True).first()
+        for col in s.static_categorical:
+            values = sorted(firsts[col].astype(str).unique())
+            self.vocab[col] = {v: i + 1 for i, v in enumerate(values)}
+        self.ids = {str(i): k + 1 for k, i in enumerate(firsts.index)}
+        return self
+
+    @property
+    def cardinalities(self) -> list[int]:
+        """Embedding table sizes of the categorical statics (unseen code 0 included)."""
+        return [len(self.vocab[c]) + 1 for c in self.spec.static_categorical]
+
+    def _scaled(self, df: pd.DataFrame, cols: tuple[str, ...]) -> np.ndarray:
+        if not cols:
+            return np.zeros((len(df), 0), dtype=np.float32)
+        out = np.empty((len(df), len(cols)), dtype=np.float32)
+        for j, col in enumerate(cols):
+            mean, std = self.numeric[col]
+            out[:, j] = (pd.to_numeric(df[col], errors="coerce").to_numpy(np.float64) - mean) / std
+        return out
+
+    def future_values(self, df: pd.DataFrame) -> np.ndarray:
+        """The future-covariate block (user columns, then calendar) of rows of ``df``."""
+        cal = calendar_features(df[DS], self.spec.calendar) if self.spec.calendar else None
+        user = self._scaled(df, self.spec.future)
+        return user if cal is None else np.concatenate([user, cal], axis=1)
+
+    def transform(self, df: pd.DataFrame) -> Covariates:
+        """Arrays for a canonical frame sorted by (unique_id, ds), like its panel."""
+        s = self.spec
+        firsts = df.groupby(ID, sort=False).first()
+        static_cat = np.zeros((len(firsts), len(s.static_categorical)), dtype=np.int32)
+        for j, col in enumerate(s.static_categorical):
+            codes = self.vocab[col]
+            static_cat[:, j] = [codes.get(str(v), 0) for v in firsts[col]]
+        return Covariates(
+            past=self._scaled(df, s.past),
+            future=self.future_values(df),
+            static=self._scaled(firsts, s.static_numeric),
+            static_cat=static_cat,
+            series=np.array([self.ids.get(str(i), 0) for i in firsts.index], dtype=np.int32),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": {k: list(v) if isinstance(v, tuple) else v
+                         for k, v in asdict(self.spec).items()},
+                "freq": self.freq, "numeric": self.numeric, "vocab": self.vocab,
+                "ids": self.ids}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CovariateEncoder:
+        spec = CovariateSpec(**{k: tuple(v) if isinstance(v, list) else v
+                                for k, v in data["spec"].items()})
+        return cls(spec, data["freq"], {k: tuple(v) for k, v in data["numeric"].items()},
+                   data["vocab"], data["ids"])
+
+
+def split_future(df: pd.DataFrame, target: str, missing: np.ndarray | None = None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(history, future): the trailing rows of each series (sorted by id, ds) whose target
+    is ``missing`` (default: null) are the future rows (covariates given for dates still to
+    forecast); the rest is history."""
+    if len(df) == 0:
+        return df, df.iloc[0:0]
+    missing = df[target].isna().to_numpy() if missing is None else np.asarray(missing)
+    # trailing run of missing target per series: reverse cumulative "seen a value"
+    seen = pd.Series(~missing).groupby(df[ID].to_numpy(), sort=False).transform(
+        lambda s: s[::-1].cummax()[::-1]).to_numpy(dtype=bool)
+    return df[seen].reset_index(drop=True), df[~seen].reset_index(drop=True)
+
+
+def check_future(future: pd.DataFrame, ids: np.ndarray, expected_ds: np.ndarray,
+                 columns: tuple[str, ...], horizon: int) -> pd.DataFrame:
+    """The future rows for each series' next ``horizon`` steps, in panel order; a missing
+    row or a missing value is a :class:`DataError` naming the series and dates."""
+    keys = pd.DataFrame({ID: np.repeat(ids, horizon), DS: expected_ds})
+    if not columns:
+        return keys
+    lacking = [c for c in columns if c not in future.columns]
+    if lacking:
+        raise DataError(
+            f"future covariate column(s) {lacking} are missing from the future rows",
+            hint="pass them with --future PATH (unique_id, ds and these columns for the "
+            "forecast dates) or as rows with an empty target after each series",
+        )
+    fut = future[[ID, DS, *columns]].copy()
+    if len(fut):
+        fut[DS] = fut[DS].astype(keys[DS].dtype)
+    fut = fut.drop_duplicates([ID, DS], keep="last")
+    merged = keys.merge(fut, on=[ID, DS], how="left", indicator=True)
+    absent = merged["_merge"] != "both"
+    bad = absent | merged[list(columns)].isna().any(axis=1)
+    if bad.any():
+        rows = merged[bad]
+        parts = []
+        for sid, grp in rows.groupby(ID, sort=False):
+            dates = ", ".join(str(d) for d in grp[DS].head(3))
+            more = f" (+{len(grp) - 3} more)" if len(grp) > 3 else ""
+            parts.append(f"{sid}: {dates}{more}")
+        shown = "; ".join(parts[:5]) + (f"; and {len(parts) - 5} more series"
+                                        if len(parts) > 5 else "")
+        raise DataError(
+            f"future covariates {list(columns)} are missing or empty for "
+            f"{int(bad.sum())} forecast step(s) of {rows[ID].nunique()} series: {shown}",
+            hint=f"supply a value of every future covariate for each of the {horizon} steps "
+            "after the end of every series",
+        )
+    return merged.drop(columns="_merge")
