@@ -97,6 +97,6 @@ def resolve_runtime(device: str = "auto", mixed_precision: str | bool = "auto",
     if jit_compile == "auto":
         jit_compile = replicas == 1
     runtime = Runtime(kind, replicas, policy, bool(jit_compile), strategy)
-    log.info("training on %s x%d, %s, XLA %s", kind, replicas, policy,
+    log.debug("training on %s x%d, %s, XLA %s", kind, replicas, policy,
              "on" if runtime.jit_compile else "off")
     return runtime

@@ -203,3 +203,32 @@ def test_split_future_and_check_future():
         check_future(rows, np.array(["a", "b"]), np.array([4, 5, 4, 5]), ("price",), 2)
     msg = str(info.value)
     assert "a: 5" in msg and "b: 4, 5" in msg and "3 forecast step(s) of 2 series" in msg
+
+
+def test_covariate_model_bundle_predicts_the_same_in_a_fresh_process(tmp_path):
+    """Embedding layers (series ID, categorical statics), observed mask and the future
+    inputs survive save -> load (safe_mode=True) in a process that only imports deepcast."""
+    import subprocess
+    import sys
+
+    df = _tiny()
+    spec = CovariateSpec(static=("kind",), future=("promo",), categorical=("kind",),
+                         id_embedding=3)
+    predictor = _fit_with_covariates(df, spec, family="gru")
+    future = pd.DataFrame({"unique_id": np.repeat(["s0", "s1", "s2"], 4),
+                           "ds": np.tile(np.arange(61, 65), 3), "promo": 1.0,
+                           "kind": np.repeat(["even", "odd", "even"], 4)})
+    frame = pd.concat([df, future.assign(y=np.nan)], ignore_index=True)
+    frame.to_csv(tmp_path / "frame.csv", index=False)
+    path = predictor.save(tmp_path / "bundle")
+    code = ("import sys, pandas as pd\n"
+            "from forecasting.predictor import Predictor\n"
+            "p = Predictor.load(sys.argv[1])\n"
+            "p.predict(pd.read_csv(sys.argv[2])).to_csv(sys.argv[3], index=False)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "frame.csv"),
+                           str(tmp_path / "out.csv")], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    fresh = pd.read_csv(tmp_path / "out.csv")
+    here = predictor.predict(pd.read_csv(tmp_path / "frame.csv"))
+    np.testing.assert_allclose(fresh["yhat"], here["yhat"], rtol=1e-6)
