@@ -44,7 +44,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pipeline", nargs="?", default=str(ROOT / "pipelines" / "demo.yaml"))
     ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--families", default=",".join(sorted(families())))
+    ap.add_argument("--families", default=",".join(sorted(ENTRY_MODELS)))
     ap.add_argument("--jit", choices=("both", "on", "off"), default="on")
     args = ap.parse_args()
 

@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
             "Validate the data, train and score every model on the holdout, log all to "
             "MLflow, register the best and promote it to champion if it beats the current "
             "champion on today's holdout.")
+    command("backtest", "rolling-origin backtest of every model",
+            "Validate the data, then score every model (and seasonal naive) on the same "
+            "rolling cut-offs (evaluation.backtest: n_windows, step, refit): MAE, RMSE, MAPE, "
+            "sMAPE, MASE, RMSSE per model x cut-off x series and averaged, logged to MLflow.")
     p = command("forecast", "batch forecast with a registered model",
                 "Load models:/NAME@ALIAS (or a version), forecast the horizon after the end "
                 "of each series in the data, and write unique_id, ds, yhat, model_name, "
@@ -96,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--future", help="future covariates for the forecast dates (unique_id, ds "
                    "and the data.future columns, CSV or Parquet); default: rows after each "
                    "series' last target value in the data")
+    p = command("promote", "champion history, and rollback to the previous champion",
+                "Without options: print the promotion history (who replaced whom, when, "
+                "why). With --rollback: give the champion alias back to the version the "
+                "current champion replaced (recorded in the history).", data=False)
+    p.add_argument("--rollback", action="store_true",
+                   help="restore the previous champion")
     p = command("runs", "recent runs of a pipeline and the registry's aliases",
                 "A table of recent train runs, their best model and score, the promotion "
                 "decision, and the registry's aliases.", data=False)
@@ -204,6 +214,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    _preflight(args)
+    from flows.flows import backtest_pipeline
+
+    summary = backtest_pipeline(pipeline=args.pipeline, data=args.data,
+                                report_dir=args.report_dir)
+    if args.json:
+        print(json.dumps(summary, default=str))
+        return EXIT_OK
+    if not args.quiet:
+        print(f"\npipeline {summary['pipeline']}: {summary['n_series']} series; backtest of "
+              f"{summary['n_windows']} windows, step {summary['step']}, refit "
+              f"{summary['refit']} (means over series x cut-offs; skill vs seasonal naive):")
+    _print_table(summary["table"])
+    if not args.quiet:
+        print(f"backtest took {summary['seconds']:.1f} s; runs: {summary['tracking_uri']} "
+              f"(parent run {summary['parent_run_id']})")
+    return EXIT_OK
+
+
 def cmd_forecast(args: argparse.Namespace) -> int:
     from pipelines.forecast import check_output_path
 
@@ -222,6 +252,32 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_promote(args: argparse.Namespace) -> int:
+    from pipelines.config import load_config
+    from pipelines.promote import history, rollback
+    from pipelines.tracking import Tracker
+
+    cfg = load_config(args.pipeline)
+    tracker = Tracker(cfg.name)
+    if args.rollback:
+        done = rollback(tracker)
+        if args.json:
+            print(json.dumps(done))
+        else:
+            print(f"champion of {cfg.name}: v{done['from_version']} -> v{done['to_version']} "
+                  f"(rolled back at {done['when']})")
+        return EXIT_OK
+    events = history(tracker)
+    if args.json:
+        print(json.dumps({"history": events, "aliases": tracker.aliases()}))
+        return EXIT_OK
+    if not events:
+        print(f"no promotions yet for {cfg.name} in {tracker.uri}")
+    _print_table(events)
+    print(f"\naliases: {tracker.aliases() or 'none'}")
+    return EXIT_OK
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from pipelines.config import load_config
     from pipelines.tracking import Tracker
@@ -230,12 +286,17 @@ def cmd_runs(args: argparse.Namespace) -> int:
     tracker = Tracker(cfg.name)
     rows = tracker.recent_runs(cfg.evaluation.metric, args.limit)
     aliases = tracker.aliases()
+    latest = next((r for r in rows if r["kind"] == "train"), None)
+    models = tracker.model_runs(latest["run_id"], cfg.evaluation.metric) if latest else []
     if args.json:
-        print(json.dumps({"runs": rows, "aliases": aliases}, default=str))
+        print(json.dumps({"runs": rows, "models": models, "aliases": aliases}, default=str))
         return EXIT_OK
     if not rows:
         print(f"no runs yet for {cfg.name} in {tracker.uri}")
     _print_table(rows)
+    if models:
+        print(f"\nmodels of the latest train run {latest['run_id']} (holdout metrics):")
+        _print_table(models)
     print(f"\naliases: {aliases or 'none'}  (store: {tracker.uri})")
     return EXIT_OK
 
@@ -261,7 +322,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "validate": cmd_validate, "train": cmd_train, "forecast": cmd_forecast,
+    "validate": cmd_validate, "train": cmd_train, "backtest": cmd_backtest,
+    "forecast": cmd_forecast, "promote": cmd_promote,
     "runs": cmd_runs, "ui": cmd_ui,
 }
 

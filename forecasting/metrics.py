@@ -1,11 +1,15 @@
-"""Point-forecast metrics, per series, then averaged across series.
+"""Forecast metrics, per series, then averaged across series.
 
-All functions take ``y`` and ``yhat`` of shape (n_series, h) (NaN-padded rows allowed) and
-return one value per series; :func:`score` averages them. MASE is scaled by the in-sample
-seasonal naive MAE of each series' *training span* (``season_length`` steps back).
+All functions take ``y`` and ``yhat`` of shape (..., h) (NaN allowed) and return one value per
+leading index (series, or series x cut-off); :func:`score` averages them. MASE is scaled by
+the in-sample seasonal naive MAE of each series' *training span* (``season_length`` steps
+back), RMSSE by the in-sample seasonal naive mean squared error. MAPE skips points where
+``y`` is 0 (it is undefined there) and is NaN for a series of zeros.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -29,6 +33,35 @@ def smape(y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
     return 200.0 * np.nanmean(ratio, axis=-1)
 
 
+def mape(y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
+    """Mean absolute percentage error in percent, over the points where y != 0."""
+    ok = np.abs(y) > 0
+    ratio = np.divide(np.abs(y - yhat), np.abs(y), out=np.full(y.shape, np.nan), where=ok)
+    with warnings.catch_warnings():  # a series of zeros: NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return 100.0 * np.nanmean(ratio, axis=-1)
+
+
+def rmsse(y: np.ndarray, yhat: np.ndarray, sq_scale: np.ndarray) -> np.ndarray:
+    """Root mean squared scaled error (M5): MSE over the in-sample seasonal naive MSE."""
+    sq_scale = np.asarray(sq_scale, dtype=np.float64)
+    safe = np.where(sq_scale > 0, sq_scale, np.nan)
+    return np.sqrt(np.nanmean((y - yhat) ** 2, axis=-1) / safe)
+
+
+def pinball(y: np.ndarray, q_pred: np.ndarray, levels) -> np.ndarray:
+    """Mean pinball loss over horizon and levels; ``q_pred`` (..., h, n_levels)."""
+    q = np.asarray(levels, dtype=np.float64)
+    err = y[..., None] - q_pred
+    return np.nanmean(np.maximum(q * err, (q - 1.0) * err), axis=(-2, -1))
+
+
+def coverage(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Share of points inside [lo, hi]."""
+    inside = ((y >= lo) & (y <= hi)).astype(np.float64)
+    return np.nanmean(np.where(np.isnan(y), np.nan, inside), axis=-1)
+
+
 def mase(y: np.ndarray, yhat: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """MAE divided by the per-series naive scale (NaN where the scale is 0)."""
     scale = np.asarray(scale, dtype=np.float64)
@@ -36,13 +69,17 @@ def mase(y: np.ndarray, yhat: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return mae(y, yhat) / safe
 
 
-def seasonal_scale(panel: Panel, n_train: np.ndarray, season_length: int) -> np.ndarray:
-    """Mean |y_t - y_{t-m}| over the first ``n_train[i]`` points of each series."""
+def seasonal_scale(panel: Panel, n_train: np.ndarray, season_length: int,
+                   power: int = 1) -> np.ndarray:
+    """Mean |y_t - y_{t-m}| ** power over the first ``n_train[i]`` points of each series
+    (power 1: the MASE scale; power 2: the RMSSE one). Falls back to lag 1 for a series
+    shorter than two seasons, so short (padded) series still get a scale."""
     out = np.full(panel.n_series, np.nan)
     for k, (a, n) in enumerate(zip(panel.starts, n_train, strict=True)):
         seg = panel.values[a : a + n].astype(np.float64)
-        if n > season_length:
-            out[k] = np.mean(np.abs(seg[season_length:] - seg[:-season_length]))
+        m = season_length if n > season_length else 1
+        if n > m:
+            out[k] = np.mean(np.abs(seg[m:] - seg[:-m]) ** power)
     return out
 
 

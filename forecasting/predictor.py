@@ -26,8 +26,10 @@ from features.errors import DataError
 from features.scalers import SeriesScaler
 from features.schema import DS, ID, ColumnSpec, Y, coerce_long_frame, future_index, sort_long_frame
 from features.windows import left_pad, pad_panel, panel_from_frame, window_inputs
+from forecasting import conformal
 from forecasting.base import Forecaster, load_forecaster
 from forecasting.keras_model import quantile_column
+from forecasting.metrics import seasonal_scale
 
 BUNDLE_FILE = "bundle.json"
 SCALER_FILE = "scaler.json"
@@ -39,12 +41,14 @@ class Predictor:
     """Forecast the ``horizon`` steps after the end of every series in a history frame."""
 
     def __init__(self, forecaster: Forecaster, scaler: SeriesScaler, columns: ColumnSpec,
-                 encoder: CovariateEncoder | None = None, min_history: int | None = None
-                 ) -> None:
+                 encoder: CovariateEncoder | None = None, min_history: int | None = None,
+                 conformal: dict[str, list[float]] | None = None) -> None:
         self.forecaster = forecaster
         self.scaler = scaler
         self.columns = columns
         self.encoder = encoder
+        # conformal quantiles of normalised residuals per level and step (forecasting.conformal)
+        self.conformal = conformal
         # shortest history forecast: the lookback, or 1 point for models trained with
         # data.short_series: pad (the missing history is padded and masked)
         self.min_history = min_history or self.lookback
@@ -132,9 +136,56 @@ class Predictor:
         yhat = self.scaler.inverse_transform(panel, self.forecaster.predict(x, covariates))
         out = {ID: np.repeat(panel.ids, H), DS: dates}
         levels = self.forecaster.quantiles
+        point = yhat[:, :, levels.index(0.5)] if levels else yhat
+        out["yhat"] = point.ravel()
+        out.update({quantile_column(q): yhat[:, :, i].ravel() for i, q in enumerate(levels)})
+        if self.conformal:
+            scale = seasonal_scale(panel, panel.lengths, self.forecaster.spec.season_length)
+            bands = conformal.apply(point, scale, self.conformal)
+            out.update({k: v.ravel() for k, v in bands.items()})
+        return pd.DataFrame(out)
+
+    def predict_windows(self, frame: pd.DataFrame, cuts: np.ndarray) -> pd.DataFrame:
+        """Backtest forecasts in one batched call: for each series ``i`` and cut-off ``k``,
+        forecast the ``horizon`` points after its first ``cuts[i, k]`` points from those
+        points only (future covariates over the horizon come from ``frame``, which holds
+        the truth; past covariates and targets after the cut-off are never read).
+
+        Returns ``unique_id, window, cutoff, ds, h, y, yhat`` (+ quantile columns), where
+        ``cutoff`` is the last ``ds`` of the history and ``h`` counts 1..horizon.
+        """
+        df = self.canonical(frame)
+        panel = panel_from_frame(df)
+        cuts = np.asarray(cuts, dtype=np.int64).reshape(panel.n_series, -1)
+        L, H = self.lookback, self.horizon
+        n, k = cuts.shape
+        if (cuts < self.min_history).any() or (cuts + H > panel.lengths[:, None]).any():
+            raise ValueError("a cut-off leaves too little history or no room for the horizon")
+        pads = np.maximum(L - cuts.min(axis=1), 0)
+        scaled = pad_panel(self.scaler.transform(panel), pads)
+        ends = (scaled.starts + pads)[:, None] + cuts
+        starts = (ends - L).ravel()
+        covariates = None
+        if self.encoder is not None:
+            cov = self.encoder.transform(df)
+            cov.past, _ = left_pad(cov.past, panel.offsets, pads, 0.0)
+            cov.future, _ = left_pad(cov.future, panel.offsets, pads, 0.0)
+            covariates = window_inputs(scaled.values, starts, L, H, cov, scaled.offsets)
+        x = window_inputs(scaled.values, starts, L, 0)["y"][..., 0]
+        raw = self.forecaster.predict(x, covariates)
+        yhat = self.scaler.inverse_transform(panel, raw.reshape((n, k) + raw.shape[1:]))
+        pos = (panel.starts[:, None, None] + cuts[:, :, None]
+               + np.arange(H)[None, None, :]).reshape(-1)
+        ds, y = df[DS].to_numpy(), df[Y].to_numpy()
+        out = {ID: np.repeat(panel.ids, k * H),
+               "window": np.tile(np.repeat(np.arange(k), H), n),
+               "cutoff": np.repeat(ds[(panel.starts[:, None] + cuts - 1).reshape(-1)], H),
+               DS: ds[pos], "h": np.tile(np.arange(1, H + 1), n * k), "y": y[pos]}
+        levels = self.forecaster.quantiles
         if not levels:
-            return pd.DataFrame({**out, "yhat": yhat.ravel()})
-        quantiles = {quantile_column(q): yhat[:, :, i].ravel() for i, q in enumerate(levels)}
+            return pd.DataFrame({**out, "yhat": yhat.reshape(-1)})
+        flat = yhat.reshape(-1, len(levels))
+        quantiles = {quantile_column(q): flat[:, i] for i, q in enumerate(levels)}
         return pd.DataFrame({**out, "yhat": quantiles[quantile_column(0.5)], **quantiles})
 
     def save(self, path: str | Path) -> Path:
@@ -145,7 +196,8 @@ class Predictor:
         if self.encoder is not None:
             (path / ENCODER_FILE).write_text(json.dumps(self.encoder.to_dict()))
         (path / BUNDLE_FILE).write_text(json.dumps({
-            "columns": asdict(self.columns), "min_history": self.min_history, "format": 2,
+            "columns": asdict(self.columns), "min_history": self.min_history,
+            "conformal": self.conformal, "format": 2,
         }, indent=2))
         return path
 
@@ -157,4 +209,4 @@ class Predictor:
         encoder = (CovariateEncoder.from_dict(json.loads((path / ENCODER_FILE).read_text()))
                    if (path / ENCODER_FILE).is_file() else None)
         return cls(load_forecaster(path / FORECASTER_DIR), scaler, ColumnSpec(**meta["columns"]),
-                   encoder, meta.get("min_history"))
+                   encoder, meta.get("min_history"), meta.get("conformal"))

@@ -131,6 +131,8 @@ def _entry_models() -> dict[str, type[_ModelBase]]:
     own options (declared next to the family, so a new family needs no change here)."""
     out: dict[str, type[_ModelBase]] = {}
     for family, cls in sorted(families().items()):
+        if not getattr(cls, "yaml_entry", True):
+            continue
         entry = create_model(
             f"{cls.__name__}Entry",
             __base__=(_ModelBase, cls.Options),
@@ -186,13 +188,47 @@ class TrainingConfig(_Strict):
         "stopped when rerun with the same config and data.")
 
 
+class BacktestConfig(_Strict):
+    """Rolling-origin evaluation (``deepcast backtest``)."""
+
+    n_windows: int = Field(3, ge=1, le=1000, description="Cut-offs (forecast origins).")
+    step: int | None = Field(None, ge=1, description="Steps between cut-offs (default: "
+                             "horizon). The last window ends at each series' last point.")
+    refit: bool | int = Field(
+        False, description="false: fit once before the first cut-off and predict every "
+        "window in one batched call; true: refit at every cut-off; an integer k: refit "
+        "every k windows. Training windows always expand (all history before the cut-off).")
+
+    @field_validator("refit")
+    @classmethod
+    def _refit(cls, v: bool | int) -> bool | int:
+        if not isinstance(v, bool) and v < 1:
+            raise ValueError("refit must be true, false or an integer >= 1")
+        return v
+
+
 class EvaluationConfig(_Strict):
-    """Holdout scoring."""
+    """Holdout scoring, backtests and calibrated intervals."""
 
     test_size: int = Field(ge=1, description="Last points of every series held out for scoring.")
     metric: Literal["mae", "rmse", "smape", "mase"] = Field(
         "mase", description="Metric used to choose the best model and to promote."
     )
+    backtest: BacktestConfig = Field(BacktestConfig(),
+                                     description="Rolling-origin backtest settings.")
+    conformal: list[float] = Field(
+        [], description="Conformal interval levels in percent, e.g. [80, 95]: calibrated on "
+        "each model's out-of-sample holdout residuals; the forecast gains yhat_lo_80 / "
+        "yhat_hi_80 ...")
+
+    @field_validator("conformal")
+    @classmethod
+    def _levels(cls, v: list[float]) -> list[float]:
+        bad = [x for x in v if not 0 < x < 100]
+        if bad:
+            raise ValueError(f"conformal levels are percentages strictly between 0 and 100, "
+                             f"got {bad}")
+        return sorted(set(v))
 
 
 class PromotionConfig(_Strict):
@@ -205,6 +241,32 @@ class PromotionConfig(_Strict):
     )
 
 
+class EnsembleConfig(_Strict):
+    """An ensemble: a model like the others (scored, logged, registrable, servable)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                      description="Name in runs and the registry.")
+    method: Literal["mean", "median", "weighted", "stacking", "bagging"] = Field(
+        description="mean / median of the members; weighted: weights 1/MASE from a backtest "
+        "of the members on the training span; stacking: an affine combination per horizon "
+        "step fit on those out-of-sample backtest forecasts; bagging: `model` trained with "
+        "`n_members` seeds, averaged.")
+    members: list[str] = Field([], description="Names of `models:` entries to combine "
+                               "(all methods but bagging; at least two).")
+    model: ModelConfig | None = Field(None, description="The model entry to bag (bagging).")
+    n_members: int = Field(5, ge=2, le=100, description="Seeds to bag (bagging).")
+
+    @model_validator(mode="after")
+    def _shape(self) -> EnsembleConfig:
+        if self.method == "bagging":
+            if self.model is None:
+                raise ValueError("bagging needs `model:` (a models entry to train with "
+                                 "several seeds)")
+        elif len(set(self.members)) < 2:
+            raise ValueError(f"{self.method} needs at least two distinct `members:`")
+        return self
+
+
 class PipelineConfig(_Strict):
     """One use case: data, features, models, training, evaluation."""
 
@@ -215,14 +277,22 @@ class PipelineConfig(_Strict):
     data: DataConfig
     features: FeaturesConfig
     models: list[ModelConfig] = Field(min_length=1)
+    ensemble: list[EnsembleConfig] = Field(
+        [], description="Ensembles of the models (scored and promoted like models).")
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig
     promotion: PromotionConfig = PromotionConfig()
 
     @model_validator(mode="after")
     def _check_consistency(self) -> PipelineConfig:
-        labels = [m.label for m in self.models]
+        labels = [m.label for m in self.models] + [e.name for e in self.ensemble]
         dupes = sorted({x for x in labels if labels.count(x) > 1})
+        names = [m.label for m in self.models]
+        for e in self.ensemble:
+            unknown = sorted(set(e.members) - set(names))
+            if unknown:
+                raise ValueError(f"ensemble {e.name!r}: unknown member(s) {unknown}; members "
+                                 f"name models: entries ({', '.join(names)})")
         if dupes:
             raise ValueError(
                 f"models: duplicate model name(s) {dupes}; give each entry a distinct `name:`"
@@ -371,6 +441,8 @@ def _default(field: Any) -> str:
     value = field.get_default(call_default_factory=True)
     if value is None:
         return "—"
+    if isinstance(value, BaseModel):
+        return "see below"
     return f"`{str(value).lower() if isinstance(value, bool) else value}`"
 
 
@@ -395,6 +467,7 @@ def reference_markdown() -> str:
         rows.append(f"| `{n}` | {default} | {', '.join(fams)} | {desc} |")
     for section, model in (("data", DataConfig), ("features", FeaturesConfig),
                            ("training", TrainingConfig), ("evaluation", EvaluationConfig),
+                           ("evaluation.backtest", BacktestConfig),
                            ("promotion", PromotionConfig)):
         rows += ["", f"| `{section}:` key | default | meaning |", "|---|---|---|"]
         for n, f in model.model_fields.items():

@@ -1,20 +1,31 @@
 """Promote stage: register the run's best model and move aliases through a gate.
 
 The best model by ``evaluation.metric`` becomes a new registry version with alias
-``challenger``. It also becomes ``champion`` only if it beats the current champion
-*re-scored on today's holdout* by ``promotion.margin`` (the first run's best is champion
-at once). The decision and both scores are recorded on the run and on the version.
+``challenger``. It also becomes ``champion`` only if, on the same rolling cut-offs through
+today's holdout (``evaluation.backtest.step`` apart; out of sample for the candidate), it
+beats the current champion re-scored there by ``promotion.margin`` and beats seasonal
+naive (the first run's best needs only the latter). The decision and the three scores are
+recorded on the run and on the version; every champion change is kept as a history of
+version tags, and :func:`rollback` restores the previous champion.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import pandas as pd
 
+from features.errors import ConfigError
+from features.schema import ID
+from features.windows import panel_from_frame
+from forecasting.base import WindowSpec, build_forecaster
 from forecasting.evaluate import holdout_forecast, score_holdout
+from forecasting.metrics import seasonal_scale
+from forecasting.predictor import Predictor
 from pipelines.config import PipelineConfig
 from pipelines.tracking import CHALLENGER, CHAMPION, Tracker
 from pipelines.train import TrainOutcome, user_frame
@@ -34,19 +45,60 @@ class PromotionDecision:
     candidate_version: str = ""
     champion_version: str | None = None
     champion_score: float | None = None
+    seasonal_naive_score: float | None = None
+    gate: str = ""
+    windows: int = 0
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def rescore_champion(tracker: Tracker, df: pd.DataFrame, cfg: PipelineConfig
-                     ) -> tuple[str | None, float | None, str]:
-    """(version, score on today's holdout, note) of the current champion, if any."""
+def gate_cutoffs(lengths: np.ndarray, cfg: PipelineConfig) -> np.ndarray | None:
+    """Cut-offs from the end of the training span through the holdout, ``step`` apart (each
+    window of ``horizon`` inside the holdout); None when the holdout is shorter than the
+    horizon (the gate then uses the holdout scores)."""
+    horizon, test_size = cfg.features.horizon, cfg.evaluation.test_size
+    if test_size < horizon:
+        return None
+    step = cfg.evaluation.backtest.step or horizon
+    offsets = np.arange(0, test_size - horizon + 1, step)
+    return (np.asarray(lengths)[:, None] - test_size) + offsets[None, :]
+
+
+def gate_score(predictor: Predictor, df: pd.DataFrame, cuts: np.ndarray, cfg: PipelineConfig
+               ) -> float:
+    """Mean ``evaluation.metric`` of ``predictor`` over the windows at ``cuts``."""
+    from pipelines.backtest import score_windows
+
+    panel = panel_from_frame(df)
+    m = cfg.data.season_length
+    scale = np.stack([seasonal_scale(panel, cuts[:, k], m) for k in range(cuts.shape[1])], 1)
+    sq = np.stack([seasonal_scale(panel, cuts[:, k], m, 2) for k in range(cuts.shape[1])], 1)
+    fc = predictor.predict_windows(df, cuts).sort_values([ID, "window", "h"], kind="stable")
+    _, means = score_windows(fc, panel.ids, scale, sq, predictor.horizon)
+    return means[cfg.evaluation.metric]
+
+
+def _seasonal_naive(like: Predictor, cfg: PipelineConfig) -> Predictor:
+    spec = WindowSpec(cfg.features.lookback, cfg.features.horizon, cfg.data.season_length)
+    return Predictor(build_forecaster("seasonal_naive", "seasonal_naive", spec, {}),
+                     like.scaler, like.columns, None, like.min_history)
+
+
+def rescore_champion(tracker: Tracker, df: pd.DataFrame, cfg: PipelineConfig,
+                     cuts: np.ndarray | None = None) -> tuple[str | None, float | None, str]:
+    """(version, score, note) of the current champion re-scored on today's data: on the gate
+    windows ``cuts``, or (None, or a champion of another window geometry) on the holdout."""
     if CHAMPION not in tracker.aliases():
         return None, None, "no champion yet"
     ref = tracker.resolve(CHAMPION)
     try:
         model = tracker.load_pyfunc(ref)
+        champion = model.unwrap_python_model().predictor
+        if cuts is not None and champion.horizon == cfg.features.horizon:
+            return ref.version, gate_score(champion, df, cuts, cfg), \
+                f"re-scored on the same {cuts.shape[1]} cut-off(s)"
         d = cfg.data
         fc = holdout_forecast(model.predict, user_frame(df, cfg), cfg.evaluation.test_size,
                               d.id_col, d.time_col, d.target_col)
@@ -58,8 +110,13 @@ def rescore_champion(tracker: Tracker, df: pd.DataFrame, cfg: PipelineConfig
 
 
 def decide(score: float, champion_score: float | None, champion_version: str | None,
-           margin: float) -> tuple[bool, str]:
-    """The gate: strictly better than the champion by ``margin`` (relative)."""
+           margin: float, reference: float | None = None, is_reference: bool = False
+           ) -> tuple[bool, str]:
+    """The gate: better than seasonal naive (``reference``; vacuous for seasonal naive
+    itself), then strictly better than the champion by ``margin`` (relative)."""
+    if reference is not None and not is_reference and not score < reference:
+        return False, (f"does not beat seasonal naive ({score:.6g} vs {reference:.6g} on the "
+                       "same cut-offs)")
     if champion_version is None:
         return True, "first model of this pipeline: becomes champion"
     if champion_score is None:
@@ -72,16 +129,32 @@ def decide(score: float, champion_score: float | None, champion_version: str | N
     return False, f"does not beat champion {champion_score:.6g} (bar {bar:.6g}, margin {margin})"
 
 
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
 def promote(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker
             ) -> PromotionDecision:
     """Register the best model, set ``challenger``, and ``champion`` if the gate says so."""
     metric = cfg.evaluation.metric
     best = outcome.best
-    score = best.metrics[metric]
-    champ_version, champ_score, note = rescore_champion(tracker, df, cfg)
-    promoted, reason = decide(score, champ_score, champ_version, cfg.promotion.margin)
+    cuts = gate_cutoffs(panel_from_frame(df).lengths, cfg)
+    if cuts is not None and best.predictor is not None:
+        score = gate_score(best.predictor, df, cuts, cfg)
+        reference = gate_score(_seasonal_naive(best.predictor, cfg), df, cuts, cfg)
+        gate = f"{cuts.shape[1]} cut-off(s) through the holdout, step " \
+               f"{cfg.evaluation.backtest.step or cfg.features.horizon}"
+    else:
+        cuts, score, reference = None, best.metrics[metric], outcome.reference[metric]
+        gate = "holdout"
+    champ_version, champ_score, note = rescore_champion(tracker, df, cfg, cuts)
+    promoted, reason = decide(score, champ_score, champ_version, cfg.promotion.margin,
+                              reference, best.family == "seasonal_naive")
     decision = PromotionDecision(promoted, reason, metric, best.name, score,
-                                 champion_version=champ_version, champion_score=champ_score)
+                                 champion_version=champ_version, champion_score=champ_score,
+                                 seasonal_naive_score=reference, gate=gate,
+                                 windows=0 if cuts is None else int(cuts.shape[1]),
+                                 notes=[note])
     tags = {"deepcast.model_name": best.name, "deepcast.model_type": best.family,
             f"deepcast.holdout_{metric}": score, "deepcast.data_sha256": outcome.data_sha256,
             "deepcast.parent_run_id": outcome.parent_run_id}
@@ -90,10 +163,16 @@ def promote(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineConfig, tracke
     tracker.set_version_tags(version.version, {
         "deepcast.decision": "promoted" if promoted else "kept-champion",
         "deepcast.reason": reason,
+        "deepcast.gate": gate,
+        f"deepcast.gate_{metric}": score,
         "deepcast.champion_score": "" if champ_score is None else champ_score,
+        "deepcast.seasonal_naive_score": reference,
     })
     tracker.set_alias(CHALLENGER, version.version)
     if promoted:
+        tracker.set_version_tags(version.version, {
+            "deepcast.promoted_at": _now(), "deepcast.replaced_version": champ_version or "",
+            "deepcast.promotion_reason": reason})
         tracker.set_alias(CHAMPION, version.version)
     tracker.set_tags({
         "deepcast.promotion.decision": "promoted" if promoted else "kept-champion",
@@ -102,8 +181,50 @@ def promote(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineConfig, tracke
         "deepcast.promotion.candidate_score": score,
         "deepcast.promotion.champion_version": champ_version or "",
         "deepcast.promotion.champion_score": "" if champ_score is None else champ_score,
+        "deepcast.promotion.seasonal_naive_score": reference,
+        "deepcast.promotion.gate": gate,
         "deepcast.promotion.champion_note": note,
     })
     tracker.log_dict(decision.to_dict(), "promotion.json")
     log.info("promotion: %s (%s)", "promoted" if promoted else "kept champion", reason)
     return decision
+
+
+def history(tracker: Tracker) -> list[dict[str, str]]:
+    """Every champion change, oldest first: promotions (who replaced whom, why) and
+    rollbacks, read from the version tags the gate and :func:`rollback` write."""
+    events = []
+    for mv in tracker.versions():
+        t = mv.tags
+        if t.get("deepcast.promoted_at"):
+            events.append({"when": t["deepcast.promoted_at"], "action": "promoted",
+                            "version": str(mv.version), "model": t.get("deepcast.model_name", ""),
+                            "replaced": t.get("deepcast.replaced_version", ""),
+                            "why": t.get("deepcast.promotion_reason", "")})
+        for key in sorted(k for k in t if k.startswith("deepcast.restored_at.")):
+            events.append({"when": t[key], "action": "restored by rollback",
+                           "version": str(mv.version), "model": t.get("deepcast.model_name", ""),
+                           "replaced": key.rsplit(".", 1)[-1], "why": "deepcast promote "
+                           "--rollback"})
+    return sorted(events, key=lambda e: e["when"])
+
+
+def rollback(tracker: Tracker) -> dict[str, str]:
+    """Give ``champion`` back to the version the current champion replaced; record it."""
+    aliases = tracker.aliases()
+    if CHAMPION not in aliases:
+        raise ConfigError(f"registered model {tracker.experiment!r} has no champion to roll "
+                          "back", hint="train first (deepcast train)")
+    current = aliases[CHAMPION]
+    tags = tracker.version_tags(current)
+    previous = tags.get("deepcast.replaced_version", "")
+    if not previous:
+        raise ConfigError(f"champion v{current} did not replace another version: nothing to "
+                          "roll back to", hint="see `deepcast promote PIPELINE --history`")
+    when = _now()
+    tracker.set_alias(CHAMPION, previous)
+    tracker.set_version_tags(current, {"deepcast.rolled_back_at": when,
+                                       "deepcast.rolled_back_to": previous})
+    tracker.set_version_tags(previous, {f"deepcast.restored_at.{current}": when})
+    log.info("rollback: champion v%s -> v%s", current, previous)
+    return {"from_version": current, "to_version": previous, "when": when}

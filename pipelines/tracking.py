@@ -265,6 +265,7 @@ class Tracker:
                 continue
             rows.append({
                 "run_id": r.info.run_id,
+                "kind": tags.get("deepcast.stage", "train"),
                 "started": pd.Timestamp(r.info.start_time, unit="ms").strftime("%Y-%m-%d %H:%M"),
                 "status": r.info.status,
                 "best_model": tags.get("deepcast.best_model", ""),
@@ -275,6 +276,35 @@ class Tracker:
             })
             if len(rows) >= limit:
                 break
+        return rows
+
+    def model_runs(self, parent_run_id: str, metric: str) -> list[dict[str, Any]]:
+        """The model runs of one parent run with their scores (as the MLflow UI shows
+        them), marking the models that are ``champion`` / ``challenger`` now."""
+        parent = self.client.get_run(parent_run_id)
+        children = self.client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+            order_by=["start_time ASC"])
+        by_run = {}
+        for alias, version in self.aliases().items():
+            try:
+                mv = self.client.get_model_version(self.experiment, version)
+            except Exception:  # noqa: BLE001 (a deleted version: no mark)
+                continue
+            by_run.setdefault(mv.run_id, []).append(f"{alias} (v{version})")
+        rows = []
+        for r in children:
+            m = r.data.metrics
+            prefix = "backtest_" if r.data.tags.get("deepcast.stage") == "backtest" \
+                else "holdout_"
+            rows.append({"model": r.info.run_name,
+                         "type": r.data.tags.get("deepcast.model_type", ""),
+                         **{k: m.get(prefix + k) for k in ("mae", "rmse", "smape", "mase")},
+                         f"skill_{metric}": m.get(f"skill_{metric}",
+                                                  m.get(f"backtest_skill_{metric}")),
+                         "registry": ", ".join(by_run.get(r.info.run_id, [])),
+                         "run_id": r.info.run_id})
         return rows
 
     # ---- registry -------------------------------------------------------------------------
@@ -330,6 +360,13 @@ class Tracker:
 
     def set_alias(self, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(self.experiment, alias, version)
+
+    def versions(self) -> list[Any]:
+        """Every version of the pipeline's registered model (MLflow ``ModelVersion``s)."""
+        return list(self.client.search_model_versions(f"name='{self.experiment}'"))
+
+    def version_tags(self, version: str) -> dict[str, str]:
+        return dict(self.client.get_model_version(self.experiment, version).tags or {})
 
     def set_version_tags(self, version: str, tags: dict[str, Any]) -> None:
         for k, v in tags.items():

@@ -21,6 +21,7 @@ from features.errors import DataError, RunFailed
 from features.scalers import SeriesScaler
 from features.schema import DS, ID, Y
 from features.windows import Panel, left_pad, pad_panel, panel_from_frame, window_starts
+from forecasting import conformal
 from forecasting.base import (
     InputSpec,
     TrainingData,
@@ -30,7 +31,7 @@ from forecasting.base import (
     families,
 )
 from forecasting.evaluate import holdout_forecast, score_holdout, split_holdout
-from forecasting.metrics import skill
+from forecasting.metrics import seasonal_scale, skill
 from forecasting.predictor import Predictor
 from pipelines.config import ENTRY_MODELS, PipelineConfig
 from pipelines.ingest import column_spec
@@ -116,17 +117,19 @@ def covariate_spec(cfg: PipelineConfig, df: pd.DataFrame) -> CovariateSpec:
                          id_embedding=f.id_embedding, embedding_dim=f.embedding_dim)
 
 
-def prepare(df: pd.DataFrame, cfg: PipelineConfig) -> Prepared:
-    """Fit the scaler and covariate encoder on the training span (all but the holdout),
-    pad short series (``data.short_series: pad``) and place the windows."""
+def prepare(df: pd.DataFrame, cfg: PipelineConfig, holdout: int | None = None) -> Prepared:
+    """Fit the scaler and covariate encoder on the training span (all but the last
+    ``holdout`` points, default ``evaluation.test_size``), pad short series
+    (``data.short_series: pad``) and place the windows."""
     panel = panel_from_frame(df)
-    test_size = cfg.evaluation.test_size
+    test_size = cfg.evaluation.test_size if holdout is None else holdout
     n_train = panel.lengths - test_size
     scaler = SeriesScaler(cfg.features.scaler).fit(panel, n_train)
     lookback, horizon = cfg.features.lookback, cfg.features.horizon
     pads = np.zeros(panel.n_series, dtype=np.int64)
     if cfg.data.short_series == "pad":
-        pads[panel.lengths < cfg.min_series_length] = lookback - 1
+        full = lookback + horizon + cfg.val_size + test_size
+        pads[panel.lengths < full] = lookback - 1
     scaled = pad_panel(scaler.transform(panel), pads)
     spec = covariate_spec(cfg, df)
     encoder, covariates = None, None
@@ -213,7 +216,33 @@ def evaluate(predictor: Predictor, df: pd.DataFrame, cfg: PipelineConfig
     if fc["yhat"].isna().any() or not np.isfinite(fc["yhat"].to_numpy()).all():
         raise RunFailed(f"model {predictor.name!r} produced missing or non-finite forecasts",
                         hint="check the training loss curve; lower the learning rate")
+    if cfg.evaluation.conformal:
+        predictor.conformal = calibrate_on_holdout(fc, df, cfg, predictor.horizon)
     return score_holdout(fc, df, cfg.evaluation.test_size, cfg.data.season_length)
+
+
+def calibrate_on_holdout(fc: pd.DataFrame, df: pd.DataFrame, cfg: PipelineConfig,
+                         horizon: int) -> dict[str, list[float]]:
+    """Conformal table from the holdout residuals: out of sample for a model fit on the
+    training span. Each origin's ``horizon`` steps are one calibration row; steps the
+    holdout does not reach reuse the widest calibrated step."""
+    test_size = cfg.evaluation.test_size
+    train, test = split_holdout(df, test_size)
+    n = test[ID].nunique()
+    resid = (test[Y].to_numpy(np.float64) - fc["yhat"].to_numpy(np.float64)).reshape(
+        n, test_size)
+    origins = -(-test_size // horizon)
+    padded = np.full((n, origins * horizon), np.nan)
+    padded[:, :test_size] = resid
+    rows = padded.reshape(n * origins, horizon)
+    panel = panel_from_frame(train)
+    scale = np.repeat(seasonal_scale(panel, panel.lengths, cfg.data.season_length), origins)
+    table = conformal.calibrate(rows, scale, cfg.evaluation.conformal)
+    for level, q in table.items():
+        reached = [x for x in q if np.isfinite(x)]
+        table[level] = [x if np.isfinite(x) else max(reached, default=float("nan"))
+                        for x in q]
+    return table
 
 
 def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker, *, data_sha256: str,
@@ -232,32 +261,40 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker, *, data_sha256:
     reference, _ = evaluate(ref_pred, df, cfg)
 
     results: list[ModelResult] = []
-    for entry in cfg.models:
-        tags = {"deepcast.model_type": entry.type, "deepcast.pipeline": cfg.name}
-        with tracker.run(entry.label, nested=True, tags=tags) as run_id:
-            tracker.log_params({"model": entry.model_dump(mode="json"),
-                                "features": cfg.features.model_dump(mode="json"),
-                                "training": cfg.training.model_dump(mode="json"),
-                                "season_length": cfg.data.season_length,
-                                "test_size": cfg.evaluation.test_size})
+    common = {"features": cfg.features.model_dump(mode="json"),
+              "training": cfg.training.model_dump(mode="json"),
+              "season_length": cfg.data.season_length, "test_size": cfg.evaluation.test_size}
+
+    def track(label: str, family: str, params: dict[str, Any], build) -> None:
+        """One nested run: fit (``build(on_epoch)``), score on the holdout, log, keep."""
+        tags = {"deepcast.model_type": family, "deepcast.pipeline": cfg.name}
+        with tracker.run(label, nested=True, tags=tags) as run_id:
+            tracker.log_params({**params, **common})
 
             def on_epoch(epoch: int, logs: dict[str, float]) -> None:
                 tracker.log_metrics(logs, step=epoch)
 
-            log.info("training %s (%s)", entry.label, entry.type)
-            predictor, history, seconds = fit_model(entry, prep, cfg, on_epoch)
+            log.info("training %s (%s)", label, family)
+            predictor, history, seconds = build(on_epoch)
             scores, per_series = evaluate(predictor, df, cfg)
             scores[f"skill_{metric}"] = skill(scores[metric], reference[metric])
+            epochs = len(history.get("loss", []))
             tracker.log_metrics({f"holdout_{k}": v for k, v in scores.items()
                                  if not k.startswith("skill_")}
                                 | {f"skill_{metric}": scores[f"skill_{metric}"],
-                                   "fit_seconds": seconds,
-                                   "epochs": len(history.get("loss", []))})
+                                   "fit_seconds": seconds, "epochs": epochs})
             tracker.log_frame(per_series, "holdout/per_series_metrics.csv")
             model_uri = tracker.log_predictor(predictor, example)
-            results.append(ModelResult(entry.label, entry.type, scores, run_id, model_uri,
-                                       len(history.get("loss", [])), seconds, predictor))
-            log.info("%s: holdout %s = %.4f", entry.label, metric, scores[metric])
+            results.append(ModelResult(label, family, scores, run_id, model_uri, epochs,
+                                       seconds, predictor))
+            log.info("%s: holdout %s = %.4f", label, metric, scores[metric])
+
+    for entry in cfg.models:
+        track(entry.label, entry.type, {"model": entry.model_dump(mode="json")},
+              lambda on_epoch, entry=entry: fit_model(entry, prep, cfg, on_epoch))
+    for spec in cfg.ensemble:
+        track(spec.name, f"ensemble-{spec.method}", {"ensemble": spec.model_dump(mode="json")},
+              lambda on_epoch, spec=spec: fit_ensemble(spec, results, df, prep, cfg))
 
     outcome = TrainOutcome(parent_id, metric, results, reference, data_sha256, len(df), n_series)
     tracker.log_metrics({f"best_holdout_{metric}": outcome.best.metrics[metric],
@@ -265,3 +302,70 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker, *, data_sha256:
     tracker.set_tags({"deepcast.best_model": outcome.best.name})
     tracker.log_dict(outcome.table().to_dict(orient="records"), "leaderboard.json")
     return outcome
+
+
+def fit_ensemble(spec: Any, results: list[ModelResult], df: pd.DataFrame, prep: Prepared,
+                 cfg: PipelineConfig) -> tuple[Predictor, dict[str, list[float]], float]:
+    """Build one ``ensemble:`` entry from the trained models (or, for bagging, train its
+    members); weights come from a backtest of the members on the training span only."""
+    from forecasting.ensemble import build_ensemble, inverse_error_weights, stacking_weights
+
+    t0 = time.perf_counter()
+    if spec.method == "bagging":
+        members = []
+        for i in range(spec.n_members):
+            entry = spec.model.model_copy(update={"name": f"{spec.name}_{i}"})
+            seeded = cfg.model_copy(update={"training": cfg.training.model_copy(
+                update={"seed": cfg.training.seed + i})})
+            members.append(fit_model(entry, prep, seeded)[0].forecaster)
+        weights = None
+    else:
+        by_name = {r.name: r for r in results}
+        members = [by_name[m].predictor.forecaster for m in spec.members]
+        weights = None
+        if spec.method in ("weighted", "stacking"):
+            entries = {m.label: m for m in cfg.models}
+            y, f, scale = member_backtest([entries[m] for m in spec.members], df, cfg)
+            if spec.method == "weighted":
+                errors = np.nanmean(np.abs(y[..., None] - f) / scale[:, None, None],
+                                    axis=(0, 1))  # MASE of each member
+                weights = inverse_error_weights(errors, cfg.features.horizon)
+            else:
+                weights = stacking_weights(y / scale[:, None], f / scale[:, None, None])
+    ensemble = build_ensemble(spec.name, spec.method, members, weights)
+    predictor = Predictor(ensemble, prep.scaler, column_spec(cfg.data), prep.encoder,
+                          1 if cfg.data.short_series == "pad" else None)
+    return predictor, {}, time.perf_counter() - t0
+
+
+def member_backtest(entries: list[Any], df: pd.DataFrame, cfg: PipelineConfig
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Out-of-sample forecasts of ``entries`` on backtest cut-offs inside the training span
+    (the holdout is never seen): (y (n, h), member forecasts (n, h, M), scale (n,)), one row
+    per series x cut-off; ``scale`` is the series' seasonal naive MAE before the cut-off."""
+    from pipelines.backtest import _history_before, backtest_cutoffs
+
+    train, _ = split_holdout(df, cfg.evaluation.test_size)
+    panel = panel_from_frame(train)
+    bt = cfg.evaluation.backtest
+    cuts = backtest_cutoffs(panel.lengths, bt.n_windows, bt.step or cfg.features.horizon,
+                            cfg.features.horizon)
+    if (cuts[:, 0] < cfg.features.horizon + cfg.val_size + 1).any():
+        raise DataError(
+            "the training span is too short for the backtest that weighs the ensemble "
+            f"members ({bt.n_windows} windows)",
+            hint="lower evaluation.backtest.n_windows / step, or use method mean")
+    quiet = cfg.model_copy(update={"training": cfg.training.model_copy(
+        update={"checkpoint": False})})
+    prep = prepare(_history_before(train, cuts[:, 0]), quiet, holdout=0)
+    forecasts, y = [], None
+    for entry in entries:
+        fc = fit_model(entry, prep, quiet)[0].predict_windows(train, cuts)
+        fc = fc.sort_values([ID, "window", "h"], kind="stable")
+        forecasts.append(fc["yhat"].to_numpy(np.float64))
+        y = fc["y"].to_numpy(np.float64)
+    h = cfg.features.horizon
+    f = np.stack(forecasts, axis=-1).reshape(-1, h, len(entries))
+    scale = np.stack([seasonal_scale(panel, cuts[:, k], cfg.data.season_length)
+                      for k in range(cuts.shape[1])], axis=1).reshape(-1)
+    return y.reshape(-1, h), f, np.where(scale > 0, scale, np.nan)

@@ -1,5 +1,6 @@
 """Built-in forecaster families, one small file each (imported to register them)."""
 
+from forecasting import ensemble  # noqa: F401  (saved ensembles load by family name)
 from forecasting.models import (  # noqa: F401
     baselines,
     cnn,

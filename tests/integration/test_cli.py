@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -20,7 +21,8 @@ def deepcast(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600)
                           text=True, cwd=cwd, env=env or subprocess_env(), timeout=timeout)
 
 
-@pytest.mark.parametrize("command", ["", "validate", "train", "forecast", "runs", "ui"])
+@pytest.mark.parametrize("command", ["", "validate", "train", "backtest", "forecast", "promote",
+                                     "runs", "ui"])
 def test_help_is_instant_and_imports_no_framework(command, tmp_path):
     code = ("import sys; from flows.cli import main\n"
             "try:\n    main([a for a in sys.argv[1:] if a])\nexcept SystemExit as e:\n"
@@ -110,3 +112,10 @@ def test_demo_path_train_forecast_runs_through_the_cli(tmp_path, retail_csv):
 
     done = deepcast("runs", str(pipeline), "--json", cwd=tmp_path, env=env)
     assert done.returncode == 0 and '"champion": "1"' in done.stdout
+
+    done = deepcast("backtest", str(pipeline), "--json", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    models = {row["model"]: row for row in summary["table"]}
+    assert set(models) == {"naive", "seasonal_naive", "lstm"} and summary["n_windows"] == 3
+    assert models["seasonal_naive"]["skill_mase"] == 0.0 and models["lstm"]["fits"] == 1

@@ -95,13 +95,17 @@ def test_pyfunc_predicts_in_a_fresh_process(prefect_harness, store, tmp_path, m3
 def test_quantile_champion_writes_quantile_columns(prefect_harness, store, tmp_path,
                                                     retail_csv):
     pipeline = write_pipeline(tmp_path, retail_csv, name="it-quantiles", models=[
-        {"type": "mlp", "hidden_size": 16, "quantiles": [0.1, 0.9]}])
+        {"type": "mlp", "hidden_size": 16, "quantiles": [0.1, 0.9]}],
+        evaluation={"test_size": 12, "metric": "mase", "conformal": [80]})
     train_pipeline(pipeline=str(pipeline))
     out = tmp_path / "q.parquet"
-    batch_forecast(pipeline=str(pipeline), output=str(out))
+    batch_forecast(pipeline=str(pipeline), output=str(out), model="challenger")
     fc = pd.read_parquet(out)
-    assert list(fc.columns) == FORECAST_COLUMNS + ["yhat_q10", "yhat_q50", "yhat_q90"]
+    assert list(fc.columns) == FORECAST_COLUMNS + ["yhat_q10", "yhat_q50", "yhat_q90",
+                                                   "yhat_lo_80", "yhat_hi_80"]
     assert (fc["yhat"] == fc["yhat_q50"]).all()
+    # conformal band (calibrated on the holdout residuals) around the point forecast
+    assert ((fc["yhat_lo_80"] < fc["yhat"]) & (fc["yhat"] < fc["yhat_hi_80"])).all()
     assert ((fc["yhat_q10"] <= fc["yhat_q50"]) & (fc["yhat_q50"] <= fc["yhat_q90"])).all()
     assert (fc["yhat_q10"] < fc["yhat_q90"]).mean() > 0.9  # a real interval, not a point
 

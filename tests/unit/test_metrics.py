@@ -43,3 +43,21 @@ def test_score_averages_series_and_skips_undefined_mase():
 def test_skill():
     assert metrics.skill(0.8, 1.0) == pytest.approx(0.2)
     assert np.isnan(metrics.skill(1.0, 0.0))
+
+
+def test_mape_skips_zeros_rmsse_pinball_coverage_by_hand():
+    from forecasting import metrics
+
+    y = np.array([[0.0, 2.0, 4.0]])
+    yhat = np.array([[1.0, 1.0, 5.0]])
+    # MAPE over y != 0 only: (|2-1|/2 + |4-5|/4) / 2 = 0.375 -> 37.5 %
+    assert metrics.mape(y, yhat)[0] == pytest.approx(37.5)
+    assert np.isnan(metrics.mape(np.zeros((1, 3)), yhat)[0])  # all zeros: undefined
+    # RMSSE: MSE (1 + 1 + 1) / 3 = 1 over the squared scale 4 -> sqrt(0.25)
+    assert metrics.rmsse(y, yhat, np.array([4.0]))[0] == pytest.approx(0.5)
+    q = np.stack([yhat - 1, yhat + 1], axis=-1)  # levels 0.1, 0.9
+    # errors y - q: lo: 0, 2, 0 -> 0.1 * (0 + 2 + 0); hi: -2, 0, -2 -> 0.1 * (2 + 0 + 2)
+    assert metrics.pinball(y, q, [0.1, 0.9])[0] == pytest.approx((0.2 + 0.4) / 6)
+    assert metrics.coverage(y, q[..., 0], q[..., 1])[0] == pytest.approx(1.0)  # bounds count
+    # shifted up by 0.5: [0.5, 2.5], [0.5, 2.5], [4.5, 6.5] hold only y = 2
+    assert metrics.coverage(y, q[..., 0] + 0.5, q[..., 1] + 0.5)[0] == pytest.approx(1 / 3)

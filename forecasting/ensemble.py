@@ -1,0 +1,145 @@
+"""Ensembles: a forecaster made of fitted member forecasters of the same pipeline.
+
+Members share the pipeline's scaler and covariate encoder, so the ensemble combines their
+forecasts in the scaled space, window by window:
+
+- ``mean`` / ``median``: the average / median of the members;
+- ``weighted``: weights from the members' out-of-sample backtest errors (1 / MASE, summing
+  to one);
+- ``stacking``: per horizon step, an affine combination (weights summing to one, ridge-shrunk
+  towards equal weights) fit on out-of-sample backtest forecasts only, never on in-sample
+  fits;
+- ``bagging``: the mean of one configuration trained with several seeds.
+
+Weights that sum to one make the combination commute with per-series affine scaling, so
+weights fit on normalised backtest forecasts apply unchanged in the scaled space. An
+ensemble is saved with its members (each in its own folder, Keras members as ``.keras``
+loaded with ``safe_mode=True``) and served through the same pyfunc contract as any model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from forecasting.base import FamilyOptions, Forecaster, load_forecaster, register_family
+
+METHODS = ("mean", "median", "weighted", "stacking", "bagging")
+MEMBERS_DIR = "members"
+
+
+class EnsembleOptions(FamilyOptions):
+    """What the saved ensemble needs to combine its members."""
+
+    method: str = "mean"
+    members: list[str] = []
+    weights: list[list[float]] | None = None  # (horizon, n_members), rows sum to one
+
+
+@register_family("ensemble")
+class EnsembleForecaster(Forecaster):
+    """Combination of member forecasters (declared under ``ensemble:`` in the YAML)."""
+
+    Options = EnsembleOptions
+    yaml_entry: ClassVar[bool] = False  # declared under `ensemble:`, not `models:`
+    members: list[Forecaster]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not hasattr(self, "members"):
+            self.members = []
+
+    @property
+    def covariates(self) -> frozenset[str]:  # type: ignore[override]
+        out: frozenset[str] = frozenset()
+        for m in self.members:
+            out |= m.covariates
+        return out
+
+    def with_members(self, members: list[Forecaster]) -> EnsembleForecaster:
+        self.members = list(members)
+        self.options = {**self.options, "members": [m.name for m in members]}
+        return self
+
+    def member_forecasts(self, x: np.ndarray, covariates: dict[str, np.ndarray] | None = None
+                         ) -> np.ndarray:
+        """(n, horizon, n_members) point forecasts (the median of quantile members)."""
+        out = []
+        for m in self.members:
+            yhat = m.predict(x, covariates)
+            if yhat.ndim == 3:
+                yhat = yhat[:, :, list(m.quantiles).index(0.5)]
+            out.append(yhat)
+        return np.stack(out, axis=-1)
+
+    def predict(self, x: np.ndarray, covariates: dict[str, np.ndarray] | None = None
+                ) -> np.ndarray:
+        f = self.member_forecasts(x, covariates)
+        method = self.options["method"]
+        if method == "median":
+            yhat = np.median(f, axis=-1)
+        elif self.options.get("weights"):
+            w = np.asarray(self.options["weights"], dtype=np.float64)  # (horizon, members)
+            yhat = np.einsum("nhm,hm->nh", f, w)
+        else:  # mean, bagging
+            yhat = f.mean(axis=-1)
+        return self.check_output(x, yhat)
+
+    def _save_weights(self, path: Path) -> None:
+        for i, m in enumerate(self.members):
+            m.save(path / MEMBERS_DIR / f"{i:02d}")
+
+    def _load_weights(self, path: Path) -> None:
+        folders = sorted((path / MEMBERS_DIR).iterdir())
+        self.members = [load_forecaster(p) for p in folders]
+
+
+def inverse_error_weights(errors: np.ndarray, horizon: int) -> list[list[float]]:
+    """Weights 1 / error (non-finite or zero errors get no weight), one row per step."""
+    e = np.asarray(errors, dtype=np.float64)
+    inv = np.where(np.isfinite(e) & (e > 0), 1.0 / np.where(e > 0, e, 1.0), 0.0)
+    if inv.sum() == 0:
+        inv = np.ones_like(inv)
+    w = inv / inv.sum()
+    return np.repeat(w[None, :], horizon, axis=0).tolist()
+
+
+def stacking_weights(y: np.ndarray, f: np.ndarray, ridge: float = 1e-3) -> list[list[float]]:
+    """Per horizon step, ``w = argmin |y - F w|^2 + ridge * n * |w - 1/M|^2`` subject to
+    ``sum(w) = 1``: an affine combination of the members fit on out-of-sample forecasts.
+    ``y`` (n, horizon) and ``f`` (n, horizon, M), both normalised per series."""
+    n, horizon, m = f.shape
+    prior = np.full(m, 1.0 / m)
+    rows = []
+    for h in range(horizon):
+        ok = np.isfinite(y[:, h]) & np.isfinite(f[:, h]).all(axis=1)
+        F, t = f[ok, h], y[ok, h]
+        lam = ridge * max(len(t), 1)
+        # KKT system of the equality-constrained ridge problem
+        A = np.zeros((m + 1, m + 1))
+        A[:m, :m] = F.T @ F + lam * np.eye(m)
+        A[:m, m] = A[m, :m] = 1.0
+        b = np.concatenate([F.T @ t + lam * prior, [1.0]])
+        try:
+            w = np.linalg.solve(A, b)[:m]
+        except np.linalg.LinAlgError:
+            w = prior
+        rows.append(w.tolist())
+    return rows
+
+
+def build_ensemble(name: str, method: str, members: list[Forecaster],
+                   weights: list[list[float]] | None = None) -> EnsembleForecaster:
+    """An ensemble of fitted members sharing one window spec."""
+    if method not in METHODS:
+        raise ValueError(f"unknown ensemble method {method!r}; expected one of {METHODS}")
+    if not members:
+        raise ValueError("an ensemble needs members")
+    spec = members[0].spec
+    if any(m.spec.horizon != spec.horizon or m.spec.lookback != spec.lookback
+           for m in members):
+        raise ValueError("ensemble members must share lookback and horizon")
+    options: dict[str, Any] = {"method": method, "weights": weights}
+    return EnsembleForecaster(name=name, spec=spec, options=options).with_members(members)

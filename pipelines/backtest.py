@@ -1,0 +1,193 @@
+"""Backtest stage: rolling-origin evaluation of every model on the same cut-offs.
+
+Cut-offs are counted from each series' end: window ``k`` of ``n_windows`` forecasts the
+``horizon`` points after the first ``len - horizon - (n_windows - 1 - k) * step`` points, so
+the last window ends at the last observation. Training windows expand: a model fit for
+cut-off ``c`` sees every point before ``c`` and nothing after (scalers and covariate encoders
+included). With ``refit: false`` one fit serves every window and all windows are predicted
+in one batched call; ``refit: k`` refits every ``k`` windows.
+
+Scores per model x cut-off x series (MAE, RMSE, MAPE, sMAPE, MASE, RMSSE; pinball and 80 %
+coverage for quantile models; conformal coverage for windows after the first) and their
+means, with skill against seasonal naive on the same cut-offs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.errors import DataError
+from features.schema import ID
+from features.windows import panel_from_frame
+from forecasting import conformal, metrics
+from forecasting.keras_model import quantile_column
+from pipelines.config import ENTRY_MODELS, PipelineConfig
+from pipelines.train import fit_model, prepare
+
+log = logging.getLogger("deepcast")
+
+METRICS = ("mae", "rmse", "mape", "smape", "mase", "rmsse")
+
+
+@dataclass
+class BacktestResult:
+    """Every model's backtest forecasts and scores."""
+
+    metric: str
+    cutoffs: np.ndarray  # (n_series, n_windows) history length at each cut-off
+    forecasts: dict[str, pd.DataFrame]  # model -> unique_id, window, cutoff, ds, h, y, yhat..
+    per_window: pd.DataFrame  # model x window x series metrics
+    summary: pd.DataFrame  # one row per model: mean metrics, skill, fits, seconds
+    seconds: float
+
+
+def backtest_cutoffs(lengths: np.ndarray, n_windows: int, step: int, horizon: int
+                     ) -> np.ndarray:
+    """History length at each cut-off, (n_series, n_windows); the last window ends at the
+    last point of each series."""
+    back = (n_windows - 1 - np.arange(n_windows)) * step
+    return np.asarray(lengths, dtype=np.int64)[:, None] - horizon - back[None, :]
+
+
+def refit_schedule(n_windows: int, refit: bool | int) -> list[list[int]]:
+    """Groups of windows served by one fit (each fit at its group's first cut-off)."""
+    every = 1 if refit is True else (n_windows if refit is False else int(refit))
+    return [list(range(a, min(a + every, n_windows))) for a in range(0, n_windows, every)]
+
+
+def _history_before(df: pd.DataFrame, cuts: np.ndarray) -> pd.DataFrame:
+    """The rows of each series before its cut-off (``cuts`` per series, panel order)."""
+    pos = df.groupby(ID, sort=False).cumcount().to_numpy()
+    limit = np.repeat(cuts, df.groupby(ID, sort=False).size().to_numpy())
+    return df[pos < limit].reset_index(drop=True)
+
+
+def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker=None) -> BacktestResult:
+    """Backtest every model of ``cfg`` (and seasonal naive, the reference) on ``df``."""
+    t0 = time.perf_counter()
+    bt, horizon = cfg.evaluation.backtest, cfg.features.horizon
+    step = bt.step or horizon
+    panel = panel_from_frame(df)
+    cuts = backtest_cutoffs(panel.lengths, bt.n_windows, step, horizon)
+    need = cfg.min_padded_length - cfg.evaluation.test_size if cfg.data.short_series == "pad" \
+        else cfg.min_series_length - cfg.evaluation.test_size
+    short = panel.ids[cuts[:, 0] < need]
+    if len(short):
+        raise DataError(
+            f"{len(short)} series are too short for {bt.n_windows} backtest windows of step "
+            f"{step}: the first cut-off leaves fewer than {need} points to train on "
+            f"({', '.join(map(str, short[:5]))}{' ...' if len(short) > 5 else ''})",
+            hint="lower evaluation.backtest.n_windows or step, or drop these series")
+    training = cfg.training.model_copy(update={"checkpoint": False})
+    cfg = cfg.model_copy(update={"training": training})
+    entries = list(cfg.models)
+    if not any(m.type == "seasonal_naive" for m in entries):
+        entries.insert(0, ENTRY_MODELS["seasonal_naive"](type="seasonal_naive"))
+    m = cfg.data.season_length
+    scale = np.stack([metrics.seasonal_scale(panel, cuts[:, k], m)
+                      for k in range(bt.n_windows)], axis=1)
+    sq_scale = np.stack([metrics.seasonal_scale(panel, cuts[:, k], m, power=2)
+                         for k in range(bt.n_windows)], axis=1)
+
+    forecasts, tables, rows = {}, [], []
+    for entry in entries:
+        t_model = time.perf_counter()
+        parts, fits = [], 0
+        for windows in refit_schedule(bt.n_windows, bt.refit):
+            train_df = _history_before(df, cuts[:, windows[0]])
+            predictor, _, _ = fit_model(entry, prepare(train_df, cfg, holdout=0), cfg)
+            fits += int(predictor.forecaster.trainable)
+            fc = predictor.predict_windows(df, cuts[:, windows])
+            fc["window"] = np.asarray(windows)[fc["window"].to_numpy()]
+            parts.append(fc)
+        fc = pd.concat(parts, ignore_index=True).sort_values([ID, "window", "h"],
+                                                             kind="stable")
+        forecasts[entry.label] = fc.reset_index(drop=True)
+        table, summary = score_windows(fc, panel.ids, scale, sq_scale, horizon,
+                                       predictor.forecaster.quantiles,
+                                       cfg.evaluation.conformal)
+        table.insert(0, "model", entry.label)
+        tables.append(table)
+        rows.append({"model": entry.label, "type": entry.type, **summary, "fits": fits,
+                     "seconds": round(time.perf_counter() - t_model, 2)})
+        log.info("%s: backtest %s = %.4f", entry.label, cfg.evaluation.metric,
+                 summary[cfg.evaluation.metric])
+
+    summary = pd.DataFrame(rows)
+    reference = summary.loc[summary["type"] == "seasonal_naive"].iloc[0]
+    for name in ("mase", "smape", "rmsse", cfg.evaluation.metric):
+        summary[f"skill_{name}"] = [metrics.skill(v, reference[name]) for v in summary[name]]
+    result = BacktestResult(cfg.evaluation.metric, cuts, forecasts,
+                            pd.concat(tables, ignore_index=True), summary,
+                            time.perf_counter() - t0)
+    if tracker is not None:
+        log_backtest(result, cfg, tracker)
+    return result
+
+
+def score_windows(fc: pd.DataFrame, ids: np.ndarray, scale: np.ndarray, sq_scale: np.ndarray,
+                  horizon: int, quantiles: tuple[float, ...] = (), levels=()
+                  ) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Metrics per window x series, and their means (``fc`` sorted by id, window, h)."""
+    n, k = scale.shape
+    y = fc["y"].to_numpy(np.float64).reshape(n, k, horizon)
+    yhat = fc["yhat"].to_numpy(np.float64).reshape(n, k, horizon)
+    per = {"mae": metrics.mae(y, yhat), "rmse": metrics.rmse(y, yhat),
+           "mape": metrics.mape(y, yhat), "smape": metrics.smape(y, yhat),
+           "mase": metrics.mase(y, yhat, scale), "rmsse": metrics.rmsse(y, yhat, sq_scale)}
+    if quantiles:
+        q = np.stack([fc[quantile_column(x)].to_numpy(np.float64) for x in quantiles],
+                     axis=-1).reshape(n, k, horizon, len(quantiles))
+        safe = np.where(scale > 0, scale, np.nan)
+        per["scaled_pinball"] = metrics.pinball(y, q, quantiles) / safe
+        lo, hi = quantiles[0], quantiles[-1]
+        per[f"coverage_q{100 * lo:g}_q{100 * hi:g}"] = metrics.coverage(
+            y, q[..., 0], q[..., -1])
+    for level in levels:  # conformal: window j calibrated on windows < j only
+        cover = np.full((n, k), np.nan)
+        for j in range(1, k):
+            table = conformal.calibrate((y[:, :j] - yhat[:, :j]).reshape(-1, horizon),
+                                        scale[:, :j].reshape(-1), [level])
+            lo_hi = conformal.apply(yhat[:, j], scale[:, j], table)
+            lo, hi = (lo_hi[c] for c in conformal.interval_columns(level))
+            cover[:, j] = metrics.coverage(y[:, j], lo, hi)
+        per[f"conformal_coverage_{level:g}"] = cover
+    table = pd.DataFrame({"window": np.tile(np.arange(k), n), ID: np.repeat(ids, k),
+                          **{name: v.reshape(-1) for name, v in per.items()}})
+    means = {name: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+             for name, v in per.items()}
+    return table, means
+
+
+def log_backtest(result: BacktestResult, cfg: PipelineConfig, tracker) -> None:
+    """One nested MLflow run per model with ``backtest_*`` metrics and its tables."""
+    for row in result.summary.to_dict(orient="records"):
+        name = row["model"]
+        with tracker.run(f"backtest-{name}", nested=True,
+                         tags={"deepcast.model_type": row["type"],
+                               "deepcast.pipeline": cfg.name, "deepcast.stage": "backtest"}):
+            tracker.log_params({"evaluation.backtest": cfg.evaluation.backtest.model_dump(
+                mode="json"), "model": name})
+            tracker.log_metrics({f"backtest_{k}": v for k, v in row.items()
+                                 if isinstance(v, float) and k not in ("seconds",)
+                                 and np.isfinite(v)} | {"backtest_seconds": row["seconds"]})
+            tracker.log_frame(result.per_window[result.per_window["model"] == name],
+                              "backtest/per_window_metrics.csv")
+            tracker.log_frame(result.forecasts[name], "backtest/forecasts.csv")
+    tracker.log_frame(result.summary, "backtest/summary.csv")
+
+
+def summary_records(result: BacktestResult) -> list[dict[str, Any]]:
+    """The summary table as plain records (for the CLI and ``--json``)."""
+    cols = ["model", "type", *METRICS, f"skill_{result.metric}", "fits", "seconds"]
+    extra = [c for c in result.summary.columns if c.startswith(("scaled_pinball", "coverage",
+                                                                "conformal"))]
+    return result.summary[cols + extra].to_dict(orient="records")
+
+
