@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
             "Validate the data, then score every model (and seasonal naive) on the same "
             "rolling cut-offs (evaluation.backtest: n_windows, step, refit): MAE, RMSE, MAPE, "
             "sMAPE, MASE, RMSSE per model x cut-off x series and averaged, logged to MLflow.")
+    p = command("tune", "hyperparameter search for one model (Optuna)",
+                "Search the `tune:` space of the YAML for one model (TPE, random or grid, "
+                "with pruning of bad trials by validation loss); each trial is a nested "
+                "MLflow run; the best configuration is written as a ready pipeline YAML.")
+    p.add_argument("--trials", type=int, help="number of trials (default: tune.trials)")
+    p.add_argument("--output", "-o", help="tuned YAML (default: PIPELINE.tuned.yaml beside it)")
     p = command("forecast", "batch forecast with a registered model",
                 "Load models:/NAME@ALIAS (or a version), forecast the horizon after the end "
                 "of each series in the data, and write unique_id, ds, yhat, model_name, "
@@ -234,6 +240,32 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from features.errors import ConfigError
+
+    cfg = _preflight(args)
+    if args.trials is not None and args.trials < 1:
+        raise ConfigError(f"--trials must be >= 1, got {args.trials}", hint="e.g. --trials 20")
+    if cfg.tune is None:
+        raise ConfigError(f"{args.pipeline} has no `tune:` section",
+                          hint="add tune: {model: NAME, space: {option: {int: [lo, hi]}}}; "
+                          "see README, Hyperparameter search")
+    from flows.flows import tune_pipeline
+
+    summary = tune_pipeline(pipeline=args.pipeline, trials=args.trials, output=args.output,
+                            data=args.data, report_dir=args.report_dir)
+    if args.json:
+        print(json.dumps(summary, default=str))
+        return EXIT_OK
+    if not args.quiet:
+        print(f"\ntuned {summary['model']} of {summary['pipeline']} with {summary['sampler']} "
+              f"({len(summary['trials'])} trials, objective: best validation loss):")
+    _print_table([{k: v for k, v in t.items() if k != "run_id"} for t in summary["trials"]])
+    print(f"\nbest: {summary['best_params']} (val_loss {summary['best_val_loss']:.5f})")
+    print(f"wrote {summary['output']}; train it with `deepcast train {summary['output']}`")
+    return EXIT_OK
+
+
 def cmd_forecast(args: argparse.Namespace) -> int:
     from pipelines.forecast import check_output_path
 
@@ -323,7 +355,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": cmd_validate, "train": cmd_train, "backtest": cmd_backtest,
-    "forecast": cmd_forecast, "promote": cmd_promote,
+    "forecast": cmd_forecast, "promote": cmd_promote, "tune": cmd_tune,
     "runs": cmd_runs, "ui": cmd_ui,
 }
 

@@ -178,6 +178,44 @@ def backtest_pipeline(pipeline: str, data: str | None = None, report_dir: str | 
     }
 
 
+@task(name="tune", **PURE)
+def tune_task(clean: pd.DataFrame, cfg: PipelineConfig, pipeline: str, tracker: Any,
+              trials: int | None, output: str | None):
+    from pipelines.tune import run_tune
+
+    return run_tune(clean, cfg, Path(pipeline), tracker, trials, output)
+
+
+@flow(name="tune-pipeline", flow_run_name=lambda: _run_name("tune"), log_prints=False)
+def tune_pipeline(pipeline: str, trials: int | None = None, output: str | None = None,
+                  data: str | None = None, report_dir: str | None = None) -> dict[str, Any]:
+    """Ingest -> validate -> hyperparameter search (nested run per trial) -> tuned YAML."""
+    from pipelines.tracking import Tracker
+
+    cfg = load_config(pipeline)
+    source = Path(data) if data else cfg.data.path
+    raw = ingest_task(cfg.data, str(source))
+    clean, _ = validate_task(raw, cfg, report_dir_for(cfg, report_dir))
+    tracker = Tracker(cfg.name)
+    tags = {"deepcast.pipeline": cfg.name, "deepcast.stage": "tune",
+            "deepcast.data_sha256": frame_sha256(clean)}
+    with tracker.run(f"tune-{cfg.name}", tags=tags) as parent_id:
+        tracker.log_params(resolved_config(cfg))
+        result = tune_task(clean, cfg, pipeline, tracker, trials, output)
+    return {
+        "pipeline": cfg.name,
+        "parent_run_id": parent_id,
+        "model": cfg.tune.model if cfg.tune else "",
+        "sampler": cfg.tune.sampler if cfg.tune else "",
+        "trials": result.trials.to_dict(orient="records"),
+        "best_params": result.best_params,
+        "best_val_loss": result.best_value,
+        "output": result.output,
+        "seconds": round(result.seconds, 2),
+        "tracking_uri": tracker.uri,
+    }
+
+
 @flow(name="batch-forecast", flow_run_name=lambda: _run_name("forecast"), log_prints=False)
 def batch_forecast(pipeline: str, output: str, model: str = "champion",
                    data: str | None = None, report_dir: str | None = None,

@@ -267,6 +267,56 @@ class EnsembleConfig(_Strict):
         return self
 
 
+class SearchSpec(_Strict):
+    """One option's search range: exactly one of ``choice``, ``int`` or ``float``."""
+
+    choice: list[Any] | None = Field(None, description="Values to choose from.")
+    int_range: list[int] | None = Field(None, alias="int", min_length=2, max_length=2,
+                                        description="[low, high], inclusive.")
+    float_range: list[float] | None = Field(None, alias="float", min_length=2, max_length=2,
+                                            description="[low, high].")
+    log: bool = Field(False, description="Sample on a log scale (ranges only).")
+    step: float | None = Field(None, gt=0, description="Grid step of a range.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SearchSpec:
+        given = [k for k in ("choice", "int_range", "float_range") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of choice: [...], int: [low, high] or "
+                             "float: [low, high]")
+        if self.range is not None:
+            lo, hi = self.range
+            if not lo < hi:
+                raise ValueError(f"range [{lo}, {hi}] is empty: low must be below high")
+            if self.log and lo <= 0:
+                raise ValueError("a log-scaled range must be positive")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "choice" if self.choice else ("int" if self.int_range else "float")
+
+    @property
+    def range(self) -> list[float] | None:
+        return self.int_range or self.float_range
+
+
+class TuneConfig(_Strict):
+    """Hyperparameter search for one model (``deepcast tune``)."""
+
+    model: str = Field(description="Name of the `models:` entry to tune.")
+    sampler: Literal["tpe", "random", "grid"] = Field(
+        "tpe", description="tpe: Bayesian (Optuna TPE); random; grid (every combination).")
+    trials: int = Field(20, ge=1, le=10000, description="Trials (CLI --trials overrides).")
+    prune: bool = Field(True, description="Stop trials whose validation loss is worse than "
+                        "the median of earlier trials at the same epoch.")
+    prune_after: int = Field(3, ge=0, description="Trials that always run to the end before "
+                             "pruning starts.")
+    space: dict[str, SearchSpec] = Field(
+        min_length=1, description="Option -> range: the model's options (units, dropout, "
+        "...) or training.<key> (training.learning_rate, ...).")
+
+
 class PipelineConfig(_Strict):
     """One use case: data, features, models, training, evaluation."""
 
@@ -279,6 +329,7 @@ class PipelineConfig(_Strict):
     models: list[ModelConfig] = Field(min_length=1)
     ensemble: list[EnsembleConfig] = Field(
         [], description="Ensembles of the models (scored and promoted like models).")
+    tune: TuneConfig | None = Field(None, description="Hyperparameter search (deepcast tune).")
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig
     promotion: PromotionConfig = PromotionConfig()
@@ -297,6 +348,8 @@ class PipelineConfig(_Strict):
             raise ValueError(
                 f"models: duplicate model name(s) {dupes}; give each entry a distinct `name:`"
             )
+        if self.tune is not None:
+            self._check_tune(names)
         d = self.data
         declared = [*d.static, *d.past, *d.future]
         reserved = {d.id_col, d.time_col, d.target_col}
@@ -318,6 +371,19 @@ class PipelineConfig(_Strict):
                 f"({self.data.season_length}) so seasonal naive can see one season"
             )
         return self
+
+    def _check_tune(self, names: list[str]) -> None:
+        tune = self.tune
+        entry = next((m for m in self.models if m.label == tune.model), None)
+        if entry is None:
+            raise ValueError(f"tune.model {tune.model!r} is not a models: entry "
+                             f"({', '.join(names)})")
+        options = set(ENTRY_MODELS[entry.type].model_fields) - {"type", "name"}
+        training = {f"training.{k}" for k in TrainingConfig.model_fields}
+        unknown = sorted(set(tune.space) - options - training)
+        if unknown:
+            raise ValueError(f"tune.space: unknown option(s) {unknown} for {entry.type}; "
+                             f"allowed: {', '.join(sorted(options))}, or training.<key>")
 
     @property
     def min_series_length(self) -> int:
@@ -468,7 +534,8 @@ def reference_markdown() -> str:
     for section, model in (("data", DataConfig), ("features", FeaturesConfig),
                            ("training", TrainingConfig), ("evaluation", EvaluationConfig),
                            ("evaluation.backtest", BacktestConfig),
-                           ("promotion", PromotionConfig)):
+                           ("promotion", PromotionConfig), ("ensemble[]", EnsembleConfig),
+                           ("tune", TuneConfig)):
         rows += ["", f"| `{section}:` key | default | meaning |", "|---|---|---|"]
         for n, f in model.model_fields.items():
             default = "required" if f.is_required() else _default(f)

@@ -346,15 +346,20 @@ def member_backtest(entries: list[Any], df: pd.DataFrame, cfg: PipelineConfig
     from pipelines.backtest import _history_before, backtest_cutoffs
 
     train, _ = split_holdout(df, cfg.evaluation.test_size)
-    panel = panel_from_frame(train)
-    bt = cfg.evaluation.backtest
-    cuts = backtest_cutoffs(panel.lengths, bt.n_windows, bt.step or cfg.features.horizon,
-                            cfg.features.horizon)
-    if (cuts[:, 0] < cfg.features.horizon + cfg.val_size + 1).any():
+    bt, h = cfg.evaluation.backtest, cfg.features.horizon
+    lengths = train.groupby(ID, sort=False).size()
+    need = (cfg.min_padded_length if cfg.data.short_series == "pad"
+            else cfg.min_series_length) - cfg.evaluation.test_size
+    # series too short for the first cut-off take no part in fitting the weights
+    long_enough = lengths.index[lengths - h - (bt.n_windows - 1) * (bt.step or h) >= need]
+    if len(long_enough) == 0:
         raise DataError(
-            "the training span is too short for the backtest that weighs the ensemble "
-            f"members ({bt.n_windows} windows)",
+            "no series is long enough for the backtest that weighs the ensemble members "
+            f"({bt.n_windows} windows before the holdout)",
             hint="lower evaluation.backtest.n_windows / step, or use method mean")
+    train = train[train[ID].isin(long_enough)].reset_index(drop=True)
+    panel = panel_from_frame(train)
+    cuts = backtest_cutoffs(panel.lengths, bt.n_windows, bt.step or h, h)
     quiet = cfg.model_copy(update={"training": cfg.training.model_copy(
         update={"checkpoint": False})})
     prep = prepare(_history_before(train, cuts[:, 0]), quiet, holdout=0)
@@ -364,7 +369,6 @@ def member_backtest(entries: list[Any], df: pd.DataFrame, cfg: PipelineConfig
         fc = fc.sort_values([ID, "window", "h"], kind="stable")
         forecasts.append(fc["yhat"].to_numpy(np.float64))
         y = fc["y"].to_numpy(np.float64)
-    h = cfg.features.horizon
     f = np.stack(forecasts, axis=-1).reshape(-1, h, len(entries))
     scale = np.stack([seasonal_scale(panel, cuts[:, k], cfg.data.season_length)
                       for k in range(cuts.shape[1])], axis=1).reshape(-1)

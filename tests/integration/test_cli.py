@@ -21,7 +21,8 @@ def deepcast(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600)
                           text=True, cwd=cwd, env=env or subprocess_env(), timeout=timeout)
 
 
-@pytest.mark.parametrize("command", ["", "validate", "train", "backtest", "forecast", "promote",
+@pytest.mark.parametrize("command", ["", "validate", "train", "backtest", "tune", "forecast",
+                                     "promote",
                                      "runs", "ui"])
 def test_help_is_instant_and_imports_no_framework(command, tmp_path):
     code = ("import sys; from flows.cli import main\n"

@@ -78,6 +78,29 @@ def test_points_after_a_cutoff_never_reach_fitting_or_forecasting(refit):
     assert base.summary["fits"].tolist()[1] == (2 if refit else 1)  # mlp
 
 
+def test_conformal_calibration_uses_earlier_windows_only():
+    """Window j's interval is calibrated on windows < j: blowing up the last window's truth
+    leaves every earlier window's coverage as it was."""
+    cfg, clean = _cfg(False)
+    ev = cfg.evaluation.model_copy(update={"conformal": [80], "backtest": cfg.evaluation
+                                           .backtest.model_copy(update={"n_windows": 3})})
+    cfg = cfg.model_copy(update={"evaluation": ev, "models": [m for m in cfg.models
+                                                              if m.type == "mean"]})
+    base = run_backtest(clean, cfg)
+    pos = clean.groupby("unique_id").cumcount().to_numpy()
+    sizes = clean.groupby("unique_id").size().to_numpy()
+    after_last = pos >= np.repeat(base.cutoffs[:, -1], sizes)
+    changed = clean.copy()
+    changed.loc[after_last, "y"] *= 1000.0
+    again = run_backtest(changed, cfg)
+    col = "conformal_coverage_80"
+    a = base.per_window.query("model == 'mean' and window < 2")[col].to_numpy()
+    b = again.per_window.query("model == 'mean' and window < 2")[col].to_numpy()
+    np.testing.assert_array_equal(a, b)
+    last = again.per_window.query("model == 'mean' and window == 2")[col]
+    assert (last == 0).all()  # the blown-up truth falls outside every interval
+
+
 def test_metrics_and_skill_table():
     cfg, clean = _cfg(False)
     res = run_backtest(clean, cfg)

@@ -148,3 +148,9 @@ def test_readme_reference_matches_the_schema():
     assert block == reference_markdown(), (
         "README model/training reference is stale: regenerate it with "
         "`python -m pipelines.config` and paste it between the reference markers")
+
+
+def test_benchmark_pipelines_are_valid():
+    cfg = load_config(ROOT / "benchmarks" / "m3_monthly.yaml")
+    assert cfg.data.path.is_file() and cfg.evaluation.test_size == cfg.features.horizon == 18
+    assert {e.name for e in cfg.ensemble} == {"avg-neural", "median-all", "stacked"}

@@ -1,0 +1,208 @@
+"""Tune stage: hyperparameter search for one model of the pipeline with Optuna.
+
+The search space lives in the YAML (``tune:``): per option a choice list, an integer range
+or a float range (optionally log-scaled); options are the model's own (``units``,
+``dropout`` ...) or ``training.<key>`` (``training.learning_rate`` ...). Samplers: ``tpe``
+(Bayesian, Optuna's default), ``random`` and ``grid``. The objective is the best validation
+loss of the fit (the windows just before the holdout), so the holdout stays untouched for
+scoring; trials whose intermediate validation loss is worse than the median of earlier
+trials at the same epoch are pruned. Every trial is a nested MLflow run under one parent;
+the best configuration is written out as a ready-to-use pipeline YAML.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from features.errors import ConfigError, RunFailed
+from forecasting.base import families
+from pipelines.config import ENTRY_MODELS, PipelineConfig, TrainingConfig
+from pipelines.train import fit_model, prepare
+
+log = logging.getLogger("deepcast")
+
+
+@dataclass
+class TuneResult:
+    """All trials and the winner."""
+
+    trials: pd.DataFrame  # number, state, value, params..., seconds, run_id
+    best_params: dict[str, Any]
+    best_value: float
+    output: str
+    seconds: float
+
+
+def _suggest(trial, name: str, spec: Any):
+    if spec.choice is not None:
+        return trial.suggest_categorical(name, spec.choice)
+    lo, hi = spec.range
+    if spec.kind == "int":
+        return trial.suggest_int(name, int(lo), int(hi), step=int(spec.step or 1),
+                                 log=spec.log)
+    return trial.suggest_float(name, float(lo), float(hi), log=spec.log,
+                               step=spec.step)
+
+
+def _grid(space: dict[str, Any]) -> dict[str, list[Any]]:
+    grid = {}
+    for name, spec in space.items():
+        if spec.choice is not None:
+            grid[name] = list(spec.choice)
+        elif spec.kind == "int":
+            lo, hi = (int(x) for x in spec.range)
+            grid[name] = list(range(lo, hi + 1, int(spec.step or 1)))
+        elif spec.step:
+            n = int(round((spec.range[1] - spec.range[0]) / spec.step))
+            grid[name] = [spec.range[0] + i * spec.step for i in range(n + 1)]
+        else:
+            raise ConfigError(f"tune.space.{name}: a float range needs `step` for grid search",
+                              hint="give step, a choice list, or use sampler: tpe / random")
+    return grid
+
+
+def apply_params(cfg: PipelineConfig, model: str, params: dict[str, Any]) -> PipelineConfig:
+    """``cfg`` with the trial's values set on the tuned model entry and ``training``."""
+    training = {k.removeprefix("training."): v for k, v in params.items()
+                if k.startswith("training.")}
+    options = {k: v for k, v in params.items() if not k.startswith("training.")}
+    models = []
+    for entry in cfg.models:
+        if entry.label == model:
+            raw = {**entry.model_dump(), **options}
+            entry = ENTRY_MODELS[entry.type].model_validate(raw)
+        models.append(entry)
+    train = TrainingConfig.model_validate({**cfg.training.model_dump(), **training})
+    return cfg.model_copy(update={"models": models, "training": train})
+
+
+def run_tune(df: pd.DataFrame, cfg: PipelineConfig, source_yaml: Path, tracker,
+             n_trials: int | None = None, output: str | Path | None = None) -> TuneResult:
+    """Search, log every trial, write the best pipeline YAML (atomically)."""
+    import optuna
+
+    spec = cfg.tune
+    if spec is None:
+        raise ConfigError("the pipeline has no `tune:` section",
+                          hint="add tune: {model: NAME, space: {...}} (see README)")
+    n_trials = n_trials or spec.trials
+    entry = next(m for m in cfg.models if m.label == spec.model)
+    if not families()[entry.type].trainable:
+        raise ConfigError(f"tune.model {spec.model!r} is a baseline: nothing to tune",
+                          hint="tune a neural model entry")
+    t0 = time.perf_counter()
+    quiet = cfg.model_copy(update={"training": cfg.training.model_copy(
+        update={"checkpoint": False})})
+    prep = prepare(df, quiet)
+    seed = cfg.training.seed
+    sampler = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+               "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+               "grid": lambda: optuna.samplers.GridSampler(_grid(spec.space), seed=seed),
+               }[spec.sampler]()
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=spec.prune_after,
+                                          n_warmup_steps=1)
+              if spec.prune else optuna.pruners.NopPruner())
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner,
+                                study_name=f"{cfg.name}-{spec.model}")
+    rows: list[dict[str, Any]] = []
+
+    def objective(trial) -> float:
+        params = {name: _suggest(trial, name, s) for name, s in spec.space.items()}
+        try:
+            trial_cfg = apply_params(quiet, spec.model, params)
+        except ValueError as exc:  # an invalid combination (e.g. heads vs d_model)
+            raise optuna.TrialPruned(f"invalid parameters: {exc}") from None
+        trial_entry = next(m for m in trial_cfg.models if m.label == spec.model)
+        started = time.perf_counter()
+        with tracker.run(f"trial-{trial.number:03d}", nested=True,
+                         tags={"deepcast.stage": "tune", "deepcast.model_type": entry.type,
+                               "deepcast.pipeline": cfg.name}) as run_id:
+            tracker.log_params({"trial": params, "model": trial_entry.model_dump(mode="json"),
+                                "training": trial_cfg.training.model_dump(mode="json")})
+            row = {"trial": trial.number, **params, "run_id": run_id}
+
+            def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+                tracker.log_metrics(logs, step=epoch)
+                value = logs.get("val_loss", logs.get("loss"))
+                trial.report(value, epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at epoch {epoch + 1}")
+
+            try:
+                _, history, _ = fit_model(trial_entry, prep, trial_cfg, on_epoch)
+            except optuna.TrialPruned:
+                tracker.set_tags({"deepcast.trial_state": "pruned"})
+                rows.append({**row, "state": "pruned", "value": math.nan,
+                             "seconds": round(time.perf_counter() - started, 2)})
+                raise
+            except RunFailed as exc:  # NaN loss for these parameters: a failed trial
+                tracker.set_tags({"deepcast.trial_state": "failed"})
+                rows.append({**row, "state": "failed", "value": math.nan,
+                             "seconds": round(time.perf_counter() - started, 2)})
+                raise optuna.TrialPruned(str(exc)) from None
+            curve = history.get("val_loss") or history.get("loss") or [math.inf]
+            value = float(min(curve))
+            tracker.log_metrics({"objective_val_loss": value})
+            tracker.set_tags({"deepcast.trial_state": "complete"})
+            rows.append({**row, "state": "complete", "value": value,
+                         "seconds": round(time.perf_counter() - started, 2)})
+            return value
+
+    study.optimize(objective, n_trials=n_trials, catch=())
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not done:
+        raise RunFailed(f"no tuning trial of {spec.model!r} completed ({len(study.trials)} "
+                        "pruned or failed)", hint="widen the search space or add trials")
+    best = study.best_trial
+    best_cfg = apply_params(cfg, spec.model, best.params)
+    out = Path(output) if output else source_yaml.with_name(f"{source_yaml.stem}.tuned.yaml")
+    write_tuned_yaml(source_yaml, best_cfg, spec.model, out)
+    tracker.log_metrics({"best_val_loss": best.value, "trials": len(study.trials)})
+    tracker.set_tags({"deepcast.best_trial": str(best.number),
+                      "deepcast.tuned_yaml": str(out)})
+    tracker.log_dict({"best_params": best.params, "best_value": best.value},
+                     "tune/best.json")
+    trials = pd.DataFrame(rows).sort_values("trial").reset_index(drop=True)
+    tracker.log_frame(trials, "tune/trials.csv")
+    return TuneResult(trials, dict(best.params), float(best.value), str(out),
+                      time.perf_counter() - t0)
+
+
+def write_tuned_yaml(source_yaml: Path, best: PipelineConfig, model: str, out: Path) -> None:
+    """The source YAML with the tuned model entry and training section replaced (paths kept
+    as the user wrote them), written atomically next to it."""
+    raw = yaml.safe_load(source_yaml.read_text(encoding="utf-8"))
+    entry = next(m for m in best.models if m.label == model)
+    tuned = entry.model_dump(mode="json", exclude_defaults=True)
+    tuned["type"] = entry.type
+    raw["models"] = [tuned if (m.get("name") or m.get("type")) == model else m
+                     for m in raw["models"]]
+    raw["training"] = {**(raw.get("training") or {}),
+                       **best.training.model_dump(mode="json", exclude_defaults=True)}
+    raw.pop("tune", None)
+    if out.parent.resolve() != source_yaml.parent.resolve():  # keep the data path valid
+        raw["data"]["path"] = str(best.data.path)
+    text = f"# tuned by `deepcast tune` from {source_yaml.name}\n" + yaml.safe_dump(
+        raw, sort_keys=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
