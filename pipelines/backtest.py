@@ -2,10 +2,11 @@
 
 Cut-offs are counted from each series' end: window ``k`` of ``n_windows`` forecasts the
 ``horizon`` points after the first ``len - horizon - (n_windows - 1 - k) * step`` points, so
-the last window ends at the last observation. Training windows expand: a model fit for
-cut-off ``c`` sees every point before ``c`` and nothing after (scalers and covariate encoders
-included). With ``refit: false`` one fit serves every window and all windows are predicted
-in one batched call; ``refit: k`` refits every ``k`` windows.
+the last window ends at the last observation. Training windows expand by default: a model
+fit for cut-off ``c`` sees every point before ``c`` (``window: sliding``: the last
+``train_size`` of them) and nothing after (scalers and covariate encoders included). With
+``refit: false`` one fit serves every window and all windows are predicted in one batched
+call; ``refit: k`` refits every ``k`` windows.
 
 Scores per model x cut-off x series (MAE, RMSE, MAPE, sMAPE, MASE, RMSSE; pinball and 80 %
 coverage for quantile models; conformal coverage for windows after the first) and their
@@ -61,11 +62,16 @@ def refit_schedule(n_windows: int, refit: bool | int) -> list[list[int]]:
     return [list(range(a, min(a + every, n_windows))) for a in range(0, n_windows, every)]
 
 
-def _history_before(df: pd.DataFrame, cuts: np.ndarray) -> pd.DataFrame:
-    """The rows of each series before its cut-off (``cuts`` per series, panel order)."""
+def _history_before(df: pd.DataFrame, cuts: np.ndarray, size: int | None = None
+                    ) -> pd.DataFrame:
+    """The rows of each series before its cut-off (``cuts`` per series, panel order); with
+    ``size``, only the last ``size`` of them (a sliding training window)."""
     pos = df.groupby(ID, sort=False).cumcount().to_numpy()
     limit = np.repeat(cuts, df.groupby(ID, sort=False).size().to_numpy())
-    return df[pos < limit].reset_index(drop=True)
+    keep = pos < limit
+    if size is not None:
+        keep &= pos >= limit - size
+    return df[keep].reset_index(drop=True)
 
 
 def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker=None) -> BacktestResult:
@@ -100,7 +106,8 @@ def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker=None) -> Backtes
         t_model = time.perf_counter()
         parts, fits = [], 0
         for windows in refit_schedule(bt.n_windows, bt.refit):
-            train_df = _history_before(df, cuts[:, windows[0]])
+            train_df = _history_before(df, cuts[:, windows[0]],
+                                       bt.train_size if bt.window == "sliding" else None)
             predictor, _, _ = fit_model(entry, prepare(train_df, cfg, holdout=0), cfg)
             fits += int(predictor.forecaster.trainable)
             fc = predictor.predict_windows(df, cuts[:, windows])

@@ -197,7 +197,18 @@ class BacktestConfig(_Strict):
     refit: bool | int = Field(
         False, description="false: fit once before the first cut-off and predict every "
         "window in one batched call; true: refit at every cut-off; an integer k: refit "
-        "every k windows. Training windows always expand (all history before the cut-off).")
+        "every k windows.")
+    window: Literal["expanding", "sliding"] = Field(
+        "expanding", description="expanding: a fit sees all history before its cut-off; "
+        "sliding: only the last `train_size` points before it.")
+    train_size: int | None = Field(None, ge=1, description="Points before each cut-off a "
+                                   "fit sees with window: sliding.")
+
+    @model_validator(mode="after")
+    def _sliding(self) -> BacktestConfig:
+        if self.window == "sliding" and self.train_size is None:
+            raise ValueError("window: sliding needs train_size (points before each cut-off)")
+        return self
 
     @field_validator("refit")
     @classmethod
