@@ -100,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "Load models:/NAME@ALIAS (or a version), forecast the horizon after the end "
                 "of each series in the data, and write unique_id, ds, yhat, model_name, "
                 "model_version, run_id atomically.")
-    p.add_argument("--output", "-o", required=True, help="forecast file (.csv or .parquet)")
+    p.add_argument("--output", "-o", required=True,
+                   help="forecast file (.csv or .parquet), or sql://TABLE to replace a "
+                   "table's rows (database URL from data.sql.url_env / DEEPCAST_DB_URL)")
     p.add_argument("--model", default="champion",
                    help="alias (champion, challenger) or version number (default: champion)")
     p.add_argument("--future", help="future covariates for the forecast dates (unique_id, ds "
@@ -190,7 +192,12 @@ def _preflight(args: argparse.Namespace):
     from pipelines.ingest import check_source
 
     cfg = load_config(args.pipeline)
-    check_source(args.data or cfg.data.path)
+    if args.data or cfg.data.path is not None:
+        check_source(args.data or cfg.data.path)
+    else:
+        from pipelines.sql import database_url
+
+        database_url(cfg.data.sql.url_env)  # set, or exit 2 naming the variable
     return cfg
 
 

@@ -85,10 +85,10 @@ def predict_task(pyfunc: Any, history: pd.DataFrame) -> pd.DataFrame:
 
 
 @task(name="write-forecast", **IO)
-def write_task(fc: pd.DataFrame, output: str) -> str:
-    from pipelines.forecast import write_atomic
+def write_task(fc: pd.DataFrame, output: str, url_env: str | None = None) -> str:
+    from pipelines.forecast import write_output
 
-    return str(write_atomic(fc, output))
+    return str(write_output(fc, output, url_env))
 
 
 def _run_name(prefix: str) -> str:
@@ -103,15 +103,15 @@ def train_pipeline(pipeline: str, data: str | None = None, report_dir: str | Non
     from pipelines.tracking import Tracker
 
     cfg = load_config(pipeline)
-    source = Path(data) if data else cfg.data.path
-    raw = ingest_task(cfg.data, str(source))
+    source = data or (str(cfg.data.path) if cfg.data.path is not None else None)
+    raw = ingest_task(cfg.data, source)
     reports = report_dir_for(cfg, report_dir)
     clean, report = validate_task(raw, cfg, reports)
     tracker = Tracker(cfg.name)
     data_sha = frame_sha256(clean)
     tags = {"deepcast.pipeline": cfg.name, "deepcast.pipeline_file": str(Path(pipeline)),
-            "deepcast.data_path": str(source), "deepcast.data_sha256": data_sha,
-            "deepcast.file_sha256": file_sha256(source)}
+            "deepcast.data_path": source or cfg.data.source, "deepcast.data_sha256": data_sha,
+            "deepcast.file_sha256": file_sha256(source) if source else ""}
     with tracker.run(f"train-{cfg.name}", tags=tags) as parent_id:
         tracker.log_params(resolved_config(cfg))
         tracker.log_metrics({"data_rows": len(clean), "data_series": clean["unique_id"].nunique(),
@@ -152,12 +152,13 @@ def backtest_pipeline(pipeline: str, data: str | None = None, report_dir: str | 
     from pipelines.tracking import Tracker
 
     cfg = load_config(pipeline)
-    source = Path(data) if data else cfg.data.path
-    raw = ingest_task(cfg.data, str(source))
+    source = data or (str(cfg.data.path) if cfg.data.path is not None else None)
+    raw = ingest_task(cfg.data, source)
     clean, report = validate_task(raw, cfg, report_dir_for(cfg, report_dir))
     tracker = Tracker(cfg.name)
     tags = {"deepcast.pipeline": cfg.name, "deepcast.stage": "backtest",
-            "deepcast.data_sha256": frame_sha256(clean), "deepcast.data_path": str(source)}
+            "deepcast.data_sha256": frame_sha256(clean),
+            "deepcast.data_path": source or cfg.data.source}
     with tracker.run(f"backtest-{cfg.name}", tags=tags) as parent_id:
         tracker.log_params(resolved_config(cfg))
         result = backtest_task(clean, cfg, tracker)
@@ -193,8 +194,8 @@ def tune_pipeline(pipeline: str, trials: int | None = None, output: str | None =
     from pipelines.tracking import Tracker
 
     cfg = load_config(pipeline)
-    source = Path(data) if data else cfg.data.path
-    raw = ingest_task(cfg.data, str(source))
+    source = data or (str(cfg.data.path) if cfg.data.path is not None else None)
+    raw = ingest_task(cfg.data, source)
     clean, _ = validate_task(raw, cfg, report_dir_for(cfg, report_dir))
     tracker = Tracker(cfg.name)
     tags = {"deepcast.pipeline": cfg.name, "deepcast.stage": "tune",
@@ -237,8 +238,8 @@ def batch_forecast(pipeline: str, output: str, model: str = "champion",
     tracker = Tracker(cfg.name)
     ref, pyfunc = load_model_task(tracker, model)
     predictor = pyfunc.unwrap_python_model().predictor
-    source = Path(data) if data else cfg.data.path
-    raw = ingest_task(cfg.data, str(source))
+    source = data or (str(cfg.data.path) if cfg.data.path is not None else None)
+    raw = ingest_task(cfg.data, source)
     ahead = None
     if needs_future(predictor):
         raw, ahead = split_history(raw, ingest_future_task(cfg.data, future) if future
@@ -251,7 +252,7 @@ def batch_forecast(pipeline: str, output: str, model: str = "champion",
                             ignore_index=True)
     fc = predict_task(pyfunc, history)
     fc = finish_forecast(fc, ref.version, ref.run_id)
-    path = write_task(fc, output)
+    path = write_task(fc, output, cfg.data.sql.url_env if cfg.data.sql else None)
     return {
         "pipeline": cfg.name,
         "model_uri": f"models:/{cfg.name}@{model}" if not model.isdigit() else ref.uri,

@@ -32,10 +32,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SqlSource(_Strict):
+    """A query whose rows are the long table (read through SQLAlchemy)."""
+
+    query: str = Field(min_length=1, description="SELECT returning the id, time, target "
+                       "and covariate columns.")
+    url_env: str = Field("DEEPCAST_DB_URL", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                         description="Environment variable holding the database URL (never "
+                         "put the URL in the YAML).")
+
+
 class DataConfig(_Strict):
     """Where the long table is and how its columns are named."""
 
-    path: Path = Field(description="CSV or Parquet file (relative to the YAML file).")
+    path: Path | None = Field(None, description="CSV or Parquet file (relative to the YAML "
+                              "file); or give `sql`.")
+    sql: SqlSource | None = Field(None, description="Read the long table with an SQL query "
+                                  "instead of a file: {query: ..., url_env: DEEPCAST_DB_URL}.")
     id_col: str = Field("unique_id", description="Column holding the series identifier.")
     time_col: str = Field("ds", description="Column holding the timestamp or integer step.")
     target_col: str = Field("y", description="Column holding the value to forecast.")
@@ -70,6 +83,18 @@ class DataConfig(_Strict):
         description="Missing target values: 'error' fails validation; 'interpolate' fills them "
         "linearly within each series (edges: nearest value) and counts them in the report.",
     )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if (self.path is None) == (self.sql is None):
+            raise ValueError("give exactly one data source: `path` (a CSV/Parquet file) or "
+                             "`sql` (a query)")
+        return self
+
+    @property
+    def source(self) -> str:
+        """The data source for messages and run tags (never the database URL)."""
+        return str(self.path) if self.path is not None else f"sql: {self.sql.query[:200]}"
 
     @field_validator("freq")
     @classmethod
@@ -483,7 +508,7 @@ def parse_config(raw: Any, source: str = "", base_dir: Path | None = None) -> Pi
     except ValidationError as err:
         raise ConfigError(_format_errors(err, source),
                           hint="see the pipeline YAML reference in README.md") from None
-    if base_dir is not None and not cfg.data.path.is_absolute():
+    if base_dir is not None and cfg.data.path is not None and not cfg.data.path.is_absolute():
         data = cfg.data.model_copy(update={"path": (base_dir / cfg.data.path).resolve()})
         cfg = cfg.model_copy(update={"data": data})
     return cfg
@@ -542,7 +567,8 @@ def reference_markdown() -> str:
     rows += ["", "| option | default | families | meaning |", "|---|---|---|---|"]
     for (n, desc), (default, fams) in sorted(options.items()):
         rows.append(f"| `{n}` | {default} | {', '.join(fams)} | {desc} |")
-    for section, model in (("data", DataConfig), ("features", FeaturesConfig),
+    for section, model in (("data", DataConfig), ("data.sql", SqlSource),
+                           ("features", FeaturesConfig),
                            ("training", TrainingConfig), ("evaluation", EvaluationConfig),
                            ("evaluation.backtest", BacktestConfig),
                            ("promotion", PromotionConfig), ("ensemble[]", EnsembleConfig),

@@ -19,8 +19,14 @@ FORECAST_COLUMNS = ["unique_id", "ds", "yhat", "model_name", "model_version", "r
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
-def check_output_path(path: str | Path) -> Path:
-    """Fail fast (before any work) on an unsupported extension or a folder name."""
+def check_output_path(path: str | Path) -> Path | str:
+    """Fail fast (before any work) on an unsupported extension, a folder name or an unsafe
+    ``sql://table`` name."""
+    if str(path).startswith("sql://"):
+        from pipelines.sql import check_table_name
+
+        check_table_name(str(path))
+        return str(path)
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
         raise ConfigError(f"--output {path}: unsupported extension {path.suffix!r}",
@@ -28,6 +34,17 @@ def check_output_path(path: str | Path) -> Path:
     if path.is_dir():
         raise ConfigError(f"--output {path} is a folder", hint="give a file name")
     return path
+
+
+def write_output(df: pd.DataFrame, output: str | Path, url_env: str | None = None
+                 ) -> Path | str:
+    """Write the forecast to a file (atomically) or, for ``sql://table``, replace the
+    table's rows in one transaction (database URL from ``url_env``)."""
+    if str(output).startswith("sql://"):
+        from pipelines.sql import DEFAULT_URL_ENV, write_table
+
+        return write_table(df, str(output), url_env or DEFAULT_URL_ENV)
+    return write_atomic(df, output)
 
 
 def write_atomic(df: pd.DataFrame, path: str | Path) -> Path:

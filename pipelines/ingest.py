@@ -63,9 +63,17 @@ def read_table(path: str | Path, spec: ColumnSpec) -> pd.DataFrame:
 
 
 def ingest(data: DataConfig, path: str | Path | None = None) -> pd.DataFrame:
-    """Read ``path`` (default: ``data.path``) into a coerced long frame with row flags."""
-    path = Path(path) if path is not None else data.path
+    """Read ``path`` (default: ``data.path``, or the ``data.sql`` query) into a coerced long
+    frame with row flags."""
     spec = column_spec(data)
+    if path is None and data.sql is not None:
+        from pipelines.sql import read_sql
+
+        df = coerce_long_frame(read_sql(data.sql.query, data.sql.url_env), spec,
+                               source="data.sql")
+        df.attrs["source"] = data.source
+        return df
+    path = Path(path) if path is not None else data.path
     return coerce_long_frame(read_table(path, spec), spec, source=str(path))
 
 

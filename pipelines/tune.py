@@ -191,7 +191,8 @@ def write_tuned_yaml(source_yaml: Path, best: PipelineConfig, model: str, out: P
     raw["training"] = {**(raw.get("training") or {}),
                        **best.training.model_dump(mode="json", exclude_defaults=True)}
     raw.pop("tune", None)
-    if out.parent.resolve() != source_yaml.parent.resolve():  # keep the data path valid
+    if best.data.path is not None and out.parent.resolve() != source_yaml.parent.resolve():
+        # keep the data path valid
         raw["data"]["path"] = str(best.data.path)
     text = f"# tuned by `deepcast tune` from {source_yaml.name}\n" + yaml.safe_dump(
         raw, sort_keys=False)

@@ -1,0 +1,123 @@
+"""SQL sources and sinks through SQLAlchemy.
+
+The database URL comes from an environment variable (``data.sql.url_env``, default
+``DEEPCAST_DB_URL``), never from the YAML, and never appears in a message or a log: errors
+name the variable, not its value. Forecasts written back to a table replace its rows in one
+transaction, so readers see the old forecast or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import pandas as pd
+
+from features.errors import ConfigError, DataError, RunFailed
+
+DEFAULT_URL_ENV = "DEEPCAST_DB_URL"
+SQL_OUTPUT = "sql://"
+TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+def database_url(url_env: str = DEFAULT_URL_ENV) -> str:
+    """The URL from the environment; ConfigError naming the variable when unset."""
+    url = os.environ.get(url_env, "").strip()
+    if not url:
+        raise ConfigError(f"environment variable {url_env} is not set: the database URL is "
+                          "read from the environment only",
+                          hint=f"export {url_env}=postgresql://user@host/db (or sqlite:///"
+                          "path.db); keep passwords out of the YAML")
+    return url
+
+
+def _redact(text: str, url: str) -> str:
+    """The message with the URL and any password in it removed."""
+    from sqlalchemy.engine import make_url
+
+    out = text.replace(url, "<database URL>")
+    try:
+        password = make_url(url).password
+    except Exception:  # noqa: BLE001 (an unparsable URL has nothing more to hide)
+        password = None
+    return out.replace(str(password), "***") if password else out
+
+
+def _first_line(exc: BaseException) -> str:
+    """The driver's own message (e.g. 'no such table: x'), first line only."""
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _engine(url: str):
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        return create_engine(url)
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise ConfigError(f"the database URL is not usable: {_redact(str(exc), url)}",
+                          hint="check the URL's form (dialect+driver://...) and that the "
+                          "driver is installed") from None
+
+
+def read_sql(query: str, url_env: str = DEFAULT_URL_ENV) -> pd.DataFrame:
+    """Run ``query`` and return its rows; DataError (no URL in it) when it fails."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    url = database_url(url_env)
+    try:
+        with _engine(url).connect() as conn:
+            raw = pd.read_sql_query(text(query), conn)
+    except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, SQLAlchemyError) else exc
+        first = _redact(_first_line(cause), url)
+        raise DataError(f"data.sql: the query failed ({type(cause).__name__}): {first}",
+                        hint=f"check the query and the database in ${url_env}") from None
+    if raw.empty:
+        raise DataError("data.sql: the query returned no rows",
+                        hint="check the query's filters and the table's contents")
+    return raw
+
+
+def check_table_name(output: str) -> str:
+    """The table of an ``sql://table`` output (ConfigError for an unsafe name)."""
+    table = output.removeprefix(SQL_OUTPUT)
+    if not TABLE_NAME.match(table):
+        raise ConfigError(f"--output {output}: {table!r} is not a plain table name",
+                          hint="use sql://name or sql://schema.name (letters, digits, _)")
+    return table
+
+
+def write_table(df: pd.DataFrame, output: str, url_env: str = DEFAULT_URL_ENV) -> str:
+    """Replace the rows of the output table with ``df`` in one transaction."""
+    from sqlalchemy import inspect, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    table = check_table_name(output)
+    schema, _, name = table.rpartition(".")
+    url = database_url(url_env)
+    kwargs: dict[str, Any] = {"schema": schema or None}
+    try:
+        engine = _engine(url)
+        with engine.begin() as conn:  # one transaction: delete + insert, or nothing
+            if inspect(conn).has_table(name, schema=schema or None):
+                quoted = conn.dialect.identifier_preparer.format_table(
+                    _table_clause(name, schema or None))
+                conn.execute(text(f"DELETE FROM {quoted}"))
+            df.to_sql(name, conn, if_exists="append", index=False, **kwargs)
+    except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
+        first = _redact(_first_line(exc), url)
+        raise RunFailed(f"writing the forecast to table {table!r} failed "
+                        f"({type(exc).__name__}): {first}; the table is unchanged",
+                        hint=f"check the database in ${url_env} and the table's columns"
+                        ) from None
+    return output
+
+
+def _table_clause(name: str, schema: str | None):
+    from sqlalchemy import table
+
+    return table(name, schema=schema)
