@@ -216,8 +216,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     _print_table(summary["table"])
     d = summary["decision"]
     verdict = "PROMOTED to champion" if d["promoted"] else "champion kept"
-    print(f"\nbest: {d['candidate']} ({d['metric']}={d['candidate_score']:.4f}) -> registered "
-          f"as version {d['candidate_version']} (challenger); {verdict}: {d['reason']}")
+    champion = (f"champion v{d['champion_version']} {d['champion_score']:.4f}"
+                if d["champion_score"] is not None else
+                f"champion v{d['champion_version']} (not re-scored)" if d["champion_version"]
+                else "no champion yet")
+    print(f"\nbest: {d['candidate']} -> registered as version {d['candidate_version']} "
+          f"(challenger)\ngate on {d['gate']} ({d['metric']}): candidate "
+          f"{d['candidate_score']:.4f}, seasonal naive {d['seasonal_naive_score']:.4f}, "
+          f"{champion} -> {verdict}: {d['reason']}")
     if summary["dropped_series"]:
         print(f"note: {len(summary['dropped_series'])} short series were dropped "
               f"(see {summary['validation_report']})")

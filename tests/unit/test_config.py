@@ -21,8 +21,9 @@ def test_demo_pipeline_is_valid():
     assert cfg.name == "aus-retail"
     assert cfg.data.path.is_absolute() and cfg.data.path.is_file()
     assert [m.label for m in cfg.models] == ["naive", "seasonal_naive", "linear", "mlp", "lstm"]
-    assert cfg.min_series_length == 36 + 12 + 12 + 12
-    assert cfg.min_padded_length == 12 + 12 + 12 + 1
+    assert cfg.min_series_length == 36 + 12 + 12 + 24
+    assert cfg.min_padded_length == 12 + 12 + 24 + 1
+    assert cfg.evaluation.conformal == [80, 95] and cfg.evaluation.backtest.step == 6
 
 
 def test_defaults_fill_in(retail_csv):
