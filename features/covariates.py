@@ -120,6 +120,15 @@ class Covariates:
     static_cat: np.ndarray  # (n_series, n_static_categorical) int32 codes, 0 = unseen
     series: np.ndarray  # (n_series,) int32 series-ID code, 0 = unseen
 
+    def left_pad(self, offsets: np.ndarray, pads: np.ndarray) -> Covariates:
+        """The point-major arrays left-padded with zeros like ``features.windows.pad_panel``
+        pads the target (``offsets`` of the unpadded panel)."""
+        from features.windows import left_pad
+
+        self.past, _ = left_pad(self.past, offsets, pads, 0.0)
+        self.future, _ = left_pad(self.future, offsets, pads, 0.0)
+        return self
+
 
 @dataclass
 class CovariateEncoder:
@@ -204,9 +213,11 @@ def split_future(df: pd.DataFrame, target: str, missing: np.ndarray | None = Non
     if len(df) == 0:
         return df, df.iloc[0:0]
     missing = df[target].isna().to_numpy() if missing is None else np.asarray(missing)
-    # trailing run of missing target per series: reverse cumulative "seen a value"
-    seen = pd.Series(~missing).groupby(df[ID].to_numpy(), sort=False).transform(
-        lambda s: s[::-1].cummax()[::-1]).to_numpy(dtype=bool)
+    # a row is history when its series has an observed target at or after it: count the
+    # observed values from the end of each series backwards (vectorised, no Python per group)
+    observed = pd.Series((~missing).astype(np.int64)[::-1])
+    later = observed.groupby(df[ID].to_numpy()[::-1], sort=False).cumsum().to_numpy()[::-1]
+    seen = later > 0
     return df[seen].reset_index(drop=True), df[~seen].reset_index(drop=True)
 
 

@@ -201,13 +201,23 @@ def _preflight(args: argparse.Namespace):
     return cfg
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    _preflight(args)
-    from flows.flows import train_pipeline
+def _run_flow(args: argparse.Namespace, name: str, **params: Any) -> dict[str, Any] | None:
+    """Run flow ``name`` of flows.flows on the command's pipeline and data; with --json print
+    its summary and return None, else return the summary for the command to print."""
+    import flows.flows
 
-    summary = train_pipeline(pipeline=args.pipeline, data=args.data, report_dir=args.report_dir)
+    summary = getattr(flows.flows, name)(pipeline=args.pipeline, data=args.data,
+                                         report_dir=args.report_dir, **params)
     if args.json:
         print(json.dumps(summary, default=str))
+        return None
+    return summary
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _preflight(args)
+    summary = _run_flow(args, "train_pipeline")
+    if summary is None:
         return EXIT_OK
     if not args.quiet:
         print(f"\npipeline {summary['pipeline']}: {summary['n_series']} series, "
@@ -235,12 +245,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     _preflight(args)
-    from flows.flows import backtest_pipeline
-
-    summary = backtest_pipeline(pipeline=args.pipeline, data=args.data,
-                                report_dir=args.report_dir)
-    if args.json:
-        print(json.dumps(summary, default=str))
+    summary = _run_flow(args, "backtest_pipeline")
+    if summary is None:
         return EXIT_OK
     if not args.quiet:
         print(f"\npipeline {summary['pipeline']}: {summary['n_series']} series; backtest of "
@@ -263,12 +269,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.pipeline} has no `tune:` section",
                           hint="add tune: {model: NAME, space: {option: {int: [lo, hi]}}}; "
                           "see README, Hyperparameter search")
-    from flows.flows import tune_pipeline
-
-    summary = tune_pipeline(pipeline=args.pipeline, trials=args.trials, output=args.output,
-                            data=args.data, report_dir=args.report_dir)
-    if args.json:
-        print(json.dumps(summary, default=str))
+    summary = _run_flow(args, "tune_pipeline", trials=args.trials, output=args.output)
+    if summary is None:
         return EXIT_OK
     if not args.quiet:
         print(f"\ntuned {summary['model']} of {summary['pipeline']} with {summary['sampler']} "
@@ -284,13 +286,9 @@ def cmd_forecast(args: argparse.Namespace) -> int:
 
     _preflight(args)
     check_output_path(args.output)
-    from flows.flows import batch_forecast
-
-    summary = batch_forecast(pipeline=args.pipeline, output=args.output, model=args.model,
-                             data=args.data, report_dir=args.report_dir, future=args.future)
-    if args.json:
-        print(json.dumps(summary, default=str))
-    else:
+    summary = _run_flow(args, "batch_forecast", output=args.output, model=args.model,
+                        future=args.future)
+    if summary is not None:
         print(f"wrote {summary['rows']} forecasts for {summary['series']} series to "
               f"{summary['output']} with {summary['model_uri']} (version "
               f"{summary['model_version']}, {summary['model_name']}, run {summary['run_id']})")

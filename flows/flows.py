@@ -96,6 +96,26 @@ def _run_name(prefix: str) -> str:
     return f"{prefix}-{pipeline}-{dt.datetime.now(dt.UTC):%Y-%m-%dT%H%M%S}"
 
 
+def _source(cfg: PipelineConfig, data: str | None) -> str | None:
+    """The data file to read: ``--data``, else ``data.path``; None for a ``data.sql`` query."""
+    return data or (str(cfg.data.path) if cfg.data.path is not None else None)
+
+
+def _validated(cfg: PipelineConfig, data: str | None, report_dir: str | None):
+    """Ingest and validate (stops the flow on bad data): (source, raw, clean, report)."""
+    source = _source(cfg, data)
+    raw = ingest_task(cfg.data, source)
+    clean, report = validate_task(raw, cfg, report_dir_for(cfg, report_dir))
+    return source, raw, clean, report
+
+
+def _run_tags(cfg: PipelineConfig, stage: str, source: str | None, data_sha: str
+              ) -> dict[str, str]:
+    """Tags of a parent run: which pipeline, stage and data (never a database URL)."""
+    return {"deepcast.pipeline": cfg.name, "deepcast.stage": stage,
+            "deepcast.data_path": source or cfg.data.source, "deepcast.data_sha256": data_sha}
+
+
 @flow(name="train-pipeline", flow_run_name=lambda: _run_name("train"), log_prints=False)
 def train_pipeline(pipeline: str, data: str | None = None, report_dir: str | None = None
                    ) -> dict[str, Any]:
@@ -103,14 +123,11 @@ def train_pipeline(pipeline: str, data: str | None = None, report_dir: str | Non
     from pipelines.tracking import Tracker
 
     cfg = load_config(pipeline)
-    source = data or (str(cfg.data.path) if cfg.data.path is not None else None)
-    raw = ingest_task(cfg.data, source)
-    reports = report_dir_for(cfg, report_dir)
-    clean, report = validate_task(raw, cfg, reports)
+    source, raw, clean, report = _validated(cfg, data, report_dir)
     tracker = Tracker(cfg.name)
     data_sha = frame_sha256(clean)
-    tags = {"deepcast.pipeline": cfg.name, "deepcast.pipeline_file": str(Path(pipeline)),
-            "deepcast.data_path": source or cfg.data.source, "deepcast.data_sha256": data_sha,
+    tags = {**_run_tags(cfg, "train", source, data_sha),
+            "deepcast.pipeline_file": str(Path(pipeline)),
             "deepcast.file_sha256": file_sha256(source) if source else ""}
     with tracker.run(f"train-{cfg.name}", tags=tags) as parent_id:
         tracker.log_params(resolved_config(cfg))
@@ -152,13 +169,9 @@ def backtest_pipeline(pipeline: str, data: str | None = None, report_dir: str | 
     from pipelines.tracking import Tracker
 
     cfg = load_config(pipeline)
-    source = data or (str(cfg.data.path) if cfg.data.path is not None else None)
-    raw = ingest_task(cfg.data, source)
-    clean, report = validate_task(raw, cfg, report_dir_for(cfg, report_dir))
+    source, _, clean, report = _validated(cfg, data, report_dir)
     tracker = Tracker(cfg.name)
-    tags = {"deepcast.pipeline": cfg.name, "deepcast.stage": "backtest",
-            "deepcast.data_sha256": frame_sha256(clean),
-            "deepcast.data_path": source or cfg.data.source}
+    tags = _run_tags(cfg, "backtest", source, frame_sha256(clean))
     with tracker.run(f"backtest-{cfg.name}", tags=tags) as parent_id:
         tracker.log_params(resolved_config(cfg))
         result = backtest_task(clean, cfg, tracker)
@@ -194,12 +207,9 @@ def tune_pipeline(pipeline: str, trials: int | None = None, output: str | None =
     from pipelines.tracking import Tracker
 
     cfg = load_config(pipeline)
-    source = data or (str(cfg.data.path) if cfg.data.path is not None else None)
-    raw = ingest_task(cfg.data, source)
-    clean, _ = validate_task(raw, cfg, report_dir_for(cfg, report_dir))
+    source, _, clean, _ = _validated(cfg, data, report_dir)
     tracker = Tracker(cfg.name)
-    tags = {"deepcast.pipeline": cfg.name, "deepcast.stage": "tune",
-            "deepcast.data_sha256": frame_sha256(clean)}
+    tags = _run_tags(cfg, "tune", source, frame_sha256(clean))
     with tracker.run(f"tune-{cfg.name}", tags=tags) as parent_id:
         tracker.log_params(resolved_config(cfg))
         result = tune_task(clean, cfg, pipeline, tracker, trials, output)
@@ -238,8 +248,7 @@ def batch_forecast(pipeline: str, output: str, model: str = "champion",
     tracker = Tracker(cfg.name)
     ref, pyfunc = load_model_task(tracker, model)
     predictor = pyfunc.unwrap_python_model().predictor
-    source = data or (str(cfg.data.path) if cfg.data.path is not None else None)
-    raw = ingest_task(cfg.data, source)
+    raw = ingest_task(cfg.data, _source(cfg, data))
     ahead = None
     if needs_future(predictor):
         raw, ahead = split_history(raw, ingest_future_task(cfg.data, future) if future

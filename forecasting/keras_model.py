@@ -27,11 +27,10 @@ from forecasting.base import (
     TrainSettings,
 )
 from forecasting.checkpoint import TrainingCheckpoint
-from forecasting.runtime import Runtime, resolve_runtime
+from forecasting.runtime import resolve_runtime
 
 PREDICT_CHUNK = 8192
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("none", "plateau", "cosine")
 
 
 class KerasOptions(FamilyOptions):
@@ -423,4 +422,4 @@ class _EpochHook:
         return Hook()
 
 
-__all__ = ["KerasForecaster", "KerasOptions", "Runtime", "quantile_column"]
+__all__ = ["KerasForecaster", "KerasOptions", "quantile_column"]

@@ -83,6 +83,14 @@ def seasonal_scale(panel: Panel, n_train: np.ndarray, season_length: int,
     return out
 
 
+def cutoff_scales(panel: Panel, cuts: np.ndarray, season_length: int, power: int = 1
+                  ) -> np.ndarray:
+    """:func:`seasonal_scale` of the history before each cut-off: ``cuts`` (n_series, k)
+    history lengths -> (n_series, k) scales."""
+    return np.stack([seasonal_scale(panel, cuts[:, k], season_length, power)
+                     for k in range(cuts.shape[1])], axis=1)
+
+
 METRIC_NAMES = ("mae", "rmse", "smape", "mase")
 
 

@@ -25,7 +25,7 @@ from features.covariates import CovariateEncoder, check_future, split_future
 from features.errors import DataError
 from features.scalers import SeriesScaler
 from features.schema import DS, ID, ColumnSpec, Y, coerce_long_frame, future_index, sort_long_frame
-from features.windows import left_pad, pad_panel, panel_from_frame, window_inputs
+from features.windows import pad_panel, panel_from_frame, window_inputs
 from forecasting import conformal
 from forecasting.base import Forecaster, load_forecaster
 from forecasting.keras_model import quantile_column
@@ -123,22 +123,18 @@ class Predictor:
         padded = pad_panel(scaled, pads)
         starts = padded.ends - L
         dates = future_index(panel.last_ds, self.columns.freq, H)
-        covariates = None
-        if self.encoder is not None:
-            cov = self.encoder.transform(history)
-            cov.past, _ = left_pad(cov.past, panel.offsets, pads, 0.0)
-            cov.future, _ = left_pad(cov.future, panel.offsets, pads, 0.0)
-            covariates = window_inputs(padded.values, starts, L, 0, cov, padded.offsets)
+        cov = (self.encoder.transform(history).left_pad(panel.offsets, pads)
+               if self.encoder is not None else None)
+        covariates = window_inputs(padded.values, starts, L, 0, cov, padded.offsets)
+        x = covariates.pop("y")[..., 0]
+        if cov is not None:  # the horizon's future covariates come with the request
             ahead = check_future(future_rows, panel.ids, dates, self.encoder.spec.future, H)
             block = self.encoder.future_values(ahead).reshape(panel.n_series, H, -1)
             covariates["future"] = np.concatenate([covariates["future"], block], axis=1)
-        x = window_inputs(padded.values, starts, L, 0)["y"][..., 0]
         yhat = self.scaler.inverse_transform(panel, self.forecaster.predict(x, covariates))
-        out = {ID: np.repeat(panel.ids, H), DS: dates}
         levels = self.forecaster.quantiles
-        point = yhat[:, :, levels.index(0.5)] if levels else yhat
-        out["yhat"] = point.ravel()
-        out.update({quantile_column(q): yhat[:, :, i].ravel() for i, q in enumerate(levels)})
+        point = yhat[..., levels.index(0.5)] if levels else yhat
+        out = {ID: np.repeat(panel.ids, H), DS: dates, **_value_columns(yhat, levels)}
         if self.conformal:
             scale = seasonal_scale(panel, panel.lengths, self.forecaster.spec.season_length)
             bands = conformal.apply(point, scale, self.conformal)
@@ -165,13 +161,10 @@ class Predictor:
         scaled = pad_panel(self.scaler.transform(panel), pads)
         ends = (scaled.starts + pads)[:, None] + cuts
         starts = (ends - L).ravel()
-        covariates = None
-        if self.encoder is not None:
-            cov = self.encoder.transform(df)
-            cov.past, _ = left_pad(cov.past, panel.offsets, pads, 0.0)
-            cov.future, _ = left_pad(cov.future, panel.offsets, pads, 0.0)
-            covariates = window_inputs(scaled.values, starts, L, H, cov, scaled.offsets)
-        x = window_inputs(scaled.values, starts, L, 0)["y"][..., 0]
+        cov = (self.encoder.transform(df).left_pad(panel.offsets, pads)
+               if self.encoder is not None else None)
+        covariates = window_inputs(scaled.values, starts, L, H, cov, scaled.offsets)
+        x = covariates.pop("y")[..., 0]
         raw = self.forecaster.predict(x, covariates)
         yhat = self.scaler.inverse_transform(panel, raw.reshape((n, k) + raw.shape[1:]))
         pos = (panel.starts[:, None, None] + cuts[:, :, None]
@@ -181,12 +174,7 @@ class Predictor:
                "window": np.tile(np.repeat(np.arange(k), H), n),
                "cutoff": np.repeat(ds[(panel.starts[:, None] + cuts - 1).reshape(-1)], H),
                DS: ds[pos], "h": np.tile(np.arange(1, H + 1), n * k), "y": y[pos]}
-        levels = self.forecaster.quantiles
-        if not levels:
-            return pd.DataFrame({**out, "yhat": yhat.reshape(-1)})
-        flat = yhat.reshape(-1, len(levels))
-        quantiles = {quantile_column(q): flat[:, i] for i, q in enumerate(levels)}
-        return pd.DataFrame({**out, "yhat": quantiles[quantile_column(0.5)], **quantiles})
+        return pd.DataFrame({**out, **_value_columns(yhat, self.forecaster.quantiles)})
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -210,3 +198,12 @@ class Predictor:
                    if (path / ENCODER_FILE).is_file() else None)
         return cls(load_forecaster(path / FORECASTER_DIR), scaler, ColumnSpec(**meta["columns"]),
                    encoder, meta.get("min_history"), meta.get("conformal"))
+
+
+def _value_columns(yhat: np.ndarray, levels: tuple[float, ...]) -> dict[str, np.ndarray]:
+    """``yhat`` (the median for a quantile model) and one ``yhat_q..`` column per level,
+    flattened; ``yhat`` (..., horizon) or (..., horizon, levels)."""
+    if not levels:
+        return {"yhat": yhat.reshape(-1)}
+    columns = {quantile_column(q): yhat[..., i].reshape(-1) for i, q in enumerate(levels)}
+    return {"yhat": columns[quantile_column(0.5)], **columns}

@@ -42,6 +42,7 @@ class BacktestResult:
 
     metric: str
     cutoffs: np.ndarray  # (n_series, n_windows) history length at each cut-off
+    scale: np.ndarray  # (n_series, n_windows) seasonal naive MAE before each cut-off
     forecasts: dict[str, pd.DataFrame]  # model -> unique_id, window, cutoff, ds, h, y, yhat..
     per_window: pd.DataFrame  # model x window x series metrics
     summary: pd.DataFrame  # one row per model: mean metrics, skill, fits, seconds
@@ -62,7 +63,7 @@ def refit_schedule(n_windows: int, refit: bool | int) -> list[list[int]]:
     return [list(range(a, min(a + every, n_windows))) for a in range(0, n_windows, every)]
 
 
-def _history_before(df: pd.DataFrame, cuts: np.ndarray, size: int | None = None
+def history_before(df: pd.DataFrame, cuts: np.ndarray, size: int | None = None
                     ) -> pd.DataFrame:
     """The rows of each series before its cut-off (``cuts`` per series, panel order); with
     ``size``, only the last ``size`` of them (a sliding training window)."""
@@ -81,8 +82,7 @@ def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker=None) -> Backtes
     step = bt.step or horizon
     panel = panel_from_frame(df)
     cuts = backtest_cutoffs(panel.lengths, bt.n_windows, step, horizon)
-    need = cfg.min_padded_length - cfg.evaluation.test_size if cfg.data.short_series == "pad" \
-        else cfg.min_series_length - cfg.evaluation.test_size
+    need = cfg.min_train_length
     short = panel.ids[cuts[:, 0] < need]
     if len(short):
         raise DataError(
@@ -90,23 +90,20 @@ def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker=None) -> Backtes
             f"{step}: the first cut-off leaves fewer than {need} points to train on "
             f"({', '.join(map(str, short[:5]))}{' ...' if len(short) > 5 else ''})",
             hint="lower evaluation.backtest.n_windows or step, or drop these series")
-    training = cfg.training.model_copy(update={"checkpoint": False})
-    cfg = cfg.model_copy(update={"training": training})
+    cfg = cfg.without_checkpoints()
     entries = list(cfg.models)
     if not any(m.type == "seasonal_naive" for m in entries):
         entries.insert(0, ENTRY_MODELS["seasonal_naive"](type="seasonal_naive"))
     m = cfg.data.season_length
-    scale = np.stack([metrics.seasonal_scale(panel, cuts[:, k], m)
-                      for k in range(bt.n_windows)], axis=1)
-    sq_scale = np.stack([metrics.seasonal_scale(panel, cuts[:, k], m, power=2)
-                         for k in range(bt.n_windows)], axis=1)
+    scale = metrics.cutoff_scales(panel, cuts, m)
+    sq_scale = metrics.cutoff_scales(panel, cuts, m, power=2)
 
     forecasts, tables, rows = {}, [], []
     for entry in entries:
         t_model = time.perf_counter()
         parts, fits = [], 0
         for windows in refit_schedule(bt.n_windows, bt.refit):
-            train_df = _history_before(df, cuts[:, windows[0]],
+            train_df = history_before(df, cuts[:, windows[0]],
                                        bt.train_size if bt.window == "sliding" else None)
             predictor, _, _ = fit_model(entry, prepare(train_df, cfg, holdout=0), cfg)
             fits += int(predictor.forecaster.trainable)
@@ -130,7 +127,7 @@ def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker=None) -> Backtes
     reference = summary.loc[summary["type"] == "seasonal_naive"].iloc[0]
     for name in ("mase", "smape", "rmsse", cfg.evaluation.metric):
         summary[f"skill_{name}"] = [metrics.skill(v, reference[name]) for v in summary[name]]
-    result = BacktestResult(cfg.evaluation.metric, cuts, forecasts,
+    result = BacktestResult(cfg.evaluation.metric, cuts, scale, forecasts,
                             pd.concat(tables, ignore_index=True), summary,
                             time.perf_counter() - t0)
     if tracker is not None:

@@ -429,6 +429,22 @@ class PipelineConfig(_Strict):
         return f.lookback + f.horizon + self.val_size + self.evaluation.test_size
 
     @property
+    def min_length(self) -> int:
+        """Shortest series kept for training under the ``short_series`` policy."""
+        return self.min_padded_length if self.data.short_series == "pad" \
+            else self.min_series_length
+
+    @property
+    def min_train_length(self) -> int:
+        """Points a series needs before a cut-off to be fit on (no holdout after it)."""
+        return self.min_length - self.evaluation.test_size
+
+    def without_checkpoints(self) -> PipelineConfig:
+        """A copy that does not checkpoint (auxiliary fits: backtests, trials)."""
+        return self.model_copy(update={"training": self.training.model_copy(
+            update={"checkpoint": False})})
+
+    @property
     def min_padded_length(self) -> int:
         """Shortest series trainable with ``short_series: pad``: one observed input point
         before a training target, plus validation and holdout."""

@@ -22,9 +22,8 @@ import pandas as pd
 from features.errors import ConfigError
 from features.schema import ID
 from features.windows import panel_from_frame
-from forecasting.base import WindowSpec, build_forecaster
 from forecasting.evaluate import holdout_forecast, score_holdout
-from forecasting.metrics import seasonal_scale
+from forecasting.metrics import cutoff_scales
 from forecasting.predictor import Predictor
 from pipelines.config import PipelineConfig
 from pipelines.tracking import CHALLENGER, CHAMPION, Tracker
@@ -66,39 +65,52 @@ def gate_cutoffs(lengths: np.ndarray, cfg: PipelineConfig) -> np.ndarray | None:
     return (np.asarray(lengths)[:, None] - test_size) + offsets[None, :]
 
 
-def gate_score(predictor: Predictor, df: pd.DataFrame, cuts: np.ndarray, cfg: PipelineConfig
-               ) -> float:
-    """Mean ``evaluation.metric`` of ``predictor`` over the windows at ``cuts``."""
-    from pipelines.backtest import score_windows
+@dataclass
+class GateWindows:
+    """The gate's cut-offs on today's data and their scales, computed once for the
+    candidate, seasonal naive and the champion."""
 
-    panel = panel_from_frame(df)
-    m = cfg.data.season_length
-    scale = np.stack([seasonal_scale(panel, cuts[:, k], m) for k in range(cuts.shape[1])], 1)
-    sq = np.stack([seasonal_scale(panel, cuts[:, k], m, 2) for k in range(cuts.shape[1])], 1)
-    fc = predictor.predict_windows(df, cuts).sort_values([ID, "window", "h"], kind="stable")
-    _, means = score_windows(fc, panel.ids, scale, sq, predictor.horizon)
-    return means[cfg.evaluation.metric]
+    df: pd.DataFrame
+    cuts: np.ndarray
+    ids: np.ndarray
+    scale: np.ndarray
+    sq_scale: np.ndarray
+    metric: str
 
+    @classmethod
+    def build(cls, df: pd.DataFrame, cfg: PipelineConfig) -> GateWindows | None:
+        panel = panel_from_frame(df)
+        cuts = gate_cutoffs(panel.lengths, cfg)
+        if cuts is None:
+            return None
+        m = cfg.data.season_length
+        return cls(df, cuts, panel.ids, cutoff_scales(panel, cuts, m),
+                   cutoff_scales(panel, cuts, m, power=2), cfg.evaluation.metric)
 
-def _seasonal_naive(like: Predictor, cfg: PipelineConfig) -> Predictor:
-    spec = WindowSpec(cfg.features.lookback, cfg.features.horizon, cfg.data.season_length)
-    return Predictor(build_forecaster("seasonal_naive", "seasonal_naive", spec, {}),
-                     like.scaler, like.columns, None, like.min_history)
+    def score(self, predictor: Predictor) -> float:
+        """Mean metric of ``predictor`` over the windows."""
+        from pipelines.backtest import score_windows
+
+        fc = predictor.predict_windows(self.df, self.cuts).sort_values(
+            [ID, "window", "h"], kind="stable")
+        _, means = score_windows(fc, self.ids, self.scale, self.sq_scale, predictor.horizon)
+        return means[self.metric]
 
 
 def rescore_champion(tracker: Tracker, df: pd.DataFrame, cfg: PipelineConfig,
-                     cuts: np.ndarray | None = None) -> tuple[str | None, float | None, str]:
+                     windows: GateWindows | None = None
+                     ) -> tuple[str | None, float | None, str]:
     """(version, score, note) of the current champion re-scored on today's data: on the gate
-    windows ``cuts``, or (None, or a champion of another window geometry) on the holdout."""
+    ``windows``, or (None, or a champion of another window geometry) on the holdout."""
     if CHAMPION not in tracker.aliases():
         return None, None, "no champion yet"
     ref = tracker.resolve(CHAMPION)
     try:
         model = tracker.load_pyfunc(ref)
         champion = model.unwrap_python_model().predictor
-        if cuts is not None and champion.horizon == cfg.features.horizon:
-            return ref.version, gate_score(champion, df, cuts, cfg), \
-                f"re-scored on the same {cuts.shape[1]} cut-off(s)"
+        if windows is not None and champion.horizon == cfg.features.horizon:
+            return ref.version, windows.score(champion), \
+                f"re-scored on the same {windows.cuts.shape[1]} cut-off(s)"
         d = cfg.data
         fc = holdout_forecast(model.predict, user_frame(df, cfg), cfg.evaluation.test_size,
                               d.id_col, d.time_col, d.target_col)
@@ -138,22 +150,23 @@ def promote(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineConfig, tracke
     """Register the best model, set ``challenger``, and ``champion`` if the gate says so."""
     metric = cfg.evaluation.metric
     best = outcome.best
-    cuts = gate_cutoffs(panel_from_frame(df).lengths, cfg)
-    if cuts is not None and best.predictor is not None:
-        score = gate_score(best.predictor, df, cuts, cfg)
-        reference = gate_score(_seasonal_naive(best.predictor, cfg), df, cuts, cfg)
-        gate = f"{cuts.shape[1]} cut-off(s) through the holdout, step " \
+    windows = GateWindows.build(df, cfg)
+    if windows is not None and best.predictor is not None \
+            and outcome.reference_predictor is not None:
+        score = windows.score(best.predictor)
+        reference = windows.score(outcome.reference_predictor)
+        gate = f"{windows.cuts.shape[1]} cut-off(s) through the holdout, step " \
                f"{cfg.evaluation.backtest.step or cfg.features.horizon}"
     else:
-        cuts, score, reference = None, best.metrics[metric], outcome.reference[metric]
+        windows, score, reference = None, best.metrics[metric], outcome.reference[metric]
         gate = "holdout"
-    champ_version, champ_score, note = rescore_champion(tracker, df, cfg, cuts)
+    champ_version, champ_score, note = rescore_champion(tracker, df, cfg, windows)
     promoted, reason = decide(score, champ_score, champ_version, cfg.promotion.margin,
                               reference, best.family == "seasonal_naive")
     decision = PromotionDecision(promoted, reason, metric, best.name, score,
                                  champion_version=champ_version, champion_score=champ_score,
                                  seasonal_naive_score=reference, gate=gate,
-                                 windows=0 if cuts is None else int(cuts.shape[1]),
+                                 windows=0 if windows is None else int(windows.cuts.shape[1]),
                                  notes=[note])
     tags = {"deepcast.model_name": best.name, "deepcast.model_type": best.family,
             f"deepcast.holdout_{metric}": score, "deepcast.data_sha256": outcome.data_sha256,

@@ -94,6 +94,7 @@ def check_table_name(output: str) -> str:
 def write_table(df: pd.DataFrame, output: str, url_env: str = DEFAULT_URL_ENV) -> str:
     """Replace the rows of the output table with ``df`` in one transaction."""
     from sqlalchemy import inspect, text
+    from sqlalchemy import table as sa_table
     from sqlalchemy.exc import SQLAlchemyError
 
     table = check_table_name(output)
@@ -105,7 +106,7 @@ def write_table(df: pd.DataFrame, output: str, url_env: str = DEFAULT_URL_ENV) -
         with engine.begin() as conn:  # one transaction: delete + insert, or nothing
             if inspect(conn).has_table(name, schema=schema or None):
                 quoted = conn.dialect.identifier_preparer.format_table(
-                    _table_clause(name, schema or None))
+                    sa_table(name, schema=schema or None))
                 conn.execute(text(f"DELETE FROM {quoted}"))
             df.to_sql(name, conn, if_exists="append", index=False, **kwargs)
     except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
@@ -116,8 +117,3 @@ def write_table(df: pd.DataFrame, output: str, url_env: str = DEFAULT_URL_ENV) -
                         ) from None
     return output
 
-
-def _table_clause(name: str, schema: str | None):
-    from sqlalchemy import table
-
-    return table(name, schema=schema)

@@ -20,7 +20,7 @@ from features.covariates import CovariateEncoder, Covariates, CovariateSpec
 from features.errors import DataError, RunFailed
 from features.scalers import SeriesScaler
 from features.schema import DS, ID, Y
-from features.windows import Panel, left_pad, pad_panel, panel_from_frame, window_starts
+from features.windows import Panel, pad_panel, panel_from_frame, window_starts
 from forecasting import conformal
 from forecasting.base import (
     InputSpec,
@@ -64,6 +64,7 @@ class TrainOutcome:
     data_sha256: str
     n_rows: int
     n_series: int
+    reference_predictor: Predictor | None = field(default=None, repr=False)
 
     @property
     def best(self) -> ModelResult:
@@ -135,9 +136,7 @@ def prepare(df: pd.DataFrame, cfg: PipelineConfig, holdout: int | None = None) -
     encoder, covariates = None, None
     if not spec.empty:
         encoder = CovariateEncoder(spec, cfg.data.freq).fit(split_holdout(df, test_size)[0])
-        covariates = encoder.transform(df)
-        covariates.past, _ = left_pad(covariates.past, panel.offsets, pads, 0.0)
-        covariates.future, _ = left_pad(covariates.future, panel.offsets, pads, 0.0)
+        covariates = encoder.transform(df).left_pad(panel.offsets, pads)
     train_end = scaled.ends - test_size
     val_cut = train_end - cfg.val_size
     train_starts = window_starts(scaled.offsets, lookback, horizon, stop=val_cut)
@@ -296,7 +295,8 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker, *, data_sha256:
         track(spec.name, f"ensemble-{spec.method}", {"ensemble": spec.model_dump(mode="json")},
               lambda on_epoch, spec=spec: fit_ensemble(spec, results, df, prep, cfg))
 
-    outcome = TrainOutcome(parent_id, metric, results, reference, data_sha256, len(df), n_series)
+    outcome = TrainOutcome(parent_id, metric, results, reference, data_sha256, len(df), n_series,
+                           ref_pred)
     tracker.log_metrics({f"best_holdout_{metric}": outcome.best.metrics[metric],
                          f"seasonal_naive_holdout_{metric}": reference[metric]})
     tracker.set_tags({"deepcast.best_model": outcome.best.name})
@@ -342,34 +342,29 @@ def member_backtest(entries: list[Any], df: pd.DataFrame, cfg: PipelineConfig
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Out-of-sample forecasts of ``entries`` on backtest cut-offs inside the training span
     (the holdout is never seen): (y (n, h), member forecasts (n, h, M), scale (n,)), one row
-    per series x cut-off; ``scale`` is the series' seasonal naive MAE before the cut-off."""
-    from pipelines.backtest import _history_before, backtest_cutoffs
+    per series x cut-off; ``scale`` is the series' seasonal naive MAE before the cut-off.
+    One fit per member (``refit: false``); series too short for the first cut-off take no
+    part in fitting the weights."""
+    from pipelines.backtest import run_backtest
 
     train, _ = split_holdout(df, cfg.evaluation.test_size)
     bt, h = cfg.evaluation.backtest, cfg.features.horizon
     lengths = train.groupby(ID, sort=False).size()
-    need = (cfg.min_padded_length if cfg.data.short_series == "pad"
-            else cfg.min_series_length) - cfg.evaluation.test_size
-    # series too short for the first cut-off take no part in fitting the weights
-    long_enough = lengths.index[lengths - h - (bt.n_windows - 1) * (bt.step or h) >= need]
+    first_cut = lengths - h - (bt.n_windows - 1) * (bt.step or h)
+    long_enough = lengths.index[first_cut >= cfg.min_train_length]
     if len(long_enough) == 0:
         raise DataError(
             "no series is long enough for the backtest that weighs the ensemble members "
             f"({bt.n_windows} windows before the holdout)",
             hint="lower evaluation.backtest.n_windows / step, or use method mean")
     train = train[train[ID].isin(long_enough)].reset_index(drop=True)
-    panel = panel_from_frame(train)
-    cuts = backtest_cutoffs(panel.lengths, bt.n_windows, bt.step or h, h)
-    quiet = cfg.model_copy(update={"training": cfg.training.model_copy(
-        update={"checkpoint": False})})
-    prep = prepare(_history_before(train, cuts[:, 0]), quiet, holdout=0)
-    forecasts, y = [], None
-    for entry in entries:
-        fc = fit_model(entry, prep, quiet)[0].predict_windows(train, cuts)
-        fc = fc.sort_values([ID, "window", "h"], kind="stable")
-        forecasts.append(fc["yhat"].to_numpy(np.float64))
-        y = fc["y"].to_numpy(np.float64)
-    f = np.stack(forecasts, axis=-1).reshape(-1, h, len(entries))
-    scale = np.stack([seasonal_scale(panel, cuts[:, k], cfg.data.season_length)
-                      for k in range(cuts.shape[1])], axis=1).reshape(-1)
+    inner = cfg.model_copy(update={
+        "models": entries, "ensemble": [],
+        "evaluation": cfg.evaluation.model_copy(update={
+            "conformal": [], "backtest": bt.model_copy(update={"refit": False})})})
+    result = run_backtest(train, inner)
+    y = result.forecasts[entries[0].label]["y"].to_numpy(np.float64)
+    f = np.stack([result.forecasts[e.label]["yhat"].to_numpy(np.float64) for e in entries],
+                 axis=-1).reshape(-1, h, len(entries))
+    scale = result.scale.reshape(-1)
     return y.reshape(-1, h), f, np.where(scale > 0, scale, np.nan)

@@ -101,8 +101,7 @@ def run_tune(df: pd.DataFrame, cfg: PipelineConfig, source_yaml: Path, tracker,
         raise ConfigError(f"tune.model {spec.model!r} is a baseline: nothing to tune",
                           hint="tune a neural model entry")
     t0 = time.perf_counter()
-    quiet = cfg.model_copy(update={"training": cfg.training.model_copy(
-        update={"checkpoint": False})})
+    quiet = cfg.without_checkpoints()
     prep = prepare(df, quiet)
     seed = cfg.training.seed
     sampler = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed),

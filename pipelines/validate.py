@@ -167,8 +167,7 @@ def validate_long_frame(
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     data = cfg.data
-    pad = data.short_series == "pad"
-    min_len = min_length or (cfg.min_padded_length if pad else cfg.min_series_length)
+    min_len = min_length or cfg.min_length
     source = str(df.attrs.get("source") or data.path or "data")
 
     declared = [*data.static, *data.past, *data.future]

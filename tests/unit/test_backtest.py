@@ -31,13 +31,13 @@ def test_refit_schedule():
 
 
 def test_sliding_window_keeps_the_last_points_before_each_cutoff():
-    from pipelines.backtest import _history_before
+    from pipelines.backtest import history_before
 
     df = pd.DataFrame({"unique_id": ["a"] * 6 + ["b"] * 4, "ds": list(range(6)) + list(range(4)),
                        "y": np.arange(10.0)})
-    expanding = _history_before(df, np.array([5, 3]))
+    expanding = history_before(df, np.array([5, 3]))
     assert expanding["ds"].tolist() == [0, 1, 2, 3, 4, 0, 1, 2]
-    sliding = _history_before(df, np.array([5, 3]), size=2)
+    sliding = history_before(df, np.array([5, 3]), size=2)
     assert sliding["ds"].tolist() == [3, 4, 1, 2]
     with pytest.raises(Exception, match="train_size"):
         parse_config({**pipeline_dict(DATA / "aus_retail_small.csv"),
