@@ -1,0 +1,100 @@
+"""Real servers for integration tests: started as subprocesses on 127.0.0.1, stopped by PID.
+
+Each helper is a context manager that yields the server's URL and always stops the whole
+process group (the MLflow server forks workers), so no test leaks a process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Poll ``url`` until it answers 200; fail early if the server process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGTERM the server's process group, SIGKILL it if it lingers."""
+    if proc.poll() is not None:
+        return
+    pgid = os.getpgid(proc.pid)
+    os.killpg(pgid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(pgid, signal.SIGKILL)
+        proc.wait(timeout)
+
+
+@contextmanager
+def mlflow_server(root: Path, port: int | None = None) -> Iterator[str]:
+    """A real ``mlflow server`` (SQLite backend, local artifacts under ``root``)."""
+    port = port or free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cmd = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+           "--artifacts-destination", str(root / "artifacts")]
+    log = open(root / "server.log", "ab")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health", proc)
+        yield url
+    finally:
+        stop(proc)
+        log.close()
+
+
+@contextmanager
+def prefect_server(home: Path, port: int | None = None) -> Iterator[str]:
+    """A real ``prefect server`` with its own database under ``home``; yields the API URL."""
+    port = port or free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_UI_ENABLED="false")
+    env.pop("PREFECT_API_URL", None)
+    cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port),
+           "--analytics-off", "--no-ui"]
+    log = open(home / "server.log", "ab")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        wait_http(f"{api}/health", proc)
+        yield api
+    finally:
+        stop(proc)
+        log.close()
