@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--future", help="future covariates for the forecast dates (unique_id, ds "
                    "and the data.future columns, CSV or Parquet); default: rows after each "
                    "series' last target value in the data")
+    p.add_argument("--report", metavar="REPORT.html",
+                   help="also write a self-contained HTML report: model, version, training "
+                   "data, scores vs seasonal naive, plots of the largest / worst / chosen "
+                   "series, the forecast table")
+    p.add_argument("--series", metavar="ID,ID",
+                   help="series to plot in the report (comma-separated ids of the data)")
     p = command("promote", "champion history, and rollback to the previous champion",
                 "Without options: print the promotion history (who replaced whom, when, "
                 "why). With --rollback: give the champion alias back to the version the "
@@ -163,12 +169,9 @@ def _quiet_prefect(args: argparse.Namespace) -> None:
 
 
 def _print_table(rows: list[dict[str, Any]], out=None) -> None:
-    import pandas as pd
+    from flows.console import print_table
 
-    if not rows:
-        return
-    text = pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}")
-    print(text, file=out or sys.stdout)
+    print_table(rows, out)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -205,9 +208,11 @@ def _run_flow(args: argparse.Namespace, name: str, **params: Any) -> dict[str, A
     """Run flow ``name`` of flows.flows on the command's pipeline and data; with --json print
     its summary and return None, else return the summary for the command to print."""
     import flows.flows
+    from flows.console import progress_display, wants_progress
 
-    summary = getattr(flows.flows, name)(pipeline=args.pipeline, data=args.data,
-                                         report_dir=args.report_dir, **params)
+    with progress_display(wants_progress(args.quiet, args.json)):
+        summary = getattr(flows.flows, name)(pipeline=args.pipeline, data=args.data,
+                                             report_dir=args.report_dir, **params)
     if args.json:
         print(json.dumps(summary, default=str))
         return None
@@ -282,16 +287,26 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
+    from features.errors import ConfigError
     from pipelines.forecast import check_output_path
+    from pipelines.report import check_report_path, parse_series
 
     _preflight(args)
     check_output_path(args.output)
+    if args.report:
+        check_report_path(args.report)
+    series = parse_series(args.series)
+    if args.series is not None and not args.report:
+        raise ConfigError("--series chooses the series plotted in the report",
+                          hint="add --report report.html")
     summary = _run_flow(args, "batch_forecast", output=args.output, model=args.model,
-                        future=args.future)
+                        future=args.future, report=args.report, series=series or None)
     if summary is not None:
         print(f"wrote {summary['rows']} forecasts for {summary['series']} series to "
               f"{summary['output']} with {summary['model_uri']} (version "
               f"{summary['model_version']}, {summary['model_name']}, run {summary['run_id']})")
+        if summary.get("report"):
+            print(f"wrote the report {summary['report']} (open it in a browser)")
     return EXIT_OK
 
 

@@ -80,8 +80,22 @@ def load_model_task(tracker: Any, model: str):
 
 
 @task(name="predict", **PURE)
-def predict_task(pyfunc: Any, history: pd.DataFrame) -> pd.DataFrame:
-    return pyfunc.predict(history)
+def predict_task(pyfunc: Any, history: pd.DataFrame, id_col: str = "unique_id"
+                 ) -> pd.DataFrame:
+    from pipelines.forecast import predict_in_shards
+
+    return predict_in_shards(pyfunc.predict, history, id_col)
+
+
+@task(name="write-report", **IO)
+def report_task(path: str, fc: pd.DataFrame, history: pd.DataFrame, tracker: Any, ref: Any,
+                cfg: PipelineConfig, alias: str, output: str, series: list[str]) -> str:
+    from pipelines.report import render_report, write_report
+
+    text = render_report(fc, history, tracker.training_info(ref), pipeline=cfg.name,
+                         alias=alias, output=output, metric=cfg.evaluation.metric,
+                         season_length=cfg.data.season_length, chosen=series)
+    return str(write_report(path, text))
 
 
 @task(name="write-forecast", **IO)
@@ -230,9 +244,10 @@ def tune_pipeline(pipeline: str, trials: int | None = None, output: str | None =
 @flow(name="batch-forecast", flow_run_name=lambda: _run_name("forecast"), log_prints=False)
 def batch_forecast(pipeline: str, output: str, model: str = "champion",
                    data: str | None = None, report_dir: str | None = None,
-                   future: str | None = None) -> dict[str, Any]:
+                   future: str | None = None, report: str | None = None,
+                   series: list[str] | None = None) -> dict[str, Any]:
     """Load ``models:/NAME@model`` -> validate the history (and the future covariates) ->
-    forecast -> write atomically."""
+    forecast -> write atomically (-> the HTML report, with ``report``)."""
     from pipelines.forecast import (
         check_output_path,
         finish_forecast,
@@ -245,6 +260,10 @@ def batch_forecast(pipeline: str, output: str, model: str = "champion",
 
     cfg = load_config(pipeline)
     check_output_path(output)
+    if report:
+        from pipelines.report import check_report_path
+
+        check_report_path(report)
     tracker = Tracker(cfg.name)
     ref, pyfunc = load_model_task(tracker, model)
     predictor = pyfunc.unwrap_python_model().predictor
@@ -253,15 +272,21 @@ def batch_forecast(pipeline: str, output: str, model: str = "champion",
     if needs_future(predictor):
         raw, ahead = split_history(raw, ingest_future_task(cfg.data, future) if future
                                    else None)
-    clean, report = validate_task(raw, cfg, report_dir_for(cfg, report_dir),
-                                  min_length=predictor.min_history)
+    clean, validation = validate_task(raw, cfg, report_dir_for(cfg, report_dir),
+                                   min_length=predictor.min_history)
     history = user_frame(clean, cfg)
     if ahead is not None:
         history = pd.concat([history, user_frame(future_rows(ahead, clean, predictor), cfg)],
                             ignore_index=True)
-    fc = predict_task(pyfunc, history)
+    if series:
+        from pipelines.report import check_series
+
+        check_series(series, clean["unique_id"].unique())
+    fc = predict_task(pyfunc, history, cfg.data.id_col)
     fc = finish_forecast(fc, ref.version, ref.run_id)
     path = write_task(fc, output, cfg.data.sql.url_env if cfg.data.sql else None)
+    extra = {"report": report_task(report, fc, clean, tracker, ref, cfg, model, path,
+                                   list(series or []))} if report else {}
     return {
         "pipeline": cfg.name,
         "model_uri": f"models:/{cfg.name}@{model}" if not model.isdigit() else ref.uri,
@@ -271,5 +296,6 @@ def batch_forecast(pipeline: str, output: str, model: str = "champion",
         "output": path,
         "rows": len(fc),
         "series": int(fc["unique_id"].nunique()),
-        "dropped_series": report.dropped_series,
+        "dropped_series": validation.dropped_series,
+        **extra,
     }

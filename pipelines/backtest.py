@@ -28,6 +28,7 @@ from features.schema import ID
 from features.windows import panel_from_frame
 from forecasting import conformal, metrics
 from forecasting.keras_model import quantile_column
+from pipelines import progress
 from pipelines.config import ENTRY_MODELS, PipelineConfig
 from pipelines.train import fit_model, prepare
 
@@ -102,14 +103,16 @@ def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker=None) -> Backtes
     for entry in entries:
         t_model = time.perf_counter()
         parts, fits = [], 0
-        for windows in refit_schedule(bt.n_windows, bt.refit):
-            train_df = history_before(df, cuts[:, windows[0]],
-                                       bt.train_size if bt.window == "sliding" else None)
-            predictor, _, _ = fit_model(entry, prepare(train_df, cfg, holdout=0), cfg)
-            fits += int(predictor.forecaster.trainable)
-            fc = predictor.predict_windows(df, cuts[:, windows])
-            fc["window"] = np.asarray(windows)[fc["window"].to_numpy()]
-            parts.append(fc)
+        with progress.task(f"backtest {entry.label}", bt.n_windows) as advance:
+            for windows in refit_schedule(bt.n_windows, bt.refit):
+                train_df = history_before(df, cuts[:, windows[0]],
+                                           bt.train_size if bt.window == "sliding" else None)
+                predictor, _, _ = fit_model(entry, prepare(train_df, cfg, holdout=0), cfg)
+                fits += int(predictor.forecaster.trainable)
+                fc = predictor.predict_windows(df, cuts[:, windows])
+                fc["window"] = np.asarray(windows)[fc["window"].to_numpy()]
+                parts.append(fc)
+                advance(len(windows))
         fc = pd.concat(parts, ignore_index=True).sort_values([ID, "window", "h"],
                                                              kind="stable")
         forecasts[entry.label] = fc.reset_index(drop=True)

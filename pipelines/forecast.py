@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 
@@ -51,6 +53,20 @@ def write_atomic(df: pd.DataFrame, path: str | Path) -> Path:
     """Write CSV/Parquet to a temp file next to ``path``, fsync, then rename over it."""
     path = check_output_path(path)
     fmt = FORMATS[path.suffix.lower()]
+
+    def write(fh: BinaryIO) -> None:
+        if fmt == "csv":
+            df.to_csv(fh, index=False)
+        else:
+            df.to_parquet(fh, index=False)
+
+    return atomic_write(path, write)
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Call ``write`` on a temp file next to ``path``, fsync, then rename it over ``path``:
+    a reader never sees a partial file and a failure leaves the previous file intact."""
+    path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -59,10 +75,7 @@ def write_atomic(df: pd.DataFrame, path: str | Path) -> Path:
                         hint="check permissions and free space") from None
     try:
         with os.fdopen(fd, "wb") as fh:
-            if fmt == "csv":
-                df.to_csv(fh, index=False)
-            else:
-                df.to_parquet(fh, index=False)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -83,6 +96,26 @@ def finish_forecast(fc: pd.DataFrame, version: str, run_id: str) -> pd.DataFrame
     fc["model_version"] = str(version)
     fc["run_id"] = run_id
     return fc[FORECAST_COLUMNS + [c for c in fc.columns if c not in FORECAST_COLUMNS]]
+
+
+SHARD_SERIES = 2000  # series per predict call of a batch forecast
+
+
+def predict_in_shards(predict: Callable[[pd.DataFrame], pd.DataFrame], history: pd.DataFrame,
+                      id_col: str, shard_series: int = SHARD_SERIES) -> pd.DataFrame:
+    """``predict(history)`` over shards of ``shard_series`` series (one progress step each;
+    every series is forecast from its own rows only, so sharding changes no value)."""
+    from pipelines import progress
+
+    ids = history[id_col].drop_duplicates().to_numpy()
+    shards = [ids[i : i + shard_series] for i in range(0, len(ids), shard_series)] or [ids]
+    parts = []
+    with progress.task("forecast series", len(ids)) as advance:
+        for shard in shards:
+            part = history if len(shards) == 1 else history[history[id_col].isin(shard)]
+            parts.append(predict(part))
+            advance(len(shard))
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
 def needs_future(predictor) -> bool:

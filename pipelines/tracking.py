@@ -223,6 +223,20 @@ class Tracker:
 
         mlflow.log_artifact(str(path), artifact_dir)
 
+    def log_bytes(self, data: bytes, artifact_file: str, run_id: str | None = None) -> None:
+        """Log ``data`` (a PNG, say) as ``artifact_file`` of the active run or ``run_id``."""
+        import mlflow
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(artifact_file).name
+            path.write_bytes(data)
+            folder = str(Path(artifact_file).parent)
+            folder = None if folder in ("", ".") else folder
+            if run_id is None:
+                mlflow.log_artifact(str(path), folder)
+            else:
+                self.client.log_artifact(run_id, str(path), folder)
+
     def log_predictor(self, predictor, example_history: pd.DataFrame) -> str:
         """Log a pyfunc model bundling ``predictor``; return its model URI."""
         import mlflow
@@ -306,6 +320,60 @@ class Tracker:
                          "registry": ", ".join(by_run.get(r.info.run_id, [])),
                          "run_id": r.info.run_id})
         return rows
+
+    def training_info(self, ref: ModelVersionRef) -> dict[str, Any]:
+        """What the forecast report says about a registered version, read back from the
+        runs that made it: the model run's scores, the parent run's data (hash, date range,
+        series and row counts, when), its leaderboard, the gate's decision and scores, and
+        the model's per-series holdout metrics (None where an older run lacks them)."""
+        from mlflow.artifacts import download_artifacts
+        from mlflow.exceptions import MlflowException
+
+        def when(ms: int | None) -> str:
+            return "" if not ms else pd.Timestamp(ms, unit="ms", tz="UTC").strftime(
+                "%Y-%m-%d %H:%M UTC")
+
+        run = self.client.get_run(ref.run_id) if ref.run_id else None
+        tags = dict(run.data.tags) if run else {}
+        parent_id = tags.get("mlflow.parentRunId", "")
+        parent = self.client.get_run(parent_id) if parent_id else None
+        ptags = dict(parent.data.tags) if parent else {}
+        pmetrics = dict(parent.data.metrics) if parent else {}
+        mv = self.client.get_model_version(self.experiment, ref.version)
+        leaderboard, per_series = None, None
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                if parent_id:
+                    path = download_artifacts(run_id=parent_id, artifact_path="leaderboard.json",
+                                              dst_path=tmp)
+                    leaderboard = json.loads(Path(path).read_text())
+                if ref.run_id:
+                    path = download_artifacts(run_id=ref.run_id, dst_path=tmp,
+                                              artifact_path="holdout/per_series_metrics.csv")
+                    per_series = pd.read_csv(path, dtype={"unique_id": str})
+            except (MlflowException, OSError) as exc:
+                logging.getLogger("deepcast").debug("report: artifact missing: %s", exc)
+        return {
+            "model_name": run.info.run_name if run else "",
+            "model_type": tags.get("deepcast.model_type", ""),
+            "version": ref.version,
+            "registered_model": ref.name,
+            "run_id": ref.run_id,
+            "parent_run_id": parent_id,
+            "trained_at": when(parent.info.start_time if parent else None),
+            "registered_at": when(mv.creation_timestamp),
+            "metrics": dict(run.data.metrics) if run else {},
+            "data": {"sha256": ptags.get("deepcast.data_sha256", ""),
+                     "source": ptags.get("deepcast.data_path", ""),
+                     "start": ptags.get("deepcast.data_start", ""),
+                     "end": ptags.get("deepcast.data_end", ""),
+                     "n_series": pmetrics.get("data_series"),
+                     "n_rows": pmetrics.get("data_rows")},
+            "gate": {k.removeprefix("deepcast."): v for k, v in (mv.tags or {}).items()},
+            "leaderboard": leaderboard,
+            "per_series": per_series,
+            "tracking_uri": self.uri,
+        }
 
     # ---- registry -------------------------------------------------------------------------
     def resolve(self, ref: str) -> ModelVersionRef:

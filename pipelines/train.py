@@ -33,6 +33,7 @@ from forecasting.base import (
 from forecasting.evaluate import holdout_forecast, score_holdout, split_holdout
 from forecasting.metrics import seasonal_scale, skill
 from forecasting.predictor import Predictor
+from pipelines import plots, progress
 from pipelines.config import ENTRY_MODELS, PipelineConfig
 from pipelines.ingest import column_spec
 
@@ -206,12 +207,20 @@ def fit_model(entry: Any, prep: Prepared, cfg: PipelineConfig, on_epoch=None
     return predictor, history, time.perf_counter() - t0
 
 
-def evaluate(predictor: Predictor, df: pd.DataFrame, cfg: PipelineConfig
-             ) -> tuple[dict[str, float], pd.DataFrame]:
-    """Holdout metrics through the predictor's public ``predict``."""
+def holdout_predictions(predictor: Predictor, df: pd.DataFrame, cfg: PipelineConfig
+                        ) -> pd.DataFrame:
+    """The holdout forecast (``unique_id, ds, yhat``) through the predictor's ``predict``."""
     d = cfg.data
-    fc = holdout_forecast(predictor.predict, user_frame(df, cfg), cfg.evaluation.test_size,
-                          d.id_col, d.time_col, d.target_col)
+    return holdout_forecast(predictor.predict, user_frame(df, cfg), cfg.evaluation.test_size,
+                            d.id_col, d.time_col, d.target_col)
+
+
+def evaluate(predictor: Predictor, df: pd.DataFrame, cfg: PipelineConfig,
+             fc: pd.DataFrame | None = None) -> tuple[dict[str, float], pd.DataFrame]:
+    """Holdout metrics through the predictor's public ``predict`` (or of its holdout
+    forecast ``fc`` when already made)."""
+    if fc is None:
+        fc = holdout_predictions(predictor, df, cfg)
     if fc["yhat"].isna().any() or not np.isfinite(fc["yhat"].to_numpy()).all():
         raise RunFailed(f"model {predictor.name!r} produced missing or non-finite forecasts",
                         hint="check the training loss curve; lower the learning rate")
@@ -248,6 +257,8 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker, *, data_sha256:
                  context: dict[str, Any] | None = None) -> TrainOutcome:
     """Train, score and log every model inside the active parent run of ``tracker``."""
     parent_id = tracker.active_run_id()
+    tracker.set_tags({"deepcast.data_start": str(df[DS].min()),
+                      "deepcast.data_end": str(df[DS].max())})
     prep = prepare(df, cfg)
     metric = cfg.evaluation.metric
     n_series = prep.panel.n_series
@@ -270,12 +281,18 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker, *, data_sha256:
         with tracker.run(label, nested=True, tags=tags) as run_id:
             tracker.log_params({**params, **common})
 
-            def on_epoch(epoch: int, logs: dict[str, float]) -> None:
-                tracker.log_metrics(logs, step=epoch)
-
             log.info("training %s (%s)", label, family)
-            predictor, history, seconds = build(on_epoch)
-            scores, per_series = evaluate(predictor, df, cfg)
+            trainable = family in families() and families()[family].trainable
+            with progress.task(f"train {label}", cfg.training.max_epochs if trainable
+                               else 1) as advance:
+
+                def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+                    tracker.log_metrics(logs, step=epoch)
+                    advance(1)
+
+                predictor, history, seconds = build(on_epoch)
+            fc = holdout_predictions(predictor, df, cfg)
+            scores, per_series = evaluate(predictor, df, cfg, fc)
             scores[f"skill_{metric}"] = skill(scores[metric], reference[metric])
             epochs = len(history.get("loss", []))
             tracker.log_metrics({f"holdout_{k}": v for k, v in scores.items()
@@ -283,6 +300,7 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker, *, data_sha256:
                                 | {f"skill_{metric}": scores[f"skill_{metric}"],
                                    "fit_seconds": seconds, "epochs": epochs})
             tracker.log_frame(per_series, "holdout/per_series_metrics.csv")
+            log_model_plots(tracker, predictor, df, fc, history, per_series, cfg)
             model_uri = tracker.log_predictor(predictor, example)
             results.append(ModelResult(label, family, scores, run_id, model_uri, epochs,
                                        seconds, predictor))
@@ -300,8 +318,43 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker, *, data_sha256:
     tracker.log_metrics({f"best_holdout_{metric}": outcome.best.metrics[metric],
                          f"seasonal_naive_holdout_{metric}": reference[metric]})
     tracker.set_tags({"deepcast.best_model": outcome.best.name})
+    tracker.log_bytes(plots.skill_figure(outcome.table(), metric, outcome.best.name),
+                      "plots/skill_vs_seasonal_naive.png")
     tracker.log_dict(outcome.table().to_dict(orient="records"), "leaderboard.json")
     return outcome
+
+
+def log_model_plots(tracker, predictor: Predictor, df: pd.DataFrame, fc: pd.DataFrame,
+                    history: dict[str, list[float]], per_series: pd.DataFrame,
+                    cfg: PipelineConfig) -> None:
+    """Log a model's plots to its run under ``plots/``: a sample of series (largest, worst,
+    seeded others) with history, holdout forecast and future forecast with bands; the loss
+    curves; the error by horizon step."""
+    from pipelines.forecast import needs_future
+
+    t0 = time.perf_counter()
+    metric, label = cfg.evaluation.metric, predictor.name
+    train, test = split_holdout(df, cfg.evaluation.test_size)
+    holdout = test[[ID, DS, Y]].assign(yhat=fc["yhat"].to_numpy())
+    series = plots.pick_series(df, per_series, metric=metric, seed=cfg.training.seed)
+    ahead = None
+    if not needs_future(predictor):  # future covariates are unknown at training time
+        sample = df[df[ID].isin([uid for uid, _ in series])]
+        ahead = predictor.predict(user_frame(sample, cfg))
+    tracker.log_bytes(plots.series_figure(
+        train, ahead if ahead is not None else holdout.iloc[:0], series, holdout,
+        cfg.data.season_length, cfg.features.horizon,
+        f"{label}: history, holdout forecast and forecast"), "plots/series.png")
+    loss = plots.loss_figure(history, f"{label}: loss per epoch")
+    if loss is not None:
+        tracker.log_bytes(loss, "plots/loss.png")
+    panel = panel_from_frame(train)
+    scale = pd.Series(seasonal_scale(panel, panel.lengths, cfg.data.season_length),
+                      index=panel.ids)
+    errors = plots.horizon_errors(holdout, scale, cfg.features.horizon)
+    tracker.log_bytes(plots.horizon_figure(errors, f"{label}: error by horizon step"),
+                      "plots/error_by_horizon.png")
+    log.debug("plots of %s took %.2f s", label, time.perf_counter() - t0)
 
 
 def fit_ensemble(spec: Any, results: list[ModelResult], df: pd.DataFrame, prep: Prepared,

@@ -1,0 +1,268 @@
+"""The forecast report: one self-contained HTML file an analyst can open anywhere.
+
+Inline CSS, plots as base64 PNG data URIs, no script and no link fetched at view time. It
+says which registered model and version made the forecast, when and on what data it was
+trained (read back from the training run), how it scored against seasonal naive, shows the
+largest / worst / chosen series with their bands, and the forecast table (capped).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.errors import ConfigError
+from features.schema import DS, ID
+from pipelines import plots
+
+MAX_TABLE_ROWS = 500
+MAX_PLOTTED = 12
+REPORT_SUFFIXES = (".html", ".htm")
+
+CSS = """
+body{font-family:-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Arial,sans-serif;margin:0;
+ color:#1d1d1f;background:#f6f7f9}
+main{max-width:1180px;margin:0 auto;padding:24px 32px 48px}
+h1{font-size:26px;margin:0 0 4px}h2{font-size:19px;margin:32px 0 10px;
+ border-bottom:2px solid #e1e4e8;padding-bottom:4px}
+.sub{color:#57606a;margin:0 0 18px}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(250px,1fr));gap:12px}
+.card{background:#fff;border:1px solid #e1e4e8;border-radius:8px;padding:12px 16px}
+.card h3{font-size:13px;text-transform:uppercase;letter-spacing:.04em;color:#57606a;
+ margin:0 0 6px}
+dl{margin:0;display:grid;grid-template-columns:max-content 1fr;gap:3px 12px;font-size:14px}
+dt{color:#57606a}dd{margin:0;overflow-wrap:anywhere}
+table{border-collapse:collapse;font-size:13px;background:#fff;margin:6px 0}
+th,td{border:1px solid #e1e4e8;padding:3px 8px;text-align:right;white-space:nowrap}
+th{background:#f0f2f5;position:sticky;top:0}td.l,th.l{text-align:left}
+tr.hl td{background:#fff8c5;font-weight:600}
+.ok{color:#1a7f37;font-weight:600}.bad{color:#cf222e;font-weight:600}
+.note{color:#57606a;font-size:13px}
+img{max-width:100%;background:#fff;border:1px solid #e1e4e8;border-radius:6px}
+.scroll{max-height:640px;overflow:auto;display:inline-block;border:1px solid #e1e4e8}
+code{background:#eef0f3;padding:1px 4px;border-radius:3px;font-size:90%}
+"""
+
+
+def check_report_path(path: str | Path) -> Path:
+    """Fail fast (before any work) on a report name that is not .html or is a folder."""
+    path = Path(path)
+    if path.suffix.lower() not in REPORT_SUFFIXES:
+        raise ConfigError(f"--report {path}: unsupported extension {path.suffix!r}",
+                          hint="use a .html file name, e.g. --report report.html")
+    if path.is_dir():
+        raise ConfigError(f"--report {path} is a folder", hint="give a file name")
+    return path
+
+
+def parse_series(text: str | Sequence[str] | None) -> list[str]:
+    """Series ids from ``--series ID,ID`` (blanks dropped, order kept, no duplicates)."""
+    if text is None:
+        return []
+    parts = text.split(",") if isinstance(text, str) else [str(t) for t in text]
+    return list(dict.fromkeys(p.strip() for p in parts if p.strip()))
+
+
+def check_series(chosen: Sequence[str], ids: Sequence[str]) -> None:
+    """ConfigError naming every chosen series that is not in the forecast."""
+    known = set(map(str, ids))
+    unknown = [s for s in chosen if s not in known]
+    if unknown:
+        examples = ", ".join(sorted(known)[:5])
+        raise ConfigError(f"--series: {len(unknown)} series not in the data: "
+                          f"{', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}",
+                          hint=f"use ids from the data's id column (e.g. {examples})")
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _when(value: Any) -> str:
+    """A time stamp without a midnight time of day (monthly data reads 2019-01-01)."""
+    text = "" if value is None else str(value)
+    return text.removesuffix(" 00:00:00")
+
+
+def _dates(df: pd.DataFrame) -> pd.DataFrame:
+    """``ds`` as text, dates only when every time of day is midnight."""
+    if pd.api.types.is_datetime64_any_dtype(df[DS]):
+        ds = df[DS]
+        fmt = "%Y-%m-%d" if (ds == ds.dt.normalize()).all() else "%Y-%m-%d %H:%M"
+        return df.assign(**{DS: ds.dt.strftime(fmt)})
+    return df
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return f"{int(value):,}"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return _e(value)
+    if v != v:  # NaN
+        return "–"
+    return f"{v:,.{digits}f}" if abs(v) < 1e6 else f"{v:,.0f}"
+
+
+def _dl(rows: Sequence[tuple[str, str]]) -> str:
+    """A definition list; values are already escaped HTML."""
+    return "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
+
+
+def _table(df: pd.DataFrame, highlight: tuple[str, str] | None = None, digits: int = 4
+           ) -> str:
+    """An HTML table; text columns left-aligned, numbers formatted; ``highlight`` = (column,
+    value) marks that row."""
+    text_cols = {c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])}
+    head = "".join(f'<th class="{"l" if c in text_cols else ""}">{_e(c)}</th>'
+                   for c in df.columns)
+    body = []
+    for row in df.itertuples(index=False):
+        cells = []
+        for c, v in zip(df.columns, row, strict=True):
+            cells.append(f'<td class="l">{_e(v)}</td>' if c in text_cols
+                         else f"<td>{_num(v, digits)}</td>")
+        hl = highlight is not None and str(getattr(row, highlight[0], "")) == highlight[1]
+        body.append(f'<tr class="{"hl" if hl else ""}">{"".join(cells)}</tr>')
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def render_report(forecast: pd.DataFrame, history: pd.DataFrame, info: dict[str, Any],
+                  *, pipeline: str, alias: str, output: str, metric: str,
+                  season_length: int = 1, chosen: Sequence[str] = (),
+                  max_rows: int = MAX_TABLE_ROWS) -> str:
+    """The report's HTML. ``forecast`` is the forecast file's frame, ``history`` the
+    validated history it was made from (canonical columns), ``info`` what
+    :meth:`pipelines.tracking.Tracker.training_info` read back from the training runs."""
+    data, gate, metrics = info.get("data", {}), info.get("gate", {}), info.get("metrics", {})
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    model = info.get("model_name") or (forecast["model_name"].iloc[0] if len(forecast) else "")
+    version = info.get("version", "")
+    horizon = int(forecast.groupby(ID).size().max()) if len(forecast) else 0
+    parts = [f"<h1>Forecast report: {_e(pipeline)}</h1>",
+             f'<p class="sub">{len(forecast):,} forecasts for '
+             f"{forecast[ID].nunique():,} series, {horizon} steps ahead, by "
+             f"<b>{_e(model)}</b> (version {_e(version)}, alias <code>{_e(alias)}</code>); "
+             f"written to <code>{_e(output)}</code> at {now}.</p>"]
+
+    n_series = data.get("n_series")
+    model_card = _dl([
+        ("registered model", f"<code>{_e(info.get('registered_model', pipeline))}</code>"),
+        ("version", f"{_e(version)} (requested as <code>{_e(alias)}</code>)"),
+        ("model", f"{_e(model)} ({_e(info.get('model_type', ''))})"),
+        ("trained", _e(info.get("trained_at", ""))),
+        ("registered", _e(info.get("registered_at", ""))),
+        ("model run", f"<code>{_e(info.get('run_id', ''))}</code>"),
+    ])
+    data_card = _dl([
+        ("content sha256", f"<code>{_e(data.get('sha256', ''))}</code>"),
+        ("source", _e(data.get("source", ""))),
+        ("date range", f"{_e(_when(data.get('start')))} → {_e(_when(data.get('end')))}"),
+        ("series", _e(f"{int(n_series):,}" if n_series is not None else "")),
+        ("rows", _e(f"{int(data['n_rows']):,}" if data.get("n_rows") is not None else "")),
+    ])
+    h_start, h_end = history[DS].min(), history[DS].max()
+    f_start, f_end = (forecast[DS].min(), forecast[DS].max()) if len(forecast) else ("", "")
+    forecast_card = _dl([
+        ("history", f"{_e(_when(h_start))} → {_e(_when(h_end))}"),
+        ("series", f"{history[ID].nunique():,} ({len(history):,} rows)"),
+        ("forecast dates", f"{_e(_when(f_start))} → {_e(_when(f_end))}"),
+        ("columns", _e(", ".join(map(str, forecast.columns)))),
+    ])
+    parts.append('<div class="cards">'
+                 f'<div class="card"><h3>Model</h3>{model_card}</div>'
+                 f'<div class="card"><h3>Trained on</h3>{data_card}</div>'
+                 f'<div class="card"><h3>This forecast</h3>{forecast_card}</div></div>')
+
+    parts.append("<h2>Scores against seasonal naive</h2>")
+    decision = gate.get("decision", "")
+    if decision:
+        ok = decision == "promoted"
+        champ = gate.get("champion_score", "")
+        parts.append(_dl([
+            ("promotion gate", _e(gate.get("gate", ""))),
+            (f"this model ({metric})", _num(gate.get(f"gate_{metric}"))),
+            (f"seasonal naive ({metric})", _num(gate.get("seasonal_naive_score"))),
+            ("champion it was compared with", _num(champ) if champ not in ("", None)
+             else "none"),
+            ("decision", f'<span class="{"ok" if ok else "bad"}">{_e(decision)}</span>: '
+                         f"{_e(gate.get('reason', ''))}"),
+        ]))
+    hold = {k.removeprefix("holdout_"): v for k, v in metrics.items()
+            if k.startswith("holdout_")}
+    if hold:
+        parts.append('<p class="note">Holdout of this model: '
+                     + ", ".join(f"{_e(k)} {_num(v)}" for k, v in sorted(hold.items()))
+                     + (f"; skill on {_e(metric)} vs seasonal naive "
+                        f"{_num(metrics.get(f'skill_{metric}'))} (above 0 is better)."
+                        if f"skill_{metric}" in metrics else ".") + "</p>")
+    board = info.get("leaderboard")
+    if board:
+        table = pd.DataFrame(board)
+        parts.append("<p>Every model of the training run on the same holdout (the row of this "
+                     "model is highlighted):</p>")
+        parts.append(_table(table, ("model", str(model))))
+        if f"skill_{metric}" in table:
+            parts.append("<p>" + _img(plots.skill_figure(table, metric, str(model)),
+                                      "skill per model") + "</p>")
+
+    per_series = info.get("per_series")
+    in_forecast = set(forecast[ID].astype(str))
+    if per_series is not None:
+        per_series = per_series[per_series[ID].astype(str).isin(in_forecast)]
+    n_plot = min(max(plots.MAX_SERIES, len(chosen) + 2), MAX_PLOTTED)
+    picked = plots.pick_series(history[history[ID].astype(str).isin(in_forecast)],
+                               per_series, chosen, metric, n=n_plot)
+    parts.append("<h2>Series</h2>")
+    parts.append('<p class="note">Largest (highest mean level), worst (highest holdout '
+                 f"{_e(metric)} of this model at training), "
+                 + ("the chosen ones (<code>--series</code>), " if chosen else "")
+                 + "and a sample; recent history, the forecast and its bands.</p>")
+    if len(chosen) > n_plot:
+        parts.append(f'<p class="note">Showing {n_plot} of the {len(chosen)} chosen '
+                     "series.</p>")
+    parts.append(_img(plots.series_figure(history, forecast, picked,
+                                          season_length=season_length,
+                                          horizon=max(horizon, 1)), "series forecasts"))
+
+    parts.append("<h2>Forecast table</h2>")
+    shown = forecast
+    order = [uid for uid, _ in picked]
+    if len(forecast) > max_rows:
+        rank = {uid: i for i, uid in enumerate(order)}
+        keyed = forecast.assign(_k=forecast[ID].astype(str).map(rank).fillna(len(rank)))
+        shown = keyed.sort_values(["_k", ID, DS], kind="stable").drop(columns="_k")
+        shown = shown.head(max_rows)
+        parts.append(f'<p class="note">Showing the first {max_rows:,} of {len(forecast):,} '
+                     f"rows (the plotted series first); {len(forecast) - max_rows:,} rows "
+                     f"are omitted here. The full table is in <code>{_e(output)}</code>.</p>")
+    cols = [c for c in shown.columns if c not in ("run_id",)]
+    parts.append(f'<div class="scroll">{_table(_dates(shown[cols]), digits=3)}</div>')
+    parts.append(f'<p class="note">Tracking store: <code>{_e(info.get("tracking_uri", ""))}'
+                 f"</code>; training run <code>{_e(info.get('parent_run_id', ''))}</code>. "
+                 "This file is self-contained: it loads nothing from the network.</p>")
+    body = "\n".join(parts)
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>Forecast report: {_e(pipeline)}</title><style>{CSS}</style></head>"
+            f"<body><main>\n{body}\n</main></body></html>\n")
+
+
+def write_report(path: str | Path, html_text: str) -> Path:
+    """Write the report atomically (temp file + rename)."""
+    from pipelines.forecast import atomic_write
+
+    return atomic_write(check_report_path(path),
+                        lambda fh: fh.write(html_text.encode("utf-8")))
