@@ -98,3 +98,81 @@ def prefect_server(home: Path, port: int | None = None) -> Iterator[str]:
     finally:
         stop(proc)
         log.close()
+
+
+PG_BIN = Path(os.environ.get("DEEPCAST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def postgres_missing() -> str | None:
+    """Why a PostgreSQL server cannot be started here (None when it can)."""
+    missing = [b for b in ("initdb", "postgres", "pg_isready") if not (PG_BIN / b).is_file()]
+    if missing:
+        return (f"PostgreSQL binaries not found in {PG_BIN} ({', '.join(missing)}); install "
+                "Debian's postgresql package or set DEEPCAST_PG_BIN")
+    if os.geteuid() == 0 and _server_user() is None:
+        return "running as root and no 'postgres' or 'nobody' user to run the server as"
+    return None
+
+
+def _server_user():
+    """The account the server runs as when we are root (postgres refuses to run as root)."""
+    import pwd
+
+    for name in ("postgres", "nobody"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    return None
+
+
+@contextmanager
+def postgres_server(port: int | None = None) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster (``initdb`` in a temp dir, trust auth, fsync off) on
+    127.0.0.1; yields its SQLAlchemy URL for the psycopg 3 driver. As root, the server runs
+    as ``postgres`` (or ``nobody``) and owns the temp dir."""
+    import shutil
+    import tempfile
+
+    port = port or free_port()
+    root = Path(tempfile.mkdtemp(prefix="deepcast-pg-"))
+    user = _server_user() if os.geteuid() == 0 else None
+
+    def demote() -> None:
+        if user is not None:
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+
+    if user is not None:
+        os.chown(root, user.pw_uid, user.pw_gid)
+    log = open(root / "server.log", "ab")  # noqa: SIM115 - closed in finally
+    if user is not None:
+        os.chown(root / "server.log", user.pw_uid, user.pw_gid)
+    proc = None
+    try:
+        subprocess.run([str(PG_BIN / "initdb"), "-D", str(root / "data"), "-U", "postgres",
+                        "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync",
+                        "--no-instructions"], stdout=log, stderr=subprocess.STDOUT,
+                       preexec_fn=demote, check=True, timeout=120)
+        proc = subprocess.Popen(
+            [str(PG_BIN / "postgres"), "-D", str(root / "data"), "-h", "127.0.0.1",
+             "-p", str(port), "-k", str(root), "-c", "fsync=off",
+             "-c", "full_page_writes=off", "-c", "synchronous_commit=off"],
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=demote, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while subprocess.run([str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1",
+                              "-p", str(port)], check=False).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"postgres did not start (see {root / 'server.log'}):\n"
+                                   + (root / "server.log").read_text()[-2000:])
+            time.sleep(0.2)
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.killpg(os.getpgid(proc.pid), signal.SIGINT)  # fast shutdown: ends sessions
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                stop(proc)
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
