@@ -13,14 +13,13 @@ from tests.conftest import pipeline_dict
 from tests.integration.test_sql import QUERY
 from tests.servers import postgres_missing, postgres_server
 
-pytestmark = pytest.mark.integration
+MISSING = postgres_missing()
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(MISSING is not None, reason=MISSING or "")]
 
 
 @pytest.fixture(scope="module")
 def postgres_url():
-    reason = postgres_missing()
-    if reason:
-        pytest.skip(reason)
     pytest.importorskip("psycopg", reason="the psycopg driver is in the dev extra")
     with postgres_server() as url:
         yield url
