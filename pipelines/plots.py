@@ -17,6 +17,7 @@ import pandas as pd
 
 from features.schema import DS, ID, Y
 
+DPI = 90
 MAX_SERIES = 6  # series per forecast figure
 HISTORY_SEASONS = 4  # seasons of history before the forecast in series plots
 COLORS = {"history": "#444444", "actual": "#000000", "holdout": "#d62728",
@@ -33,12 +34,18 @@ def _pyplot():
     return plt
 
 
+def _margins(fig, left: float = 0.75) -> None:
+    """Fixed margins in inches (cheaper than tight_layout, which draws the figure twice)."""
+    w, h = fig.get_figwidth(), fig.get_figheight()
+    fig.subplots_adjust(left=left / w, right=1 - 0.15 / w, bottom=0.5 / h, top=1 - 0.3 / h)
+
+
 def to_png(fig) -> bytes:
     """The figure as PNG bytes; the figure is closed (no memory kept across models)."""
     plt = _pyplot()
     buf = io.BytesIO()
     try:
-        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+        fig.savefig(buf, format="png", dpi=DPI)
     finally:
         plt.close(fig)
     return buf.getvalue()
@@ -136,12 +143,18 @@ def series_figure(history: pd.DataFrame, forecast: pd.DataFrame,
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 6), fontsize=8,
-                   frameon=False, bbox_to_anchor=(0.5, 1.0 + 0.02 / rows))
+    header = (0.3 if title else 0.0) + (0.22 if handles else 0.0)  # inches above the axes
+    top = 1.0 - header / fig.get_figheight()
     if title:
-        fig.suptitle(title, y=1.0 + 0.08 / rows, fontsize=10)
-    fig.tight_layout()
+        fig.suptitle(title, y=0.995, va="top", fontsize=10)
+    if handles:
+        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 7), fontsize=8,
+                   frameon=False, bbox_to_anchor=(0.5, 1.0 - (0.3 if title else 0.0)
+                                                  / fig.get_figheight()))
+    # fixed margins (in inches) instead of tight_layout, which costs a full extra draw
+    w, h = fig.get_figwidth(), fig.get_figheight()
+    fig.subplots_adjust(left=0.6 / w, right=1 - 0.15 / w, bottom=0.4 / h,
+                        top=top - 0.3 / h, hspace=0.45, wspace=0.18)
     return to_png(fig)
 
 
@@ -161,7 +174,7 @@ def loss_figure(history: dict[str, list[float]], title: str = "") -> bytes | Non
     ax.set_title(title or "loss per epoch", fontsize=10)
     ax.grid(alpha=0.25)
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    _margins(fig)
     return to_png(fig)
 
 
@@ -188,7 +201,7 @@ def horizon_figure(errors: pd.DataFrame, title: str = "") -> bytes:
     ax.set_title(title or "error by horizon step (holdout)", fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.25, axis="y")
-    fig.tight_layout()
+    _margins(fig)
     return to_png(fig)
 
 

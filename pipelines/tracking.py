@@ -223,19 +223,21 @@ class Tracker:
 
         mlflow.log_artifact(str(path), artifact_dir)
 
-    def log_bytes(self, data: bytes, artifact_file: str, run_id: str | None = None) -> None:
-        """Log ``data`` (a PNG, say) as ``artifact_file`` of the active run or ``run_id``."""
+    def log_files(self, files: dict[str, bytes], folder: str | None = None,
+                  run_id: str | None = None) -> None:
+        """Log ``name -> content`` (PNGs, say) under ``folder`` of the active run or
+        ``run_id``, in one call."""
         import mlflow
 
+        if not files:
+            return
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / Path(artifact_file).name
-            path.write_bytes(data)
-            folder = str(Path(artifact_file).parent)
-            folder = None if folder in ("", ".") else folder
+            for name, data in files.items():
+                (Path(tmp) / name).write_bytes(data)
             if run_id is None:
-                mlflow.log_artifact(str(path), folder)
+                mlflow.log_artifacts(tmp, folder)
             else:
-                self.client.log_artifact(run_id, str(path), folder)
+                self.client.log_artifacts(run_id, tmp, folder)
 
     def log_predictor(self, predictor, example_history: pd.DataFrame) -> str:
         """Log a pyfunc model bundling ``predictor``; return its model URI."""

@@ -318,10 +318,13 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker, *, data_sha256:
     tracker.log_metrics({f"best_holdout_{metric}": outcome.best.metrics[metric],
                          f"seasonal_naive_holdout_{metric}": reference[metric]})
     tracker.set_tags({"deepcast.best_model": outcome.best.name})
-    tracker.log_bytes(plots.skill_figure(outcome.table(), metric, outcome.best.name),
-                      "plots/skill_vs_seasonal_naive.png")
+    tracker.log_files({"skill_vs_seasonal_naive.png": plots.skill_figure(
+        outcome.table(), metric, outcome.best.name)}, "plots")
     tracker.log_dict(outcome.table().to_dict(orient="records"), "leaderboard.json")
     return outcome
+
+
+FULL_PREDICT_SERIES = 5000  # up to this many series, plots forecast them all (see below)
 
 
 def log_model_plots(tracker, predictor: Predictor, df: pd.DataFrame, fc: pd.DataFrame,
@@ -337,23 +340,26 @@ def log_model_plots(tracker, predictor: Predictor, df: pd.DataFrame, fc: pd.Data
     train, test = split_holdout(df, cfg.evaluation.test_size)
     holdout = test[[ID, DS, Y]].assign(yhat=fc["yhat"].to_numpy())
     series = plots.pick_series(df, per_series, metric=metric, seed=cfg.training.seed)
-    ahead = None
+    ahead = holdout.iloc[:0]
     if not needs_future(predictor):  # future covariates are unknown at training time
-        sample = df[df[ID].isin([uid for uid, _ in series])]
+        ids = [uid for uid, _ in series]
+        # every series when few: the batch shape of the holdout forecast, so no retrace
+        sample = df if df[ID].nunique() <= FULL_PREDICT_SERIES else df[df[ID].isin(ids)]
         ahead = predictor.predict(user_frame(sample, cfg))
-    tracker.log_bytes(plots.series_figure(
-        train, ahead if ahead is not None else holdout.iloc[:0], series, holdout,
-        cfg.data.season_length, cfg.features.horizon,
-        f"{label}: history, holdout forecast and forecast"), "plots/series.png")
+        ahead = ahead[ahead[ID].isin(ids)]
+    files = {"series.png": plots.series_figure(
+        train, ahead, series, holdout, cfg.data.season_length, cfg.features.horizon,
+        f"{label}: history, holdout forecast and forecast")}
     loss = plots.loss_figure(history, f"{label}: loss per epoch")
     if loss is not None:
-        tracker.log_bytes(loss, "plots/loss.png")
+        files["loss.png"] = loss
     panel = panel_from_frame(train)
     scale = pd.Series(seasonal_scale(panel, panel.lengths, cfg.data.season_length),
                       index=panel.ids)
     errors = plots.horizon_errors(holdout, scale, cfg.features.horizon)
-    tracker.log_bytes(plots.horizon_figure(errors, f"{label}: error by horizon step"),
-                      "plots/error_by_horizon.png")
+    files["error_by_horizon.png"] = plots.horizon_figure(
+        errors, f"{label}: error by horizon step")
+    tracker.log_files(files, "plots")
     log.debug("plots of %s took %.2f s", label, time.perf_counter() - t0)
 
 
