@@ -111,7 +111,8 @@ def print_table(rows: Sequence[dict[str, Any]], out: TextIO | None = None,
         return
     out = out or sys.stdout
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", show_edge=False,
+                  pad_edge=False)
     for c in columns:
         numeric = all(isinstance(r.get(c), int | float) or r.get(c) is None for r in rows)
         table.add_column(str(c), justify="right" if numeric else "left", no_wrap=True)

@@ -115,7 +115,8 @@ def series_figure(history: pd.DataFrame, forecast: pd.DataFrame,
     n = max(len(series), 1)
     cols = 2 if n > 1 else 1
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(12.4, 2.6 * rows if n > 1 else 3.4),
+                             squeeze=False)
     keep = max(HISTORY_SEASONS * max(season_length, 1), 3 * horizon, 24)
     bands = _band_pairs(list(forecast.columns))
     h_by = dict(tuple(history.groupby(ID, sort=False)))

@@ -294,6 +294,22 @@ def _fmt_freq(freq: str | int) -> str:
     return f"`{freq}`"
 
 
+def _freq_hint(frame: pd.DataFrame, freq: str | int) -> str:
+    """'; the dates look like `W-SAT` ...' when pandas infers another frequency from the
+    longest series (a weekly series on Saturdays is not `W`, which means Sundays)."""
+    if not pd.api.types.is_datetime64_any_dtype(frame[DS]) or frame.empty:
+        return ""
+    longest = frame.groupby(ID, sort=False).size().idxmax()
+    ds = frame.loc[frame[ID] == longest, DS].dropna().drop_duplicates().sort_values()
+    try:
+        guess = pd.infer_freq(ds.iloc[:200]) if len(ds) >= 3 else None
+    except (TypeError, ValueError):
+        guess = None
+    if not guess or guess == str(freq):
+        return ""
+    return f"; series {longest}'s dates look like {_fmt_freq(guess)} (data.freq: {guess})"
+
+
 def _build_checks(
     frame: pd.DataFrame,
     cfg: PipelineConfig,
@@ -464,7 +480,7 @@ def _build_checks(
             f"ds must be one {_fmt_freq(freq)} step after the previous row of its series "
             "(rows after a gap or off the grid)",
             "add the missing periods (an empty y is fine with data.missing_y: interpolate); "
-            "if most rows fail, data.freq does not match the data",
+            "if most rows fail, data.freq does not match the data" + _freq_hint(frame, freq),
             ~grid_ok,
             extra=lambda idx: _grid_examples(frame, idx),
         ),
