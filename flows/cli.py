@@ -366,8 +366,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     uri = tracking_uri()
     _, artifacts = default_store()
+    # one worker and no job-execution processes: 2 processes instead of ~10 for a local UI
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-           "--host", args.host, "--port", str(args.port)]
+           "--host", args.host, "--port", str(args.port), "--workers", "1"]
     if uri.startswith("sqlite:"):
         artifacts.mkdir(parents=True, exist_ok=True)
         cmd += ["--default-artifact-root", artifacts.as_uri()]
