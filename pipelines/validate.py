@@ -301,10 +301,14 @@ def _freq_hint(frame: pd.DataFrame, freq: str | int) -> str:
         return ""
     longest = frame.groupby(ID, sort=False).size().idxmax()
     ds = frame.loc[frame[ID] == longest, DS].dropna().drop_duplicates().sort_values()
-    try:
-        guess = pd.infer_freq(ds.iloc[:200]) if len(ds) >= 3 else None
-    except (TypeError, ValueError):
-        guess = None
+    guesses = []
+    for i in range(0, max(min(len(ds), 400) - 2, 0), 8):  # stretches between gaps
+        try:
+            guesses.append(pd.infer_freq(ds.iloc[i : i + 8]))
+        except (TypeError, ValueError):
+            continue
+    guesses = [g for g in guesses if g]
+    guess = max(set(guesses), key=guesses.count) if guesses else None
     if not guess or guess == str(freq):
         return ""
     return f"; series {longest}'s dates look like {_fmt_freq(guess)} (data.freq: {guess})"

@@ -143,3 +143,13 @@ def test_summary_table_is_never_wrapped_off_a_terminal():
     print_table(rows, out)
     lines = [line for line in out.getvalue().splitlines() if line.strip()]
     assert "skill_mase" in lines[0] and "seasonal_naive" in lines[-1] and "1.5000" in lines[-1]
+
+
+def test_a_failed_grid_check_suggests_the_datas_own_freq():
+    from pipelines.validate import _freq_hint
+
+    ds = pd.date_range("2020-01-04", periods=60, freq="W-SAT").delete([7, 8, 30])  # gaps
+    frame = pd.DataFrame({"unique_id": "co2", "ds": ds, "y": 1.0})
+    assert _freq_hint(frame, "W") == "; series co2's dates look like `W-SAT` (data.freq: W-SAT)"
+    assert _freq_hint(frame, "W-SAT") == ""
+    assert _freq_hint(frame.assign(ds=np.arange(57)), 1) == ""  # integer steps: no guess
