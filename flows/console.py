@@ -1,8 +1,8 @@
 """Terminal output of the CLI: rich progress bars on stderr and summary tables on stdout.
 
 Progress bars appear only when stderr is a terminal and neither ``--quiet`` nor ``--json``
-is given, so CI logs and piped output stay plain. Tables are rich tables; when stdout is not
-a terminal they are drawn wide enough never to wrap, so logs and tests read whole rows.
+is given, so CI logs and piped output stay plain. Tables are rich tables drawn at their
+natural width, so no cell is ever cut short.
 """
 
 from __future__ import annotations
@@ -118,9 +118,8 @@ def print_table(rows: Sequence[dict[str, Any]], out: TextIO | None = None,
         table.add_column(str(c), justify="right" if numeric else "left", no_wrap=True)
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
-    terminal = bool(getattr(out, "isatty", lambda: False)())
-    console = Console(file=out, width=None if terminal else 10_000, highlight=False,
-                      soft_wrap=not terminal)
-    if not terminal:  # draw the table at its natural width, never wrapped
-        console.width = console.measure(table).maximum
+    # drawn at its natural width, never squeezed into "…" cells: a terminal narrower than
+    # the table wraps the lines (as pandas' to_string would), logs keep whole rows
+    console = Console(file=out, width=10_000, highlight=False, soft_wrap=True)
+    console.width = console.measure(table).maximum
     console.print(table)
