@@ -302,6 +302,12 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     summary = _run_flow(args, "batch_forecast", output=args.output, model=args.model,
                         future=args.future, report=args.report, series=series or None)
     if summary is not None:
+        if not args.quiet:
+            _print_table([{"model": summary["model_name"], "version": summary["model_version"],
+                           "requested": args.model, "series": summary["series"],
+                           "rows": summary["rows"],
+                           "dropped series": len(summary["dropped_series"]),
+                           "output": summary["output"], "report": summary.get("report", "")}])
         print(f"wrote {summary['rows']} forecasts for {summary['series']} series to "
               f"{summary['output']} with {summary['model_uri']} (version "
               f"{summary['model_version']}, {summary['model_name']}, run {summary['run_id']})")
