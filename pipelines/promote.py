@@ -241,3 +241,23 @@ def rollback(tracker: Tracker) -> dict[str, str]:
     tracker.set_version_tags(previous, {f"deepcast.restored_at.{current}": when})
     log.info("rollback: champion v%s -> v%s", current, previous)
     return {"from_version": current, "to_version": previous, "when": when}
+
+
+def revert_promotion(tracker: Tracker, decision: PromotionDecision, why: str) -> None:
+    """Undo this run's promotion when a later step of the run failed: ``champion`` goes back
+    to the version it replaced (after a first run: no champion), recorded on both versions
+    so :func:`history` shows it."""
+    if not decision.promoted:
+        return
+    when = _now()
+    current, previous = decision.candidate_version, decision.champion_version
+    if previous:
+        tracker.set_alias(CHAMPION, previous)
+        tracker.set_version_tags(previous, {f"deepcast.restored_at.{current}": when})
+    else:
+        tracker.delete_alias(CHAMPION)
+    tracker.set_version_tags(current, {"deepcast.rolled_back_at": when,
+                                       "deepcast.rolled_back_to": previous or "",
+                                       "deepcast.rollback_reason": why})
+    log.warning("promotion of v%s undone (%s): champion is %s", current, why,
+                f"v{previous}" if previous else "unset")
