@@ -178,6 +178,7 @@ def register(pipeline: str, cron: str, timezone: str | None = None, output: str 
     late by more than a period, create the backfill runs: (what was done, the deployment
     to serve). ``paths``: optional ``data`` / ``report_dir`` parameters of every run."""
     from prefect import get_client
+    from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
     from flows.retrain import retrain
@@ -214,7 +215,10 @@ def register(pipeline: str, cron: str, timezone: str | None = None, output: str 
             schedule=Cron(cron, timezone=tz, slug=SCHEDULE_SLUG,
                           active=True if active is None else active),
             description=f"deepcast retrain of {cfg.name} ({pipeline})",
-            tags=["deepcast", cfg.name])
+            tags=["deepcast", cfg.name],
+            # import flows.retrain as a module of the installed package (a file path would
+            # be run as a script, where `flows` resolves to flows/flows.py)
+            entrypoint_type=EntrypointType.MODULE_PATH)
         deployment_id = deployment.apply()
         late = skip_late_runs(client, deployment_id, schedule_period(cron, tz))
         runs = create_backfill(client, deployment_id, cfg.name, ticks) if ticks else []
