@@ -350,9 +350,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(done, default=str), flush=True)
     else:
-        state = "PAUSED (resume it in the UI or with `prefect deployment resume`)" \
-            if done["paused"] else "active" if done["schedule_active"] else \
-            "schedule inactive"
+        state = "PAUSED (resume it in the Prefect UI)" if done["paused"] else \
+            "active" if done["schedule_active"] else "schedule paused (resume it with " \
+            f"`prefect deployment schedule resume {done['deployment']} --all`)"
         print(f"{'updated' if done['existed'] else 'created'} deployment "
               f"{done['deployment']}: cron {done['cron']!r} ({done['timezone']}), {state}; "
               f"forecasts to {done['parameters']['output']}")
