@@ -331,7 +331,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
                         as_of=args.as_of)
     if summary is None:
         return EXIT_OK
-    print(summary["drift_summary"], file=sys.stdout if args.quiet else sys.stderr)
+    print(summary["drift_summary"])
     if not args.quiet:
         _print_table(summary["train"]["table"])
     print(f"{summary['status']}: {summary['message']}")

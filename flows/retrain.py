@@ -204,8 +204,11 @@ def retrain(pipeline: str, output: str, data: str | None = None, as_of: str | No
         except Exception as exc:
             undo_promotion_task(tracker, train["decision"], f"forecast failed: {exc}")
             raise
-    except BaseException as exc:
-        champion = tracker.aliases().get(CHAMPION) if step != "ingest and validate" else None
+    except Exception as exc:
+        try:
+            champion = tracker.aliases().get(CHAMPION)
+        except Exception:  # noqa: BLE001 - the store itself may be what failed
+            champion = "?"
         blocked = isinstance(exc, DriftBlocked)
         outcome.update(
             status="blocked" if blocked else "failed",

@@ -52,6 +52,7 @@ def test_deploy_serve_run_and_redeploy_keeps_pause(tmp_path, retail_csv):
     from prefect.states import Scheduled
 
     from flows.deploy import register
+    from pipelines.tracking import Tracker
 
     pipeline = write_pipeline(tmp_path, retail_csv, name="it-deploy", **FAST)
     out = tmp_path / "forecasts" / "deploy_{date}.csv"
@@ -61,17 +62,23 @@ def test_deploy_serve_run_and_redeploy_keeps_pause(tmp_path, retail_csv):
         env = subprocess_env(PREFECT_API_URL=api, MLFLOW_TRACKING_URI=store,
                              PREFECT_HOME=str(tmp_path / "prefect-client"),
                              PREFECT_RUNNER_POLL_FREQUENCY="1")
+        # one backfill tick: 2018-06-01 02:00 in Berlin, i.e. the data up to June 2018
         cmd = [sys.executable, "-m", "flows.cli", "deploy", str(pipeline), "--cron",
-               "0 2 * * *", "--timezone", "Europe/Berlin", "--output", str(out), "--json"]
+               "0 2 * * *", "--timezone", "Europe/Berlin", "--output", str(out), "--json",
+               "--backfill", "2018-06-01", "2018-06-01T12:00"]
         proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             done = json.loads(_first_line(proc))
             assert done["deployment"] == "retrain/it-deploy" and not done["existed"]
+            (backfill,) = done["backfill_runs"]
             with temporary_settings({PREFECT_API_URL: api}):
                 run = run_deployment("retrain/it-deploy", timeout=300, poll_interval=2)
                 assert run.state.type == StateType.COMPLETED, run.state
                 with get_client(sync_client=True) as client:
+                    back = client.read_flow_run(backfill)  # queued first, run one at a time
+                    assert back.state.type == StateType.COMPLETED, back.state
+                    assert back.parameters["as_of"] == "2018-06-01T02:00:00+02:00"
                     dep = client.read_deployment_by_name("retrain/it-deploy")
                     (schedule,) = dep.schedules
                     assert schedule.schedule.cron == "0 2 * * *"
@@ -87,12 +94,17 @@ def test_deploy_serve_run_and_redeploy_keeps_pause(tmp_path, retail_csv):
             stop(proc)
         written = out.parent / f"deploy_{dt.datetime.now(dt.UTC):%Y-%m-%d}.csv"
         fc = pd.read_csv(written)
-        assert len(fc) == 6 * 6 and (fc["model_version"] == 1).all()
+        champion = Tracker("it-deploy", uri=store).aliases()["champion"]  # v1, or v2 if better
+        assert len(fc) == 6 * 6 and (fc["model_version"] == int(champion)).all()
+        first = pd.read_csv(out.parent / "deploy_2018-06-01.csv")  # the backfill's cut-off
+        assert first["ds"].min() == "2018-07-01" and (first["model_version"] == 1).all()
 
         with temporary_settings({PREFECT_API_URL: api}):
-            again, _ = register(str(pipeline), "0 2 * * *", "Europe/Berlin", str(out))
+            again, _ = register(str(pipeline), "0 2 * * *", "Europe/Berlin", str(out),
+                                backfill=("2018-06-01", "2018-06-01T12:00"))
             assert again["existed"] and again["paused"] and again["schedule_active"] is False
             assert again["late_runs_skipped"] == [stale.name]
+            assert again["backfill_runs"] == [backfill]  # the same tick is not queued twice
             with get_client(sync_client=True) as client:
                 dep = client.read_deployment_by_name("retrain/it-deploy")
                 assert dep.paused and not dep.schedules[0].active
