@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import sys
@@ -64,18 +63,14 @@ def descendants(pid: int | None = None) -> dict[int, str]:
 
 
 def gate_says(d: dict, margin: float) -> bool:
-    """The gate's rule, re-applied to the scores the run recorded."""
-    reference = d["seasonal_naive_score"]
-    if reference is not None and d["candidate"] != "seasonal_naive" \
-            and not d["candidate_score"] < reference:
-        return False
-    if not d["champion_version"]:
-        return True
-    if d["champion_score"] is None:
-        return False
-    if not math.isfinite(d["champion_score"]):
-        return True
-    return d["candidate_score"] < d["champion_score"] * (1.0 - margin)
+    """The gate's rule (:func:`pipelines.promote.decide`) re-applied to the scores the run
+    recorded: does the recorded decision follow from them?"""
+    from pipelines.promote import decide
+
+    promoted, _ = decide(d["candidate_score"], d["champion_score"],
+                         d["champion_version"] or None, margin, d["seasonal_naive_score"],
+                         d["candidate"] == "seasonal_naive")
+    return promoted
 
 
 def prepare(workdir: Path, pipeline: Path, start: pd.Timestamp) -> tuple[Path, pd.DataFrame]:

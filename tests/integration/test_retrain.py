@@ -41,6 +41,7 @@ def _artifacts(flow_run_id) -> dict[str, object]:
     return {a.key: a for a in found}
 
 
+@pytest.mark.slow
 def test_retrain_promotes_publishes_and_drift_block_keeps_everything(
         prefect_harness, store, tmp_path, retail_csv):
     pipeline = write_pipeline(tmp_path, retail_csv, name="it-retrain", **OVER)
