@@ -202,7 +202,10 @@ def retrain(pipeline: str, output: str, data: str | None = None, as_of: str | No
         try:
             forecast = _forecast(cfg, tracker, CHAMPION, output, source, report_dir, raw=raw)
         except Exception as exc:
-            undo_promotion_task(tracker, train["decision"], f"forecast failed: {exc}")
+            try:
+                undo_promotion_task(tracker, train["decision"], f"forecast failed: {exc}")
+            except Exception as undo_exc:  # noqa: BLE001 - report, keep the run's own error
+                log.error("could not undo the promotion: %s", undo_exc)
             raise
     except Exception as exc:
         try:
