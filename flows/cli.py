@@ -114,6 +114,30 @@ def build_parser() -> argparse.ArgumentParser:
                    "series, the forecast table")
     p.add_argument("--series", metavar="ID,ID",
                    help="series to plot in the report (comma-separated ids of the data)")
+    p = command("retrain", "the nightly loop: validate, drift check, train, gate, forecast",
+                "Validate the newest data, check it for drift against the champion's "
+                "reference profile, train every model, promote through the gate, and write "
+                "the champion's forecast atomically. A failure leaves the champion and the "
+                "last forecast file in place. Prefect artifacts: scores, decision, links.")
+    p.add_argument("--output", "-o", required=True,
+                   help="forecast file (.csv or .parquet; {date} is replaced by the run's "
+                   "date) or sql://TABLE")
+    p.add_argument("--as-of", help="use only rows with ds <= AS_OF (a date, or a step for "
+                   "integer ds)")
+    p = command("deploy", "serve retrain on a cron schedule (needs a Prefect server)",
+                "Create or update the Prefect deployment retrain/NAME with a cron schedule "
+                "and serve it here until Ctrl-C (runs one at a time). A paused deployment or "
+                "schedule stays paused on redeploy; runs late by more than one period are "
+                "cancelled. Needs PREFECT_API_URL pointing at `prefect server start`.")
+    p.add_argument("--cron", required=True, help='cron schedule, e.g. "0 2 * * *"')
+    p.add_argument("--timezone", help="IANA timezone of the schedule (default UTC), e.g. "
+                   "Europe/Berlin")
+    p.add_argument("--output", "-o", help="forecast file of each run ({date} is replaced by "
+                   "the run's date; default forecasts/NAME_{date}.csv)")
+    p.add_argument("--backfill", nargs=2, metavar=("START", "END"),
+                   help="also run retrain once per cron tick from START to END (dates), "
+                   "each with the data up to its tick")
+    p.add_argument("--name", help="deployment name (default: the pipeline's name)")
     p = command("promote", "champion history, and rollback to the previous champion",
                 "Without options: print the promotion history (who replaced whom, when, "
                 "why). With --rollback: give the champion alias back to the version the "
@@ -148,7 +172,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
 class _HideExpectedFailures(logging.Filter):
     """Hide Prefect's echo of a failure that deepcast reports itself (one clear message)."""
 
-    NAMES = ("ConfigError", "DataError", "ValidationFailed", "RunFailed")
+    NAMES = ("ConfigError", "DataError", "ValidationFailed", "RunFailed", "DriftBlocked")
 
     def filter(self, record: logging.LogRecord) -> bool:
         from features.errors import DeepcastError
@@ -204,15 +228,17 @@ def _preflight(args: argparse.Namespace):
     return cfg
 
 
-def _run_flow(args: argparse.Namespace, name: str, **params: Any) -> dict[str, Any] | None:
-    """Run flow ``name`` of flows.flows on the command's pipeline and data; with --json print
+def _run_flow(args: argparse.Namespace, name: str, module: str = "flows.flows",
+              **params: Any) -> dict[str, Any] | None:
+    """Run flow ``name`` of ``module`` on the command's pipeline and data; with --json print
     its summary and return None, else return the summary for the command to print."""
-    import flows.flows
+    import importlib
+
     from flows.console import progress_display, wants_progress
 
     with progress_display(wants_progress(args.quiet, args.json)):
-        summary = getattr(flows.flows, name)(pipeline=args.pipeline, data=args.data,
-                                             report_dir=args.report_dir, **params)
+        summary = getattr(importlib.import_module(module), name)(
+            pipeline=args.pipeline, data=args.data, report_dir=args.report_dir, **params)
     if args.json:
         print(json.dumps(summary, default=str))
         return None
@@ -316,6 +342,52 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from pipelines.forecast import check_output_path
+    from pipelines.ingest import parse_as_of
+
+    cfg = _preflight(args)
+    check_output_path(args.output.replace("{date}", "date"))
+    parse_as_of(args.as_of, cfg.data)
+    summary = _run_flow(args, "retrain", module="flows.retrain", output=args.output,
+                        as_of=args.as_of)
+    if summary is None:
+        return EXIT_OK
+    print(summary["drift_summary"])
+    if not args.quiet:
+        _print_table(summary["train"]["table"])
+    print(f"{summary['status']}: {summary['message']}")
+    if not args.quiet:
+        print(f"Prefect artifacts: {', '.join(summary['artifacts'])}")
+    return EXIT_OK
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from flows.deploy import register, serve_deployment
+
+    _preflight(args)
+    done, deployment = register(args.pipeline, args.cron, args.timezone, args.output,
+                                tuple(args.backfill) if args.backfill else None, args.name,
+                                {"data": args.data, "report_dir": args.report_dir})
+    if args.json:
+        print(json.dumps(done, default=str), flush=True)
+    else:
+        state = "PAUSED (resume it in the Prefect UI)" if done["paused"] else \
+            "active" if done["schedule_active"] else "schedule paused (resume it with " \
+            f"`prefect deployment schedule resume {done['deployment']} --all`)"
+        print(f"{'updated' if done['existed'] else 'created'} deployment "
+              f"{done['deployment']}: cron {done['cron']!r} ({done['timezone']}), {state}; "
+              f"forecasts to {done['parameters']['output']}")
+        if done["late_runs_skipped"]:
+            print(f"cancelled {len(done['late_runs_skipped'])} run(s) late by more than one "
+                  "period")
+        if done["backfill_runs"]:
+            print(f"backfill: {len(done['backfill_runs'])} run(s) queued, one per tick")
+        print("serving; Ctrl-C to stop", flush=True)
+    serve_deployment(deployment)
+    return EXIT_OK
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     from pipelines.config import load_config
     from pipelines.promote import history, rollback
@@ -390,7 +462,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": cmd_validate, "train": cmd_train, "backtest": cmd_backtest,
     "forecast": cmd_forecast, "promote": cmd_promote, "tune": cmd_tune,
-    "runs": cmd_runs, "ui": cmd_ui,
+    "runs": cmd_runs, "ui": cmd_ui, "retrain": cmd_retrain, "deploy": cmd_deploy,
 }
 
 

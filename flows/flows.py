@@ -18,7 +18,7 @@ from prefect.runtime import flow_run
 
 from features.errors import DeepcastError, ValidationFailed
 from pipelines.config import DataConfig, PipelineConfig, load_config, resolved_config
-from pipelines.ingest import file_sha256, frame_sha256, ingest
+from pipelines.ingest import cut_at, file_sha256, frame_sha256, ingest, parse_as_of
 from pipelines.validate import report_dir_for, validate_long_frame
 
 
@@ -115,10 +115,12 @@ def _source(cfg: PipelineConfig, data: str | None) -> str | None:
     return data or (str(cfg.data.path) if cfg.data.path is not None else None)
 
 
-def _validated(cfg: PipelineConfig, data: str | None, report_dir: str | None):
-    """Ingest and validate (stops the flow on bad data): (source, raw, clean, report)."""
+def _validated(cfg: PipelineConfig, data: str | None, report_dir: str | None,
+               as_of: str | None = None):
+    """Ingest (rows up to ``as_of`` when given) and validate (stops the flow on bad data):
+    (source, raw, clean, report)."""
     source = _source(cfg, data)
-    raw = ingest_task(cfg.data, source)
+    raw = cut_at(ingest_task(cfg.data, source), parse_as_of(as_of, cfg.data))
     clean, report = validate_task(raw, cfg, report_dir_for(cfg, report_dir))
     return source, raw, clean, report
 
@@ -134,10 +136,30 @@ def _run_tags(cfg: PipelineConfig, stage: str, source: str | None, data_sha: str
 def train_pipeline(pipeline: str, data: str | None = None, report_dir: str | None = None
                    ) -> dict[str, Any]:
     """Ingest -> validate -> train every model -> track in MLflow -> promote."""
-    from pipelines.tracking import Tracker
-
     cfg = load_config(pipeline)
     source, raw, clean, report = _validated(cfg, data, report_dir)
+    return _train_and_promote(cfg, pipeline, source, raw, clean, report)
+
+
+@task(name="save-reference-profile", **IO)
+def save_profile_task(tracker: Any, outcome: Any, raw: pd.DataFrame, cfg: PipelineConfig
+                      ) -> dict[str, Any]:
+    """Profile the training data (drift reference) and log it with every model run."""
+    from pipelines.drift import PROFILE_ARTIFACT, profile_window, reference_profile
+
+    profile = reference_profile(raw, profile_window(cfg.drift, cfg.features.lookback))
+    tracker.log_dict(profile, PROFILE_ARTIFACT)
+    for model in outcome.models:
+        tracker.log_dict(profile, PROFILE_ARTIFACT, run_id=model.run_id)
+    return profile
+
+
+def _train_and_promote(cfg: PipelineConfig, pipeline: str, source: str | None,
+                       raw: pd.DataFrame, clean: pd.DataFrame, report: Any) -> dict[str, Any]:
+    """The train run on validated data: train every model, save the drift reference
+    profile with them, promote through the gate; the ``train`` summary."""
+    from pipelines.tracking import Tracker
+
     tracker = Tracker(cfg.name)
     data_sha = frame_sha256(clean)
     tags = {**_run_tags(cfg, "train", source, data_sha),
@@ -151,6 +173,7 @@ def train_pipeline(pipeline: str, data: str | None = None, report_dir: str | Non
         tracker.log_dict(resolved_config(cfg), "config/pipeline.json")
         tracker.log_dict(report.to_dict(), "validation/validation.json")
         outcome = train_task(clean, cfg, tracker, data_sha)
+        save_profile_task(tracker, outcome, raw, cfg)
         decision = promote_task(outcome, clean, cfg, tracker)
     return {
         "pipeline": cfg.name,
@@ -248,15 +271,8 @@ def batch_forecast(pipeline: str, output: str, model: str = "champion",
                    series: list[str] | None = None) -> dict[str, Any]:
     """Load ``models:/NAME@model`` -> validate the history (and the future covariates) ->
     forecast -> write atomically (-> the HTML report, with ``report``)."""
-    from pipelines.forecast import (
-        check_output_path,
-        finish_forecast,
-        future_rows,
-        needs_future,
-        split_history,
-    )
+    from pipelines.forecast import check_output_path
     from pipelines.tracking import Tracker
-    from pipelines.train import user_frame
 
     cfg = load_config(pipeline)
     check_output_path(output)
@@ -264,10 +280,23 @@ def batch_forecast(pipeline: str, output: str, model: str = "champion",
         from pipelines.report import check_report_path
 
         check_report_path(report)
-    tracker = Tracker(cfg.name)
+    return _forecast(cfg, Tracker(cfg.name), model, output, _source(cfg, data), report_dir,
+                     future, report=report, series=series)
+
+
+def _forecast(cfg: PipelineConfig, tracker: Any, model: str, output: str, source: str | None,
+              report_dir: str | None = None, future: str | None = None,
+              raw: pd.DataFrame | None = None, report: str | None = None,
+              series: list[str] | None = None) -> dict[str, Any]:
+    """Forecast with a registered model from ``raw`` (default: ingest ``source``), write the
+    file (and the HTML report, with ``report``); the ``forecast`` summary."""
+    from pipelines.forecast import finish_forecast, future_rows, needs_future, split_history
+    from pipelines.train import user_frame
+
     ref, pyfunc = load_model_task(tracker, model)
     predictor = pyfunc.unwrap_python_model().predictor
-    raw = ingest_task(cfg.data, _source(cfg, data))
+    if raw is None:
+        raw = ingest_task(cfg.data, source)
     ahead = None
     if needs_future(predictor):
         raw, ahead = split_history(raw, ingest_future_task(cfg.data, future) if future

@@ -277,6 +277,31 @@ class PromotionConfig(_Strict):
     )
 
 
+class DriftConfig(_Strict):
+    """Drift check of `deepcast retrain`: new data against the champion's reference
+    profile (saved with every model at train time)."""
+
+    enabled: bool = Field(True, description="Check drift before retraining (a first run, "
+                          "or a champion without a profile, skips it with a note).")
+    on_breach: Literal["warn", "block"] = Field(
+        "warn", description="warn: report and retrain anyway; block: a global breach stops "
+        "the retrain before training (champion and forecast file untouched, exit 3).")
+    window: int | None = Field(None, ge=1, description="Last points of each series the "
+                               "level, scale and missing rate describe (default: lookback).")
+    level_shift: float = Field(3.0, gt=0, description="Breach when a level moves by more "
+                               "than this many reference scales (std of the window).")
+    scale_ratio: float = Field(2.0, gt=1, description="Breach when the scale grows or "
+                               "shrinks by more than this factor.")
+    missing_rate: float = Field(0.1, ge=0, le=1, description="Breach when the share of "
+                                "missing values in the window rises by more than this.")
+    new_series: float = Field(0.2, ge=0, le=1, description="Breach when more series than "
+                              "this share of the reference's are new.")
+    vanished_series: float = Field(0.2, ge=0, le=1, description="Breach when more than this "
+                                   "share of the reference's series are gone.")
+    series_share: float = Field(0.1, ge=0, le=1, description="Global breach when more than "
+                                "this share of the common series breach on their own.")
+
+
 class EnsembleConfig(_Strict):
     """An ensemble: a model like the others (scored, logged, registrable, servable)."""
 
@@ -369,6 +394,7 @@ class PipelineConfig(_Strict):
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig
     promotion: PromotionConfig = PromotionConfig()
+    drift: DriftConfig = Field(DriftConfig(), description="Drift check before a retrain.")
 
     @model_validator(mode="after")
     def _check_consistency(self) -> PipelineConfig:
@@ -587,7 +613,8 @@ def reference_markdown() -> str:
                            ("features", FeaturesConfig),
                            ("training", TrainingConfig), ("evaluation", EvaluationConfig),
                            ("evaluation.backtest", BacktestConfig),
-                           ("promotion", PromotionConfig), ("ensemble[]", EnsembleConfig),
+                           ("promotion", PromotionConfig), ("drift", DriftConfig),
+                           ("ensemble[]", EnsembleConfig),
                            ("tune", TuneConfig)):
         rows += ["", f"| `{section}:` key | default | meaning |", "|---|---|---|"]
         for n, f in model.model_fields.items():

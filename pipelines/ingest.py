@@ -100,3 +100,41 @@ def frame_sha256(df: pd.DataFrame) -> str:
     """Content hash of a canonical frame (order-sensitive, dtype-independent)."""
     hashed = pd.util.hash_pandas_object(df, index=False).to_numpy()
     return hashlib.sha256(hashed.tobytes()).hexdigest()
+
+
+def parse_as_of(as_of: str | int | None, data: DataConfig) -> pd.Timestamp | int | None:
+    """An ``as_of`` cut-off as a value of ``ds``: an integer step for integer ``ds``, else a
+    timestamp (timezone-aware ones converted to UTC, as ingest does); ConfigError if it does
+    not parse."""
+    if as_of is None or as_of == "":
+        return None
+    if isinstance(data.freq, int):
+        try:
+            return int(as_of)
+        except ValueError:
+            raise ConfigError(f"as_of {as_of!r} is not an integer step (ds is an integer)",
+                              hint="pass a step number, e.g. --as-of 120") from None
+    try:
+        stamp = pd.Timestamp(as_of)
+    except ValueError:
+        raise ConfigError(f"as_of {as_of!r} is not a date or timestamp",
+                          hint="pass an ISO 8601 date, e.g. --as-of 2014-06-30") from None
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp
+
+
+def cut_at(raw: pd.DataFrame, as_of: pd.Timestamp | int | None) -> pd.DataFrame:
+    """The rows of a coerced frame with ``ds <= as_of`` (what was known then); rows whose
+    ``ds`` did not parse are kept so that validation still reports them."""
+    if as_of is None:
+        return raw
+    from features.schema import DS
+
+    cut = raw[~(raw[DS] > as_of).fillna(False).to_numpy(dtype=bool)]
+    if cut.empty:
+        first = raw[DS].min()
+        raise DataError(f"no rows with ds <= as_of {as_of} (the data starts at {first})",
+                        hint="pick a later as_of date")
+    cut.attrs.update(raw.attrs)
+    return cut

@@ -121,11 +121,18 @@ def rescore_champion(tracker: Tracker, df: pd.DataFrame, cfg: PipelineConfig,
     return ref.version, scores[cfg.evaluation.metric], "re-scored on today's holdout"
 
 
+# Scores closer than this (relative) are a tie: the champion is re-scored from its saved
+# bundle, and the same model scored in memory can differ in the last float bits (a nightly
+# replay promoted an identical naive model over itself on a 5e-11 difference).
+TIE = 1e-6
+
+
 def decide(score: float, champion_score: float | None, champion_version: str | None,
            margin: float, reference: float | None = None, is_reference: bool = False
            ) -> tuple[bool, str]:
     """The gate: better than seasonal naive (``reference``; vacuous for seasonal naive
-    itself), then strictly better than the champion by ``margin`` (relative)."""
+    itself), then strictly better than the champion by ``margin`` (relative; differences
+    within :data:`TIE` do not count)."""
     if reference is not None and not is_reference and not score < reference:
         return False, (f"does not beat seasonal naive ({score:.6g} vs {reference:.6g} on the "
                        "same cut-offs)")
@@ -136,7 +143,7 @@ def decide(score: float, champion_score: float | None, champion_version: str | N
     if not math.isfinite(champion_score):
         return True, "champion's re-scored metric is not finite"
     bar = champion_score * (1.0 - margin)
-    if score < bar:
+    if score < bar - TIE * abs(champion_score):
         return True, f"beats champion {champion_score:.6g} (bar {bar:.6g} with margin {margin})"
     return False, f"does not beat champion {champion_score:.6g} (bar {bar:.6g}, margin {margin})"
 
@@ -241,3 +248,23 @@ def rollback(tracker: Tracker) -> dict[str, str]:
     tracker.set_version_tags(previous, {f"deepcast.restored_at.{current}": when})
     log.info("rollback: champion v%s -> v%s", current, previous)
     return {"from_version": current, "to_version": previous, "when": when}
+
+
+def revert_promotion(tracker: Tracker, decision: PromotionDecision, why: str) -> None:
+    """Undo this run's promotion when a later step of the run failed: ``champion`` goes back
+    to the version it replaced (after a first run: no champion), recorded on both versions
+    so :func:`history` shows it."""
+    if not decision.promoted:
+        return
+    when = _now()
+    current, previous = decision.candidate_version, decision.champion_version
+    if previous:
+        tracker.set_alias(CHAMPION, previous)
+        tracker.set_version_tags(previous, {f"deepcast.restored_at.{current}": when})
+    else:
+        tracker.delete_alias(CHAMPION)
+    tracker.set_version_tags(current, {"deepcast.rolled_back_at": when,
+                                       "deepcast.rolled_back_to": previous or "",
+                                       "deepcast.rollback_reason": why})
+    log.warning("promotion of v%s undone (%s): champion is %s", current, why,
+                f"v{previous}" if previous else "unset")

@@ -210,6 +210,23 @@ class Tracker:
         else:
             self.client.log_dict(run_id, obj, artifact_file)
 
+    def load_dict(self, run_id: str, artifact_file: str) -> dict[str, Any] | None:
+        """A JSON artifact of a run, or None when the run has no such artifact."""
+        import mlflow.artifacts
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return mlflow.artifacts.load_dict(f"runs:/{run_id}/{artifact_file}")
+        except (MlflowException, OSError):
+            return None
+
+    def run_url(self, run_id: str) -> str:
+        """Where a run shows in the MLflow UI: on the tracking server, or on `deepcast ui`
+        (http://127.0.0.1:5000) for a local store."""
+        base = self.uri if self.uri.startswith(("http://", "https://")) \
+            else "http://127.0.0.1:5000"
+        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}"
+
     def log_frame(self, df: pd.DataFrame, artifact_file: str) -> None:
         import mlflow
 
@@ -430,6 +447,9 @@ class Tracker:
 
     def set_alias(self, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(self.experiment, alias, version)
+
+    def delete_alias(self, alias: str) -> None:
+        self.client.delete_registered_model_alias(self.experiment, alias)
 
     def versions(self) -> list[Any]:
         """Every version of the pipeline's registered model (MLflow ``ModelVersion``s)."""

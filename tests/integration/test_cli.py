@@ -23,7 +23,7 @@ def deepcast(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600)
 
 @pytest.mark.parametrize("command", ["", "validate", "train", "backtest", "tune", "forecast",
                                      "promote",
-                                     "runs", "ui"])
+                                     "runs", "ui", "retrain", "deploy"])
 def test_help_is_instant_and_imports_no_framework(command, tmp_path):
     code = ("import sys; from flows.cli import main\n"
             "try:\n    main([a for a in sys.argv[1:] if a])\nexcept SystemExit as e:\n"

@@ -1,0 +1,133 @@
+"""The ``retrain`` flow under the Prefect test harness with a real SQLite MLflow store:
+a failed forecast undoes its promotion, a normal run promotes and publishes, a drift
+breach under ``on_breach: block`` stops before training with the champion and the
+forecast file untouched; the CLI's fast failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.errors import RunFailed
+from flows.retrain import retrain
+from pipelines.drift import PROFILE_ARTIFACT, DriftBlocked
+from pipelines.tracking import Tracker
+from tests.integration.conftest import subprocess_env, write_pipeline
+
+pytestmark = pytest.mark.integration
+
+OVER = {"models": [{"type": "naive"}, {"type": "seasonal_naive"}],
+        "evaluation": {"test_size": 12, "metric": "mase", "backtest": {"step": 3}}}
+
+
+def _run(pipeline: Path, output: Path | str, **kw):
+    """Run the flow; (state, flow run id)."""
+    state = retrain(pipeline=str(pipeline), output=str(output), return_state=True, **kw)
+    return state, state.state_details.flow_run_id
+
+
+def _artifacts(flow_run_id) -> dict[str, object]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {a.key: a for a in found}
+
+
+@pytest.mark.slow
+def test_retrain_promotes_publishes_and_drift_block_keeps_everything(
+        prefect_harness, store, tmp_path, retail_csv):
+    pipeline = write_pipeline(tmp_path, retail_csv, name="it-retrain", **OVER)
+    tracker = Tracker("it-retrain")
+
+    # 1. the forecast step fails (its folder is a file): the promotion is undone
+    (tmp_path / "not-a-dir").write_text("x")
+    state, run_id = _run(pipeline, tmp_path / "not-a-dir" / "f.csv", as_of="2018-06-01")
+    assert state.is_failed()
+    with pytest.raises(RunFailed, match="cannot write"):
+        state.result()
+    assert "champion" not in tracker.aliases() and tracker.aliases()["challenger"] == "1"
+    assert tracker.version_tags("1")["deepcast.rollback_reason"].startswith("forecast failed")
+    decision = _artifacts(run_id)["it-retrain-decision"].data
+    assert "failed at forecast" in decision and "not rewritten" in decision
+
+    # 2. a normal first run: drift skipped, best promoted, forecast + artifacts written
+    out = tmp_path / "fc" / "forecast_{date}.csv"
+    state, run_id = _run(pipeline, out, as_of="2018-06-01")
+    first = state.result()
+    assert first["status"] == "promoted" and first["drift"]["checked"] is False
+    assert "no champion yet" in first["drift_summary"]
+    assert tracker.aliases()["champion"] == "2"
+    written = tmp_path / "fc" / "forecast_2018-06-01.csv"
+    fc = pd.read_csv(written)
+    assert fc["ds"].min() == "2018-07-01" and (fc["model_version"] == 2).all()
+    arts = _artifacts(run_id)
+    assert set(arts) == {"it-retrain-model-scores", "it-retrain-decision",
+                         "it-retrain-mlflow-run", "it-retrain-forecast-file"}
+    assert {row["model"] for row in json.loads(arts["it-retrain-model-scores"].data)} == {
+        "naive", "seasonal_naive"}
+    assert "**PROMOTED**" in arts["it-retrain-decision"].data
+    assert f"({written.resolve().as_uri()})" in arts["it-retrain-forecast-file"].data
+    assert first["train"]["parent_run_id"] in arts["it-retrain-mlflow-run"].data
+    # the champion carries the reference profile of its training data
+    profile = tracker.load_dict(tracker.resolve("champion").run_id, PROFILE_ARTIFACT)
+    assert profile["global"]["n_series"] == 6 and profile["window"] == 24
+    assert profile["series"][fc["unique_id"].iloc[0]]["last_ds"] == "2018-06-01T00:00:00"
+
+    # 3. new data 10x larger under on_breach: block: stopped before training
+    raw = pd.read_csv(tmp_path / retail_csv.name)
+    shifted = tmp_path / "shifted.csv"
+    raw.assign(y=raw["y"] * 10).to_csv(shifted, index=False)
+    blocking = write_pipeline(tmp_path, retail_csv, name="it-retrain",
+                              drift={"on_breach": "block"}, **OVER)
+    before = written.read_bytes()
+    state, run_id = _run(blocking, out, data=str(shifted), as_of="2018-06-01")
+    with pytest.raises(DriftBlocked) as info:
+        state.result()
+    assert info.value.exit_code == 3 and info.value.report.blocking
+    assert any("level shifted" in b for b in info.value.report.breaches)
+    assert tracker.aliases() == {"champion": "2", "challenger": "2"}
+    assert len(tracker.versions()) == 2 and written.read_bytes() == before
+    assert "stopped by the drift check" in _artifacts(run_id)["it-retrain-decision"].data
+
+    # 4. the newest data, checked against champion v2 (warn only); the gate decides
+    pipeline = write_pipeline(tmp_path, retail_csv, name="it-retrain", **OVER)
+    state, run_id = _run(pipeline, out)
+    second = state.result()
+    assert second["drift"]["checked"] and "against champion v2" in second["drift_summary"]
+    d = second["train"]["decision"]
+    assert d["champion_version"] == "2" and second["status"] in ("promoted", "kept")
+    assert tracker.aliases()["champion"] == ("3" if d["promoted"] else "2")
+    assert Path(second["forecast"]["output"]).name == f"forecast_{second['day']}.csv"
+    assert pd.read_csv(second["forecast"]["output"])["ds"].min() == "2019-01-01"
+
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
+                          text=True, env=subprocess_env(**env), timeout=120)
+
+
+def test_cli_fast_failures(tmp_path, retail_csv):
+    pipeline = write_pipeline(tmp_path, retail_csv, name="it-cli-ops")
+    done = _cli("retrain", str(pipeline), "--output", str(tmp_path / "f.txt"))
+    assert done.returncode == 2 and "unsupported extension" in done.stderr
+    done = _cli("retrain", str(pipeline), "--output", "f.csv", "--as-of", "someday")
+    assert done.returncode == 2 and "is not a date" in done.stderr
+    done = _cli("deploy", str(pipeline), "--cron", "0 2 * * *", "--timezone", "Mars/Base")
+    assert done.returncode == 2 and "not an IANA timezone" in done.stderr
+    # no server: a clear message with the command that starts one, no traceback
+    env = {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": ""}
+    done = _cli("deploy", str(pipeline), "--cron", "0 2 * * *", **env)
+    assert done.returncode == 2, done.stderr
+    assert "needs a Prefect server" in done.stderr and "prefect server start" in done.stderr
+    done = _cli("deploy", str(pipeline), "--cron", "0 2 * * 8", **env)
+    assert done.returncode == 2 and "not a valid cron expression" in done.stderr
+    for out in (done.stderr,):
+        assert "Traceback" not in out
