@@ -189,11 +189,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _preflight(args: argparse.Namespace):
     """Config and data-file errors in well under a second, before any flow starts."""
     from pipelines.config import load_config
-    from pipelines.ingest import check_source
+    from pipelines.ingest import peek
 
     cfg = load_config(args.pipeline)
     if args.data or cfg.data.path is not None:
-        check_source(args.data or cfg.data.path)
+        peek(cfg.data, args.data or cfg.data.path)  # readable, with rows and the columns
     else:
         from pipelines.sql import database_url
 
@@ -237,6 +237,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if summary["dropped_series"]:
         print(f"note: {len(summary['dropped_series'])} short series were dropped "
               f"(see {summary['validation_report']})")
+    if summary.get("quarantined"):
+        print(f"note: {summary['quarantined']} bad row(s) were quarantined to "
+              f"{summary['quarantine_path']}")
     if not args.quiet:
         print(f"runs: {summary['tracking_uri']} (parent run {summary['parent_run_id']}); "
               "open them with `deepcast ui`")

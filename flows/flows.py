@@ -133,9 +133,12 @@ def train_pipeline(pipeline: str, data: str | None = None, report_dir: str | Non
         tracker.log_params(resolved_config(cfg))
         tracker.log_metrics({"data_rows": len(clean), "data_series": clean["unique_id"].nunique(),
                              "data_rows_raw": len(raw),
-                             "data_series_dropped": len(report.dropped_series)})
+                             "data_series_dropped": len(report.dropped_series),
+                             "data_rows_quarantined": report.quarantined})
         tracker.log_dict(resolved_config(cfg), "config/pipeline.json")
         tracker.log_dict(report.to_dict(), "validation/validation.json")
+        if report.quarantine_path:
+            tracker.log_artifact(report.quarantine_path, "validation")
         outcome = train_task(clean, cfg, tracker, data_sha)
         decision = promote_task(outcome, clean, cfg, tracker)
     return {
@@ -149,6 +152,8 @@ def train_pipeline(pipeline: str, data: str | None = None, report_dir: str | Non
         "n_rows": len(clean),
         "n_series": outcome.n_series,
         "dropped_series": report.dropped_series,
+        "quarantined": report.quarantined,
+        "quarantine_path": report.quarantine_path,
         "validation_report": report.report_path,
         "tracking_uri": tracker.uri,
     }
