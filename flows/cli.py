@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -142,13 +143,13 @@ def _setup_logging(args: argparse.Namespace) -> None:
 class _HideExpectedFailures(logging.Filter):
     """Hide Prefect's echo of a failure that deepcast reports itself (one clear message)."""
 
-    NAMES = ("ConfigError", "DataError", "ValidationFailed", "RunFailed")
+    NAMES = ("ConfigError", "DataError", "ValidationFailed", "RunFailed", "MlflowException")
 
     def filter(self, record: logging.LogRecord) -> bool:
         from features.errors import DeepcastError
 
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, DeepcastError):
+        if isinstance(exc, DeepcastError) or _store_error(exc):
             return False
         message = str(record.msg)
         return not any(f"{name}(" in message or f"{name}:" in message for name in self.NAMES)
@@ -286,9 +287,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_forecast(args: argparse.Namespace) -> int:
     from pipelines.forecast import check_output_path
+    from pipelines.ingest import check_source
 
-    _preflight(args)
+    cfg = _preflight(args)
     check_output_path(args.output)
+    if args.future:
+        check_source(args.future)
+    from pipelines.tracking import Tracker
+
+    Tracker(cfg.name).resolve(args.model)  # an unknown alias or version: exit 2 at once
     summary = _run_flow(args, "batch_forecast", output=args.output, model=args.model,
                         future=args.future)
     if summary is not None:
@@ -367,6 +374,18 @@ def cmd_ui(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+def _store_error(exc: BaseException | None) -> bool:
+    """An error of the tracking store's client (MLflow, or its HTTP layer)."""
+    module = type(exc).__module__.split(".")[0] if exc is not None else ""
+    return module in ("mlflow", "requests", "urllib3")
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM ends a run like Ctrl-C: open MLflow runs are closed (FAILED), temp files
+    removed, exit 130."""
+    raise KeyboardInterrupt
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": cmd_validate, "train": cmd_train, "backtest": cmd_backtest,
     "forecast": cmd_forecast, "promote": cmd_promote, "tune": cmd_tune,
@@ -380,6 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_environment(verbose=args.verbose)
     _setup_logging(args)
     _quiet_prefect(args)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
@@ -390,6 +410,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.debug:
             traceback.print_exc()
+        if _store_error(exc):
+            from pipelines.tracking import store_failed, tracking_uri
+
+            exc = store_failed(tracking_uri(), exc)
         if isinstance(exc, DeepcastError):
             print(f"error: {exc}", file=sys.stderr)
             return exc.exit_code

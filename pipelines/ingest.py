@@ -103,7 +103,20 @@ def peek(data: DataConfig, path: str | Path) -> None:
     has a supported type, can be read, has rows and the declared columns. Raises the same
     :class:`ConfigError` / :class:`DataError` as a full read would."""
     spec = column_spec(data)
-    coerce_long_frame(read_table(path, spec, nrows=100), spec, source=str(path))
+    head = read_table(path, spec, nrows=100)
+    coerce_long_frame(head, spec, source=str(path))
+    check_covariate_columns(head.columns, data, str(path))
+
+
+def check_covariate_columns(columns: pd.Index, data: DataConfig, source: str) -> None:
+    """Every covariate the YAML declares is a column of the data (DataError otherwise)."""
+    declared = [*data.static, *data.past, *data.future]
+    absent = [c for c in declared if c not in columns]
+    if absent:
+        have = ", ".join(map(str, columns[:20]))
+        raise DataError(f"{source}: missing covariate column(s) {absent} declared in the "
+                        f"pipeline (data.static / past / future); the data has: {have}",
+                        hint="add the columns to the data or remove them from the YAML")
 
 
 def ingest(data: DataConfig, path: str | Path | None = None) -> pd.DataFrame:

@@ -40,6 +40,7 @@ from features.schema import (
     sort_long_frame,
 )
 from pipelines.config import PipelineConfig
+from pipelines.ingest import check_covariate_columns
 
 MAX_EXAMPLES = 5
 REPORT_FILE = "validation.json"
@@ -180,13 +181,7 @@ def validate_long_frame(
     min_len = min_length or cfg.min_length
     source = str(df.attrs.get("source") or data.path or "data")
 
-    declared = [*data.static, *data.past, *data.future]
-    absent = [c for c in declared if c not in df.columns]
-    if absent:
-        have = ", ".join(map(str, df.columns[:20]))
-        raise DataError(f"{source}: missing covariate column(s) {absent} declared in the "
-                        f"pipeline (data.static / past / future); the data has: {have}",
-                        hint="add the columns to the data or remove them from the YAML")
+    check_covariate_columns(df.columns, data, source)
     frame = _prepare(df)
     frame = sort_long_frame(frame)
     rejected = None
