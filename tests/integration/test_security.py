@@ -106,7 +106,7 @@ def test_ui_listens_on_localhost_only(tmp_path):
     """`deepcast ui` (the one server deepcast starts) binds 127.0.0.1 by default."""
     port = free_port()
     env = subprocess_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
-                         PYTHONPATH=str(ROOT))
+                         PYTHONPATH=str(ROOT), MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "ui", "--port", str(port)],
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
