@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.deepcast-installed
 DEMO_OUT ?= forecasts/demo_forecast.csv
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint audit install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+audit: $(STAMP)  # known vulnerabilities in the pinned set (needs PyPI's JSON API)
+	grep -v '^#' constraints.txt > $(VENV)/pins.txt
+	$(BIN)/pip-audit -r $(VENV)/pins.txt --no-deps --disable-pip --strict --progress-spinner off
 
 clean:
 	rm -rf $(VENV) mlruns/mlflow.db mlruns/artifacts mlruns/validation forecasts

@@ -26,7 +26,9 @@ ID, DS, Y = "unique_id", "ds", "y"
 ROW = "_row"  # 1-based data row number in the source, for error messages
 DS_INVALID = "_ds_invalid"  # ds present but unparseable
 Y_INVALID = "_y_invalid"  # y present but not a number
-FLAG_COLUMNS = (ROW, DS_INVALID, Y_INVALID)
+DS_TEXT = "_ds_text"  # the source text of unparseable ds cells (only when there are some)
+Y_TEXT = "_y_text"  # the source text of non-numeric y cells (only when there are some)
+FLAG_COLUMNS = (ROW, DS_INVALID, Y_INVALID, DS_TEXT, Y_TEXT)
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,11 @@ def coerce_long_frame(raw: pd.DataFrame, spec: ColumnSpec, source: str = "data")
     missing = [c for c in wanted if c not in raw.columns]
     if missing:
         have = ", ".join(map(str, raw.columns[:20])) or "(none)"
+        sep = _other_delimiter(raw.columns)
         raise DataError(
             f"{source}: missing required column(s) {missing}; the file has: {have}",
-            hint="rename the columns in the file or declare them in the YAML "
+            hint=f"the file looks {sep!r}-separated: save it comma-separated" if sep else
+            "rename the columns in the file or declare them in the YAML "
             "(data.id_col, data.time_col, data.target_col)",
         )
     clash = [c for c in (ID, DS, Y) if c in raw.columns and c not in wanted and wanted.get(c) != c]
@@ -78,18 +82,54 @@ def coerce_long_frame(raw: pd.DataFrame, spec: ColumnSpec, source: str = "data")
         ds = ds.mask(non_int)
         out[DS] = ds.astype("Int64")
     else:
+        _refuse_mixed_timezones(ds_raw, out[ROW], source)
         out[DS] = _parse_datetimes(ds_raw)
     out[DS_INVALID] = ds_raw.notna().to_numpy() & out[DS].isna().to_numpy()
+    if out[DS_INVALID].any():  # kept for the quarantine file and reports
+        out[DS_TEXT] = ds_raw.astype("str").where(out[DS_INVALID])
 
     y_raw = df[Y]
     y = pd.to_numeric(y_raw, errors="coerce").astype("float64")
     out[Y] = y
     out[Y_INVALID] = y_raw.notna().to_numpy() & y.isna().to_numpy()
+    if out[Y_INVALID].any():
+        out[Y_TEXT] = y_raw.astype("str").where(out[Y_INVALID])
 
     for col in df.columns:
         if col not in (ID, DS, Y):
             out[col] = df[col]
     return out
+
+
+_TZ_SUFFIX = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def _refuse_mixed_timezones(values: pd.Series, rows: pd.Series, source: str) -> None:
+    """Timestamps with a UTC offset mixed with naive ones are ambiguous (is a naive one
+    UTC or local time?): a :class:`DataError` naming one row of each kind."""
+    if pd.api.types.is_datetime64_any_dtype(values) or not len(values):
+        return
+    text = values.astype("str").where(values.notna()).str.strip()
+    aware = text.str.contains(_TZ_SUFFIX, regex=True, na=False)
+    if not aware.any():
+        return
+    aware &= text.str.contains(r"\d[T ]\d", regex=True, na=False)  # not a date's "-01"
+    naive = values.notna() & ~aware
+    if aware.any() and naive.any():
+        a, n = int(np.argmax(aware.to_numpy())), int(np.argmax(naive.to_numpy()))
+        raise DataError(
+            f"{source}: column ds mixes timezone-aware timestamps (e.g. row {rows.iat[a]}: "
+            f"{text.iat[a]}) with naive ones (e.g. row {rows.iat[n]}: {text.iat[n]}); "
+            f"{int(aware.sum())} aware, {int(naive.sum())} naive",
+            hint="write every timestamp with its UTC offset, or every one without (in one "
+            "time zone)")
+
+
+def _other_delimiter(columns: pd.Index) -> str | None:
+    """The delimiter of a CSV read with the wrong one: one column whose name holds it."""
+    if len(columns) != 1:
+        return None
+    return next((sep for sep in (";", "\t", "|") if sep in str(columns[0])), None)
 
 
 def _parse_datetimes(values: pd.Series) -> pd.Series:

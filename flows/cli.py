@@ -11,7 +11,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -172,13 +174,14 @@ def _setup_logging(args: argparse.Namespace) -> None:
 class _HideExpectedFailures(logging.Filter):
     """Hide Prefect's echo of a failure that deepcast reports itself (one clear message)."""
 
-    NAMES = ("ConfigError", "DataError", "ValidationFailed", "RunFailed", "DriftBlocked")
+    NAMES = ("ConfigError", "DataError", "ValidationFailed", "RunFailed", "DriftBlocked",
+             "MlflowException")
 
     def filter(self, record: logging.LogRecord) -> bool:
         from features.errors import DeepcastError
 
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, DeepcastError):
+        if isinstance(exc, DeepcastError) or _store_error(exc):
             return False
         message = str(record.msg)
         return not any(f"{name}(" in message or f"{name}:" in message for name in self.NAMES)
@@ -216,11 +219,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _preflight(args: argparse.Namespace):
     """Config and data-file errors in well under a second, before any flow starts."""
     from pipelines.config import load_config
-    from pipelines.ingest import check_source
+    from pipelines.ingest import peek
 
     cfg = load_config(args.pipeline)
     if args.data or cfg.data.path is not None:
-        check_source(args.data or cfg.data.path)
+        peek(cfg.data, args.data or cfg.data.path)  # readable, with rows and the columns
     else:
         from pipelines.sql import database_url
 
@@ -268,6 +271,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if summary["dropped_series"]:
         print(f"note: {len(summary['dropped_series'])} short series were dropped "
               f"(see {summary['validation_report']})")
+    if summary.get("quarantined"):
+        print(f"note: {summary['quarantined']} bad row(s) were quarantined to "
+              f"{summary['quarantine_path']}")
     if not args.quiet:
         print(f"runs: {summary['tracking_uri']} (parent run {summary['parent_run_id']}); "
               "open them with `deepcast ui`")
@@ -315,16 +321,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_forecast(args: argparse.Namespace) -> int:
     from features.errors import ConfigError
     from pipelines.forecast import check_output_path
+    from pipelines.ingest import check_source
     from pipelines.report import check_report_path, parse_series
 
-    _preflight(args)
+    cfg = _preflight(args)
     check_output_path(args.output)
+    if args.future:
+        check_source(args.future)
     if args.report:
         check_report_path(args.report)
     series = parse_series(args.series)
     if args.series is not None and not args.report:
         raise ConfigError("--series chooses the series plotted in the report",
                           hint="add --report report.html")
+    from pipelines.tracking import Tracker
+
+    Tracker(cfg.name).resolve(args.model)  # an unknown alias or version: exit 2 at once
     summary = _run_flow(args, "batch_forecast", output=args.output, model=args.model,
                         future=args.future, report=args.report, series=series or None)
     if summary is not None:
@@ -459,6 +471,18 @@ def cmd_ui(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+def _store_error(exc: BaseException | None) -> bool:
+    """An error of the tracking store's client (MLflow, or its HTTP layer)."""
+    module = type(exc).__module__.split(".")[0] if exc is not None else ""
+    return module in ("mlflow", "requests", "urllib3")
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM ends a run like Ctrl-C: open MLflow runs are closed (FAILED), temp files
+    removed, exit 130."""
+    raise KeyboardInterrupt
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": cmd_validate, "train": cmd_train, "backtest": cmd_backtest,
     "forecast": cmd_forecast, "promote": cmd_promote, "tune": cmd_tune,
@@ -472,6 +496,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_environment(verbose=args.verbose)
     _setup_logging(args)
     _quiet_prefect(args)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
@@ -485,6 +511,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.debug:
             traceback.print_exc()
+        if _store_error(exc):
+            from pipelines.tracking import store_failed, tracking_uri
+
+            exc = store_failed(tracking_uri(), exc)
         if isinstance(exc, DeepcastError):
             print(f"error: {exc}", file=sys.stderr)
             return exc.exit_code

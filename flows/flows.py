@@ -169,9 +169,12 @@ def _train_and_promote(cfg: PipelineConfig, pipeline: str, source: str | None,
         tracker.log_params(resolved_config(cfg))
         tracker.log_metrics({"data_rows": len(clean), "data_series": clean["unique_id"].nunique(),
                              "data_rows_raw": len(raw),
-                             "data_series_dropped": len(report.dropped_series)})
+                             "data_series_dropped": len(report.dropped_series),
+                             "data_rows_quarantined": report.quarantined})
         tracker.log_dict(resolved_config(cfg), "config/pipeline.json")
         tracker.log_dict(report.to_dict(), "validation/validation.json")
+        if report.quarantine_path:
+            tracker.log_artifact(report.quarantine_path, "validation")
         outcome = train_task(clean, cfg, tracker, data_sha)
         save_profile_task(tracker, outcome, raw, cfg)
         decision = promote_task(outcome, clean, cfg, tracker)
@@ -186,6 +189,8 @@ def _train_and_promote(cfg: PipelineConfig, pipeline: str, source: str | None,
         "n_rows": len(clean),
         "n_series": outcome.n_series,
         "dropped_series": report.dropped_series,
+        "quarantined": report.quarantined,
+        "quarantine_path": report.quarantine_path,
         "validation_report": report.report_path,
         "tracking_uri": tracker.uri,
     }

@@ -78,6 +78,14 @@ class DataConfig(_Strict):
     categorical: list[str] | None = Field(
         None, description="Which static columns are categorical (default: the non-numeric "
         "ones).")
+    bad_rows: Literal["error", "quarantine"] = Field(
+        "error",
+        description="Rows that cannot be used: an empty unique_id or ds, a ds that does not "
+        "parse, a y that is not a finite number, a repeated (unique_id, ds). 'error' fails "
+        "validation; 'quarantine' moves them to quarantine.csv next to the validation report "
+        "(with a `reason` column), counts them in the report and the MLflow run, and goes "
+        "on (a row with a bad y keeps its place with y missing, so `missing_y` applies).",
+    )
     missing_y: Literal["error", "interpolate"] = Field(
         "error",
         description="Missing target values: 'error' fails validation; 'interpolate' fills them "
@@ -551,9 +559,24 @@ def parse_config(raw: Any, source: str = "", base_dir: Path | None = None) -> Pi
         raise ConfigError(_format_errors(err, source),
                           hint="see the pipeline YAML reference in README.md") from None
     if base_dir is not None and cfg.data.path is not None and not cfg.data.path.is_absolute():
-        data = cfg.data.model_copy(update={"path": (base_dir / cfg.data.path).resolve()})
+        resolved = (base_dir / cfg.data.path).resolve()
+        _check_inside_project(cfg.data.path, resolved, base_dir, source)
+        data = cfg.data.model_copy(update={"path": resolved})
         cfg = cfg.model_copy(update={"data": data})
     return cfg
+
+
+def _check_inside_project(given: Path, resolved: Path, base_dir: Path, source: str) -> None:
+    """A relative ``data.path`` may not climb (``..``) out of both the YAML's folder and
+    the project (the working directory, home of ./mlruns): a shared pipeline file must not
+    reach arbitrary files. An absolute path (or ``--data``) is an explicit choice."""
+    roots = (base_dir.resolve(), Path.cwd().resolve())
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise ConfigError(
+            f"invalid pipeline config {source}: data.path {str(given)!r} resolves to "
+            f"{resolved}, outside the pipeline's folder and the project ({roots[1]})",
+            hint="move the data into the project, or give an absolute data.path (or --data) "
+            "if that file is really meant")
 
 
 def load_config(path: str | Path) -> PipelineConfig:

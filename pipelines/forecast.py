@@ -69,7 +69,9 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        remove_orphans(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                                   dir=path.parent)
     except OSError as exc:
         raise RunFailed(f"cannot write in {path.parent}: {exc.strerror}",
                         hint="check permissions and free space") from None
@@ -95,6 +97,20 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def remove_orphans(path: Path) -> list[Path]:
+    """Delete temp files of earlier writers of ``path`` that died (SIGKILL, power loss)
+    before renaming them; a live writer's temp file (its process exists) is left alone."""
+    from pipelines.locks import process_alive
+
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def finish_forecast(fc: pd.DataFrame, version: str, run_id: str) -> pd.DataFrame:

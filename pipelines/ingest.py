@@ -35,31 +35,88 @@ def check_source(path: str | Path) -> Path:
     return path
 
 
-def read_table(path: str | Path, spec: ColumnSpec) -> pd.DataFrame:
-    """Read a CSV/Parquet file as raw columns (strings for keys, so nothing is guessed)."""
+def read_table(path: str | Path, spec: ColumnSpec, nrows: int | None = None) -> pd.DataFrame:
+    """Read a CSV/Parquet file as raw columns (strings for keys, so nothing is guessed);
+    ``nrows`` reads only the first rows of a CSV (a Parquet file: its schema and first
+    row group)."""
     path = check_source(path)
     suffix = path.suffix.lower()
+    kind = "CSV" if suffix == ".csv" else "Parquet"
     try:
         if suffix == ".csv":
             raw = pd.read_csv(path, dtype={spec.id_col: "str", spec.time_col: "str"},
-                              encoding="utf-8-sig", low_memory=False)
-        else:
+                              encoding="utf-8-sig", low_memory=False, nrows=nrows)
+        elif nrows is None:
             raw = pd.read_parquet(path)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})",
-                        hint="re-save the file as UTF-8") from None
+        else:
+            raw = _peek_parquet(path)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text ({_first_non_utf8(path)})",
+                        hint="re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+                        ) from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty",
                         hint="export the data again; a header and rows are needed") from None
     except (pd.errors.ParserError, ValueError, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        kind = "CSV" if suffix == ".csv" else "Parquet"
         raise DataError(f"{path}: cannot be read as {kind}: {first}",
-                        hint=f"check that the file really is {kind} and is complete") from None
+                        hint=f"check that the file really is {kind} and is complete "
+                        "(re-export it)") from None
     if raw.empty:
         raise DataError(f"{path}: no data rows (columns: {', '.join(map(str, raw.columns))})",
                         hint="export the data again with its rows")
     return raw
+
+
+def _first_non_utf8(path: Path) -> str:
+    """Where the first byte that is not UTF-8 is: line (1 = the header) and the byte."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, lines = 0, 1
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                at = max(exc.start - (len(exc.object) - len(chunk)), 0)  # in this chunk
+                lines += chunk.count(b"\n", 0, at)
+                return f"line {lines}, byte {offset + at} is {chunk[at:at + 1]!r}"
+            lines += chunk.count(b"\n")
+            offset += len(chunk)
+    return "an invalid byte sequence"
+
+
+def _peek_parquet(path: Path) -> pd.DataFrame:
+    """The first row group of a Parquet file (reads the footer: a truncated or fake file
+    fails here)."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as pf:
+        if pf.metadata.num_rows == 0 or pf.num_row_groups == 0:
+            return pf.schema_arrow.empty_table().to_pandas()
+        return pf.read_row_group(0).slice(0, 100).to_pandas()
+
+
+def peek(data: DataConfig, path: str | Path) -> None:
+    """Preflight of a data file, in well under a second before any flow starts: it exists,
+    has a supported type, can be read, has rows and the declared columns. Raises the same
+    :class:`ConfigError` / :class:`DataError` as a full read would."""
+    spec = column_spec(data)
+    head = read_table(path, spec, nrows=100)
+    coerce_long_frame(head, spec, source=str(path))
+    check_covariate_columns(head.columns, data, str(path))
+
+
+def check_covariate_columns(columns: pd.Index, data: DataConfig, source: str) -> None:
+    """Every covariate the YAML declares is a column of the data (DataError otherwise)."""
+    declared = [*data.static, *data.past, *data.future]
+    absent = [c for c in declared if c not in columns]
+    if absent:
+        have = ", ".join(map(str, columns[:20]))
+        raise DataError(f"{source}: missing covariate column(s) {absent} declared in the "
+                        f"pipeline (data.static / past / future); the data has: {have}",
+                        hint="add the columns to the data or remove them from the YAML")
 
 
 def ingest(data: DataConfig, path: str | Path | None = None) -> pd.DataFrame:
@@ -74,7 +131,9 @@ def ingest(data: DataConfig, path: str | Path | None = None) -> pd.DataFrame:
         df.attrs["source"] = data.source
         return df
     path = Path(path) if path is not None else data.path
-    return coerce_long_frame(read_table(path, spec), spec, source=str(path))
+    df = coerce_long_frame(read_table(path, spec), spec, source=str(path))
+    df.attrs["source"] = str(path)  # reports name the file actually read (--data too)
+    return df
 
 
 def ingest_future(data: DataConfig, path: str | Path) -> pd.DataFrame:

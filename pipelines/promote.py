@@ -167,6 +167,18 @@ def promote(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineConfig, tracke
     else:
         windows, score, reference = None, best.metrics[metric], outcome.reference[metric]
         gate = "holdout"
+    with tracker.promotion_lock():  # one decision at a time, against the champion of now
+        return _decide_and_register(outcome, df, cfg, tracker, windows, score, reference,
+                                    gate)
+
+
+def _decide_and_register(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineConfig,
+                         tracker: Tracker, windows: GateWindows | None, score: float,
+                         reference: float, gate: str) -> PromotionDecision:
+    """Inside the promotion lock: re-read and re-score the champion, decide, register the
+    candidate, move the aliases (champion only if it is still the one the decision saw)."""
+    metric = cfg.evaluation.metric
+    best = outcome.best
     champ_version, champ_score, note = rescore_champion(tracker, df, cfg, windows)
     promoted, reason = decide(score, champ_score, champ_version, cfg.promotion.margin,
                               reference, best.family == "seasonal_naive")
@@ -189,6 +201,13 @@ def promote(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineConfig, tracke
         "deepcast.seasonal_naive_score": reference,
     })
     tracker.set_alias(CHALLENGER, version.version)
+    now = tracker.aliases().get(CHAMPION)
+    if promoted and now != champ_version:  # compare-and-set: someone else moved it
+        promoted = decision.promoted = False
+        reason = decision.reason = (f"the champion changed to v{now} while deciding "
+                                    f"(was v{champ_version}): kept; train again to compare")
+        tracker.set_version_tags(version.version, {"deepcast.decision": "kept-champion",
+                                                   "deepcast.reason": reason})
     if promoted:
         tracker.set_version_tags(version.version, {
             "deepcast.promoted_at": _now(), "deepcast.replaced_version": champ_version or "",

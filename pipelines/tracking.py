@@ -25,6 +25,7 @@ import pandas as pd
 from features.errors import ConfigError, RunFailed
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 MODEL_ARTIFACT = "model"
 BUNDLE_KEY = "bundle"
 
@@ -44,8 +45,11 @@ def _quiet_env() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    # a tracking server that is down fails a run in tens of seconds, not minutes
+    # (MLflow's defaults: 7 retries with backoff factor 2, 120 s timeout)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 
 def default_store(root: str | Path | None = None) -> tuple[str, Path]:
@@ -57,6 +61,14 @@ def default_store(root: str | Path | None = None) -> tuple[str, Path]:
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the local SQLite store."""
     return os.environ.get("MLFLOW_TRACKING_URI") or default_store()[0]
+
+
+def store_failed(uri: str, exc: BaseException) -> RunFailed:
+    """The error to show when the tracking store itself fails (down, unreachable)."""
+    text = str(getattr(exc, "message", None) or exc).strip().splitlines()
+    return RunFailed(f"tracking store {uri} failed: {text[0] if text else repr(exc)}",
+                     hint="check that the MLflow server is running and reachable "
+                     "(MLFLOW_TRACKING_URI), then rerun; no alias was moved")
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -156,18 +168,50 @@ class Tracker:
             exp = self.client.get_experiment_by_name(self.experiment)  # lost a creation race
             if exp is not None:
                 return exp.experiment_id
-            raise RunFailed(f"tracking store {self.uri} failed: {exc.message}",
-                            hint="check MLFLOW_TRACKING_URI and that the server is up") from None
+            raise self.store_failed(exc) from None
+
+    def store_failed(self, exc: BaseException) -> RunFailed:
+        return store_failed(self.uri, exc)
 
     @contextmanager
     def run(self, name: str, nested: bool = False, tags: dict[str, str] | None = None
             ) -> Iterator[str]:
-        """Start (or nest) a run; it ends FAILED if the block raises, FINISHED otherwise."""
+        """Start (or nest) a run; it ends FAILED if the block raises, FINISHED otherwise.
+        Runs are tagged with this process (host, pid), so a parent run first closes the
+        runs that killed processes left RUNNING (:meth:`end_orphans`)."""
         import mlflow
 
+        from pipelines.locks import HOST
+
+        if not nested:
+            self.end_orphans()
+        tags = {**(tags or {}), "deepcast.host": HOST, "deepcast.pid": str(os.getpid())}
         with mlflow.start_run(run_name=name, experiment_id=self.experiment_id, nested=nested,
                               tags=tags) as run:
             yield run.info.run_id
+
+    def end_orphans(self) -> list[str]:
+        """Mark KILLED the runs of this experiment left RUNNING by a process of this host
+        that no longer exists (SIGKILL, OOM, power loss); return their ids."""
+        from pipelines.locks import HOST, process_alive
+
+        runs = self.client.search_runs([self.experiment_id],
+                                       filter_string="attributes.status = 'RUNNING'")
+        ended = []
+        for r in runs:
+            pid = r.data.tags.get("deepcast.pid", "")
+            if r.data.tags.get("deepcast.host") != HOST or not pid.isdigit() \
+                    or process_alive(int(pid)):
+                continue
+            self.client.set_tag(r.info.run_id, "deepcast.end_reason",
+                                f"process {pid} on {HOST} ended without closing the run "
+                                "(killed); closed by the next run")
+            self.client.set_terminated(r.info.run_id, "KILLED")
+            ended.append(r.info.run_id)
+        if ended:
+            logging.getLogger("deepcast").warning(
+                "marked %d run(s) left RUNNING by a killed process as KILLED", len(ended))
+        return ended
 
     def active_run_id(self) -> str:
         """Id of the run started by :meth:`run` in this thread ('' if none)."""
@@ -405,6 +449,8 @@ class Tracker:
             else:
                 mv = self.client.get_model_version_by_alias(self.experiment, ref)
         except MlflowException as exc:
+            if exc.error_code not in NOT_FOUND:
+                raise self.store_failed(exc) from None
             known = self.aliases()
             raise ConfigError(
                 f"registered model {self.experiment!r} has no version {ref!r} "
@@ -419,7 +465,9 @@ class Tracker:
 
         try:
             rm = self.client.get_registered_model(self.experiment)
-        except MlflowException:
+        except MlflowException as exc:  # only "no such model" means no alias
+            if exc.error_code not in NOT_FOUND:
+                raise self.store_failed(exc) from None
             return {}
         return {a: str(v) for a, v in (rm.aliases or {}).items()}
 
@@ -444,6 +492,15 @@ class Tracker:
             self.experiment, source=model_uri, run_id=run_id or None,
             tags={k: str(v) for k, v in tags.items()}, model_id=model_id)
         return ModelVersionRef(mv.name, str(mv.version), run_id, mv.source or model_uri)
+
+    @contextmanager
+    def promotion_lock(self) -> Iterator[None]:
+        """Serialise promotion decisions of this registered model (same store) across the
+        processes of this host, so two runs cannot both decide against a stale champion."""
+        from pipelines.locks import exclusive
+
+        with exclusive(self.uri, self.experiment):
+            yield
 
     def set_alias(self, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(self.experiment, alias, version)

@@ -28,19 +28,23 @@ from features.errors import DataError
 from features.schema import (
     DS,
     DS_INVALID,
+    DS_TEXT,
     FLAG_COLUMNS,
     ID,
     ROW,
     Y_INVALID,
+    Y_TEXT,
     Y,
     is_integer_time,
     on_grid,
     sort_long_frame,
 )
 from pipelines.config import PipelineConfig
+from pipelines.ingest import check_covariate_columns
 
 MAX_EXAMPLES = 5
 REPORT_FILE = "validation.json"
+QUARANTINE_FILE = "quarantine.csv"
 DOCS_DIR = "data_docs"
 DOCS_SITE = "deepcast"
 
@@ -81,6 +85,9 @@ class ValidationReport:
     report_path: str | None = None
     docs_path: str | None = None
     notes: list[str] = field(default_factory=list)
+    quarantined: int = 0  # rows moved aside under data.bad_rows: quarantine
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    quarantine_path: str | None = None
 
     def failures(self) -> list[ExpectationResult]:
         """The expectations that failed, in suite order."""
@@ -109,6 +116,10 @@ class ValidationReport:
                 f"Dropped {len(self.dropped_series)} series too short to train and score: "
                 f"{shown}{f' and {more} more' if more > 0 else ''}."
             )
+        if self.quarantined:
+            reasons = "; ".join(f"{k}: {v}" for k, v in self.quarantine_reasons.items())
+            where = self.quarantine_path or "not written: no report folder"
+            lines.append(f"Quarantined {self.quarantined} row(s) ({reasons}): {where}.")
         if self.interpolated:
             lines.append(
                 f"Interpolated {self.interpolated} missing y value(s) within their series."
@@ -170,15 +181,12 @@ def validate_long_frame(
     min_len = min_length or cfg.min_length
     source = str(df.attrs.get("source") or data.path or "data")
 
-    declared = [*data.static, *data.past, *data.future]
-    absent = [c for c in declared if c not in df.columns]
-    if absent:
-        have = ", ".join(map(str, df.columns[:20]))
-        raise DataError(f"{source}: missing covariate column(s) {absent} declared in the "
-                        f"pipeline (data.static / past / future); the data has: {have}",
-                        hint="add the columns to the data or remove them from the YAML")
+    check_covariate_columns(df.columns, data, source)
     frame = _prepare(df)
     frame = sort_long_frame(frame)
+    rejected = None
+    if data.bad_rows == "quarantine":
+        frame, rejected = _quarantine(frame)
 
     dropped: dict[str, int] = {}
     n_input_series = int(frame[ID].nunique())
@@ -219,7 +227,12 @@ def validate_long_frame(
         dropped_series=dropped,
         interpolated=interpolated,
     )
+    if rejected is not None and len(rejected):
+        report.quarantined = len(rejected)
+        report.quarantine_reasons = rejected["reason"].value_counts(sort=False).to_dict()
     if report_dir is not None:
+        if report.quarantined:
+            report.quarantine_path = _write_quarantine(rejected, Path(report_dir))
         _write_reports(report, Path(report_dir), ge_result, checks, suite_name)
     return clean, report
 
@@ -238,6 +251,49 @@ def _prepare(df: pd.DataFrame) -> pd.DataFrame:
         frame[flag] = frame[flag].fillna(False).astype(bool)
     frame[Y] = pd.to_numeric(frame[Y], errors="coerce").astype("float64")
     return frame
+
+
+def _quarantine(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split off the rows that cannot be used (``data.bad_rows: quarantine``): empty or
+    unparseable keys and repeated (unique_id, ds) (the first row is kept) leave the frame;
+    a row with a non-numeric or infinite y stays in place with y missing (removing it
+    would open a gap), so ``data.missing_y`` decides. Returns (frame, rejected rows with
+    a ``reason``); ``frame`` is sorted like its input."""
+    ids, ds = frame[ID], frame[DS]
+    reason = pd.Series(pd.NA, index=frame.index, dtype="str")
+    reason = reason.mask(ds.isna(), "ds is empty")
+    reason = reason.mask(frame[DS_INVALID], "ds does not parse")
+    reason = reason.mask(ids.isna(), "unique_id is empty")
+    keyed = reason.isna()
+    dup = keyed & frame[[ID, DS]].duplicated(keep="first")
+    reason = reason.mask(dup, "duplicate (unique_id, ds)")
+    leaves = reason.notna()
+    bad_y = ~leaves & (frame[Y_INVALID] | np.isinf(frame[Y].to_numpy(dtype="float64")))
+    reason = reason.mask(bad_y & frame[Y_INVALID], "y is not a number")
+    reason = reason.mask(bad_y & ~frame[Y_INVALID], "y is not finite")
+    kept_row = frame[ROW].where(keyed).groupby([ids, ds], sort=False).transform("first")
+    rejected = frame[reason.notna()].assign(reason=reason[reason.notna()],
+                                            kept_row=kept_row.where(dup).astype("Int64"))
+    kept = frame[~leaves].copy()
+    kept.loc[bad_y[~leaves], Y] = np.nan
+    kept[Y_INVALID] = False
+    return kept.reset_index(drop=True), rejected
+
+
+def _write_quarantine(rejected: pd.DataFrame, report_dir: Path) -> str:
+    """The rejected rows as the source had them (row number, values, reason), atomically."""
+    out = rejected.sort_values(ROW, kind="stable").rename(columns={ROW: "row"})
+    if DS_TEXT in out.columns:
+        out[DS] = out[DS].astype("object").where(out[DS_TEXT].isna(), out[DS_TEXT])
+    if Y_TEXT in out.columns:
+        out[Y] = out[Y].astype("object").where(out[Y_TEXT].isna(), out[Y_TEXT])
+    keep = ["row", ID, DS, Y, *[c for c in out.columns if c not in (
+        "row", ID, DS, Y, "reason", "kept_row", *FLAG_COLUMNS)], "reason", "kept_row"]
+    report_dir = report_dir.resolve()
+    report_dir.mkdir(parents=True, exist_ok=True)
+    path = report_dir / QUARANTINE_FILE
+    _write_text(path, out[keep].to_csv(index=False))
+    return str(path)
 
 
 def _same_series(ids: pd.Series) -> np.ndarray:
@@ -503,7 +559,8 @@ def _build_checks(
             lambda gxe: gxe.ExpectTableRowCountToBeBetween(min_value=1, description=empty_desc),
             None,
             empty_desc,
-            f"provide longer history or lower {geometry.replace(' +', ',')}"
+            "provide longer series, or lower features.lookback, features.horizon, "
+            "training.val_size or evaluation.test_size"
             if dropped
             else "check that the data file has rows",
             np.zeros(len(frame), dtype=bool),
@@ -724,17 +781,20 @@ def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
     return out[[ID, DS, Y, *rest]].reset_index(drop=True)
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    """Write JSON atomically (temp file in the same folder + os.replace)."""
-    fd, tmp = tempfile.mkstemp(prefix=".validation.", suffix=".json.tmp", dir=path.parent)
+def _write_text(path: Path, text: str) -> None:
+    """Write a text file atomically (temp file in the same folder + os.replace)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2, default=str)
-            fh.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    _write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def _write_reports(
