@@ -31,6 +31,7 @@ QUIET_ENV = {
     "GX_ANALYTICS_ENABLED": "false",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "GIT_PYTHON_REFRESH": "quiet",
+    "DASK_LOGGING__DISTRIBUTED": "warning",  # Dask fan-out: no per-worker start/stop lines
     "KERAS_HOME": os.path.join(os.path.expanduser("~"), ".keras"),
 }
 

@@ -8,6 +8,10 @@ flows run on Prefect's ephemeral API when no ``PREFECT_API_URL`` is set.
 from __future__ import annotations
 
 import datetime as dt
+import os
+from collections.abc import Callable
+from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +19,16 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from features.errors import DeepcastError, ValidationFailed
-from pipelines.config import DataConfig, PipelineConfig, load_config, resolved_config
+from features.errors import ConfigError, DeepcastError, ValidationFailed
+from pipelines.config import (
+    DataConfig,
+    ExecutionConfig,
+    PipelineConfig,
+    load_config,
+    resolved_config,
+)
 from pipelines.ingest import file_sha256, frame_sha256, ingest
 from pipelines.validate import report_dir_for, validate_long_frame
 
@@ -52,11 +63,65 @@ def validate_task(raw: pd.DataFrame, cfg: PipelineConfig, report_dir: Path,
     return clean, report
 
 
+def fan_out(cfg: PipelineConfig) -> Callable | None:
+    """The mapper of ``cfg.execution`` for the stages' per-fit function: None (serial, in
+    this process), or one that runs every job as a Prefect task on Dask through
+    prefect-dask's ``DaskTaskRunner`` and returns the results in job order. Checked when
+    the flow starts, before any data is read."""
+    ex = cfg.execution
+    if ex.runner == "serial":
+        return None
+    address = ex.scheduler_address
+    if address and not PREFECT_API_URL.value():
+        raise ConfigError(
+            f"the Dask cluster at {address} cannot report to Prefect: no PREFECT_API_URL is "
+            "set, and Prefect's ephemeral API is reachable from this process only",
+            hint="start a Prefect server (`prefect server start --host 0.0.0.0`) and set "
+            "PREFECT_API_URL=http://HOST:4200/api here and on the Dask workers; see "
+            "docs/production.md")
+    return partial(_dask_map, ex, address)
+
+
+def _dask_map(ex: ExecutionConfig, address: str | None, fn: Callable, jobs: list) -> list:
+    """Run ``fn(job)`` for every job as a Prefect task on Dask: on the cluster at
+    ``address``, else on a LocalCluster of ``ex.workers`` processes (127.0.0.1 only, one
+    TensorFlow thread pool each, sized to share this machine's cores)."""
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        runner = DaskTaskRunner(address=address)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // (ex.workers * ex.threads_per_worker))
+        env = {"TF_NUM_INTRAOP_THREADS": os.environ.get("TF_NUM_INTRAOP_THREADS",
+                                                        str(threads))}
+        runner = DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
+            "n_workers": ex.workers, "threads_per_worker": ex.threads_per_worker,
+            "processes": True, "host": "127.0.0.1", "dashboard_address": None, "env": env})
+    unit = task(fn, name=fn.__name__.replace("_", "-"), task_run_name="{job.label}", **PURE)
+    with _api_for_workers(), runner:
+        futures = [runner.submit(unit, {"job": job}) for job in jobs]
+        return [f.result() for f in futures]
+
+
+def _api_for_workers():
+    """Settings under which local Dask workers report to this run's Prefect API. Without
+    PREFECT_API_URL every worker process would start an ephemeral server of its own (~45
+    s); instead they are pointed at the ephemeral server this process already runs on."""
+    if PREFECT_API_URL.value():
+        return nullcontext()
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the ephemeral API of this process (started if not)
+    server.start()
+    return temporary_settings({PREFECT_API_URL: server.api_url})
+
+
 @task(name="train-models", **PURE)
-def train_task(clean: pd.DataFrame, cfg: PipelineConfig, tracker: Any, data_sha256: str):
+def train_task(clean: pd.DataFrame, cfg: PipelineConfig, tracker: Any, data_sha256: str,
+               mapper: Callable | None = None):
     from pipelines.train import train_models
 
-    return train_models(clean, cfg, tracker, data_sha256=data_sha256)
+    return train_models(clean, cfg, tracker, data_sha256=data_sha256, mapper=mapper)
 
 
 @task(name="promote", **PURE)
@@ -123,6 +188,7 @@ def train_pipeline(pipeline: str, data: str | None = None, report_dir: str | Non
     from pipelines.tracking import Tracker
 
     cfg = load_config(pipeline)
+    mapper = fan_out(cfg)
     source, raw, clean, report = _validated(cfg, data, report_dir)
     tracker = Tracker(cfg.name)
     data_sha = frame_sha256(clean)
@@ -136,7 +202,7 @@ def train_pipeline(pipeline: str, data: str | None = None, report_dir: str | Non
                              "data_series_dropped": len(report.dropped_series)})
         tracker.log_dict(resolved_config(cfg), "config/pipeline.json")
         tracker.log_dict(report.to_dict(), "validation/validation.json")
-        outcome = train_task(clean, cfg, tracker, data_sha)
+        outcome = train_task(clean, cfg, tracker, data_sha, mapper)
         decision = promote_task(outcome, clean, cfg, tracker)
     return {
         "pipeline": cfg.name,
@@ -155,10 +221,11 @@ def train_pipeline(pipeline: str, data: str | None = None, report_dir: str | Non
 
 
 @task(name="backtest", **PURE)
-def backtest_task(clean: pd.DataFrame, cfg: PipelineConfig, tracker: Any):
+def backtest_task(clean: pd.DataFrame, cfg: PipelineConfig, tracker: Any,
+                  mapper: Callable | None = None):
     from pipelines.backtest import run_backtest
 
-    return run_backtest(clean, cfg, tracker)
+    return run_backtest(clean, cfg, tracker, mapper)
 
 
 @flow(name="backtest-pipeline", flow_run_name=lambda: _run_name("backtest"), log_prints=False)
@@ -169,12 +236,13 @@ def backtest_pipeline(pipeline: str, data: str | None = None, report_dir: str | 
     from pipelines.tracking import Tracker
 
     cfg = load_config(pipeline)
+    mapper = fan_out(cfg)
     source, _, clean, report = _validated(cfg, data, report_dir)
     tracker = Tracker(cfg.name)
     tags = _run_tags(cfg, "backtest", source, frame_sha256(clean))
     with tracker.run(f"backtest-{cfg.name}", tags=tags) as parent_id:
         tracker.log_params(resolved_config(cfg))
-        result = backtest_task(clean, cfg, tracker)
+        result = backtest_task(clean, cfg, tracker, mapper)
         tracker.log_metrics({"backtest_seconds": result.seconds})
     bt = cfg.evaluation.backtest
     return {

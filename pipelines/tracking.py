@@ -160,13 +160,15 @@ class Tracker:
                             hint="check MLFLOW_TRACKING_URI and that the server is up") from None
 
     @contextmanager
-    def run(self, name: str, nested: bool = False, tags: dict[str, str] | None = None
-            ) -> Iterator[str]:
-        """Start (or nest) a run; it ends FAILED if the block raises, FINISHED otherwise."""
+    def run(self, name: str, nested: bool = False, tags: dict[str, str] | None = None,
+            parent_run_id: str | None = None) -> Iterator[str]:
+        """Start (or nest) a run; it ends FAILED if the block raises, FINISHED otherwise.
+        ``parent_run_id`` nests it under a run active in another process (a Dask worker
+        logging one model of the parent's ``train``)."""
         import mlflow
 
         with mlflow.start_run(run_name=name, experiment_id=self.experiment_id, nested=nested,
-                              tags=tags) as run:
+                              tags=tags, parent_run_id=parent_run_id or None) as run:
             yield run.info.run_id
 
     def active_run_id(self) -> str:
@@ -340,6 +342,10 @@ class Tracker:
         import mlflow.pyfunc
 
         return mlflow.pyfunc.load_model(ref.uri)
+
+    def load_predictor(self, model_uri: str):
+        """The fitted :class:`~forecasting.predictor.Predictor` behind a logged model URI."""
+        return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().predictor
 
     def register(self, model_uri: str, run_id: str, tags: dict[str, Any]) -> ModelVersionRef:
         """Create a new version of the pipeline's registered model."""
