@@ -8,10 +8,7 @@ flows run on Prefect's ephemeral API when no ``PREFECT_API_URL`` is set.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable
-from contextlib import nullcontext
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +16,9 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from features.errors import ConfigError, DeepcastError, ValidationFailed
-from pipelines.config import (
-    DataConfig,
-    ExecutionConfig,
-    PipelineConfig,
-    load_config,
-    resolved_config,
-)
+from features.errors import DeepcastError, ValidationFailed
+from pipelines.config import DataConfig, PipelineConfig, load_config, resolved_config
 from pipelines.ingest import file_sha256, frame_sha256, ingest
 from pipelines.validate import report_dir_for, validate_long_frame
 
@@ -64,56 +54,14 @@ def validate_task(raw: pd.DataFrame, cfg: PipelineConfig, report_dir: Path,
 
 
 def fan_out(cfg: PipelineConfig) -> Callable | None:
-    """The mapper of ``cfg.execution`` for the stages' per-fit function: None (serial, in
-    this process), or one that runs every job as a Prefect task on Dask through
-    prefect-dask's ``DaskTaskRunner`` and returns the results in job order. Checked when
-    the flow starts, before any data is read."""
-    ex = cfg.execution
-    if ex.runner == "serial":
+    """The mapper for the stages' per-fit function under ``cfg.execution``: None runs
+    every fit in this process; runner dask runs each as a Prefect task on Dask
+    (:mod:`flows.fanout`). Called when a flow starts, so a set-up error shows at once."""
+    if cfg.execution.runner == "serial":
         return None
-    address = ex.scheduler_address
-    if address and not PREFECT_API_URL.value():
-        raise ConfigError(
-            f"the Dask cluster at {address} cannot report to Prefect: no PREFECT_API_URL is "
-            "set, and Prefect's ephemeral API is reachable from this process only",
-            hint="start a Prefect server (`prefect server start --host 0.0.0.0`) and set "
-            "PREFECT_API_URL=http://HOST:4200/api here and on the Dask workers; see "
-            "docs/production.md")
-    return partial(_dask_map, ex, address)
+    from flows.fanout import dask_mapper
 
-
-def _dask_map(ex: ExecutionConfig, address: str | None, fn: Callable, jobs: list) -> list:
-    """Run ``fn(job)`` for every job as a Prefect task on Dask: on the cluster at
-    ``address``, else on a LocalCluster of ``ex.workers`` processes (127.0.0.1 only, one
-    TensorFlow thread pool each, sized to share this machine's cores)."""
-    from prefect_dask import DaskTaskRunner
-
-    if address:
-        runner = DaskTaskRunner(address=address)
-    else:
-        threads = max(1, (os.cpu_count() or 1) // (ex.workers * ex.threads_per_worker))
-        env = {"TF_NUM_INTRAOP_THREADS": os.environ.get("TF_NUM_INTRAOP_THREADS",
-                                                        str(threads))}
-        runner = DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
-            "n_workers": ex.workers, "threads_per_worker": ex.threads_per_worker,
-            "processes": True, "host": "127.0.0.1", "dashboard_address": None, "env": env})
-    unit = task(fn, name=fn.__name__.replace("_", "-"), task_run_name="{job.label}", **PURE)
-    with _api_for_workers(), runner:
-        futures = [runner.submit(unit, {"job": job}) for job in jobs]
-        return [f.result() for f in futures]
-
-
-def _api_for_workers():
-    """Settings under which local Dask workers report to this run's Prefect API. Without
-    PREFECT_API_URL every worker process would start an ephemeral server of its own (~45
-    s); instead they are pointed at the ephemeral server this process already runs on."""
-    if PREFECT_API_URL.value():
-        return nullcontext()
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()  # the ephemeral API of this process (started if not)
-    server.start()
-    return temporary_settings({PREFECT_API_URL: server.api_url})
+    return dask_mapper(cfg.execution)
 
 
 @task(name="train-models", **PURE)
