@@ -18,6 +18,7 @@ cluster is refused with a message saying how to run a Prefect server.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -31,6 +32,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from features.errors import ConfigError
 from pipelines.config import DASK_ADDRESS_ENV, ExecutionConfig
+
+log = logging.getLogger("deepcast")
 
 
 def dask_mapper(ex: ExecutionConfig) -> Callable[[Callable, list], list]:
@@ -64,6 +67,8 @@ def _dask_map(ex: ExecutionConfig, address: str | None, fn: Callable, jobs: list
             "processes": True, "host": "127.0.0.1", "dashboard_address": None, "env": env})
     unit = task(fn, name=fn.__name__.replace("_", "-"), task_run_name="{job.label}",
                 cache_policy=NO_CACHE)
+    log.info("fan-out: %d %s tasks on %s", len(jobs), unit.name,
+             address or f"a local Dask cluster of {ex.workers} worker processes")
     with _api_for_workers(), runner:
         if not address:
             runner.client.register_plugin(ExitFast())
