@@ -6,7 +6,8 @@ one that sends every job to a Dask cluster through prefect-dask's ``DaskTaskRunn
 
 - a ``LocalCluster`` of ``execution.workers`` processes on 127.0.0.1 by default, one
   thread each (Keras models trained in threads of one process share seed state), each
-  with its own TensorFlow thread pool sized to share this machine's cores;
+  with its own TensorFlow thread pool of the size a serial run uses (results depend on
+  it: set ``TF_NUM_INTRAOP_THREADS`` for both to change it);
 - the existing scheduler at ``execution.address`` / ``DEEPCAST_DASK_ADDRESS`` otherwise.
 
 Jobs and results are plain data (frames, configs, MLflow run ids and model URIs), never
@@ -59,12 +60,12 @@ def _dask_map(ex: ExecutionConfig, address: str | None, fn: Callable, jobs: list
     if address:
         runner = DaskTaskRunner(address=address)
     else:
-        threads = max(1, (os.cpu_count() or 1) // (ex.workers * ex.threads_per_worker))
-        env = {"TF_NUM_INTRAOP_THREADS": os.environ.get("TF_NUM_INTRAOP_THREADS",
-                                                        str(threads))}
+        # workers inherit this environment, TensorFlow's thread pool size included: sums
+        # split over another number of threads round differently, and the metrics would
+        # no longer be those of a serial run on this machine
         runner = DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
             "n_workers": ex.workers, "threads_per_worker": ex.threads_per_worker,
-            "processes": True, "host": "127.0.0.1", "dashboard_address": None, "env": env})
+            "processes": True, "host": "127.0.0.1", "dashboard_address": None})
     unit = task(fn, name=fn.__name__.replace("_", "-"), task_run_name="{job.label}",
                 cache_policy=NO_CACHE)
     log.info("fan-out: %d %s tasks on %s", len(jobs), unit.name,
