@@ -35,6 +35,8 @@ QUIET_ENV = {
     "KERAS_HOME": os.path.join(os.path.expanduser("~"), ".keras"),
 }
 
+PREFECT_LOGGERS = ("prefect.flow_runs", "prefect.task_runs", "prefect.engine", "prefect")
+
 EPILOG = "exit codes: 0 ok, 1 run failed, 2 bad command line or config, 3 data failed validation"
 
 
@@ -159,7 +161,7 @@ def _quiet_prefect(args: argparse.Namespace) -> None:
     if args.debug or args.verbose:
         return
     filt = _HideExpectedFailures()
-    for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.engine", "prefect"):
+    for name in PREFECT_LOGGERS:
         logging.getLogger(name).addFilter(filt)
 
 

@@ -32,6 +32,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from features.errors import ConfigError
+from flows.cli import PREFECT_LOGGERS
 from pipelines.config import DASK_ADDRESS_ENV, ExecutionConfig
 
 log = logging.getLogger("deepcast")
@@ -72,7 +73,7 @@ def _dask_map(ex: ExecutionConfig, address: str | None, fn: Callable, jobs: list
              address or f"a local Dask cluster of {ex.workers} worker processes")
     with _api_for_workers(), runner:
         if not address:
-            runner.client.register_plugin(ExitFast())
+            runner.client.register_plugin(LocalWorkerSetup())
         futures = [runner.submit(unit, {"job": job}) for job in jobs]
         return [f.result() for f in futures]
 
@@ -89,14 +90,25 @@ def _api_for_workers() -> AbstractContextManager:
     return temporary_settings({PREFECT_API_URL: server.api_url})
 
 
-class ExitFast(WorkerPlugin):
-    """Local workers only: once Python's exit handlers have run (Prefect's log and event
-    flushes included), end the process at once. TensorFlow's native teardown otherwise
-    keeps a closed worker alive until the nanny kills it 4 s later, with a warning."""
+class LocalWorkerSetup(WorkerPlugin):
+    """Set up each worker process of the local cluster like this process:
 
-    name = "deepcast-exit-fast"
+    - Prefect's loggers get this process's filters, so a failure that deepcast reports
+      itself is not echoed with a traceback by the worker too (the CLI without --debug);
+    - once Python's exit handlers have run (Prefect's log and event flushes included), the
+      process ends at once: TensorFlow's native teardown otherwise keeps a closed worker
+      alive until the nanny kills it 4 s later, with a warning.
+    """
+
+    name = "deepcast-local-worker"
+
+    def __init__(self) -> None:
+        self.filters = {name: list(logging.getLogger(name).filters) for name in PREFECT_LOGGERS}
 
     def setup(self, worker: Any) -> None:
         import atexit
 
+        for name, filters in self.filters.items():
+            for f in filters:
+                logging.getLogger(name).addFilter(f)
         atexit.register(os._exit, 0)
