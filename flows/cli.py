@@ -33,8 +33,11 @@ QUIET_ENV = {
     "GX_ANALYTICS_ENABLED": "false",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "GIT_PYTHON_REFRESH": "quiet",
+    "DASK_LOGGING__DISTRIBUTED": "warning",  # Dask fan-out: no per-worker start/stop lines
     "KERAS_HOME": os.path.join(os.path.expanduser("~"), ".keras"),
 }
+
+PREFECT_LOGGERS = ("prefect.flow_runs", "prefect.task_runs", "prefect.engine", "prefect")
 
 EPILOG = "exit codes: 0 ok, 1 run failed, 2 bad command line or config, 3 data failed validation"
 
@@ -191,7 +194,7 @@ def _quiet_prefect(args: argparse.Namespace) -> None:
     if args.debug or args.verbose:
         return
     filt = _HideExpectedFailures()
-    for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.engine", "prefect"):
+    for name in PREFECT_LOGGERS:
         logging.getLogger(name).addFilter(filt)
 
 

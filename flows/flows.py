@@ -8,6 +8,7 @@ flows run on Prefect's ephemeral API when no ``PREFECT_API_URL`` is set.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +53,23 @@ def validate_task(raw: pd.DataFrame, cfg: PipelineConfig, report_dir: Path,
     return clean, report
 
 
+def fan_out(cfg: PipelineConfig) -> Callable | None:
+    """The mapper for the stages' per-fit function under ``cfg.execution``: None runs
+    every fit in this process; runner dask runs each as a Prefect task on Dask
+    (:mod:`flows.fanout`). Called when a flow starts, so a set-up error shows at once."""
+    if cfg.execution.runner == "serial":
+        return None
+    from flows.fanout import dask_mapper
+
+    return dask_mapper(cfg.execution)
+
+
 @task(name="train-models", **PURE)
-def train_task(clean: pd.DataFrame, cfg: PipelineConfig, tracker: Any, data_sha256: str):
+def train_task(clean: pd.DataFrame, cfg: PipelineConfig, tracker: Any, data_sha256: str,
+               mapper: Callable | None = None):
     from pipelines.train import train_models
 
-    return train_models(clean, cfg, tracker, data_sha256=data_sha256)
+    return train_models(clean, cfg, tracker, data_sha256=data_sha256, mapper=mapper)
 
 
 @task(name="promote", **PURE)
@@ -137,8 +150,9 @@ def train_pipeline(pipeline: str, data: str | None = None, report_dir: str | Non
                    ) -> dict[str, Any]:
     """Ingest -> validate -> train every model -> track in MLflow -> promote."""
     cfg = load_config(pipeline)
+    mapper = fan_out(cfg)
     source, raw, clean, report = _validated(cfg, data, report_dir)
-    return _train_and_promote(cfg, pipeline, source, raw, clean, report)
+    return _train_and_promote(cfg, pipeline, source, raw, clean, report, mapper)
 
 
 @task(name="save-reference-profile", **IO)
@@ -155,9 +169,11 @@ def save_profile_task(tracker: Any, outcome: Any, raw: pd.DataFrame, cfg: Pipeli
 
 
 def _train_and_promote(cfg: PipelineConfig, pipeline: str, source: str | None,
-                       raw: pd.DataFrame, clean: pd.DataFrame, report: Any) -> dict[str, Any]:
-    """The train run on validated data: train every model, save the drift reference
-    profile with them, promote through the gate; the ``train`` summary."""
+                       raw: pd.DataFrame, clean: pd.DataFrame, report: Any,
+                       mapper: Callable | None = None) -> dict[str, Any]:
+    """The train run on validated data: train every model (through ``mapper``, see
+    :func:`fan_out`), save the drift reference profile with them, promote through the
+    gate; the ``train`` summary."""
     from pipelines.tracking import Tracker
 
     tracker = Tracker(cfg.name)
@@ -175,7 +191,7 @@ def _train_and_promote(cfg: PipelineConfig, pipeline: str, source: str | None,
         tracker.log_dict(report.to_dict(), "validation/validation.json")
         if report.quarantine_path:
             tracker.log_artifact(report.quarantine_path, "validation")
-        outcome = train_task(clean, cfg, tracker, data_sha)
+        outcome = train_task(clean, cfg, tracker, data_sha, mapper)
         save_profile_task(tracker, outcome, raw, cfg)
         decision = promote_task(outcome, clean, cfg, tracker)
     return {
@@ -197,10 +213,11 @@ def _train_and_promote(cfg: PipelineConfig, pipeline: str, source: str | None,
 
 
 @task(name="backtest", **PURE)
-def backtest_task(clean: pd.DataFrame, cfg: PipelineConfig, tracker: Any):
+def backtest_task(clean: pd.DataFrame, cfg: PipelineConfig, tracker: Any,
+                  mapper: Callable | None = None):
     from pipelines.backtest import run_backtest
 
-    return run_backtest(clean, cfg, tracker)
+    return run_backtest(clean, cfg, tracker, mapper)
 
 
 @flow(name="backtest-pipeline", flow_run_name=lambda: _run_name("backtest"), log_prints=False)
@@ -211,12 +228,13 @@ def backtest_pipeline(pipeline: str, data: str | None = None, report_dir: str | 
     from pipelines.tracking import Tracker
 
     cfg = load_config(pipeline)
+    mapper = fan_out(cfg)
     source, _, clean, report = _validated(cfg, data, report_dir)
     tracker = Tracker(cfg.name)
     tags = _run_tags(cfg, "backtest", source, frame_sha256(clean))
     with tracker.run(f"backtest-{cfg.name}", tags=tags) as parent_id:
         tracker.log_params(resolved_config(cfg))
-        result = backtest_task(clean, cfg, tracker)
+        result = backtest_task(clean, cfg, tracker, mapper)
         tracker.log_metrics({"backtest_seconds": result.seconds})
     bt = cfg.evaluation.backtest
     return {

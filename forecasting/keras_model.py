@@ -9,7 +9,10 @@ checkpoints, batched prediction and ``.keras`` save/load with ``safe_mode=True``
 from __future__ import annotations
 
 import math
+import random
 from abc import abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -191,7 +194,7 @@ class KerasForecaster(Forecaster):
         batch = settings.batch_size * runtime.n_replicas
         steps = max(1, math.ceil(len(data.train_starts) / batch))
         keras.utils.set_random_seed(settings.seed)
-        with runtime.scope():
+        with runtime.scope(), _private_layer_seeds(settings.seed):
             model = self.build()
             _apply_l2(model, settings.l2)
             model.compile(optimizer=_optimizer(settings, steps), loss=self.loss(settings),
@@ -326,6 +329,23 @@ def _optimizer(settings: TrainSettings, steps_per_epoch: int):
     if name == "rmsprop":
         return keras.optimizers.RMSprop(**kwargs)
     raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
+
+
+@contextmanager
+def _private_layer_seeds(seed: int) -> Iterator[None]:
+    """Draw the seeds of unseeded initializers and dropout layers from a generator of our
+    own. Keras draws them from Python's shared ``random``, which other threads of the
+    process also consume (a Dask worker's event loop does, every few seconds), so a model
+    built in a worker would get other weights than the same seed gives in a plain process.
+    Same sequence as ``keras.utils.set_random_seed(seed)`` gives an undisturbed process."""
+    from keras.src.random import seed_generator
+
+    shared = seed_generator.python_random
+    seed_generator.python_random = random.Random(seed)
+    try:
+        yield
+    finally:
+        seed_generator.python_random = shared
 
 
 def _apply_l2(model, l2: float) -> None:

@@ -30,7 +30,7 @@ from forecasting import conformal, metrics
 from forecasting.keras_model import quantile_column
 from pipelines import progress
 from pipelines.config import ENTRY_MODELS, PipelineConfig
-from pipelines.train import fit_model, prepare
+from pipelines.train import Mapper, fit_model, prepare
 
 log = logging.getLogger("deepcast")
 
@@ -76,8 +76,52 @@ def history_before(df: pd.DataFrame, cuts: np.ndarray, size: int | None = None
     return df[keep].reset_index(drop=True)
 
 
-def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker=None) -> BacktestResult:
-    """Backtest every model of ``cfg`` (and seasonal naive, the reference) on ``df``."""
+@dataclass(frozen=True)
+class BacktestJob:
+    """One fit of a backtest, as plain data: a model fit on the history before the first
+    cut-off of ``windows`` and predicting every window of that refit group."""
+
+    entry: Any
+    windows: tuple[int, ...]
+    df: pd.DataFrame
+    cfg: PipelineConfig
+    cuts: np.ndarray  # (n_series, n_windows) history length at each cut-off
+
+    @property
+    def label(self) -> str:
+        return f"{self.entry.label}-cutoff-{self.windows[0]}"
+
+
+@dataclass
+class WindowForecasts:
+    """What one backtest fit returns: its forecasts (data, not the model)."""
+
+    forecasts: pd.DataFrame  # unique_id, window, cutoff, ds, h, y, yhat..
+    trainable: bool
+    quantiles: tuple[float, ...]
+    seconds: float
+
+
+def backtest_fit(job: BacktestJob) -> WindowForecasts:
+    """Fit ``job.entry`` before the group's first cut-off (scaler and covariate encoder
+    too) and forecast each window of the group; the same in this process or a worker."""
+    t0 = time.perf_counter()
+    cfg, bt = job.cfg, job.cfg.evaluation.backtest
+    train_df = history_before(job.df, job.cuts[:, job.windows[0]],
+                              bt.train_size if bt.window == "sliding" else None)
+    predictor, _, _ = fit_model(job.entry, prepare(train_df, cfg, holdout=0), cfg)
+    fc = predictor.predict_windows(job.df, job.cuts[:, list(job.windows)])
+    fc["window"] = np.asarray(job.windows)[fc["window"].to_numpy()]
+    return WindowForecasts(fc, predictor.forecaster.trainable,
+                           tuple(predictor.forecaster.quantiles),
+                           time.perf_counter() - t0)
+
+
+def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker=None,
+                 mapper: Mapper | None = None) -> BacktestResult:
+    """Backtest every model of ``cfg`` (and seasonal naive, the reference) on ``df``: each
+    fit (a model at the first cut-off of a refit group) here, or through ``mapper`` in
+    worker processes."""
     t0 = time.perf_counter()
     bt, horizon = cfg.evaluation.backtest, cfg.features.horizon
     step = bt.step or horizon
@@ -99,30 +143,32 @@ def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker=None) -> Backtes
     scale = metrics.cutoff_scales(panel, cuts, m)
     sq_scale = metrics.cutoff_scales(panel, cuts, m, power=2)
 
+    groups = refit_schedule(bt.n_windows, bt.refit)
+    jobs = [BacktestJob(entry, tuple(windows), df, cfg, cuts)
+            for entry in entries for windows in groups]
+    with progress.task("backtest fits", len(jobs)) as advance:
+        if mapper is None:
+            fits = []
+            for job in jobs:
+                fits.append(backtest_fit(job))
+                advance(1)
+        else:
+            fits = mapper(backtest_fit, jobs)
+            advance(len(jobs))
     forecasts, tables, rows = {}, [], []
-    for entry in entries:
+    for i, entry in enumerate(entries):
         t_model = time.perf_counter()
-        parts, fits = [], 0
-        with progress.task(f"backtest {entry.label}", bt.n_windows) as advance:
-            for windows in refit_schedule(bt.n_windows, bt.refit):
-                train_df = history_before(df, cuts[:, windows[0]],
-                                           bt.train_size if bt.window == "sliding" else None)
-                predictor, _, _ = fit_model(entry, prepare(train_df, cfg, holdout=0), cfg)
-                fits += int(predictor.forecaster.trainable)
-                fc = predictor.predict_windows(df, cuts[:, windows])
-                fc["window"] = np.asarray(windows)[fc["window"].to_numpy()]
-                parts.append(fc)
-                advance(len(windows))
-        fc = pd.concat(parts, ignore_index=True).sort_values([ID, "window", "h"],
-                                                             kind="stable")
+        parts = fits[i * len(groups):(i + 1) * len(groups)]
+        fc = pd.concat([p.forecasts for p in parts], ignore_index=True).sort_values(
+            [ID, "window", "h"], kind="stable")
         forecasts[entry.label] = fc.reset_index(drop=True)
         table, summary = score_windows(fc, panel.ids, scale, sq_scale, horizon,
-                                       predictor.forecaster.quantiles,
-                                       cfg.evaluation.conformal)
+                                       parts[0].quantiles, cfg.evaluation.conformal)
         table.insert(0, "model", entry.label)
         tables.append(table)
-        rows.append({"model": entry.label, "type": entry.type, **summary, "fits": fits,
-                     "seconds": round(time.perf_counter() - t_model, 2)})
+        seconds = time.perf_counter() - t_model + sum(p.seconds for p in parts)
+        rows.append({"model": entry.label, "type": entry.type, **summary,
+                     "fits": sum(p.trainable for p in parts), "seconds": round(seconds, 2)})
         log.info("%s: backtest %s = %.4f", entry.label, cfg.evaluation.metric,
                  summary[cfg.evaluation.metric])
 

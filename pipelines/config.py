@@ -386,6 +386,36 @@ class TuneConfig(_Strict):
         "...) or training.<key> (training.learning_rate, ...).")
 
 
+DASK_ADDRESS_ENV = "DEEPCAST_DASK_ADDRESS"
+
+
+class ExecutionConfig(_Strict):
+    """Where the fits of a run happen: one after the other in this process, or in
+    parallel on Dask (prefect-dask's DaskTaskRunner; one process per worker)."""
+
+    runner: Literal["serial", "dask"] = Field(
+        "serial", description="serial: every fit in this process; dask: the models of a "
+        "`train` and the fits of a `backtest` (every model x refit cut-off) run as Prefect "
+        "tasks in Dask worker processes, each logging to MLflow itself. Same metrics as "
+        "serial for the same seed.")
+    workers: int = Field(2, ge=1, le=1024, description="Worker processes of the local "
+                         "Dask cluster started for the run (when no address is given).")
+    threads_per_worker: int = Field(
+        1, ge=1, le=64, description="Fits a local worker runs at once. Keep 1: Keras models "
+        "trained in threads of one process share seed state, so results stop being "
+        "reproducible.")
+    address: str | None = Field(
+        None, description="Scheduler of an existing Dask cluster (tcp://HOST:8786) instead "
+        f"of a local one; default: the {DASK_ADDRESS_ENV} environment variable.")
+
+    @property
+    def scheduler_address(self) -> str | None:
+        """``address``, else ``DEEPCAST_DASK_ADDRESS`` from the environment (None: local)."""
+        import os
+
+        return self.address or os.environ.get(DASK_ADDRESS_ENV) or None
+
+
 class PipelineConfig(_Strict):
     """One use case: data, features, models, training, evaluation."""
 
@@ -403,6 +433,8 @@ class PipelineConfig(_Strict):
     evaluation: EvaluationConfig
     promotion: PromotionConfig = PromotionConfig()
     drift: DriftConfig = Field(DriftConfig(), description="Drift check before a retrain.")
+    execution: ExecutionConfig = Field(ExecutionConfig(), description="Serial or Dask "
+                                       "fan-out of the fits.")
 
     @model_validator(mode="after")
     def _check_consistency(self) -> PipelineConfig:
@@ -638,7 +670,7 @@ def reference_markdown() -> str:
                            ("evaluation.backtest", BacktestConfig),
                            ("promotion", PromotionConfig), ("drift", DriftConfig),
                            ("ensemble[]", EnsembleConfig),
-                           ("tune", TuneConfig)):
+                           ("tune", TuneConfig), ("execution", ExecutionConfig)):
         rows += ["", f"| `{section}:` key | default | meaning |", "|---|---|---|"]
         for n, f in model.model_fields.items():
             default = "required" if f.is_required() else _default(f)

@@ -174,11 +174,13 @@ class Tracker:
         return store_failed(self.uri, exc)
 
     @contextmanager
-    def run(self, name: str, nested: bool = False, tags: dict[str, str] | None = None
-            ) -> Iterator[str]:
+    def run(self, name: str, nested: bool = False, tags: dict[str, str] | None = None,
+            parent_run_id: str | None = None) -> Iterator[str]:
         """Start (or nest) a run; it ends FAILED if the block raises, FINISHED otherwise.
-        Runs are tagged with this process (host, pid), so a parent run first closes the
-        runs that killed processes left RUNNING (:meth:`end_orphans`)."""
+        ``parent_run_id`` nests it under a run active in another process (a Dask worker
+        logging one model of the parent's ``train``). Runs are tagged with this process
+        (host, pid), so a parent run first closes the runs that killed processes left
+        RUNNING (:meth:`end_orphans`)."""
         import mlflow
 
         from pipelines.locks import HOST
@@ -187,7 +189,7 @@ class Tracker:
             self.end_orphans()
         tags = {**(tags or {}), "deepcast.host": HOST, "deepcast.pid": str(os.getpid())}
         with mlflow.start_run(run_name=name, experiment_id=self.experiment_id, nested=nested,
-                              tags=tags) as run:
+                              tags=tags, parent_run_id=parent_run_id or None) as run:
             yield run.info.run_id
 
     def end_orphans(self) -> list[str]:
@@ -475,6 +477,10 @@ class Tracker:
         import mlflow.pyfunc
 
         return mlflow.pyfunc.load_model(ref.uri)
+
+    def load_predictor(self, model_uri: str):
+        """The fitted :class:`~forecasting.predictor.Predictor` behind a logged model URI."""
+        return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().predictor
 
     def register(self, model_uri: str, run_id: str, tags: dict[str, Any]) -> ModelVersionRef:
         """Create a new version of the pipeline's registered model."""

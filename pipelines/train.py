@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -253,68 +254,123 @@ def calibrate_on_holdout(fc: pd.DataFrame, df: pd.DataFrame, cfg: PipelineConfig
     return table
 
 
+Mapper = Callable[[Callable[[Any], Any], list[Any]], list[Any]]
+"""Runs ``fn`` on every job and returns the results in job order, possibly in other
+processes (the Dask fan-out of ``flows``); jobs and results are plain data."""
+
+
+@dataclass(frozen=True)
+class ModelJob:
+    """One model of a ``train`` as plain data: what a worker process needs to fit, score and
+    log it as a nested run of the parent run (no live objects, no open connections)."""
+
+    entry: Any
+    df: pd.DataFrame
+    cfg: PipelineConfig
+    reference: dict[str, float]  # seasonal naive holdout metrics (for skill)
+    parent_run_id: str
+    tracking_uri: str
+    experiment: str
+
+    @property
+    def label(self) -> str:
+        return self.entry.label
+
+
+def train_model(job: ModelJob, tracker=None, prep: Prepared | None = None) -> ModelResult:
+    """Fit, score and log one model; the one per-model function of the serial run and of
+    the Dask fan-out. In a worker (no ``tracker``) it opens its own client on the same
+    store, prepares the data itself (TensorFlow is imported and seeded in that process) and
+    returns the model URI, run id and metrics only, not the fitted model."""
+    from pipelines.tracking import Tracker
+
+    local = tracker is not None
+    tracker = tracker if local else Tracker(job.experiment, job.tracking_uri)
+    prep = prep if prep is not None else prepare(job.df, job.cfg)
+    entry, cfg = job.entry, job.cfg
+    result = _tracked_fit(entry.label, entry.type, {"model": entry.model_dump(mode="json")},
+                          lambda on_epoch: fit_model(entry, prep, cfg, on_epoch),
+                          job, tracker)
+    return result if local else replace(result, predictor=None)
+
+
+def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: ModelJob,
+                 tracker) -> ModelResult:
+    """One nested run: fit (``build(on_epoch)``), score on the holdout, log, return."""
+    df, cfg, metric = job.df, job.cfg, job.cfg.evaluation.metric
+    common = {"features": cfg.features.model_dump(mode="json"),
+              "training": cfg.training.model_dump(mode="json"),
+              "season_length": cfg.data.season_length, "test_size": cfg.evaluation.test_size}
+    tags = {"deepcast.model_type": family, "deepcast.pipeline": cfg.name}
+    with tracker.run(label, nested=True, tags=tags, parent_run_id=job.parent_run_id) as run_id:
+        tracker.log_params({**params, **common})
+        log.info("training %s (%s)", label, family)
+        trainable = family in families() and families()[family].trainable
+        with progress.task(f"train {label}", cfg.training.max_epochs if trainable
+                           else 1) as advance:
+
+            def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+                tracker.log_metrics(logs, step=epoch)
+                advance(1)
+
+            predictor, history, seconds = build(on_epoch)
+        fc = holdout_predictions(predictor, df, cfg)
+        scores, per_series = evaluate(predictor, df, cfg, fc)
+        scores[f"skill_{metric}"] = skill(scores[metric], job.reference[metric])
+        epochs = len(history.get("loss", []))
+        tracker.log_metrics({f"holdout_{k}": v for k, v in scores.items()
+                             if not k.startswith("skill_")}
+                            | {f"skill_{metric}": scores[f"skill_{metric}"],
+                               "fit_seconds": seconds, "epochs": epochs})
+        tracker.log_frame(per_series, "holdout/per_series_metrics.csv")
+        log_model_plots(tracker, predictor, df, fc, history, per_series, cfg)
+        model_uri = tracker.log_predictor(predictor, serving_example(df, cfg))
+        log.info("%s: holdout %s = %.4f", label, metric, scores[metric])
+        return ModelResult(label, family, scores, run_id, model_uri, epochs, seconds,
+                           predictor)
+
+
+def _with_predictor(result: ModelResult, tracker) -> ModelResult:
+    """``result`` with its fitted model, loaded from its URI when it was trained elsewhere."""
+    if result.predictor is None:
+        result.predictor = tracker.load_predictor(result.model_uri)
+    return result
+
+
 def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker, *, data_sha256: str,
-                 context: dict[str, Any] | None = None) -> TrainOutcome:
-    """Train, score and log every model inside the active parent run of ``tracker``."""
+                 context: dict[str, Any] | None = None, mapper: Mapper | None = None
+                 ) -> TrainOutcome:
+    """Train, score and log every model inside the active parent run of ``tracker``: one
+    after the other here, or through ``mapper`` (each model in a worker process)."""
     parent_id = tracker.active_run_id()
     tracker.set_tags({"deepcast.data_start": str(df[DS].min()),
                       "deepcast.data_end": str(df[DS].max())})
     prep = prepare(df, cfg)
     metric = cfg.evaluation.metric
-    n_series = prep.panel.n_series
-    example = serving_example(df, cfg)
 
     reference_entry = next((m for m in cfg.models if m.type == "seasonal_naive"), None)
     ref_pred, _, _ = fit_model(reference_entry or ENTRY_MODELS["seasonal_naive"](
-        type="seasonal_naive"),
-                               prep, cfg)
+        type="seasonal_naive"), prep, cfg)
     reference, _ = evaluate(ref_pred, df, cfg)
 
-    results: list[ModelResult] = []
-    common = {"features": cfg.features.model_dump(mode="json"),
-              "training": cfg.training.model_dump(mode="json"),
-              "season_length": cfg.data.season_length, "test_size": cfg.evaluation.test_size}
-
-    def track(label: str, family: str, params: dict[str, Any], build) -> None:
-        """One nested run: fit (``build(on_epoch)``), score on the holdout, log, keep."""
-        tags = {"deepcast.model_type": family, "deepcast.pipeline": cfg.name}
-        with tracker.run(label, nested=True, tags=tags) as run_id:
-            tracker.log_params({**params, **common})
-
-            log.info("training %s (%s)", label, family)
-            trainable = family in families() and families()[family].trainable
-            with progress.task(f"train {label}", cfg.training.max_epochs if trainable
-                               else 1) as advance:
-
-                def on_epoch(epoch: int, logs: dict[str, float]) -> None:
-                    tracker.log_metrics(logs, step=epoch)
-                    advance(1)
-
-                predictor, history, seconds = build(on_epoch)
-            fc = holdout_predictions(predictor, df, cfg)
-            scores, per_series = evaluate(predictor, df, cfg, fc)
-            scores[f"skill_{metric}"] = skill(scores[metric], reference[metric])
-            epochs = len(history.get("loss", []))
-            tracker.log_metrics({f"holdout_{k}": v for k, v in scores.items()
-                                 if not k.startswith("skill_")}
-                                | {f"skill_{metric}": scores[f"skill_{metric}"],
-                                   "fit_seconds": seconds, "epochs": epochs})
-            tracker.log_frame(per_series, "holdout/per_series_metrics.csv")
-            log_model_plots(tracker, predictor, df, fc, history, per_series, cfg)
-            model_uri = tracker.log_predictor(predictor, example)
-            results.append(ModelResult(label, family, scores, run_id, model_uri, epochs,
-                                       seconds, predictor))
-            log.info("%s: holdout %s = %.4f", label, metric, scores[metric])
-
-    for entry in cfg.models:
-        track(entry.label, entry.type, {"model": entry.model_dump(mode="json")},
-              lambda on_epoch, entry=entry: fit_model(entry, prep, cfg, on_epoch))
+    jobs = [ModelJob(entry, df, cfg, reference, parent_id, tracker.uri, tracker.experiment)
+            for entry in cfg.models]
+    if mapper is None:
+        results = [train_model(job, tracker, prep) for job in jobs]
+    else:
+        results = mapper(train_model, jobs)
+        members = {m for spec in cfg.ensemble for m in spec.members}
+        results = [_with_predictor(r, tracker) if r.name in members else r for r in results]
+    shared = replace(jobs[0], entry=None)  # data, config and parent run of the ensembles
     for spec in cfg.ensemble:
-        track(spec.name, f"ensemble-{spec.method}", {"ensemble": spec.model_dump(mode="json")},
-              lambda on_epoch, spec=spec: fit_ensemble(spec, results, df, prep, cfg))
+        results.append(_tracked_fit(
+            spec.name, f"ensemble-{spec.method}", {"ensemble": spec.model_dump(mode="json")},
+            lambda on_epoch, spec=spec: fit_ensemble(spec, results, df, prep, cfg), shared,
+            tracker))
 
-    outcome = TrainOutcome(parent_id, metric, results, reference, data_sha256, len(df), n_series,
-                           ref_pred)
+    outcome = TrainOutcome(parent_id, metric, results, reference, data_sha256, len(df),
+                           prep.panel.n_series, ref_pred)
+    _with_predictor(outcome.best, tracker)  # the promotion gate scores it
     tracker.log_metrics({f"best_holdout_{metric}": outcome.best.metrics[metric],
                          f"seasonal_naive_holdout_{metric}": reference[metric]})
     tracker.set_tags({"deepcast.best_model": outcome.best.name})
