@@ -24,7 +24,15 @@ from typing import Any
 from prefect import flow, task
 from prefect.runtime import flow_run
 
-from flows.flows import IO, PURE, _forecast, _run_name, _train_and_promote, _validated
+from flows.flows import (
+    IO,
+    PURE,
+    _forecast,
+    _run_name,
+    _train_and_promote,
+    _validated,
+    fan_out,
+)
 from pipelines.config import PipelineConfig, load_config
 
 log = logging.getLogger("deepcast")
@@ -196,7 +204,7 @@ def retrain(pipeline: str, output: str, data: str | None = None, as_of: str | No
         if drift.breached:
             log.warning("%s", drift.summary())
         step = "train and promote"
-        train = _train_and_promote(cfg, pipeline, source, raw, clean, report)
+        train = _train_and_promote(cfg, pipeline, source, raw, clean, report, fan_out(cfg))
         outcome["train"] = train
         step = "forecast"
         try:
