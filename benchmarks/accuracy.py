@@ -73,7 +73,8 @@ def score_forecast(fc: pd.DataFrame, clean: pd.DataFrame, cfg) -> dict[str, floa
     return scores
 
 
-def run_deepcast(cfg, clean: pd.DataFrame, only: set[str] | None) -> list[dict]:
+def run_deepcast(cfg, clean: pd.DataFrame, only: set[str] | None, tag: str = ""
+                 ) -> list[dict]:
     """Fit, forecast and score every model and ensemble of ``cfg``."""
     prep = prepare(clean, cfg)
     print(f"{cfg.name}: {prep.panel.n_series} series, {len(clean)} rows, "
@@ -86,7 +87,7 @@ def run_deepcast(cfg, clean: pd.DataFrame, only: set[str] | None) -> list[dict]:
         fc = holdout_forecast(predictor.predict, frame, cfg.evaluation.test_size,
                               d.id_col, d.time_col, d.target_col)
         scores = score_forecast(fc, clean, cfg)
-        rows.append({"library": "deepcast", "model": label, "family": family,
+        rows.append({"library": "deepcast", "model": f"{tag}{label}", "family": family,
                      "mase": scores["mase"], "smape": scores["smape"],
                      "fit_s": round(seconds, 1), "epochs": epochs})
         print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1),
@@ -149,7 +150,16 @@ def table() -> None:
         if len(ets):
             df["mase_vs_AutoETS"] = df["mase"] / float(ets.iloc[0])
         print(f"\n### {path.stem.removeprefix('accuracy_')}\n")
-        print(df.to_markdown(index=False, floatfmt=".3f"))
+        print(markdown(df))
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """A GitHub table (floats to 3 decimals) without the optional tabulate package."""
+    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
+              for row in df.itertuples(index=False)]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -159,6 +169,7 @@ def main() -> None:
                     help="score the span before the official test span (model selection)")
     ap.add_argument("--models", default="", help="comma-separated subset of models to fit")
     ap.add_argument("--peers-only", action="store_true", help="only score peer forecasts")
+    ap.add_argument("--tag", default="", help="prefix of the model names (candidate configs)")
     ap.add_argument("--table", action="store_true", help="print every results file")
     args = ap.parse_args()
     if args.table or not args.pipeline:
@@ -167,7 +178,7 @@ def main() -> None:
     t0 = time.perf_counter()
     clean = load_frame(cfg, args.validation)
     rows = [] if args.peers_only else run_deepcast(
-        cfg, clean, set(filter(None, args.models.split(","))) or None)
+        cfg, clean, set(filter(None, args.models.split(","))) or None, args.tag)
     rows += score_peers(cfg, clean, args.validation)
     out = save(rows, results_path(cfg.name, args.validation))
     print(f"\n{out.sort_values('mase').to_string(index=False, float_format='{:.4f}'.format)}"
