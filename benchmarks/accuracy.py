@@ -73,9 +73,10 @@ def score_forecast(fc: pd.DataFrame, clean: pd.DataFrame, cfg) -> dict[str, floa
     return scores
 
 
-def run_deepcast(cfg, clean: pd.DataFrame, only: set[str] | None, tag: str = ""
-                 ) -> list[dict]:
-    """Fit, forecast and score every model and ensemble of ``cfg``."""
+def run_deepcast(cfg, clean: pd.DataFrame, only: set[str] | None, tag: str = "",
+                 path: Path | None = None) -> list[dict]:
+    """Fit, forecast and score every model and ensemble of ``cfg``; each row is saved to
+    ``path`` as soon as it is scored (a long run that is stopped keeps what it did)."""
     prep = prepare(clean, cfg)
     print(f"{cfg.name}: {prep.panel.n_series} series, {len(clean)} rows, "
           f"{len(prep.train_starts)} training windows", flush=True)
@@ -92,6 +93,8 @@ def run_deepcast(cfg, clean: pd.DataFrame, only: set[str] | None, tag: str = ""
                      "fit_s": round(seconds, 1), "epochs": epochs})
         print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1),
               flush=True)
+        if path is not None:
+            save(rows[-1:], path)
 
     for entry in cfg.models:
         if only and entry.label not in only:
@@ -177,10 +180,11 @@ def main() -> None:
     cfg = load_config(args.pipeline)
     t0 = time.perf_counter()
     clean = load_frame(cfg, args.validation)
-    rows = [] if args.peers_only else run_deepcast(
-        cfg, clean, set(filter(None, args.models.split(","))) or None, args.tag)
-    rows += score_peers(cfg, clean, args.validation)
-    out = save(rows, results_path(cfg.name, args.validation))
+    path = results_path(cfg.name, args.validation)
+    if not args.peers_only:
+        run_deepcast(cfg, clean, set(filter(None, args.models.split(","))) or None, args.tag,
+                     path)
+    out = save(score_peers(cfg, clean, args.validation), path)
     print(f"\n{out.sort_values('mase').to_string(index=False, float_format='{:.4f}'.format)}"
           f"\n({time.perf_counter() - t0:.0f} s) -> {results_path(cfg.name, args.validation)}")
 
