@@ -42,8 +42,8 @@ def walk(frame, fit: list[float], self_time: Counter, inside_fit: bool = False) 
               and frame.file_path.endswith("forecasting/keras_model.py"))
     if is_fit and not inside_fit:
         fit.append(frame.time)
-    self_time["fit:" + package(frame.file_path) if (inside_fit or is_fit)
-              else package(frame.file_path)] += frame.total_self_time
+    own = frame.time - sum(child.time for child in frame.children)
+    self_time["fit" if (inside_fit or is_fit) else package(frame.file_path)] += own
     for child in frame.children:
         walk(child, fit, self_time, inside_fit or bool(is_fit))
 
