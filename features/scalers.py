@@ -38,10 +38,15 @@ class SeriesScaler:
 
     def params_for(self, panel: Panel) -> tuple[np.ndarray, np.ndarray]:
         """(loc, scale) per series of ``panel``; unseen ids use their own history."""
-        loc, scale = _stats(panel.values, panel.starts, panel.ends, self.method)
-        for k, sid in enumerate(panel.ids):
-            if sid in self.params_:
-                loc[k], scale[k] = self.params_[sid]
+        known = [self.params_.get(sid) for sid in panel.ids]
+        missing = np.array([p is None for p in known], dtype=bool)
+        loc, scale = np.zeros(panel.n_series), np.ones(panel.n_series)
+        if missing.any():  # statistics of the given history, for the unseen series only
+            loc[missing], scale[missing] = _stats(panel.values, panel.starts[missing],
+                                                  panel.ends[missing], self.method)
+        if (~missing).any():
+            loc[~missing], scale[~missing] = np.array(
+                [p for p in known if p is not None], dtype=np.float64).T
         return loc, scale
 
     def unseen(self, ids: np.ndarray) -> list[str]:

@@ -106,3 +106,15 @@ def test_make_dataset_shuffle_depends_only_on_seed_and_epoch():
     assert full[1:] == epochs(1, 1, 3)  # a resumed run sees the same later epochs
     assert full[0] != full[1] or full[1] != full[2]  # reshuffled between epochs
     assert epochs(1, 0, 3) != epochs(2, 0, 3)
+
+
+def test_make_dataset_batch_sizes_with_remainder():
+    """Full batches, then the remainder of every epoch; fewer windows than one batch."""
+    p = _panel()
+    starts = window_starts(p.offsets, 3, 2)  # 6 windows
+    sizes = [len(y) for _, y in make_dataset(p.values, starts, 3, 2, batch_size=4, seed=0,
+                                             epochs=range(2))]
+    assert sizes == [4, 2, 4, 2]
+    one = [y.numpy() for _, y in make_dataset(p.values, starts, 3, 2, batch_size=10)]
+    assert [len(y) for y in one] == [6]
+    np.testing.assert_array_equal(one[0], gather_windows(p.values, starts, 5)[:, 3:])

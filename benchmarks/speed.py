@@ -1,0 +1,347 @@
+"""Speed and memory side by side: deepcast vs Keras' own window pipeline and neuralforecast.
+
+    python benchmarks/speed.py [windows] [train] [predict] [cli] [--runs 3] [--quick]
+
+Each measurement runs in a fresh process (this script with ``--worker``, or
+``benchmarks/peers_speed.py`` in the neuralforecast virtualenv ``$PEERS/nf``), runs are
+interleaved (deepcast, peer, deepcast, peer, ...) and the medians of ``--runs`` runs are
+compared as ratios. The machine's ``uptime`` load is printed before and after, since a
+shared machine skews every figure. Results: ``benchmarks/results/speed.json``.
+
+- windows: windows/s of a shuffled, batched epoch (the second pass, consumed in the graph as
+  ``fit`` does) of ``features.windows.make_dataset`` vs
+  ``keras.utils.timeseries_dataset_from_array`` (one per series, concatenated), same series,
+  lookback 36, horizon 18, batch 256; plus the RSS growth of building and iterating each,
+  next to what materialised windows would take (windows x (lookback + horizon) x 4 bytes).
+- train: steady-state windows/s (epochs after the first) of deepcast's training path
+  (``KerasForecaster.fit``: its input pipeline, its models) for LSTM(64), MLP(512-512) and
+  the transformer (PatchTST, d_model 64) vs neuralforecast's LSTM, MLP and PatchTST of the
+  same size, input 36, h 18, 256 windows per step (neuralforecast: time of 2N minus N steps).
+- predict: 10,000 series x 120 points, h 18, long DataFrame -> forecast frame, warm
+  (second call timed): ``Predictor.predict`` vs ``NeuralForecast.predict``, both MLP(512-512).
+- cli: cold ``deepcast forecast`` of the same 10,000 series from the MLflow registry
+  (process start, imports, registry load, forecast, file written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PEERS = Path(os.environ.get("PEERS", "/work/peers"))
+L, H, BATCH = 36, 18, 256
+
+
+def rss_mb() -> float:
+    """Resident set size of this process now (Linux /proc)."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    """Peak RSS of this process so far (VmHWM)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak_rss() -> None:
+    """Reset VmHWM to the current RSS (Linux >= 4.0), so the peak measures what follows."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+
+
+def synthetic_panel(n_series: int, length: int, seed: int = 0) -> np.ndarray:
+    """(n_series, length) float32: seasonal (12) random walks with noise, positive."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(length)
+    level = 100 + np.cumsum(rng.normal(0, 1, (n_series, length)), axis=1)
+    season = 10 * np.sin(2 * np.pi * t / 12)[None, :] * rng.uniform(0.5, 1.5, (n_series, 1))
+    return (level + season + rng.normal(0, 1, (n_series, length)) + 50).astype(np.float32)
+
+
+def long_frame(values: np.ndarray):
+    """Long ``unique_id, ds, y`` frame of a (n_series, length) panel, integer ds."""
+    import pandas as pd
+
+    n, length = values.shape
+    return pd.DataFrame({"unique_id": np.repeat([f"s{i:05d}" for i in range(n)], length),
+                         "ds": np.tile(np.arange(1, length + 1), n),
+                         "y": values.reshape(-1).astype(np.float64)})
+
+
+# ---------------------------------------------------------------- workers (one process each)
+def _setup_tf() -> None:
+    sys.path.insert(0, str(ROOT))
+    from flows.cli import configure_environment
+
+    configure_environment()
+
+
+def worker_windows(tool: str, n_series: int, length: int, lookback: int) -> dict:
+    """One shuffled, batched epoch; windows/s and RSS growth."""
+    _setup_tf()
+    import tensorflow as tf
+
+    from features.windows import make_dataset, window_starts
+
+    values = synthetic_panel(n_series, length)
+    flat = values.reshape(-1)
+    offsets = np.arange(n_series + 1, dtype=np.int64) * length
+    reset_peak_rss()
+    base = rss_mb()
+    t0 = time.perf_counter()
+    if tool == "deepcast":
+        starts = window_starts(offsets, lookback, H)
+        ds = make_dataset(flat, starts, lookback, H, BATCH, seed=0)
+    else:
+        parts = [tf.keras.utils.timeseries_dataset_from_array(
+            values[i], None, sequence_length=lookback + H, batch_size=BATCH, shuffle=True,
+            seed=i) for i in range(n_series)]
+        ds = parts[0]
+        for p in parts[1:]:
+            ds = ds.concatenate(p)
+        ds = ds.map(lambda w: (tf.expand_dims(w[:, :lookback], -1), w[:, lookback:]),
+                    num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    # consumed in the graph, as Model.fit does (a Python loop would time the loop); the
+    # first pass includes building and tracing, the second is the steady state
+    count = tf.function(lambda: ds.reduce(
+        tf.constant(0, tf.int64), lambda n, batch: n + tf.shape(batch[1], out_type=tf.int64)[0]))
+    n = int(count())
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    n = int(count())
+    seconds = time.perf_counter() - t0
+    expected = n_series * (length - lookback - H + 1)
+    assert n == expected, (n, expected)
+    return {"windows": n, "first_pass_s": first, "seconds": seconds,
+            "windows_per_s": n / seconds,
+            "rss_growth_mb": peak_rss_mb() - base,
+            "data_mb": flat.nbytes / 2**20,
+            "materialised_mb": n * (lookback + H) * 4 / 2**20}
+
+
+def worker_train(model: str, n_series: int, length: int, epochs: int) -> dict:
+    """Steady-state windows/s of ``KerasForecaster.fit`` (epochs after the first)."""
+    _setup_tf()
+    from features.windows import window_starts
+    from forecasting.base import TrainingData, TrainSettings, WindowSpec, build_forecaster
+
+    family, options = {"lstm": ("lstm", {"units": 64}),
+                       "mlp": ("mlp", {"hidden_size": 512, "layers": 2}),
+                       "transformer": ("transformer", {"d_model": 64, "heads": 4, "layers": 2,
+                                                       "ff_dim": 128, "patch_len": 16,
+                                                       "stride": 8})}[model]
+    values = synthetic_panel(n_series, length)
+    offsets = np.arange(n_series + 1, dtype=np.int64) * length
+    flat = values.reshape(-1)
+    # the same per-series standardisation deepcast's prepare() applies
+    flat = ((values - values.mean(1, keepdims=True)) / values.std(1, keepdims=True)
+            ).reshape(-1).astype(np.float32)
+    starts = window_starts(offsets, L, H)
+    f = build_forecaster(family, model, WindowSpec(L, H, 12), options)
+    stamps: list[float] = []
+    t0 = time.perf_counter()
+    f.fit(TrainingData(flat, starts, np.zeros(0, np.int64)),
+          TrainSettings(max_epochs=epochs, patience=epochs, batch_size=BATCH, seed=0),
+          on_epoch=lambda e, logs: stamps.append(time.perf_counter()))
+    steady = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+    return {"windows_per_epoch": len(starts), "first_epoch_s": stamps[0] - t0,
+            "epoch_s": steady, "windows_per_s": len(starts) / steady,
+            "params": int(f.model.count_params())}
+
+
+def worker_predict(n_series: int, length: int) -> dict:
+    """Warm ``Predictor.predict``: long frame -> forecast frame (MLP 512-512)."""
+    _setup_tf()
+    from features.scalers import SeriesScaler
+    from features.schema import ColumnSpec
+    from features.windows import panel_from_frame, window_starts
+    from forecasting.base import TrainingData, TrainSettings, WindowSpec, build_forecaster
+    from forecasting.predictor import Predictor
+
+    df = long_frame(synthetic_panel(n_series, length))
+    panel = panel_from_frame(df)
+    scaler = SeriesScaler().fit(panel)
+    scaled = scaler.transform(panel)
+    f = build_forecaster("mlp", "mlp", WindowSpec(L, H, 12), {"hidden_size": 512, "layers": 2})
+    starts = window_starts(panel.offsets, L, H)[::50]
+    f.fit(TrainingData(scaled.values, starts, np.zeros(0, np.int64)),
+          TrainSettings(max_epochs=1, batch_size=BATCH))
+    pred = Predictor(f, scaler, ColumnSpec("unique_id", "ds", "y", 1))
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fc = pred.predict(df)
+        times.append(time.perf_counter() - t0)
+    assert len(fc) == n_series * H and fc["yhat"].notna().all()
+    return {"first_s": times[0], "warm_s": float(np.median(times[1:])), "rows": len(fc)}
+
+
+WORKERS = {"windows": worker_windows, "train": worker_train, "predict": worker_predict}
+
+
+# ---------------------------------------------------------------- orchestration
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def spawn(cmd: list[str], timeout: int = 1800) -> dict:
+    """Run one measurement process; its last stdout line is its JSON result."""
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def me(kind: str, **kw) -> list[str]:
+    return [sys.executable, __file__, "--worker", kind, json.dumps(kw)]
+
+
+def peer(kind: str, **kw) -> list[str]:
+    return [str(PEERS / "nf" / "bin" / "python"), str(ROOT / "benchmarks" / "peers_speed.py"),
+            kind, json.dumps(kw)]
+
+
+def median(runs: list[dict], key: str) -> float:
+    return float(np.median([r[key] for r in runs]))
+
+
+def interleaved(pairs: dict[str, list[str]], runs: int) -> dict[str, list[dict]]:
+    """Run every command ``runs`` times, round robin; results per name."""
+    out: dict[str, list[dict]] = {k: [] for k in pairs}
+    for r in range(runs):
+        for name, cmd in pairs.items():
+            res = spawn(cmd)
+            out[name].append(res)
+            print(f"  run {r + 1} {name}: {json.dumps(res)}", flush=True)
+    return out
+
+
+def bench_windows(runs: int, quick: bool) -> dict:
+    n_series, length = (5, 2000) if quick else (20, 4000)
+    cmds = {"deepcast": me("windows", tool="deepcast", n_series=n_series, length=length,
+                           lookback=L),
+            "keras": me("windows", tool="keras", n_series=n_series, length=length, lookback=L),
+            "deepcast_lookback360": me("windows", tool="deepcast", n_series=n_series,
+                                       length=length, lookback=360)}
+    res = interleaved(cmds, runs)
+    summary = {k: {"windows_per_s": median(v, "windows_per_s"),
+                   "rss_growth_mb": median(v, "rss_growth_mb"),
+                   "materialised_mb": v[0]["materialised_mb"], "data_mb": v[0]["data_mb"]}
+               for k, v in res.items()}
+    summary["ratio_windows_per_s"] = (summary["deepcast"]["windows_per_s"]
+                                      / summary["keras"]["windows_per_s"])
+    return {"series": n_series, "length": length, "runs": res, "summary": summary}
+
+
+def bench_train(runs: int, quick: bool, models: list[str]) -> dict:
+    n_series, length = (50, 300) if quick else (100, 500)
+    cmds = {}
+    for m in models:
+        cmds[f"deepcast_{m}"] = me("train", model=m, n_series=n_series, length=length,
+                                   epochs=3)
+        cmds[f"neuralforecast_{m}"] = peer("train", model=m, n_series=n_series,
+                                           length=length, steps=20 if quick else 60)
+    res = interleaved(cmds, runs)
+    summary = {}
+    for m in models:
+        d, n = median(res[f"deepcast_{m}"], "windows_per_s"), median(
+            res[f"neuralforecast_{m}"], "windows_per_s")
+        summary[m] = {"deepcast_windows_per_s": d, "neuralforecast_windows_per_s": n,
+                      "ratio": d / n}
+    return {"series": n_series, "length": length, "runs": res, "summary": summary}
+
+
+def bench_predict(runs: int, quick: bool) -> dict:
+    n_series = 1000 if quick else 10000
+    cmds = {"deepcast": me("predict", n_series=n_series, length=120),
+            "neuralforecast": peer("predict", n_series=n_series, length=120)}
+    res = interleaved(cmds, runs)
+    d, n = median(res["deepcast"], "warm_s"), median(res["neuralforecast"], "warm_s")
+    return {"series": n_series, "runs": res,
+            "summary": {"deepcast_warm_s": d, "neuralforecast_warm_s": n, "ratio": n / d}}
+
+
+def bench_cli(runs: int, quick: bool) -> dict:
+    """Cold ``deepcast forecast`` of 10,000 series from a registered MLP."""
+    n_series = 1000 if quick else 10000
+    deepcast = str(Path(sys.executable).with_name("deepcast"))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        long_frame(synthetic_panel(n_series, 120)).to_parquet(tmp / "data.parquet")
+        (tmp / "p.yaml").write_text(
+            "name: speed-cli\ndata: {path: data.parquet, freq: 1, season_length: 12}\n"
+            f"features: {{lookback: {L}, horizon: {H}}}\n"
+            "models: [{type: mlp, hidden_size: 512, layers: 2}]\n"
+            "training: {max_epochs: 1, checkpoint: false}\n"
+            f"evaluation: {{test_size: {H}, backtest: {{n_windows: 1}}}}\n")
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db",
+               "TF_CPP_MIN_LOG_LEVEL": "3"}
+        t0 = time.perf_counter()
+        subprocess.run([deepcast, "train", str(tmp / "p.yaml")], cwd=tmp, env=env,
+                       check=True, capture_output=True)
+        train_s = time.perf_counter() - t0
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            r = subprocess.run([deepcast, "forecast", str(tmp / "p.yaml"), "--output",
+                                str(tmp / "fc.parquet"), "--model", "1"], cwd=tmp, env=env,
+                               capture_output=True, text=True)
+            times.append(time.perf_counter() - t0)
+            if r.returncode != 0:
+                raise RuntimeError(r.stderr[-3000:])
+            print(f"  cold deepcast forecast: {times[-1]:.2f} s", flush=True)
+    return {"series": n_series, "train_s": train_s, "runs_s": times,
+            "summary": {"cold_forecast_s": float(np.median(times))}}
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        print(json.dumps(WORKERS[sys.argv[2]](**json.loads(sys.argv[3]))))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("benches", nargs="*", default=["windows", "train", "predict", "cli"])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
+    ap.add_argument("--models", default="lstm,mlp,transformer")
+    args = ap.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / ("speed_quick.json" if args.quick else "speed.json")
+    out = json.loads(path.read_text()) if path.is_file() else {}
+    for b in args.benches:
+        before = uptime()
+        print(f"== {b}  ({before})", flush=True)
+        t0 = time.perf_counter()
+        if b == "windows":
+            res = bench_windows(args.runs, args.quick)
+        elif b == "train":
+            res = bench_train(args.runs, args.quick, args.models.split(","))
+        elif b == "predict":
+            res = bench_predict(args.runs, args.quick)
+        elif b == "cli":
+            res = bench_cli(args.runs, args.quick)
+        else:
+            sys.exit(f"unknown benchmark {b!r}")
+        res.update(load_before=before, load_after=uptime(), seconds=time.perf_counter() - t0)
+        out[b] = res
+        print(json.dumps(res["summary"], indent=1), flush=True)
+        path.write_text(json.dumps(out, indent=1))
+    print("->", path)
+
+
+if __name__ == "__main__":
+    main()
