@@ -29,12 +29,17 @@ def check_output_path(path: str | Path) -> Path | str:
 
         check_table_name(str(path))
         return str(path)
+    return check_file_name(path, "--output", FORMATS, "use a .csv or .parquet file name")
+
+
+def check_file_name(path: str | Path, option: str, suffixes, hint: str) -> Path:
+    """``path`` as a Path, or a ConfigError naming ``option`` when its extension is not one
+    of ``suffixes`` or it is a folder: checked before any work is done."""
     path = Path(path)
-    if path.suffix.lower() not in FORMATS:
-        raise ConfigError(f"--output {path}: unsupported extension {path.suffix!r}",
-                          hint="use a .csv or .parquet file name")
+    if path.suffix.lower() not in suffixes:
+        raise ConfigError(f"{option} {path}: unsupported extension {path.suffix!r}", hint=hint)
     if path.is_dir():
-        raise ConfigError(f"--output {path} is a folder", hint="give a file name")
+        raise ConfigError(f"{option} {path} is a folder", hint="give a file name")
     return path
 
 

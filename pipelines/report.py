@@ -21,6 +21,7 @@ import pandas as pd
 from features.errors import ConfigError
 from features.schema import DS, ID
 from pipelines import plots
+from pipelines.forecast import check_file_name
 
 MAX_TABLE_ROWS = 500
 MAX_PLOTTED = 12
@@ -53,13 +54,8 @@ code{background:#eef0f3;padding:1px 4px;border-radius:3px;font-size:90%}
 
 def check_report_path(path: str | Path) -> Path:
     """Fail fast (before any work) on a report name that is not .html or is a folder."""
-    path = Path(path)
-    if path.suffix.lower() not in REPORT_SUFFIXES:
-        raise ConfigError(f"--report {path}: unsupported extension {path.suffix!r}",
-                          hint="use a .html file name, e.g. --report report.html")
-    if path.is_dir():
-        raise ConfigError(f"--report {path} is a folder", hint="give a file name")
-    return path
+    return check_file_name(path, "--report", REPORT_SUFFIXES,
+                           "use a .html file name, e.g. --report report.html")
 
 
 def parse_series(text: str | Sequence[str] | None) -> list[str]:

@@ -82,6 +82,18 @@ def wait_for(check, proc: subprocess.Popen, what: str, timeout: float = 240.0) -
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def kill_when(check, proc: subprocess.Popen, what: str) -> None:
+    """SIGKILL ``proc`` as soon as ``check()`` holds (no clean-up can run), and reap it."""
+    try:
+        wait_for(check, proc, what)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+
+
 def client(uri: str):
     from mlflow import MlflowClient
 
@@ -124,14 +136,7 @@ def test_sigkill_during_training_then_rerun_resumes_to_the_same_result(api, tmp_
             return False
 
     proc = start("train", str(pipeline), cwd=killed_dir, env=env)
-    try:
-        wait_for(two_epochs, proc, "the second checkpoint")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    kill_when(two_epochs, proc, "the second checkpoint")
     resumed_from = json.loads(state.read_text())["epoch"]
     assert 2 <= resumed_from < 12  # killed mid-training
     left = [r for r in client(uri).search_runs([client(uri).get_experiment_by_name(
@@ -186,14 +191,7 @@ def test_sigkill_while_writing_a_forecast_leaves_the_previous_file(tmp_path):
     def temp_growing() -> bool:
         return any(p.stat().st_size > 1 << 20 for p in out.parent.glob(".f.csv.*.tmp"))
 
-    try:
-        wait_for(temp_growing, proc, "the temp file to grow")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    kill_when(temp_growing, proc, "the temp file to grow")
     assert out.read_bytes() == previous  # never a partial file at the output path
     assert list(out.parent.glob(".f.csv.*.tmp"))  # the orphan SIGKILL leaves ...
     write_atomic(pd.DataFrame({"unique_id": ["b"], "ds": [2], "yhat": [2.0]}), out)
