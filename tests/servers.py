@@ -57,6 +57,20 @@ def stop(proc: subprocess.Popen, timeout: float = 20.0) -> None:
 
 
 @contextmanager
+def _serve(cmd: list[str], env: dict[str, str], log_path: Path, health: str) -> Iterator[None]:
+    """Start ``cmd`` in its own process group, wait until ``health`` answers, stop it after."""
+    log = open(log_path, "ab")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    try:
+        wait_http(health, proc)
+        yield
+    finally:
+        stop(proc)
+        log.close()
+
+
+@contextmanager
 def mlflow_server(root: Path, port: int | None = None) -> Iterator[str]:
     """A real ``mlflow server`` (SQLite backend, local artifacts under ``root``)."""
     port = port or free_port()
@@ -66,16 +80,9 @@ def mlflow_server(root: Path, port: int | None = None) -> Iterator[str]:
     cmd = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
            "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
            "--artifacts-destination", str(root / "artifacts")]
-    log = open(root / "server.log", "ab")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/health", proc)
+    with _serve(cmd, env, root / "server.log", f"{url}/health"):
         yield url
-    finally:
-        stop(proc)
-        log.close()
 
 
 @contextmanager
@@ -88,16 +95,9 @@ def prefect_server(home: Path, port: int | None = None) -> Iterator[str]:
     env.pop("PREFECT_API_URL", None)
     cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port),
            "--analytics-off", "--no-ui"]
-    log = open(home / "server.log", "ab")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
     api = f"http://127.0.0.1:{port}/api"
-    try:
-        wait_http(f"{api}/health", proc)
+    with _serve(cmd, env, home / "server.log", f"{api}/health"):
         yield api
-    finally:
-        stop(proc)
-        log.close()
 
 
 PG_BIN = Path(os.environ.get("DEEPCAST_PG_BIN", "/usr/lib/postgresql/15/bin"))
