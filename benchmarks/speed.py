@@ -255,7 +255,7 @@ def bench_train(runs: int, quick: bool, models: list[str]) -> dict:
         cmds[f"deepcast_{m}"] = me("train", model=m, n_series=n_series, length=length,
                                    epochs=3)
         cmds[f"neuralforecast_{m}"] = peer("train", model=m, n_series=n_series,
-                                           length=length, steps=20 if quick else 60)
+                                           length=length, steps=20 if quick else 200)
     res = interleaved(cmds, runs)
     summary = {}
     for m in models:

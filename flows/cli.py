@@ -8,6 +8,7 @@ MLflow, Great Expectations) are imported only by the commands that need them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -211,7 +212,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.pipeline)
     raw = ingest(cfg.data, args.data)
-    _, report = validate_long_frame(raw, cfg, report_dir_for(cfg, args.report_dir))
+    _, report = validate_long_frame(raw, cfg, report_dir_for(cfg, args.report_dir),
+                                    data_docs=True)  # asked for a report: always the HTML
     if args.json:
         print(json.dumps(report.to_dict(), default=str))
     elif not args.quiet or not report.success:
@@ -219,8 +221,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK if report.success else EXIT_BAD_DATA
 
 
-def _preflight(args: argparse.Namespace):
-    """Config and data-file errors in well under a second, before any flow starts."""
+def _preflight(args: argparse.Namespace, flow: bool = True):
+    """Config and data-file errors in well under a second, before any flow starts; then,
+    for a command that runs a flow here, start Prefect's temporary server."""
+    global _SERVER_START
     from pipelines.config import load_config
     from pipelines.ingest import peek
 
@@ -231,7 +235,47 @@ def _preflight(args: argparse.Namespace):
         from pipelines.sql import database_url
 
         database_url(cfg.data.sql.url_env)  # set, or exit 2 naming the variable
+    if flow:
+        _SERVER_START = _start_prefect_server()
     return cfg
+
+
+_SERVER_START: threading.Thread | None = None  # set by the preflight of a flow command
+
+
+def _start_prefect_server() -> threading.Thread | None:
+    """Start Prefect's temporary API server in a background thread when no
+    ``PREFECT_API_URL`` is set, so that its start (a subprocess, 5-25 s on 2 cores) runs
+    beside the heavy imports instead of after them. Called after the preflight, so bad
+    input never starts a server. The flow reuses the same server (Prefect keeps one per
+    process); a failed start is left to the flow, which reports it."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_ALLOW_EPHEMERAL_MODE.value():
+        return None
+    from prefect.server.api.server import SubprocessASGIServer
+
+    def start() -> None:
+        with contextlib.suppress(Exception):
+            SubprocessASGIServer().start()
+
+    thread = threading.Thread(target=start, name="prefect-server-start", daemon=True)
+    thread.start()
+    return thread
+
+
+def _warm_imports(modules: Sequence[str]) -> None:
+    """Import what the flow will need while the Prefect server starts; a module that
+    fails to import is left for the flow to report."""
+    import importlib
+
+    for name in modules:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+
+
+# the heavy modules a flow command loads: Keras (with deepcast's layers), GE, MLflow pyfunc
+FLOW_IMPORTS = ("forecasting.layers", "great_expectations", "mlflow.pyfunc")
 
 
 def _run_flow(args: argparse.Namespace, name: str, module: str = "flows.flows",
@@ -242,6 +286,9 @@ def _run_flow(args: argparse.Namespace, name: str, module: str = "flows.flows",
 
     from flows.console import progress_display, wants_progress
 
+    _warm_imports((module, *FLOW_IMPORTS))
+    if _SERVER_START is not None:
+        _SERVER_START.join()
     with progress_display(wants_progress(args.quiet, args.json)):
         summary = getattr(importlib.import_module(module), name)(
             pipeline=args.pipeline, data=args.data, report_dir=args.report_dir, **params)
@@ -327,7 +374,6 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     from pipelines.ingest import check_source
     from pipelines.report import check_report_path, parse_series
 
-    cfg = _preflight(args)
     check_output_path(args.output)
     if args.future:
         check_source(args.future)
@@ -337,6 +383,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     if args.series is not None and not args.report:
         raise ConfigError("--series chooses the series plotted in the report",
                           hint="add --report report.html")
+    cfg = _preflight(args)
     from pipelines.tracking import Tracker
 
     Tracker(cfg.name).resolve(args.model)  # an unknown alias or version: exit 2 at once
@@ -380,7 +427,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     from flows.deploy import register, serve_deployment
 
-    _preflight(args)
+    _preflight(args, flow=False)
     done, deployment = register(args.pipeline, args.cron, args.timezone, args.output,
                                 tuple(args.backfill) if args.backfill else None, args.name,
                                 {"data": args.data, "report_dir": args.report_dir})

@@ -82,6 +82,7 @@ class TrainSettings:
     device: str = "auto"
     mixed_precision: str | bool = "auto"
     jit_compile: str | bool = "auto"
+    steps_per_execution: str | int = "auto"
 
 
 class FamilyOptions(BaseModel):

@@ -198,7 +198,9 @@ class KerasForecaster(Forecaster):
             model = self.build()
             _apply_l2(model, settings.l2)
             model.compile(optimizer=_optimizer(settings, steps), loss=self.loss(settings),
-                          jit_compile=runtime.jit_compile)
+                          jit_compile=runtime.jit_compile,
+                          steps_per_execution=steps_per_execution(
+                              settings.steps_per_execution, steps))
         monitor = "val_loss" if len(data.val_starts) else "loss"
         stopper = _early_stopping(monitor, settings.patience)
         plateau = (keras.callbacks.ReduceLROnPlateau(
@@ -303,6 +305,14 @@ class KerasForecaster(Forecaster):
         import forecasting.layers  # noqa: F401  (registers the custom layers before loading)
 
         self.model = keras.saving.load_model(path / KERAS_FILE, safe_mode=True, compile=False)
+
+
+def steps_per_execution(setting: str | int, steps_per_epoch: int, cap: int = 32) -> int:
+    """Steps per compiled call: ``auto`` is the largest divisor of ``steps_per_epoch`` up
+    to ``cap`` (or to a given number). A divisor, because Keras runs whole executions: a
+    step count that is not a multiple would read batches of the next epoch."""
+    limit = cap if setting == "auto" else max(1, int(setting))
+    return max(d for d in range(1, min(limit, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
 
 
 def _optimizer(settings: TrainSettings, steps_per_epoch: int):

@@ -86,6 +86,12 @@ class DataConfig(_Strict):
         "(with a `reason` column), counts them in the report and the MLflow run, and goes "
         "on (a row with a bad y keeps its place with y missing, so `missing_y` applies).",
     )
+    data_docs: Literal["on_failure", "always"] = Field(
+        "on_failure",
+        description="When to build Great Expectations Data Docs (HTML) next to "
+        "validation.json: 'on_failure' (the default: a passing nightly run only writes the "
+        "JSON, ~1-2 s saved per run) or 'always'. `deepcast validate` always builds them.",
+    )
     missing_y: Literal["error", "interpolate"] = Field(
         "error",
         description="Missing target values: 'error' fails validation; 'interpolate' fills them "
@@ -216,6 +222,11 @@ class TrainingConfig(_Strict):
     jit_compile: Literal["auto"] | bool = Field(
         "auto", description="XLA compilation: 'auto' is on (one device), off under a "
         "multi-device strategy.")
+    steps_per_execution: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
+        "auto", description="Training steps run per call into the compiled graph: fewer "
+        "Python round trips per batch (measured on 2 CPU cores: +20-35 % windows/s for LSTM "
+        "and the transformer). The largest divisor of the steps per epoch up to this "
+        "number ('auto': 32), so every epoch keeps its exact batches; 1 turns it off.")
     checkpoint: bool = Field(
         True, description="Checkpoint every epoch so an interrupted train resumes where it "
         "stopped when rerun with the same config and data.")

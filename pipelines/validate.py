@@ -165,11 +165,14 @@ def validate_long_frame(
     cfg: PipelineConfig,
     report_dir: str | Path | None = None,
     min_length: int | None = None,
+    data_docs: bool | None = None,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Validate a coerced long frame; return (clean canonical frame, report).
 
     ``min_length`` overrides the shortest allowed series (default: lookback + horizon +
     test_size, what training needs; forecasting needs only the model's lookback).
+    ``data_docs`` builds the GE Data Docs HTML beside ``validation.json`` (None: when
+    validation fails, or always under ``data.data_docs: always``).
 
     The frame is sorted by (unique_id, ds) first. Data problems never raise: they make
     ``report.success`` False (the frame is still returned, sorted). :class:`DataError` is
@@ -233,7 +236,9 @@ def validate_long_frame(
     if report_dir is not None:
         if report.quarantined:
             report.quarantine_path = _write_quarantine(rejected, Path(report_dir))
-        _write_reports(report, Path(report_dir), ge_result, checks, suite_name)
+        if data_docs is None:
+            data_docs = data.data_docs == "always" or not report.success
+        _write_reports(report, Path(report_dir), ge_result, checks, suite_name, data_docs)
     return clean, report
 
 
@@ -803,14 +808,17 @@ def _write_reports(
     result: Any,
     checks: list[_Check],
     suite_name: str,
+    data_docs: bool = True,
 ) -> None:
-    """validation.json plus GE Data Docs under ``report_dir`` (docs failures are noted)."""
+    """validation.json, plus GE Data Docs under ``report_dir`` when ``data_docs`` (docs
+    failures are noted, never fatal)."""
     report_dir = report_dir.resolve()
     report_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        report.docs_path = _build_data_docs(report_dir, result, checks, suite_name)
-    except Exception as exc:  # Data Docs are a bonus: never lose the JSON for them
-        report.notes.append(f"Data Docs could not be built: {type(exc).__name__}: {exc}")
+    if data_docs:
+        try:
+            report.docs_path = _build_data_docs(report_dir, result, checks, suite_name)
+        except Exception as exc:  # Data Docs are a bonus: never lose the JSON for them
+            report.notes.append(f"Data Docs could not be built: {type(exc).__name__}: {exc}")
     path = report_dir / REPORT_FILE
     report.report_path = str(path)
     _write_json(path, report.to_dict())

@@ -91,6 +91,24 @@ def test_same_seed_same_weights_and_losses():
     np.testing.assert_array_equal(f1.predict(_x(values)), f2.predict(_x(values)))
 
 
+def test_steps_per_execution_divides_the_epoch():
+    from forecasting.keras_model import steps_per_execution
+
+    assert steps_per_execution("auto", 175) == 25
+    assert steps_per_execution("auto", 11) == 11 and steps_per_execution("auto", 97) == 1
+    assert steps_per_execution(16, 175) == 7 and steps_per_execution(1, 64) == 1
+
+
+def test_steps_per_execution_keeps_every_epochs_batches():
+    """Several steps per compiled call train on exactly the same batches as one."""
+    f1, h1, values = _fit("mlp", epochs=3, steps_per_execution=1)
+    f2, h2, _ = _fit("mlp", epochs=3)  # auto: 11 steps per epoch, all in one call
+    np.testing.assert_allclose(h1["loss"], h2["loss"], rtol=1e-5)
+    np.testing.assert_allclose(h1["val_loss"], h2["val_loss"], rtol=1e-5)
+    np.testing.assert_allclose(f1.predict(_x(values)), f2.predict(_x(values)), rtol=1e-4,
+                               atol=1e-5)
+
+
 @pytest.mark.parametrize("family", ["lstm", "mlp"])
 def test_neural_families_learn(family):
     _, history, _ = _fit(family, epochs=3)

@@ -323,12 +323,27 @@ def test_data_docs_failure_still_writes_json(tmp_path: Path, monkeypatch) -> Non
         raise OSError("disk full")
 
     monkeypatch.setattr(validate, "_build_data_docs", boom)
-    cfg = make_cfg(M3, freq=1)
+    cfg = make_cfg(M3, freq=1, data_docs="always")
     _, report = validate.validate_long_frame(ingest(cfg.data), cfg, report_dir=tmp_path / "r")
     assert report.success and report.docs_path is None
     assert Path(report.report_path).is_file()
     assert "Data Docs could not be built" in report.notes[0]
     assert "disk full" in report.summary()
+
+
+def test_passing_validation_skips_data_docs_unless_asked(tmp_path: Path) -> None:
+    """A passing nightly run writes validation.json only; `data_docs: always` (or the
+    ``data_docs=True`` of `deepcast validate`) adds the HTML."""
+    cfg = make_cfg(M3, freq=1)
+    _, report = validate_long_frame(ingest(cfg.data), cfg, report_dir=tmp_path / "a")
+    assert report.success and report.docs_path is None
+    assert Path(report.report_path).is_file() and not (tmp_path / "a" / "data_docs").exists()
+    _, report = validate_long_frame(ingest(cfg.data), cfg, report_dir=tmp_path / "b",
+                                    data_docs=True)
+    assert Path(report.docs_path).is_file()
+    cfg = make_cfg(M3, freq=1, data_docs="always")
+    _, report = validate_long_frame(ingest(cfg.data), cfg, report_dir=tmp_path / "c")
+    assert Path(report.docs_path).is_file()
 
 
 def test_summary_names_failed_check_and_rows(tmp_path: Path) -> None:
