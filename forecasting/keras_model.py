@@ -253,6 +253,9 @@ class KerasForecaster(Forecaster):
 
         fill_unseen_embeddings(model)
         self.model = self._to_float32(model) if runtime.mixed else model
+        # predictions run as a plain graph, as in a model loaded from the registry: it
+        # traces in ~0.1 s per batch shape where XLA compiles in ~0.5 s (2 CPU cores)
+        self.model.jit_compile = False
         if ckpt is not None:
             ckpt.clear()
         return history
