@@ -224,7 +224,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _preflight(args: argparse.Namespace, flow: bool = True):
     """Config and data-file errors in well under a second, before any flow starts; then,
     for a command that runs a flow here, start Prefect's temporary server."""
-    global _SERVER_START
     from pipelines.config import load_config
     from pipelines.ingest import peek
 
@@ -236,32 +235,10 @@ def _preflight(args: argparse.Namespace, flow: bool = True):
 
         database_url(cfg.data.sql.url_env)  # set, or exit 2 naming the variable
     if flow:
-        _SERVER_START = _start_prefect_server()
+        from flows.ephemeral import start_if_needed
+
+        start_if_needed()  # Prefect's temporary server starts beside the imports below
     return cfg
-
-
-_SERVER_START: threading.Thread | None = None  # set by the preflight of a flow command
-
-
-def _start_prefect_server() -> threading.Thread | None:
-    """Start Prefect's temporary API server in a background thread when no
-    ``PREFECT_API_URL`` is set, so that its start (a subprocess, 5-25 s on 2 cores) runs
-    beside the heavy imports instead of after them. Called after the preflight, so bad
-    input never starts a server. The flow reuses the same server (Prefect keeps one per
-    process); a failed start is left to the flow, which reports it."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE
-
-    if PREFECT_API_URL.value() or not PREFECT_SERVER_ALLOW_EPHEMERAL_MODE.value():
-        return None
-    from prefect.server.api.server import SubprocessASGIServer
-
-    def start() -> None:
-        with contextlib.suppress(Exception):
-            SubprocessASGIServer().start()
-
-    thread = threading.Thread(target=start, name="prefect-server-start", daemon=True)
-    thread.start()
-    return thread
 
 
 def _warm_imports(modules: Sequence[str]) -> None:
@@ -285,11 +262,10 @@ def _run_flow(args: argparse.Namespace, name: str, module: str = "flows.flows",
     import importlib
 
     from flows.console import progress_display, wants_progress
+    from flows.ephemeral import api
 
     _warm_imports((module, *FLOW_IMPORTS))
-    if _SERVER_START is not None:
-        _SERVER_START.join()
-    with progress_display(wants_progress(args.quiet, args.json)):
+    with api(), progress_display(wants_progress(args.quiet, args.json)):
         summary = getattr(importlib.import_module(module), name)(
             pipeline=args.pipeline, data=args.data, report_dir=args.report_dir, **params)
     if args.json:

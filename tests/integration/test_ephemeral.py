@@ -1,0 +1,37 @@
+"""deepcast's start of Prefect's temporary API server (flows/ephemeral.py): it answers,
+flows run against it, it stops with its owner, and a failed start is one clear error."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+
+from features.errors import RunFailed
+from flows.ephemeral import TemporaryServer
+
+
+def test_server_answers_and_stops(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / ".prefect"))
+    server = TemporaryServer(timeout=120).start()
+    try:
+        url = server.wait()
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/api")
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
+            assert r.status == 200
+        process = server.process
+    finally:
+        server.stop()
+    assert process.poll() is not None and server.process is None
+    assert (tmp_path / ".prefect").is_dir()  # its database lives in the caller's PREFECT_HOME
+
+
+def test_a_start_that_times_out_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / ".prefect"))
+    server = TemporaryServer(timeout=0.2).start()
+    process = server.process
+    with pytest.raises(RunFailed) as info:
+        server.wait()
+    assert "did not answer within" in str(info.value)
+    assert "PREFECT_API_URL" in info.value.hint
+    assert process.poll() is not None  # stopped, not left behind
