@@ -1,7 +1,7 @@
 """Peer forecasts of the accuracy benchmark's test spans (run in a peer virtualenv).
 
     $PEERS/sf/bin/python benchmarks/peers_accuracy.py sf SET [--validation]
-    $PEERS/nf/bin/python benchmarks/peers_accuracy.py nf SET [--validation] [--max-steps N]
+    $PEERS/nf/bin/python benchmarks/peers_accuracy.py nf SET [--validation] [--max-steps N] [--models NHITS,LSTM]
 
 SET is m3-monthly, m3-quarterly or taylor (the ``name:`` of the benchmark YAMLs; the horizon,
 test span, season and lookback below repeat theirs). statsforecast: SeasonalNaive, AutoETS,
@@ -64,7 +64,8 @@ def run_sf(df: pd.DataFrame, s: dict) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
-def run_nf(df: pd.DataFrame, s: dict, max_steps: int) -> pd.DataFrame:
+def run_nf(df: pd.DataFrame, s: dict, max_steps: int, models: str = "NHITS,LSTM"
+           ) -> pd.DataFrame:
     import logging
 
     from neuralforecast import NeuralForecast
@@ -75,7 +76,8 @@ def run_nf(df: pd.DataFrame, s: dict, max_steps: int) -> pd.DataFrame:
                   scaler_type="standard", random_seed=0, enable_progress_bar=False,
                   enable_model_summary=False, logger=False)
     out = []
-    for model in (NHITS(**common), LSTM(**common)):
+    chosen = {"NHITS": NHITS, "LSTM": LSTM}
+    for model in (chosen[name](**common) for name in models.split(",")):
         t0 = time.perf_counter()
         nf = NeuralForecast(models=[model], freq=s["freq"])
         cv = nf.cross_validation(df=df, n_windows=s["test"] // s["h"], step_size=s["h"],
@@ -93,10 +95,11 @@ def main() -> None:
     ap.add_argument("set", choices=sorted(SETS))
     ap.add_argument("--validation", action="store_true")
     ap.add_argument("--max-steps", type=int, default=500)
+    ap.add_argument("--models", default="NHITS,LSTM", help="neuralforecast models to run")
     args = ap.parse_args()
     s = SETS[args.set]
     df = load(args.set, args.validation)
-    fc = run_sf(df, s) if args.lib == "sf" else run_nf(df, s, args.max_steps)
+    fc = run_sf(df, s) if args.lib == "sf" else run_nf(df, s, args.max_steps, args.models)
     fc["unique_id"] = fc["unique_id"].astype(str)
     RESULTS.mkdir(parents=True, exist_ok=True)
     lib = "statsforecast" if args.lib == "sf" else "neuralforecast"

@@ -141,6 +141,12 @@ def start_if_needed() -> None:
     _SERVER.start()
 
 
+def is_temporary(url: str | None) -> bool:
+    """True when ``url`` is the temporary server this process started (reachable from
+    this machine only: a remote Dask worker could not report to it)."""
+    return _SERVER is not None and url == _SERVER.api_url
+
+
 @contextlib.contextmanager
 def api() -> Iterator[None]:
     """Run the enclosed flow against the temporary server when one was started (waits for

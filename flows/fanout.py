@@ -41,8 +41,10 @@ log = logging.getLogger("deepcast")
 def dask_mapper(ex: ExecutionConfig) -> Callable[[Callable, list], list]:
     """The mapper for ``ex`` (runner dask); a ConfigError at once if a remote cluster could
     not report to Prefect."""
+    from flows.ephemeral import is_temporary
+
     address = ex.scheduler_address
-    if address and not PREFECT_API_URL.value():
+    if address and (not PREFECT_API_URL.value() or is_temporary(PREFECT_API_URL.value())):
         raise ConfigError(
             f"the Dask cluster at {address} (execution.address or {DASK_ADDRESS_ENV}) "
             "cannot report to Prefect: PREFECT_API_URL is not set, and Prefect's ephemeral "

@@ -246,8 +246,9 @@ def validate_long_frame(
 
 
 def _prepare(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy with the flag columns present (tolerates frames not built by coerce)."""
-    frame = df.copy()
+    """A copy with the flag columns present (tolerates frames not built by coerce); shallow:
+    copy-on-write keeps the caller's frame as it is without copying the data up front."""
+    frame = df.copy(deep=False)
     if ROW not in frame.columns:
         frame[ROW] = np.arange(1, len(frame) + 1, dtype=np.int64)
     for flag in (DS_INVALID, Y_INVALID):
@@ -403,11 +404,12 @@ def _build_checks(
     first_of_series = ~same & ~id_na
     short_first = first_of_series & (sizes < min_len)
     keys_present = ~id_na & ~ds_na
-    dup_rows = keys_present & frame[[ID, DS]].duplicated(keep=False).to_numpy()
+    # every row of a repeated key (keep=False): the frame is sorted, so a repeat is a run
+    # of rows equal to the previous one -- no hash table over 10M keys
+    dup_rows = keys_present & (dup_of_prev | np.append(dup_of_prev[1:], False))
 
     check = pd.DataFrame(
         {
-            ROW: frame[ROW].to_numpy(dtype=np.int64),
             ID: ids,
             DS: ds,
             DS_PARSEABLE: ~ds_invalid,

@@ -35,3 +35,26 @@ def test_a_start_that_times_out_is_one_clear_error(tmp_path, monkeypatch):
     assert "did not answer within" in str(info.value)
     assert "PREFECT_API_URL" in info.value.hint
     assert process.poll() is not None  # stopped, not left behind
+
+
+def test_a_remote_dask_cluster_cannot_report_to_the_temporary_server(retail_csv,
+                                                                     monkeypatch):
+    """The temporary server listens on 127.0.0.1: a remote cluster is refused under it as
+    it is with no Prefect API at all."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    import flows.ephemeral as ephemeral
+    from features.errors import ConfigError
+    from flows.fanout import dask_mapper
+    from pipelines.config import DASK_ADDRESS_ENV, parse_config
+    from tests.conftest import pipeline_dict
+
+    server = ephemeral.TemporaryServer(timeout=1)
+    server.port = 54321  # not started: only its URL matters here
+    monkeypatch.setattr(ephemeral, "_SERVER", server)
+    monkeypatch.setenv(DASK_ADDRESS_ENV, "tcp://10.0.0.5:8786")
+    cfg = parse_config(pipeline_dict(retail_csv, execution={"runner": "dask"}))
+    assert ephemeral.is_temporary(server.api_url)
+    with temporary_settings({PREFECT_API_URL: server.api_url}), \
+            pytest.raises(ConfigError, match="PREFECT_API_URL"):
+        dask_mapper(cfg.execution)
