@@ -1,7 +1,8 @@
 """Peer forecasts of the accuracy benchmark's test spans (run in a peer virtualenv).
 
     $PEERS/sf/bin/python benchmarks/peers_accuracy.py sf SET [--validation]
-    $PEERS/nf/bin/python benchmarks/peers_accuracy.py nf SET [--validation] [--max-steps N] [--models NHITS,LSTM]
+    $PEERS/nf/bin/python benchmarks/peers_accuracy.py nf SET [--validation] [--max-steps N]
+        [--models NHITS,LSTM]
 
 SET is m3-monthly, m3-quarterly or taylor (the ``name:`` of the benchmark YAMLs; the horizon,
 test span, season and lookback below repeat theirs). statsforecast: SeasonalNaive, AutoETS,
