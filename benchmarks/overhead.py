@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 PHASES = {
     "fit (KerasForecaster.fit)": ("fit", "forecasting/keras_model.py"),
     "imports (TF/Keras, GE, MLflow)": ("_warm_imports", "flows/cli.py"),
-    "Prefect server start and import": ("_start_prefect_server", "flows/cli.py"),
+    "Prefect import, server start": ("start_if_needed", "flows/ephemeral.py"),
     "validation (GE)": ("validate_long_frame", "pipelines/validate.py"),
     "holdout forecasts": ("holdout_predictions", "pipelines/train.py"),
     "plots": ("log_model_plots", "pipelines/train.py"),
