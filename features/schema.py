@@ -73,10 +73,15 @@ def coerce_long_frame(raw: pd.DataFrame, spec: ColumnSpec, source: str = "data")
     out[ROW] = np.arange(1, len(df) + 1, dtype=np.int64)
 
     ids = df[ID]
-    out[ID] = ids.where(ids.isna(), ids.astype(str)).astype("str")
+    # ids already of the string dtype (CSV read as text, Parquet strings) are used as they
+    # are: converting 10M strings makes three temporary copies of the column
+    out[ID] = ids if isinstance(ids.dtype, pd.StringDtype) else \
+        ids.where(ids.isna(), ids.astype(str)).astype("str")
 
     ds_raw = df[DS]
-    if spec.integer_time:
+    if spec.integer_time and pd.api.types.is_integer_dtype(ds_raw.dtype):
+        out[DS] = ds_raw.astype("Int64")  # whole numbers already: no float round trip
+    elif spec.integer_time:
         ds = pd.to_numeric(ds_raw, errors="coerce")
         non_int = ds.notna() & (ds != np.floor(ds.fillna(0)))
         ds = ds.mask(non_int)

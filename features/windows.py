@@ -106,8 +106,9 @@ def window_starts(
     total = int(counts.sum())
     if total == 0:
         return np.zeros(0, dtype=np.int64)
-    base = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
-    return (base + np.arange(total, dtype=np.int64)).astype(np.int64)
+    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    starts += np.arange(total, dtype=np.int64)  # in place: 8 bytes per window at the peak,
+    return starts  # not 32 (10M rows: 9.5M windows)
 
 
 def gather_windows(values: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
