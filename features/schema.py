@@ -195,8 +195,7 @@ def assert_long_frame(df: pd.DataFrame) -> None:
     keys = df[[ID, DS]]
     if keys.duplicated().any():
         raise DataError("long frame has duplicate (unique_id, ds) rows")
-    order = keys.sort_values([ID, DS], kind="stable").index
-    if not (order == df.index).all():
+    if not _in_order(df):
         raise DataError("long frame is not sorted by (unique_id, ds)")
 
 

@@ -90,7 +90,7 @@ class DataConfig(_Strict):
         "on_failure",
         description="When to build Great Expectations Data Docs (HTML) next to "
         "validation.json: 'on_failure' (the default: a passing nightly run only writes the "
-        "JSON, ~1-2 s saved per run) or 'always'. `deepcast validate` always builds them.",
+        "JSON, 1-4 s saved per run) or 'always'. `deepcast validate` always builds them.",
     )
     missing_y: Literal["error", "interpolate"] = Field(
         "error",
