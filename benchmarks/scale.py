@@ -71,9 +71,12 @@ def run(path: Path, family: str) -> dict:
         clean, report = step("validate", lambda: validate_long_frame(data.pop("frame"), cfg,
                                                                      tmp))
     assert report.success, report.summary()
-    prep = step("features", lambda: prepare(clean, cfg))
+    data["prep"] = step("features", lambda: prepare(clean, cfg))
     entry = cfg.models[0]
-    predictor = step("train_1_epoch", lambda: fit_model(entry, prep, cfg)[0])
+    predictor = step("train_1_epoch", lambda: fit_model(entry, data["prep"], cfg)[0])
+    # the forecast holds what `deepcast forecast` holds: the model and the history, not the
+    # training arrays
+    n_windows = int(len(data.pop("prep").train_starts))
     history = user_frame(clean, cfg)
     fc = step("forecast", lambda: predictor.predict(history))
     assert len(fc) == n_series * 18
@@ -83,7 +86,7 @@ def run(path: Path, family: str) -> dict:
             "rss_after_imports_mb": round(base, 1), "steps": steps,
             "peak_rss_mb": peak, "peak_over_raw": round(peak / raw_mb, 2),
             "peak_above_imports_over_raw": round((peak - base) / raw_mb, 2),
-            "training_windows": int(len(prep.train_starts))}
+            "training_windows": n_windows}
 
 
 def generate(n_series: int, length: int, path: Path) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 from features.windows import Panel
 
 _EPS = 1e-8
+_BLOCK = 1 << 20  # points per vectorised block of _stats
 
 
 class SeriesScaler:
@@ -85,18 +86,31 @@ class SeriesScaler:
         return obj
 
 
-def _stats(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, method: str):
-    """Vectorised per-segment mean/std over values[lo:hi]."""
+def _stats(values: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+           method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-segment mean/std over values[lo:hi], vectorised over blocks of whole segments
+    of about ``_BLOCK`` points: the float64 temporaries are a block's size, not the panel's
+    (at 10M points they would be 400 MB)."""
     n = len(lo)
     if method == "none" or n == 0:
         return np.zeros(n), np.ones(n)
     cnt = np.maximum(hi - lo, 0)
+    cuts = np.searchsorted(np.cumsum(cnt), np.arange(_BLOCK, int(cnt.sum()), _BLOCK))
+    edges = np.unique(np.concatenate([[0], cuts + 1, [n]]).clip(0, n))
+    mean, std = np.empty(n), np.empty(n)
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        mean[a:b], std[a:b] = _block_stats(values, lo[a:b], cnt[a:b])
+    std = np.where(std < _EPS * np.maximum(np.abs(mean), 1.0), 1.0, std)
+    return mean, std
+
+
+def _block_stats(values: np.ndarray, lo: np.ndarray,
+                 cnt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = len(lo)
     seg = np.repeat(np.arange(n), cnt)
     idx = np.arange(int(cnt.sum()), dtype=np.int64) + np.repeat(lo - np.cumsum(cnt) + cnt, cnt)
     v = values[idx].astype(np.float64)
     denom = np.maximum(cnt, 1)
     mean = np.bincount(seg, weights=v, minlength=n) / denom
     var = np.bincount(seg, weights=(v - mean[seg]) ** 2, minlength=n) / denom
-    std = np.sqrt(var)
-    std = np.where(std < _EPS * np.maximum(np.abs(mean), 1.0), 1.0, std)
-    return mean, std
+    return mean, np.sqrt(var)

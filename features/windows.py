@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.schema import DS, ID, Y
+from features.schema import DS, ID, Y, same_as_previous
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,14 @@ class Panel:
         return Panel(self.ids, np.ascontiguousarray(values, dtype=np.float32), self.offsets,
                      self.last_ds)
 
+    def tail(self, n: int) -> Panel:
+        """The last ``n`` points of every series (all of a shorter one)."""
+        keep = np.minimum(self.lengths, n)
+        offsets = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
+        idx = np.arange(int(offsets[-1]), dtype=np.int64) + np.repeat(
+            self.ends - keep - offsets[:-1], keep)
+        return Panel(self.ids, self.values[idx], offsets, self.last_ds)
+
     def truncate(self, n_last: int) -> Panel:
         """Drop the last ``n_last`` points of every series (e.g. the holdout)."""
         keep = self.lengths - n_last
@@ -66,16 +74,14 @@ class Panel:
 
 def panel_from_frame(df: pd.DataFrame) -> Panel:
     """Build a panel from a canonical long frame (sorted by unique_id, ds)."""
-    ids_col = df[ID].to_numpy()
     if len(df) == 0:
         return Panel(np.array([], dtype=object), np.array([], dtype=np.float32),
                      np.zeros(1, dtype=np.int64), np.array([]))
-    change = np.flatnonzero(ids_col[1:] != ids_col[:-1]) + 1
-    starts = np.concatenate([[0], change])
+    starts = np.flatnonzero(~same_as_previous(df[ID]))
     offsets = np.concatenate([starts, [len(df)]]).astype(np.int64)
     ds = df[DS].to_numpy()
     return Panel(
-        ids=ids_col[starts].astype(str),
+        ids=df[ID].iloc[starts].to_numpy().astype(str),
         values=df[Y].to_numpy(dtype=np.float32),
         offsets=offsets,
         last_ds=ds[offsets[1:] - 1],
@@ -142,6 +148,8 @@ def left_pad(array: np.ndarray, offsets: np.ndarray, pads: np.ndarray, fill: flo
 def pad_panel(panel: Panel, pads: np.ndarray) -> Panel:
     """Left-pad every series with ``pads[i]`` NaN points: short series get windows whose
     missing history is NaN (the model masks it). ``last_ds`` is unchanged."""
+    if not np.any(pads):
+        return panel  # nothing to pad: no copy (nor its index temporaries) of every point
     values, offsets = left_pad(panel.values, panel.offsets, pads, np.nan)
     return Panel(panel.ids, values, offsets, panel.last_ds)
 
@@ -196,7 +204,10 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    starts_t = tf.constant(np.asarray(starts, dtype=np.int64))
+    # int32 positions when they fit: half the memory of the starts (a copy per epoch for the
+    # shuffle) and of the index traffic of every gather
+    index_dtype = tf.int32 if len(values) < 2**31 - lookback - horizon else tf.int64
+    starts_t = tf.constant(np.asarray(starts, dtype=index_dtype.as_numpy_dtype))
     n = len(starts)
     full = n // batch_size * batch_size
 
@@ -215,23 +226,23 @@ def make_dataset(
 
         def one_epoch(e):
             key = tf.stack([tf.constant(seed, tf.int64), e])
-            order = tf.argsort(tf.random.stateless_uniform([n], seed=key))
-            return batches(tf.gather(starts_t, order))
+            # a stateless shuffle: 7x faster than argsort of random keys (0.4 s against 2.7 s
+            # for 9.3M windows) with one copy of the starts instead of three arrays of them
+            return batches(tf.random.experimental.stateless_shuffle(starts_t, seed=key,
+                                                                    alg="philox"))
 
         ds = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch)
 
     series = tf.constant(np.ascontiguousarray(values, dtype=np.float32))
-    # int32 positions when they fit: half the index memory traffic of every gather
-    index_dtype = tf.int32 if len(values) < 2**31 - lookback - horizon else tf.int64
     span = tf.range(lookback + horizon, dtype=index_dtype)
     cov = None
     if covariates is not None:
         cov = {k: tf.constant(getattr(covariates, k)) for k in
                ("past", "future", "static", "static_cat", "series")}
-        offsets_t = tf.constant(np.asarray(offsets, dtype=np.int64))
+        offsets_t = tf.constant(np.asarray(offsets, dtype=index_dtype.as_numpy_dtype))
 
     def _gather(batch_starts):
-        idx = tf.cast(batch_starts, index_dtype)[:, None] + span[None, :]
+        idx = batch_starts[:, None] + span[None, :]
         w = tf.gather(series, idx)
         inputs = {"y": tf.expand_dims(w[:, :lookback], -1)}
         if cov is not None:

@@ -36,6 +36,9 @@ QUIET_ENV = {
     "GIT_PYTHON_REFRESH": "quiet",
     "DASK_LOGGING__DISTRIBUTED": "warning",  # Dask fan-out: no per-worker start/stop lines
     "KERAS_HOME": os.path.join(os.path.expanduser("~"), ".keras"),
+    # Arrow (string ids) on the system allocator: its default pool keeps the pages of freed
+    # temporaries, which set the peak of a 10M-row run (3.3x the data against 2.8x)
+    "ARROW_DEFAULT_MEMORY_POOL": "system",
 }
 
 PREFECT_LOGGERS = ("prefect.flow_runs", "prefect.task_runs", "prefect.engine", "prefect")
@@ -47,6 +50,10 @@ def configure_environment(verbose: bool = False) -> None:
     """Quiet, telemetry-free defaults; the user's own environment always wins."""
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    if "pyarrow" in sys.modules and os.environ["ARROW_DEFAULT_MEMORY_POOL"] == "system":
+        import pyarrow as pa  # imported already (a library caller): the variable came late
+
+        pa.set_memory_pool(pa.system_memory_pool())
     # TensorFlow's Python logger (retracing notices and the like); stdlib, no TF import
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if verbose:

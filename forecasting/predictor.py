@@ -124,9 +124,12 @@ class Predictor:
             )
         L, H = self.lookback, self.horizon
         loc, scale = self.scaler.params_for(panel)  # once: transform and inverse share them
-        scaled = panel.with_values((panel.values - np.repeat(loc, panel.lengths))
-                                   / np.repeat(scale, panel.lengths))
-        pads = np.maximum(L - panel.lengths, 0)
+        # only the last L points reach the model: scale those, not the whole history (the
+        # covariates are aligned with the whole history, so that path keeps it)
+        recent = panel.tail(L) if self.encoder is None else panel
+        scaled = recent.with_values((recent.values - np.repeat(loc, recent.lengths))
+                                    / np.repeat(scale, recent.lengths))
+        pads = np.maximum(L - recent.lengths, 0)
         padded = pad_panel(scaled, pads) if pads.any() else scaled
         starts = padded.ends - L
         dates = future_index(panel.last_ds, self.columns.freq, H)

