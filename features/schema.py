@@ -170,10 +170,11 @@ def sort_long_frame(df: pd.DataFrame) -> pd.DataFrame:
 def release_arrow_memory() -> None:
     """Hand the memory Arrow's allocator keeps after frees back to the system.
 
-    String ids live in Arrow, and its pool (mimalloc) keeps the pages of every freed
-    temporary (a file's read buffers, the shifted copy of a column): at 10M rows, 400 MB
-    that no later step could use. Called at the end of each data step; cheap when there
-    is nothing to release.
+    String ids live in Arrow, and its default pool (mimalloc) keeps the pages of every
+    freed temporary (a file's read buffers, the shifted copy of a column): at 10M rows,
+    400 MB that no later step could use. The CLI puts Arrow on the system allocator
+    instead (``ARROW_DEFAULT_MEMORY_POOL``); this covers library callers that keep the
+    default. Called at the end of each data step; cheap when there is nothing to release.
     """
     import pyarrow as pa
 

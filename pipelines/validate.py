@@ -2,9 +2,11 @@
 
 :func:`validate_long_frame` sorts the frame, drops short series (or flags them), optionally
 interpolates missing targets, then runs one GE suite over the frame plus a few boolean
-helper columns (one per per-series rule GE cannot express column-wide). GE decides pass or
-fail and counts the offending rows; the offending rows shown to the user (row number,
-series, ds, y) are picked here with pandas from the same helper columns.
+helper columns (one per per-series rule GE cannot express column-wide, and unique keys:
+on the sorted frame a repeat is a run of equal rows, found in one pass where GE's
+compound-unique expectation builds a hash table of every key). GE decides pass or fail and
+counts the offending rows; the offending rows shown to the user (row number, series, ds,
+y) are picked here with pandas from the same helper columns.
 
 Great Expectations is imported lazily, inside functions, so importing this module is cheap.
 """

@@ -37,6 +37,22 @@ def test_help_is_instant_and_imports_no_framework(command, tmp_path):
     assert time.perf_counter() - t0 < 30  # generous bound: a hang, not a benchmark
 
 
+@pytest.mark.parametrize("preset, expected", [(None, "system"), ("mimalloc", "mimalloc")])
+def test_arrow_uses_the_system_allocator_unless_the_user_chose(preset, expected, tmp_path):
+    env = subprocess_env()
+    env.pop("ARROW_DEFAULT_MEMORY_POOL", None)
+    if preset:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = preset
+    for early in ("", "import pyarrow; "):  # pyarrow imported before the CLI set it up, too
+        code = (f"{early}from flows.cli import configure_environment; "
+                "configure_environment(); import pyarrow as pa; "
+                "print(pa.default_memory_pool().backend_name)")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              cwd=tmp_path, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == expected
+
+
 def test_bad_command_line_exits_2(tmp_path):
     done = deepcast("train", cwd=tmp_path)
     assert done.returncode == 2 and "pipeline" in done.stderr

@@ -63,3 +63,21 @@ def test_none_scaler_is_identity():
     p = _panel([1.0, 2.0], [3.0, 4.0])
     s = SeriesScaler("none").fit(p)
     np.testing.assert_array_equal(s.transform(p).values, p.values)
+
+
+def test_statistics_in_blocks_equal_one_pass(monkeypatch):
+    """Blocks of whole series (bounded temporaries) give exactly the one-pass statistics."""
+    import features.scalers as scalers
+
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(1, 30, size=40)
+    df = pd.DataFrame({
+        "unique_id": np.repeat([f"s{i:02d}" for i in range(40)], lengths),
+        "ds": np.concatenate([np.arange(n) for n in lengths]),
+        "y": rng.normal(10, 4, int(lengths.sum())),
+    })
+    panel = panel_from_frame(df)
+    n_fit = np.maximum(panel.lengths - 3, 0)
+    whole = SeriesScaler().fit(panel, n_fit).params_
+    monkeypatch.setattr(scalers, "_BLOCK", 7)
+    assert SeriesScaler().fit(panel, n_fit).params_ == whole

@@ -32,6 +32,17 @@ def test_panel_layout():
     assert p.values.dtype == np.float32
 
 
+def test_panel_from_arrow_string_ids_and_tail():
+    df = pd.DataFrame({"unique_id": pd.array(["a"] * 10 + ["b"] * 4, dtype="string[pyarrow]"),
+                       "ds": list(range(1, 11)) + list(range(5, 9)),
+                       "y": [float(v) for v in range(10)] + [100.0, 101.0, 102.0, 103.0]})
+    p = panel_from_frame(df)
+    assert list(p.ids) == ["a", "b"] and list(p.offsets) == [0, 10, 14]
+    t = p.tail(5)
+    assert list(t.offsets) == [0, 5, 9] and list(t.last_ds) == [10, 8]
+    assert list(t.values) == [5, 6, 7, 8, 9, 100, 101, 102, 103]
+
+
 def test_window_starts_hand_computed():
     p = _panel()
     # lookback 3, horizon 2 -> a window needs 5 points: a has starts 0..5, b has none
