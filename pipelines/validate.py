@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -64,6 +65,7 @@ DS_INCREASING = "ds_increasing_within_series"
 DS_ON_GRID = "ds_on_freq_grid"
 LONG_ENOUGH = "series_long_enough"
 KEY_UNIQUE = "key_unique"
+_SUITE_LOCK = threading.Lock()  # GE suites of the threads of one process, one at a time
 
 
 @dataclass
@@ -651,7 +653,8 @@ def _no_batch_fingerprint() -> Iterator[None]:
     GE hashes every pandas batch under 1 GB (``hash_pandas_object``, index included) for a
     batch marker: at 10M rows that is 5x the frame's memory and most of the suite's time,
     for a marker deepcast does not use (runs log their own data hash). The setting is put
-    back afterwards, so other GE users in the process keep it.
+    back afterwards, so other GE users in the process keep it (suites run one at a time,
+    under ``_SUITE_LOCK``, so none restores it while another runs).
     """
     from great_expectations.execution_engine import pandas_execution_engine as engine
 
@@ -669,7 +672,16 @@ def _run_suite(
     """Run the suite on an ephemeral context.
 
     Returns ({check key: (expectation type, success, unexpected_count)}, GE suite result).
+    GE keeps one process-wide current context, so suites of several threads (a fan-out in
+    threads, a server validating in parallel) take turns instead of sharing it.
     """
+    with _SUITE_LOCK:
+        return _run_suite_locked(check, checks, suite_name)
+
+
+def _run_suite_locked(
+    check: pd.DataFrame, checks: list[_Check], suite_name: str
+) -> tuple[dict[str, tuple[str, bool, int]], Any]:
     try:
         import great_expectations as gx
         import great_expectations.expectations as gxe

@@ -256,6 +256,20 @@ def test_suite_runs_without_ge_fingerprint_and_keeps_no_data(monkeypatch) -> Non
     assert len(project_manager.get_current_project().data_sources.all()) == 0
 
 
+def test_suites_in_threads_restore_ge_fingerprint_setting() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from great_expectations.execution_engine import pandas_execution_engine as engine
+
+    threshold = engine.HASH_THRESHOLD
+    cfg = make_cfg(AUS)
+    with ThreadPoolExecutor(3) as pool:
+        reports = list(pool.map(lambda _: validate_long_frame(ingest(cfg.data), cfg)[1],
+                                range(3)))
+    assert all(r.success for r in reports)
+    assert engine.HASH_THRESHOLD == threshold
+
+
 def test_missing_unique_id_fails(tmp_path: Path) -> None:
     raw = raw_csv()
     raw.loc[200, "unique_id"] = ""
