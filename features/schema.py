@@ -168,13 +168,14 @@ def sort_long_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def release_arrow_memory() -> None:
-    """Hand the memory Arrow's allocator keeps after frees back to the system.
+    """Hand memory freed by a data step back to the system.
 
-    String ids live in Arrow, and its default pool (mimalloc) keeps the pages of every
-    freed temporary (a file's read buffers, the shifted copy of a column): at 10M rows,
-    400 MB that no later step could use. The CLI puts Arrow on the system allocator
-    instead (``ARROW_DEFAULT_MEMORY_POOL``); this covers library callers that keep the
-    default. Called at the end of each data step; cheap when there is nothing to release.
+    String ids live in Arrow. Its default pool (mimalloc) keeps the pages of every freed
+    temporary (a file's read buffers, the shifted copy of a column); on the system pool
+    (``ARROW_DEFAULT_MEMORY_POOL=system``, the CLI's default) this trims the C heap, which
+    keeps freed small blocks otherwise. Measured at 10M rows: the peak above the imports is
+    2.8x the data with these calls and 3.2x without. Called at the end of each data step;
+    cheap when there is nothing to release.
     """
     import pyarrow as pa
 
@@ -248,7 +249,7 @@ def on_grid(ds: pd.Series, ids: pd.Series, freq: str | int) -> np.ndarray:
 
     The first row of each series is True. ``ds`` must be sorted within series.
     """
-    first = (ids != ids.shift()).to_numpy()
+    first = ~same_as_previous(ids)
     if is_integer_time(freq):
         diff = ds.astype("Int64").diff().to_numpy(dtype="float64", na_value=np.nan)
         ok = diff == float(freq)

@@ -24,7 +24,16 @@ import pandas as pd
 from features.covariates import CovariateEncoder, check_future, split_future
 from features.errors import DataError
 from features.scalers import SeriesScaler
-from features.schema import DS, ID, ColumnSpec, Y, coerce_long_frame, future_index, sort_long_frame
+from features.schema import (
+    DS,
+    ID,
+    ColumnSpec,
+    Y,
+    coerce_long_frame,
+    future_index,
+    same_as_previous,
+    sort_long_frame,
+)
 from features.windows import Panel, pad_panel, panel_from_frame, window_inputs
 from forecasting import conformal
 from forecasting.base import Forecaster, load_forecaster
@@ -180,8 +189,7 @@ class Predictor:
         values = y.to_numpy(np.float64)
         if not np.isfinite(values).all():
             return None
-        change = (ids.iloc[1:].reset_index(drop=True)
-                  != ids.iloc[:-1].reset_index(drop=True)).to_numpy(bool)
+        change = ~same_as_previous(ids)[1:]  # row i+1 starts a series
         first = np.concatenate([[0], np.flatnonzero(change) + 1])
         names = ids.iloc[first].reset_index(drop=True)
         # each id in one run, runs in sorted order (the general path's order)
