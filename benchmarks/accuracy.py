@@ -31,16 +31,16 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 
-from flows.cli import configure_environment  # noqa: E402
+from deepcast.flows.cli import configure_environment  # noqa: E402
 
 configure_environment()
 
-from features.schema import DS, ID  # noqa: E402
-from forecasting.evaluate import holdout_forecast, score_holdout, split_holdout  # noqa: E402
-from pipelines.config import load_config  # noqa: E402
-from pipelines.ingest import ingest  # noqa: E402
-from pipelines.train import ModelResult, fit_ensemble, fit_model, prepare, user_frame  # noqa: E402
-from pipelines.validate import validate_long_frame  # noqa: E402
+from deepcast.features.schema import DS, ID  # noqa: E402
+from deepcast.forecasting.evaluate import holdout_forecast, score_holdout, split_holdout  # noqa: E402
+from deepcast.pipelines.config import load_config  # noqa: E402
+from deepcast.pipelines.ingest import ingest  # noqa: E402
+from deepcast.pipelines.train import ModelResult, fit_ensemble, fit_model, prepare, user_frame  # noqa: E402
+from deepcast.pipelines.validate import validate_long_frame  # noqa: E402
 
 
 def results_path(name: str, validation: bool) -> Path:

@@ -23,16 +23,16 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flows.cli import configure_environment  # noqa: E402
+from deepcast.flows.cli import configure_environment  # noqa: E402
 
 configure_environment()
 
-from forecasting.base import families  # noqa: E402
-from forecasting.metrics import skill  # noqa: E402
-from pipelines.config import ENTRY_MODELS, load_config  # noqa: E402
-from pipelines.ingest import ingest  # noqa: E402
-from pipelines.train import evaluate, fit_model, prepare  # noqa: E402
-from pipelines.validate import validate_long_frame  # noqa: E402
+from deepcast.forecasting.base import families  # noqa: E402
+from deepcast.forecasting.metrics import skill  # noqa: E402
+from deepcast.pipelines.config import ENTRY_MODELS, load_config  # noqa: E402
+from deepcast.pipelines.ingest import ingest  # noqa: E402
+from deepcast.pipelines.train import evaluate, fit_model, prepare  # noqa: E402
+from deepcast.pipelines.validate import validate_long_frame  # noqa: E402
 
 
 def _stamp(times: list[float]):

@@ -30,7 +30,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flows.cli import configure_environment  # noqa: E402
+from deepcast.flows.cli import configure_environment  # noqa: E402
 
 configure_environment()
 
@@ -63,9 +63,9 @@ def descendants(pid: int | None = None) -> dict[int, str]:
 
 
 def gate_says(d: dict, margin: float) -> bool:
-    """The gate's rule (:func:`pipelines.promote.decide`) re-applied to the scores the run
+    """The gate's rule (:func:`deepcast.pipelines.promote.decide`) re-applied to the scores the run
     recorded: does the recorded decision follow from them?"""
-    from pipelines.promote import decide
+    from deepcast.pipelines.promote import decide
 
     promoted, _ = decide(d["candidate_score"], d["champion_score"],
                          d["champion_version"] or None, margin, d["seasonal_naive_score"],
@@ -88,12 +88,11 @@ def prepare(workdir: Path, pipeline: Path, start: pd.Timestamp) -> tuple[Path, p
 
 
 def replay(days: int, start: str, pipeline: Path, workdir: Path) -> dict:
+    from deepcast.features.errors import DeepcastError
+    from deepcast.flows.retrain import retrain
+    from deepcast.pipelines.config import load_config
+    from deepcast.pipelines.tracking import Tracker
     from prefect.testing.utilities import prefect_test_harness
-
-    from features.errors import DeepcastError
-    from flows.retrain import retrain
-    from pipelines.config import load_config
-    from pipelines.tracking import Tracker
 
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
     (workdir / "mlruns").mkdir(parents=True, exist_ok=True)

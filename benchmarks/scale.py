@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from flows.cli import configure_environment  # noqa: E402
+from deepcast.flows.cli import configure_environment  # noqa: E402
 
 configure_environment()
 
@@ -35,11 +35,10 @@ from speed import long_frame, peak_rss_mb, reset_peak_rss, rss_mb, synthetic_pan
 
 def run(path: Path, family: str) -> dict:
     import numpy as np  # noqa: F401
-
-    from pipelines.config import parse_config
-    from pipelines.ingest import ingest
-    from pipelines.train import fit_model, prepare, user_frame
-    from pipelines.validate import validate_long_frame
+    from deepcast.pipelines.config import parse_config
+    from deepcast.pipelines.ingest import ingest
+    from deepcast.pipelines.train import fit_model, prepare, user_frame
+    from deepcast.pipelines.validate import validate_long_frame
 
     cfg = parse_config({
         "name": "scale", "data": {"freq": 1, "season_length": 12, "path": str(path)},

@@ -9,7 +9,7 @@ compared as ratios. The machine's ``uptime`` load is printed before and after, s
 shared machine skews every figure. Results: ``benchmarks/results/speed.json``.
 
 - windows: windows/s of a shuffled, batched epoch (the second pass, consumed in the graph as
-  ``fit`` does) of ``features.windows.make_dataset`` vs
+  ``fit`` does) of ``deepcast.features.windows.make_dataset`` vs
   ``keras.utils.timeseries_dataset_from_array`` (one per series, concatenated), same series,
   lookback 36, horizon 18, batch 256; plus the RSS growth of building and iterating each,
   next to what materialised windows would take (windows x (lookback + horizon) x 4 bytes).
@@ -86,7 +86,7 @@ def long_frame(values: np.ndarray):
 # ---------------------------------------------------------------- workers (one process each)
 def _setup_tf() -> None:
     sys.path.insert(0, str(ROOT))
-    from flows.cli import configure_environment
+    from deepcast.flows.cli import configure_environment
 
     configure_environment()
 
@@ -98,8 +98,7 @@ def worker_windows(tool: str, n_series: int, length: int, lookback: int,
     growth."""
     _setup_tf()
     import tensorflow as tf
-
-    from features.windows import make_dataset, window_starts
+    from deepcast.features.windows import make_dataset, window_starts
 
     values = synthetic_panel(n_series, length)
     flat = values.reshape(-1)
@@ -141,8 +140,8 @@ def worker_windows(tool: str, n_series: int, length: int, lookback: int,
 def worker_train(model: str, n_series: int, length: int, epochs: int) -> dict:
     """Steady-state windows/s of ``KerasForecaster.fit`` (epochs after the first)."""
     _setup_tf()
-    from features.windows import window_starts
-    from forecasting.base import TrainingData, TrainSettings, WindowSpec, build_forecaster
+    from deepcast.features.windows import window_starts
+    from deepcast.forecasting.base import TrainingData, TrainSettings, WindowSpec, build_forecaster
 
     family, options = {"lstm": ("lstm", {"units": 64}),
                        "mlp": ("mlp", {"hidden_size": 512, "layers": 2}),
@@ -171,11 +170,11 @@ def worker_train(model: str, n_series: int, length: int, epochs: int) -> dict:
 def worker_predict(n_series: int, length: int) -> dict:
     """Warm ``Predictor.predict``: long frame -> forecast frame (MLP 512-512)."""
     _setup_tf()
-    from features.scalers import SeriesScaler
-    from features.schema import ColumnSpec
-    from features.windows import panel_from_frame, window_starts
-    from forecasting.base import TrainingData, TrainSettings, WindowSpec, build_forecaster
-    from forecasting.predictor import Predictor
+    from deepcast.features.scalers import SeriesScaler
+    from deepcast.features.schema import ColumnSpec
+    from deepcast.features.windows import panel_from_frame, window_starts
+    from deepcast.forecasting.base import TrainingData, TrainSettings, WindowSpec, build_forecaster
+    from deepcast.forecasting.predictor import Predictor
 
     df = long_frame(synthetic_panel(n_series, length))
     panel = panel_from_frame(df)

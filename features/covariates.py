@@ -22,9 +22,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from features.errors import DataError
-from features.schema import DS, ID, is_integer_time
+from deepcast.features.errors import DataError
+from deepcast.features.schema import DS, ID, is_integer_time
 
 #: calendar features by name: (pandas accessor, period) -> sin/cos pair of the position
 CALENDAR = {
@@ -123,7 +122,7 @@ class Covariates:
     def left_pad(self, offsets: np.ndarray, pads: np.ndarray) -> Covariates:
         """The point-major arrays left-padded with zeros like ``features.windows.pad_panel``
         pads the target (``offsets`` of the unpadded panel)."""
-        from features.windows import left_pad
+        from deepcast.features.windows import left_pad
 
         self.past, _ = left_pad(self.past, offsets, pads, 0.0)
         self.future, _ = left_pad(self.future, offsets, pads, 0.0)

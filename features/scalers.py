@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from features.windows import Panel
+from deepcast.features.windows import Panel
 
 _EPS = 1e-8
 _BLOCK = 1 << 20  # points per vectorised block of _stats

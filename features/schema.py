@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
-from features.errors import DataError
+from deepcast.features.errors import DataError
 
 ID, DS, Y = "unique_id", "ds", "y"
 ROW = "_row"  # 1-based data row number in the source, for error messages

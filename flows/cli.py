@@ -189,7 +189,7 @@ class _HideExpectedFailures(logging.Filter):
              "MlflowException")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from features.errors import DeepcastError
+        from deepcast.features.errors import DeepcastError
 
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, DeepcastError) or _store_error(exc):
@@ -207,15 +207,15 @@ def _quiet_prefect(args: argparse.Namespace) -> None:
 
 
 def _print_table(rows: list[dict[str, Any]], out=None) -> None:
-    from flows.console import print_table
+    from deepcast.flows.console import print_table
 
     print_table(rows, out)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from pipelines.config import load_config
-    from pipelines.ingest import ingest
-    from pipelines.validate import report_dir_for, validate_long_frame
+    from deepcast.pipelines.config import load_config
+    from deepcast.pipelines.ingest import ingest
+    from deepcast.pipelines.validate import report_dir_for, validate_long_frame
 
     cfg = load_config(args.pipeline)
     raw = ingest(cfg.data, args.data)
@@ -231,18 +231,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _preflight(args: argparse.Namespace, flow: bool = True):
     """Config and data-file errors in well under a second, before any flow starts; then,
     for a command that runs a flow here, start Prefect's temporary server."""
-    from pipelines.config import load_config
-    from pipelines.ingest import peek
+    from deepcast.pipelines.config import load_config
+    from deepcast.pipelines.ingest import peek
 
     cfg = load_config(args.pipeline)
     if args.data or cfg.data.path is not None:
         peek(cfg.data, args.data or cfg.data.path)  # readable, with rows and the columns
     else:
-        from pipelines.sql import database_url
+        from deepcast.pipelines.sql import database_url
 
         database_url(cfg.data.sql.url_env)  # set, or exit 2 naming the variable
     if flow:
-        from flows.ephemeral import start_if_needed
+        from deepcast.flows.ephemeral import start_if_needed
 
         start_if_needed()  # Prefect's temporary server starts beside the imports below
     return cfg
@@ -259,17 +259,17 @@ def _warm_imports(modules: Sequence[str]) -> None:
 
 
 # the heavy modules a flow command loads: Keras (with deepcast's layers), GE, MLflow pyfunc
-FLOW_IMPORTS = ("forecasting.layers", "great_expectations", "mlflow.pyfunc")
+FLOW_IMPORTS = ("deepcast.forecasting.layers", "great_expectations", "mlflow.pyfunc")
 
 
-def _run_flow(args: argparse.Namespace, name: str, module: str = "flows.flows",
+def _run_flow(args: argparse.Namespace, name: str, module: str = "deepcast.flows.flows",
               **params: Any) -> dict[str, Any] | None:
     """Run flow ``name`` of ``module`` on the command's pipeline and data; with --json print
     its summary and return None, else return the summary for the command to print."""
     import importlib
 
-    from flows.console import progress_display, wants_progress
-    from flows.ephemeral import api
+    from deepcast.flows.console import progress_display, wants_progress
+    from deepcast.flows.ephemeral import api
 
     _warm_imports((module, *FLOW_IMPORTS))
     with api(), progress_display(wants_progress(args.quiet, args.json)):
@@ -330,7 +330,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from features.errors import ConfigError
+    from deepcast.features.errors import ConfigError
 
     cfg = _preflight(args)
     if args.trials is not None and args.trials < 1:
@@ -352,10 +352,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
-    from features.errors import ConfigError
-    from pipelines.forecast import check_output_path
-    from pipelines.ingest import check_source
-    from pipelines.report import check_report_path, parse_series
+    from deepcast.features.errors import ConfigError
+    from deepcast.pipelines.forecast import check_output_path
+    from deepcast.pipelines.ingest import check_source
+    from deepcast.pipelines.report import check_report_path, parse_series
 
     check_output_path(args.output)
     if args.future:
@@ -367,7 +367,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         raise ConfigError("--series chooses the series plotted in the report",
                           hint="add --report report.html")
     cfg = _preflight(args)
-    from pipelines.tracking import Tracker
+    from deepcast.pipelines.tracking import Tracker
 
     Tracker(cfg.name).resolve(args.model)  # an unknown alias or version: exit 2 at once
     summary = _run_flow(args, "batch_forecast", output=args.output, model=args.model,
@@ -388,13 +388,13 @@ def cmd_forecast(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from pipelines.forecast import check_output_path
-    from pipelines.ingest import parse_as_of
+    from deepcast.pipelines.forecast import check_output_path
+    from deepcast.pipelines.ingest import parse_as_of
 
     cfg = _preflight(args)
     check_output_path(args.output.replace("{date}", "date"))
     parse_as_of(args.as_of, cfg.data)
-    summary = _run_flow(args, "retrain", module="flows.retrain", output=args.output,
+    summary = _run_flow(args, "retrain", module="deepcast.flows.retrain", output=args.output,
                         as_of=args.as_of)
     if summary is None:
         return EXIT_OK
@@ -408,7 +408,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from flows.deploy import register, serve_deployment
+    from deepcast.flows.deploy import register, serve_deployment
 
     _preflight(args, flow=False)
     done, deployment = register(args.pipeline, args.cron, args.timezone, args.output,
@@ -434,9 +434,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from pipelines.config import load_config
-    from pipelines.promote import history, rollback
-    from pipelines.tracking import Tracker
+    from deepcast.pipelines.config import load_config
+    from deepcast.pipelines.promote import history, rollback
+    from deepcast.pipelines.tracking import Tracker
 
     cfg = load_config(args.pipeline)
     tracker = Tracker(cfg.name)
@@ -460,8 +460,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from pipelines.config import load_config
-    from pipelines.tracking import Tracker
+    from deepcast.pipelines.config import load_config
+    from deepcast.pipelines.tracking import Tracker
 
     cfg = load_config(args.pipeline)
     tracker = Tracker(cfg.name)
@@ -485,7 +485,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     import subprocess
 
-    from pipelines.tracking import default_store, tracking_uri
+    from deepcast.pipelines.tracking import default_store, tracking_uri
 
     uri = tracking_uri()
     _, artifacts = default_store()
@@ -540,12 +540,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except Exception as exc:  # the one place that turns errors into exit codes
-        from features.errors import DeepcastError
+        from deepcast.features.errors import DeepcastError
 
         if args.debug:
             traceback.print_exc()
         if _store_error(exc):
-            from pipelines.tracking import store_failed, tracking_uri
+            from deepcast.pipelines.tracking import store_failed, tracking_uri
 
             exc = store_failed(tracking_uri(), exc)
         if isinstance(exc, DeepcastError):

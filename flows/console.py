@@ -22,7 +22,7 @@ def wants_progress(quiet: bool, as_json: bool, stream: TextIO | None = None) -> 
 
 
 class RichReporter:
-    """``pipelines.progress`` reporter drawing one rich bar per task."""
+    """``deepcast.pipelines.progress`` reporter drawing one rich bar per task."""
 
     def __init__(self, progress) -> None:
         self.progress = progress
@@ -63,6 +63,7 @@ def progress_display(enabled: bool, console=None) -> Iterator[None]:
     if not enabled:
         yield
         return
+    from deepcast.pipelines import progress
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -71,8 +72,6 @@ def progress_display(enabled: bool, console=None) -> Iterator[None]:
         TextColumn,
         TimeElapsedColumn,
     )
-
-    from pipelines import progress
 
     console = console or Console(stderr=True)
     bars = Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),

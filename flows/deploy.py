@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from features.errors import ConfigError
+from deepcast.features.errors import ConfigError
 
 log = logging.getLogger("deepcast")
 
@@ -177,13 +177,12 @@ def register(pipeline: str, cron: str, timezone: str | None = None, output: str 
     """Create or update the deployment ``retrain/NAME`` (paused state kept), cancel its runs
     late by more than a period, create the backfill runs: (what was done, the deployment
     to serve). ``paths``: optional ``data`` / ``report_dir`` parameters of every run."""
+    from deepcast.flows.retrain import retrain
+    from deepcast.pipelines.config import load_config
+    from deepcast.pipelines.forecast import check_output_path
     from prefect import get_client
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
-
-    from flows.retrain import retrain
-    from pipelines.config import load_config
-    from pipelines.forecast import check_output_path
 
     cfg = load_config(pipeline)
     tz = check_timezone(timezone)
@@ -216,7 +215,7 @@ def register(pipeline: str, cron: str, timezone: str | None = None, output: str 
                           active=True if active is None else active),
             description=f"deepcast retrain of {cfg.name} ({pipeline})",
             tags=["deepcast", cfg.name],
-            # import flows.retrain as a module of the installed package (a file path would
+            # import deepcast.flows.retrain as a module of the installed package (a file path would
             # be run as a script, where `flows` resolves to flows/flows.py)
             entrypoint_type=EntrypointType.MODULE_PATH)
         deployment_id = deployment.apply()

@@ -28,7 +28,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from features.errors import RunFailed
+from deepcast.features.errors import RunFailed
 
 PORT_IN_USE = 3  # uvicorn's exit code when its port is taken (Prefect retries the same way)
 

@@ -26,14 +26,13 @@ from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 from typing import Any
 
+from deepcast.features.errors import ConfigError
+from deepcast.flows.cli import PREFECT_LOGGERS
+from deepcast.pipelines.config import DASK_ADDRESS_ENV, ExecutionConfig
 from distributed.diagnostics.plugin import WorkerPlugin
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.settings import PREFECT_API_URL, temporary_settings
-
-from features.errors import ConfigError
-from flows.cli import PREFECT_LOGGERS
-from pipelines.config import DASK_ADDRESS_ENV, ExecutionConfig
 
 log = logging.getLogger("deepcast")
 
@@ -41,7 +40,7 @@ log = logging.getLogger("deepcast")
 def dask_mapper(ex: ExecutionConfig) -> Callable[[Callable, list], list]:
     """The mapper for ``ex`` (runner dask); a ConfigError at once if a remote cluster could
     not report to Prefect."""
-    from flows.ephemeral import is_temporary
+    from deepcast.flows.ephemeral import is_temporary
 
     address = ex.scheduler_address
     if address and (not PREFECT_API_URL.value() or is_temporary(PREFECT_API_URL.value())):

@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from deepcast.features.errors import DeepcastError, ValidationFailed
+from deepcast.pipelines.config import DataConfig, PipelineConfig, load_config, resolved_config
+from deepcast.pipelines.ingest import cut_at, file_sha256, frame_sha256, ingest, parse_as_of
+from deepcast.pipelines.validate import report_dir_for, validate_long_frame
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-
-from features.errors import DeepcastError, ValidationFailed
-from pipelines.config import DataConfig, PipelineConfig, load_config, resolved_config
-from pipelines.ingest import cut_at, file_sha256, frame_sha256, ingest, parse_as_of
-from pipelines.validate import report_dir_for, validate_long_frame
 
 
 def _retry_unexpected(task, task_run, state) -> bool:
@@ -56,10 +55,10 @@ def validate_task(raw: pd.DataFrame, cfg: PipelineConfig, report_dir: Path,
 def fan_out(cfg: PipelineConfig) -> Callable | None:
     """The mapper for the stages' per-fit function under ``cfg.execution``: None runs
     every fit in this process; runner dask runs each as a Prefect task on Dask
-    (:mod:`flows.fanout`). Called when a flow starts, so a set-up error shows at once."""
+    (:mod:`deepcast.flows.fanout`). Called when a flow starts, so a set-up error shows at once."""
     if cfg.execution.runner == "serial":
         return None
-    from flows.fanout import dask_mapper
+    from deepcast.flows.fanout import dask_mapper
 
     return dask_mapper(cfg.execution)
 
@@ -67,21 +66,21 @@ def fan_out(cfg: PipelineConfig) -> Callable | None:
 @task(name="train-models", **PURE)
 def train_task(clean: pd.DataFrame, cfg: PipelineConfig, tracker: Any, data_sha256: str,
                mapper: Callable | None = None):
-    from pipelines.train import train_models
+    from deepcast.pipelines.train import train_models
 
     return train_models(clean, cfg, tracker, data_sha256=data_sha256, mapper=mapper)
 
 
 @task(name="promote", **PURE)
 def promote_task(outcome: Any, clean: pd.DataFrame, cfg: PipelineConfig, tracker: Any):
-    from pipelines.promote import promote
+    from deepcast.pipelines.promote import promote
 
     return promote(outcome, clean, cfg, tracker)
 
 
 @task(name="ingest-future", **IO)
 def ingest_future_task(data: DataConfig, path: str) -> pd.DataFrame:
-    from pipelines.ingest import ingest_future
+    from deepcast.pipelines.ingest import ingest_future
 
     return ingest_future(data, path)
 
@@ -95,7 +94,7 @@ def load_model_task(tracker: Any, model: str):
 @task(name="predict", **PURE)
 def predict_task(pyfunc: Any, history: pd.DataFrame, id_col: str = "unique_id"
                  ) -> pd.DataFrame:
-    from pipelines.forecast import predict_in_shards
+    from deepcast.pipelines.forecast import predict_in_shards
 
     return predict_in_shards(pyfunc.predict, history, id_col)
 
@@ -103,7 +102,7 @@ def predict_task(pyfunc: Any, history: pd.DataFrame, id_col: str = "unique_id"
 @task(name="write-report", **IO)
 def report_task(path: str, fc: pd.DataFrame, history: pd.DataFrame, tracker: Any, ref: Any,
                 cfg: PipelineConfig, alias: str, output: str, series: list[str]) -> str:
-    from pipelines.report import render_report, write_report
+    from deepcast.pipelines.report import render_report, write_report
 
     text = render_report(fc, history, tracker.training_info(ref), pipeline=cfg.name,
                          alias=alias, output=output, metric=cfg.evaluation.metric,
@@ -113,7 +112,7 @@ def report_task(path: str, fc: pd.DataFrame, history: pd.DataFrame, tracker: Any
 
 @task(name="write-forecast", **IO)
 def write_task(fc: pd.DataFrame, output: str, url_env: str | None = None) -> str:
-    from pipelines.forecast import write_output
+    from deepcast.pipelines.forecast import write_output
 
     return str(write_output(fc, output, url_env))
 
@@ -159,7 +158,7 @@ def train_pipeline(pipeline: str, data: str | None = None, report_dir: str | Non
 def save_profile_task(tracker: Any, outcome: Any, raw: pd.DataFrame, cfg: PipelineConfig
                       ) -> dict[str, Any]:
     """Profile the training data (drift reference) and log it with every model run."""
-    from pipelines.drift import PROFILE_ARTIFACT, profile_window, reference_profile
+    from deepcast.pipelines.drift import PROFILE_ARTIFACT, profile_window, reference_profile
 
     profile = reference_profile(raw, profile_window(cfg.drift, cfg.features.lookback))
     tracker.log_dict(profile, PROFILE_ARTIFACT)
@@ -174,7 +173,7 @@ def _train_and_promote(cfg: PipelineConfig, pipeline: str, source: str | None,
     """The train run on validated data: train every model (through ``mapper``, see
     :func:`fan_out`), save the drift reference profile with them, promote through the
     gate; the ``train`` summary."""
-    from pipelines.tracking import Tracker
+    from deepcast.pipelines.tracking import Tracker
 
     tracker = Tracker(cfg.name)
     data_sha = frame_sha256(clean)
@@ -215,7 +214,7 @@ def _train_and_promote(cfg: PipelineConfig, pipeline: str, source: str | None,
 @task(name="backtest", **PURE)
 def backtest_task(clean: pd.DataFrame, cfg: PipelineConfig, tracker: Any,
                   mapper: Callable | None = None):
-    from pipelines.backtest import run_backtest
+    from deepcast.pipelines.backtest import run_backtest
 
     return run_backtest(clean, cfg, tracker, mapper)
 
@@ -224,8 +223,8 @@ def backtest_task(clean: pd.DataFrame, cfg: PipelineConfig, tracker: Any,
 def backtest_pipeline(pipeline: str, data: str | None = None, report_dir: str | None = None
                       ) -> dict[str, Any]:
     """Ingest -> validate -> rolling-origin backtest of every model -> track in MLflow."""
-    from pipelines.backtest import summary_records
-    from pipelines.tracking import Tracker
+    from deepcast.pipelines.backtest import summary_records
+    from deepcast.pipelines.tracking import Tracker
 
     cfg = load_config(pipeline)
     mapper = fan_out(cfg)
@@ -255,7 +254,7 @@ def backtest_pipeline(pipeline: str, data: str | None = None, report_dir: str | 
 @task(name="tune", **PURE)
 def tune_task(clean: pd.DataFrame, cfg: PipelineConfig, pipeline: str, tracker: Any,
               trials: int | None, output: str | None):
-    from pipelines.tune import run_tune
+    from deepcast.pipelines.tune import run_tune
 
     return run_tune(clean, cfg, Path(pipeline), tracker, trials, output)
 
@@ -264,7 +263,7 @@ def tune_task(clean: pd.DataFrame, cfg: PipelineConfig, pipeline: str, tracker: 
 def tune_pipeline(pipeline: str, trials: int | None = None, output: str | None = None,
                   data: str | None = None, report_dir: str | None = None) -> dict[str, Any]:
     """Ingest -> validate -> hyperparameter search (nested run per trial) -> tuned YAML."""
-    from pipelines.tracking import Tracker
+    from deepcast.pipelines.tracking import Tracker
 
     cfg = load_config(pipeline)
     source, _, clean, _ = _validated(cfg, data, report_dir)
@@ -294,13 +293,13 @@ def batch_forecast(pipeline: str, output: str, model: str = "champion",
                    series: list[str] | None = None) -> dict[str, Any]:
     """Load ``models:/NAME@model`` -> validate the history (and the future covariates) ->
     forecast -> write atomically (-> the HTML report, with ``report``)."""
-    from pipelines.forecast import check_output_path
-    from pipelines.tracking import Tracker
+    from deepcast.pipelines.forecast import check_output_path
+    from deepcast.pipelines.tracking import Tracker
 
     cfg = load_config(pipeline)
     check_output_path(output)
     if report:
-        from pipelines.report import check_report_path
+        from deepcast.pipelines.report import check_report_path
 
         check_report_path(report)
     return _forecast(cfg, Tracker(cfg.name), model, output, _source(cfg, data), report_dir,
@@ -313,8 +312,13 @@ def _forecast(cfg: PipelineConfig, tracker: Any, model: str, output: str, source
               series: list[str] | None = None) -> dict[str, Any]:
     """Forecast with a registered model from ``raw`` (default: ingest ``source``), write the
     file (and the HTML report, with ``report``); the ``forecast`` summary."""
-    from pipelines.forecast import finish_forecast, future_rows, needs_future, split_history
-    from pipelines.train import user_frame
+    from deepcast.pipelines.forecast import (
+        finish_forecast,
+        future_rows,
+        needs_future,
+        split_history,
+    )
+    from deepcast.pipelines.train import user_frame
 
     ref, pyfunc = load_model_task(tracker, model)
     predictor = pyfunc.unwrap_python_model().predictor
@@ -331,7 +335,7 @@ def _forecast(cfg: PipelineConfig, tracker: Any, model: str, output: str, source
         history = pd.concat([history, user_frame(future_rows(ahead, clean, predictor), cfg)],
                             ignore_index=True)
     if series:
-        from pipelines.report import check_series
+        from deepcast.pipelines.report import check_series
 
         check_series(series, clean["unique_id"].unique())
     fc = predict_task(pyfunc, history, cfg.data.id_col)

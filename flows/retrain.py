@@ -21,10 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
-from prefect.runtime import flow_run
-
-from flows.flows import (
+from deepcast.flows.flows import (
     IO,
     PURE,
     _forecast,
@@ -33,7 +30,9 @@ from flows.flows import (
     _validated,
     fan_out,
 )
-from pipelines.config import PipelineConfig, load_config
+from deepcast.pipelines.config import PipelineConfig, load_config
+from prefect import flow, task
+from prefect.runtime import flow_run
 
 log = logging.getLogger("deepcast")
 
@@ -68,8 +67,8 @@ def _run_name_retrain() -> str:
 @task(name="load-reference-profile", **IO)
 def reference_task(tracker: Any) -> tuple[dict[str, Any] | None, str]:
     """(profile, note) of the current champion; None with the reason when there is none."""
-    from pipelines.drift import PROFILE_ARTIFACT
-    from pipelines.tracking import CHAMPION
+    from deepcast.pipelines.drift import PROFILE_ARTIFACT
+    from deepcast.pipelines.tracking import CHAMPION
 
     if CHAMPION not in tracker.aliases():
         return None, "no champion yet (first run): nothing to compare with"
@@ -83,7 +82,7 @@ def reference_task(tracker: Any) -> tuple[dict[str, Any] | None, str]:
 
 @task(name="drift-check", **PURE)
 def drift_task(raw: Any, cfg: PipelineConfig, profile: dict[str, Any] | None, note: str):
-    from pipelines.drift import check_drift, skipped, thresholds_of
+    from deepcast.pipelines.drift import check_drift, skipped, thresholds_of
 
     if not cfg.drift.enabled:
         return skipped("drift.enabled is false")
@@ -94,7 +93,7 @@ def drift_task(raw: Any, cfg: PipelineConfig, profile: dict[str, Any] | None, no
 
 @task(name="undo-promotion", **IO)
 def undo_promotion_task(tracker: Any, decision: dict[str, Any], why: str) -> None:
-    from pipelines.promote import PromotionDecision, revert_promotion
+    from deepcast.pipelines.promote import PromotionDecision, revert_promotion
 
     revert_promotion(tracker, PromotionDecision(**decision), why)
 
@@ -181,9 +180,9 @@ def retrain(pipeline: str, output: str, data: str | None = None, as_of: str | No
     """Ingest -> validate -> drift check -> train -> gate -> forecast with the champion ->
     publish. ``output`` may hold ``{date}`` (the run's date); ``as_of`` keeps rows with
     ``ds <= as_of`` (backfills)."""
-    from pipelines.drift import DriftBlocked
-    from pipelines.forecast import check_output_path
-    from pipelines.tracking import CHAMPION, Tracker
+    from deepcast.pipelines.drift import DriftBlocked
+    from deepcast.pipelines.forecast import check_output_path
+    from deepcast.pipelines.tracking import CHAMPION, Tracker
 
     cfg = load_config(pipeline)
     output = dated_output(output, as_of)

@@ -99,7 +99,7 @@ class TrainingData:
     values: np.ndarray  # (n_points,) float32, scaled; NaN = left padding
     train_starts: np.ndarray  # (n_train,) int64 absolute window starts
     val_starts: np.ndarray  # (n_val,) int64; empty: no validation, monitor training loss
-    covariates: Any = None  # features.covariates.Covariates aligned with values, or None
+    covariates: Any = None  # deepcast.features.covariates.Covariates aligned with values, or None
     offsets: np.ndarray | None = None  # series offsets of values (for per-series inputs)
 
 
@@ -123,7 +123,7 @@ def register_family(name: str) -> Callable[[type[Forecaster]], type[Forecaster]]
 
 def families() -> dict[str, type[Forecaster]]:
     """All registered families (importing the built-in ones first)."""
-    import forecasting.models  # noqa: F401  (registers the built-in families)
+    import deepcast.forecasting.models  # noqa: F401  (registers the built-in families)
 
     return dict(_FAMILIES)
 

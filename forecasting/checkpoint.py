@@ -6,7 +6,7 @@ far and the loss history are written to a fresh ``epoch-NNNN`` folder; then ``st
 is atomically replaced to point at it. A process killed at any moment leaves either the
 previous or the new checkpoint, never a torn one. A rerun with the same fingerprint
 (config + data) continues at the next epoch with the same data order (see
-``features.windows.make_dataset``), so it ends with the same weights as an uninterrupted
+``deepcast.features.windows.make_dataset``), so it ends with the same weights as an uninterrupted
 run. The folder is removed when training completes.
 """
 

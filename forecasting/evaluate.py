@@ -12,10 +12,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-
-from features.schema import DS, ID, Y
-from features.windows import panel_from_frame
-from forecasting import metrics
+from deepcast.features.schema import DS, ID, Y
+from deepcast.features.windows import panel_from_frame
+from deepcast.forecasting import metrics
 
 PredictFn = Callable[[pd.DataFrame], pd.DataFrame]
 

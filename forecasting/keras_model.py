@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
-
-from features.errors import RunFailed
-from features.windows import make_dataset
-from forecasting.base import (
+from deepcast.features.errors import RunFailed
+from deepcast.features.windows import make_dataset
+from deepcast.forecasting.base import (
     KERAS_FILE,
     EpochHook,
     FamilyOptions,
@@ -29,8 +27,9 @@ from forecasting.base import (
     TrainingData,
     TrainSettings,
 )
-from forecasting.checkpoint import TrainingCheckpoint
-from forecasting.runtime import resolve_runtime
+from deepcast.forecasting.checkpoint import TrainingCheckpoint
+from deepcast.forecasting.runtime import resolve_runtime
+from pydantic import Field, field_validator
 
 PREDICT_CHUNK = 8192
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -111,7 +110,7 @@ class KerasForecaster(Forecaster):
     # -- model ------------------------------------------------------------------------
     @property
     def input_names(self) -> list[str]:
-        """Names of the model's inputs (keys of ``features.windows.window_inputs``)."""
+        """Names of the model's inputs (keys of ``deepcast.features.windows.window_inputs``)."""
         i = self.inputs
         names = ["y"]
         names += ["past"] if i.n_past else []
@@ -125,8 +124,7 @@ class KerasForecaster(Forecaster):
         """The uncompiled ``keras.Model``: observed mask and instance norm, the covariate
         channels, :meth:`network`, then static inputs, embeddings and the head."""
         import keras
-
-        from forecasting.layers import (
+        from deepcast.forecasting.layers import (
             CategoricalEmbeddings,
             InstanceDenorm,
             InstanceNorm,
@@ -177,8 +175,7 @@ class KerasForecaster(Forecaster):
 
     def loss(self, settings: TrainSettings):
         import keras
-
-        from forecasting.layers import PinballLoss
+        from deepcast.forecasting.layers import PinballLoss
 
         if self.quantiles:
             return PinballLoss(self.quantiles)
@@ -249,7 +246,7 @@ class KerasForecaster(Forecaster):
                 hint="lower training.learning_rate, set training.clipnorm, check the data "
                 "scale, or use loss: huber",
             )
-        from forecasting.layers import fill_unseen_embeddings
+        from deepcast.forecasting.layers import fill_unseen_embeddings
 
         fill_unseen_embeddings(model)
         self.model = self._to_float32(model) if runtime.mixed else model
@@ -303,9 +300,8 @@ class KerasForecaster(Forecaster):
         self.model.save(path / KERAS_FILE)
 
     def _load_weights(self, path: Path) -> None:
+        import deepcast.forecasting.layers  # noqa: F401  (registers the custom layers before loading)
         import keras
-
-        import forecasting.layers  # noqa: F401  (registers the custom layers before loading)
 
         self.model = keras.saving.load_model(path / KERAS_FILE, safe_mode=True, compile=False)
 

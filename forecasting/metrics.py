@@ -12,8 +12,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-
-from features.windows import Panel
+from deepcast.features.windows import Panel
 
 
 def mae(y: np.ndarray, yhat: np.ndarray) -> np.ndarray:

@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from features.covariates import CovariateEncoder, check_future, split_future
-from features.errors import DataError
-from features.scalers import SeriesScaler
-from features.schema import (
+from deepcast.features.covariates import CovariateEncoder, check_future, split_future
+from deepcast.features.errors import DataError
+from deepcast.features.scalers import SeriesScaler
+from deepcast.features.schema import (
     DS,
     ID,
     ColumnSpec,
@@ -34,11 +33,11 @@ from features.schema import (
     same_as_previous,
     sort_long_frame,
 )
-from features.windows import Panel, pad_panel, panel_from_frame, window_inputs
-from forecasting import conformal
-from forecasting.base import Forecaster, load_forecaster
-from forecasting.keras_model import quantile_column
-from forecasting.metrics import seasonal_scale
+from deepcast.features.windows import Panel, pad_panel, panel_from_frame, window_inputs
+from deepcast.forecasting import conformal
+from deepcast.forecasting.base import Forecaster, load_forecaster
+from deepcast.forecasting.keras_model import quantile_column
+from deepcast.forecasting.metrics import seasonal_scale
 
 BUNDLE_FILE = "bundle.json"
 SCALER_FILE = "scaler.json"

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from features.errors import ConfigError
+from deepcast.features.errors import ConfigError
 
 log = logging.getLogger("deepcast")
 

@@ -22,15 +22,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from features.errors import DataError
-from features.schema import ID
-from features.windows import panel_from_frame
-from forecasting import conformal, metrics
-from forecasting.keras_model import quantile_column
-from pipelines import progress
-from pipelines.config import ENTRY_MODELS, PipelineConfig
-from pipelines.train import Mapper, fit_model, prepare
+from deepcast.features.errors import DataError
+from deepcast.features.schema import ID
+from deepcast.features.windows import panel_from_frame
+from deepcast.forecasting import conformal, metrics
+from deepcast.forecasting.keras_model import quantile_column
+from deepcast.pipelines import progress
+from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
+from deepcast.pipelines.train import Mapper, fit_model, prepare
 
 log = logging.getLogger("deepcast")
 

@@ -10,6 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
+from deepcast.features.covariates import CALENDAR, default_calendar
+from deepcast.features.errors import ConfigError
+from deepcast.forecasting.base import families
+from deepcast.forecasting.runtime import DEVICES
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -19,11 +23,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
-from features.covariates import CALENDAR, default_calendar
-from features.errors import ConfigError
-from forecasting.base import families
-from forecasting.runtime import DEVICES
 
 METRICS = ("mae", "rmse", "smape", "mase")
 
@@ -689,5 +688,5 @@ def reference_markdown() -> str:
     return "\n".join(rows) + "\n"
 
 
-if __name__ == "__main__":  # python -m pipelines.config  -> the README reference tables
+if __name__ == "__main__":  # python -m deepcast.pipelines.config  -> the README reference tables
     print(reference_markdown(), end="")

@@ -27,9 +27,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from features.errors import DataError
-from features.schema import DS, ID, Y
+from deepcast.features.errors import DataError
+from deepcast.features.schema import DS, ID, Y
 
 PROFILE_VERSION = 1
 PROFILE_ARTIFACT = "drift/reference_profile.json"

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pandas as pd
-
-from features.errors import ConfigError, RunFailed
+from deepcast.features.errors import ConfigError, RunFailed
 
 FORECAST_COLUMNS = ["unique_id", "ds", "yhat", "model_name", "model_version", "run_id"]
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -25,7 +24,7 @@ def check_output_path(path: str | Path) -> Path | str:
     """Fail fast (before any work) on an unsupported extension, a folder name or an unsafe
     ``sql://table`` name."""
     if str(path).startswith("sql://"):
-        from pipelines.sql import check_table_name
+        from deepcast.pipelines.sql import check_table_name
 
         check_table_name(str(path))
         return str(path)
@@ -48,7 +47,7 @@ def write_output(df: pd.DataFrame, output: str | Path, url_env: str | None = Non
     """Write the forecast to a file (atomically) or, for ``sql://table``, replace the
     table's rows in one transaction (database URL from ``url_env``)."""
     if str(output).startswith("sql://"):
-        from pipelines.sql import DEFAULT_URL_ENV, write_table
+        from deepcast.pipelines.sql import DEFAULT_URL_ENV, write_table
 
         return write_table(df, str(output), url_env or DEFAULT_URL_ENV)
     return write_atomic(df, output)
@@ -107,7 +106,7 @@ def _umask() -> int:
 def remove_orphans(path: Path) -> list[Path]:
     """Delete temp files of earlier writers of ``path`` that died (SIGKILL, power loss)
     before renaming them; a live writer's temp file (its process exists) is left alone."""
-    from pipelines.locks import process_alive
+    from deepcast.pipelines.locks import process_alive
 
     removed = []
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
@@ -133,7 +132,7 @@ def predict_in_shards(predict: Callable[[pd.DataFrame], pd.DataFrame], history: 
                       id_col: str, shard_series: int = SHARD_SERIES) -> pd.DataFrame:
     """``predict(history)`` over shards of ``shard_series`` series (one progress step each;
     every series is forecast from its own rows only, so sharding changes no value)."""
-    from pipelines import progress
+    from deepcast.pipelines import progress
 
     ids = history[id_col].drop_duplicates().to_numpy()
     shards = [ids[i : i + shard_series] for i in range(0, len(ids), shard_series)] or [ids]
@@ -155,8 +154,8 @@ def split_history(raw: pd.DataFrame, future: pd.DataFrame | None
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(history, future rows) of a coerced frame: the future rows are ``future`` (from
     --future) or the trailing rows of each series with an empty target."""
-    from features.covariates import split_future
-    from features.schema import Y_INVALID, Y, sort_long_frame
+    from deepcast.features.covariates import split_future
+    from deepcast.features.schema import Y_INVALID, Y, sort_long_frame
 
     frame = sort_long_frame(raw)
     empty = frame[Y].isna().to_numpy() & ~frame[Y_INVALID].to_numpy(dtype=bool)
@@ -168,8 +167,8 @@ def future_rows(ahead: pd.DataFrame, clean: pd.DataFrame, predictor) -> pd.DataF
     """The future rows for the ``horizon`` steps after each series of the validated
     history, with every future covariate; else a :class:`DataError` naming series and
     dates (the same check the model applies)."""
-    from features.covariates import check_future
-    from features.schema import DS, ID, Y, future_index
+    from deepcast.features.covariates import check_future
+    from deepcast.features.schema import DS, ID, Y, future_index
 
     last = clean.groupby(ID, sort=True)[DS].max()
     dates = future_index(last.to_numpy(), predictor.columns.freq, predictor.horizon)

@@ -1,6 +1,6 @@
 """Ingest stage: read a CSV or Parquet file into a coerced long frame.
 
-The result still carries the row flags of :func:`features.schema.coerce_long_frame`;
+The result still carries the row flags of :func:`deepcast.features.schema.coerce_long_frame`;
 validation turns it into a canonical frame or a report.
 """
 
@@ -10,10 +10,9 @@ import hashlib
 from pathlib import Path
 
 import pandas as pd
-
-from features.errors import ConfigError, DataError
-from features.schema import ColumnSpec, coerce_long_frame, release_arrow_memory
-from pipelines.config import DataConfig
+from deepcast.features.errors import ConfigError, DataError
+from deepcast.features.schema import ColumnSpec, coerce_long_frame, release_arrow_memory
+from deepcast.pipelines.config import DataConfig
 
 READERS = (".csv", ".parquet", ".pq")
 
@@ -125,7 +124,7 @@ def ingest(data: DataConfig, path: str | Path | None = None) -> pd.DataFrame:
     frame with row flags."""
     spec = column_spec(data)
     if path is None and data.sql is not None:
-        from pipelines.sql import read_sql
+        from deepcast.pipelines.sql import read_sql
 
         df = coerce_long_frame(read_sql(data.sql.query, data.sql.url_env), spec,
                                source="data.sql")
@@ -189,7 +188,7 @@ def cut_at(raw: pd.DataFrame, as_of: pd.Timestamp | int | None) -> pd.DataFrame:
     ``ds`` did not parse are kept so that validation still reports them."""
     if as_of is None:
         return raw
-    from features.schema import DS
+    from deepcast.features.schema import DS
 
     cut = raw[~(raw[DS] > as_of).fillna(False).to_numpy(dtype=bool)]
     if cut.empty:

@@ -1,8 +1,8 @@
 """Plots of a trained model and its forecasts, rendered headless (matplotlib, Agg) to PNG.
 
 Each function takes plain frames and returns PNG bytes, so the same picture goes to an
-MLflow run (``pipelines.tracking``) and into the HTML forecast report
-(``pipelines.report``). Cheap by design: one figure per plot kind, a capped sample of
+MLflow run (``deepcast.pipelines.tracking``) and into the HTML forecast report
+(``deepcast.pipelines.report``). Cheap by design: one figure per plot kind, a capped sample of
 series, no anti-aliased markers; the demo's five models add about 2 s.
 """
 
@@ -14,8 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-
-from features.schema import DS, ID, Y
+from deepcast.features.schema import DS, ID, Y
 
 DPI = 90
 MAX_SERIES = 6  # series per forecast figure

@@ -2,7 +2,7 @@
 
 A stage wraps its loop in :func:`task` and calls the returned ``advance``; by default
 nothing is shown (tests, CI, Prefect workers, library use). The CLI installs a display
-(``flows.console``, rich progress bars on a terminal) with :func:`set_reporter`.
+(``deepcast.flows.console``, rich progress bars on a terminal) with :func:`set_reporter`.
 """
 
 from __future__ import annotations

@@ -18,16 +18,15 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
-
-from features.errors import ConfigError
-from features.schema import ID
-from features.windows import panel_from_frame
-from forecasting.evaluate import holdout_forecast, score_holdout
-from forecasting.metrics import cutoff_scales
-from forecasting.predictor import Predictor
-from pipelines.config import PipelineConfig
-from pipelines.tracking import CHALLENGER, CHAMPION, Tracker
-from pipelines.train import TrainOutcome, user_frame
+from deepcast.features.errors import ConfigError
+from deepcast.features.schema import ID
+from deepcast.features.windows import panel_from_frame
+from deepcast.forecasting.evaluate import holdout_forecast, score_holdout
+from deepcast.forecasting.metrics import cutoff_scales
+from deepcast.forecasting.predictor import Predictor
+from deepcast.pipelines.config import PipelineConfig
+from deepcast.pipelines.tracking import CHALLENGER, CHAMPION, Tracker
+from deepcast.pipelines.train import TrainOutcome, user_frame
 
 log = logging.getLogger("deepcast")
 
@@ -89,7 +88,7 @@ class GateWindows:
 
     def score(self, predictor: Predictor) -> float:
         """Mean metric of ``predictor`` over the windows."""
-        from pipelines.backtest import score_windows
+        from deepcast.pipelines.backtest import score_windows
 
         fc = predictor.predict_windows(self.df, self.cuts).sort_values(
             [ID, "window", "h"], kind="stable")

@@ -17,11 +17,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from features.errors import ConfigError
-from features.schema import DS, ID
-from pipelines import plots
-from pipelines.forecast import check_file_name
+from deepcast.features.errors import ConfigError
+from deepcast.features.schema import DS, ID
+from deepcast.pipelines import plots
+from deepcast.pipelines.forecast import check_file_name
 
 MAX_TABLE_ROWS = 500
 MAX_PLOTTED = 12
@@ -142,7 +141,7 @@ def render_report(forecast: pd.DataFrame, history: pd.DataFrame, info: dict[str,
                   max_rows: int = MAX_TABLE_ROWS) -> str:
     """The report's HTML. ``forecast`` is the forecast file's frame, ``history`` the
     validated history it was made from (canonical columns), ``info`` what
-    :meth:`pipelines.tracking.Tracker.training_info` read back from the training runs."""
+    :meth:`deepcast.pipelines.tracking.Tracker.training_info` read back from the training runs."""
     data, gate, metrics = info.get("data", {}), info.get("gate", {}), info.get("metrics", {})
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     model = info.get("model_name") or (forecast["model_name"].iloc[0] if len(forecast) else "")
@@ -258,7 +257,7 @@ def render_report(forecast: pd.DataFrame, history: pd.DataFrame, info: dict[str,
 
 def write_report(path: str | Path, html_text: str) -> Path:
     """Write the report atomically (temp file + rename)."""
-    from pipelines.forecast import atomic_write
+    from deepcast.pipelines.forecast import atomic_write
 
     return atomic_write(check_report_path(path),
                         lambda fh: fh.write(html_text.encode("utf-8")))

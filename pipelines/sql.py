@@ -13,8 +13,7 @@ import re
 from typing import Any
 
 import pandas as pd
-
-from features.errors import ConfigError, DataError, RunFailed
+from deepcast.features.errors import ConfigError, DataError, RunFailed
 
 DEFAULT_URL_ENV = "DEEPCAST_DB_URL"
 SQL_OUTPUT = "sql://"

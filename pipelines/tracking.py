@@ -21,8 +21,7 @@ from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd
-
-from features.errors import ConfigError, RunFailed
+from deepcast.features.errors import ConfigError, RunFailed
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
@@ -35,7 +34,7 @@ BUNDLE_KEY = "bundle"
 PYFUNC_ENTRY = """\
 from mlflow.models import set_model
 
-from pipelines.tracking import DeepcastModel
+from deepcast.pipelines.tracking import DeepcastModel
 
 set_model(DeepcastModel())
 """
@@ -104,7 +103,7 @@ class DeepcastModel(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context) -> None:
-        from forecasting.predictor import Predictor
+        from deepcast.forecasting.predictor import Predictor
 
         self.predictor = Predictor.load(context.artifacts[BUNDLE_KEY])
 
@@ -182,8 +181,7 @@ class Tracker:
         (host, pid), so a parent run first closes the runs that killed processes left
         RUNNING (:meth:`end_orphans`)."""
         import mlflow
-
-        from pipelines.locks import HOST
+        from deepcast.pipelines.locks import HOST
 
         if not nested:
             self.end_orphans()
@@ -195,7 +193,7 @@ class Tracker:
     def end_orphans(self) -> list[str]:
         """Mark KILLED the runs of this experiment left RUNNING by a process of this host
         that no longer exists (SIGKILL, OOM, power loss); return their ids."""
-        from pipelines.locks import HOST, process_alive
+        from deepcast.pipelines.locks import HOST, process_alive
 
         runs = self.client.search_runs([self.experiment_id],
                                        filter_string="attributes.status = 'RUNNING'")
@@ -503,7 +501,7 @@ class Tracker:
     def promotion_lock(self) -> Iterator[None]:
         """Serialise promotion decisions of this registered model (same store) across the
         processes of this host, so two runs cannot both decide against a stale champion."""
-        from pipelines.locks import exclusive
+        from deepcast.pipelines.locks import exclusive
 
         with exclusive(self.uri, self.experiment):
             yield

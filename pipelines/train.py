@@ -16,14 +16,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from features.covariates import CovariateEncoder, Covariates, CovariateSpec
-from features.errors import DataError, RunFailed
-from features.scalers import SeriesScaler
-from features.schema import DS, ID, Y, release_arrow_memory
-from features.windows import Panel, pad_panel, panel_from_frame, window_starts
-from forecasting import conformal
-from forecasting.base import (
+from deepcast.features.covariates import CovariateEncoder, Covariates, CovariateSpec
+from deepcast.features.errors import DataError, RunFailed
+from deepcast.features.scalers import SeriesScaler
+from deepcast.features.schema import DS, ID, Y, release_arrow_memory
+from deepcast.features.windows import Panel, pad_panel, panel_from_frame, window_starts
+from deepcast.forecasting import conformal
+from deepcast.forecasting.base import (
     InputSpec,
     TrainingData,
     TrainSettings,
@@ -31,12 +30,12 @@ from forecasting.base import (
     build_forecaster,
     families,
 )
-from forecasting.evaluate import holdout_forecast, score_holdout, split_holdout
-from forecasting.metrics import seasonal_scale, skill
-from forecasting.predictor import Predictor
-from pipelines import plots, progress
-from pipelines.config import ENTRY_MODELS, PipelineConfig
-from pipelines.ingest import column_spec
+from deepcast.forecasting.evaluate import holdout_forecast, score_holdout, split_holdout
+from deepcast.forecasting.metrics import seasonal_scale, skill
+from deepcast.forecasting.predictor import Predictor
+from deepcast.pipelines import plots, progress
+from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
+from deepcast.pipelines.ingest import column_spec
 
 log = logging.getLogger("deepcast")
 
@@ -283,7 +282,7 @@ def train_model(job: ModelJob, tracker=None, prep: Prepared | None = None) -> Mo
     the Dask fan-out. In a worker (no ``tracker``) it opens its own client on the same
     store, prepares the data itself (TensorFlow is imported and seeded in that process) and
     returns the model URI, run id and metrics only, not the fitted model."""
-    from pipelines.tracking import Tracker
+    from deepcast.pipelines.tracking import Tracker
 
     local = tracker is not None
     tracker = tracker if local else Tracker(job.experiment, job.tracking_uri)
@@ -390,7 +389,7 @@ def log_model_plots(tracker, predictor: Predictor, df: pd.DataFrame, fc: pd.Data
     """Log a model's plots to its run under ``plots/``: a sample of series (largest, worst,
     seeded others) with history, holdout forecast and future forecast with bands; the loss
     curves; the error by horizon step."""
-    from pipelines.forecast import needs_future
+    from deepcast.pipelines.forecast import needs_future
 
     t0 = time.perf_counter()
     metric, label = cfg.evaluation.metric, predictor.name
@@ -424,7 +423,11 @@ def fit_ensemble(spec: Any, results: list[ModelResult], df: pd.DataFrame, prep: 
                  cfg: PipelineConfig) -> tuple[Predictor, dict[str, list[float]], float]:
     """Build one ``ensemble:`` entry from the trained models (or, for bagging, train its
     members); weights come from a backtest of the members on the training span only."""
-    from forecasting.ensemble import build_ensemble, inverse_error_weights, stacking_weights
+    from deepcast.forecasting.ensemble import (
+        build_ensemble,
+        inverse_error_weights,
+        stacking_weights,
+    )
 
     t0 = time.perf_counter()
     if spec.method == "bagging":
@@ -461,7 +464,7 @@ def member_backtest(entries: list[Any], df: pd.DataFrame, cfg: PipelineConfig
     per series x cut-off; ``scale`` is the series' seasonal naive MAE before the cut-off.
     One fit per member (``refit: false``); series too short for the first cut-off take no
     part in fitting the weights."""
-    from pipelines.backtest import run_backtest
+    from deepcast.pipelines.backtest import run_backtest
 
     train, _ = split_holdout(df, cfg.evaluation.test_size)
     bt, h = cfg.evaluation.backtest, cfg.features.horizon

@@ -23,11 +23,10 @@ from typing import Any
 
 import pandas as pd
 import yaml
-
-from features.errors import ConfigError, RunFailed
-from forecasting.base import families
-from pipelines.config import ENTRY_MODELS, PipelineConfig, TrainingConfig
-from pipelines.train import fit_model, prepare
+from deepcast.features.errors import ConfigError, RunFailed
+from deepcast.forecasting.base import families
+from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig, TrainingConfig
+from deepcast.pipelines.train import fit_model, prepare
 
 log = logging.getLogger("deepcast")
 

@@ -28,9 +28,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from features.errors import DataError
-from features.schema import (
+from deepcast.features.errors import DataError
+from deepcast.features.schema import (
     DS,
     DS_INVALID,
     DS_TEXT,
@@ -47,8 +46,8 @@ from features.schema import (
     same_as_previous,
     sort_long_frame,
 )
-from pipelines.config import PipelineConfig
-from pipelines.ingest import check_covariate_columns
+from deepcast.pipelines.config import PipelineConfig
+from deepcast.pipelines.ingest import check_covariate_columns
 
 MAX_EXAMPLES = 5
 REPORT_FILE = "validation.json"

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from flows.cli import configure_environment
+from deepcast.flows.cli import configure_environment
 
 configure_environment()
 

@@ -1,7 +1,7 @@
 """Built-in forecaster families, one small file each (imported to register them)."""
 
-from forecasting import ensemble  # noqa: F401  (saved ensembles load by family name)
-from forecasting.models import (  # noqa: F401
+from deepcast.forecasting import ensemble  # noqa: F401  (saved ensembles load by family name)
+from deepcast.forecasting.models import (  # noqa: F401
     baselines,
     cnn,
     gru,

@@ -3,10 +3,9 @@ causal convolutions; the last time step's features feed the head."""
 
 from __future__ import annotations
 
+from deepcast.forecasting.base import register_family
+from deepcast.forecasting.keras_model import HiddenNormOptions, KerasForecaster
 from pydantic import Field, field_validator
-
-from forecasting.base import register_family
-from forecasting.keras_model import HiddenNormOptions, KerasForecaster
 
 
 class CNNOptions(HiddenNormOptions):

@@ -4,10 +4,9 @@ summed. That sum is one linear map of the concatenated parts, which the shared h
 
 from __future__ import annotations
 
+from deepcast.forecasting.base import register_family
+from deepcast.forecasting.keras_model import KerasForecaster, KerasOptions
 from pydantic import Field
-
-from forecasting.base import register_family
-from forecasting.keras_model import KerasForecaster, KerasOptions
 
 
 class LinearOptions(KerasOptions):

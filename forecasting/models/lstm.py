@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from forecasting.base import register_family
-from forecasting.models.recurrent import RecurrentForecaster
+from deepcast.forecasting.base import register_family
+from deepcast.forecasting.models.recurrent import RecurrentForecaster
 
 
 @register_family("lstm")

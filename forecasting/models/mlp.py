@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+from deepcast.forecasting.base import register_family
+from deepcast.forecasting.keras_model import HiddenNormOptions, KerasForecaster
 from pydantic import Field
-
-from forecasting.base import register_family
-from forecasting.keras_model import HiddenNormOptions, KerasForecaster
 
 
 class MLPOptions(HiddenNormOptions):

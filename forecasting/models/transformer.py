@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+from deepcast.forecasting.base import register_family
+from deepcast.forecasting.keras_model import KerasForecaster, KerasOptions
 from pydantic import Field, model_validator
-
-from forecasting.base import register_family
-from forecasting.keras_model import KerasForecaster, KerasOptions
 
 
 class TransformerOptions(KerasOptions):
@@ -41,8 +40,7 @@ class PatchTransformerForecaster(KerasForecaster):
 
     def network(self, x):
         import keras
-
-        from forecasting.layers import Patches, PositionalEncoding
+        from deepcast.forecasting.layers import Patches, PositionalEncoding
 
         o = self.options
         patch_len = min(int(o["patch_len"]), self.spec.lookback)

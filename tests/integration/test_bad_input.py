@@ -339,7 +339,7 @@ def run_case(case: Case, root: Path, env: dict[str, str], last_forecast: bytes
     (d / "mlruns.csv").mkdir()  # a folder named like a file (output-is-a-folder)
     if case.forecast:
         (d / "last_forecast.csv").write_bytes(last_forecast)
-    return subprocess.run([sys.executable, "-m", "flows.cli", *case.args],
+    return subprocess.run([sys.executable, "-m", "deepcast", *case.args],
                           capture_output=True, text=True, cwd=d, env=env, timeout=300)
 
 
@@ -348,9 +348,8 @@ def bench(prefect_harness, tmp_path_factory):
     """One store with a trained champion (``bi``: naive / seasonal naive) and a model with a
     future covariate (``bi-future``), the last forecast file, then every case submitted to
     a pool of 3 CLI subprocesses on the session's Prefect API."""
+    from deepcast.flows.flows import batch_forecast, train_pipeline
     from prefect.settings import PREFECT_API_URL
-
-    from flows.flows import batch_forecast, train_pipeline
 
     root = tmp_path_factory.mktemp("bad_input")
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
@@ -417,7 +416,7 @@ def test_bad_input(case: Case, bench: Bench):
 def test_debug_shows_the_traceback(tmp_path):
     """--debug is the one way to see a traceback (for bug reports)."""
     pipeline(base_config(features={"lookback": 0}))(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "train", "p.yaml", "--debug"],
+    done = subprocess.run([sys.executable, "-m", "deepcast", "train", "p.yaml", "--debug"],
                           capture_output=True, text=True, cwd=tmp_path,
                           env=subprocess_env(), timeout=120)
     assert done.returncode == 2 and "Traceback" in done.stderr
@@ -428,10 +427,9 @@ def test_quarantine_moves_bad_rows_aside_and_counts_them(bench: Bench, monkeypat
     """data.bad_rows: quarantine: the run goes on without the bad rows; every one is in
     quarantine.csv with its reason, counted in the report, the summary and the MLflow run;
     the default policy (error) refuses the same file."""
+    from deepcast.features.errors import ValidationFailed
+    from deepcast.flows.flows import train_pipeline
     from mlflow import MlflowClient
-
-    from features.errors import ValidationFailed
-    from flows.flows import train_pipeline
 
     d = bench.root / "quarantine"
     d.mkdir()

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def deepcast(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600):
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "deepcast", *args], capture_output=True,
                           text=True, cwd=cwd, env=env or subprocess_env(), timeout=timeout)
 
 
@@ -25,7 +25,7 @@ def deepcast(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600)
                                      "promote",
                                      "runs", "ui", "retrain", "deploy"])
 def test_help_is_instant_and_imports_no_framework(command, tmp_path):
-    code = ("import sys; from flows.cli import main\n"
+    code = ("import sys; from deepcast.flows.cli import main\n"
             "try:\n    main([a for a in sys.argv[1:] if a])\nexcept SystemExit as e:\n"
             "    heavy = [m for m in ('tensorflow', 'prefect', 'mlflow', 'great_expectations')"
             " if m in sys.modules]\n    print('HEAVY', heavy); raise\n")
@@ -44,7 +44,7 @@ def test_arrow_uses_the_system_allocator_unless_the_user_chose(preset, expected,
     if preset:
         env["ARROW_DEFAULT_MEMORY_POOL"] = preset
     for early in ("", "import pyarrow; "):  # pyarrow imported before the CLI set it up, too
-        code = (f"{early}from flows.cli import configure_environment; "
+        code = (f"{early}from deepcast.flows.cli import configure_environment; "
                 "configure_environment(); import pyarrow as pa; "
                 "print(pa.default_memory_pool().backend_name)")
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

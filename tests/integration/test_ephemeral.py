@@ -6,9 +6,8 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
-
-from features.errors import RunFailed
-from flows.ephemeral import TemporaryServer
+from deepcast.features.errors import RunFailed
+from deepcast.flows.ephemeral import TemporaryServer
 
 
 def test_server_answers_and_stops(tmp_path, monkeypatch):
@@ -41,12 +40,12 @@ def test_a_remote_dask_cluster_cannot_report_to_the_temporary_server(retail_csv,
                                                                      monkeypatch):
     """The temporary server listens on 127.0.0.1: a remote cluster is refused under it as
     it is with no Prefect API at all."""
+    import deepcast.flows.ephemeral as ephemeral
+    from deepcast.features.errors import ConfigError
+    from deepcast.flows.fanout import dask_mapper
+    from deepcast.pipelines.config import DASK_ADDRESS_ENV, parse_config
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    import flows.ephemeral as ephemeral
-    from features.errors import ConfigError
-    from flows.fanout import dask_mapper
-    from pipelines.config import DASK_ADDRESS_ENV, parse_config
     from tests.conftest import pipeline_dict
 
     server = ephemeral.TemporaryServer(timeout=1)

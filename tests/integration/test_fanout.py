@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from deepcast.features.errors import ConfigError
 from mlflow import MlflowClient
 
-from features.errors import ConfigError
 from tests.conftest import pipeline_dict
 from tests.integration.conftest import subprocess_env, write_pipeline
 from tests.servers import prefect_server
@@ -35,7 +35,7 @@ def prefect_api(tmp_path_factory) -> str:
 
 
 def _train(pipeline: Path, api: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "train", str(pipeline), "--json"],
+    done = subprocess.run([sys.executable, "-m", "deepcast", "train", str(pipeline), "--json"],
                           capture_output=True, text=True, cwd=pipeline.parent, timeout=600,
                           env=subprocess_env(PREFECT_API_URL=api))
     assert done.returncode == 0, done.stderr[-3000:]
@@ -55,12 +55,12 @@ def _task_runs(api: str, names: list[str]) -> list[dict]:
 def test_train_on_dask_matches_serial(store, tmp_path, retail_csv, prefect_api):
     """`deepcast train` with runner dask, against the same models fit one after the other
     in this process."""
-    from pipelines.config import load_config
-    from pipelines.ingest import ingest
-    from pipelines.promote import promote
-    from pipelines.tracking import Tracker
-    from pipelines.train import train_models
-    from pipelines.validate import validate_long_frame
+    from deepcast.pipelines.config import load_config
+    from deepcast.pipelines.ingest import ingest
+    from deepcast.pipelines.promote import promote
+    from deepcast.pipelines.tracking import Tracker
+    from deepcast.pipelines.train import train_models
+    from deepcast.pipelines.validate import validate_long_frame
 
     over = {"models": MODELS, "training": TRAINING,
             "evaluation": {"test_size": 12, "metric": "mase", "backtest": {"step": 6}}}
@@ -101,13 +101,12 @@ def test_train_on_dask_matches_serial(store, tmp_path, retail_csv, prefect_api):
 @pytest.mark.slow
 def test_backtest_refit_on_dask_matches_serial(tmp_path, monkeypatch, retail_csv,
                                                prefect_api):
+    from deepcast.flows.fanout import dask_mapper
+    from deepcast.pipelines.backtest import run_backtest
+    from deepcast.pipelines.config import parse_config
+    from deepcast.pipelines.ingest import ingest
+    from deepcast.pipelines.validate import validate_long_frame
     from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from flows.fanout import dask_mapper
-    from pipelines.backtest import run_backtest
-    from pipelines.config import parse_config
-    from pipelines.ingest import ingest
-    from pipelines.validate import validate_long_frame
 
     monkeypatch.chdir(tmp_path)
     cfg = parse_config(pipeline_dict(
@@ -130,10 +129,9 @@ def test_backtest_refit_on_dask_matches_serial(tmp_path, monkeypatch, retail_csv
 
 def test_remote_cluster_without_a_prefect_server_is_refused(retail_csv, monkeypatch):
     """Remote workers cannot reach this process's ephemeral API: exit 2 saying what to run."""
+    from deepcast.flows.fanout import dask_mapper
+    from deepcast.pipelines.config import DASK_ADDRESS_ENV, parse_config
     from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from flows.fanout import dask_mapper
-    from pipelines.config import DASK_ADDRESS_ENV, parse_config
 
     monkeypatch.setenv(DASK_ADDRESS_ENV, "tcp://10.0.0.5:8786")
     cfg = parse_config(pipeline_dict(retail_csv, execution={"runner": "dask"}))

@@ -61,12 +61,12 @@ def env_for(api: str, uri: str, **extra: str) -> dict[str, str]:
 
 
 def cli(*args: str, cwd: Path, env: dict, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "deepcast", *args], capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=timeout)
 
 
 def start(*args: str, cwd: Path, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "flows.cli", *args], cwd=cwd, env=env,
+    return subprocess.Popen([sys.executable, "-m", "deepcast", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -168,7 +168,7 @@ def test_sigkill_during_training_then_rerun_resumes_to_the_same_result(api, tmp_
 WRITER = """
 import sys
 import numpy as np, pandas as pd
-from pipelines.forecast import write_atomic
+from deepcast.pipelines.forecast import write_atomic
 n = 3_000_000
 df = pd.DataFrame({"unique_id": np.repeat(np.arange(n // 10), 10).astype(str),
                    "ds": np.tile(np.arange(10), n // 10), "yhat": np.random.rand(n)})
@@ -180,7 +180,7 @@ write_atomic(df, sys.argv[1])
 def test_sigkill_while_writing_a_forecast_leaves_the_previous_file(tmp_path):
     """Kill -9 the writer mid-write: the forecast path still holds the previous file; the
     orphaned temp file is removed by the next write."""
-    from pipelines.forecast import write_atomic
+    from deepcast.pipelines.forecast import write_atomic
 
     out = tmp_path / "out" / "f.csv"
     write_atomic(pd.DataFrame({"unique_id": ["a"], "ds": [1], "yhat": [1.0]}), out)
@@ -257,8 +257,8 @@ def test_nan_loss_mid_training_fails_the_run_and_promotes_nothing(prefect_harnes
                                                                  tmp_path):
     """A diverging model fails its train run (FAILED in MLflow, exit 1 material); the
     champion of the previous run keeps its alias and no version is added."""
-    from features.errors import RunFailed
-    from flows.flows import train_pipeline
+    from deepcast.features.errors import RunFailed
+    from deepcast.flows.flows import train_pipeline
 
     good = write(tmp_path / "good", config("drill-nan"))
     train_pipeline(pipeline=str(good))
@@ -327,8 +327,8 @@ def small_fs(tmp_path):
 
 
 def test_disk_full_and_read_only_output_leave_the_previous_forecast(small_fs):
-    from features.errors import RunFailed
-    from pipelines.forecast import write_atomic
+    from deepcast.features.errors import RunFailed
+    from deepcast.pipelines.forecast import write_atomic
 
     out = small_fs / "f.csv"
     write_atomic(pd.DataFrame({"unique_id": ["a"], "ds": [1], "yhat": [1.0]}), out)

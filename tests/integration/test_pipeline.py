@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from deepcast.features.errors import ValidationFailed
+from deepcast.flows.flows import batch_forecast, train_pipeline
+from deepcast.pipelines.forecast import FORECAST_COLUMNS
+from deepcast.pipelines.tracking import Tracker
 
-from features.errors import ValidationFailed
-from flows.flows import batch_forecast, train_pipeline
-from pipelines.forecast import FORECAST_COLUMNS
-from pipelines.tracking import Tracker
 from tests.integration.conftest import subprocess_env, write_pipeline
 
 pytestmark = pytest.mark.integration
@@ -131,7 +131,7 @@ def test_bad_data_fails_validation_and_leaves_registry_untouched(
 
     # the same through the CLI: exit 3, one clear message, no traceback
     done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "validate", str(pipeline), "--data", str(bad_path)],
+        [sys.executable, "-m", "deepcast", "validate", str(pipeline), "--data", str(bad_path)],
         capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path, timeout=300)
     assert done.returncode == 3
     assert "FAILED" in done.stderr and "Traceback" not in done.stderr + done.stdout
@@ -140,7 +140,7 @@ def test_bad_data_fails_validation_and_leaves_registry_untouched(
 
 def test_forecast_with_unknown_alias_is_a_clear_error(prefect_harness, store, tmp_path,
                                                       retail_csv):
-    from features.errors import ConfigError
+    from deepcast.features.errors import ConfigError
 
     pipeline = write_pipeline(tmp_path, retail_csv, name="it-empty")
     out = tmp_path / "never.csv"
@@ -159,7 +159,7 @@ def test_same_config_same_metrics(prefect_harness, store, tmp_path, retail_csv):
 
 
 def test_forecast_file_is_written_atomically(tmp_path: Path):
-    from pipelines.forecast import write_atomic
+    from deepcast.pipelines.forecast import write_atomic
 
     out = tmp_path / "f.parquet"
     df = pd.DataFrame({"unique_id": ["a"], "ds": [1], "yhat": [1.0]})

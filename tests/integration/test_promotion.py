@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from deepcast.flows.flows import train_pipeline
+from deepcast.pipelines.promote import history
+from deepcast.pipelines.tracking import Tracker
 
-from flows.flows import train_pipeline
-from pipelines.promote import history
-from pipelines.tracking import Tracker
 from tests.integration.conftest import subprocess_env, write_pipeline
 
 pytestmark = pytest.mark.integration
@@ -20,7 +20,7 @@ GATE = {"test_size": 12, "metric": "mase", "backtest": {"step": 3}}
 
 
 def _promote_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "flows.cli", "promote", *args],
+    return subprocess.run([sys.executable, "-m", "deepcast", "promote", *args],
                           capture_output=True, text=True, cwd=cwd, env=subprocess_env(),
                           timeout=300)
 

@@ -45,14 +45,13 @@ def _first_line(proc: subprocess.Popen, timeout: float = 180.0) -> str:
 
 
 def test_deploy_serve_run_and_redeploy_keeps_pause(tmp_path, retail_csv):
+    from deepcast.flows.deploy import register
+    from deepcast.pipelines.tracking import Tracker
     from prefect import get_client
     from prefect.client.schemas.objects import StateType
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.states import Scheduled
-
-    from flows.deploy import register
-    from pipelines.tracking import Tracker
 
     pipeline = write_pipeline(tmp_path, retail_csv, name="it-deploy", **FAST)
     out = tmp_path / "forecasts" / "deploy_{date}.csv"
@@ -63,7 +62,7 @@ def test_deploy_serve_run_and_redeploy_keeps_pause(tmp_path, retail_csv):
                              PREFECT_HOME=str(tmp_path / "prefect-client"),
                              PREFECT_RUNNER_POLL_FREQUENCY="1")
         # one backfill tick: 2018-06-01 02:00 in Berlin, i.e. the data up to June 2018
-        cmd = [sys.executable, "-m", "flows.cli", "deploy", str(pipeline), "--cron",
+        cmd = [sys.executable, "-m", "deepcast", "deploy", str(pipeline), "--cron",
                "0 2 * * *", "--timezone", "Europe/Berlin", "--output", str(out), "--json",
                "--backfill", "2018-06-01", "2018-06-01T12:00"]
         proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
@@ -113,9 +112,9 @@ def test_deploy_serve_run_and_redeploy_keeps_pause(tmp_path, retail_csv):
 
 
 def test_train_promote_forecast_over_http(prefect_harness, tmp_path, retail_csv, monkeypatch):
-    from flows.flows import batch_forecast, train_pipeline
-    from pipelines.drift import PROFILE_ARTIFACT
-    from pipelines.tracking import Tracker
+    from deepcast.flows.flows import batch_forecast, train_pipeline
+    from deepcast.pipelines.drift import PROFILE_ARTIFACT
+    from deepcast.pipelines.tracking import Tracker
 
     pipeline = write_pipeline(tmp_path, retail_csv, name="it-http", **FAST)
     monkeypatch.chdir(tmp_path)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from deepcast.features.errors import RunFailed
+from deepcast.flows.retrain import retrain
+from deepcast.pipelines.drift import PROFILE_ARTIFACT, DriftBlocked
+from deepcast.pipelines.tracking import Tracker
 
-from features.errors import RunFailed
-from flows.retrain import retrain
-from pipelines.drift import PROFILE_ARTIFACT, DriftBlocked
-from pipelines.tracking import Tracker
 from tests.integration.conftest import subprocess_env, write_pipeline
 
 pytestmark = pytest.mark.integration
@@ -110,7 +110,7 @@ def test_retrain_promotes_publishes_and_drift_block_keeps_everything(
 
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "deepcast", *args], capture_output=True,
                           text=True, env=subprocess_env(**env), timeout=120)
 
 

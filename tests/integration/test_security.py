@@ -55,7 +55,7 @@ def test_database_url_never_reaches_runs_logs_or_output(prefect_harness, tmp_pat
     (work / "mlruns").mkdir()
     env = subprocess_env(DEEPCAST_DB_URL=url, MLFLOW_TRACKING_URI=uri,
                          PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "train", "p.yaml", "-v"],
+    done = subprocess.run([sys.executable, "-m", "deepcast", "train", "p.yaml", "-v"],
                           capture_output=True, text=True, cwd=work, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert SECRET not in done.stdout + done.stderr
@@ -75,7 +75,7 @@ def test_database_url_never_reaches_runs_logs_or_output(prefect_harness, tmp_pat
 
 
 def test_password_is_redacted_from_driver_messages():
-    from pipelines.sql import _redact
+    from deepcast.pipelines.sql import _redact
 
     url = f"postgresql+psycopg://forecaster:{SECRET}@db.internal:5432/shop"
     message = f"could not connect to {url}: password authentication failed ({SECRET})"
@@ -87,8 +87,7 @@ def test_lambda_layer_model_is_refused_on_load(tmp_path):
     """A .keras file with a Lambda layer (arbitrary Python) in place of a model's network
     is refused by the loader (safe_mode=True), not executed."""
     import keras
-
-    from forecasting.base import KERAS_FILE, WindowSpec, build_forecaster, load_forecaster
+    from deepcast.forecasting.base import KERAS_FILE, WindowSpec, build_forecaster, load_forecaster
 
     f = build_forecaster("mlp", "m", WindowSpec(8, 2, 1), {"hidden_size": 4, "layers": 1})
     f.model = f.build()
@@ -107,7 +106,7 @@ def test_ui_listens_on_localhost_only(tmp_path):
     port = free_port()
     env = subprocess_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
                          PYTHONPATH=str(ROOT), MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "ui", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "deepcast", "ui", "--port", str(port)],
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:

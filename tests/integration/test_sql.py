@@ -10,11 +10,11 @@ import sys
 import pandas as pd
 import pytest
 import yaml
+from deepcast.features.errors import ConfigError
+from deepcast.flows.flows import batch_forecast, train_pipeline
+from deepcast.pipelines.config import parse_config
+from deepcast.pipelines.forecast import FORECAST_COLUMNS
 
-from features.errors import ConfigError
-from flows.flows import batch_forecast, train_pipeline
-from pipelines.config import parse_config
-from pipelines.forecast import FORECAST_COLUMNS
 from tests.conftest import pipeline_dict
 from tests.integration.conftest import subprocess_env
 
@@ -59,7 +59,7 @@ def test_train_from_a_query_and_forecast_into_a_table(prefect_harness, store, tm
 
 
 def _validate(pipeline, cwd, **env):
-    return subprocess.run([sys.executable, "-m", "flows.cli", "validate", str(pipeline)],
+    return subprocess.run([sys.executable, "-m", "deepcast", "validate", str(pipeline)],
                           capture_output=True, text=True, cwd=cwd,
                           env=subprocess_env(**env), timeout=300)
 
@@ -68,7 +68,7 @@ def test_sql_errors_are_clear_and_hide_the_url(tmp_path, retail_csv):
     url = _database(tmp_path, retail_csv)
     env = subprocess_env()
     env.pop("DEEPCAST_DB_URL", None)
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "validate",
+    done = subprocess.run([sys.executable, "-m", "deepcast", "validate",
                            str(_pipeline(tmp_path, retail_csv))], capture_output=True,
                           text=True, cwd=tmp_path, env=env, timeout=300)
     assert done.returncode == 2 and "DEEPCAST_DB_URL is not set" in done.stderr

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from deepcast.features.errors import ConfigError
+from deepcast.flows.flows import tune_pipeline
+from deepcast.pipelines.config import load_config, parse_config
+from deepcast.pipelines.tracking import Tracker
 
-from features.errors import ConfigError
-from flows.flows import tune_pipeline
-from pipelines.config import load_config, parse_config
-from pipelines.tracking import Tracker
 from tests.conftest import pipeline_dict
 from tests.integration.conftest import write_pipeline
 
@@ -76,7 +76,7 @@ def test_tune_without_a_tune_section_exits_2(tmp_path, retail_csv):
     from tests.integration.conftest import subprocess_env
 
     pipeline = write_pipeline(tmp_path, retail_csv, name="no-tune")
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "tune", str(pipeline)],
+    done = subprocess.run([sys.executable, "-m", "deepcast", "tune", str(pipeline)],
                           capture_output=True, text=True, cwd=tmp_path, env=subprocess_env(),
                           timeout=120)
     assert done.returncode == 2 and "no `tune:` section" in done.stderr

@@ -4,17 +4,17 @@ leakage of points after a cut-off into fitting or forecasting, conformal coverag
 import numpy as np
 import pandas as pd
 import pytest
+from deepcast.features.scalers import SeriesScaler
+from deepcast.features.schema import ColumnSpec
+from deepcast.features.windows import panel_from_frame
+from deepcast.forecasting import conformal
+from deepcast.forecasting.base import WindowSpec, build_forecaster
+from deepcast.forecasting.predictor import Predictor
+from deepcast.pipelines.backtest import backtest_cutoffs, refit_schedule, run_backtest
+from deepcast.pipelines.config import load_config, parse_config
+from deepcast.pipelines.ingest import ingest
+from deepcast.pipelines.validate import validate_long_frame
 
-from features.scalers import SeriesScaler
-from features.schema import ColumnSpec
-from features.windows import panel_from_frame
-from forecasting import conformal
-from forecasting.base import WindowSpec, build_forecaster
-from forecasting.predictor import Predictor
-from pipelines.backtest import backtest_cutoffs, refit_schedule, run_backtest
-from pipelines.config import load_config, parse_config
-from pipelines.ingest import ingest
-from pipelines.validate import validate_long_frame
 from tests.conftest import DATA, ROOT, pipeline_dict
 
 
@@ -31,7 +31,7 @@ def test_refit_schedule():
 
 
 def test_sliding_window_keeps_the_last_points_before_each_cutoff():
-    from pipelines.backtest import history_before
+    from deepcast.pipelines.backtest import history_before
 
     df = pd.DataFrame({"unique_id": ["a"] * 6 + ["b"] * 4, "ds": list(range(6)) + list(range(4)),
                        "y": np.arange(10.0)})

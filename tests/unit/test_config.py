@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import pytest
+from deepcast.features.errors import ConfigError
+from deepcast.pipelines.config import load_config, parse_config
 
-from features.errors import ConfigError
-from pipelines.config import load_config, parse_config
 from tests.conftest import ROOT, pipeline_dict
 
 
@@ -141,14 +141,14 @@ def test_paths_are_relative_to_the_yaml(tmp_path: Path, retail_csv):
 
 
 def test_readme_reference_matches_the_schema():
-    from pipelines.config import reference_markdown
+    from deepcast.pipelines.config import reference_markdown
 
     text = (ROOT / "README.md").read_text()
     begin = text.index("\n", text.index("<!-- reference:begin")) + 1
     block = text[begin : text.index("<!-- reference:end -->")]
     assert block == reference_markdown(), (
         "README model/training reference is stale: regenerate it with "
-        "`python -m pipelines.config` and paste it between the reference markers")
+        "`python -m deepcast.pipelines.config` and paste it between the reference markers")
 
 
 def test_benchmark_pipelines_are_valid():

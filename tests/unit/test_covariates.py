@@ -3,8 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-
-from features.covariates import (
+from deepcast.features.covariates import (
     CovariateEncoder,
     CovariateSpec,
     calendar_features,
@@ -12,10 +11,10 @@ from features.covariates import (
     default_calendar,
     split_future,
 )
-from features.errors import DataError
-from features.scalers import SeriesScaler
-from features.schema import ColumnSpec
-from features.windows import (
+from deepcast.features.errors import DataError
+from deepcast.features.scalers import SeriesScaler
+from deepcast.features.schema import ColumnSpec
+from deepcast.features.windows import (
     left_pad,
     make_dataset,
     pad_panel,
@@ -23,8 +22,14 @@ from features.windows import (
     window_inputs,
     window_starts,
 )
-from forecasting.base import InputSpec, TrainingData, TrainSettings, WindowSpec, build_forecaster
-from forecasting.predictor import Predictor
+from deepcast.forecasting.base import (
+    InputSpec,
+    TrainingData,
+    TrainSettings,
+    WindowSpec,
+    build_forecaster,
+)
+from deepcast.forecasting.predictor import Predictor
 
 
 def test_default_calendar_by_freq():
@@ -222,7 +227,7 @@ def test_covariate_model_bundle_predicts_the_same_in_a_fresh_process(tmp_path):
     frame.to_csv(tmp_path / "frame.csv", index=False)
     path = predictor.save(tmp_path / "bundle")
     code = ("import sys, pandas as pd\n"
-            "from forecasting.predictor import Predictor\n"
+            "from deepcast.forecasting.predictor import Predictor\n"
             "p = Predictor.load(sys.argv[1])\n"
             "p.predict(pd.read_csv(sys.argv[2])).to_csv(sys.argv[3], index=False)\n")
     done = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "frame.csv"),

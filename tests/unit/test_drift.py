@@ -7,16 +7,16 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
-from features.errors import DataError
-from pipelines.config import parse_config
-from pipelines.drift import (
+from deepcast.features.errors import DataError
+from deepcast.pipelines.config import parse_config
+from deepcast.pipelines.drift import (
     DriftThresholds,
     check_drift,
     reference_profile,
     thresholds_of,
 )
-from pipelines.ingest import cut_at, parse_as_of
+from deepcast.pipelines.ingest import cut_at, parse_as_of
+
 from tests.conftest import pipeline_dict
 
 T = DriftThresholds()  # level 3, scale 2, missing +10 %, new/vanished 20 %, share 10 %

@@ -3,9 +3,8 @@
 import numpy as np
 import pandas as pd
 import pytest
-
-from features.windows import panel_from_frame
-from forecasting import metrics
+from deepcast.features.windows import panel_from_frame
+from deepcast.forecasting import metrics
 
 
 def test_point_metrics_hand_computed():
@@ -46,7 +45,7 @@ def test_skill():
 
 
 def test_mape_skips_zeros_rmsse_pinball_coverage_by_hand():
-    from forecasting import metrics
+    from deepcast.forecasting import metrics
 
     y = np.array([[0.0, 2.0, 4.0]])
     yhat = np.array([[1.0, 1.0, 5.0]])

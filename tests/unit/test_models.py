@@ -3,10 +3,9 @@ quantiles, checkpoint resume and the training-engine options."""
 
 import numpy as np
 import pytest
-
-from features.errors import RunFailed
-from features.windows import window_starts
-from forecasting.base import (
+from deepcast.features.errors import RunFailed
+from deepcast.features.windows import window_starts
+from deepcast.forecasting.base import (
     TrainingData,
     TrainSettings,
     WindowSpec,
@@ -92,7 +91,7 @@ def test_same_seed_same_weights_and_losses():
 
 
 def test_steps_per_execution_divides_the_epoch():
-    from forecasting.keras_model import steps_per_execution
+    from deepcast.forecasting.keras_model import steps_per_execution
 
     assert steps_per_execution("auto", 175) == 25
     assert steps_per_execution("auto", 11) == 11 and steps_per_execution("auto", 97) == 1
@@ -133,7 +132,7 @@ def test_quantile_head_is_monotone_and_round_trips(tmp_path):
 
 
 def test_pinball_loss_by_hand():
-    from forecasting.layers import PinballLoss
+    from deepcast.forecasting.layers import PinballLoss
 
     loss = PinballLoss([0.1, 0.9])
     y = np.array([[1.0]], dtype="float32")
@@ -222,7 +221,7 @@ def test_custom_layers_round_trip_in_a_fresh_process(tmp_path):
     x = _x(values)
     np.save(tmp_path / "x.npy", x)
     code = ("import json, sys, numpy as np\n"
-            "from forecasting.base import load_forecaster\n"
+            "from deepcast.forecasting.base import load_forecaster\n"
             "f = load_forecaster(sys.argv[1])\n"
             "print(json.dumps(f.predict(np.load(sys.argv[2])).tolist()))\n")
     done = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "x.npy")],
@@ -233,8 +232,8 @@ def test_custom_layers_round_trip_in_a_fresh_process(tmp_path):
 
 
 def test_runtime_resolution_on_this_machine():
-    from features.errors import ConfigError
-    from forecasting.runtime import resolve_runtime
+    from deepcast.features.errors import ConfigError
+    from deepcast.forecasting.runtime import resolve_runtime
 
     auto = resolve_runtime()
     if auto.device == "cpu":  # the CI machine: no accelerator

@@ -1,16 +1,15 @@
 """Predictor: the direct path for frames already in canonical order gives exactly what the
 general (coerce, sort, split) path gives."""
 
+import deepcast.forecasting.models.baselines  # noqa: F401  (registers the baselines)
 import numpy as np
 import pandas as pd
 import pytest
-
-import forecasting.models.baselines  # noqa: F401  (registers the baselines)
-from features.scalers import SeriesScaler
-from features.schema import ColumnSpec
-from features.windows import panel_from_frame
-from forecasting.base import WindowSpec, build_forecaster
-from forecasting.predictor import Predictor
+from deepcast.features.scalers import SeriesScaler
+from deepcast.features.schema import ColumnSpec
+from deepcast.features.windows import panel_from_frame
+from deepcast.forecasting.base import WindowSpec, build_forecaster
+from deepcast.forecasting.predictor import Predictor
 
 
 def _frame(freq):

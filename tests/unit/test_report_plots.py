@@ -8,12 +8,11 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-
-from features.errors import ConfigError
-from flows.console import print_table, progress_display, wants_progress
-from pipelines import plots, progress
-from pipelines.forecast import predict_in_shards
-from pipelines.report import (
+from deepcast.features.errors import ConfigError
+from deepcast.flows.console import print_table, progress_display, wants_progress
+from deepcast.pipelines import plots, progress
+from deepcast.pipelines.forecast import predict_in_shards
+from deepcast.pipelines.report import (
     check_report_path,
     check_series,
     parse_series,
@@ -146,7 +145,7 @@ def test_summary_table_is_never_wrapped_off_a_terminal():
 
 
 def test_a_failed_grid_check_suggests_the_datas_own_freq():
-    from pipelines.validate import _freq_hint
+    from deepcast.pipelines.validate import _freq_hint
 
     ds = pd.date_range("2020-01-04", periods=60, freq="W-SAT").delete([7, 8, 30])  # gaps
     frame = pd.DataFrame({"unique_id": "co2", "ds": ds, "y": 1.0})

@@ -3,9 +3,8 @@
 import numpy as np
 import pandas as pd
 import pytest
-
-from features.scalers import SeriesScaler
-from features.windows import panel_from_frame
+from deepcast.features.scalers import SeriesScaler
+from deepcast.features.windows import panel_from_frame
 
 
 def _panel(values_a, values_b):
@@ -67,7 +66,7 @@ def test_none_scaler_is_identity():
 
 def test_statistics_in_blocks_equal_one_pass(monkeypatch):
     """Blocks of whole series (bounded temporaries) give exactly the one-pass statistics."""
-    import features.scalers as scalers
+    import deepcast.features.scalers as scalers
 
     rng = np.random.default_rng(3)
     lengths = rng.integers(1, 30, size=40)

@@ -1,4 +1,4 @@
-"""Tests for pipelines.validate on the real fixture files (and edited copies of them)."""
+"""Tests for deepcast.pipelines.validate on the real fixture files (and edited copies of them)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from features.errors import DataError
-from features.schema import FLAG_COLUMNS
-from pipelines.config import PipelineConfig, parse_config
-from pipelines.ingest import ingest
-from pipelines.validate import ExpectationResult, ValidationReport, validate_long_frame
+from deepcast.features.errors import DataError
+from deepcast.features.schema import FLAG_COLUMNS
+from deepcast.pipelines.config import PipelineConfig, parse_config
+from deepcast.pipelines.ingest import ingest
+from deepcast.pipelines.validate import ExpectationResult, ValidationReport, validate_long_frame
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 AUS = DATA / "aus_retail_small.csv"  # 6 monthly series x 96 rows, datetime ds, freq MS
@@ -359,7 +358,7 @@ def test_report_dir_gets_json_and_data_docs(tmp_path: Path, monkeypatch) -> None
 
 
 def test_data_docs_failure_still_writes_json(tmp_path: Path, monkeypatch) -> None:
-    import pipelines.validate as validate
+    import deepcast.pipelines.validate as validate
 
     def boom(*args: object, **kwargs: object) -> str:
         raise OSError("disk full")
@@ -415,7 +414,7 @@ def test_ge_failure_raises_data_error(monkeypatch) -> None:
 
 def test_import_is_cheap() -> None:
     code = (
-        "import sys, pipelines.validate; "
+        "import sys, deepcast.pipelines.validate; "
         "assert 'great_expectations' not in sys.modules, 'GE imported at module level'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])

@@ -3,8 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-
-from features.windows import (
+from deepcast.features.windows import (
     Panel,
     gather_windows,
     last_windows,
