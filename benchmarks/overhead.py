@@ -57,8 +57,9 @@ def walk(frame, phases: Counter, inside: bool = False) -> None:
 
 def run_once() -> dict:
     """One in-process run of the demo's train and forecast under pyinstrument."""
-    from deepcast.flows.cli import main as cli
     from pyinstrument import Profiler
+
+    from deepcast.flows.cli import main as cli
 
     demo = ROOT / "pipelines" / "demo.yaml"
     here = os.getcwd()

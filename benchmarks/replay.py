@@ -88,11 +88,12 @@ def prepare(workdir: Path, pipeline: Path, start: pd.Timestamp) -> tuple[Path, p
 
 
 def replay(days: int, start: str, pipeline: Path, workdir: Path) -> dict:
+    from prefect.testing.utilities import prefect_test_harness
+
     from deepcast.features.errors import DeepcastError
     from deepcast.flows.retrain import retrain
     from deepcast.pipelines.config import load_config
     from deepcast.pipelines.tracking import Tracker
-    from prefect.testing.utilities import prefect_test_harness
 
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
     (workdir / "mlruns").mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ from speed import long_frame, peak_rss_mb, reset_peak_rss, rss_mb, synthetic_pan
 
 def run(path: Path, family: str) -> dict:
     import numpy as np  # noqa: F401
+
     from deepcast.pipelines.config import parse_config
     from deepcast.pipelines.ingest import ingest
     from deepcast.pipelines.train import fit_model, prepare, user_frame

@@ -98,6 +98,7 @@ def worker_windows(tool: str, n_series: int, length: int, lookback: int,
     growth."""
     _setup_tf()
     import tensorflow as tf
+
     from deepcast.features.windows import make_dataset, window_starts
 
     values = synthetic_panel(n_series, length)

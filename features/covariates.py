@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from deepcast.features.errors import DataError
 from deepcast.features.schema import DS, ID, is_integer_time
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from deepcast.features.windows import Panel
 
 _EPS = 1e-8

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
 from deepcast.features.errors import DataError
 
 ID, DS, Y = "unique_id", "ds", "y"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
 from deepcast.features.schema import DS, ID, Y, same_as_previous
 
 

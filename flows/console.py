@@ -63,7 +63,6 @@ def progress_display(enabled: bool, console=None) -> Iterator[None]:
     if not enabled:
         yield
         return
-    from deepcast.pipelines import progress
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -72,6 +71,8 @@ def progress_display(enabled: bool, console=None) -> Iterator[None]:
         TextColumn,
         TimeElapsedColumn,
     )
+
+    from deepcast.pipelines import progress
 
     console = console or Console(stderr=True)
     bars = Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),

@@ -177,12 +177,13 @@ def register(pipeline: str, cron: str, timezone: str | None = None, output: str 
     """Create or update the deployment ``retrain/NAME`` (paused state kept), cancel its runs
     late by more than a period, create the backfill runs: (what was done, the deployment
     to serve). ``paths``: optional ``data`` / ``report_dir`` parameters of every run."""
-    from deepcast.flows.retrain import retrain
-    from deepcast.pipelines.config import load_config
-    from deepcast.pipelines.forecast import check_output_path
     from prefect import get_client
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
+
+    from deepcast.flows.retrain import retrain
+    from deepcast.pipelines.config import load_config
+    from deepcast.pipelines.forecast import check_output_path
 
     cfg = load_config(pipeline)
     tz = check_timezone(timezone)

@@ -26,13 +26,14 @@ from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 from typing import Any
 
-from deepcast.features.errors import ConfigError
-from deepcast.flows.cli import PREFECT_LOGGERS
-from deepcast.pipelines.config import DASK_ADDRESS_ENV, ExecutionConfig
 from distributed.diagnostics.plugin import WorkerPlugin
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from deepcast.features.errors import ConfigError
+from deepcast.flows.cli import PREFECT_LOGGERS
+from deepcast.pipelines.config import DASK_ADDRESS_ENV, ExecutionConfig
 
 log = logging.getLogger("deepcast")
 

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
 from deepcast.features.errors import DeepcastError, ValidationFailed
 from deepcast.pipelines.config import DataConfig, PipelineConfig, load_config, resolved_config
 from deepcast.pipelines.ingest import cut_at, file_sha256, frame_sha256, ingest, parse_as_of
 from deepcast.pipelines.validate import report_dir_for, validate_long_frame
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
 
 
 def _retry_unexpected(task, task_run, state) -> bool:

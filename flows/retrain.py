@@ -21,6 +21,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from prefect import flow, task
+from prefect.runtime import flow_run
+
 from deepcast.flows.flows import (
     IO,
     PURE,
@@ -31,8 +34,6 @@ from deepcast.flows.flows import (
     fan_out,
 )
 from deepcast.pipelines.config import PipelineConfig, load_config
-from prefect import flow, task
-from prefect.runtime import flow_run
 
 log = logging.getLogger("deepcast")
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
 from deepcast.forecasting.base import FamilyOptions, Forecaster, load_forecaster, register_family
 
 METHODS = ("mean", "median", "weighted", "stacking", "bagging")

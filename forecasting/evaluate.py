@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+
 from deepcast.features.schema import DS, ID, Y
 from deepcast.features.windows import panel_from_frame
 from deepcast.forecasting import metrics

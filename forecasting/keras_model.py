@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
+
 from deepcast.features.errors import RunFailed
 from deepcast.features.windows import make_dataset
 from deepcast.forecasting.base import (
@@ -29,7 +31,6 @@ from deepcast.forecasting.base import (
 )
 from deepcast.forecasting.checkpoint import TrainingCheckpoint
 from deepcast.forecasting.runtime import resolve_runtime
-from pydantic import Field, field_validator
 
 PREDICT_CHUNK = 8192
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -124,6 +125,7 @@ class KerasForecaster(Forecaster):
         """The uncompiled ``keras.Model``: observed mask and instance norm, the covariate
         channels, :meth:`network`, then static inputs, embeddings and the head."""
         import keras
+
         from deepcast.forecasting.layers import (
             CategoricalEmbeddings,
             InstanceDenorm,
@@ -175,6 +177,7 @@ class KerasForecaster(Forecaster):
 
     def loss(self, settings: TrainSettings):
         import keras
+
         from deepcast.forecasting.layers import PinballLoss
 
         if self.quantiles:
@@ -300,8 +303,9 @@ class KerasForecaster(Forecaster):
         self.model.save(path / KERAS_FILE)
 
     def _load_weights(self, path: Path) -> None:
-        import deepcast.forecasting.layers  # noqa: F401  (registers the custom layers before loading)
         import keras
+
+        import deepcast.forecasting.layers  # noqa: F401  (registers the custom layers before loading)
 
         self.model = keras.saving.load_model(path / KERAS_FILE, safe_mode=True, compile=False)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from deepcast.features.covariates import CovariateEncoder, check_future, split_future
 from deepcast.features.errors import DataError
 from deepcast.features.scalers import SeriesScaler

@@ -10,10 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from deepcast.features.covariates import CALENDAR, default_calendar
-from deepcast.features.errors import ConfigError
-from deepcast.forecasting.base import families
-from deepcast.forecasting.runtime import DEVICES
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,6 +19,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from deepcast.features.covariates import CALENDAR, default_calendar
+from deepcast.features.errors import ConfigError
+from deepcast.forecasting.base import families
+from deepcast.forecasting.runtime import DEVICES
 
 METRICS = ("mae", "rmse", "smape", "mase")
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from deepcast.features.errors import DataError
 from deepcast.features.schema import DS, ID, Y
 

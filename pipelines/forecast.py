@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pandas as pd
+
 from deepcast.features.errors import ConfigError, RunFailed
 
 FORECAST_COLUMNS = ["unique_id", "ds", "yhat", "model_name", "model_version", "run_id"]

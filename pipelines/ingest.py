@@ -10,6 +10,7 @@ import hashlib
 from pathlib import Path
 
 import pandas as pd
+
 from deepcast.features.errors import ConfigError, DataError
 from deepcast.features.schema import ColumnSpec, coerce_long_frame, release_arrow_memory
 from deepcast.pipelines.config import DataConfig

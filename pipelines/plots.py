@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
 from deepcast.features.schema import DS, ID, Y
 
 DPI = 90

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
+
 from deepcast.features.errors import ConfigError
 from deepcast.features.schema import ID
 from deepcast.features.windows import panel_from_frame

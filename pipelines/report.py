@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from deepcast.features.errors import ConfigError
 from deepcast.features.schema import DS, ID
 from deepcast.pipelines import plots

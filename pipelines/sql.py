@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 import pandas as pd
+
 from deepcast.features.errors import ConfigError, DataError, RunFailed
 
 DEFAULT_URL_ENV = "DEEPCAST_DB_URL"

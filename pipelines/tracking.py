@@ -21,6 +21,7 @@ from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd
+
 from deepcast.features.errors import ConfigError, RunFailed
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -181,6 +182,7 @@ class Tracker:
         (host, pid), so a parent run first closes the runs that killed processes left
         RUNNING (:meth:`end_orphans`)."""
         import mlflow
+
         from deepcast.pipelines.locks import HOST
 
         if not nested:

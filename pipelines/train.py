@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from deepcast.features.covariates import CovariateEncoder, Covariates, CovariateSpec
 from deepcast.features.errors import DataError, RunFailed
 from deepcast.features.scalers import SeriesScaler

@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 import yaml
+
 from deepcast.features.errors import ConfigError, RunFailed
 from deepcast.forecasting.base import families
 from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig, TrainingConfig

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from deepcast.flows.cli import configure_environment
 
 configure_environment()

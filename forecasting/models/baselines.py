@@ -5,6 +5,7 @@ the target only, and handle left-padded (NaN) windows of short series."""
 from __future__ import annotations
 
 import numpy as np
+
 from deepcast.forecasting.base import Forecaster, register_family
 
 

@@ -3,9 +3,10 @@ causal convolutions; the last time step's features feed the head."""
 
 from __future__ import annotations
 
+from pydantic import Field, field_validator
+
 from deepcast.forecasting.base import register_family
 from deepcast.forecasting.keras_model import HiddenNormOptions, KerasForecaster
-from pydantic import Field, field_validator
 
 
 class CNNOptions(HiddenNormOptions):

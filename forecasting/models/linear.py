@@ -4,9 +4,10 @@ summed. That sum is one linear map of the concatenated parts, which the shared h
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from deepcast.forecasting.base import register_family
 from deepcast.forecasting.keras_model import KerasForecaster, KerasOptions
-from pydantic import Field
 
 
 class LinearOptions(KerasOptions):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from deepcast.forecasting.base import register_family
 from deepcast.forecasting.keras_model import HiddenNormOptions, KerasForecaster
-from pydantic import Field
 
 
 class MLPOptions(HiddenNormOptions):

@@ -7,8 +7,9 @@ between layers, not inside the recurrence, for the same reason.
 
 from __future__ import annotations
 
-from deepcast.forecasting.keras_model import HiddenNormOptions, KerasForecaster
 from pydantic import Field
+
+from deepcast.forecasting.keras_model import HiddenNormOptions, KerasForecaster
 
 
 class RecurrentOptions(HiddenNormOptions):

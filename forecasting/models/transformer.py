@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field, model_validator
+
 from deepcast.forecasting.base import register_family
 from deepcast.forecasting.keras_model import KerasForecaster, KerasOptions
-from pydantic import Field, model_validator
 
 
 class TransformerOptions(KerasOptions):
@@ -40,6 +41,7 @@ class PatchTransformerForecaster(KerasForecaster):
 
     def network(self, x):
         import keras
+
         from deepcast.forecasting.layers import Patches, PositionalEncoding
 
         o = self.options

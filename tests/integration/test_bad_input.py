@@ -348,8 +348,9 @@ def bench(prefect_harness, tmp_path_factory):
     """One store with a trained champion (``bi``: naive / seasonal naive) and a model with a
     future covariate (``bi-future``), the last forecast file, then every case submitted to
     a pool of 3 CLI subprocesses on the session's Prefect API."""
-    from deepcast.flows.flows import batch_forecast, train_pipeline
     from prefect.settings import PREFECT_API_URL
+
+    from deepcast.flows.flows import batch_forecast, train_pipeline
 
     root = tmp_path_factory.mktemp("bad_input")
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
@@ -427,9 +428,10 @@ def test_quarantine_moves_bad_rows_aside_and_counts_them(bench: Bench, monkeypat
     """data.bad_rows: quarantine: the run goes on without the bad rows; every one is in
     quarantine.csv with its reason, counted in the report, the summary and the MLflow run;
     the default policy (error) refuses the same file."""
+    from mlflow import MlflowClient
+
     from deepcast.features.errors import ValidationFailed
     from deepcast.flows.flows import train_pipeline
-    from mlflow import MlflowClient
 
     d = bench.root / "quarantine"
     d.mkdir()

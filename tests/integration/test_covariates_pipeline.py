@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+
 from deepcast.features.errors import DataError
 from deepcast.flows.flows import batch_forecast, train_pipeline
-
 from tests.conftest import DATA
 from tests.integration.conftest import write_pipeline
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
 from deepcast.pipelines.config import parse_config
 from deepcast.pipelines.ingest import ingest
 from deepcast.pipelines.tracking import Tracker
 from deepcast.pipelines.train import member_backtest, train_models
 from deepcast.pipelines.validate import validate_long_frame
-
 from tests.conftest import pipeline_dict
 
 pytestmark = pytest.mark.integration

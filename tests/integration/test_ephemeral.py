@@ -6,6 +6,7 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
+
 from deepcast.features.errors import RunFailed
 from deepcast.flows.ephemeral import TemporaryServer
 
@@ -40,12 +41,12 @@ def test_a_remote_dask_cluster_cannot_report_to_the_temporary_server(retail_csv,
                                                                      monkeypatch):
     """The temporary server listens on 127.0.0.1: a remote cluster is refused under it as
     it is with no Prefect API at all."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     import deepcast.flows.ephemeral as ephemeral
     from deepcast.features.errors import ConfigError
     from deepcast.flows.fanout import dask_mapper
     from deepcast.pipelines.config import DASK_ADDRESS_ENV, parse_config
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     from tests.conftest import pipeline_dict
 
     server = ephemeral.TemporaryServer(timeout=1)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from deepcast.features.errors import ConfigError
 from mlflow import MlflowClient
 
+from deepcast.features.errors import ConfigError
 from tests.conftest import pipeline_dict
 from tests.integration.conftest import subprocess_env, write_pipeline
 from tests.servers import prefect_server
@@ -101,12 +101,13 @@ def test_train_on_dask_matches_serial(store, tmp_path, retail_csv, prefect_api):
 @pytest.mark.slow
 def test_backtest_refit_on_dask_matches_serial(tmp_path, monkeypatch, retail_csv,
                                                prefect_api):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     from deepcast.flows.fanout import dask_mapper
     from deepcast.pipelines.backtest import run_backtest
     from deepcast.pipelines.config import parse_config
     from deepcast.pipelines.ingest import ingest
     from deepcast.pipelines.validate import validate_long_frame
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     monkeypatch.chdir(tmp_path)
     cfg = parse_config(pipeline_dict(
@@ -129,9 +130,10 @@ def test_backtest_refit_on_dask_matches_serial(tmp_path, monkeypatch, retail_csv
 
 def test_remote_cluster_without_a_prefect_server_is_refused(retail_csv, monkeypatch):
     """Remote workers cannot reach this process's ephemeral API: exit 2 saying what to run."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     from deepcast.flows.fanout import dask_mapper
     from deepcast.pipelines.config import DASK_ADDRESS_ENV, parse_config
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     monkeypatch.setenv(DASK_ADDRESS_ENV, "tcp://10.0.0.5:8786")
     cfg = parse_config(pipeline_dict(retail_csv, execution={"runner": "dask"}))

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from deepcast.features.errors import ValidationFailed
 from deepcast.flows.flows import batch_forecast, train_pipeline
 from deepcast.pipelines.forecast import FORECAST_COLUMNS
 from deepcast.pipelines.tracking import Tracker
-
 from tests.integration.conftest import subprocess_env, write_pipeline
 
 pytestmark = pytest.mark.integration

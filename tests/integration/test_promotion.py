@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 import pytest
+
 from deepcast.flows.flows import train_pipeline
 from deepcast.pipelines.promote import history
 from deepcast.pipelines.tracking import Tracker
-
 from tests.integration.conftest import subprocess_env, write_pipeline
 
 pytestmark = pytest.mark.integration

@@ -45,13 +45,14 @@ def _first_line(proc: subprocess.Popen, timeout: float = 180.0) -> str:
 
 
 def test_deploy_serve_run_and_redeploy_keeps_pause(tmp_path, retail_csv):
-    from deepcast.flows.deploy import register
-    from deepcast.pipelines.tracking import Tracker
     from prefect import get_client
     from prefect.client.schemas.objects import StateType
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.states import Scheduled
+
+    from deepcast.flows.deploy import register
+    from deepcast.pipelines.tracking import Tracker
 
     pipeline = write_pipeline(tmp_path, retail_csv, name="it-deploy", **FAST)
     out = tmp_path / "forecasts" / "deploy_{date}.csv"

@@ -8,10 +8,10 @@ import re
 
 import pandas as pd
 import pytest
+
 from deepcast.features.errors import ConfigError
 from deepcast.flows.flows import batch_forecast, train_pipeline
 from deepcast.pipelines.tracking import Tracker
-
 from tests.integration.conftest import write_pipeline
 
 pytestmark = pytest.mark.integration

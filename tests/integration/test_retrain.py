@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from deepcast.features.errors import RunFailed
 from deepcast.flows.retrain import retrain
 from deepcast.pipelines.drift import PROFILE_ARTIFACT, DriftBlocked
 from deepcast.pipelines.tracking import Tracker
-
 from tests.integration.conftest import subprocess_env, write_pipeline
 
 pytestmark = pytest.mark.integration

@@ -10,11 +10,11 @@ import sys
 import pandas as pd
 import pytest
 import yaml
+
 from deepcast.features.errors import ConfigError
 from deepcast.flows.flows import batch_forecast, train_pipeline
 from deepcast.pipelines.config import parse_config
 from deepcast.pipelines.forecast import FORECAST_COLUMNS
-
 from tests.conftest import pipeline_dict
 from tests.integration.conftest import subprocess_env
 

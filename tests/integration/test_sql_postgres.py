@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import yaml
+
 from deepcast.flows.flows import batch_forecast, train_pipeline
 from deepcast.pipelines.forecast import FORECAST_COLUMNS
-
 from tests.conftest import pipeline_dict
 from tests.integration.test_sql import QUERY
 from tests.servers import postgres_missing, postgres_server

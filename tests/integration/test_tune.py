@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import yaml
+
 from deepcast.features.errors import ConfigError
 from deepcast.flows.flows import tune_pipeline
 from deepcast.pipelines.config import load_config, parse_config
 from deepcast.pipelines.tracking import Tracker
-
 from tests.conftest import pipeline_dict
 from tests.integration.conftest import write_pipeline
 

@@ -4,6 +4,7 @@ leakage of points after a cut-off into fitting or forecasting, conformal coverag
 import numpy as np
 import pandas as pd
 import pytest
+
 from deepcast.features.scalers import SeriesScaler
 from deepcast.features.schema import ColumnSpec
 from deepcast.features.windows import panel_from_frame
@@ -14,7 +15,6 @@ from deepcast.pipelines.backtest import backtest_cutoffs, refit_schedule, run_ba
 from deepcast.pipelines.config import load_config, parse_config
 from deepcast.pipelines.ingest import ingest
 from deepcast.pipelines.validate import validate_long_frame
-
 from tests.conftest import DATA, ROOT, pipeline_dict
 
 

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import pytest
+
 from deepcast.features.errors import ConfigError
 from deepcast.pipelines.config import load_config, parse_config
-
 from tests.conftest import ROOT, pipeline_dict
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+
 from deepcast.features.covariates import (
     CovariateEncoder,
     CovariateSpec,

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
 from deepcast.features.errors import DataError
 from deepcast.pipelines.config import parse_config
 from deepcast.pipelines.drift import (
@@ -16,7 +17,6 @@ from deepcast.pipelines.drift import (
     thresholds_of,
 )
 from deepcast.pipelines.ingest import cut_at, parse_as_of
-
 from tests.conftest import pipeline_dict
 
 T = DriftThresholds()  # level 3, scale 2, missing +10 %, new/vanished 20 %, share 10 %

@@ -3,11 +3,11 @@ out-of-sample forecasts only, save/load with members, and the YAML entry."""
 
 import numpy as np
 import pytest
+
 from deepcast.features.errors import ConfigError
 from deepcast.forecasting.base import WindowSpec, build_forecaster, load_forecaster
 from deepcast.forecasting.ensemble import build_ensemble, inverse_error_weights, stacking_weights
 from deepcast.pipelines.config import parse_config
-
 from tests.conftest import pipeline_dict
 
 SPEC = WindowSpec(4, 2, 2)

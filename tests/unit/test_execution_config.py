@@ -2,9 +2,9 @@
 address from the YAML or DEEPCAST_DASK_ADDRESS."""
 
 import pytest
+
 from deepcast.features.errors import ConfigError
 from deepcast.pipelines.config import DASK_ADDRESS_ENV, parse_config
-
 from tests.conftest import pipeline_dict
 
 

@@ -3,6 +3,7 @@ quantiles, checkpoint resume and the training-engine options."""
 
 import numpy as np
 import pytest
+
 from deepcast.features.errors import RunFailed
 from deepcast.features.windows import window_starts
 from deepcast.forecasting.base import (

@@ -1,10 +1,11 @@
 """Predictor: the direct path for frames already in canonical order gives exactly what the
 general (coerce, sort, split) path gives."""
 
-import deepcast.forecasting.models.baselines  # noqa: F401  (registers the baselines)
 import numpy as np
 import pandas as pd
 import pytest
+
+import deepcast.forecasting.models.baselines  # noqa: F401  (registers the baselines)
 from deepcast.features.scalers import SeriesScaler
 from deepcast.features.schema import ColumnSpec
 from deepcast.features.windows import panel_from_frame

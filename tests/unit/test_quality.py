@@ -5,10 +5,10 @@ measured with the settings below (seeded, CPU, oneDNN off) and given ~10 % headr
 
 import pandas as pd
 import pytest
+
 from deepcast.features.schema import ColumnSpec, coerce_long_frame, sort_long_frame
 from deepcast.pipelines.config import parse_config
 from deepcast.pipelines.train import evaluate, fit_model, prepare
-
 from tests.conftest import DATA, pipeline_dict
 
 MAX_MASE = {  # measured: naive 2.0576, seasonal_naive 0.9430, mean 1.8852, drift 1.9215,

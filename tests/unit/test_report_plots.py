@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+
 from deepcast.features.errors import ConfigError
 from deepcast.flows.console import print_table, progress_display, wants_progress
 from deepcast.pipelines import plots, progress

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+
 from deepcast.features.scalers import SeriesScaler
 from deepcast.features.windows import panel_from_frame
 

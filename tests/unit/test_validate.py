@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from deepcast.features.errors import DataError
 from deepcast.features.schema import FLAG_COLUMNS
 from deepcast.pipelines.config import PipelineConfig, parse_config
