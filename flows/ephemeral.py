@@ -9,7 +9,10 @@ the cold ``deepcast forecast`` of 10,000 series dropped by about that much
 (``benchmarks/speed.py cli``). The server is the one Prefect would start (same app, same
 ``PREFECT_HOME`` database, ephemeral services, no UI, 127.0.0.1 only); the flow reaches it
 through ``PREFECT_API_URL``, set for this process and its children (Dask workers), and it
-is stopped when the process exits.
+is stopped when the process exits. A process killed outright (SIGKILL, the OOM killer) runs
+no exit handler: the server then watches its parent itself and stops when it is gone
+(``python -m deepcast.flows.ephemeral PARENT_PID UVICORN_ARGS...``), so it never lingers
+re-parented to PID 1.
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ class TemporaryServer:
                "PREFECT__SERVER_FINAL": "1"}
         env.pop("PREFECT_API_URL", None)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--app-dir", str(package.parent), "--factory",
+            [sys.executable, "-m", "deepcast.flows.ephemeral", str(os.getpid()),
+             "--app-dir", str(package.parent), "--factory",
              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port",
              str(self.port), "--log-level", "error", "--lifespan", "on"],
             env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
@@ -167,3 +171,25 @@ def api() -> Iterator[None]:
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = before
+
+
+def _exit_with_parent(parent: int, poll: float = 0.5) -> None:
+    """Stop this process (SIGTERM: uvicorn shuts down cleanly, then a hard exit after 10 s)
+    once ``parent`` is no longer its parent: the parent died, however it died."""
+    import signal
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+if __name__ == "__main__":  # the server process: watchdog, then uvicorn with the given args
+    _exit_with_parent(int(sys.argv[1]))
+    from uvicorn.main import main as uvicorn_command
+
+    uvicorn_command.main(args=sys.argv[2:], prog_name="uvicorn")

@@ -4,6 +4,7 @@ flows run against it, it stops with its owner, and a failed start is one clear e
 from __future__ import annotations
 
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -58,3 +59,52 @@ def test_a_remote_dask_cluster_cannot_report_to_the_temporary_server(retail_csv,
     with temporary_settings({PREFECT_API_URL: server.api_url}), \
             pytest.raises(ConfigError, match="PREFECT_API_URL"):
         dask_mapper(cfg.execution)
+
+
+OWNER = """
+import sys, time
+from deepcast.flows import ephemeral
+ephemeral.start_if_needed()
+url = ephemeral._SERVER.wait()
+print(ephemeral._SERVER.process.pid, url, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_server_stops_when_its_owner_is_killed(tmp_path):
+    """SIGKILL runs no exit handler: the server notices its parent is gone and stops
+    instead of living on re-parented to PID 1."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / ".prefect")
+    def alive(pid: str) -> bool:  # a zombie no init reaps counts as gone
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    owner = subprocess.Popen([sys.executable, "-c", OWNER], env=env, stdout=subprocess.PIPE,
+                             text=True)
+    pid = "0"
+    try:
+        pid, url = owner.stdout.readline().split()
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
+            assert r.status == 200
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and alive(pid):
+            time.sleep(0.2)
+        assert not alive(pid), "the server outlived its killed owner"
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+    finally:
+        owner.kill()
+        if pid != "0" and alive(pid):
+            os.kill(int(pid), signal.SIGKILL)
