@@ -8,9 +8,10 @@ series, no anti-aliased markers; the demo's five models add about 2 s.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,21 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def plain_text(fn: Callable[..., bytes | None]) -> Callable[..., bytes | None]:
+    """Draw ``fn``'s figure with mathtext off: series ids, model names and titles are user
+    text, and ``$...$`` in one must print as written, not be parsed (a malformed one
+    raised inside Matplotlib). Scoped to the figure: the caller's rcParams are untouched."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def _margins(fig, left: float = 0.75) -> None:
@@ -105,6 +121,7 @@ def _band_pairs(columns: Sequence[str]) -> list[tuple[str, str, str, str]]:
     return sorted(pairs, key=lambda p: p[3] != "conformal")  # quantiles drawn on top
 
 
+@plain_text
 def series_figure(history: pd.DataFrame, forecast: pd.DataFrame,
                   series: Sequence[tuple[str, str]], holdout: pd.DataFrame | None = None,
                   season_length: int = 1, horizon: int = 1, title: str = "") -> bytes:
@@ -159,6 +176,7 @@ def series_figure(history: pd.DataFrame, forecast: pd.DataFrame,
     return to_png(fig)
 
 
+@plain_text
 def loss_figure(history: dict[str, list[float]], title: str = "") -> bytes | None:
     """Training and validation loss per epoch (None for a model that does not train)."""
     curves = {k: v for k, v in history.items() if k in ("loss", "val_loss") and v}
@@ -191,6 +209,7 @@ def horizon_errors(holdout: pd.DataFrame, scale: pd.Series, horizon: int) -> pd.
     return out["scaled_error"].mean()
 
 
+@plain_text
 def horizon_figure(errors: pd.DataFrame, title: str = "") -> bytes:
     """Bar chart of the mean scaled error per horizon step."""
     plt = _pyplot()
@@ -206,6 +225,7 @@ def horizon_figure(errors: pd.DataFrame, title: str = "") -> bytes:
     return to_png(fig)
 
 
+@plain_text
 def skill_figure(table: pd.DataFrame, metric: str, highlight: str | None = None) -> bytes:
     """Skill vs seasonal naive (``1 - metric / metric_seasonal_naive``) per model, best
     on top; above 0 beats seasonal naive. ``table`` has ``model`` and ``skill_<metric>``."""

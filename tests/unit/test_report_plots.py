@@ -153,3 +153,19 @@ def test_a_failed_grid_check_suggests_the_datas_own_freq():
     assert _freq_hint(frame, "W") == "; series co2's dates look like `W-SAT` (data.freq: W-SAT)"
     assert _freq_hint(frame, "W-SAT") == ""
     assert _freq_hint(frame.assign(ds=np.arange(57)), 1) == ""  # integer steps: no guess
+
+
+def test_user_text_in_figures_is_never_parsed_as_math():
+    """Series ids and titles are user text: ``$...$`` (even malformed) prints as written."""
+    import matplotlib
+
+    history, fc = _panel(2)
+    odd = {"s0": "$\\frac{", "s1": "a $x^2$ b $"}
+    history["unique_id"] = history["unique_id"].map(odd)
+    fc["unique_id"] = fc["unique_id"].map(odd)
+    series = [(odd["s0"], "chosen $\\bad"), (odd["s1"], "largest")]
+    before = matplotlib.rcParams["text.parse_math"]
+    assert plots.series_figure(history, fc, series, None, 12, 6,
+                               title="$\\oops{").startswith(PNG)
+    assert plots.loss_figure({"loss": [1.0]}, title="$\\x{").startswith(PNG)
+    assert matplotlib.rcParams["text.parse_math"] == before  # the caller's settings kept
