@@ -43,25 +43,49 @@ def check_file_name(path: str | Path, option: str, suffixes, hint: str) -> Path:
     return path
 
 
-def write_output(df: pd.DataFrame, output: str | Path, url_env: str | None = None
-                 ) -> Path | str:
+def write_output(df: pd.DataFrame, output: str | Path, url_env: str | None = None,
+                 formula_guard: bool = True) -> Path | str:
     """Write the forecast to a file (atomically) or, for ``sql://table``, replace the
     table's rows in one transaction (database URL from ``url_env``)."""
     if str(output).startswith("sql://"):
         from deepcast.pipelines.sql import DEFAULT_URL_ENV, write_table
 
         return write_table(df, str(output), url_env or DEFAULT_URL_ENV)
-    return write_atomic(df, output)
+    return write_atomic(df, output, formula_guard)
 
 
-def write_atomic(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write CSV/Parquet to a temp file next to ``path``, fsync, then rename over it."""
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+
+
+def guard_formulas(df: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula (starting ``=``, ``+``, ``-``,
+    ``@``, tab or CR; OWASP "CSV injection") get a leading ``'``, so Excel or LibreOffice
+    show them as text. Plain numbers written as text (``-12``) are left as they are."""
+    out = df
+    for col in df.columns:
+        values = df[col]
+        if not (pd.api.types.is_string_dtype(values) or values.dtype == object):
+            continue
+        text = values.astype("str")
+        risky = values.notna() & text.str.startswith(FORMULA_START) & \
+            ~text.str.match(_NUMBER)
+        if risky.any():
+            out = out.copy() if out is df else out
+            out[col] = text.where(~risky, "'" + text).where(values.notna())
+    return out
+
+
+def write_atomic(df: pd.DataFrame, path: str | Path, formula_guard: bool = True) -> Path:
+    """Write CSV/Parquet to a temp file next to ``path``, fsync, then rename over it. CSV
+    text cells are guarded against formula injection (:func:`guard_formulas`) unless
+    ``formula_guard`` is False; Parquet keeps values as they are (typed, never run)."""
     path = check_output_path(path)
     fmt = FORMATS[path.suffix.lower()]
 
     def write(fh: BinaryIO) -> None:
         if fmt == "csv":
-            df.to_csv(fh, index=False)
+            (guard_formulas(df) if formula_guard else df).to_csv(fh, index=False)
         else:
             df.to_parquet(fh, index=False)
 

@@ -16,6 +16,11 @@ from deepcast.features.schema import ColumnSpec, coerce_long_frame, release_arro
 from deepcast.pipelines.config import DataConfig
 
 READERS = (".csv", ".parquet", ".pq")
+# compressed CSV: pandas infers the codec from the last suffix
+COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zip": "zip"}
+MAGIC = ((b"\x1f\x8b", ".gz"), (b"BZh", ".bz2"), (b"\xfd7zXZ\x00", ".xz"),
+         (b"\x28\xb5\x2f\xfd", ".zst"), (b"PK\x03\x04", ".zip"))
+MAX_LINE = 16 << 20  # a CSV line longer than this is not a table (a file with no newlines)
 
 
 def column_spec(data: DataConfig) -> ColumnSpec:
@@ -23,32 +28,69 @@ def column_spec(data: DataConfig) -> ColumnSpec:
     return ColumnSpec(data.id_col, data.time_col, data.target_col, data.freq)
 
 
+def _kind(path: Path) -> str:
+    """``csv`` or ``parquet`` from the file name (``x.csv.gz`` is a compressed CSV)."""
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    if suffixes and suffixes[-1] in COMPRESSED:
+        suffixes = suffixes[:-1]
+    last = suffixes[-1] if suffixes else ""
+    return "csv" if last == ".csv" else "parquet" if last in (".parquet", ".pq") else ""
+
+
 def check_source(path: str | Path) -> Path:
-    """The data file exists and has a readable type (ConfigError otherwise)."""
+    """The data file exists, is a regular file and has a readable type (ConfigError
+    otherwise: a FIFO, device or folder would block or fail deep inside the reader)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"data file not found: {path}",
                           hint="fix data.path in the YAML (relative to the YAML file) or --data")
-    if path.suffix.lower() not in READERS:
-        raise ConfigError(f"{path}: unsupported file type {path.suffix!r}; expected .csv or "
-                          ".parquet", hint="convert the file to CSV or Parquet")
+    if not path.is_file():
+        what = ("a folder" if path.is_dir() else "a named pipe (FIFO)" if path.is_fifo()
+                else "a device or socket")
+        raise ConfigError(f"{path} is {what}, not a data file",
+                          hint="point data.path (or --data) at a .csv or .parquet file")
+    if not _kind(path):
+        raise ConfigError(f"{path}: unsupported file type {''.join(path.suffixes)!r}; expected "
+                          ".csv (optionally .csv.gz/.bz2/.xz/.zst/.zip) or .parquet",
+                          hint="convert the file to CSV or Parquet")
     return path
 
 
-def read_table(path: str | Path, spec: ColumnSpec, nrows: int | None = None) -> pd.DataFrame:
+def _sniff_csv(path: Path) -> None:
+    """Fail fast, before pandas reads it whole, on a CSV that is compressed under a plain
+    ``.csv`` name or has no line breaks within its first 16 MiB."""
+    if path.suffix.lower() in COMPRESSED:
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(MAX_LINE)
+    for magic, suffix in MAGIC:
+        if head.startswith(magic):
+            raise DataError(f"{path}: the file is {COMPRESSED[suffix]}-compressed, not plain "
+                            "CSV text", hint=f"rename it to {path.name}{suffix} (deepcast "
+                            "reads compressed CSV by its suffix) or decompress it")
+    if len(head) == MAX_LINE and b"\n" not in head and b"\r" not in head:
+        raise DataError(f"{path}: no line break in the first {MAX_LINE >> 20} MiB: this is "
+                        "not a CSV table with one row per line",
+                        hint="export the data again as CSV (one row per line) or Parquet")
+
+
+def read_table(path: str | Path, spec: ColumnSpec, nrows: int | None = None,
+               columns: set[str] | None = None) -> pd.DataFrame:
     """Read a CSV/Parquet file as raw columns (strings for keys, so nothing is guessed);
     ``nrows`` reads only the first rows of a CSV (a Parquet file: its schema and first
-    row group)."""
+    row group); ``columns`` reads only those (undeclared columns are never loaded)."""
     path = check_source(path)
-    suffix = path.suffix.lower()
-    kind = "CSV" if suffix == ".csv" else "Parquet"
+    is_csv = _kind(path) == "csv"
+    kind = "CSV" if is_csv else "Parquet"
+    use = None if columns is None else (lambda c: c in columns)
     try:
-        if suffix == ".csv":
+        if is_csv:
+            _sniff_csv(path)
             raw = pd.read_csv(path, dtype={spec.id_col: "str", spec.time_col: "str"},
-                              encoding="utf-8-sig", low_memory=False, nrows=nrows)
+                              encoding="utf-8-sig", low_memory=False, nrows=nrows,
+                              usecols=use)
         elif nrows is None:
-            raw = pd.read_parquet(path)
-            release_arrow_memory()  # the read buffers: 250 MB at 10M rows
+            raw = _read_parquet(path, columns)
         else:
             raw = _peek_parquet(path)
     except UnicodeDecodeError:
@@ -86,6 +128,22 @@ def _first_non_utf8(path: Path) -> str:
             lines += chunk.count(b"\n")
             offset += len(chunk)
     return "an invalid byte sequence"
+
+
+def _read_parquet(path: Path, columns: set[str] | None) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    names = None
+    if columns is not None:
+        names = [c for c in pq.read_schema(path).names if c in columns]
+    raw = pd.read_parquet(path, columns=names)
+    release_arrow_memory()  # the read buffers: 250 MB at 10M rows
+    return raw
+
+
+def _declared(data: DataConfig) -> set[str]:
+    return {data.id_col, data.time_col, data.target_col, *data.static, *data.past,
+            *data.future}
 
 
 def _peek_parquet(path: Path) -> pd.DataFrame:
@@ -132,7 +190,10 @@ def ingest(data: DataConfig, path: str | Path | None = None) -> pd.DataFrame:
         df.attrs["source"] = data.source
         return df
     path = Path(path) if path is not None else data.path
-    df = coerce_long_frame(read_table(path, spec), spec, source=str(path))
+    raw = read_table(path, spec, columns=_declared(data))
+    if not {data.id_col, data.time_col, data.target_col} <= set(raw.columns):
+        raw = read_table(path, spec, nrows=1)  # the message lists the file's own columns
+    df = coerce_long_frame(raw, spec, source=str(path))
     df.attrs["source"] = str(path)  # reports name the file actually read (--data too)
     return df
 
@@ -141,7 +202,9 @@ def ingest_future(data: DataConfig, path: str | Path) -> pd.DataFrame:
     """Read a future-covariates file (id, time and the future columns; the target column
     may be absent) into a coerced long frame with an empty target."""
     spec = column_spec(data)
-    raw = read_table(path, spec)
+    raw = read_table(path, spec, columns=_declared(data))
+    if not {data.id_col, data.time_col} <= set(raw.columns):
+        raw = read_table(path, spec, nrows=1)
     if spec.target_col not in raw.columns:
         raw[spec.target_col] = float("nan")
     return coerce_long_frame(raw, spec, source=str(path))

@@ -13,7 +13,9 @@ server), and file and config errors fail in the CLI's preflight before any flow 
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -129,6 +131,18 @@ def tz_mixed() -> pd.DataFrame:
     df = RETAIL.assign(ds=RETAIL["ds"] + "T00:00:00")
     df.loc[5:10, "ds"] = df.loc[5:10, "ds"] + "+02:00"
     return df
+
+
+def fifo(d: Path) -> None:
+    pipeline(base_config())(d)
+    os.mkfifo(d / "data.csv")
+
+
+def wide_extra(n: int = 10_000) -> pd.DataFrame:
+    """The retail slice with ``n`` columns the pipeline does not declare."""
+    extra = pd.DataFrame(np.zeros((len(RETAIL), n), dtype=np.int8),
+                         columns=[f"x{i}" for i in range(n)])
+    return pd.concat([RETAIL, extra], axis=1)
 
 
 def m3(**cells) -> Callable[[Path], None]:
@@ -297,6 +311,18 @@ CATALOGUE = [
     Case("forecast-future-covariates-missing-for-a-series", future_history(),
          (*FORECAST, "--model", "challenger", "--future", "future.csv"), 3,
          ("promo", f"{FIRST}: 2019-01-01"), report=True, forecast=True),
+    # ---- files that are not what their name says: named before anything is read whole
+    Case("data-path-is-a-fifo", fifo, TRAIN, 2,
+         ("data.csv is a named pipe (FIFO), not a data file", "point data.path")),
+    Case("gzip-under-a-csv-name", data(text=gzip.compress(RETAIL.to_csv(index=False).encode(),
+                                                          mtime=0)), TRAIN, 3,
+         ("data.csv: the file is gzip-compressed", "rename it to data.csv.gz")),
+    Case("compressed-csv-is-read", data(RETAIL, name="data.csv.gz"), VALIDATE, 0,
+         ("PASSED - 576 rows, 6 series",), report=True),
+    Case("no-line-breaks", data(text=b"a" * (17 << 20)), TRAIN, 3,
+         ("data.csv: no line break in the first 16 MiB",)),
+    Case("10k-undeclared-columns", data(wide_extra()), VALIDATE, 0,
+         ("PASSED - 576 rows, 6 series",), report=True),
 ]
 
 
