@@ -55,11 +55,19 @@ def _format_errors(err: ValidationError, source: str) -> str:
         elif e["type"] == "missing":
             lines.append(f"  - {key}: required key is missing")
         else:
-            got = e.get("input")
-            shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"  - {key}: {msg}{shown}")
+            lines.append(f"  - {key}: {msg}{_shown(e.get('input'))}")
     return "\n".join(lines)
+
+
+def _shown(got: Any) -> str:
+    """The value received, for a message: none for a mapping or list, a long one cut."""
+    if isinstance(got, (dict, list)):
+        return ""
+    text = repr(got)
+    if len(text) > 80:
+        text = f"{text[:60]}... ({len(str(got))} characters)"
+    return f" (got {text})"
 
 
 def parse_config(raw: Any, source: str = "", base_dir: Path | None = None) -> PipelineConfig:

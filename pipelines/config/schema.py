@@ -10,7 +10,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from deepcast.features.covariates import default_calendar
-from deepcast.pipelines.config.base import NAME_PATTERN, _Strict
+from deepcast.pipelines.config.base import Name, _Strict
 from deepcast.pipelines.config.derived import Lengths
 from deepcast.pipelines.config.schema_data import DataConfig, FeaturesConfig
 from deepcast.pipelines.config.schema_models import (
@@ -33,10 +33,7 @@ METRICS = ("mae", "rmse", "smape", "mase")
 class PipelineConfig(_Strict):
     """One use case: data, features, models, training, evaluation."""
 
-    name: str = Field(
-        pattern=NAME_PATTERN,
-        description="MLflow experiment and registered model name.",
-    )
+    name: Name = Field(description="MLflow experiment and registered model name.")
     data: DataConfig
     features: FeaturesConfig
     models: list[ModelConfig] = Field(min_length=1)

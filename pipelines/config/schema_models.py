@@ -8,11 +8,11 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, create_model, model_validator
 
 from deepcast.forecasting.base import families
-from deepcast.pipelines.config.base import NAME_PATTERN, _Strict
+from deepcast.pipelines.config.base import Name, _Strict
 
 
 class _ModelBase(_Strict):
-    name: str | None = Field(None, description="Name in runs and the registry (default: type).")
+    name: Name | None = Field(None, description="Name in runs and the registry (default: type).")
 
     @property
     def label(self) -> str:
@@ -49,8 +49,7 @@ ModelConfig = Annotated[Union[tuple(ENTRY_MODELS.values())],  # noqa: UP007
 class EnsembleConfig(_Strict):
     """An ensemble: a model like the others (scored, logged, registrable, servable)."""
 
-    name: str = Field(pattern=NAME_PATTERN,
-                      description="Name in runs and the registry.")
+    name: Name = Field(description="Name in runs and the registry.")
     method: Literal["mean", "median", "weighted", "stacking", "bagging"] = Field(
         description="mean / median of the members; weighted: weights 1/MASE from a backtest "
         "of the members on the training span; stacking: an affine combination per horizon "
