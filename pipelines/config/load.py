@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from deepcast.features.errors import ConfigError
+from deepcast.pipelines.config.safe_yaml import YamlRefused, load_yaml
 from deepcast.pipelines.config.schema import PipelineConfig
 from deepcast.pipelines.config.schema_models import ENTRY_MODELS, MODEL_TYPES
 
@@ -105,15 +106,23 @@ def _check_inside_project(given: Path, resolved: Path, base_dir: Path, source: s
 
 
 def load_config(path: str | Path) -> PipelineConfig:
-    """Read and validate a pipeline YAML file (``yaml.safe_load`` only)."""
+    """Read and validate a pipeline YAML file (``yaml.safe_load`` semantics, hardened:
+    duplicate keys, deep nesting and alias bombs are refused)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"pipeline file not found: {path}",
                           hint="pass the path of a pipeline YAML, e.g. pipelines/demo.yaml")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file", hint="save the YAML as UTF-8") from None
+    except YamlRefused as exc:
+        raise ConfigError(f"{path}: YAML refused{exc.where}: {exc.problem}",
+                          hint=exc.hint) from None
+    except RecursionError:  # a safety net: the loader caps nesting well before this
+        raise ConfigError(f"{path}: YAML nests too deeply to be read",
+                          hint="a pipeline file nests a few levels; flatten the structure"
+                          ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -71,3 +71,65 @@ def test_pipeline_and_ensemble_names_say_what_is_allowed(retail_csv):
     msg = _err(pipeline_dict(retail_csv, ensemble=[
         {"name": "../e", "method": "mean", "members": ["naive", "lstm"]}]))
     assert "ensemble.0.name" in msg and "letters, digits" in msg
+
+
+# -- YAML hardening ----------------------------------------------------------------------
+
+def test_duplicate_keys_are_errors_naming_key_and_line(tmp_path: Path):
+    err = _load_err(tmp_path, "name: a\ndata:\n  freq: D\n  freq: h\nname: b\n")
+    assert "duplicate key 'freq'" in str(err) and "line 4" in str(err)
+    assert "line 3" in str(err)  # where it was first given
+
+
+def test_merge_keys_still_work(tmp_path: Path, retail_csv):
+    (tmp_path / "d.csv").write_bytes(retail_csv.read_bytes())
+    (tmp_path / "p.yaml").write_text(
+        "name: merge\n"
+        "data: {path: d.csv, freq: MS, season_length: 12}\n"
+        "features: {lookback: 24, horizon: 6}\n"
+        "models:\n  - &m {type: lstm, name: a, units: 8}\n  - {<<: *m, name: b}\n"
+        "evaluation: {test_size: 6}\n")
+    cfg = load_config(tmp_path / "p.yaml")
+    assert [m.label for m in cfg.models] == ["a", "b"] and cfg.models[1].units == 8
+
+
+def test_deep_nesting_is_a_config_error(tmp_path: Path):
+    err = _load_err(tmp_path, "name: " + "[" * 10_000 + "]" * 10_000 + "\n")
+    assert "nest" in str(err) and "levels" in str(err)
+    block = "name: x\ndeep:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(300))
+    assert "nest" in str(_load_err(tmp_path, block + "  " * 301 + "v: 1\n"))
+
+
+def _valid_yaml(tmp_path: Path, retail_csv: Path, choice: str) -> str:
+    (tmp_path / "d.csv").write_bytes(retail_csv.read_bytes())
+    return ("name: p\n"
+            "data: {path: d.csv, freq: MS, season_length: 12}\n"
+            "features: {lookback: 24, horizon: 6}\n"
+            "models: [{type: lstm, units: 8}]\n"
+            f"tune: {{model: lstm, space: {{units: {{choice: {choice}}}}}}}\n"
+            "evaluation: {test_size: 6}\n")
+
+
+def test_alias_bomb_is_refused(tmp_path: Path, retail_csv):
+    levels = ["&a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 6)]
+    err = _load_err(tmp_path, _valid_yaml(tmp_path, retail_csv, "[" + ", ".join(levels) + "]"))
+    assert "aliases expand" in str(err) and "line 5" in str(err)
+
+
+def test_recursive_alias_is_refused(tmp_path: Path, retail_csv):
+    err = _load_err(tmp_path, _valid_yaml(tmp_path, retail_csv, "&a [1, *a]"))
+    assert "alias *a" in str(err) and "inside itself" in str(err)
+
+
+def test_small_aliases_are_fine(tmp_path: Path, retail_csv):
+    (tmp_path / "d.csv").write_bytes(retail_csv.read_bytes())
+    (tmp_path / "p.yaml").write_text(
+        "name: alias\n"
+        "data: {path: d.csv, freq: MS, season_length: 12}\n"
+        "features: {lookback: 24, horizon: 6}\n"
+        "models: [{type: lstm, units: 8}]\n"
+        "tune: {model: lstm, space: {units: {choice: &u [4, 8, 16]}, "
+        "dropout: {choice: [0.0, 0.1]}}}\n"
+        "evaluation: {test_size: 6, conformal: *u}\n")
+    assert load_config(tmp_path / "p.yaml").evaluation.conformal == [4, 8, 16]
