@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from deepcast.features.covariates import CALENDAR
 from deepcast.pipelines.config.base import _Strict
+from deepcast.pipelines.config.freq import check_freq
 
 
 class SqlSource(_Strict):
@@ -93,23 +94,7 @@ class DataConfig(_Strict):
     @field_validator("freq")
     @classmethod
     def _check_freq(cls, v: str | int) -> str | int:
-        if isinstance(v, bool):
-            raise ValueError("freq must be a pandas offset alias or a positive integer")
-        if isinstance(v, int):
-            if v < 1:
-                raise ValueError(f"integer freq must be >= 1, got {v}")
-            return v
-        if v.strip().isdigit():
-            return int(v)
-        import pandas as pd
-
-        try:
-            pd.tseries.frequencies.to_offset(v)
-        except ValueError:
-            raise ValueError(
-                f"'{v}' is not a pandas offset alias (examples: '30min', 'h', 'D', 'W', 'MS')"
-            ) from None
-        return v
+        return check_freq(v)
 
 
 class FeaturesConfig(_Strict):

@@ -3,6 +3,7 @@ keys, nests or expands without bound, and old pandas frequency aliases."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,49 @@ def test_small_aliases_are_fine(tmp_path: Path, retail_csv):
         "dropout: {choice: [0.0, 0.1]}}}\n"
         "evaluation: {test_size: 6, conformal: *u}\n")
     assert load_config(tmp_path / "p.yaml").evaluation.conformal == [4, 8, 16]
+
+
+# -- data.freq ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("H", "h"), ("2H", "2h"), ("T", "min"), ("30T", "30min"), ("S", "s"), ("L", "ms"),
+    ("U", "us"), ("N", "ns"), ("BH", "bh"), ("M", "ME"), ("BM", "BME"), ("SM", "SME"),
+    ("A", "YE"), ("Y", "YE"), ("A-DEC", "YE-DEC"), ("Y-JUN", "YE-JUN"), ("AS", "YS"),
+    ("AS-JAN", "YS-JAN"), ("BA", "BYE"), ("BAS", "BYS"), ("Q", "QE"), ("Q-NOV", "QE-NOV"),
+    ("BQ", "BQE"), ("3M", "3ME"), ("CBM", "CBME")])
+def test_old_pandas_aliases_map_to_current_ones(retail_csv, caplog, old, new):
+    raw = pipeline_dict(retail_csv)
+    raw["data"]["freq"] = old
+    with caplog.at_level(logging.WARNING, logger="deepcast"):
+        cfg = parse_config(raw)
+    assert cfg.data.freq == new
+    notes = [r.getMessage() for r in caplog.records if "data.freq" in r.getMessage()]
+    assert len(notes) == 1 and repr(old) in notes[0] and repr(new) in notes[0]
+
+
+def test_month_end_note_points_to_month_start(retail_csv, caplog):
+    raw = pipeline_dict(retail_csv)
+    raw["data"]["freq"] = "M"
+    with caplog.at_level(logging.WARNING, logger="deepcast"):
+        parse_config(raw)
+    assert "'MS'" in caplog.text
+
+
+def test_current_aliases_are_unchanged_and_quiet(retail_csv, caplog):
+    for freq in ("MS", "h", "30min", "D", "W-SUN", "QS", "YE"):
+        raw = pipeline_dict(retail_csv)
+        raw["data"]["freq"] = freq
+        with caplog.at_level(logging.WARNING, logger="deepcast"):
+            assert parse_config(raw).data.freq == freq
+    assert "data.freq" not in caplog.text
+
+
+@pytest.mark.parametrize(("given", "hint"), [
+    ("fortnightly", "'2W'"), ("hourly", "'h'"), ("Hour", "'h'"), ("30 minutes", "'30min'"),
+    ("monthly", "'MS'"), ("dayly", "'D'"), ("MSS", "'MS'")])
+def test_unknown_freq_gets_a_did_you_mean(retail_csv, given, hint):
+    raw = pipeline_dict(retail_csv)
+    raw["data"]["freq"] = given
+    msg = _err(raw)
+    assert f"'{given}' is not a pandas offset alias" in msg
+    assert "did you mean" in msg and hint in msg
