@@ -155,3 +155,23 @@ def test_benchmark_pipelines_are_valid():
     cfg = load_config(ROOT / "benchmarks" / "m3_monthly.yaml")
     assert cfg.data.path.is_file() and cfg.evaluation.test_size == cfg.features.horizon == 18
     assert {e.name for e in cfg.ensemble} == {"avg-neural", "median-all", "stacked"}
+
+
+def test_derived_lengths_in_one_place(retail_csv):
+    raw = pipeline_dict(retail_csv)
+    raw["evaluation"]["backtest"] = {"n_windows": 3, "step": 2}
+    cfg = parse_config(raw)
+    n = cfg.lengths
+    assert (n.lookback, n.horizon, n.val_size, n.test_size, n.step) == (24, 6, 6, 6, 2)
+    assert n.full == cfg.min_series_length == 24 + 6 + 6 + 6
+    assert n.padded == cfg.min_padded_length == 6 + 6 + 6 + 1
+    assert n.min_length == cfg.min_length == n.padded  # short_series: pad (the default)
+    assert n.min_train_length == cfg.min_train_length == n.padded - 6
+    assert n.backtest_span == 6 + 2 * 2 and n.holdout_origins == 1
+    assert n.with_holdout(None) is n and n.with_holdout(0).full == 24 + 6 + 6
+    raw["data"]["short_series"] = "drop"
+    raw["training"]["val_size"] = 4
+    raw["evaluation"] = {"test_size": 7}
+    n = parse_config(raw).lengths
+    assert n.min_length == n.full == 24 + 6 + 4 + 7 and n.step == 6
+    assert n.holdout_origins == 2 and n.backtest_span == 6 + 2 * 6

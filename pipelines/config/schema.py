@@ -1,0 +1,159 @@
+"""The pipeline YAML schema: one pydantic model, strict, with errors that name the key.
+
+``PipelineConfig`` assembles the sections (``schema_data``, ``schema_models``,
+``schema_run``) and checks what spans sections: model names, ensemble members, the tune
+space, covariate columns, calendar vs freq, lookback vs season.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from deepcast.features.covariates import default_calendar
+from deepcast.pipelines.config.base import Name, _Strict
+from deepcast.pipelines.config.derived import Lengths
+from deepcast.pipelines.config.schema_data import DataConfig, FeaturesConfig
+from deepcast.pipelines.config.schema_models import (
+    ENTRY_MODELS,
+    EnsembleConfig,
+    ModelConfig,
+    TuneConfig,
+)
+from deepcast.pipelines.config.schema_run import (
+    DriftConfig,
+    EvaluationConfig,
+    ExecutionConfig,
+    PromotionConfig,
+    TrainingConfig,
+)
+
+METRICS = ("mae", "rmse", "smape", "mase")
+
+
+class PipelineConfig(_Strict):
+    """One use case: data, features, models, training, evaluation."""
+
+    name: Name = Field(description="MLflow experiment and registered model name.")
+    data: DataConfig
+    features: FeaturesConfig
+    models: list[ModelConfig] = Field(min_length=1)
+    ensemble: list[EnsembleConfig] = Field(
+        [], description="Ensembles of the models (scored and promoted like models).")
+    tune: TuneConfig | None = Field(None, description="Hyperparameter search (deepcast tune).")
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig
+    promotion: PromotionConfig = PromotionConfig()
+    drift: DriftConfig = Field(DriftConfig(), description="Drift check before a retrain.")
+    execution: ExecutionConfig = Field(ExecutionConfig(), description="Serial or Dask "
+                                       "fan-out of the fits.")
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> PipelineConfig:
+        names = [m.label for m in self.models]
+        self._check_names(names)
+        if self.tune is not None:
+            self._check_tune(names)
+        self._check_columns()
+        if isinstance(self.features.calendar, list) and isinstance(self.data.freq, int):
+            raise ValueError("features.calendar needs datetime ds; with an integer freq "
+                             "use calendar: none")
+        if self.features.lookback < self.data.season_length:
+            raise ValueError(
+                f"features.lookback ({self.features.lookback}) must be >= data.season_length "
+                f"({self.data.season_length}) so seasonal naive can see one season"
+            )
+        return self
+
+    def _check_names(self, names: list[str]) -> None:
+        """Ensemble members name models; model and ensemble names are distinct."""
+        labels = names + [e.name for e in self.ensemble]
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        for e in self.ensemble:
+            unknown = sorted(set(e.members) - set(names))
+            if unknown:
+                raise ValueError(f"ensemble {e.name!r}: unknown member(s) {unknown}; members "
+                                 f"name models: entries ({', '.join(names)})")
+        if dupes:
+            raise ValueError(
+                f"models: duplicate model name(s) {dupes}; give each entry a distinct `name:`"
+            )
+
+    def _check_columns(self) -> None:
+        """Each covariate is declared once and is not the id/time/target column."""
+        d = self.data
+        declared = [*d.static, *d.past, *d.future]
+        reserved = {d.id_col, d.time_col, d.target_col}
+        clash = sorted({c for c in declared if declared.count(c) > 1 or c in reserved})
+        if clash:
+            raise ValueError(
+                f"data: covariate column(s) {clash} are declared twice or are the id/time/"
+                "target column; list each covariate once, under static, past or future")
+        if d.categorical is not None and not set(d.categorical) <= set(d.static):
+            extra = sorted(set(d.categorical) - set(d.static))
+            raise ValueError(f"data.categorical: {extra} are not static covariates; list "
+                             "them under data.static too")
+
+    def _check_tune(self, names: list[str]) -> None:
+        tune = self.tune
+        entry = next((m for m in self.models if m.label == tune.model), None)
+        if entry is None:
+            raise ValueError(f"tune.model {tune.model!r} is not a models: entry "
+                             f"({', '.join(names)})")
+        options = set(ENTRY_MODELS[entry.type].model_fields) - {"type", "name"}
+        training = {f"training.{k}" for k in TrainingConfig.model_fields}
+        unknown = sorted(set(tune.space) - options - training)
+        if unknown:
+            raise ValueError(f"tune.space: unknown option(s) {unknown} for {entry.type}; "
+                             f"allowed: {', '.join(sorted(options))}, or training.<key>")
+
+    @property
+    def lengths(self) -> Lengths:
+        """The series lengths this geometry implies (holdout, validation, minimum series
+        lengths, backtest span), computed in one place."""
+        f, bt = self.features, self.evaluation.backtest
+        return Lengths(lookback=f.lookback, horizon=f.horizon,
+                       val_size=self.training.val_size or f.horizon,
+                       test_size=self.evaluation.test_size, step=bt.step or f.horizon,
+                       n_windows=bt.n_windows, pad=self.data.short_series == "pad")
+
+    @property
+    def min_series_length(self) -> int:
+        """Shortest series trainable without padding: lookback + horizon + val_size +
+        test_size (one full training window, validation and holdout)."""
+        return self.lengths.full
+
+    @property
+    def min_length(self) -> int:
+        """Shortest series kept for training under the ``short_series`` policy."""
+        return self.lengths.min_length
+
+    @property
+    def min_train_length(self) -> int:
+        """Points a series needs before a cut-off to be fit on (no holdout after it)."""
+        return self.lengths.min_train_length
+
+    def without_checkpoints(self) -> PipelineConfig:
+        """A copy that does not checkpoint (auxiliary fits: backtests, trials)."""
+        return self.model_copy(update={"training": self.training.model_copy(
+            update={"checkpoint": False})})
+
+    @property
+    def min_padded_length(self) -> int:
+        """Shortest series trainable with ``short_series: pad``: one observed input point
+        before a training target, plus validation and holdout."""
+        return self.lengths.padded
+
+    @property
+    def calendar(self) -> tuple[str, ...]:
+        """The calendar features in use ('auto' resolved from freq)."""
+        cal = self.features.calendar
+        if cal == "none":
+            return ()
+        if cal == "auto":
+            return default_calendar(self.data.freq)
+        return tuple(dict.fromkeys(cal))
+
+    @property
+    def val_size(self) -> int:
+        """Validation span before the holdout (``training.val_size``, default horizon)."""
+        return self.lengths.val_size

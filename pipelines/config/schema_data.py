@@ -1,0 +1,118 @@
+"""The `data:` and `features:` sections: where the long table is, how its columns are
+named, and the window geometry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from deepcast.features.covariates import CALENDAR
+from deepcast.pipelines.config.base import _Strict
+from deepcast.pipelines.config.freq import check_freq
+
+
+class SqlSource(_Strict):
+    """A query whose rows are the long table (read through SQLAlchemy)."""
+
+    query: str = Field(min_length=1, description="SELECT returning the id, time, target "
+                       "and covariate columns.")
+    url_env: str = Field("DEEPCAST_DB_URL", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                         description="Environment variable holding the database URL (never "
+                         "put the URL in the YAML).")
+
+
+class DataConfig(_Strict):
+    """Where the long table is and how its columns are named."""
+
+    path: Path | None = Field(None, description="CSV or Parquet file (relative to the YAML "
+                              "file); or give `sql`.")
+    sql: SqlSource | None = Field(None, description="Read the long table with an SQL query "
+                                  "instead of a file: {query: ..., url_env: DEEPCAST_DB_URL}.")
+    id_col: str = Field("unique_id", description="Column holding the series identifier.")
+    time_col: str = Field("ds", description="Column holding the timestamp or integer step.")
+    target_col: str = Field("y", description="Column holding the value to forecast.")
+    freq: str | int = Field(
+        description="pandas offset alias (e.g. '30min', 'h', 'D', 'MS') for datetime `ds`, "
+        "or a positive integer step for integer `ds`."
+    )
+    season_length: int = Field(
+        1, ge=1, description="Seasonal period in steps (MASE, seasonal naive)."
+    )
+    short_series: Literal["pad", "drop", "error"] = Field(
+        "pad",
+        description="Series shorter than lookback + horizon + val_size + test_size: 'pad' "
+        "trains and forecasts them from left-padded, masked windows (series shorter than "
+        "horizon + val_size + test_size + 1 are still dropped and reported); 'drop' them "
+        "(listed in the validation report); or fail validation with 'error'.",
+    )
+    static: list[str] = Field(
+        [], description="Static covariates: columns constant within each series (e.g. "
+        "store type, region); categorical ones get learned embeddings.")
+    past: list[str] = Field(
+        [], description="Past covariates: observed only up to the forecast origin (e.g. "
+        "measured temperature); the model never sees their values over the horizon.")
+    future: list[str] = Field(
+        [], description="Future covariates: known over the horizon (e.g. planned prices, "
+        "holidays); `deepcast forecast` needs them for the forecast dates.")
+    categorical: list[str] | None = Field(
+        None, description="Which static columns are categorical (default: the non-numeric "
+        "ones).")
+    bad_rows: Literal["error", "quarantine"] = Field(
+        "error",
+        description="Rows that cannot be used: an empty unique_id or ds, a ds that does not "
+        "parse, a y that is not a finite number, a repeated (unique_id, ds). 'error' fails "
+        "validation; 'quarantine' moves them to quarantine.csv next to the validation report "
+        "(with a `reason` column), counts them in the report and the MLflow run, and goes "
+        "on (a row with a bad y keeps its place with y missing, so `missing_y` applies).",
+    )
+    data_docs: Literal["on_failure", "always"] = Field(
+        "on_failure",
+        description="When to build Great Expectations Data Docs (HTML) next to "
+        "validation.json: 'on_failure' (the default: a passing nightly run only writes the "
+        "JSON, 1-4 s saved per run) or 'always'. `deepcast validate` always builds them.",
+    )
+    missing_y: Literal["error", "interpolate"] = Field(
+        "error",
+        description="Missing target values: 'error' fails validation; 'interpolate' fills them "
+        "linearly within each series (edges: nearest value) and counts them in the report.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if (self.path is None) == (self.sql is None):
+            raise ValueError("give exactly one data source: `path` (a CSV/Parquet file) or "
+                             "`sql` (a query)")
+        return self
+
+    @property
+    def source(self) -> str:
+        """The data source for messages and run tags (never the database URL)."""
+        return str(self.path) if self.path is not None else f"sql: {self.sql.query[:200]}"
+
+    @field_validator("freq")
+    @classmethod
+    def _check_freq(cls, v: str | int) -> str | int:
+        return check_freq(v)
+
+
+class FeaturesConfig(_Strict):
+    """Window geometry and scaling."""
+
+    lookback: int = Field(ge=1, description="Input window length (steps of history per forecast).")
+    horizon: int = Field(ge=1, description="Steps forecast in one shot (direct multi-step).")
+    scaler: Literal["standard", "none"] = Field(
+        "standard", description="Per-series scaling fit on the training span only."
+    )
+    calendar: Literal["auto", "none"] | list[Literal[tuple(CALENDAR)]] = Field(  # type: ignore[valid-type]
+        "auto", description="Calendar features of datetime `ds` used as future covariates "
+        "(sin/cos of the position in the cycle): 'auto' picks them from freq (hourly: hour, "
+        f"dayofweek; daily: dayofweek, dayofyear; monthly: month ...), 'none', or a list of "
+        f"{', '.join(CALENDAR)}.")
+    id_embedding: int = Field(
+        0, ge=0, le=1024, description="Width of a learned series-ID embedding (0: none). "
+        "An unseen series gets the mean embedding.")
+    embedding_dim: int = Field(
+        4, ge=1, le=1024, description="Width of each categorical static's embedding. An "
+        "unseen category gets the mean embedding.")
