@@ -35,10 +35,10 @@ PHASES = {
     "validation (GE)": ("validate_long_frame", "pipelines/validate.py"),
     "holdout forecasts": ("holdout_predictions", "pipelines/train.py"),
     "plots": ("log_model_plots", "pipelines/train.py"),
-    "model logging (MLflow pyfunc)": ("log_predictor", "pipelines/tracking.py"),
-    "MLflow client and store": ("__init__", "pipelines/tracking.py"),
+    "model logging (MLflow pyfunc)": ("log_predictor", "pipelines/tracking/writer.py"),
+    "MLflow client and store": ("__init__", "pipelines/tracking/store.py"),
     "promotion gate": ("promote", "pipelines/promote.py"),
-    "registry load": ("load_pyfunc", "pipelines/tracking.py"),
+    "registry load": ("load_verified", "pipelines/tracking/loader.py"),
     "batch forecast": ("predict_in_shards", "pipelines/forecast.py"),
 }
 

@@ -113,13 +113,13 @@ def replay(days: int, start: str, pipeline: Path, workdir: Path) -> dict:
             row = future.iloc[[i]]
             row.to_csv(live.parent / "live.csv", mode="a", header=False, index=False)
             day = str(row.iloc[0][cfg.data.time_col])[:10]
-            champion_before = tracker.aliases().get("champion")
+            champion_before = tracker.registry.aliases().get("champion")
             t0 = time.perf_counter()
             cycle = {"day": day, "status": "failed", "error": ""}
             try:
                 result = retrain(pipeline=str(live), output=str(out), as_of=day)
                 d = result["train"]["decision"]
-                champion_after = tracker.aliases().get("champion")
+                champion_after = tracker.registry.aliases().get("champion")
                 moved = champion_after != champion_before
                 cycle.update(
                     status=result["status"], candidate=d["candidate"],

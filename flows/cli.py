@@ -369,7 +369,9 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     cfg = _preflight(args)
     from deepcast.pipelines.tracking import Tracker
 
-    Tracker(cfg.name).resolve(args.model)  # an unknown alias or version: exit 2 at once
+    registry = Tracker(cfg.name).registry
+    # an unknown alias or version, or a version that is not deepcast's model: exit 2 at once
+    registry.verify(registry.resolve(args.model))
     summary = _run_flow(args, "batch_forecast", output=args.output, model=args.model,
                         future=args.future, report=args.report, series=series or None)
     if summary is not None:
@@ -441,21 +443,21 @@ def cmd_promote(args: argparse.Namespace) -> int:
     cfg = load_config(args.pipeline)
     tracker = Tracker(cfg.name)
     if args.rollback:
-        done = rollback(tracker)
+        done = rollback(tracker.registry)
         if args.json:
             print(json.dumps(done))
         else:
             print(f"champion of {cfg.name}: v{done['from_version']} -> v{done['to_version']} "
                   f"(rolled back at {done['when']})")
         return EXIT_OK
-    events = history(tracker)
+    events = history(tracker.registry)
     if args.json:
-        print(json.dumps({"history": events, "aliases": tracker.aliases()}))
+        print(json.dumps({"history": events, "aliases": tracker.registry.aliases()}))
         return EXIT_OK
     if not events:
         print(f"no promotions yet for {cfg.name} in {tracker.uri}")
     _print_table(events)
-    print(f"\naliases: {tracker.aliases() or 'none'}")
+    print(f"\naliases: {tracker.registry.aliases() or 'none'}")
     return EXIT_OK
 
 
@@ -465,10 +467,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.pipeline)
     tracker = Tracker(cfg.name)
-    rows = tracker.recent_runs(cfg.evaluation.metric, args.limit)
-    aliases = tracker.aliases()
+    rows = tracker.history.recent_runs(cfg.evaluation.metric, args.limit)
+    aliases = tracker.registry.aliases()
     latest = next((r for r in rows if r["kind"] == "train"), None)
-    models = tracker.model_runs(latest["run_id"], cfg.evaluation.metric) if latest else []
+    models = tracker.history.model_runs(latest["run_id"], cfg.evaluation.metric) \
+        if latest else []
     if args.json:
         print(json.dumps({"runs": rows, "models": models, "aliases": aliases}, default=str))
         return EXIT_OK

@@ -88,16 +88,18 @@ def ingest_future_task(data: DataConfig, path: str) -> pd.DataFrame:
 
 @task(name="load-model", **IO)
 def load_model_task(tracker: Any, model: str):
-    ref = tracker.resolve(model)
-    return ref, tracker.load_pyfunc(ref)
+    """(version, model): the registered version ``model`` names, loaded by the registry's
+    verified loader (a version that is not deepcast's model is refused, never run)."""
+    ref = tracker.registry.resolve(model)
+    return ref, tracker.registry.load(ref)
 
 
 @task(name="predict", **PURE)
-def predict_task(pyfunc: Any, history: pd.DataFrame, id_col: str = "unique_id"
+def predict_task(model: Any, history: pd.DataFrame, id_col: str = "unique_id"
                  ) -> pd.DataFrame:
     from deepcast.pipelines.forecast import predict_in_shards
 
-    return predict_in_shards(pyfunc.predict, history, id_col)
+    return predict_in_shards(model.predict, history, id_col)
 
 
 @task(name="write-report", **IO)
@@ -105,7 +107,7 @@ def report_task(path: str, fc: pd.DataFrame, history: pd.DataFrame, tracker: Any
                 cfg: PipelineConfig, alias: str, output: str, series: list[str]) -> str:
     from deepcast.pipelines.report import render_report, write_report
 
-    text = render_report(fc, history, tracker.training_info(ref), pipeline=cfg.name,
+    text = render_report(fc, history, tracker.history.training_info(ref), pipeline=cfg.name,
                          alias=alias, output=output, metric=cfg.evaluation.metric,
                          season_length=cfg.data.season_length, chosen=series)
     return str(write_report(path, text))
@@ -141,8 +143,10 @@ def _validated(cfg: PipelineConfig, data: str | None, report_dir: str | None,
 def _run_tags(cfg: PipelineConfig, stage: str, source: str | None, data_sha: str
               ) -> dict[str, str]:
     """Tags of a parent run: which pipeline, stage and data (never a database URL)."""
-    return {"deepcast.pipeline": cfg.name, "deepcast.stage": stage,
-            "deepcast.data_path": source or cfg.data.source, "deepcast.data_sha256": data_sha}
+    from deepcast.pipelines.tracking import tags as tag
+
+    return {tag.PIPELINE: cfg.name, tag.STAGE: stage,
+            tag.DATA_PATH: source or cfg.data.source, tag.DATA_SHA256: data_sha}
 
 
 @flow(name="train-pipeline", flow_run_name=lambda: _run_name("train"), log_prints=False)
@@ -175,12 +179,13 @@ def _train_and_promote(cfg: PipelineConfig, pipeline: str, source: str | None,
     :func:`fan_out`), save the drift reference profile with them, promote through the
     gate; the ``train`` summary."""
     from deepcast.pipelines.tracking import Tracker
+    from deepcast.pipelines.tracking import tags as tag
 
     tracker = Tracker(cfg.name)
     data_sha = frame_sha256(clean)
     tags = {**_run_tags(cfg, "train", source, data_sha),
-            "deepcast.pipeline_file": str(Path(pipeline)),
-            "deepcast.file_sha256": file_sha256(source) if source else ""}
+            tag.PIPELINE_FILE: str(Path(pipeline)),
+            tag.FILE_SHA256: file_sha256(source) if source else ""}
     with tracker.run(f"train-{cfg.name}", tags=tags) as parent_id:
         tracker.log_params(resolved_config(cfg))
         tracker.log_metrics({"data_rows": len(clean), "data_series": clean["unique_id"].nunique(),
@@ -321,8 +326,8 @@ def _forecast(cfg: PipelineConfig, tracker: Any, model: str, output: str, source
     )
     from deepcast.pipelines.train import user_frame
 
-    ref, pyfunc = load_model_task(tracker, model)
-    predictor = pyfunc.unwrap_python_model().predictor
+    ref, loaded = load_model_task(tracker, model)
+    predictor = loaded.predictor
     if raw is None:
         raw = ingest_task(cfg.data, source)
     ahead = None
@@ -339,7 +344,7 @@ def _forecast(cfg: PipelineConfig, tracker: Any, model: str, output: str, source
         from deepcast.pipelines.report import check_series
 
         check_series(series, clean["unique_id"].unique())
-    fc = predict_task(pyfunc, history, cfg.data.id_col)
+    fc = predict_task(loaded, history, cfg.data.id_col)
     fc = finish_forecast(fc, ref.version, ref.run_id)
     path = write_task(fc, output, cfg.data.sql.url_env if cfg.data.sql else None)
     extra = {"report": report_task(report, fc, clean, tracker, ref, cfg, model, path,

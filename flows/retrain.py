@@ -71,10 +71,10 @@ def reference_task(tracker: Any) -> tuple[dict[str, Any] | None, str]:
     from deepcast.pipelines.drift import PROFILE_ARTIFACT
     from deepcast.pipelines.tracking import CHAMPION
 
-    if CHAMPION not in tracker.aliases():
+    if CHAMPION not in tracker.registry.aliases():
         return None, "no champion yet (first run): nothing to compare with"
-    ref = tracker.resolve(CHAMPION)
-    profile = tracker.load_dict(ref.run_id, PROFILE_ARTIFACT) if ref.run_id else None
+    ref = tracker.registry.resolve(CHAMPION)
+    profile = tracker.history.load_dict(ref.run_id, PROFILE_ARTIFACT) if ref.run_id else None
     if profile is None:
         return None, f"champion v{ref.version} has no reference profile (trained before " \
                      "drift checks existed)"
@@ -96,7 +96,7 @@ def drift_task(raw: Any, cfg: PipelineConfig, profile: dict[str, Any] | None, no
 def undo_promotion_task(tracker: Any, decision: dict[str, Any], why: str) -> None:
     from deepcast.pipelines.promote import PromotionDecision, revert_promotion
 
-    revert_promotion(tracker, PromotionDecision(**decision), why)
+    revert_promotion(tracker.registry, PromotionDecision(**decision), why)
 
 
 def _clean(value: Any) -> Any:
@@ -217,7 +217,7 @@ def retrain(pipeline: str, output: str, data: str | None = None, as_of: str | No
             raise
     except Exception as exc:
         try:
-            champion = tracker.aliases().get(CHAMPION)
+            champion = tracker.registry.aliases().get(CHAMPION)
         except Exception:  # noqa: BLE001 - the store itself may be what failed
             champion = "?"
         blocked = isinstance(exc, DriftBlocked)

@@ -30,6 +30,7 @@ from deepcast.forecasting import conformal, metrics
 from deepcast.forecasting.keras_model import quantile_column
 from deepcast.pipelines import progress
 from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
+from deepcast.pipelines.tracking import tags as tag
 from deepcast.pipelines.train import Mapper, fit_model, prepare
 
 log = logging.getLogger("deepcast")
@@ -223,8 +224,8 @@ def log_backtest(result: BacktestResult, cfg: PipelineConfig, tracker) -> None:
     for row in result.summary.to_dict(orient="records"):
         name = row["model"]
         with tracker.run(f"backtest-{name}", nested=True,
-                         tags={"deepcast.model_type": row["type"],
-                               "deepcast.pipeline": cfg.name, "deepcast.stage": "backtest"}):
+                         tags={tag.MODEL_TYPE: row["type"], tag.PIPELINE: cfg.name,
+                               tag.STAGE: "backtest"}):
             tracker.log_params({"evaluation.backtest": cfg.evaluation.backtest.model_dump(
                 mode="json"), "model": name})
             tracker.log_metrics({f"backtest_{k}": v for k, v in row.items()

@@ -26,7 +26,8 @@ from deepcast.forecasting.evaluate import holdout_forecast, score_holdout
 from deepcast.forecasting.metrics import cutoff_scales
 from deepcast.forecasting.predictor import Predictor
 from deepcast.pipelines.config import PipelineConfig
-from deepcast.pipelines.tracking import CHALLENGER, CHAMPION, Tracker
+from deepcast.pipelines.tracking import CHALLENGER, CHAMPION, Registry, Tracker
+from deepcast.pipelines.tracking import tags as tag
 from deepcast.pipelines.train import TrainOutcome, user_frame
 
 log = logging.getLogger("deepcast")
@@ -97,17 +98,19 @@ class GateWindows:
         return means[self.metric]
 
 
-def rescore_champion(tracker: Tracker, df: pd.DataFrame, cfg: PipelineConfig,
+def rescore_champion(registry: Registry, df: pd.DataFrame, cfg: PipelineConfig,
                      windows: GateWindows | None = None
                      ) -> tuple[str | None, float | None, str]:
     """(version, score, note) of the current champion re-scored on today's data: on the gate
-    ``windows``, or (None, or a champion of another window geometry) on the holdout."""
-    if CHAMPION not in tracker.aliases():
+    ``windows``, or (None, or a champion of another window geometry) on the holdout. A
+    champion that is not deepcast's model is refused by the verified load (nothing of it
+    runs) and kept, with the reason in the note."""
+    if CHAMPION not in registry.aliases():
         return None, None, "no champion yet"
-    ref = tracker.resolve(CHAMPION)
+    ref = registry.resolve(CHAMPION)
     try:
-        model = tracker.load_pyfunc(ref)
-        champion = model.unwrap_python_model().predictor
+        model = registry.load(ref)
+        champion = model.predictor
         if windows is not None and champion.horizon == cfg.features.horizon:
             return ref.version, windows.score(champion), \
                 f"re-scored on the same {windows.cuts.shape[1]} cut-off(s)"
@@ -167,7 +170,7 @@ def promote(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineConfig, tracke
     else:
         windows, score, reference = None, best.metrics[metric], outcome.reference[metric]
         gate = "holdout"
-    with tracker.promotion_lock():  # one decision at a time, against the champion of now
+    with tracker.registry.promotion_lock():  # one decision at a time, against the champion of now
         return _decide_and_register(outcome, df, cfg, tracker, windows, score, reference,
                                     gate)
 
@@ -179,7 +182,8 @@ def _decide_and_register(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineC
     candidate, move the aliases (champion only if it is still the one the decision saw)."""
     metric = cfg.evaluation.metric
     best = outcome.best
-    champ_version, champ_score, note = rescore_champion(tracker, df, cfg, windows)
+    registry = tracker.registry
+    champ_version, champ_score, note = rescore_champion(registry, df, cfg, windows)
     promoted, reason = decide(score, champ_score, champ_version, cfg.promotion.margin,
                               reference, best.family == "seasonal_naive")
     decision = PromotionDecision(promoted, reason, metric, best.name, score,
@@ -187,89 +191,90 @@ def _decide_and_register(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineC
                                  seasonal_naive_score=reference, gate=gate,
                                  windows=0 if windows is None else int(windows.cuts.shape[1]),
                                  notes=[note])
-    tags = {"deepcast.model_name": best.name, "deepcast.model_type": best.family,
-            f"deepcast.holdout_{metric}": score, "deepcast.data_sha256": outcome.data_sha256,
-            "deepcast.parent_run_id": outcome.parent_run_id}
-    version = tracker.register(best.model_uri, best.run_id, tags)
+    tags = {tag.MODEL_NAME: best.name, tag.MODEL_TYPE: best.family,
+            tag.holdout_score(metric): score, tag.DATA_SHA256: outcome.data_sha256,
+            tag.PARENT_RUN_ID: outcome.parent_run_id}
+    version = registry.register(best.model_uri, best.run_id, tags)
     decision.candidate_version = version.version
-    tracker.set_version_tags(version.version, {
-        "deepcast.decision": "promoted" if promoted else "kept-champion",
-        "deepcast.reason": reason,
-        "deepcast.gate": gate,
-        f"deepcast.gate_{metric}": score,
-        "deepcast.champion_score": "" if champ_score is None else champ_score,
-        "deepcast.seasonal_naive_score": reference,
+    registry.set_version_tags(version.version, {
+        tag.DECISION: "promoted" if promoted else "kept-champion",
+        tag.REASON: reason,
+        tag.GATE: gate,
+        tag.gate_score(metric): score,
+        tag.CHAMPION_SCORE: "" if champ_score is None else champ_score,
+        tag.SEASONAL_NAIVE_SCORE: reference,
     })
-    tracker.set_alias(CHALLENGER, version.version)
-    now = tracker.aliases().get(CHAMPION)
+    registry.set_alias(CHALLENGER, version.version)
+    now = registry.aliases().get(CHAMPION)
     if promoted and now != champ_version:  # compare-and-set: someone else moved it
         promoted = decision.promoted = False
         reason = decision.reason = (f"the champion changed to v{now} while deciding "
                                     f"(was v{champ_version}): kept; train again to compare")
-        tracker.set_version_tags(version.version, {"deepcast.decision": "kept-champion",
-                                                   "deepcast.reason": reason})
+        registry.set_version_tags(version.version, {tag.DECISION: "kept-champion",
+                                                    tag.REASON: reason})
     if promoted:
-        tracker.set_version_tags(version.version, {
-            "deepcast.promoted_at": _now(), "deepcast.replaced_version": champ_version or "",
-            "deepcast.promotion_reason": reason})
-        tracker.set_alias(CHAMPION, version.version)
+        registry.set_version_tags(version.version, {
+            tag.PROMOTED_AT: _now(), tag.REPLACED_VERSION: champ_version or "",
+            tag.PROMOTED_BECAUSE: reason})
+        registry.set_alias(CHAMPION, version.version)
     tracker.set_tags({
-        "deepcast.promotion.decision": "promoted" if promoted else "kept-champion",
-        "deepcast.promotion.reason": reason,
-        "deepcast.promotion.candidate_version": version.version,
-        "deepcast.promotion.candidate_score": score,
-        "deepcast.promotion.champion_version": champ_version or "",
-        "deepcast.promotion.champion_score": "" if champ_score is None else champ_score,
-        "deepcast.promotion.seasonal_naive_score": reference,
-        "deepcast.promotion.gate": gate,
-        "deepcast.promotion.champion_note": note,
+        tag.PROMOTION_DECISION: "promoted" if promoted else "kept-champion",
+        tag.PROMOTION_REASON: reason,
+        tag.PROMOTION_CANDIDATE_VERSION: version.version,
+        tag.PROMOTION_CANDIDATE_SCORE: score,
+        tag.PROMOTION_CHAMPION_VERSION: champ_version or "",
+        tag.PROMOTION_CHAMPION_SCORE: "" if champ_score is None else champ_score,
+        tag.PROMOTION_SEASONAL_NAIVE_SCORE: reference,
+        tag.PROMOTION_GATE: gate,
+        tag.PROMOTION_CHAMPION_NOTE: note,
     })
     tracker.log_dict(decision.to_dict(), "promotion.json")
     log.info("promotion: %s (%s)", "promoted" if promoted else "kept champion", reason)
     return decision
 
 
-def history(tracker: Tracker) -> list[dict[str, str]]:
+def history(registry: Registry) -> list[dict[str, str]]:
     """Every champion change, oldest first: promotions (who replaced whom, why) and
     rollbacks, read from the version tags the gate and :func:`rollback` write."""
     events = []
-    for mv in tracker.versions():
+    for mv in registry.versions():
         t = mv.tags
-        if t.get("deepcast.promoted_at"):
-            events.append({"when": t["deepcast.promoted_at"], "action": "promoted",
-                            "version": str(mv.version), "model": t.get("deepcast.model_name", ""),
-                            "replaced": t.get("deepcast.replaced_version", ""),
-                            "why": t.get("deepcast.promotion_reason", "")})
-        for key in sorted(k for k in t if k.startswith("deepcast.restored_at.")):
+        if t.get(tag.PROMOTED_AT):
+            events.append({"when": t[tag.PROMOTED_AT], "action": "promoted",
+                           "version": str(mv.version), "model": t.get(tag.MODEL_NAME, ""),
+                           "replaced": t.get(tag.REPLACED_VERSION, ""),
+                           "why": t.get(tag.PROMOTED_BECAUSE, "")})
+        for key in sorted(k for k in t if k.startswith(tag.RESTORED_AT_PREFIX)):
             events.append({"when": t[key], "action": "restored by rollback",
-                           "version": str(mv.version), "model": t.get("deepcast.model_name", ""),
+                           "version": str(mv.version), "model": t.get(tag.MODEL_NAME, ""),
                            "replaced": key.rsplit(".", 1)[-1], "why": "deepcast promote "
                            "--rollback"})
     return sorted(events, key=lambda e: e["when"])
 
 
-def rollback(tracker: Tracker) -> dict[str, str]:
-    """Give ``champion`` back to the version the current champion replaced; record it."""
-    aliases = tracker.aliases()
+def rollback(registry: Registry) -> dict[str, str]:
+    """Give ``champion`` back to the version the current champion replaced; record it.
+    The target is verified first: a version that is not deepcast's model is refused
+    (ConfigError) before any alias moves."""
+    aliases = registry.aliases()
     if CHAMPION not in aliases:
-        raise ConfigError(f"registered model {tracker.experiment!r} has no champion to roll "
+        raise ConfigError(f"registered model {registry.name!r} has no champion to roll "
                           "back", hint="train first (deepcast train)")
     current = aliases[CHAMPION]
-    tags = tracker.version_tags(current)
-    previous = tags.get("deepcast.replaced_version", "")
+    previous = registry.version_tags(current).get(tag.REPLACED_VERSION, "")
     if not previous:
         raise ConfigError(f"champion v{current} did not replace another version: nothing to "
                           "roll back to", hint="see `deepcast promote PIPELINE --history`")
+    registry.verify(registry.resolve(previous))
     when = _now()
-    tracker.set_alias(CHAMPION, previous)
-    tracker.set_version_tags(current, {"deepcast.rolled_back_at": when,
-                                       "deepcast.rolled_back_to": previous})
-    tracker.set_version_tags(previous, {f"deepcast.restored_at.{current}": when})
+    registry.set_alias(CHAMPION, previous)
+    registry.set_version_tags(current, {tag.ROLLED_BACK_AT: when, tag.ROLLED_BACK_TO: previous})
+    registry.set_version_tags(previous, {tag.restored_at(current): when})
     log.info("rollback: champion v%s -> v%s", current, previous)
     return {"from_version": current, "to_version": previous, "when": when}
 
 
-def revert_promotion(tracker: Tracker, decision: PromotionDecision, why: str) -> None:
+def revert_promotion(registry: Registry, decision: PromotionDecision, why: str) -> None:
     """Undo this run's promotion when a later step of the run failed: ``champion`` goes back
     to the version it replaced (after a first run: no champion), recorded on both versions
     so :func:`history` shows it."""
@@ -278,12 +283,12 @@ def revert_promotion(tracker: Tracker, decision: PromotionDecision, why: str) ->
     when = _now()
     current, previous = decision.candidate_version, decision.champion_version
     if previous:
-        tracker.set_alias(CHAMPION, previous)
-        tracker.set_version_tags(previous, {f"deepcast.restored_at.{current}": when})
+        registry.set_alias(CHAMPION, previous)
+        registry.set_version_tags(previous, {tag.restored_at(current): when})
     else:
-        tracker.delete_alias(CHAMPION)
-    tracker.set_version_tags(current, {"deepcast.rolled_back_at": when,
-                                       "deepcast.rolled_back_to": previous or "",
-                                       "deepcast.rollback_reason": why})
+        registry.delete_alias(CHAMPION)
+    registry.set_version_tags(current, {tag.ROLLED_BACK_AT: when,
+                                        tag.ROLLED_BACK_TO: previous or "",
+                                        tag.ROLLBACK_REASON: why})
     log.warning("promotion of v%s undone (%s): champion is %s", current, why,
                 f"v{previous}" if previous else "unset")

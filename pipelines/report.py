@@ -142,7 +142,8 @@ def render_report(forecast: pd.DataFrame, history: pd.DataFrame, info: dict[str,
                   max_rows: int = MAX_TABLE_ROWS) -> str:
     """The report's HTML. ``forecast`` is the forecast file's frame, ``history`` the
     validated history it was made from (canonical columns), ``info`` what
-    :meth:`deepcast.pipelines.tracking.Tracker.training_info` read back from the training runs."""
+    :meth:`deepcast.pipelines.tracking.history.History.training_info` read back from the
+    training runs."""
     data, gate, metrics = info.get("data", {}), info.get("gate", {}), info.get("metrics", {})
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     model = info.get("model_name") or (forecast["model_name"].iloc[0] if len(forecast) else "")

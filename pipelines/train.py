@@ -37,6 +37,7 @@ from deepcast.forecasting.predictor import Predictor
 from deepcast.pipelines import plots, progress
 from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
 from deepcast.pipelines.ingest import column_spec
+from deepcast.pipelines.tracking import tags as tag
 
 log = logging.getLogger("deepcast")
 
@@ -302,7 +303,7 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
     common = {"features": cfg.features.model_dump(mode="json"),
               "training": cfg.training.model_dump(mode="json"),
               "season_length": cfg.data.season_length, "test_size": cfg.evaluation.test_size}
-    tags = {"deepcast.model_type": family, "deepcast.pipeline": cfg.name}
+    tags = {tag.MODEL_TYPE: family, tag.PIPELINE: cfg.name}
     with tracker.run(label, nested=True, tags=tags, parent_run_id=job.parent_run_id) as run_id:
         tracker.log_params({**params, **common})
         log.info("training %s (%s)", label, family)
@@ -334,7 +335,7 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
 def _with_predictor(result: ModelResult, tracker) -> ModelResult:
     """``result`` with its fitted model, loaded from its URI when it was trained elsewhere."""
     if result.predictor is None:
-        result.predictor = tracker.load_predictor(result.model_uri)
+        result.predictor = tracker.registry.load_logged(result.model_uri).predictor
     return result
 
 
@@ -344,8 +345,7 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker, *, data_sha256:
     """Train, score and log every model inside the active parent run of ``tracker``: one
     after the other here, or through ``mapper`` (each model in a worker process)."""
     parent_id = tracker.active_run_id()
-    tracker.set_tags({"deepcast.data_start": str(df[DS].min()),
-                      "deepcast.data_end": str(df[DS].max())})
+    tracker.set_tags({tag.DATA_START: str(df[DS].min()), tag.DATA_END: str(df[DS].max())})
     prep = prepare(df, cfg)
     metric = cfg.evaluation.metric
 
@@ -374,7 +374,7 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker, *, data_sha256:
     _with_predictor(outcome.best, tracker)  # the promotion gate scores it
     tracker.log_metrics({f"best_holdout_{metric}": outcome.best.metrics[metric],
                          f"seasonal_naive_holdout_{metric}": reference[metric]})
-    tracker.set_tags({"deepcast.best_model": outcome.best.name})
+    tracker.set_tags({tag.BEST_MODEL: outcome.best.name})
     tracker.log_files({"skill_vs_seasonal_naive.png": plots.skill_figure(
         outcome.table(), metric, outcome.best.name)}, "plots")
     tracker.log_dict(outcome.table().to_dict(orient="records"), "leaderboard.json")

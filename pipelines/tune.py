@@ -27,6 +27,7 @@ import yaml
 from deepcast.features.errors import ConfigError, RunFailed
 from deepcast.forecasting.base import families
 from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig, TrainingConfig
+from deepcast.pipelines.tracking import tags as tag
 from deepcast.pipelines.train import fit_model, prepare
 
 log = logging.getLogger("deepcast")
@@ -125,8 +126,8 @@ def run_tune(df: pd.DataFrame, cfg: PipelineConfig, source_yaml: Path, tracker,
         trial_entry = next(m for m in trial_cfg.models if m.label == spec.model)
         started = time.perf_counter()
         with tracker.run(f"trial-{trial.number:03d}", nested=True,
-                         tags={"deepcast.stage": "tune", "deepcast.model_type": entry.type,
-                               "deepcast.pipeline": cfg.name}) as run_id:
+                         tags={tag.STAGE: "tune", tag.MODEL_TYPE: entry.type,
+                               tag.PIPELINE: cfg.name}) as run_id:
             tracker.log_params({"trial": params, "model": trial_entry.model_dump(mode="json"),
                                 "training": trial_cfg.training.model_dump(mode="json")})
             row = {"trial": trial.number, **params, "run_id": run_id}
@@ -141,19 +142,19 @@ def run_tune(df: pd.DataFrame, cfg: PipelineConfig, source_yaml: Path, tracker,
             try:
                 _, history, _ = fit_model(trial_entry, prep, trial_cfg, on_epoch)
             except optuna.TrialPruned:
-                tracker.set_tags({"deepcast.trial_state": "pruned"})
+                tracker.set_tags({tag.TRIAL_STATE: "pruned"})
                 rows.append({**row, "state": "pruned", "value": math.nan,
                              "seconds": round(time.perf_counter() - started, 2)})
                 raise
             except RunFailed as exc:  # NaN loss for these parameters: a failed trial
-                tracker.set_tags({"deepcast.trial_state": "failed"})
+                tracker.set_tags({tag.TRIAL_STATE: "failed"})
                 rows.append({**row, "state": "failed", "value": math.nan,
                              "seconds": round(time.perf_counter() - started, 2)})
                 raise optuna.TrialPruned(str(exc)) from None
             curve = history.get("val_loss") or history.get("loss") or [math.inf]
             value = float(min(curve))
             tracker.log_metrics({"objective_val_loss": value})
-            tracker.set_tags({"deepcast.trial_state": "complete"})
+            tracker.set_tags({tag.TRIAL_STATE: "complete"})
             rows.append({**row, "state": "complete", "value": value,
                          "seconds": round(time.perf_counter() - started, 2)})
             return value
@@ -168,8 +169,7 @@ def run_tune(df: pd.DataFrame, cfg: PipelineConfig, source_yaml: Path, tracker,
     out = Path(output) if output else source_yaml.with_name(f"{source_yaml.stem}.tuned.yaml")
     write_tuned_yaml(source_yaml, best_cfg, spec.model, out)
     tracker.log_metrics({"best_val_loss": best.value, "trials": len(study.trials)})
-    tracker.set_tags({"deepcast.best_trial": str(best.number),
-                      "deepcast.tuned_yaml": str(out)})
+    tracker.set_tags({tag.BEST_TRIAL: str(best.number), tag.TUNED_YAML: str(out)})
     tracker.log_dict({"best_params": best.params, "best_value": best.value},
                      "tune/best.json")
     trials = pd.DataFrame(rows).sort_values("trial").reset_index(drop=True)

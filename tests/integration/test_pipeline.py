@@ -32,7 +32,7 @@ def test_train_then_forecast_then_worse_model_keeps_champion(
     names = [row["model"] for row in first["table"]]
     assert names == ["naive", "seasonal_naive", "lstm"]
     tracker = Tracker("it-retail")
-    assert tracker.aliases() == {"champion": "1", "challenger": "1"}
+    assert tracker.registry.aliases() == {"champion": "1", "challenger": "1"}
 
     # every model run is logged with the same metric names and per-epoch losses
     parent = tracker.client.get_run(first["parent_run_id"])
@@ -64,7 +64,7 @@ def test_train_then_forecast_then_worse_model_keeps_champion(
     d = second["decision"]
     assert d["promoted"] is False and d["candidate"] == "naive"
     assert d["champion_version"] == "1" and d["champion_score"] < d["candidate_score"]
-    assert Tracker("it-retail").aliases() == {"champion": "1", "challenger": "2"}
+    assert Tracker("it-retail").registry.aliases() == {"champion": "1", "challenger": "2"}
     run = tracker.client.get_run(second["parent_run_id"])
     assert run.data.tags["deepcast.promotion.decision"] == "kept-champion"
     # the champion was re-scored on today's holdout, and equals its original score
@@ -114,7 +114,7 @@ def test_bad_data_fails_validation_and_leaves_registry_untouched(
         prefect_harness, store, tmp_path, retail_csv):
     pipeline = write_pipeline(tmp_path, retail_csv, models=[{"type": "seasonal_naive"}])
     train_pipeline(pipeline=str(pipeline))
-    before = (Tracker("it-retail").aliases(), _versions("it-retail"))
+    before = (Tracker("it-retail").registry.aliases(), _versions("it-retail"))
 
     bad = pd.read_csv(retail_csv, dtype={"y": "str"})
     bad.loc[3, "y"] = "n.a."
@@ -127,7 +127,7 @@ def test_bad_data_fails_validation_and_leaves_registry_untouched(
                        report_dir=str(tmp_path / "report"))
     assert "row 4" in str(info.value)
     assert (tmp_path / "report" / "validation.json").is_file()
-    assert (Tracker("it-retail").aliases(), _versions("it-retail")) == before
+    assert (Tracker("it-retail").registry.aliases(), _versions("it-retail")) == before
 
     # the same through the CLI: exit 3, one clear message, no traceback
     done = subprocess.run(
@@ -135,7 +135,7 @@ def test_bad_data_fails_validation_and_leaves_registry_untouched(
         capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path, timeout=300)
     assert done.returncode == 3
     assert "FAILED" in done.stderr and "Traceback" not in done.stderr + done.stdout
-    assert (Tracker("it-retail").aliases(), _versions("it-retail")) == before
+    assert (Tracker("it-retail").registry.aliases(), _versions("it-retail")) == before
 
 
 def test_forecast_with_unknown_alias_is_a_clear_error(prefect_harness, store, tmp_path,

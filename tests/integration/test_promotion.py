@@ -40,8 +40,8 @@ def test_gate_history_and_rollback(prefect_harness, store, tmp_path, retail_csv)
     two = train_pipeline(pipeline=str(worse))
     assert not two["decision"]["promoted"]
     assert "seasonal naive" in two["decision"]["reason"]
-    tracker = Tracker("it-gate")
-    assert tracker.aliases() == {"champion": "1", "challenger": "2"}
+    registry = Tracker("it-gate").registry
+    assert registry.aliases() == {"champion": "1", "challenger": "2"}
 
     # 3. an MLP that beats both: promoted, replacing v1, both scores recorded
     better = write_pipeline(tmp_path, retail_csv, name="it-gate", evaluation=GATE,
@@ -52,19 +52,19 @@ def test_gate_history_and_rollback(prefect_harness, store, tmp_path, retail_csv)
     d3 = three["decision"]
     assert d3["promoted"], d3
     assert d3["champion_version"] == "1" and d3["candidate_score"] < d3["champion_score"]
-    assert tracker.aliases()["champion"] == "3"
-    tags = tracker.version_tags("3")
+    assert registry.aliases()["champion"] == "3"
+    tags = registry.version_tags("3")
     assert tags["deepcast.replaced_version"] == "1" and "deepcast.promoted_at" in tags
-    assert [(e["action"], e["version"], e["replaced"]) for e in history(tracker)] == [
+    assert [(e["action"], e["version"], e["replaced"]) for e in history(registry)] == [
         ("promoted", "1", ""), ("promoted", "3", "1")]
 
     # 4. rollback through the CLI: v1 is champion again, the history says so
     done = _promote_cli(str(better), "--rollback", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["to_version"] == "1"
-    assert tracker.aliases()["champion"] == "1"
-    assert history(tracker)[-1]["action"] == "restored by rollback"
+    assert registry.aliases()["champion"] == "1"
+    assert history(registry)[-1]["action"] == "restored by rollback"
     # v1 replaced nothing: a second rollback is refused with exit 2, registry unchanged
     done = _promote_cli(str(better), "--rollback", cwd=tmp_path)
     assert done.returncode == 2 and "nothing to roll back to" in done.stderr
-    assert "Traceback" not in done.stderr and tracker.aliases()["champion"] == "1"
+    assert "Traceback" not in done.stderr and registry.aliases()["champion"] == "1"

@@ -94,7 +94,8 @@ def test_deploy_serve_run_and_redeploy_keeps_pause(tmp_path, retail_csv):
             stop(proc)
         written = out.parent / f"deploy_{dt.datetime.now(dt.UTC):%Y-%m-%d}.csv"
         fc = pd.read_csv(written)
-        champion = Tracker("it-deploy", uri=store).aliases()["champion"]  # v1, or v2 if better
+        # v1, or v2 if better
+        champion = Tracker("it-deploy", uri=store).registry.aliases()["champion"]
         assert len(fc) == 6 * 6 and (fc["model_version"] == int(champion)).all()
         first = pd.read_csv(out.parent / "deploy_2018-06-01.csv")  # the backfill's cut-off
         assert first["ds"].min() == "2018-07-01" and (first["model_version"] == 1).all()
@@ -127,9 +128,10 @@ def test_train_promote_forecast_over_http(prefect_harness, tmp_path, retail_csv,
         summary = batch_forecast(pipeline=str(pipeline), output=str(out))
         assert summary["model_version"] == "1" and len(pd.read_csv(out)) == 6 * 6
         tracker = Tracker("it-http")
-        assert tracker.aliases() == {"champion": "1", "challenger": "1"}
-        champion = tracker.resolve("champion")
-        assert tracker.load_dict(champion.run_id, PROFILE_ARTIFACT)["global"]["n_series"] == 6
+        assert tracker.registry.aliases() == {"champion": "1", "challenger": "1"}
+        champion = tracker.registry.resolve("champion")
+        profile = tracker.history.load_dict(champion.run_id, PROFILE_ARTIFACT)
+        assert profile["global"]["n_series"] == 6
         assert tracker.run_url(champion.run_id).startswith(f"{url}/#/experiments/")
     # everything went through the server: its own store holds the runs, none is local
     assert (tmp_path / "mlflow-server" / "mlflow.db").stat().st_size > 0

@@ -52,7 +52,7 @@ def test_train_logs_plots_and_forecast_writes_a_self_contained_report(
     out = batch_forecast(pipeline=str(pipeline), output=str(tmp_path / "f.csv"),
                          report=str(tmp_path / "r.html"), series=chosen)
     text = (tmp_path / "r.html").read_text(encoding="utf-8")
-    version = tracker.resolve("champion")
+    version = tracker.registry.resolve("champion")
     run = tracker.client.get_run(parent)
     assert out["report"] == str(tmp_path / "r.html")
     assert f"version {version.version}" in text and "champion" in text

@@ -46,6 +46,7 @@ def test_retrain_promotes_publishes_and_drift_block_keeps_everything(
         prefect_harness, store, tmp_path, retail_csv):
     pipeline = write_pipeline(tmp_path, retail_csv, name="it-retrain", **OVER)
     tracker = Tracker("it-retrain")
+    registry = tracker.registry
 
     # 1. the forecast step fails (its folder is a file): the promotion is undone
     (tmp_path / "not-a-dir").write_text("x")
@@ -53,8 +54,8 @@ def test_retrain_promotes_publishes_and_drift_block_keeps_everything(
     assert state.is_failed()
     with pytest.raises(RunFailed, match="cannot write"):
         state.result()
-    assert "champion" not in tracker.aliases() and tracker.aliases()["challenger"] == "1"
-    assert tracker.version_tags("1")["deepcast.rollback_reason"].startswith("forecast failed")
+    assert "champion" not in registry.aliases() and registry.aliases()["challenger"] == "1"
+    assert registry.version_tags("1")["deepcast.rollback_reason"].startswith("forecast failed")
     decision = _artifacts(run_id)["it-retrain-decision"].data
     assert "failed at forecast" in decision and "not rewritten" in decision
 
@@ -64,7 +65,7 @@ def test_retrain_promotes_publishes_and_drift_block_keeps_everything(
     first = state.result()
     assert first["status"] == "promoted" and first["drift"]["checked"] is False
     assert "no champion yet" in first["drift_summary"]
-    assert tracker.aliases()["champion"] == "2"
+    assert registry.aliases()["champion"] == "2"
     written = tmp_path / "fc" / "forecast_2018-06-01.csv"
     fc = pd.read_csv(written)
     assert fc["ds"].min() == "2018-07-01" and (fc["model_version"] == 2).all()
@@ -77,7 +78,7 @@ def test_retrain_promotes_publishes_and_drift_block_keeps_everything(
     assert f"({written.resolve().as_uri()})" in arts["it-retrain-forecast-file"].data
     assert first["train"]["parent_run_id"] in arts["it-retrain-mlflow-run"].data
     # the champion carries the reference profile of its training data
-    profile = tracker.load_dict(tracker.resolve("champion").run_id, PROFILE_ARTIFACT)
+    profile = tracker.history.load_dict(registry.resolve("champion").run_id, PROFILE_ARTIFACT)
     assert profile["global"]["n_series"] == 6 and profile["window"] == 24
     assert profile["series"][fc["unique_id"].iloc[0]]["last_ds"] == "2018-06-01T00:00:00"
 
@@ -93,8 +94,8 @@ def test_retrain_promotes_publishes_and_drift_block_keeps_everything(
         state.result()
     assert info.value.exit_code == 3 and info.value.report.blocking
     assert any("level shifted" in b for b in info.value.report.breaches)
-    assert tracker.aliases() == {"champion": "2", "challenger": "2"}
-    assert len(tracker.versions()) == 2 and written.read_bytes() == before
+    assert registry.aliases() == {"champion": "2", "challenger": "2"}
+    assert len(registry.versions()) == 2 and written.read_bytes() == before
     assert "stopped by the drift check" in _artifacts(run_id)["it-retrain-decision"].data
 
     # 4. the newest data, checked against champion v2 (warn only); the gate decides
@@ -104,7 +105,7 @@ def test_retrain_promotes_publishes_and_drift_block_keeps_everything(
     assert second["drift"]["checked"] and "against champion v2" in second["drift_summary"]
     d = second["train"]["decision"]
     assert d["champion_version"] == "2" and second["status"] in ("promoted", "kept")
-    assert tracker.aliases()["champion"] == ("3" if d["promoted"] else "2")
+    assert registry.aliases()["champion"] == ("3" if d["promoted"] else "2")
     assert Path(second["forecast"]["output"]).name == f"forecast_{second['day']}.csv"
     assert pd.read_csv(second["forecast"]["output"])["ds"].min() == "2019-01-01"
 
