@@ -146,7 +146,7 @@ def test_summary_table_is_never_wrapped_off_a_terminal():
 
 
 def test_a_failed_grid_check_suggests_the_datas_own_freq():
-    from deepcast.pipelines.validate import _freq_hint
+    from deepcast.pipelines.validation.rules import freq_hint as _freq_hint
 
     ds = pd.date_range("2020-01-04", periods=60, freq="W-SAT").delete([7, 8, 30])  # gaps
     frame = pd.DataFrame({"unique_id": "co2", "ds": ds, "y": 1.0})

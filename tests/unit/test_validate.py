@@ -360,11 +360,12 @@ def test_report_dir_gets_json_and_data_docs(tmp_path: Path, monkeypatch) -> None
 
 def test_data_docs_failure_still_writes_json(tmp_path: Path, monkeypatch) -> None:
     import deepcast.pipelines.validate as validate
+    from deepcast.pipelines.validation import gx as ge_adapter
 
     def boom(*args: object, **kwargs: object) -> str:
         raise OSError("disk full")
 
-    monkeypatch.setattr(validate, "_build_data_docs", boom)
+    monkeypatch.setattr(ge_adapter, "build_data_docs", boom)
     cfg = make_cfg(M3, freq=1, data_docs="always")
     _, report = validate.validate_long_frame(ingest(cfg.data), cfg, report_dir=tmp_path / "r")
     assert report.success and report.docs_path is None
