@@ -107,10 +107,11 @@ def test_unsorted_rows_are_accepted_and_returned_sorted(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(clean, expected)
 
 
-def test_covariates_are_kept(tmp_path: Path) -> None:
+def test_declared_covariates_are_kept_undeclared_columns_not_read(tmp_path: Path) -> None:
     raw = raw_csv(M3)
     raw["promo"] = np.arange(len(raw)) % 2
-    clean, report = run_edited(tmp_path, raw, freq=1)
+    raw["note"] = "not declared"
+    clean, report = run_edited(tmp_path, raw, freq=1, past=["promo"])
     assert report.success, report.summary()
     assert list(clean.columns) == ["unique_id", "ds", "y", "promo"]
 
