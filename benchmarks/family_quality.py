@@ -27,8 +27,8 @@ from deepcast.flows.cli import configure_environment  # noqa: E402
 
 configure_environment()
 
-from deepcast.forecasting.base import families  # noqa: E402
 from deepcast.forecasting.metrics import skill  # noqa: E402
+from deepcast.forecasting.registry import families  # noqa: E402
 from deepcast.pipelines.config import ENTRY_MODELS, load_config  # noqa: E402
 from deepcast.pipelines.ingest import ingest  # noqa: E402
 from deepcast.pipelines.train import evaluate, fit_model, prepare  # noqa: E402

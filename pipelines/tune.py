@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 
 from deepcast.features.errors import ConfigError, RunFailed
-from deepcast.forecasting.base import families
+from deepcast.forecasting.registry import families
 from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig, TrainingConfig
 from deepcast.pipelines.train import fit_model, prepare
 

@@ -9,8 +9,9 @@ from deepcast.features.scalers import SeriesScaler
 from deepcast.features.schema import ColumnSpec
 from deepcast.features.windows import panel_from_frame
 from deepcast.forecasting import conformal
-from deepcast.forecasting.base import WindowSpec, build_forecaster
+from deepcast.forecasting.base import WindowSpec
 from deepcast.forecasting.predictor import Predictor
+from deepcast.forecasting.registry import build_forecaster
 from deepcast.pipelines.backtest import backtest_cutoffs, refit_schedule, run_backtest
 from deepcast.pipelines.config import load_config, parse_config
 from deepcast.pipelines.ingest import ingest

@@ -23,14 +23,9 @@ from deepcast.features.windows import (
     window_inputs,
     window_starts,
 )
-from deepcast.forecasting.base import (
-    InputSpec,
-    TrainingData,
-    TrainSettings,
-    WindowSpec,
-    build_forecaster,
-)
+from deepcast.forecasting.base import InputSpec, TrainingData, TrainSettings, WindowSpec
 from deepcast.forecasting.predictor import Predictor
+from deepcast.forecasting.registry import build_forecaster
 
 
 def test_default_calendar_by_freq():

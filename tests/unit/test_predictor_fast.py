@@ -9,8 +9,9 @@ import deepcast.forecasting.models.baselines  # noqa: F401  (registers the basel
 from deepcast.features.scalers import SeriesScaler
 from deepcast.features.schema import ColumnSpec
 from deepcast.features.windows import panel_from_frame
-from deepcast.forecasting.base import WindowSpec, build_forecaster
+from deepcast.forecasting.base import WindowSpec
 from deepcast.forecasting.predictor import Predictor
+from deepcast.forecasting.registry import build_forecaster
 
 
 def _frame(freq):
