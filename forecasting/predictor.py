@@ -39,7 +39,7 @@ from deepcast.forecasting import conformal
 from deepcast.forecasting.base import Forecaster
 from deepcast.forecasting.keras_model import quantile_column
 from deepcast.forecasting.metrics import seasonal_scale
-from deepcast.forecasting.registry import load_forecaster
+from deepcast.forecasting.models import load_forecaster
 
 BUNDLE_FILE = "bundle.json"
 SCALER_FILE = "scaler.json"

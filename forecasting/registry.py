@@ -1,10 +1,11 @@
 """The family registry: ``models[].type`` name -> :class:`Forecaster` subclass.
 
-Kept apart from the contract (``base.py``) so that the families, which import the
-contract, are not imported by it. The built-in families register themselves when
-``deepcast.forecasting.models`` is imported; :func:`families` does that on first use, the
-one place that reaches from the registry down to the families (plugin-style discovery,
-deliberately lazy: importing the registry stays cheap and cycle-free at module level).
+Kept apart from the contract (``base.py``): families import the contract and this
+registry, and neither imports a family. The built-in families register themselves when
+``deepcast.forecasting.models`` is imported, and that package re-exports
+:func:`families`, :func:`build_forecaster` and :func:`load_forecaster`: import them from
+there to have the built-ins in the table (here they see what is registered so far, which
+is what an ensemble needs to load its members: their families registered the ensemble's).
 """
 
 from __future__ import annotations
@@ -33,9 +34,7 @@ def register_family(name: str) -> Callable[[type[Forecaster]], type[Forecaster]]
 
 
 def families() -> dict[str, type[Forecaster]]:
-    """All registered families (importing the built-in ones first)."""
-    import deepcast.forecasting.models  # noqa: F401  (registers the built-in families)
-
+    """The registered families (every built-in one once ``forecasting.models`` is in)."""
     return dict(_FAMILIES)
 
 
@@ -44,7 +43,8 @@ def build_forecaster(family: str, name: str, spec: WindowSpec, options: dict[str
     """Instantiate a registered family by name."""
     table = families()
     if family not in table:
-        raise ValueError(f"unknown model type {family!r}; known: {', '.join(sorted(table))}")
+        raise ValueError(f"unknown model type {family!r}; known: {', '.join(sorted(table))} "
+                         "(import deepcast.forecasting.models for the built-in families)")
     return table[family](name=name, spec=spec, options=dict(options),
                          inputs=inputs or InputSpec())
 

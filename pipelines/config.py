@@ -22,7 +22,7 @@ from pydantic import (
 
 from deepcast.features.covariates import CALENDAR, default_calendar
 from deepcast.features.errors import ConfigError
-from deepcast.forecasting.registry import families
+from deepcast.forecasting.models import families
 from deepcast.forecasting.runtime import DEVICES
 
 METRICS = ("mae", "rmse", "smape", "mase")

@@ -89,7 +89,7 @@ def test_lambda_layer_model_is_refused_on_load(tmp_path):
     import keras
 
     from deepcast.forecasting.base import KERAS_FILE, WindowSpec
-    from deepcast.forecasting.registry import build_forecaster, load_forecaster
+    from deepcast.forecasting.models import build_forecaster, load_forecaster
 
     f = build_forecaster("mlp", "m", WindowSpec(8, 2, 1), {"hidden_size": 4, "layers": 1})
     f.model = f.build()

@@ -24,8 +24,8 @@ from deepcast.features.windows import (
     window_starts,
 )
 from deepcast.forecasting.base import InputSpec, TrainingData, TrainSettings, WindowSpec
+from deepcast.forecasting.models import build_forecaster
 from deepcast.forecasting.predictor import Predictor
-from deepcast.forecasting.registry import build_forecaster
 
 
 def test_default_calendar_by_freq():

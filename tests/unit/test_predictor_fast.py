@@ -10,8 +10,8 @@ from deepcast.features.scalers import SeriesScaler
 from deepcast.features.schema import ColumnSpec
 from deepcast.features.windows import panel_from_frame
 from deepcast.forecasting.base import WindowSpec
+from deepcast.forecasting.models import build_forecaster
 from deepcast.forecasting.predictor import Predictor
-from deepcast.forecasting.registry import build_forecaster
 
 
 def _frame(freq):
