@@ -47,7 +47,18 @@ def holdout_forecast(predict: PredictFn, df: pd.DataFrame, test_size: int,
     covariates a model may need, never the values it forecasts.
     """
     pos_from_end = df.groupby(id_col, sort=False).cumcount(ascending=False).to_numpy()
-    n_series = df[id_col].nunique()
+    keys = df.loc[pos_from_end < test_size, [id_col, time_col]].reset_index(drop=True)
+    keys.columns = [ID, DS]
+    return forecast_origins(predict, df, test_size, pos_from_end, keys, target_col)
+
+
+def forecast_origins(predict: PredictFn, df: pd.DataFrame, test_size: int,
+                     pos_from_end: np.ndarray, keys: pd.DataFrame, target_col: str = Y
+                     ) -> pd.DataFrame:
+    """:func:`holdout_forecast` with the rows located already: ``pos_from_end`` (each row's
+    position counted from its series' end, 0 = last) and ``keys`` (``unique_id, ds`` of the
+    holdout rows, in frame order)."""
+    n_series = int(np.count_nonzero(pos_from_end == 0))
     parts, cut = [], test_size
     while cut > 0:
         frame = df.copy()
@@ -59,8 +70,6 @@ def holdout_forecast(predict: PredictFn, df: pd.DataFrame, test_size: int,
         parts.append(fc[[ID, DS, "yhat"]])
         cut -= steps
     fc = pd.concat(parts, ignore_index=True)
-    keys = df.loc[pos_from_end < test_size, [id_col, time_col]].reset_index(drop=True)
-    keys.columns = [ID, DS]
     fc = fc.astype({DS: keys[DS].dtype})
     return keys.merge(fc, on=[ID, DS], how="left", validate="one_to_one")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,9 @@ from deepcast.forecasting.keras_model import quantile_column
 from deepcast.pipelines import progress
 from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
 from deepcast.pipelines.modelling import Mapper, fit_model, prepare, training_settings
+
+if TYPE_CHECKING:  # annotations only: mlflow is imported where a run needs it
+    from deepcast.pipelines.tracking import Tracker
 
 log = logging.getLogger("deepcast")
 
@@ -118,7 +121,7 @@ def backtest_fit(job: BacktestJob) -> WindowForecasts:
                            time.perf_counter() - t0)
 
 
-def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker=None,
+def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker | None = None,
                  mapper: Mapper | None = None) -> BacktestResult:
     """Backtest every model of ``cfg`` (and seasonal naive, the reference) on ``df``: each
     fit (a model at the first cut-off of a refit group) here, or through ``mapper`` in
@@ -234,7 +237,7 @@ def score_windows(fc: pd.DataFrame, ids: np.ndarray, scale: np.ndarray, sq_scale
     return table, means
 
 
-def log_backtest(result: BacktestResult, cfg: PipelineConfig, tracker) -> None:
+def log_backtest(result: BacktestResult, cfg: PipelineConfig, tracker: Tracker) -> None:
     """One nested MLflow run per model with ``backtest_*`` metrics and its tables."""
     for row in result.summary.to_dict(orient="records"):
         name = row["model"]

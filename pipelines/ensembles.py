@@ -20,7 +20,7 @@ from deepcast.forecasting.ensemble import (
 from deepcast.forecasting.evaluate import split_holdout
 from deepcast.forecasting.predictor import Predictor
 from deepcast.pipelines.backtest import run_backtest
-from deepcast.pipelines.config import PipelineConfig
+from deepcast.pipelines.config import EnsembleConfig, PipelineConfig
 from deepcast.pipelines.modelling import (
     ModelResult,
     PreparedData,
@@ -30,7 +30,7 @@ from deepcast.pipelines.modelling import (
 )
 
 
-def fit_ensemble(spec: Any, results: list[ModelResult], prep: PreparedData,
+def fit_ensemble(spec: EnsembleConfig, results: list[ModelResult], prep: PreparedData,
                  cfg: PipelineConfig) -> tuple[Predictor, dict[str, list[float]], float]:
     """Build one ``ensemble:`` entry from the trained models (or, for bagging, train its
     members); weights come from a backtest of the members on the training span only."""
@@ -47,7 +47,7 @@ def fit_ensemble(spec: Any, results: list[ModelResult], prep: PreparedData,
     return prep.predictor(ensemble), {}, time.perf_counter() - t0
 
 
-def _bagged_members(spec: Any, prep: PreparedData, cfg: PipelineConfig) -> list[Any]:
+def _bagged_members(spec: EnsembleConfig, prep: PreparedData, cfg: PipelineConfig) -> list[Any]:
     """``spec.n_members`` fits of ``spec.model``, seeds ``training.seed + i``."""
     settings, members = training_settings(cfg), []
     for i in range(spec.n_members):
@@ -58,7 +58,7 @@ def _bagged_members(spec: Any, prep: PreparedData, cfg: PipelineConfig) -> list[
     return members
 
 
-def _member_weights(spec: Any, prep: PreparedData, cfg: PipelineConfig) -> np.ndarray:
+def _member_weights(spec: EnsembleConfig, prep: PreparedData, cfg: PipelineConfig) -> np.ndarray:
     """Per-step inverse-MASE weights (``weighted``) or stacking weights (``stacking``) of
     the members, from their backtest on the training span."""
     entries = {m.label: m for m in cfg.models}

@@ -24,7 +24,12 @@ from deepcast.features.schema import DS, ID, ColumnSpec, Y, release_arrow_memory
 from deepcast.features.windows import Panel, pad_panel, panel_from_frame, window_starts
 from deepcast.forecasting import conformal
 from deepcast.forecasting.base import EpochHook, InputSpec, TrainingData, TrainSettings, WindowSpec
-from deepcast.forecasting.evaluate import holdout_forecast, holdout_rows, score_test, split_holdout
+from deepcast.forecasting.evaluate import (
+    forecast_origins,
+    holdout_rows,
+    score_test,
+    split_holdout,
+)
 from deepcast.forecasting.metrics import seasonal_scale
 from deepcast.forecasting.models import build_forecaster, families
 from deepcast.forecasting.predictor import Predictor
@@ -213,13 +218,21 @@ def _no_windows(cfg: PipelineConfig, test_size: int, panel: Panel) -> DataError:
     )
 
 
+def series_rows(panel: Panel, ids: Sequence[str], drop_last: int = 0) -> np.ndarray:
+    """Row positions (in the panel's frame) of the series ``ids``, in frame order, without
+    the last ``drop_last`` points of each: a selection without a pass over the frame."""
+    k = np.flatnonzero(np.isin(panel.ids, np.asarray(ids, dtype=str)))
+    return np.concatenate([np.arange(panel.starts[i], panel.ends[i] - drop_last) for i in k]
+                          + [np.zeros(0, dtype=np.int64)])
+
+
 def serving_example(prep: PreparedData, n_series: int = 2) -> pd.DataFrame:
     """A small input in the served model's format (for its signature): the last lookback
     points of a few series, then ``horizon`` rows with the target left empty, which carry
     future covariates (and are ignored by models without them)."""
-    df, w, c = prep.user_df, prep.window, prep.columns
-    ids = df[c.id_col].drop_duplicates().head(n_series)
-    part = df[df[c.id_col].isin(ids)].groupby(c.id_col, sort=False).tail(w.lookback + w.horizon)
+    w, c = prep.window, prep.columns
+    part = prep.user_df.iloc[series_rows(prep.panel, prep.panel.ids[:n_series])]
+    part = part.groupby(c.id_col, sort=False).tail(w.lookback + w.horizon)
     part = part.assign(**{c.target_col: part[c.target_col].where(
         part.groupby(c.id_col, sort=False).cumcount(ascending=False) >= w.horizon)})
     return part.reset_index(drop=True).astype({c.target_col: "float64"})
@@ -241,10 +254,12 @@ def fit_model(entry: Any, prep: PreparedData, settings: TrainSettings,
 
 
 def holdout_predictions(predictor: Predictor, prep: PreparedData) -> pd.DataFrame:
-    """The holdout forecast (``unique_id, ds, yhat``) through the predictor's ``predict``."""
-    c = prep.columns
-    return holdout_forecast(predictor.predict, prep.user_df, prep.require_holdout().size,
-                            c.id_col, c.time_col, c.target_col)
+    """The holdout forecast (``unique_id, ds, yhat``) through the predictor's ``predict``,
+    on the rows located once by ``prep`` (what ``holdout_forecast`` finds by grouping)."""
+    holdout, lengths = prep.require_holdout(), prep.panel.lengths
+    pos_from_end = np.repeat(prep.panel.ends - 1, lengths) - np.arange(int(lengths.sum()))
+    return forecast_origins(predictor.predict, prep.user_df, holdout.size, pos_from_end,
+                            holdout.test_df[[ID, DS]], prep.columns.target_col)
 
 
 def evaluate(predictor: Predictor, prep: PreparedData, levels: Sequence[float] = (),

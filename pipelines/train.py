@@ -12,14 +12,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from deepcast.features.errors import RunFailed
 from deepcast.features.schema import DS, ID, Y
-from deepcast.forecasting.evaluate import split_holdout
 from deepcast.forecasting.metrics import skill
 from deepcast.forecasting.models import families
 from deepcast.forecasting.predictor import Predictor
@@ -35,9 +34,13 @@ from deepcast.pipelines.modelling import (
     fit_model,
     holdout_predictions,
     prepare,
+    series_rows,
     serving_example,
     training_settings,
 )
+
+if TYPE_CHECKING:  # annotations only: mlflow is imported where a run needs it
+    from deepcast.pipelines.tracking import Tracker
 
 log = logging.getLogger("deepcast")
 
@@ -89,7 +92,7 @@ class ModelJob:
         return self.entry.label
 
 
-def train_model(job: ModelJob, tracker=None) -> ModelResult:
+def train_model(job: ModelJob, tracker: Tracker | None = None) -> ModelResult:
     """Fit, score and log one model; the one per-model function of the serial run and of
     the Dask fan-out. In a worker (no ``tracker``) it opens its own client on the same
     store (TensorFlow is imported and seeded in that process) and returns the model URI,
@@ -107,7 +110,7 @@ def train_model(job: ModelJob, tracker=None) -> ModelResult:
 
 
 def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: ModelJob,
-                 tracker) -> ModelResult:
+                 tracker: Tracker) -> ModelResult:
     """One nested run: fit (``build(on_epoch)``), score on the holdout, log, return."""
     prep, cfg, metric = job.prep, job.cfg, job.cfg.evaluation.metric
     common = {"features": cfg.features.model_dump(mode="json"),
@@ -142,14 +145,14 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
                            predictor)
 
 
-def _with_predictor(result: ModelResult, tracker) -> ModelResult:
+def _with_predictor(result: ModelResult, tracker: Tracker) -> ModelResult:
     """``result`` with its fitted model, loaded from its URI when it was trained elsewhere."""
     if result.predictor is None:
         result.predictor = tracker.load_predictor(result.model_uri)
     return result
 
 
-def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker, *, data_sha256: str,
+def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, data_sha256: str,
                  context: dict[str, Any] | None = None, mapper: Mapper | None = None
                  ) -> TrainOutcome:
     """Train, score and log every model inside the active parent run of ``tracker``: one
@@ -196,7 +199,7 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker, *, data_sha256:
 FULL_PREDICT_SERIES = 5000  # up to this many series, plots forecast them all (see below)
 
 
-def log_model_plots(tracker, predictor: Predictor, prep: PreparedData, fc: pd.DataFrame,
+def log_model_plots(tracker: Tracker, predictor: Predictor, prep: PreparedData, fc: pd.DataFrame,
                     history: dict[str, list[float]], per_series: pd.DataFrame,
                     cfg: PipelineConfig) -> None:
     """Log a model's plots to its run under ``plots/``: a sample of series (largest, worst,
@@ -210,17 +213,16 @@ def log_model_plots(tracker, predictor: Predictor, prep: PreparedData, fc: pd.Da
     series = plots.pick_series(prep.df, per_series, metric=cfg.evaluation.metric,
                                seed=cfg.training.seed)
     ids = [uid for uid, _ in series]
-    picked = prep.df[ID].isin(ids)
     ahead = holdout.iloc[:0]
     if not needs_future(predictor):  # future covariates are unknown at training time
         # every series when few: the batch shape of the holdout forecast, so no retrace
         sample = prep.user_df if prep.panel.n_series <= FULL_PREDICT_SERIES \
-            else prep.user_df[picked]
+            else prep.user_df.iloc[series_rows(prep.panel, ids)]
         ahead = predictor.predict(sample)
         ahead = ahead[ahead[ID].isin(ids)]
-    train = split_holdout(prep.df[picked], split.size)[0]  # the plotted series' history
+    history_df = prep.df.iloc[series_rows(prep.panel, ids, drop_last=split.size)]
     files = {"series.png": plots.series_figure(
-        train, ahead, series, holdout, w.season_length, w.horizon,
+        history_df, ahead, series, holdout, w.season_length, w.horizon,
         f"{label}: history, holdout forecast and forecast")}
     loss = plots.loss_figure(history, f"{label}: loss per epoch")
     if loss is not None:

@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
@@ -28,6 +28,9 @@ from deepcast.features.errors import ConfigError, RunFailed
 from deepcast.forecasting.models import families
 from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig, TrainingConfig
 from deepcast.pipelines.modelling import PreparedData, fit_model, prepare, training_settings
+
+if TYPE_CHECKING:  # annotations only: mlflow is imported where a run needs it
+    from deepcast.pipelines.tracking import Tracker
 
 log = logging.getLogger("deepcast")
 
@@ -86,7 +89,7 @@ def apply_params(cfg: PipelineConfig, model: str, params: dict[str, Any]) -> Pip
     return cfg.model_copy(update={"models": models, "training": train})
 
 
-def run_tune(df: pd.DataFrame, cfg: PipelineConfig, source_yaml: Path, tracker,
+def run_tune(df: pd.DataFrame, cfg: PipelineConfig, source_yaml: Path, tracker: Tracker,
              n_trials: int | None = None, output: str | Path | None = None) -> TuneResult:
     """Search, log every trial, write the best pipeline YAML (atomically)."""
     import optuna
@@ -146,7 +149,7 @@ def _pruner(spec: Any):
             if spec.prune else optuna.pruners.NopPruner())
 
 
-def _objective(prep: PreparedData, quiet: PipelineConfig, family: str, tracker,
+def _objective(prep: PreparedData, quiet: PipelineConfig, family: str, tracker: Tracker,
                rows: list[dict[str, Any]]):
     """The study's objective: one trial fit on ``prep`` as a nested run, its best
     validation loss returned; every trial's row appended to ``rows``."""
