@@ -38,8 +38,16 @@ configure_environment()
 from deepcast.features.schema import DS, ID  # noqa: E402
 from deepcast.forecasting.evaluate import holdout_forecast, score_holdout, split_holdout  # noqa: E402
 from deepcast.pipelines.config import load_config  # noqa: E402
+from deepcast.pipelines.ensembles import fit_ensemble  # noqa: E402
 from deepcast.pipelines.ingest import ingest  # noqa: E402
-from deepcast.pipelines.train import ModelResult, fit_ensemble, fit_model, prepare, user_frame  # noqa: E402
+from deepcast.pipelines.modelling import (  # noqa: E402
+    ModelResult,
+    checkpoint_dir,
+    fit_model,
+    prepare,
+    training_settings,
+    user_frame,
+)
 from deepcast.pipelines.validate import validate_long_frame  # noqa: E402
 
 
@@ -99,7 +107,8 @@ def run_deepcast(cfg, clean: pd.DataFrame, only: set[str] | None, tag: str = "",
     for entry in cfg.models:
         if only and entry.label not in only:
             continue
-        predictor, history, seconds = fit_model(entry, prep, cfg)
+        predictor, history, seconds = fit_model(entry, prep, training_settings(cfg),
+                                                checkpoint=checkpoint_dir(cfg, entry.label))
         results.append(ModelResult(entry.label, entry.type, {}, predictor=predictor))
         record(entry.label, entry.type, predictor, seconds, len(history.get("loss", [])))
     have = {r.name for r in results}
@@ -108,7 +117,7 @@ def run_deepcast(cfg, clean: pd.DataFrame, only: set[str] | None, tag: str = "",
             continue
         if only and spec.name not in only and spec.method == "bagging":
             continue
-        predictor, _, seconds = fit_ensemble(spec, results, clean, prep, cfg)
+        predictor, _, seconds = fit_ensemble(spec, results, prep, cfg)
         record(spec.name, f"ensemble-{spec.method}", predictor, seconds, 0)
     return rows
 

@@ -27,11 +27,16 @@ from deepcast.flows.cli import configure_environment  # noqa: E402
 
 configure_environment()
 
-from deepcast.forecasting.base import families  # noqa: E402
 from deepcast.forecasting.metrics import skill  # noqa: E402
+from deepcast.forecasting.models import families  # noqa: E402
 from deepcast.pipelines.config import ENTRY_MODELS, load_config  # noqa: E402
 from deepcast.pipelines.ingest import ingest  # noqa: E402
-from deepcast.pipelines.train import evaluate, fit_model, prepare  # noqa: E402
+from deepcast.pipelines.modelling import (  # noqa: E402
+    evaluate,
+    fit_model,
+    prepare,
+    training_settings,
+)
 from deepcast.pipelines.validate import validate_long_frame  # noqa: E402
 
 
@@ -69,9 +74,9 @@ def main() -> None:
                 update={"jit_compile": jit})})
             t0 = time.perf_counter()
             epochs: list[float] = []
-            predictor, history, fit_s = fit_model(entry, prep, c,
+            predictor, history, fit_s = fit_model(entry, prep, training_settings(c),
                                                   on_epoch=_stamp(epochs))
-            scores, _ = evaluate(predictor, clean, c)
+            scores, _ = evaluate(predictor, prep, c.evaluation.conformal)
             reference = reference or scores
             n = len(history.get("loss", []))
             # first epoch includes tracing/compilation: report it apart from the steady ones

@@ -38,7 +38,7 @@ def run(path: Path, family: str) -> dict:
 
     from deepcast.pipelines.config import parse_config
     from deepcast.pipelines.ingest import ingest
-    from deepcast.pipelines.train import fit_model, prepare, user_frame
+    from deepcast.pipelines.modelling import fit_model, prepare, training_settings, user_frame
     from deepcast.pipelines.validate import validate_long_frame
 
     cfg = parse_config({
@@ -73,7 +73,8 @@ def run(path: Path, family: str) -> dict:
     assert report.success, report.summary()
     data["prep"] = step("features", lambda: prepare(clean, cfg))
     entry = cfg.models[0]
-    predictor = step("train_1_epoch", lambda: fit_model(entry, data["prep"], cfg)[0])
+    predictor = step("train_1_epoch", lambda: fit_model(entry, data["prep"],
+                                                            training_settings(cfg))[0])
     # the forecast holds what `deepcast forecast` holds: the model and the history, not the
     # training arrays
     n_windows = int(len(data.pop("prep").train_starts))

@@ -142,7 +142,8 @@ def worker_train(model: str, n_series: int, length: int, epochs: int) -> dict:
     """Steady-state windows/s of ``KerasForecaster.fit`` (epochs after the first)."""
     _setup_tf()
     from deepcast.features.windows import window_starts
-    from deepcast.forecasting.base import TrainingData, TrainSettings, WindowSpec, build_forecaster
+    from deepcast.forecasting.base import TrainingData, TrainSettings, WindowSpec
+    from deepcast.forecasting.models import build_forecaster
 
     family, options = {"lstm": ("lstm", {"units": 64}),
                        "mlp": ("mlp", {"hidden_size": 512, "layers": 2}),
@@ -174,7 +175,8 @@ def worker_predict(n_series: int, length: int) -> dict:
     from deepcast.features.scalers import SeriesScaler
     from deepcast.features.schema import ColumnSpec
     from deepcast.features.windows import panel_from_frame, window_starts
-    from deepcast.forecasting.base import TrainingData, TrainSettings, WindowSpec, build_forecaster
+    from deepcast.forecasting.base import TrainingData, TrainSettings, WindowSpec
+    from deepcast.forecasting.models import build_forecaster
     from deepcast.forecasting.predictor import Predictor
 
     df = long_frame(synthetic_panel(n_series, length))

@@ -324,7 +324,7 @@ def _forecast(cfg: PipelineConfig, tracker: Any, model: str, output: str, source
         needs_future,
         split_history,
     )
-    from deepcast.pipelines.train import user_frame
+    from deepcast.pipelines.modelling import user_frame
 
     ref, loaded = load_model_task(tracker, model)
     predictor = loaded.predictor

@@ -1,7 +1,8 @@
 """The one model contract every forecaster family implements, checked in one place.
 
-A family is a :class:`Forecaster` subclass registered with :func:`register_family`, with
-its YAML options declared as a pydantic :class:`FamilyOptions` model next to it. It maps
+A family is a :class:`Forecaster` subclass registered with
+:func:`deepcast.forecasting.registry.register_family`, with its YAML options declared as a
+pydantic :class:`FamilyOptions` model next to it. It maps
 scaled input windows ``x`` of shape (n, lookback) to direct multi-horizon forecasts of
 shape (n, horizon), or (n, horizon, n_quantiles) for a quantile model. Everything else
 (windows, scaling, fitting loop, saving) is shared: Keras families only implement
@@ -105,29 +106,6 @@ class TrainingData:
 
 EpochHook = Callable[[int, dict[str, float]], None]
 
-_FAMILIES: dict[str, type[Forecaster]] = {}
-
-
-def register_family(name: str) -> Callable[[type[Forecaster]], type[Forecaster]]:
-    """Class decorator: make a forecaster family available as ``models[].type: name``."""
-
-    def _add(cls: type[Forecaster]) -> type[Forecaster]:
-        if name in _FAMILIES and _FAMILIES[name] is not cls:
-            raise ValueError(f"forecaster family {name!r} registered twice")
-        cls.family = name
-        _FAMILIES[name] = cls
-        return cls
-
-    return _add
-
-
-def families() -> dict[str, type[Forecaster]]:
-    """All registered families (importing the built-in ones first)."""
-    import deepcast.forecasting.models  # noqa: F401  (registers the built-in families)
-
-    return dict(_FAMILIES)
-
-
 @dataclass
 class Forecaster(ABC):
     """A named, configured model of one family."""
@@ -188,23 +166,3 @@ class Forecaster(ABC):
         if yhat.shape != expected:
             raise RuntimeError(f"{self.family} returned shape {yhat.shape}, expected {expected}")
         return yhat
-
-
-def build_forecaster(family: str, name: str, spec: WindowSpec, options: dict[str, Any],
-                     inputs: InputSpec | None = None) -> Forecaster:
-    """Instantiate a registered family by name."""
-    table = families()
-    if family not in table:
-        raise ValueError(f"unknown model type {family!r}; known: {', '.join(sorted(table))}")
-    return table[family](name=name, spec=spec, options=dict(options),
-                         inputs=inputs or InputSpec())
-
-
-def load_forecaster(path: str | Path) -> Forecaster:
-    """Load a forecaster saved with :meth:`Forecaster.save` (Keras: safe_mode=True)."""
-    path = Path(path)
-    meta = json.loads((path / FORECASTER_FILE).read_text())
-    f = build_forecaster(meta["family"], meta["name"], WindowSpec(**meta["spec"]),
-                         meta["options"], InputSpec(**meta.get("inputs", {})))
-    f._load_weights(path)
-    return f

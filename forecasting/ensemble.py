@@ -24,7 +24,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from deepcast.forecasting.base import FamilyOptions, Forecaster, load_forecaster, register_family
+from deepcast.forecasting.base import FamilyOptions, Forecaster
+from deepcast.forecasting.registry import load_forecaster, register_family
 
 METHODS = ("mean", "median", "weighted", "stacking", "bagging")
 MEMBERS_DIR = "members"

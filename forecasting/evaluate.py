@@ -23,9 +23,17 @@ PredictFn = Callable[[pd.DataFrame], pd.DataFrame]
 def split_holdout(df: pd.DataFrame, test_size: int, id_col: str = ID
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, test): the last ``test_size`` rows of every series go to test."""
-    pos_from_end = df.groupby(id_col, sort=False).cumcount(ascending=False)
-    test = pos_from_end < test_size
+    test = _in_holdout(df, test_size, id_col)
     return df[~test].reset_index(drop=True), df[test].reset_index(drop=True)
+
+
+def holdout_rows(df: pd.DataFrame, test_size: int, id_col: str = ID) -> pd.DataFrame:
+    """The test half of :func:`split_holdout` alone (no copy of the training span)."""
+    return df[_in_holdout(df, test_size, id_col)].reset_index(drop=True)
+
+
+def _in_holdout(df: pd.DataFrame, test_size: int, id_col: str) -> pd.Series:
+    return df.groupby(id_col, sort=False).cumcount(ascending=False) < test_size
 
 
 def holdout_forecast(predict: PredictFn, df: pd.DataFrame, test_size: int,
@@ -39,7 +47,18 @@ def holdout_forecast(predict: PredictFn, df: pd.DataFrame, test_size: int,
     covariates a model may need, never the values it forecasts.
     """
     pos_from_end = df.groupby(id_col, sort=False).cumcount(ascending=False).to_numpy()
-    n_series = df[id_col].nunique()
+    keys = df.loc[pos_from_end < test_size, [id_col, time_col]].reset_index(drop=True)
+    keys.columns = [ID, DS]
+    return forecast_origins(predict, df, test_size, pos_from_end, keys, target_col)
+
+
+def forecast_origins(predict: PredictFn, df: pd.DataFrame, test_size: int,
+                     pos_from_end: np.ndarray, keys: pd.DataFrame, target_col: str = Y
+                     ) -> pd.DataFrame:
+    """:func:`holdout_forecast` with the rows located already: ``pos_from_end`` (each row's
+    position counted from its series' end, 0 = last) and ``keys`` (``unique_id, ds`` of the
+    holdout rows, in frame order)."""
+    n_series = int(np.count_nonzero(pos_from_end == 0))
     parts, cut = [], test_size
     while cut > 0:
         frame = df.copy()
@@ -51,21 +70,28 @@ def holdout_forecast(predict: PredictFn, df: pd.DataFrame, test_size: int,
         parts.append(fc[[ID, DS, "yhat"]])
         cut -= steps
     fc = pd.concat(parts, ignore_index=True)
-    _, test = split_holdout(df.rename(columns={id_col: ID, time_col: DS}), test_size)
-    fc = fc.astype({DS: test[DS].dtype})
-    return test[[ID, DS]].merge(fc, on=[ID, DS], how="left", validate="one_to_one")
+    fc = fc.astype({DS: keys[DS].dtype})
+    return keys.merge(fc, on=[ID, DS], how="left", validate="one_to_one")
 
 
 def score_holdout(forecast: pd.DataFrame, df: pd.DataFrame, test_size: int, season_length: int
                   ) -> tuple[dict[str, float], pd.DataFrame]:
     """Aggregate metrics and a per-series table for a holdout forecast of ``df``."""
     train, test = split_holdout(df, test_size)
+    panel = panel_from_frame(train)
+    scale = metrics.seasonal_scale(panel, panel.lengths, season_length)
+    return score_test(forecast, test, scale, test_size)
+
+
+def score_test(forecast: pd.DataFrame, test: pd.DataFrame, scale: np.ndarray, test_size: int
+               ) -> tuple[dict[str, float], pd.DataFrame]:
+    """:func:`score_holdout` of an already split holdout: ``test`` holds the last
+    ``test_size`` rows of every series, ``scale`` each series' MASE scale (its training
+    span's seasonal naive MAE)."""
     joined = test.merge(forecast[[ID, DS, "yhat"]], on=[ID, DS], how="left")
     n = joined[ID].nunique()
     y = joined[Y].to_numpy(dtype=np.float64).reshape(n, test_size)
     yhat = joined["yhat"].to_numpy(dtype=np.float64).reshape(n, test_size)
-    panel = panel_from_frame(train)
-    scale = metrics.seasonal_scale(panel, panel.lengths, season_length)
     per_series = pd.DataFrame({
         ID: joined[ID].to_numpy()[::test_size],
         "mae": metrics.mae(y, yhat),

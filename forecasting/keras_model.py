@@ -1,26 +1,22 @@
-"""Shared Keras machinery: every neural family only writes :meth:`KerasForecaster.network`.
+"""Network assembly shared by the neural families: a family only writes
+:meth:`KerasForecaster.network`.
 
-Built here, once: reversible instance norm around the network, the direct multi-horizon
-head (point or monotone quantiles), the optimiser / schedule / clipping / L2, the device
-strategy and precision, early stopping with best weights restored, NaN guard, resumable
-checkpoints, batched prediction and ``.keras`` save/load with ``safe_mode=True``.
+Built here, once: the model's inputs (target history with its observed mask, covariate
+channels, static and embedding inputs), reversible instance norm around the network, the
+direct multi-horizon head (point or monotone quantiles), batched prediction and ``.keras``
+save/load with ``safe_mode=True``. Fitting (optimiser, early stopping, resume, NaN guard)
+is ``training.py``'s job.
 """
 
 from __future__ import annotations
 
-import math
-import random
 from abc import abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
-from deepcast.features.errors import RunFailed
-from deepcast.features.windows import make_dataset
 from deepcast.forecasting.base import (
     KERAS_FILE,
     EpochHook,
@@ -29,11 +25,10 @@ from deepcast.forecasting.base import (
     TrainingData,
     TrainSettings,
 )
-from deepcast.forecasting.checkpoint import TrainingCheckpoint
-from deepcast.forecasting.runtime import resolve_runtime
+from deepcast.forecasting.training import train_network
 
 PREDICT_CHUNK = 8192
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+F32 = {"dtype": "float32"}  # layers kept in float32 under mixed precision
 
 
 class KerasOptions(FamilyOptions):
@@ -126,22 +121,32 @@ class KerasForecaster(Forecaster):
         channels, :meth:`network`, then static inputs, embeddings and the head."""
         import keras
 
-        from deepcast.forecasting.layers import (
-            CategoricalEmbeddings,
-            InstanceDenorm,
-            InstanceNorm,
-            ObservedMask,
-            SortQuantiles,
-        )
+        from deepcast.forecasting.layers import InstanceDenorm, InstanceNorm, ObservedMask
 
-        L, H, n_q, i = self.spec.lookback, self.spec.horizon, len(self.quantiles), self.inputs
-        f32 = {"dtype": "float32"}
-        inputs = {"y": keras.Input((L, 1), name="y")}
-        values, mask = ObservedMask(name="observed", **f32)(inputs["y"])
+        inputs = {"y": keras.Input((self.spec.lookback, 1), name="y")}
+        values, mask = ObservedMask(name="observed", **F32)(inputs["y"])
         norm = self.options.get("instance_norm", True)
         if norm:
-            values, loc, scale = InstanceNorm(name="instance_norm", **f32)([values, mask])
-        channels, extras = [values, mask], []
+            values, loc, scale = InstanceNorm(name="instance_norm", **F32)([values, mask])
+        channels, extras = self._covariate_inputs(inputs)
+        h = keras.layers.Concatenate(axis=-1, name="channels")([values, mask, *channels])
+        z = self.network(h)
+        if extras:
+            z = keras.layers.Concatenate(axis=-1, name="features")([z, *extras])
+        out = self._head(z)
+        if norm:
+            out = InstanceDenorm(name="instance_denorm", **F32)([out, loc, scale])
+        return keras.Model(inputs, out, name=f"{self.family}_{self.name}")
+
+    def _covariate_inputs(self, inputs: dict[str, Any]) -> tuple[list, list]:
+        """Add the covariate inputs of :attr:`inputs` (the InputSpec) to ``inputs``; return
+        (extra channels of the history, features joined after the network)."""
+        import keras
+
+        from deepcast.forecasting.layers import CategoricalEmbeddings
+
+        L, H, i = self.spec.lookback, self.spec.horizon, self.inputs
+        channels, extras = [], []
         if i.n_past:
             inputs["past"] = keras.Input((L, i.n_past), name="past")
             channels.append(inputs["past"])
@@ -163,125 +168,28 @@ class KerasForecaster(Forecaster):
             inputs["series"] = keras.Input((), dtype="int32", name="series")
             extras.append(keras.layers.Embedding(i.n_series, i.id_embedding,
                                                  name="series_embedding")(inputs["series"]))
-        h = keras.layers.Concatenate(axis=-1, name="channels")(channels)
-        z = self.network(h)
-        if extras:
-            z = keras.layers.Concatenate(axis=-1, name="features")([z, *extras])
-        out = keras.layers.Dense(H * max(n_q, 1), name="head", **f32)(z)
-        if n_q:
-            out = keras.layers.Reshape((H, n_q), name="quantiles", **f32)(out)
-            out = SortQuantiles(name="monotone", **f32)(out)
-        if norm:
-            out = InstanceDenorm(name="instance_denorm", **f32)([out, loc, scale])
-        return keras.Model(inputs, out, name=f"{self.family}_{self.name}")
+        return channels, extras
 
-    def loss(self, settings: TrainSettings):
+    def _head(self, z):
+        """The direct multi-horizon head: (batch, horizon), or monotone quantiles
+        (batch, horizon, n_quantiles)."""
         import keras
 
-        from deepcast.forecasting.layers import PinballLoss
+        from deepcast.forecasting.layers import SortQuantiles
 
-        if self.quantiles:
-            return PinballLoss(self.quantiles)
-        return {"mse": "mse", "mae": "mae", "huber": keras.losses.Huber()}[settings.loss]
+        H, n_q = self.spec.horizon, len(self.quantiles)
+        out = keras.layers.Dense(H * max(n_q, 1), name="head", **F32)(z)
+        if n_q:
+            out = keras.layers.Reshape((H, n_q), name="quantiles", **F32)(out)
+            out = SortQuantiles(name="monotone", **F32)(out)
+        return out
 
     def fit(self, data: TrainingData, settings: TrainSettings,
             on_epoch: EpochHook | None = None, checkpoint_dir: str | Path | None = None
             ) -> dict[str, list[float]]:
-        import keras
-
-        runtime = resolve_runtime(settings.device, settings.mixed_precision,
-                                  settings.jit_compile)
-        batch = settings.batch_size * runtime.n_replicas
-        steps = max(1, math.ceil(len(data.train_starts) / batch))
-        keras.utils.set_random_seed(settings.seed)
-        with runtime.scope(), _private_layer_seeds(settings.seed):
-            model = self.build()
-            _apply_l2(model, settings.l2)
-            model.compile(optimizer=_optimizer(settings, steps), loss=self.loss(settings),
-                          jit_compile=runtime.jit_compile,
-                          steps_per_execution=steps_per_execution(
-                              settings.steps_per_execution, steps))
-        monitor = "val_loss" if len(data.val_starts) else "loss"
-        stopper = _early_stopping(monitor, settings.patience)
-        plateau = (keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, factor=0.5, patience=max(1, settings.patience // 2),
-            min_lr=settings.learning_rate / 100) if settings.schedule == "plateau" else None)
-        ckpt = (TrainingCheckpoint(checkpoint_dir, _fingerprint(self, settings, data))
-                if checkpoint_dir is not None else None)
-        first_epoch, past, stopped = 0, {}, False
-        state = ckpt.load_state() if ckpt is not None else None
-        if state is not None:
-            best = ckpt.restore_weights(model, state)
-            first_epoch, past, stopped = state["epoch"], state["history"], state["stopped"]
-            stopper.resume(state["early_stopping"], best)
-            if plateau is not None:
-                _set_attrs(plateau, state.get("plateau") or {})
-                model.optimizer.learning_rate = state["learning_rate"]
-            if on_epoch is not None:  # replay the curve so the new run shows all of it
-                for e in range(first_epoch):
-                    on_epoch(e, {k: v[e] for k, v in past.items()})
-
-        callbacks = [keras.callbacks.TerminateOnNaN(), stopper]
-        callbacks += [plateau] if plateau is not None else []
-        callbacks += [_EpochHook(on_epoch)] if on_epoch is not None else []
-        if ckpt is not None:
-            callbacks.append(_Checkpointer(ckpt, stopper, plateau,
-                                           {k: list(v) for k, v in past.items()}))
-        new: dict[str, list[float]] = {}
-        if not stopped and first_epoch < settings.max_epochs:
-            geometry = (self.spec.lookback, self.spec.horizon, batch)
-            train = self._dataset(data, data.train_starts, geometry, seed=settings.seed,
-                                  epochs=range(first_epoch, settings.max_epochs))
-            val = (self._dataset(data, data.val_starts, geometry)
-                   if len(data.val_starts) else None)
-            new = model.fit(train, validation_data=val, epochs=settings.max_epochs,
-                            initial_epoch=first_epoch, steps_per_epoch=steps, verbose=0,
-                            shuffle=False, callbacks=callbacks).history
-        elif stopper.best_weights is not None:
-            model.set_weights(stopper.best_weights)
-        history = {k: [float(x) for x in past.get(k, [])] + [float(x) for x in new.get(k, [])]
-                   for k in {**past, **new}}
-        losses = history.get("loss", [])
-        if any(not math.isfinite(v) for v in losses):
-            raise RunFailed(
-                f"model {self.name!r} ({self.family}): training loss became NaN/inf at epoch "
-                f"{len(losses)}",
-                hint="lower training.learning_rate, set training.clipnorm, check the data "
-                "scale, or use loss: huber",
-            )
-        from deepcast.forecasting.layers import fill_unseen_embeddings
-
-        fill_unseen_embeddings(model)
-        self.model = self._to_float32(model) if runtime.mixed else model
-        # predictions run as a plain graph, as in a model loaded from the registry: it
-        # traces in ~0.1 s per batch shape where XLA compiles in ~0.5 s (2 CPU cores)
-        self.model.jit_compile = False
-        if ckpt is not None:
-            ckpt.clear()
+        """Fit with the shared training loop (``training.train_network``)."""
+        self.model, history = train_network(self, data, settings, on_epoch, checkpoint_dir)
         return history
-
-    def _dataset(self, data: TrainingData, starts: np.ndarray, geometry: tuple[int, int, int],
-                 **shuffle):
-        """The ``tf.data`` stream of this model's inputs only."""
-        names = self.input_names
-        ds = make_dataset(data.values, starts, *geometry, covariates=data.covariates,
-                          offsets=data.offsets, **shuffle)
-        if data.covariates is None:
-            return ds
-        return ds.map(lambda x, y: ({k: x[k] for k in names}, y))
-
-    def _to_float32(self, model):
-        """A float32 copy of a mixed-precision model, so it loads and predicts on any CPU."""
-        import keras
-
-        previous = keras.config.dtype_policy()
-        keras.config.set_dtype_policy("float32")
-        try:
-            clone = self.build()
-        finally:
-            keras.config.set_dtype_policy(previous)
-        clone.set_weights(model.get_weights())
-        return clone
 
     def predict(self, x: np.ndarray, covariates: dict[str, np.ndarray] | None = None
                 ) -> np.ndarray:
@@ -308,151 +216,6 @@ class KerasForecaster(Forecaster):
         import deepcast.forecasting.layers  # noqa: F401  (registers the custom layers before loading)
 
         self.model = keras.saving.load_model(path / KERAS_FILE, safe_mode=True, compile=False)
-
-
-def steps_per_execution(setting: str | int, steps_per_epoch: int, cap: int = 32) -> int:
-    """Steps per compiled call: ``auto`` is the largest divisor of ``steps_per_epoch`` up
-    to ``cap`` (or to a given number). A divisor, because Keras runs whole executions: a
-    step count that is not a multiple would read batches of the next epoch."""
-    limit = cap if setting == "auto" else max(1, int(setting))
-    return max(d for d in range(1, min(limit, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
-
-
-def _optimizer(settings: TrainSettings, steps_per_epoch: int):
-    """Optimiser with schedule, clipping and decoupled weight decay from the settings."""
-    import keras
-
-    lr: Any = settings.learning_rate
-    if settings.schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(
-            settings.learning_rate, decay_steps=settings.max_epochs * steps_per_epoch,
-            alpha=0.01)
-    kwargs: dict[str, Any] = {"learning_rate": lr}
-    if settings.clipnorm:
-        kwargs["clipnorm"] = settings.clipnorm
-    if settings.weight_decay:
-        kwargs["weight_decay"] = settings.weight_decay
-    name = settings.optimizer
-    if name == "adam":
-        return keras.optimizers.Adam(**kwargs)
-    if name == "adamw":
-        return keras.optimizers.AdamW(**{"weight_decay": 1e-4, **kwargs})
-    if name == "sgd":
-        return keras.optimizers.SGD(momentum=0.9, nesterov=True, **kwargs)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(**kwargs)
-    raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
-
-
-@contextmanager
-def _private_layer_seeds(seed: int) -> Iterator[None]:
-    """Draw the seeds of unseeded initializers and dropout layers from a generator of our
-    own. Keras draws them from Python's shared ``random``, which other threads of the
-    process also consume (a Dask worker's event loop does, every few seconds), so a model
-    built in a worker would get other weights than the same seed gives in a plain process.
-    Same sequence as ``keras.utils.set_random_seed(seed)`` gives an undisturbed process."""
-    from keras.src.random import seed_generator
-
-    shared = seed_generator.python_random
-    seed_generator.python_random = random.Random(seed)
-    try:
-        yield
-    finally:
-        seed_generator.python_random = shared
-
-
-def _apply_l2(model, l2: float) -> None:
-    """L2 penalty on every kernel (dense, conv, recurrent, attention); biases and norms free."""
-    if not l2:
-        return
-    import keras
-
-    for v in model.trainable_variables:
-        if "kernel" in v.path.rsplit("/", 1)[-1]:
-            v.regularizer = keras.regularizers.L2(l2)
-
-
-def _fingerprint(f: Forecaster, settings: TrainSettings, data: TrainingData) -> str:
-    """What a checkpoint must match to be resumed: family, options, settings and data."""
-    import hashlib
-    import json
-    from dataclasses import asdict
-
-    h = hashlib.sha256(json.dumps([f.family, f.name, asdict(f.spec), f.options,
-                                   asdict(settings)], sort_keys=True, default=str).encode())
-    for arr in (data.values, data.train_starts, data.val_starts):
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()
-
-
-def _set_attrs(obj: Any, values: dict[str, Any]) -> None:
-    for k, v in values.items():
-        setattr(obj, k, v)
-
-
-def _early_stopping(monitor: str, patience: int):
-    """Keras EarlyStopping (best weights restored) whose state survives a resume."""
-    import keras
-
-    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-        _resumed: tuple[dict[str, Any], list | None] | None = None
-
-        def resume(self, state: dict[str, Any], best_weights: list | None) -> None:
-            self._resumed = (state, best_weights)
-            self.best_weights = best_weights
-
-        def on_train_begin(self, logs=None) -> None:
-            super().on_train_begin(logs)
-            if self._resumed is not None:
-                state, self.best_weights = self._resumed
-                _set_attrs(self, state)
-
-        def state(self) -> dict[str, Any]:
-            best = self.best if self.best is not None and math.isfinite(self.best) else None
-            return {"wait": int(self.wait), "best": best, "best_epoch": int(self.best_epoch)}
-
-    return ResumableEarlyStopping(monitor=monitor, patience=patience,
-                                  restore_best_weights=True)
-
-
-class _Checkpointer:
-    """Writes a :class:`TrainingCheckpoint` after every epoch (runs after the other
-    callbacks, so the early-stopping and learning-rate state are those of this epoch)."""
-
-    def __new__(cls, ckpt: TrainingCheckpoint, stopper, plateau, past: dict[str, list]):
-        import keras
-
-        class Checkpointer(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                for k, v in (logs or {}).items():
-                    past.setdefault(k, []).append(float(v))
-                state: dict[str, Any] = {
-                    "epoch": epoch + 1,
-                    "history": past,
-                    "stopped": bool(self.model.stop_training),
-                    "early_stopping": stopper.state(),
-                    "learning_rate": float(np.asarray(self.model.optimizer.learning_rate)),
-                }
-                if plateau is not None:
-                    state["plateau"] = {"wait": int(plateau.wait),
-                                        "cooldown_counter": int(plateau.cooldown_counter),
-                                        "best": float(plateau.best)}
-                ckpt.save(self.model, state, stopper.best_weights)
-
-        return Checkpointer()
-
-
-class _EpochHook:
-    """Adapter from Keras' callback protocol to a plain ``(epoch, logs)`` function."""
-
-    def __new__(cls, fn: EpochHook):
-        import keras
-
-        class Hook(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                fn(epoch, {k: float(v) for k, v in (logs or {}).items()})
-
-        return Hook()
 
 
 __all__ = ["KerasForecaster", "KerasOptions", "quantile_column"]

@@ -36,9 +36,10 @@ from deepcast.features.schema import (
 )
 from deepcast.features.windows import Panel, pad_panel, panel_from_frame, window_inputs
 from deepcast.forecasting import conformal
-from deepcast.forecasting.base import Forecaster, load_forecaster
+from deepcast.forecasting.base import Forecaster
 from deepcast.forecasting.keras_model import quantile_column
 from deepcast.forecasting.metrics import seasonal_scale
+from deepcast.forecasting.models import load_forecaster
 
 BUNDLE_FILE = "bundle.json"
 SCALER_FILE = "scaler.json"

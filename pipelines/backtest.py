@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,8 +30,11 @@ from deepcast.forecasting import conformal, metrics
 from deepcast.forecasting.keras_model import quantile_column
 from deepcast.pipelines import progress
 from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
+from deepcast.pipelines.modelling import Mapper, fit_model, prepare, training_settings
 from deepcast.pipelines.tracking import tags as tag
-from deepcast.pipelines.train import Mapper, fit_model, prepare
+
+if TYPE_CHECKING:  # annotations only: mlflow is imported where a run needs it
+    from deepcast.pipelines.tracking import Tracker
 
 log = logging.getLogger("deepcast")
 
@@ -110,7 +113,8 @@ def backtest_fit(job: BacktestJob) -> WindowForecasts:
     cfg, bt = job.cfg, job.cfg.evaluation.backtest
     train_df = history_before(job.df, job.cuts[:, job.windows[0]],
                               bt.train_size if bt.window == "sliding" else None)
-    predictor, _, _ = fit_model(job.entry, prepare(train_df, cfg, holdout=0), cfg)
+    predictor, _, _ = fit_model(job.entry, prepare(train_df, cfg, holdout=0),
+                                training_settings(cfg))
     fc = predictor.predict_windows(job.df, job.cuts[:, list(job.windows)])
     fc["window"] = np.asarray(job.windows)[fc["window"].to_numpy()]
     return WindowForecasts(fc, predictor.forecaster.trainable,
@@ -118,24 +122,16 @@ def backtest_fit(job: BacktestJob) -> WindowForecasts:
                            time.perf_counter() - t0)
 
 
-def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker=None,
+def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker | None = None,
                  mapper: Mapper | None = None) -> BacktestResult:
     """Backtest every model of ``cfg`` (and seasonal naive, the reference) on ``df``: each
     fit (a model at the first cut-off of a refit group) here, or through ``mapper`` in
     worker processes."""
     t0 = time.perf_counter()
     bt, horizon = cfg.evaluation.backtest, cfg.features.horizon
-    step = bt.step or horizon
     panel = panel_from_frame(df)
-    cuts = backtest_cutoffs(panel.lengths, bt.n_windows, step, horizon)
-    need = cfg.min_train_length
-    short = panel.ids[cuts[:, 0] < need]
-    if len(short):
-        raise DataError(
-            f"{len(short)} series are too short for {bt.n_windows} backtest windows of step "
-            f"{step}: the first cut-off leaves fewer than {need} points to train on "
-            f"({', '.join(map(str, short[:5]))}{' ...' if len(short) > 5 else ''})",
-            hint="lower evaluation.backtest.n_windows or step, or drop these series")
+    cuts = backtest_cutoffs(panel.lengths, bt.n_windows, bt.step or horizon, horizon)
+    _check_first_cutoff(panel.ids, cuts, cfg)
     cfg = cfg.without_checkpoints()
     entries = list(cfg.models)
     if not any(m.type == "seasonal_naive" for m in entries):
@@ -147,15 +143,7 @@ def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker=None,
     groups = refit_schedule(bt.n_windows, bt.refit)
     jobs = [BacktestJob(entry, tuple(windows), df, cfg, cuts)
             for entry in entries for windows in groups]
-    with progress.task("backtest fits", len(jobs)) as advance:
-        if mapper is None:
-            fits = []
-            for job in jobs:
-                fits.append(backtest_fit(job))
-                advance(1)
-        else:
-            fits = mapper(backtest_fit, jobs)
-            advance(len(jobs))
+    fits = _run_fits(jobs, mapper)
     forecasts, tables, rows = {}, [], []
     for i, entry in enumerate(entries):
         t_model = time.perf_counter()
@@ -172,17 +160,48 @@ def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker=None,
                      "fits": sum(p.trainable for p in parts), "seconds": round(seconds, 2)})
         log.info("%s: backtest %s = %.4f", entry.label, cfg.evaluation.metric,
                  summary[cfg.evaluation.metric])
-
-    summary = pd.DataFrame(rows)
-    reference = summary.loc[summary["type"] == "seasonal_naive"].iloc[0]
-    for name in ("mase", "smape", "rmsse", cfg.evaluation.metric):
-        summary[f"skill_{name}"] = [metrics.skill(v, reference[name]) for v in summary[name]]
     result = BacktestResult(cfg.evaluation.metric, cuts, scale, forecasts,
-                            pd.concat(tables, ignore_index=True), summary,
+                            pd.concat(tables, ignore_index=True),
+                            _with_skill(pd.DataFrame(rows), cfg.evaluation.metric),
                             time.perf_counter() - t0)
     if tracker is not None:
         log_backtest(result, cfg, tracker)
     return result
+
+
+def _check_first_cutoff(ids: np.ndarray, cuts: np.ndarray, cfg: PipelineConfig) -> None:
+    """Every series has ``min_train_length`` points before its first cut-off."""
+    bt, need = cfg.evaluation.backtest, cfg.min_train_length
+    short = ids[cuts[:, 0] < need]
+    if len(short):
+        raise DataError(
+            f"{len(short)} series are too short for {bt.n_windows} backtest windows of step "
+            f"{bt.step or cfg.features.horizon}: the first cut-off leaves fewer than {need} "
+            f"points to train on "
+            f"({', '.join(map(str, short[:5]))}{' ...' if len(short) > 5 else ''})",
+            hint="lower evaluation.backtest.n_windows or step, or drop these series")
+
+
+def _run_fits(jobs: list[BacktestJob], mapper: Mapper | None) -> list[WindowForecasts]:
+    """Every fit of the backtest, here one after the other or through ``mapper``."""
+    with progress.task("backtest fits", len(jobs)) as advance:
+        if mapper is None:
+            fits = []
+            for job in jobs:
+                fits.append(backtest_fit(job))
+                advance(1)
+        else:
+            fits = mapper(backtest_fit, jobs)
+            advance(len(jobs))
+    return fits
+
+
+def _with_skill(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """``summary`` with skill columns against its seasonal naive row."""
+    reference = summary.loc[summary["type"] == "seasonal_naive"].iloc[0]
+    for name in ("mase", "smape", "rmsse", metric):
+        summary[f"skill_{name}"] = [metrics.skill(v, reference[name]) for v in summary[name]]
+    return summary
 
 
 def score_windows(fc: pd.DataFrame, ids: np.ndarray, scale: np.ndarray, sq_scale: np.ndarray,
@@ -219,7 +238,7 @@ def score_windows(fc: pd.DataFrame, ids: np.ndarray, scale: np.ndarray, sq_scale
     return table, means
 
 
-def log_backtest(result: BacktestResult, cfg: PipelineConfig, tracker) -> None:
+def log_backtest(result: BacktestResult, cfg: PipelineConfig, tracker: Tracker) -> None:
     """One nested MLflow run per model with ``backtest_*`` metrics and its tables."""
     for row in result.summary.to_dict(orient="records"):
         name = row["model"]

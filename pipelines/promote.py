@@ -26,9 +26,10 @@ from deepcast.forecasting.evaluate import holdout_forecast, score_holdout
 from deepcast.forecasting.metrics import cutoff_scales
 from deepcast.forecasting.predictor import Predictor
 from deepcast.pipelines.config import PipelineConfig
+from deepcast.pipelines.modelling import user_frame
 from deepcast.pipelines.tracking import CHALLENGER, CHAMPION, Registry, Tracker
 from deepcast.pipelines.tracking import tags as tag
-from deepcast.pipelines.train import TrainOutcome, user_frame
+from deepcast.pipelines.train import TrainOutcome
 
 log = logging.getLogger("deepcast")
 

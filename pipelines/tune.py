@@ -19,16 +19,19 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
 
 from deepcast.features.errors import ConfigError, RunFailed
-from deepcast.forecasting.base import families
+from deepcast.forecasting.models import families
 from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig, TrainingConfig
+from deepcast.pipelines.modelling import PreparedData, fit_model, prepare, training_settings
 from deepcast.pipelines.tracking import tags as tag
-from deepcast.pipelines.train import fit_model, prepare
+
+if TYPE_CHECKING:  # annotations only: mlflow is imported where a run needs it
+    from deepcast.pipelines.tracking import Tracker
 
 log = logging.getLogger("deepcast")
 
@@ -87,7 +90,7 @@ def apply_params(cfg: PipelineConfig, model: str, params: dict[str, Any]) -> Pip
     return cfg.model_copy(update={"models": models, "training": train})
 
 
-def run_tune(df: pd.DataFrame, cfg: PipelineConfig, source_yaml: Path, tracker,
+def run_tune(df: pd.DataFrame, cfg: PipelineConfig, source_yaml: Path, tracker: Tracker,
              n_trials: int | None = None, output: str | Path | None = None) -> TuneResult:
     """Search, log every trial, write the best pipeline YAML (atomically)."""
     import optuna
@@ -104,62 +107,12 @@ def run_tune(df: pd.DataFrame, cfg: PipelineConfig, source_yaml: Path, tracker,
     t0 = time.perf_counter()
     quiet = cfg.without_checkpoints()
     prep = prepare(df, quiet)
-    seed = cfg.training.seed
-    sampler = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed),
-               "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-               "grid": lambda: optuna.samplers.GridSampler(_grid(spec.space), seed=seed),
-               }[spec.sampler]()
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=spec.prune_after,
-                                          n_warmup_steps=1)
-              if spec.prune else optuna.pruners.NopPruner())
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner,
-                                study_name=f"{cfg.name}-{spec.model}")
+    study = optuna.create_study(direction="minimize", sampler=_sampler(spec, cfg.training.seed),
+                                pruner=_pruner(spec), study_name=f"{cfg.name}-{spec.model}")
     rows: list[dict[str, Any]] = []
-
-    def objective(trial) -> float:
-        params = {name: _suggest(trial, name, s) for name, s in spec.space.items()}
-        try:
-            trial_cfg = apply_params(quiet, spec.model, params)
-        except ValueError as exc:  # an invalid combination (e.g. heads vs d_model)
-            raise optuna.TrialPruned(f"invalid parameters: {exc}") from None
-        trial_entry = next(m for m in trial_cfg.models if m.label == spec.model)
-        started = time.perf_counter()
-        with tracker.run(f"trial-{trial.number:03d}", nested=True,
-                         tags={tag.STAGE: "tune", tag.MODEL_TYPE: entry.type,
-                               tag.PIPELINE: cfg.name}) as run_id:
-            tracker.log_params({"trial": params, "model": trial_entry.model_dump(mode="json"),
-                                "training": trial_cfg.training.model_dump(mode="json")})
-            row = {"trial": trial.number, **params, "run_id": run_id}
-
-            def on_epoch(epoch: int, logs: dict[str, float]) -> None:
-                tracker.log_metrics(logs, step=epoch)
-                value = logs.get("val_loss", logs.get("loss"))
-                trial.report(value, epoch)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at epoch {epoch + 1}")
-
-            try:
-                _, history, _ = fit_model(trial_entry, prep, trial_cfg, on_epoch)
-            except optuna.TrialPruned:
-                tracker.set_tags({tag.TRIAL_STATE: "pruned"})
-                rows.append({**row, "state": "pruned", "value": math.nan,
-                             "seconds": round(time.perf_counter() - started, 2)})
-                raise
-            except RunFailed as exc:  # NaN loss for these parameters: a failed trial
-                tracker.set_tags({tag.TRIAL_STATE: "failed"})
-                rows.append({**row, "state": "failed", "value": math.nan,
-                             "seconds": round(time.perf_counter() - started, 2)})
-                raise optuna.TrialPruned(str(exc)) from None
-            curve = history.get("val_loss") or history.get("loss") or [math.inf]
-            value = float(min(curve))
-            tracker.log_metrics({"objective_val_loss": value})
-            tracker.set_tags({tag.TRIAL_STATE: "complete"})
-            rows.append({**row, "state": "complete", "value": value,
-                         "seconds": round(time.perf_counter() - started, 2)})
-            return value
-
-    study.optimize(objective, n_trials=n_trials, catch=())
+    study.optimize(_objective(prep, quiet, entry.type, tracker, rows), n_trials=n_trials,
+                   catch=())
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
         raise RunFailed(f"no tuning trial of {spec.model!r} completed ({len(study.trials)} "
@@ -176,6 +129,76 @@ def run_tune(df: pd.DataFrame, cfg: PipelineConfig, source_yaml: Path, tracker,
     tracker.log_frame(trials, "tune/trials.csv")
     return TuneResult(trials, dict(best.params), float(best.value), str(out),
                       time.perf_counter() - t0)
+
+
+def _sampler(spec: Any, seed: int):
+    """The Optuna sampler of ``tune.sampler``, seeded."""
+    import optuna
+
+    return {"tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+            "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+            "grid": lambda: optuna.samplers.GridSampler(_grid(spec.space), seed=seed),
+            }[spec.sampler]()
+
+
+def _pruner(spec: Any):
+    """Median pruning after ``tune.prune_after`` trials, or none."""
+    import optuna
+
+    return (optuna.pruners.MedianPruner(n_startup_trials=spec.prune_after, n_warmup_steps=1)
+            if spec.prune else optuna.pruners.NopPruner())
+
+
+def _objective(prep: PreparedData, quiet: PipelineConfig, family: str, tracker: Tracker,
+               rows: list[dict[str, Any]]):
+    """The study's objective: one trial fit on ``prep`` as a nested run, its best
+    validation loss returned; every trial's row appended to ``rows``."""
+    import optuna
+
+    spec = quiet.tune
+
+    def objective(trial) -> float:
+        params = {name: _suggest(trial, name, s) for name, s in spec.space.items()}
+        try:
+            trial_cfg = apply_params(quiet, spec.model, params)
+        except ValueError as exc:  # an invalid combination (e.g. heads vs d_model)
+            raise optuna.TrialPruned(f"invalid parameters: {exc}") from None
+        trial_entry = next(m for m in trial_cfg.models if m.label == spec.model)
+        started = time.perf_counter()
+        with tracker.run(f"trial-{trial.number:03d}", nested=True,
+                         tags={tag.STAGE: "tune", tag.MODEL_TYPE: family,
+                               tag.PIPELINE: quiet.name}) as run_id:
+            tracker.log_params({"trial": params, "model": trial_entry.model_dump(mode="json"),
+                                "training": trial_cfg.training.model_dump(mode="json")})
+            row = {"trial": trial.number, **params, "run_id": run_id}
+
+            def ended(state: str, value: float) -> None:
+                tracker.set_tags({tag.TRIAL_STATE: state})
+                rows.append({**row, "state": state, "value": value,
+                             "seconds": round(time.perf_counter() - started, 2)})
+
+            def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+                tracker.log_metrics(logs, step=epoch)
+                trial.report(logs.get("val_loss", logs.get("loss")), epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at epoch {epoch + 1}")
+
+            try:
+                _, history, _ = fit_model(trial_entry, prep, training_settings(trial_cfg),
+                                          on_epoch)
+            except optuna.TrialPruned:
+                ended("pruned", math.nan)
+                raise
+            except RunFailed as exc:  # NaN loss for these parameters: a failed trial
+                ended("failed", math.nan)
+                raise optuna.TrialPruned(str(exc)) from None
+            curve = history.get("val_loss") or history.get("loss") or [math.inf]
+            value = float(min(curve))
+            tracker.log_metrics({"objective_val_loss": value})
+            ended("complete", value)
+            return value
+
+    return objective
 
 
 def write_tuned_yaml(source_yaml: Path, best: PipelineConfig, model: str, out: Path) -> None:

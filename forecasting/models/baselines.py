@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepcast.forecasting.base import Forecaster, register_family
+from deepcast.forecasting.base import Forecaster
+from deepcast.forecasting.registry import register_family
 
 
 @register_family("naive")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from deepcast.forecasting.base import register_family
 from deepcast.forecasting.keras_model import HiddenNormOptions, KerasForecaster
+from deepcast.forecasting.registry import register_family
 
 
 class CNNOptions(HiddenNormOptions):

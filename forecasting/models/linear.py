@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from deepcast.forecasting.base import register_family
 from deepcast.forecasting.keras_model import KerasForecaster, KerasOptions
+from deepcast.forecasting.registry import register_family
 
 
 class LinearOptions(KerasOptions):

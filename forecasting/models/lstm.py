@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from deepcast.forecasting.base import register_family
 from deepcast.forecasting.models.recurrent import RecurrentForecaster
+from deepcast.forecasting.registry import register_family
 
 
 @register_family("lstm")

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from deepcast.forecasting.base import register_family
 from deepcast.forecasting.keras_model import HiddenNormOptions, KerasForecaster
+from deepcast.forecasting.registry import register_family
 
 
 class MLPOptions(HiddenNormOptions):

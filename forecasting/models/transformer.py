@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from deepcast.forecasting.base import register_family
 from deepcast.forecasting.keras_model import KerasForecaster, KerasOptions
+from deepcast.forecasting.registry import register_family
 
 
 class TransformerOptions(KerasOptions):

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from deepcast.forecasting.base import families
+from deepcast.forecasting.models import families
 from deepcast.pipelines.config.schema_data import DataConfig, FeaturesConfig, SqlSource
 from deepcast.pipelines.config.schema_models import ENTRY_MODELS, EnsembleConfig, TuneConfig
 from deepcast.pipelines.config.schema_run import (

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, create_model, model_validator
 
-from deepcast.forecasting.base import families
+from deepcast.forecasting.models import families
 from deepcast.pipelines.config.base import Name, _Strict
 
 

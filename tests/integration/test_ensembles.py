@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 
 from deepcast.pipelines.config import parse_config
+from deepcast.pipelines.ensembles import member_backtest
 from deepcast.pipelines.ingest import ingest
+from deepcast.pipelines.modelling import prepare
 from deepcast.pipelines.tracking import Tracker
-from deepcast.pipelines.train import member_backtest, train_models
+from deepcast.pipelines.train import train_models
 from deepcast.pipelines.validate import validate_long_frame
 from tests.conftest import pipeline_dict
 
@@ -65,11 +67,11 @@ def test_ensembles_are_models(store, retail_csv):
 def test_member_backtest_never_sees_the_holdout(retail_csv):
     cfg, clean = _cfg(retail_csv)
     entries = [m for m in cfg.models if m.label in ("seasonal_naive", "linear")]
-    y1, f1, s1 = member_backtest(entries, clean, cfg)
+    y1, f1, s1 = member_backtest(entries, prepare(clean, cfg), cfg)
     changed = clean.copy()
     last = changed.groupby("unique_id").cumcount(ascending=False) < cfg.evaluation.test_size
     changed.loc[last, "y"] *= 100.0
-    y2, f2, s2 = member_backtest(entries, changed, cfg)
+    y2, f2, s2 = member_backtest(entries, prepare(changed, cfg), cfg)
     np.testing.assert_array_equal(y1, y2)
     np.testing.assert_allclose(f1, f2, rtol=1e-6)
     assert pd.isna(s1).sum() == 0

@@ -88,7 +88,8 @@ def test_lambda_layer_model_is_refused_on_load(tmp_path):
     is refused by the loader (safe_mode=True), not executed."""
     import keras
 
-    from deepcast.forecasting.base import KERAS_FILE, WindowSpec, build_forecaster, load_forecaster
+    from deepcast.forecasting.base import KERAS_FILE, WindowSpec
+    from deepcast.forecasting.models import build_forecaster, load_forecaster
 
     f = build_forecaster("mlp", "m", WindowSpec(8, 2, 1), {"hidden_size": 4, "layers": 1})
     f.model = f.build()

@@ -18,11 +18,17 @@ import pytest
 from deepcast.features.errors import ConfigError
 from deepcast.pipelines.config import load_config
 from deepcast.pipelines.ingest import ingest
+from deepcast.pipelines.modelling import (
+    fit_model,
+    prepare,
+    serving_example,
+    training_settings,
+    user_frame,
+)
 from deepcast.pipelines.tracking import Tracker
 from deepcast.pipelines.tracking import tags as tag
 from deepcast.pipelines.tracking.loader import check_mlmodel
 from deepcast.pipelines.tracking.model import LEGACY_PYFUNC_ENTRY, DeepcastModel
-from deepcast.pipelines.train import fit_model, prepare, serving_example, user_frame
 from deepcast.pipelines.validate import validate_long_frame
 from tests.integration.conftest import subprocess_env, write_pipeline
 
@@ -55,7 +61,7 @@ def setup(store, tmp_path, retail_csv):
     pipeline = write_pipeline(tmp_path, retail_csv, name=NAME, models=[{"type": "naive"}])
     cfg = load_config(pipeline)
     clean, _ = validate_long_frame(ingest(cfg.data), cfg)
-    predictor, _, _ = fit_model(cfg.models[0], prepare(clean, cfg), cfg)
+    predictor, _, _ = fit_model(cfg.models[0], prepare(clean, cfg), training_settings(cfg))
     return pipeline, cfg, clean, predictor, Tracker(NAME)
 
 
@@ -128,7 +134,7 @@ def test_rollback_to_a_pickled_version_is_refused(setup, tmp_path):
     pipeline, cfg, clean, predictor, tracker = setup
     evil = _register(tracker, *_log_pickled(tracker, predictor, tmp_path))
     with tracker.run("genuine") as run_id:
-        uri = tracker.log_predictor(predictor, serving_example(clean, cfg))
+        uri = tracker.log_predictor(predictor, serving_example(prepare(clean, cfg)))
     good = _register(tracker, uri, run_id, alias="champion",
                      **{tag.REPLACED_VERSION: evil.version})
     marker = tmp_path / "marker"

@@ -9,7 +9,8 @@ from deepcast.features.scalers import SeriesScaler
 from deepcast.features.schema import ColumnSpec
 from deepcast.features.windows import panel_from_frame
 from deepcast.forecasting import conformal
-from deepcast.forecasting.base import WindowSpec, build_forecaster
+from deepcast.forecasting.base import WindowSpec
+from deepcast.forecasting.models import build_forecaster
 from deepcast.forecasting.predictor import Predictor
 from deepcast.pipelines.backtest import backtest_cutoffs, refit_schedule, run_backtest
 from deepcast.pipelines.config import load_config, parse_config

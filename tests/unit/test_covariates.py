@@ -23,13 +23,8 @@ from deepcast.features.windows import (
     window_inputs,
     window_starts,
 )
-from deepcast.forecasting.base import (
-    InputSpec,
-    TrainingData,
-    TrainSettings,
-    WindowSpec,
-    build_forecaster,
-)
+from deepcast.forecasting.base import InputSpec, TrainingData, TrainSettings, WindowSpec
+from deepcast.forecasting.models import build_forecaster
 from deepcast.forecasting.predictor import Predictor
 
 

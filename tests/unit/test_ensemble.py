@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from deepcast.features.errors import ConfigError
-from deepcast.forecasting.base import WindowSpec, build_forecaster, load_forecaster
+from deepcast.forecasting.base import WindowSpec
 from deepcast.forecasting.ensemble import build_ensemble, inverse_error_weights, stacking_weights
+from deepcast.forecasting.models import build_forecaster, load_forecaster
 from deepcast.pipelines.config import parse_config
 from tests.conftest import pipeline_dict
 

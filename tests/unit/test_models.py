@@ -6,14 +6,8 @@ import pytest
 
 from deepcast.features.errors import RunFailed
 from deepcast.features.windows import window_starts
-from deepcast.forecasting.base import (
-    TrainingData,
-    TrainSettings,
-    WindowSpec,
-    build_forecaster,
-    families,
-    load_forecaster,
-)
+from deepcast.forecasting.base import TrainingData, TrainSettings, WindowSpec
+from deepcast.forecasting.models import build_forecaster, families, load_forecaster
 
 SPEC = WindowSpec(24, 6, 12)
 SMALL = {"lstm": {"units": 4}, "gru": {"units": 4}, "rnn": {"units": 4},
@@ -92,7 +86,7 @@ def test_same_seed_same_weights_and_losses():
 
 
 def test_steps_per_execution_divides_the_epoch():
-    from deepcast.forecasting.keras_model import steps_per_execution
+    from deepcast.forecasting.training import steps_per_execution
 
     assert steps_per_execution("auto", 175) == 25
     assert steps_per_execution("auto", 11) == 11 and steps_per_execution("auto", 97) == 1
@@ -222,7 +216,7 @@ def test_custom_layers_round_trip_in_a_fresh_process(tmp_path):
     x = _x(values)
     np.save(tmp_path / "x.npy", x)
     code = ("import json, sys, numpy as np\n"
-            "from deepcast.forecasting.base import load_forecaster\n"
+            "from deepcast.forecasting.models import load_forecaster\n"
             "f = load_forecaster(sys.argv[1])\n"
             "print(json.dumps(f.predict(np.load(sys.argv[2])).tolist()))\n")
     done = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "x.npy")],

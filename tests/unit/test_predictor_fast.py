@@ -9,7 +9,8 @@ import deepcast.forecasting.models.baselines  # noqa: F401  (registers the basel
 from deepcast.features.scalers import SeriesScaler
 from deepcast.features.schema import ColumnSpec
 from deepcast.features.windows import panel_from_frame
-from deepcast.forecasting.base import WindowSpec, build_forecaster
+from deepcast.forecasting.base import WindowSpec
+from deepcast.forecasting.models import build_forecaster
 from deepcast.forecasting.predictor import Predictor
 
 

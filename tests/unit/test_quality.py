@@ -8,7 +8,7 @@ import pytest
 
 from deepcast.features.schema import ColumnSpec, coerce_long_frame, sort_long_frame
 from deepcast.pipelines.config import parse_config
-from deepcast.pipelines.train import evaluate, fit_model, prepare
+from deepcast.pipelines.modelling import evaluate, fit_model, prepare, training_settings
 from tests.conftest import DATA, pipeline_dict
 
 MAX_MASE = {  # measured: naive 2.0576, seasonal_naive 0.9430, mean 1.8852, drift 1.9215,
@@ -39,7 +39,7 @@ def test_family_quality(panel, family):
     from deepcast.pipelines.config import ENTRY_MODELS
 
     cfg, df, prep = panel
-    predictor, _, _ = fit_model(ENTRY_MODELS[family](type=family), prep, cfg)
-    scores, _ = evaluate(predictor, df, cfg)
+    predictor, _, _ = fit_model(ENTRY_MODELS[family](type=family), prep, training_settings(cfg))
+    scores, _ = evaluate(predictor, prep, cfg.evaluation.conformal)
     print(f"{family}: mase {scores['mase']:.4f}")
     assert scores["mase"] <= MAX_MASE[family]

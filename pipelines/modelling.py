@@ -1,0 +1,298 @@
+"""Model preparation shared by the train, backtest, tune and ensemble stages.
+
+A run's frame is split, scaled and windowed once into a :class:`PreparedData`; every
+model of the run is fit on it (:func:`fit_model`) and scored on its holdout through the
+served predictor (:func:`evaluate`). The stages pass that one object (and plain specs:
+:class:`TrainSettings`, conformal levels) instead of the frame and the whole config.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from deepcast.features.covariates import CovariateEncoder, Covariates, CovariateSpec
+from deepcast.features.errors import DataError, RunFailed
+from deepcast.features.scalers import SeriesScaler
+from deepcast.features.schema import DS, ID, ColumnSpec, Y, release_arrow_memory
+from deepcast.features.windows import Panel, pad_panel, panel_from_frame, window_starts
+from deepcast.forecasting import conformal
+from deepcast.forecasting.base import EpochHook, InputSpec, TrainingData, TrainSettings, WindowSpec
+from deepcast.forecasting.evaluate import (
+    forecast_origins,
+    holdout_rows,
+    score_test,
+    split_holdout,
+)
+from deepcast.forecasting.metrics import seasonal_scale
+from deepcast.forecasting.models import build_forecaster, families
+from deepcast.forecasting.predictor import Predictor
+from deepcast.pipelines.config import PipelineConfig
+from deepcast.pipelines.ingest import column_spec
+
+Mapper = Callable[[Callable[[Any], Any], list[Any]], list[Any]]
+"""Runs ``fn`` on every job and returns the results in job order, possibly in other
+processes (the Dask fan-out of ``flows``); jobs and results are plain data."""
+
+
+@dataclass
+class ModelResult:
+    """One trained and scored model."""
+
+    name: str
+    family: str
+    metrics: dict[str, float]
+    run_id: str = ""
+    model_uri: str = ""
+    epochs: int = 0
+    fit_seconds: float = 0.0
+    predictor: Predictor | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """The last ``size`` points of every series, held out for scoring; split once."""
+
+    size: int
+    test_df: pd.DataFrame  # canonical rows of the holdout, in frame order
+    scale: np.ndarray  # (n_series,) seasonal naive MAE of each training span (MASE scale)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """One run's frame, split, scaled and windowed once: what fitting, evaluation,
+    ensembles and plots take instead of the frame and the config.
+
+    Invariants: ``df`` is the canonical long frame (sorted by unique_id, ds) and ``panel``
+    holds its values in that order; ``scaler`` and ``encoder`` were fit on the training
+    span only (all but the holdout); the window starts index ``scaled`` and their targets
+    end before the holdout; ``holdout`` is None when nothing is held out (a backtest fit).
+    """
+
+    df: pd.DataFrame
+    user_df: pd.DataFrame  # ``df`` in the YAML's column names (what the served model takes)
+    panel: Panel  # as observed
+    scaler: SeriesScaler
+    scaled: Panel  # scaled, short series left-padded with NaN
+    train_starts: np.ndarray  # window starts in ``scaled``
+    val_starts: np.ndarray
+    window: WindowSpec
+    columns: ColumnSpec
+    min_history: int | None  # 1 with data.short_series: pad (else the lookback)
+    holdout: Holdout | None = None
+    encoder: CovariateEncoder | None = None
+    covariates: Covariates | None = None  # aligned with ``scaled``
+
+    @property
+    def inputs(self) -> InputSpec:
+        """The covariate inputs models of this data are built for."""
+        enc = self.encoder
+        if enc is None:
+            return InputSpec()
+        s = enc.spec
+        return InputSpec(n_past=len(s.past), n_future=s.n_future,
+                         n_static=len(s.static_numeric), cardinalities=tuple(enc.cardinalities),
+                         embedding_dim=s.embedding_dim,
+                         n_series=len(enc.ids) + 1 if s.id_embedding else 0,
+                         id_embedding=s.id_embedding)
+
+    @property
+    def training_data(self) -> TrainingData:
+        """The scaled values and window starts a trainable family fits on."""
+        return TrainingData(self.scaled.values, self.train_starts, self.val_starts,
+                            self.covariates, self.scaled.offsets)
+
+    def predictor(self, forecaster: Any) -> Predictor:
+        """``forecaster`` with this data's scaler, encoder and columns: a served model."""
+        return Predictor(forecaster, self.scaler, self.columns, self.encoder,
+                         self.min_history)
+
+    def require_holdout(self) -> Holdout:
+        """The holdout (scoring needs one)."""
+        if self.holdout is None:
+            raise ValueError("this data was prepared without a holdout: nothing to score")
+        return self.holdout
+
+
+def training_settings(cfg: PipelineConfig) -> TrainSettings:
+    """The fitting options of the YAML's ``training`` section."""
+    return TrainSettings(**cfg.training.model_dump(exclude={"val_size", "checkpoint"}))
+
+
+def checkpoint_dir(cfg: PipelineConfig, label: str) -> Path | None:
+    """Where a model's resumable checkpoint lives: ./mlruns/checkpoints/NAME/MODEL."""
+    if not cfg.training.checkpoint:
+        return None
+    return Path.cwd() / "mlruns" / "checkpoints" / cfg.name / label
+
+
+def covariate_spec(cfg: PipelineConfig, df: pd.DataFrame) -> CovariateSpec:
+    """The YAML's covariates; a static column is categorical when declared so, or (by
+    default) when its values are not numbers."""
+    d, f = cfg.data, cfg.features
+    categorical = d.categorical
+    if categorical is None:
+        categorical = [c for c in d.static if not pd.api.types.is_numeric_dtype(df[c])]
+    return CovariateSpec(static=tuple(d.static), past=tuple(d.past), future=tuple(d.future),
+                         categorical=tuple(categorical), calendar=cfg.calendar,
+                         id_embedding=f.id_embedding, embedding_dim=f.embedding_dim)
+
+
+def user_frame(df: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
+    """Canonical frame back in the YAML's column names (what the served model takes)."""
+    d = cfg.data
+    covariates = [c for c in (*d.static, *d.past, *d.future) if c in df.columns]
+    return df[[ID, DS, Y, *covariates]].rename(
+        columns={ID: d.id_col, DS: d.time_col, Y: d.target_col})
+
+
+def prepare(df: pd.DataFrame, cfg: PipelineConfig, holdout: int | None = None
+            ) -> PreparedData:
+    """Split, scale and window ``df`` once: the scaler and covariate encoder are fit on the
+    training span (all but the last ``holdout`` points, default ``evaluation.test_size``),
+    short series padded (``data.short_series: pad``), the windows placed and the holdout
+    rows and MASE scales kept for scoring."""
+    panel = panel_from_frame(df)
+    test_size = cfg.evaluation.test_size if holdout is None else holdout
+    f, d = cfg.features, cfg.data
+    scaler = SeriesScaler(f.scaler).fit(panel, panel.lengths - test_size)
+    pads = np.zeros(panel.n_series, dtype=np.int64)
+    if d.short_series == "pad":
+        pads[panel.lengths < f.lookback + f.horizon + cfg.val_size + test_size] = f.lookback - 1
+    scaled = pad_panel(scaler.transform(panel), pads)
+    encoder, covariates = _encode_covariates(df, cfg, test_size, panel.offsets, pads)
+    train_end = scaled.ends - test_size
+    val_cut = train_end - cfg.val_size
+    train_starts = window_starts(scaled.offsets, f.lookback, f.horizon, stop=val_cut)
+    val_starts = window_starts(scaled.offsets, f.lookback, f.horizon, stop=train_end,
+                               min_target_end=val_cut)
+    if len(train_starts) == 0:
+        raise _no_windows(cfg, test_size, panel)
+    split = None
+    if test_size:
+        split = Holdout(test_size, _last_rows(df, panel, test_size),
+                        seasonal_scale(panel, panel.lengths - test_size, d.season_length))
+    release_arrow_memory()
+    return PreparedData(df, user_frame(df, cfg), panel, scaler, scaled, train_starts,
+                        val_starts, WindowSpec(f.lookback, f.horizon, d.season_length),
+                        column_spec(d), 1 if d.short_series == "pad" else None, split,
+                        encoder, covariates)
+
+
+def _encode_covariates(df: pd.DataFrame, cfg: PipelineConfig, test_size: int,
+                       offsets: np.ndarray, pads: np.ndarray
+                       ) -> tuple[CovariateEncoder | None, Covariates | None]:
+    """The covariate encoder fit on the training span and the encoded, padded covariates;
+    (None, None) for a pipeline without covariates."""
+    spec = covariate_spec(cfg, df)
+    if spec.empty:
+        return None, None
+    encoder = CovariateEncoder(spec, cfg.data.freq).fit(split_holdout(df, test_size)[0])
+    return encoder, encoder.transform(df).left_pad(offsets, pads)
+
+
+def _last_rows(df: pd.DataFrame, panel: Panel, size: int) -> pd.DataFrame:
+    """The last ``size`` rows of every series (the holdout), found from the panel's offsets,
+    which are row positions in ``df``, instead of grouping the frame again."""
+    if (panel.lengths < size).any():
+        return holdout_rows(df, size)
+    rows = np.repeat(panel.ends - size, size) + np.tile(np.arange(size), panel.n_series)
+    return df.iloc[rows].reset_index(drop=True)
+
+
+def _no_windows(cfg: PipelineConfig, test_size: int, panel: Panel) -> DataError:
+    lookback, horizon = cfg.features.lookback, cfg.features.horizon
+    return DataError(
+        f"no training windows: every series needs at least lookback + horizon + val_size "
+        f"+ test_size = {lookback + horizon + cfg.val_size + test_size} points, or "
+        f"horizon + val_size + test_size + 1 = {cfg.min_padded_length} with "
+        f"data.short_series: pad (longest has {int(panel.lengths.max(initial=0))})",
+        hint="lower features.lookback / training.val_size / evaluation.test_size, "
+        "use data.short_series: pad, or supply longer series",
+    )
+
+
+def series_rows(panel: Panel, ids: Sequence[str], drop_last: int = 0) -> np.ndarray:
+    """Row positions (in the panel's frame) of the series ``ids``, in frame order, without
+    the last ``drop_last`` points of each: a selection without a pass over the frame."""
+    k = np.flatnonzero(np.isin(panel.ids, np.asarray(ids, dtype=str)))
+    return np.concatenate([np.arange(panel.starts[i], panel.ends[i] - drop_last) for i in k]
+                          + [np.zeros(0, dtype=np.int64)])
+
+
+def serving_example(prep: PreparedData, n_series: int = 2) -> pd.DataFrame:
+    """A small input in the served model's format (for its signature): the last lookback
+    points of a few series, then ``horizon`` rows with the target left empty, which carry
+    future covariates (and are ignored by models without them)."""
+    w, c = prep.window, prep.columns
+    part = prep.user_df.iloc[series_rows(prep.panel, prep.panel.ids[:n_series])]
+    part = part.groupby(c.id_col, sort=False).tail(w.lookback + w.horizon)
+    part = part.assign(**{c.target_col: part[c.target_col].where(
+        part.groupby(c.id_col, sort=False).cumcount(ascending=False) >= w.horizon)})
+    return part.reset_index(drop=True).astype({c.target_col: "float64"})
+
+
+def fit_model(entry: Any, prep: PreparedData, settings: TrainSettings,
+              on_epoch: EpochHook | None = None, checkpoint: Path | None = None
+              ) -> tuple[Predictor, dict[str, list[float]], float]:
+    """Build and fit one model entry of the YAML on ``prep``; return its predictor,
+    history and fit time (``checkpoint``: folder of its resumable checkpoint)."""
+    trainable = families()[entry.type].trainable
+    forecaster = build_forecaster(entry.type, entry.label, prep.window, entry.options(),
+                                  prep.inputs if trainable else None)
+    history: dict[str, list[float]] = {}
+    t0 = time.perf_counter()
+    if forecaster.trainable:
+        history = forecaster.fit(prep.training_data, settings, on_epoch, checkpoint)
+    return prep.predictor(forecaster), history, time.perf_counter() - t0
+
+
+def holdout_predictions(predictor: Predictor, prep: PreparedData) -> pd.DataFrame:
+    """The holdout forecast (``unique_id, ds, yhat``) through the predictor's ``predict``,
+    on the rows located once by ``prep`` (what ``holdout_forecast`` finds by grouping)."""
+    holdout, lengths = prep.require_holdout(), prep.panel.lengths
+    pos_from_end = np.repeat(prep.panel.ends - 1, lengths) - np.arange(int(lengths.sum()))
+    return forecast_origins(predictor.predict, prep.user_df, holdout.size, pos_from_end,
+                            holdout.test_df[[ID, DS]], prep.columns.target_col)
+
+
+def evaluate(predictor: Predictor, prep: PreparedData, levels: Sequence[float] = (),
+             fc: pd.DataFrame | None = None) -> tuple[dict[str, float], pd.DataFrame]:
+    """Holdout metrics and per-series table through the predictor's public ``predict``
+    (or of its holdout forecast ``fc`` when already made); with conformal ``levels``, the
+    predictor is calibrated on the holdout residuals too."""
+    holdout = prep.require_holdout()
+    if fc is None:
+        fc = holdout_predictions(predictor, prep)
+    if fc["yhat"].isna().any() or not np.isfinite(fc["yhat"].to_numpy()).all():
+        raise RunFailed(f"model {predictor.name!r} produced missing or non-finite forecasts",
+                        hint="check the training loss curve; lower the learning rate")
+    if levels:
+        predictor.conformal = calibrate_on_holdout(fc, holdout, levels, predictor.horizon)
+    return score_test(fc, holdout.test_df, holdout.scale, holdout.size)
+
+
+def calibrate_on_holdout(fc: pd.DataFrame, holdout: Holdout, levels: Sequence[float],
+                         horizon: int) -> dict[str, list[float]]:
+    """Conformal table from the holdout residuals: out of sample for a model fit on the
+    training span. Each origin's ``horizon`` steps are one calibration row; steps the
+    holdout does not reach reuse the widest calibrated step."""
+    test, size = holdout.test_df, holdout.size
+    n = test[ID].nunique()
+    resid = (test[Y].to_numpy(np.float64) - fc["yhat"].to_numpy(np.float64)).reshape(n, size)
+    origins = -(-size // horizon)
+    padded = np.full((n, origins * horizon), np.nan)
+    padded[:, :size] = resid
+    rows = padded.reshape(n * origins, horizon)
+    table = conformal.calibrate(rows, np.repeat(holdout.scale, origins), levels)
+    for level, q in table.items():
+        reached = [x for x in q if np.isfinite(x)]
+        table[level] = [x if np.isfinite(x) else max(reached, default=float("nan"))
+                        for x in q]
+    return table
