@@ -133,3 +133,20 @@ def test_prefect_orchestrator_gives_the_same_results(prefect_harness, store, tmp
         runs = client.read_flow_runs(flow_filter=FlowFilter(
             name=FlowFilterName(any_=["batch-forecast"])))
     assert runs and all(r.parameters["data"] == "<InMemory>" for r in runs)
+
+
+def test_tune_a_dict_config_writes_the_tuned_yaml_here(store, tmp_path, retail_csv):
+    """A config with no YAML file: the tuned YAML is ./NAME.tuned.yaml, and it loads."""
+    cfg = pipeline_dict(retail_csv, name="api-tune",
+                        models=[{"type": "seasonal_naive"}, {"type": "mlp", "hidden_size": 8}],
+                        training={"max_epochs": 2, "patience": 1, "batch_size": 64, "seed": 0},
+                        tune={"model": "mlp", "sampler": "random", "trials": 2,
+                              "space": {"hidden_size": {"choice": [8, 16]}}})
+    result = deepcast.tune(cfg, trials=2)
+    assert isinstance(result, deepcast.TuneResult) and len(result.trials) == 2
+    assert result.output == "api-tune.tuned.yaml" and (tmp_path / result.output).is_file()
+    tuned = deepcast.load_config(tmp_path / result.output)
+    mlp = next(m for m in tuned.models if m.type == "mlp")
+    assert mlp.hidden_size == result.best_params["hidden_size"] and tuned.tune is None
+    with pytest.raises(deepcast.ConfigError, match="trials must be >= 1"):
+        deepcast.tune(cfg, trials=0)
