@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 # Prefect's engine and API calls, reading the CSV, the gate, writing the forecast).
 PHASES = {
     "fit (KerasForecaster.fit)": ("fit", "forecasting/keras_model.py"),
-    "imports (TF/Keras, GE, MLflow)": ("_warm_imports", "flows/cli.py"),
+    "imports (TF/Keras, GE, MLflow)": ("preload", "pipelines/runs/base.py"),
     "Prefect import, server start": ("start_if_needed", "flows/ephemeral.py"),
     "validation (GE)": ("validate_long_frame", "pipelines/validate.py"),
     "holdout forecasts": ("holdout_predictions", "pipelines/modelling.py"),

@@ -118,17 +118,17 @@ def replay(days: int, start: str, pipeline: Path, workdir: Path) -> dict:
             cycle = {"day": day, "status": "failed", "error": ""}
             try:
                 result = retrain(pipeline=str(live), output=str(out), as_of=day)
-                d = result["train"]["decision"]
+                d = result.train.decision.to_dict()
                 champion_after = tracker.registry.aliases().get("champion")
                 moved = champion_after != champion_before
                 cycle.update(
-                    status=result["status"], candidate=d["candidate"],
+                    status=result.status, candidate=d["candidate"],
                     candidate_score=d["candidate_score"], champion_score=d["champion_score"],
                     seasonal_naive_score=d["seasonal_naive_score"], promoted=d["promoted"],
                     gate_rule=gate_says(d, margin),
                     alias_moved=moved and champion_after == d["candidate_version"],
-                    champion=champion_after, drift=result["drift_summary"].split(":")[0],
-                    forecast=result["forecast"]["output"])
+                    champion=champion_after, drift=result.drift_summary.split(":")[0],
+                    forecast=result.forecast.output)
             except DeepcastError as exc:
                 cycle["error"] = str(exc).splitlines()[0]
             except Exception as exc:  # noqa: BLE001 - a failed cycle is what is measured

@@ -1,7 +1,7 @@
 """Errors that carry the CLI exit code, so every layer can fail with a clear message.
 
 Exit codes (documented in the README): 0 ok, 1 run failed, 2 bad command line or
-config, 3 data failed validation.
+config, 3 data failed validation; 130 interrupted (Ctrl-C or SIGTERM). Defined here only.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_BAD_CONFIG = 2
 EXIT_BAD_DATA = 3
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM, as a shell reports SIGINT
 
 
 class DeepcastError(Exception):

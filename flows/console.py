@@ -24,7 +24,7 @@ def wants_progress(quiet: bool, as_json: bool, stream: TextIO | None = None) -> 
 class RichReporter:
     """``deepcast.pipelines.progress`` reporter drawing one rich bar per task."""
 
-    def __init__(self, progress) -> None:
+    def __init__(self, progress: Any) -> None:
         self.progress = progress
 
     def start(self, description: str, total: float | None) -> int:
@@ -44,7 +44,7 @@ class RichReporter:
 class _ConsoleLogHandler(logging.Handler):
     """deepcast's log lines printed above the live bars instead of through them."""
 
-    def __init__(self, console) -> None:
+    def __init__(self, console: Any) -> None:
         super().__init__()
         self.console = console
 
@@ -57,7 +57,7 @@ class _ConsoleLogHandler(logging.Handler):
 
 
 @contextmanager
-def progress_display(enabled: bool, console=None) -> Iterator[None]:
+def progress_display(enabled: bool, console: Any = None) -> Iterator[None]:
     """Show stage progress (epochs per model, backtest cut-offs, forecast shards) while
     the block runs, when ``enabled``; otherwise do nothing."""
     if not enabled:

@@ -32,7 +32,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deepcast.features.errors import ConfigError
-from deepcast.flows.cli import PREFECT_LOGGERS
+from deepcast.flows.settings import PREFECT_LOGGERS
 from deepcast.pipelines.config import DASK_ADDRESS_ENV, ExecutionConfig
 
 log = logging.getLogger("deepcast")

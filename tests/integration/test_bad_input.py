@@ -483,11 +483,11 @@ def test_quarantine_moves_bad_rows_aside_and_counts_them(bench: Bench, monkeypat
                                     "duplicate (unique_id, ds)"]
     assert q["y"].tolist()[:2] == ["abc", "inf"] and q["ds"].tolist()[4] == "not a date"
     assert q["kept_row"].tolist()[-1] == "11"
-    assert summary["quarantined"] == 6 and summary["n_rows"] == 576
+    assert summary.quarantined == 6 and summary.n_rows == 576
     report = json.loads((d / "rep" / "validation.json").read_text())
     assert report["quarantined"] == 6 and report["interpolated"] == 2
     client = MlflowClient(bench.uri)
-    run = client.get_run(summary["parent_run_id"])
+    run = client.get_run(summary.parent_run_id)
     assert run.data.metrics["data_rows_quarantined"] == 6
     assert "validation/quarantine.csv" in [
-        a.path for a in client.list_artifacts(summary["parent_run_id"], "validation")]
+        a.path for a in client.list_artifacts(summary.parent_run_id, "validation")]

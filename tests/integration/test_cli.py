@@ -70,6 +70,23 @@ def test_validate_ok_and_json(tmp_path, retail_csv):
     assert (tmp_path / "rep" / "data_docs" / "index.html").is_file()
 
 
+def test_validate_json_is_the_python_api_result(tmp_path, retail_csv):
+    """The CLI prints the API's typed result: ``--json`` is its ``to_dict()``."""
+    import deepcast as api
+
+    pipeline = write_pipeline(tmp_path, retail_csv, name="cli-api")
+    done = deepcast("validate", str(pipeline), "--json", "--report-dir", "cli", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = json.loads(done.stdout)
+    result = api.validate(pipeline, report_dir=tmp_path / "py")
+    assert isinstance(result, api.ValidationResult) and result.success
+    paths = ("report_path", "docs_path")
+    same = json.loads(json.dumps(result.to_dict(), default=str))
+    assert {k: v for k, v in printed.items() if k not in paths} == {
+        k: v for k, v in same.items() if k not in paths}
+    assert list(printed) == list(same)
+
+
 @pytest.mark.slow
 def test_demo_path_train_forecast_runs_through_the_cli(tmp_path, retail_csv):
     """The README path in miniature: train, forecast, runs, in fresh processes."""

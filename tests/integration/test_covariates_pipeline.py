@@ -31,7 +31,7 @@ def _vic_pipeline(tmp_path):
 def test_future_covariates_are_required_and_used(prefect_harness, store, tmp_path):
     pipeline = _vic_pipeline(tmp_path)
     summary = train_pipeline(pipeline=str(pipeline))
-    assert summary["best"] == "mlp"  # registered as challenger (the gate may keep it there)
+    assert summary.best == "mlp"  # registered as challenger (the gate may keep it there)
 
     # no future rows: the forecast is refused, naming the series and the dates
     out = tmp_path / "fc.csv"
@@ -51,7 +51,7 @@ def test_future_covariates_are_required_and_used(prefect_harness, store, tmp_pat
     result = batch_forecast(pipeline=str(pipeline), output=str(out), model="challenger",
                             future=str(tmp_path / "future.csv"))
     fc = pd.read_csv(out)
-    assert result["rows"] == 48 and fc["ds"].iloc[0] == "2012-02-06 00:00:00"
+    assert result.rows == 48 and fc["ds"].iloc[0] == "2012-02-06 00:00:00"
     assert fc["yhat"].notna().all()
 
 
@@ -65,7 +65,7 @@ def test_static_embeddings_and_padded_short_series(prefect_harness, store, tmp_p
         evaluation={"test_size": 6, "metric": "mase"})
     summary = train_pipeline(pipeline=str(pipeline))
     # 53-point telecom series < lookback 36 + 6 + 6 + 6 = 54: kept and padded, not dropped
-    assert summary["dropped_series"] == {} and summary["n_series"] == 16
+    assert summary.dropped_series == {} and summary.n_series == 16
     out = tmp_path / "fc.parquet"
     batch_forecast(pipeline=str(pipeline), output=str(out), model="challenger")
     fc = pd.read_parquet(out)

@@ -27,19 +27,19 @@ def test_train_then_forecast_then_worse_model_keeps_champion(
         prefect_harness, store, tmp_path, retail_csv):
     pipeline = write_pipeline(tmp_path, retail_csv)
     first = train_pipeline(pipeline=str(pipeline))
-    assert first["decision"]["promoted"] is True
-    assert first["decision"]["candidate_version"] == "1"
-    names = [row["model"] for row in first["table"]]
+    assert first.decision.promoted is True
+    assert first.decision.candidate_version == "1"
+    names = [row["model"] for row in first.table]
     assert names == ["naive", "seasonal_naive", "lstm"]
     tracker = Tracker("it-retail")
     assert tracker.registry.aliases() == {"champion": "1", "challenger": "1"}
 
     # every model run is logged with the same metric names and per-epoch losses
-    parent = tracker.client.get_run(first["parent_run_id"])
+    parent = tracker.client.get_run(first.parent_run_id)
     assert parent.data.tags["deepcast.data_sha256"] and parent.data.params["features.lookback"]
     children = tracker.client.search_runs(
         [parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{first['parent_run_id']}'")
+        filter_string=f"tags.mlflow.parentRunId = '{first.parent_run_id}'")
     assert len(children) == 3
     for child in children:
         assert {"holdout_mae", "holdout_rmse", "holdout_smape", "holdout_mase",
@@ -54,21 +54,21 @@ def test_train_then_forecast_then_worse_model_keeps_champion(
     fc = pd.read_csv(out)
     assert list(fc.columns) == FORECAST_COLUMNS
     assert len(fc) == 6 * 6 and fc.groupby("unique_id").size().eq(6).all()
-    assert (fc["model_version"] == 1).all() and summary["model_version"] == "1"
+    assert (fc["model_version"] == 1).all() and summary.model_version == "1"
     assert fc["ds"].min() == "2019-01-01" and fc["ds"].max() == "2019-06-01"
     assert fc["yhat"].notna().all()
 
     # a second run with only a worse model: registered as challenger, champion unchanged
     worse = write_pipeline(tmp_path, retail_csv, name="it-retail", models=[{"type": "naive"}])
     second = train_pipeline(pipeline=str(worse))
-    d = second["decision"]
-    assert d["promoted"] is False and d["candidate"] == "naive"
-    assert d["champion_version"] == "1" and d["champion_score"] < d["candidate_score"]
-    assert Tracker("it-retail").registry.aliases() == {"champion": "1", "challenger": "2"}
-    run = tracker.client.get_run(second["parent_run_id"])
+    d = second.decision
+    assert d.promoted is False and d.candidate == "naive"
+    assert d.champion_version == "1" and d.champion_score < d.candidate_score
+    assert Tracker("it-retail").aliases() == {"champion": "1", "challenger": "2"}
+    run = tracker.client.get_run(second.parent_run_id)
     assert run.data.tags["deepcast.promotion.decision"] == "kept-champion"
     # the champion was re-scored on today's holdout, and equals its original score
-    assert d["champion_score"] == pytest.approx(first["decision"]["candidate_score"])
+    assert d.champion_score == pytest.approx(first.decision.candidate_score)
 
 
 def test_pyfunc_predicts_in_a_fresh_process(prefect_harness, store, tmp_path, m3_csv):
@@ -152,8 +152,8 @@ def test_forecast_with_unknown_alias_is_a_clear_error(prefect_harness, store, tm
 def test_same_config_same_metrics(prefect_harness, store, tmp_path, retail_csv):
     pipeline = write_pipeline(tmp_path, retail_csv, name="it-repro",
                               models=[{"type": "lstm", "units": 8}])
-    a = train_pipeline(pipeline=str(pipeline))["table"]
-    b = train_pipeline(pipeline=str(pipeline))["table"]
+    a = train_pipeline(pipeline=str(pipeline)).table
+    b = train_pipeline(pipeline=str(pipeline)).table
     strip = [{k: v for k, v in row.items() if k != "fit_s"} for row in a]
     assert strip == [{k: v for k, v in row.items() if k != "fit_s"} for row in b]
 

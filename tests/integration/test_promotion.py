@@ -30,18 +30,19 @@ def test_gate_history_and_rollback(prefect_harness, store, tmp_path, retail_csv)
     first = write_pipeline(tmp_path, retail_csv, name="it-gate", evaluation=GATE,
                            models=[{"type": "seasonal_naive"}])
     one = train_pipeline(pipeline=str(first))
-    d1 = one["decision"]
-    assert d1["promoted"] and d1["gate"].startswith("3 cut-off(s)") and d1["windows"] == 3
-    assert d1["candidate_score"] == pytest.approx(d1["seasonal_naive_score"])
+    d1 = one.decision
+    assert d1.promoted and d1.gate.startswith("3 cut-off(s)") and d1.windows == 3
+    assert d1.candidate_score == pytest.approx(d1.seasonal_naive_score)
 
     # 2. naive, worse than seasonal naive on the same cut-offs: registered, not promoted
     worse = write_pipeline(tmp_path, retail_csv, name="it-gate", evaluation=GATE,
                            models=[{"type": "naive"}])
     two = train_pipeline(pipeline=str(worse))
-    assert not two["decision"]["promoted"]
-    assert "seasonal naive" in two["decision"]["reason"]
-    registry = Tracker("it-gate").registry
-    assert registry.aliases() == {"champion": "1", "challenger": "2"}
+    assert not two.decision.promoted
+    assert "seasonal naive" in two.decision.reason
+    tracker = Tracker("it-gate")
+    registry = tracker.registry
+    assert tracker.registry.aliases() == {"champion": "1", "challenger": "2"}
 
     # 3. an MLP that beats both: promoted, replacing v1, both scores recorded
     better = write_pipeline(tmp_path, retail_csv, name="it-gate", evaluation=GATE,
@@ -49,11 +50,11 @@ def test_gate_history_and_rollback(prefect_harness, store, tmp_path, retail_csv)
                             training={"max_epochs": 15, "patience": 3, "batch_size": 32,
                                       "seed": 0})
     three = train_pipeline(pipeline=str(better))
-    d3 = three["decision"]
-    assert d3["promoted"], d3
-    assert d3["champion_version"] == "1" and d3["candidate_score"] < d3["champion_score"]
-    assert registry.aliases()["champion"] == "3"
-    tags = registry.version_tags("3")
+    d3 = three.decision
+    assert d3.promoted, d3
+    assert d3.champion_version == "1" and d3.candidate_score < d3.champion_score
+    assert tracker.registry.aliases()["champion"] == "3"
+    tags = tracker.registry.version_tags("3")
     assert tags["deepcast.replaced_version"] == "1" and "deepcast.promoted_at" in tags
     assert [(e["action"], e["version"], e["replaced"]) for e in history(registry)] == [
         ("promoted", "1", ""), ("promoted", "3", "1")]

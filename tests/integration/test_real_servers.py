@@ -123,10 +123,10 @@ def test_train_promote_forecast_over_http(prefect_harness, tmp_path, retail_csv,
     with mlflow_server(tmp_path / "mlflow-server") as url:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         trained = train_pipeline(pipeline=str(pipeline))
-        assert trained["tracking_uri"] == url and trained["decision"]["promoted"]
+        assert trained.tracking_uri == url and trained.decision.promoted
         out = tmp_path / "forecast.csv"
         summary = batch_forecast(pipeline=str(pipeline), output=str(out))
-        assert summary["model_version"] == "1" and len(pd.read_csv(out)) == 6 * 6
+        assert summary.model_version == "1" and len(pd.read_csv(out)) == 6 * 6
         tracker = Tracker("it-http")
         assert tracker.registry.aliases() == {"champion": "1", "challenger": "1"}
         champion = tracker.registry.resolve("champion")

@@ -33,7 +33,7 @@ def test_train_logs_plots_and_forecast_writes_a_self_contained_report(
         evaluation={"test_size": 12, "metric": "mase", "conformal": [80]})
     summary = train_pipeline(pipeline=str(pipeline))
     tracker = Tracker("it-report")
-    parent = summary["parent_run_id"]
+    parent = summary.parent_run_id
     assert _artifacts(tracker, parent, "plots") == {"plots/skill_vs_seasonal_naive.png"}
     children = {r.info.run_name: r.info.run_id for r in tracker.client.search_runs(
         [tracker.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'")}
@@ -54,9 +54,9 @@ def test_train_logs_plots_and_forecast_writes_a_self_contained_report(
     text = (tmp_path / "r.html").read_text(encoding="utf-8")
     version = tracker.registry.resolve("champion")
     run = tracker.client.get_run(parent)
-    assert out["report"] == str(tmp_path / "r.html")
+    assert out.report == str(tmp_path / "r.html")
     assert f"version {version.version}" in text and "champion" in text
-    assert out["model_name"] in text and run.data.tags["deepcast.data_sha256"] in text
+    assert out.model_name in text and run.data.tags["deepcast.data_sha256"] in text
     assert "2011-01-01 → 2018-12-01" in text  # the training data's date range
     assert all(f"{uid} (chosen)" not in text for uid in chosen)  # titles live in the PNG
     for uid in chosen:

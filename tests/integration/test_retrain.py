@@ -63,9 +63,9 @@ def test_retrain_promotes_publishes_and_drift_block_keeps_everything(
     out = tmp_path / "fc" / "forecast_{date}.csv"
     state, run_id = _run(pipeline, out, as_of="2018-06-01")
     first = state.result()
-    assert first["status"] == "promoted" and first["drift"]["checked"] is False
-    assert "no champion yet" in first["drift_summary"]
-    assert registry.aliases()["champion"] == "2"
+    assert first.status == "promoted" and first.drift.checked is False
+    assert "no champion yet" in first.drift_summary
+    assert tracker.registry.aliases()["champion"] == "2"
     written = tmp_path / "fc" / "forecast_2018-06-01.csv"
     fc = pd.read_csv(written)
     assert fc["ds"].min() == "2018-07-01" and (fc["model_version"] == 2).all()
@@ -76,7 +76,7 @@ def test_retrain_promotes_publishes_and_drift_block_keeps_everything(
         "naive", "seasonal_naive"}
     assert "**PROMOTED**" in arts["it-retrain-decision"].data
     assert f"({written.resolve().as_uri()})" in arts["it-retrain-forecast-file"].data
-    assert first["train"]["parent_run_id"] in arts["it-retrain-mlflow-run"].data
+    assert first.train.parent_run_id in arts["it-retrain-mlflow-run"].data
     # the champion carries the reference profile of its training data
     profile = tracker.history.load_dict(registry.resolve("champion").run_id, PROFILE_ARTIFACT)
     assert profile["global"]["n_series"] == 6 and profile["window"] == 24
@@ -102,12 +102,12 @@ def test_retrain_promotes_publishes_and_drift_block_keeps_everything(
     pipeline = write_pipeline(tmp_path, retail_csv, name="it-retrain", **OVER)
     state, run_id = _run(pipeline, out)
     second = state.result()
-    assert second["drift"]["checked"] and "against champion v2" in second["drift_summary"]
-    d = second["train"]["decision"]
-    assert d["champion_version"] == "2" and second["status"] in ("promoted", "kept")
-    assert registry.aliases()["champion"] == ("3" if d["promoted"] else "2")
-    assert Path(second["forecast"]["output"]).name == f"forecast_{second['day']}.csv"
-    assert pd.read_csv(second["forecast"]["output"])["ds"].min() == "2019-01-01"
+    assert second.drift.checked and "against champion v2" in second.drift_summary
+    d = second.train.decision
+    assert d.champion_version == "2" and second.status in ("promoted", "kept")
+    assert tracker.registry.aliases()["champion"] == ("3" if d.promoted else "2")
+    assert Path(second.forecast.output).name == f"forecast_{second.day}.csv"
+    assert pd.read_csv(second.forecast.output)["ds"].min() == "2019-01-01"
 
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:

@@ -45,10 +45,10 @@ def test_train_from_a_query_and_forecast_into_a_table(prefect_harness, store, tm
     monkeypatch.setenv("DEEPCAST_DB_URL", url)
     pipeline = _pipeline(tmp_path, retail_csv)
     summary = train_pipeline(pipeline=str(pipeline))
-    assert summary["n_series"] == 6 and summary["decision"]["promoted"]
+    assert summary.n_series == 6 and summary.decision.promoted
 
     out = batch_forecast(pipeline=str(pipeline), output="sql://forecasts")
-    assert out["rows"] == 36
+    assert out.rows == 36
     with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
         table = pd.read_sql_query("SELECT * FROM forecasts", conn)
     assert list(table.columns) == FORECAST_COLUMNS and len(table) == 36

@@ -42,12 +42,12 @@ def test_train_from_postgres_and_forecast_into_a_table(prefect_harness, store, t
     pipeline = tmp_path / "it-pg.yaml"
     pipeline.write_text(yaml.safe_dump(raw, sort_keys=False))
     summary = train_pipeline(pipeline=str(pipeline))
-    assert summary["n_series"] == 6 and summary["n_rows"] == len(frame)
-    assert summary["decision"]["promoted"]
+    assert summary.n_series == 6 and summary.n_rows == len(frame)
+    assert summary.decision.promoted
 
     for _ in range(2):  # the second forecast replaces the rows, in one transaction
         out = batch_forecast(pipeline=str(pipeline), output="sql://shop.forecasts")
-        assert out["rows"] == 36
+        assert out.rows == 36
         with engine.connect() as conn:
             table = pd.read_sql_query(text("SELECT * FROM shop.forecasts ORDER BY 1, 2"), conn)
             kind = conn.execute(text(

@@ -33,22 +33,22 @@ def test_tune_writes_a_ready_pipeline(prefect_harness, store, tmp_path, retail_c
     pipeline.write_text(yaml.safe_dump(raw, sort_keys=False))
 
     summary = tune_pipeline(pipeline=str(pipeline), trials=5)
-    trials = summary["trials"]
+    trials = summary.trials
     assert len(trials) == 5 and {t["state"] for t in trials} <= {"complete", "pruned"}
-    best = summary["best_params"]
+    best = summary.best_params
     assert best["hidden_size"] in (8, 16) and best["layers"] in (1, 2)
 
     # the tuned YAML loads as a pipeline and carries the best values
-    tuned = load_config(summary["output"])
+    tuned = load_config(summary.output)
     mlp = next(m for m in tuned.models if m.type == "mlp")
     assert (mlp.hidden_size, mlp.layers) == (best["hidden_size"], best["layers"])
     assert tuned.training.learning_rate == pytest.approx(best["training.learning_rate"])
-    assert "tune" not in yaml.safe_load(open(summary["output"]))
+    assert "tune" not in yaml.safe_load(open(summary.output))
     # one parent run, one nested run per trial
     tracker = Tracker(f"it-tune-{sampler}")
     children = tracker.client.search_runs(
         [tracker.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{summary['parent_run_id']}'")
+        filter_string=f"tags.mlflow.parentRunId = '{summary.parent_run_id}'")
     assert len(children) == 5
 
 

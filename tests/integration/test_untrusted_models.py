@@ -233,7 +233,7 @@ def test_model_logged_with_the_legacy_entry_script_still_forecasts(
 
     out = tmp_path / "legacy.csv"
     summary = batch_forecast(pipeline=str(pipeline), output=str(out))
-    assert summary["model_version"] == ref.version and summary["model_name"] == "naive"
+    assert summary.model_version == ref.version and summary.model_name == "naive"
     fc = pd.read_csv(out, dtype={"unique_id": str}, parse_dates=["ds"])
     expected = predictor.predict(user_frame(clean, cfg))
     assert len(fc) == len(expected) == 6 * cfg.features.horizon

@@ -1,0 +1,152 @@
+"""The Python API (``import deepcast``) on the small retail slice, with a real SQLite MLflow
+store: validate -> train -> forecast in-process without Prefect, typed results whose
+``to_dict`` is the CLI's ``--json``, deepcast's errors, and the same metrics and forecast
+through ``orchestrator="prefect"``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+import deepcast
+from deepcast.pipelines.forecast import FORECAST_COLUMNS
+from tests.conftest import pipeline_dict
+from tests.integration.conftest import subprocess_env, write_pipeline
+
+pytestmark = pytest.mark.integration
+
+FAST = {"models": [{"type": "naive"}, {"type": "seasonal_naive"},
+                   {"type": "lstm", "units": 8}]}
+
+
+def _scores(table: list[dict]) -> list[dict]:
+    """A metrics table without its timings."""
+    return [{k: v for k, v in row.items() if k != "fit_s"} for row in table]
+
+
+def test_import_is_cheap_and_runs_without_prefect(tmp_path, retail_csv):
+    """``import deepcast`` loads no framework; a plain train and forecast never import
+    Prefect (a fresh process, config given as a dict, data as a frame)."""
+    code = (
+        "import sys, json\n"
+        "import deepcast\n"
+        "heavy = [m for m in ('tensorflow', 'prefect', 'mlflow', 'great_expectations',"
+        " 'pandas') if m in sys.modules]\n"
+        "import pandas as pd\n"
+        "cfg = json.loads(sys.argv[1])\n"
+        "df = pd.read_csv(sys.argv[2])\n"
+        "trained = deepcast.train(cfg, df)\n"
+        "fc = deepcast.forecast(cfg, history=df)\n"
+        "print(json.dumps({'heavy': heavy, 'prefect': 'prefect' in sys.modules,"
+        " 'promoted': trained.decision.promoted, 'rows': len(fc.forecast)}))\n")
+    cfg = pipeline_dict(retail_csv, name="api-fresh", models=[{"type": "seasonal_naive"}])
+    env = subprocess_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(cfg), str(retail_csv)],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "heavy": [], "prefect": False, "promoted": True, "rows": 36}
+
+
+def test_validate_train_forecast_in_process(store, tmp_path, retail_csv):
+    pipeline = write_pipeline(tmp_path, retail_csv, name="api-plain", **FAST)
+    cfg = deepcast.load_config(pipeline)
+    df = pd.read_csv(retail_csv)
+
+    checked = deepcast.validate(cfg, df, report_dir=tmp_path / "rep")
+    assert isinstance(checked, deepcast.ValidationResult) and checked.success
+    assert checked.to_dict()["n_series"] == 6 and len(checked.clean) == len(df)
+    assert "Validation of DataFrame: PASSED" in checked.summary()
+    assert (tmp_path / "rep" / "validation.json").is_file()
+
+    trained = deepcast.train(cfg, df)
+    assert isinstance(trained, deepcast.TrainResult)
+    assert [row["model"] for row in trained.table] == ["naive", "seasonal_naive", "lstm"]
+    assert trained.decision.promoted and trained.decision.candidate_version == "1"
+    assert list(trained.metrics["model"]) == ["naive", "seasonal_naive", "lstm"]
+    as_json = json.loads(json.dumps(trained.to_dict(), default=str))
+    assert list(as_json) == ["pipeline", "parent_run_id", "metric", "table", "reference",
+                             "best", "decision", "n_rows", "n_series", "dropped_series",
+                             "quarantined", "quarantine_path", "validation_report",
+                             "tracking_uri"]
+    assert as_json["decision"]["promoted"] is True and as_json["tracking_uri"] == store
+
+    result = deepcast.forecast(cfg)  # the champion, history from data.path, not written
+    fc = result.forecast
+    assert list(fc.columns) == FORECAST_COLUMNS and len(fc) == 6 * 6 == result.rows
+    assert result.output is None and result.model_version == "1"
+    assert "forecast" not in result.to_dict() and "report" not in result.to_dict()
+
+    out = tmp_path / "out" / "f.csv"
+    written = deepcast.forecast(cfg, "challenger", history=df, output=out)
+    assert written.output == str(out) and written.model_uri == "models:/api-plain@challenger"
+    pd.testing.assert_frame_equal(written.forecast.reset_index(drop=True), fc)
+    assert len(pd.read_csv(out)) == 36
+
+
+def test_errors_are_deepcasts_own(store, tmp_path, retail_csv):
+    pipeline = write_pipeline(tmp_path, retail_csv, name="api-errors",
+                              models=[{"type": "seasonal_naive"}])
+    bad = pd.read_csv(retail_csv)
+    bad.loc[3, "y"] = float("inf")
+    assert not deepcast.validate(pipeline, bad).success  # a result, not an error
+    with pytest.raises(deepcast.ValidationFailed, match="row 4"):
+        deepcast.train(pipeline, bad)
+    with pytest.raises(deepcast.ConfigError, match="no version 'champion'"):
+        deepcast.forecast(pipeline)
+    with pytest.raises(deepcast.ConfigError, match="orchestrator must be one of"):
+        deepcast.train(pipeline, orchestrator="airflow")
+    with pytest.raises(deepcast.ConfigError, match="invalid pipeline config <dict>"):
+        deepcast.load_config({"name": "x"})
+    with pytest.raises(deepcast.DataError, match="missing required column"):
+        deepcast.validate(pipeline, bad.rename(columns={"y": "value"}))
+    dask = pipeline_dict(retail_csv, name="api-dask", execution={"runner": "dask"})
+    with pytest.raises(deepcast.ConfigError, match="orchestrator='prefect'"):
+        deepcast.train(dask)
+
+
+@pytest.mark.slow
+def test_prefect_orchestrator_gives_the_same_results(prefect_harness, store, tmp_path,
+                                                     retail_csv):
+    cfg = deepcast.load_config(write_pipeline(tmp_path, retail_csv, name="api-both", **FAST))
+    df = pd.read_csv(retail_csv)
+    plain = deepcast.train(cfg, df)
+    flowed = deepcast.train(cfg, df, orchestrator="prefect")
+    assert isinstance(flowed, deepcast.TrainResult)
+    assert _scores(flowed.table) == _scores(plain.table)
+    assert (flowed.reference, flowed.best, flowed.n_rows) == (
+        plain.reference, plain.best, plain.n_rows)
+
+    a = deepcast.forecast(cfg, "1", history=df)
+    b = deepcast.forecast(cfg, "1", history=df, orchestrator="prefect")
+    assert a.to_dict() == b.to_dict()
+    pd.testing.assert_frame_equal(a.forecast, b.forecast)
+    # the frame went to the flow by reference: Prefect stored a placeholder, not its rows
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(
+            name=FlowFilterName(any_=["batch-forecast"])))
+    assert runs and all(r.parameters["data"] == "<InMemory>" for r in runs)
+
+
+def test_tune_a_dict_config_writes_the_tuned_yaml_here(store, tmp_path, retail_csv):
+    """A config with no YAML file: the tuned YAML is ./NAME.tuned.yaml, and it loads."""
+    cfg = pipeline_dict(retail_csv, name="api-tune",
+                        models=[{"type": "seasonal_naive"}, {"type": "mlp", "hidden_size": 8}],
+                        training={"max_epochs": 2, "patience": 1, "batch_size": 64, "seed": 0},
+                        tune={"model": "mlp", "sampler": "random", "trials": 2,
+                              "space": {"hidden_size": {"choice": [8, 16]}}})
+    result = deepcast.tune(cfg, trials=2)
+    assert isinstance(result, deepcast.TuneResult) and len(result.trials) == 2
+    assert result.output == "api-tune.tuned.yaml" and (tmp_path / result.output).is_file()
+    tuned = deepcast.load_config(tmp_path / result.output)
+    mlp = next(m for m in tuned.models if m.type == "mlp")
+    assert mlp.hidden_size == result.best_params["hidden_size"] and tuned.tune is None
+    with pytest.raises(deepcast.ConfigError, match="trials must be >= 1"):
+        deepcast.tune(cfg, trials=0)
