@@ -109,7 +109,7 @@ def worker_windows(tool: str, n_series: int, length: int, lookback: int,
     t0 = time.perf_counter()
     if tool == "deepcast":
         starts = window_starts(offsets, lookback, H)
-        ds = make_dataset(flat, starts, lookback, H, BATCH, seed=0, epochs=range(epochs))
+        ds = make_dataset(flat, starts, (lookback, H, BATCH), seed=0, epochs=range(epochs))
     else:
         parts = [tf.keras.utils.timeseries_dataset_from_array(
             values[i], None, sequence_length=lookback + H, batch_size=BATCH, shuffle=True,

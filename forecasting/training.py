@@ -191,7 +191,7 @@ def _dataset(net: Network, data: TrainingData, starts: np.ndarray,
              geometry: tuple[int, int, int], **shuffle):
     """The ``tf.data`` stream of this model's inputs only."""
     names = net.input_names
-    ds = make_dataset(data.values, starts, *geometry, covariates=data.covariates,
+    ds = make_dataset(data.values, starts, geometry, covariates=data.covariates,
                       offsets=data.offsets, **shuffle)
     if data.covariates is None:
         return ds

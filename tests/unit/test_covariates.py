@@ -87,7 +87,7 @@ def test_past_covariates_never_reach_the_horizon():
     cov.past = values[:, None] * 100  # unscaled, to read positions back
     cov.future = values[:, None] * 1000
     starts = window_starts(offsets, 8, 4)
-    for (x, y) in make_dataset(values, starts, 8, 4, 64, covariates=cov, offsets=offsets):
+    for (x, y) in make_dataset(values, starts, (8, 4, 64), covariates=cov, offsets=offsets):
         y_pos = x["y"].numpy()[:, :, 0]
         past_pos = x["past"].numpy()[:, :, 0] / 100
         fut_pos = x["future"].numpy()[:, :, 0] / 1000

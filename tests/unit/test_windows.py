@@ -93,7 +93,7 @@ def test_gather_is_a_view_over_the_series():
 def test_make_dataset_batches_match_numpy():
     p = _panel()
     starts = window_starts(p.offsets, 3, 2)
-    ds = make_dataset(p.values, starts, 3, 2, batch_size=4)
+    ds = make_dataset(p.values, starts, (3, 2, 4))
     xs, ys = zip(*[(x["y"].numpy(), y.numpy()) for x, y in ds], strict=True)
     x, y = np.concatenate(xs), np.concatenate(ys)
     ref = gather_windows(p.values, starts, 5)
@@ -107,7 +107,7 @@ def test_make_dataset_shuffle_depends_only_on_seed_and_epoch():
     starts = window_starts(p.offsets, 3, 2)
 
     def epochs(seed, first, last):
-        ds = make_dataset(p.values, starts, 3, 2, batch_size=6, seed=seed,
+        ds = make_dataset(p.values, starts, (3, 2, 6), seed=seed,
                           epochs=range(first, last))
         return [y.numpy()[:, 0].tolist() for _, y in ds]
 
@@ -123,9 +123,9 @@ def test_make_dataset_batch_sizes_with_remainder():
     """Full batches, then the remainder of every epoch; fewer windows than one batch."""
     p = _panel()
     starts = window_starts(p.offsets, 3, 2)  # 6 windows
-    sizes = [len(y) for _, y in make_dataset(p.values, starts, 3, 2, batch_size=4, seed=0,
+    sizes = [len(y) for _, y in make_dataset(p.values, starts, (3, 2, 4), seed=0,
                                              epochs=range(2))]
     assert sizes == [4, 2, 4, 2]
-    one = [y.numpy() for _, y in make_dataset(p.values, starts, 3, 2, batch_size=10)]
+    one = [y.numpy() for _, y in make_dataset(p.values, starts, (3, 2, 10))]
     assert [len(y) for y in one] == [6]
     np.testing.assert_array_equal(one[0], gather_windows(p.values, starts, 5)[:, 3:])
