@@ -110,9 +110,10 @@ def _write(fc: pd.DataFrame, output: str, url_env: str | None = None) -> str:
 
 def _report(path: str, fc: pd.DataFrame, history: pd.DataFrame, tracker: Any, ref: Any,
             cfg: PipelineConfig, alias: str, output: str | None, series: list[str]) -> str:
-    from deepcast.pipelines.report import render_report, write_report
+    from deepcast.pipelines.report import ReportSettings, render_report, write_report
 
-    text = render_report(fc, history, store.training_info(tracker, ref), pipeline=cfg.name,
-                         alias=alias, output=output or "", metric=cfg.evaluation.metric,
-                         season_length=cfg.data.season_length, chosen=series)
+    settings = ReportSettings(pipeline=cfg.name, alias=alias, output=output or "",
+                              metric=cfg.evaluation.metric,
+                              season_length=cfg.data.season_length, chosen=tuple(series))
+    text = render_report(fc, history, store.training_info(tracker, ref), settings)
     return str(write_report(path, text))
