@@ -25,15 +25,15 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _API = ("load_config", "validate", "train", "backtest", "tune", "forecast", "retrain",
-        "ForecastReport")
+        "ForecastReport", "ForecastOutput")
 _RESULTS = ("ValidationResult", "TrainResult", "BacktestResult", "TuneResult",
             "ForecastResult", "RetrainResult")
 _ERRORS = ("DeepcastError", "ConfigError", "DataError", "RunFailed", "ValidationFailed")
 
 __all__ = [
     "load_config", "validate", "train", "backtest", "tune", "forecast", "retrain",
-    "ForecastReport", "ValidationResult", "TrainResult", "BacktestResult", "TuneResult",
-    "ForecastResult", "RetrainResult", "DeepcastError", "ConfigError", "DataError",
+    "ForecastReport", "ForecastOutput", "ValidationResult", "TrainResult", "BacktestResult",
+    "TuneResult", "ForecastResult", "RetrainResult", "DeepcastError", "ConfigError", "DataError",
     "RunFailed", "ValidationFailed", "__version__",
 ]
 
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         ValidationFailed,
     )
     from deepcast.flows.api import (
+        ForecastOutput,
         ForecastReport,
         backtest,
         forecast,

@@ -54,6 +54,17 @@ class ForecastReport:
     report_dir: str | os.PathLike | None = None
 
 
+@dataclass(frozen=True)
+class ForecastOutput:
+    """Where the forecast is written (``path``: a .csv / .parquet file or ``sql://TABLE``)
+    and how: a CSV's text cells starting ``=``, ``+``, ``-``, ``@``, tab or CR get a
+    leading ``'`` so a spreadsheet shows them as text (``formula_guard``; False writes
+    them raw)."""
+
+    path: str | os.PathLike
+    formula_guard: bool = True
+
+
 def load_config(source: ConfigSource) -> PipelineConfig:
     """A validated pipeline config from a YAML file or a dict. A relative ``data.path``
     is resolved against the YAML's folder (the working directory for a dict)."""
@@ -123,26 +134,33 @@ def tune(cfg: ConfigSource, df: Data = None, trials: int | None = None, *,
 
 
 def forecast(cfg: ConfigSource, model: str | int = "champion", history: Data = None,
-             future: Data = None, output: str | os.PathLike | None = None, *,
+             future: Data = None, output: str | os.PathLike | ForecastOutput | None = None, *,
              report: str | os.PathLike | ForecastReport | None = None,
              orchestrator: Orchestrator = "none") -> ForecastResult:
     """Forecast the horizon after each series of ``history`` with a registered model
     (an alias such as ``"champion"`` or a version number); the rows are on the result's
     ``forecast`` and, with ``output``, written atomically to a CSV/Parquet file or
-    ``sql://TABLE``. ``report``: an HTML report path, or a :class:`ForecastReport`."""
+    ``sql://TABLE`` (a :class:`ForecastOutput` turns off the CSV formula guard).
+    ``report``: an HTML report path, or a :class:`ForecastReport`; the forecast and the
+    report are written together (both change, or neither does)."""
+    from deepcast.pipelines.runs import ForecastOptions
+
     extra = report if isinstance(report, ForecastReport) else ForecastReport(html=report)
-    html, series = _path(extra.html), [str(s) for s in extra.series]
+    guard = output.formula_guard if isinstance(output, ForecastOutput) else True
+    path = _path(output.path if isinstance(output, ForecastOutput) else output)
+    options = ForecastOptions(report=_path(extra.html), series=tuple(map(str, extra.series)),
+                              formula_guard=guard)
     if _use_prefect(orchestrator):
         from deepcast.flows.flows import batch_forecast
 
         return batch_forecast(**_flow_args(cfg, history, extra.report_dir),
-                              output=_path(output), model=str(model),
-                              future=_flow_data(future), report=html, series=series or None)
+                              output=path, model=str(model),
+                              future=_flow_data(future), options=options)
     from deepcast.pipelines import runs
 
     config, inputs = _job_args(cfg, history, extra.report_dir)
-    request = runs.ForecastRequest(model=str(model), output=_path(output),
-                                   future=_data(future), report=html, series=tuple(series))
+    request = runs.ForecastRequest(model=str(model), output=path,
+                                   future=_data(future), options=options)
     return runs.forecast(config, inputs, request)
 
 

@@ -69,9 +69,20 @@ def _report(exc: Exception, debug: bool) -> int:
     if isinstance(exc, DeepcastError):
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    print(f"error: run failed: {type(exc).__name__}: {exc}\n"
-          "  fix: rerun with --debug for the full traceback", file=sys.stderr)
+    print(f"error: run failed: {describe(exc)}\n"
+          "  fix: rerun with --debug for the full traceback"
+          + ("" if str(exc).strip() else " (it shows where the error was raised)"),
+          file=sys.stderr)
     return EXIT_RUN_FAILED
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message``; an error raised without a message (``ValueError()``) is named by
+    its repr and says so, instead of ending in an empty ``ValueError: ``."""
+    message = str(exc).strip()
+    if message:
+        return f"{type(exc).__name__}: {message}"
+    return f"{exc!r}, raised without a message"
 
 
 if __name__ == "__main__":

@@ -181,8 +181,9 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     cfg = _preflight(args)
     resolve_model(cfg, args.model)  # unknown, or not deepcast's model: exit 2 at once
     report = api.ForecastReport(html=args.report, series=series, report_dir=args.report_dir)
+    output = api.ForecastOutput(args.output, formula_guard=args.formula_guard)
     result = _launch(args, api.forecast, args.pipeline, args.model, args.data, args.future,
-                     args.output, report=report)
+                     output, report=report)
     if result is not None:
         _print_forecast(args, result)
     return EXIT_OK

@@ -62,13 +62,11 @@ def tune_pipeline(pipeline: str | PipelineConfig, trials: int | None = None,
 def batch_forecast(pipeline: str | PipelineConfig, output: str | None,
                    model: str = "champion", data: str | InMemory | None = None,
                    report_dir: str | None = None, future: str | InMemory | None = None,
-                   report: str | None = None, series: list[str] | None = None
-                   ) -> ForecastResult:
+                   options: runs.ForecastOptions | None = None) -> ForecastResult:
     """Load ``models:/NAME@model`` -> validate the history (and the future covariates) ->
-    forecast -> write atomically (-> the HTML report, with ``report``); ``output`` None
-    returns the forecast without writing it."""
+    forecast (-> the HTML report of ``options``) -> write the forecast and the report
+    together, atomically; ``output`` None returns the forecast without writing it."""
     cfg, given = inputs(pipeline, data, report_dir)
     request = runs.ForecastRequest(model=model, output=output, future=unwrap(future),
-                                   report=report, series=tuple(series or ()))
+                                   options=options or runs.ForecastOptions())
     return runs.forecast(cfg, given, request, PrefectSteps())
-

@@ -92,9 +92,14 @@ def _add_forecast(sub: Any) -> None:
     p.add_argument("--report", metavar="REPORT.html",
                    help="also write a self-contained HTML report: model, version, training "
                    "data, scores vs seasonal naive, plots of the largest / worst / chosen "
-                   "series, the forecast table")
+                   "series, the forecast table; written together with --output (both "
+                   "change, or neither does)")
     p.add_argument("--series", metavar="ID,ID",
                    help="series to plot in the report (comma-separated ids of the data)")
+    p.add_argument("--no-formula-guard", dest="formula_guard", action="store_false",
+                   help="write CSV text cells as they are; by default a cell starting with "
+                   "= + - @ tab or CR gets a leading ' so a spreadsheet never runs it as a "
+                   "formula")
 
 
 def _add_schedule_commands(sub: Any) -> None:

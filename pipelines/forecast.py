@@ -2,14 +2,15 @@
 
 Forecast file contract: ``unique_id, ds, yhat, model_name, model_version, run_id`` --
 one row per series and future step; CSV or Parquet by the output's extension; written to a
-temporary file in the same folder and renamed, so readers never see a partial file.
+temporary file in the same folder and renamed, so readers never see a partial file. Files
+written together (the forecast and its report) are renamed only once all are written.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -43,15 +44,22 @@ def check_file_name(path: str | Path, option: str, suffixes, hint: str) -> Path:
     return path
 
 
+FileWrite = tuple[Path, Callable[[BinaryIO], None]]  # (path, what writes its bytes)
+
+
 def write_output(df: pd.DataFrame, output: str | Path, url_env: str | None = None,
-                 formula_guard: bool = True) -> Path | str:
-    """Write the forecast to a file (atomically) or, for ``sql://table``, replace the
-    table's rows in one transaction (database URL from ``url_env``)."""
+                 formula_guard: bool = True, also: Sequence[FileWrite] = ()) -> Path | str:
+    """Write the forecast to a file or, for ``sql://table``, replace the table's rows in
+    one transaction (database URL from ``url_env``), together with the files ``also``
+    (the report): all of them change, or none does (:func:`write_files`)."""
     if str(output).startswith("sql://"):
         from deepcast.pipelines.sql import DEFAULT_URL_ENV, write_table
 
-        return write_table(df, str(output), url_env or DEFAULT_URL_ENV)
-    return write_atomic(df, output, formula_guard)
+        written: list[str] = []
+        write_files(also, before_rename=lambda: written.append(
+            write_table(df, str(output), url_env or DEFAULT_URL_ENV)))
+        return written[0]
+    return write_files([forecast_file(df, output, formula_guard), *also])[0]
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -76,10 +84,11 @@ def guard_formulas(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_atomic(df: pd.DataFrame, path: str | Path, formula_guard: bool = True) -> Path:
-    """Write CSV/Parquet to a temp file next to ``path``, fsync, then rename over it. CSV
-    text cells are guarded against formula injection (:func:`guard_formulas`) unless
-    ``formula_guard`` is False; Parquet keeps values as they are (typed, never run)."""
+def forecast_file(df: pd.DataFrame, path: str | Path, formula_guard: bool = True
+                  ) -> FileWrite:
+    """(path, writer) of a CSV/Parquet forecast file. CSV text cells are guarded against
+    formula injection (:func:`guard_formulas`) unless ``formula_guard`` is False; Parquet
+    keeps values as they are (typed, never run)."""
     path = check_output_path(path)
     fmt = FORMATS[path.suffix.lower()]
 
@@ -89,37 +98,76 @@ def write_atomic(df: pd.DataFrame, path: str | Path, formula_guard: bool = True)
         else:
             df.to_parquet(fh, index=False)
 
-    return atomic_write(path, write)
+    return path, write
+
+
+def write_atomic(df: pd.DataFrame, path: str | Path, formula_guard: bool = True) -> Path:
+    """Write CSV/Parquet to a temp file next to ``path``, fsync, then rename over it
+    (:func:`forecast_file` says what is written)."""
+    return write_files([forecast_file(df, path, formula_guard)])[0]
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     """Call ``write`` on a temp file next to ``path``, fsync, then rename it over ``path``:
     a reader never sees a partial file and a failure leaves the previous file intact."""
-    path = Path(path)
+    return write_files([(Path(path), write)])[0]
+
+
+def write_files(files: Sequence[FileWrite], before_rename: Callable[[], object] | None = None
+                ) -> list[Path]:
+    """Write every file to a temp file next to it (fsynced), call ``before_rename`` (a
+    database transaction that belongs with them), then rename each temp over its file:
+    until every file is written nothing is renamed, so on a failure no file changes and
+    no temp file is left behind."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, write in files:
+            staged.append((_stage(Path(path), write), Path(path)))
+        if before_rename is not None:
+            before_rename()
+        for tmp, path in staged:
+            _rename(tmp, path)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)  # renamed ones are gone already
+    return [path for _, path in staged]
+
+
+def _stage(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """``write`` into a new temp file next to ``path`` (fsynced, readable as any new file);
+    its path. A failure removes the temp file."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_orphans(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
-                                   dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                                    dir=path.parent)
     except OSError as exc:
         raise RunFailed(f"cannot write in {path.parent}: {exc.strerror}",
                         hint="check permissions and free space") from None
+    tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # as readable as any new file (mkstemp: owner only)
-        os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise RunFailed(f"writing {path} failed: {exc.strerror or exc}",
                         hint="check permissions and free space; the previous file is intact"
                         ) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return path
+    return tmp
+
+
+def _rename(tmp: Path, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise RunFailed(f"writing {path} failed: {exc.strerror or exc}",
+                        hint="check the folder's permissions") from None
 
 
 def _umask() -> int:

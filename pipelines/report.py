@@ -12,8 +12,9 @@ import base64
 import datetime as dt
 import html
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,10 @@ import pandas as pd
 from deepcast.features.errors import ConfigError
 from deepcast.features.schema import DS, ID
 from deepcast.pipelines import plots
-from deepcast.pipelines.forecast import check_file_name
+from deepcast.pipelines.forecast import FileWrite, check_file_name, write_files
+
+if TYPE_CHECKING:
+    from deepcast.pipelines.tracking.history import TrainingInfo
 
 MAX_TABLE_ROWS = 500
 MAX_PLOTTED = 12
@@ -136,40 +140,73 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
-def render_report(forecast: pd.DataFrame, history: pd.DataFrame, info: dict[str, Any],
-                  *, pipeline: str, alias: str, output: str, metric: str,
-                  season_length: int = 1, chosen: Sequence[str] = (),
-                  max_rows: int = MAX_TABLE_ROWS) -> str:
-    """The report's HTML. ``forecast`` is the forecast file's frame, ``history`` the
-    validated history it was made from (canonical columns), ``info`` what
-    :meth:`deepcast.pipelines.tracking.history.History.training_info` read back from the
-    training runs."""
-    data, gate, metrics = info.get("data", {}), info.get("gate", {}), info.get("metrics", {})
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    model = info.get("model_name") or (forecast["model_name"].iloc[0] if len(forecast) else "")
-    version = info.get("version", "")
-    horizon = int(forecast.groupby(ID).size().max()) if len(forecast) else 0
-    parts = [f"<h1>Forecast report: {_e(pipeline)}</h1>",
-             f'<p class="sub">{len(forecast):,} forecasts for '
-             f"{forecast[ID].nunique():,} series, {horizon} steps ahead, by "
-             f"<b>{_e(model)}</b> (version {_e(version)}, alias <code>{_e(alias)}</code>); "
-             f"written to <code>{_e(output)}</code> at {now}.</p>"]
+@dataclass(frozen=True)
+class ReportSettings:
+    """How a report is made: the ``pipeline`` and ``alias`` it names, the ``output`` it
+    points to, the ``metric`` it scores on, the seasonality of the naive bands, the
+    ``chosen`` series to plot and the table's ``max_rows``."""
 
-    n_series = data.get("n_series")
+    pipeline: str
+    alias: str = "champion"
+    output: str = ""
+    metric: str = "mase"
+    season_length: int = 1
+    chosen: tuple[str, ...] = ()
+    max_rows: int = MAX_TABLE_ROWS
+
+
+def render_report(forecast: pd.DataFrame, history: pd.DataFrame, info: TrainingInfo,
+                  settings: ReportSettings) -> str:
+    """The report's HTML. ``forecast`` is the forecast file's frame, ``history`` the
+    validated history it was made from (canonical columns), ``info`` what was read back
+    from the training runs of the version that made it."""
+    model = info.model_name or (forecast["model_name"].iloc[0] if len(forecast) else "")
+    picked, n_plot = _picked(forecast, history, info, settings)
+    parts = [*_header(forecast, info, settings, model),
+             _cards(forecast, history, info, settings, model),
+             *_scores(info, settings, model),
+             *_series_plots(forecast, history, settings, picked, n_plot),
+             *_forecast_table(forecast, info, settings, picked)]
+    body = "\n".join(parts)
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>Forecast report: {_e(settings.pipeline)}</title><style>{CSS}</style>"
+            f"</head><body><main>\n{body}\n</main></body></html>\n")
+
+
+def _horizon(forecast: pd.DataFrame) -> int:
+    return int(forecast.groupby(ID).size().max()) if len(forecast) else 0
+
+
+def _header(forecast: pd.DataFrame, info: TrainingInfo, settings: ReportSettings,
+            model: str) -> list[str]:
+    """The title and one sentence: how many forecasts, by which version, written where."""
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return [f"<h1>Forecast report: {_e(settings.pipeline)}</h1>",
+            f'<p class="sub">{len(forecast):,} forecasts for '
+            f"{forecast[ID].nunique():,} series, {_horizon(forecast)} steps ahead, by "
+            f"<b>{_e(model)}</b> (version {_e(info.version)}, alias "
+            f"<code>{_e(settings.alias)}</code>); written to "
+            f"<code>{_e(settings.output)}</code> at {now}.</p>"]
+
+
+def _cards(forecast: pd.DataFrame, history: pd.DataFrame, info: TrainingInfo,
+           settings: ReportSettings, model: str) -> str:
+    """Three cards: the model, the data it was trained on, this forecast."""
+    data = info.data
     model_card = _dl([
-        ("registered model", f"<code>{_e(info.get('registered_model', pipeline))}</code>"),
-        ("version", f"{_e(version)} (requested as <code>{_e(alias)}</code>)"),
-        ("model", f"{_e(model)} ({_e(info.get('model_type', ''))})"),
-        ("trained", _e(info.get("trained_at", ""))),
-        ("registered", _e(info.get("registered_at", ""))),
-        ("model run", f"<code>{_e(info.get('run_id', ''))}</code>"),
+        ("registered model", f"<code>{_e(info.registered_model or settings.pipeline)}</code>"),
+        ("version", f"{_e(info.version)} (requested as <code>{_e(settings.alias)}</code>)"),
+        ("model", f"{_e(model)} ({_e(info.model_type)})"),
+        ("trained", _e(info.trained_at)),
+        ("registered", _e(info.registered_at)),
+        ("model run", f"<code>{_e(info.run_id)}</code>"),
     ])
     data_card = _dl([
-        ("content sha256", f"<code>{_e(data.get('sha256', ''))}</code>"),
-        ("source", _e(data.get("source", ""))),
-        ("date range", f"{_e(_when(data.get('start')))} → {_e(_when(data.get('end')))}"),
-        ("series", _e(f"{int(n_series):,}" if n_series is not None else "")),
-        ("rows", _e(f"{int(data['n_rows']):,}" if data.get("n_rows") is not None else "")),
+        ("content sha256", f"<code>{_e(data.sha256)}</code>"),
+        ("source", _e(data.source)),
+        ("date range", f"{_e(_when(data.start))} → {_e(_when(data.end))}"),
+        ("series", _e(f"{int(data.n_series):,}" if data.n_series is not None else "")),
+        ("rows", _e(f"{int(data.n_rows):,}" if data.n_rows is not None else "")),
     ])
     h_start, h_end = history[DS].min(), history[DS].max()
     f_start, f_end = (forecast[DS].min(), forecast[DS].max()) if len(forecast) else ("", "")
@@ -179,24 +216,27 @@ def render_report(forecast: pd.DataFrame, history: pd.DataFrame, info: dict[str,
         ("forecast dates", f"{_e(_when(f_start))} → {_e(_when(f_end))}"),
         ("columns", _e(", ".join(map(str, forecast.columns)))),
     ])
-    parts.append('<div class="cards">'
-                 f'<div class="card"><h3>Model</h3>{model_card}</div>'
-                 f'<div class="card"><h3>Trained on</h3>{data_card}</div>'
-                 f'<div class="card"><h3>This forecast</h3>{forecast_card}</div></div>')
+    return ('<div class="cards">'
+            f'<div class="card"><h3>Model</h3>{model_card}</div>'
+            f'<div class="card"><h3>Trained on</h3>{data_card}</div>'
+            f'<div class="card"><h3>This forecast</h3>{forecast_card}</div></div>')
 
-    parts.append("<h2>Scores against seasonal naive</h2>")
-    decision = gate.get("decision", "")
-    if decision:
-        ok = decision == "promoted"
-        champ = gate.get("champion_score", "")
+
+def _scores(info: TrainingInfo, settings: ReportSettings, model: str) -> list[str]:
+    """The gate's decision, the holdout scores and every model of the training run."""
+    metric, gate, metrics = settings.metric, info.gate, info.metrics
+    parts = ["<h2>Scores against seasonal naive</h2>"]
+    if gate.decision:
+        ok = gate.decision == "promoted"
+        champ = gate.champion_score
         parts.append(_dl([
-            ("promotion gate", _e(gate.get("gate", ""))),
-            (f"this model ({metric})", _num(gate.get(f"gate_{metric}"))),
-            (f"seasonal naive ({metric})", _num(gate.get("seasonal_naive_score"))),
+            ("promotion gate", _e(gate.gate)),
+            (f"this model ({metric})", _num(gate.scores.get(metric))),
+            (f"seasonal naive ({metric})", _num(gate.seasonal_naive_score)),
             ("champion it was compared with", _num(champ) if champ not in ("", None)
              else "none"),
-            ("decision", f'<span class="{"ok" if ok else "bad"}">{_e(decision)}</span>: '
-                         f"{_e(gate.get('reason', ''))}"),
+            ("decision", f'<span class="{"ok" if ok else "bad"}">{_e(gate.decision)}</span>: '
+                         f"{_e(gate.reason)}"),
         ]))
     hold = {k.removeprefix("holdout_"): v for k, v in metrics.items()
             if k.startswith("holdout_")}
@@ -206,40 +246,59 @@ def render_report(forecast: pd.DataFrame, history: pd.DataFrame, info: dict[str,
                      + (f"; skill on {_e(metric)} vs seasonal naive "
                         f"{_num(metrics.get(f'skill_{metric}'))} (above 0 is better)."
                         if f"skill_{metric}" in metrics else ".") + "</p>")
-    board = info.get("leaderboard")
-    if board:
-        table = pd.DataFrame(board)
+    if info.leaderboard:
+        table = pd.DataFrame(info.leaderboard)
         parts.append("<p>Every model of the training run on the same holdout (the row of this "
                      "model is highlighted):</p>")
         parts.append(_table(table, ("model", str(model))))
         if f"skill_{metric}" in table:
             parts.append("<p>" + _img(plots.skill_figure(table, metric, str(model)),
                                       "skill per model") + "</p>")
+    return parts
 
-    per_series = info.get("per_series")
+
+def _picked(forecast: pd.DataFrame, history: pd.DataFrame, info: TrainingInfo,
+            settings: ReportSettings) -> tuple[list[tuple[str, str]], int]:
+    """(the series to plot, with why, how many may be plotted): the chosen ones, the
+    largest, the worst of the training holdout, a sample; only series of the forecast."""
     in_forecast = set(forecast[ID].astype(str))
+    per_series = info.per_series
     if per_series is not None:
         per_series = per_series[per_series[ID].astype(str).isin(in_forecast)]
-    n_plot = min(max(plots.MAX_SERIES, len(chosen) + 2), MAX_PLOTTED)
+    n_plot = min(max(plots.MAX_SERIES, len(settings.chosen) + 2), MAX_PLOTTED)
     picked = plots.pick_series(history[history[ID].astype(str).isin(in_forecast)],
-                               per_series, chosen, metric, n=n_plot)
-    parts.append("<h2>Series</h2>")
-    parts.append('<p class="note">Largest (highest mean level), worst (highest holdout '
-                 f"{_e(metric)} of this model at training), "
-                 + ("the chosen ones (<code>--series</code>), " if chosen else "")
-                 + "and a sample; recent history, the forecast and its bands.</p>")
+                               per_series, list(settings.chosen), settings.metric, n=n_plot)
+    return picked, n_plot
+
+
+def _series_plots(forecast: pd.DataFrame, history: pd.DataFrame, settings: ReportSettings,
+                  picked: list[tuple[str, str]], n_plot: int) -> list[str]:
+    """One figure: recent history, forecast and bands of each picked series."""
+    chosen = settings.chosen
+    parts = ["<h2>Series</h2>",
+             '<p class="note">Largest (highest mean level), worst (highest holdout '
+             f"{_e(settings.metric)} of this model at training), "
+             + ("the chosen ones (<code>--series</code>), " if chosen else "")
+             + "and a sample; recent history, the forecast and its bands.</p>"]
     if len(chosen) > n_plot:
         parts.append(f'<p class="note">Showing {n_plot} of the {len(chosen)} chosen '
                      "series.</p>")
     parts.append(_img(plots.series_figure(history, forecast, picked,
-                                          season_length=season_length,
-                                          horizon=max(horizon, 1)), "series forecasts"))
+                                          season_length=settings.season_length,
+                                          horizon=max(_horizon(forecast), 1)),
+                      "series forecasts"))
+    return parts
 
-    parts.append("<h2>Forecast table</h2>")
+
+def _forecast_table(forecast: pd.DataFrame, info: TrainingInfo, settings: ReportSettings,
+                    picked: list[tuple[str, str]]) -> list[str]:
+    """The forecast rows (at most ``max_rows``, the plotted series first) and where the
+    runs are."""
+    max_rows, output = settings.max_rows, settings.output
+    parts = ["<h2>Forecast table</h2>"]
     shown = forecast
-    order = [uid for uid, _ in picked]
     if len(forecast) > max_rows:
-        rank = {uid: i for i, uid in enumerate(order)}
+        rank = {uid: i for i, (uid, _) in enumerate(picked)}
         keyed = forecast.assign(_k=forecast[ID].astype(str).map(rank).fillna(len(rank)))
         shown = keyed.sort_values(["_k", ID, DS], kind="stable").drop(columns="_k")
         shown = shown.head(max_rows)
@@ -248,18 +307,19 @@ def render_report(forecast: pd.DataFrame, history: pd.DataFrame, info: dict[str,
                      f"are omitted here. The full table is in <code>{_e(output)}</code>.</p>")
     cols = [c for c in shown.columns if c not in ("run_id",)]
     parts.append(f'<div class="scroll">{_table(_dates(shown[cols]), digits=3)}</div>')
-    parts.append(f'<p class="note">Tracking store: <code>{_e(info.get("tracking_uri", ""))}'
-                 f"</code>; training run <code>{_e(info.get('parent_run_id', ''))}</code>. "
+    parts.append(f'<p class="note">Tracking store: <code>{_e(info.tracking_uri)}'
+                 f"</code>; training run <code>{_e(info.parent_run_id)}</code>. "
                  "This file is self-contained: it loads nothing from the network.</p>")
-    body = "\n".join(parts)
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>Forecast report: {_e(pipeline)}</title><style>{CSS}</style></head>"
-            f"<body><main>\n{body}\n</main></body></html>\n")
+    return parts
+
+
+def report_file(path: str | Path, html_text: str) -> FileWrite:
+    """(path, writer) of the report, for :func:`~deepcast.pipelines.forecast.write_files`
+    (written together with the forecast: both change, or neither does)."""
+    data = html_text.encode("utf-8")
+    return check_report_path(path), lambda fh: fh.write(data)
 
 
 def write_report(path: str | Path, html_text: str) -> Path:
     """Write the report atomically (temp file + rename)."""
-    from deepcast.pipelines.forecast import atomic_write
-
-    return atomic_write(check_report_path(path),
-                        lambda fh: fh.write(html_text.encode("utf-8")))
+    return write_files([report_file(path, html_text)])[0]

@@ -21,9 +21,10 @@ from deepcast.pipelines.runs.base import (
     config_of,
     preload,
 )
-from deepcast.pipelines.runs.forecast import ForecastRequest, forecast
+from deepcast.pipelines.runs.forecast import ForecastOptions, ForecastRequest, forecast
 from deepcast.pipelines.runs.jobs import backtest, train, tune, validate
 from deepcast.pipelines.runs.retrain import retrain
 
-__all__ = ["PLAIN", "ForecastRequest", "PlainSteps", "RunInputs", "Steps", "backtest",
-           "config_of", "forecast", "preload", "retrain", "train", "tune", "validate"]
+__all__ = ["PLAIN", "ForecastOptions", "ForecastRequest", "PlainSteps", "RunInputs", "Steps",
+           "backtest", "config_of", "forecast", "preload", "retrain", "train", "tune",
+           "validate"]

@@ -1,5 +1,6 @@
 """The batch forecast job: a registered model's forecast of the validated history,
-written atomically (and an HTML report), returned with its rows."""
+written atomically together with its HTML report (both or neither), returned with its
+rows."""
 
 from __future__ import annotations
 
@@ -24,16 +25,27 @@ from deepcast.pipelines.runs.base import (
 
 
 @dataclass(frozen=True)
+class ForecastOptions:
+    """What a forecast writes besides the forecast file: the HTML ``report`` (plotting
+    ``series`` besides the largest and worst ones); and whether CSV text cells that a
+    spreadsheet would run as a formula get a leading ``'`` (``formula_guard``)."""
+
+    report: str | None = None
+    series: tuple[str, ...] = ()
+    formula_guard: bool = True
+
+
+@dataclass(frozen=True)
 class ForecastRequest:
     """What to forecast with (``model``: an alias or a version number) and where the
-    forecast goes: ``output`` (a file or ``sql://TABLE``; None: only returned), the HTML
-    ``report`` plotting ``series``; ``future``: covariates for the forecast dates."""
+    forecast goes: ``output`` (a file or ``sql://TABLE``; None: only returned);
+    ``future``: covariates for the forecast dates; ``options``: the report and the
+    formula guard."""
 
     model: str = "champion"
     output: str | None = None
     future: pd.DataFrame | str | None = None
-    report: str | None = None
-    series: tuple[str, ...] = ()
+    options: ForecastOptions = ForecastOptions()
 
 
 CHAMPION_FORECAST = ForecastRequest()  # the champion's forecast, returned only
@@ -43,28 +55,30 @@ def forecast(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG,
              request: ForecastRequest = CHAMPION_FORECAST, steps: Steps = PLAIN,
              raw: pd.DataFrame | None = None) -> ForecastResult:
     """Load the model -> validate the history (``raw`` when already ingested) and the
-    future covariates -> forecast -> write atomically (-> the HTML report)."""
+    future covariates -> forecast (-> render the HTML report) -> write the forecast and
+    the report together: both change, or neither does."""
     from deepcast.pipelines.forecast import check_output_path, finish_forecast
     from deepcast.pipelines.report import check_report_path, check_series
 
+    options = request.options
     if request.output:
         check_output_path(request.output)
-    if request.report:
-        check_report_path(request.report)
+    if options.report:
+        check_report_path(options.report)
     tracker = store.open_tracker(cfg)
     ref, model = steps.io("load-model", store.load_model, tracker, request.model)
     predictor = model.predictor
     if raw is None:
         raw = steps.io("ingest", read_data, cfg.data, inputs.given(cfg))
     history, clean, validation = _history(cfg, inputs, request, steps, raw, predictor)
-    if request.series:
-        check_series(list(request.series), clean["unique_id"].unique())
+    if options.series:
+        check_series(list(options.series), clean["unique_id"].unique())
     fc = steps.run("predict", _predict, model, history, cfg.data.id_col)
     fc = finish_forecast(fc, ref.version, ref.run_id)
-    path = steps.io("write-forecast", _write, fc, request.output,
-                    cfg.data.sql.url_env if cfg.data.sql else None) if request.output else None
-    report = steps.io("write-report", _report, request.report, fc, clean, tracker, ref, cfg,
-                      request.model, path, list(request.series)) if request.report else None
+    html = _render(cfg, request, steps, fc, clean, tracker, ref) if options.report else None
+    url_env = cfg.data.sql.url_env if cfg.data.sql else None
+    path, report = steps.io("write-forecast", _write, fc, request.output, options, html,
+                            url_env) if request.output or html is not None else (None, None)
     model = request.model
     return ForecastResult(
         pipeline=cfg.name,
@@ -102,17 +116,32 @@ def _predict(model: Any, history: pd.DataFrame, id_col: str = "unique_id") -> pd
     return predict_in_shards(model.predict, history, id_col)
 
 
-def _write(fc: pd.DataFrame, output: str, url_env: str | None = None) -> str:
-    from deepcast.pipelines.forecast import write_output
+def _render(cfg: PipelineConfig, request: ForecastRequest, steps: Steps, fc: pd.DataFrame,
+            history: pd.DataFrame, tracker: Any, ref: Any) -> str:
+    """The report's HTML (nothing written yet): the version's training runs read back,
+    then rendered."""
+    from deepcast.pipelines.forecast import check_output_path
+    from deepcast.pipelines.report import ReportSettings, render_report
 
-    return str(write_output(fc, output, url_env))
+    info = steps.io("read-training-info", store.training_info, tracker, ref)
+    settings = ReportSettings(
+        pipeline=cfg.name, alias=request.model, metric=cfg.evaluation.metric,
+        output=str(check_output_path(request.output)) if request.output else "",
+        season_length=cfg.data.season_length, chosen=tuple(request.options.series))
+    return steps.run("render-report", render_report, fc, history, info, settings)
 
 
-def _report(path: str, fc: pd.DataFrame, history: pd.DataFrame, tracker: Any, ref: Any,
-            cfg: PipelineConfig, alias: str, output: str | None, series: list[str]) -> str:
-    from deepcast.pipelines.report import render_report, write_report
+def _write(fc: pd.DataFrame, output: str | None, options: ForecastOptions, html: str | None,
+           url_env: str | None = None) -> tuple[str | None, str | None]:
+    """(forecast, report) as written: every file to a temp file first, renamed only
+    when all are written."""
+    from deepcast.pipelines.forecast import write_files, write_output
+    from deepcast.pipelines.report import report_file
 
-    text = render_report(fc, history, store.training_info(tracker, ref), pipeline=cfg.name,
-                         alias=alias, output=output or "", metric=cfg.evaluation.metric,
-                         season_length=cfg.data.season_length, chosen=series)
-    return str(write_report(path, text))
+    also = [report_file(options.report, html)] if options.report and html is not None else []
+    if output:
+        path = str(write_output(fc, output, url_env, options.formula_guard, also))
+    else:
+        path = None
+        write_files(also)
+    return path, (str(also[0][0]) if also else None)

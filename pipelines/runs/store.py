@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from deepcast.pipelines.promote import PromotionDecision
     from deepcast.pipelines.tracking import LoadedModel, ModelVersionRef, Tracker
+    from deepcast.pipelines.tracking.history import TrainingInfo
 
 
 def open_tracker(cfg: PipelineConfig) -> Tracker:
@@ -93,7 +94,7 @@ def load_model(tracker: Tracker, model: str) -> tuple[ModelVersionRef, LoadedMod
     return ref, tracker.registry.load(ref)
 
 
-def training_info(tracker: Tracker, ref: ModelVersionRef) -> dict[str, Any]:
+def training_info(tracker: Tracker, ref: ModelVersionRef) -> TrainingInfo:
     """What the forecast report says about a version, read back from its runs."""
     return tracker.history.training_info(ref)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,65 @@ from deepcast.pipelines.tracking.registry import ModelVersionRef, Registry
 from deepcast.pipelines.tracking.store import Store
 
 PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own tag on nested runs
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The data a training run was given, as the run recorded it ('' / None where an
+    older run lacks it)."""
+
+    sha256: str = ""
+    source: str = ""
+    start: str = ""
+    end: str = ""
+    n_series: float | None = None
+    n_rows: float | None = None
+
+
+@dataclass(frozen=True)
+class GateRecord:
+    """The promotion gate's decision on a version, from its tags ('' where not recorded);
+    ``scores``: the candidate's score on the gate's windows per metric."""
+
+    decision: str = ""
+    reason: str = ""
+    gate: str = ""
+    scores: Mapping[str, str] = field(default_factory=dict)
+    champion_score: str = ""
+    seasonal_naive_score: str = ""
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> GateRecord:
+        """The record of a version's tags (``deepcast.decision``, ``deepcast.gate_mase``...)."""
+        plain = {k.removeprefix(tag.PREFIX): v for k, v in tags.items()}
+        scores = {k.removeprefix("gate_"): v for k, v in plain.items() if k.startswith("gate_")}
+        return cls(decision=plain.get("decision", ""), reason=plain.get("reason", ""),
+                   gate=plain.get("gate", ""), scores=scores,
+                   champion_score=plain.get("champion_score", ""),
+                   seasonal_naive_score=plain.get("seasonal_naive_score", ""))
+
+
+@dataclass(frozen=True)
+class TrainingInfo:
+    """What the forecast report says about a registered version, read back from the runs
+    that made it: the model run's scores (``metrics``), its training data, the gate's
+    decision, the parent run's ``leaderboard`` (rows) and the model's holdout metrics per
+    series (``per_series``); None where an older run lacks them."""
+
+    registered_model: str
+    version: str
+    model_name: str = ""
+    model_type: str = ""
+    run_id: str = ""
+    parent_run_id: str = ""
+    trained_at: str = ""
+    registered_at: str = ""
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    data: TrainingData = TrainingData()
+    gate: GateRecord = GateRecord()
+    leaderboard: list[dict[str, Any]] | None = field(default=None, compare=False)
+    per_series: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    tracking_uri: str = ""
 
 
 def _when(ms: int | None) -> str:
@@ -124,11 +185,9 @@ class History:
                 logging.getLogger("deepcast").debug("report: artifact missing: %s", exc)
         return leaderboard, per_series
 
-    def training_info(self, ref: ModelVersionRef) -> dict[str, Any]:
+    def training_info(self, ref: ModelVersionRef) -> TrainingInfo:
         """What the forecast report says about a registered version, read back from the
-        runs that made it: the model run's scores, the parent run's data (hash, date range,
-        series and row counts, when), its leaderboard, the gate's decision and scores, and
-        the model's per-series holdout metrics (None where an older run lacks them)."""
+        runs that made it (see :class:`TrainingInfo`)."""
         run = self.client.get_run(ref.run_id) if ref.run_id else None
         tags = dict(run.data.tags) if run else {}
         parent_id = tags.get(PARENT_RUN_TAG, "")
@@ -137,24 +196,19 @@ class History:
         pmetrics = dict(parent.data.metrics) if parent else {}
         mv = self.client.get_model_version(self.registry.name, ref.version)
         leaderboard, per_series = self._report_artifacts(ref.run_id, parent_id)
-        return {
-            "model_name": run.info.run_name if run else "",
-            "model_type": tags.get(tag.MODEL_TYPE, ""),
-            "version": ref.version,
-            "registered_model": ref.name,
-            "run_id": ref.run_id,
-            "parent_run_id": parent_id,
-            "trained_at": _when(parent.info.start_time if parent else None),
-            "registered_at": _when(mv.creation_timestamp),
-            "metrics": dict(run.data.metrics) if run else {},
-            "data": {"sha256": ptags.get(tag.DATA_SHA256, ""),
-                     "source": ptags.get(tag.DATA_PATH, ""),
-                     "start": ptags.get(tag.DATA_START, ""),
-                     "end": ptags.get(tag.DATA_END, ""),
-                     "n_series": pmetrics.get("data_series"),
-                     "n_rows": pmetrics.get("data_rows")},
-            "gate": {k.removeprefix(tag.PREFIX): v for k, v in (mv.tags or {}).items()},
-            "leaderboard": leaderboard,
-            "per_series": per_series,
-            "tracking_uri": self.store.uri,
-        }
+        data = TrainingData(sha256=ptags.get(tag.DATA_SHA256, ""),
+                            source=ptags.get(tag.DATA_PATH, ""),
+                            start=ptags.get(tag.DATA_START, ""),
+                            end=ptags.get(tag.DATA_END, ""),
+                            n_series=pmetrics.get("data_series"),
+                            n_rows=pmetrics.get("data_rows"))
+        return TrainingInfo(
+            registered_model=ref.name, version=ref.version,
+            model_name=run.info.run_name if run else "",
+            model_type=tags.get(tag.MODEL_TYPE, ""), run_id=ref.run_id,
+            parent_run_id=parent_id,
+            trained_at=_when(parent.info.start_time if parent else None),
+            registered_at=_when(mv.creation_timestamp),
+            metrics=dict(run.data.metrics) if run else {}, data=data,
+            gate=GateRecord.from_tags(mv.tags or {}), leaderboard=leaderboard,
+            per_series=per_series, tracking_uri=self.store.uri)

@@ -1,10 +1,12 @@
-"""Forecast files: spreadsheet formula injection is guarded in CSV output."""
+"""Forecast files: spreadsheet formula injection is guarded in CSV output; files written
+together change together."""
 
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
-from deepcast.pipelines.forecast import guard_formulas, write_atomic
+from deepcast.pipelines.forecast import forecast_file, guard_formulas, write_atomic, write_files
 
 
 def _frame() -> pd.DataFrame:
@@ -29,3 +31,29 @@ def test_csv_is_guarded_by_default_and_parquet_keeps_values(tmp_path):
     assert pd.read_csv(tmp_path / "raw.csv")["unique_id"].iloc[1] == "+A1"
     write_atomic(_frame(), tmp_path / "f.parquet")
     assert pd.read_parquet(tmp_path / "f.parquet")["unique_id"].iloc[1] == "+A1"
+
+
+def test_files_written_together_change_together(tmp_path):
+    """The forecast and its report: every file to a temp first, renamed only when all are
+    written; a failure anywhere leaves every previous file as it was and no temp file."""
+    out, rep = tmp_path / "f.csv", tmp_path / "sub" / "r.html"
+    out.write_bytes(b"previous\n")
+
+    def boom(fh) -> None:
+        fh.write(b"half")
+        raise ValueError()
+
+    def database_down() -> None:
+        raise RuntimeError("db down")
+
+    with pytest.raises(ValueError):
+        write_files([forecast_file(_frame(), out), (rep, boom)])
+    with pytest.raises(RuntimeError):
+        write_files([forecast_file(_frame(), out), (rep, lambda fh: fh.write(b"ok"))],
+                    before_rename=database_down)
+    assert out.read_bytes() == b"previous\n" and not rep.exists()
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["f.csv"]
+    assert write_files([forecast_file(_frame(), out), (rep, lambda fh: fh.write(b"ok"))]) \
+        == [out, rep]
+    assert rep.read_bytes() == b"ok" and pd.read_csv(out)["unique_id"].iloc[1] == "'+A1"
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["f.csv", "r.html"]

@@ -14,12 +14,14 @@ from deepcast.flows.console import print_table, progress_display, wants_progress
 from deepcast.pipelines import plots, progress
 from deepcast.pipelines.forecast import predict_in_shards
 from deepcast.pipelines.report import (
+    ReportSettings,
     check_report_path,
     check_series,
     parse_series,
     render_report,
     write_report,
 )
+from deepcast.pipelines.tracking.history import GateRecord, TrainingData, TrainingInfo
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -67,36 +69,61 @@ def test_band_pairs_and_figures_are_pngs():
     assert plots.skill_figure(table, "mase", "a").startswith(PNG)
 
 
-def _info(n_rows: int) -> dict:
-    return {"model_name": "mlp", "model_type": "mlp", "version": "7",
-            "registered_model": "shop", "run_id": "r1", "parent_run_id": "p1",
-            "trained_at": "2026-01-02 03:04 UTC", "registered_at": "2026-01-02 03:05 UTC",
-            "metrics": {"holdout_mase": 0.8, "skill_mase": 0.1},
-            "data": {"sha256": "ab" * 32, "source": "x.csv", "start": "2020-01-01 00:00:00",
-                     "end": "2022-06-01 00:00:00", "n_series": 4, "n_rows": n_rows},
-            "gate": {"decision": "promoted", "reason": "beats champion", "gate_mase": 0.81,
-                     "seasonal_naive_score": 0.9, "gate": "holdout"},
-            "leaderboard": [{"model": "seasonal_naive", "type": "seasonal_naive",
-                             "mase": 0.9, "skill_mase": 0.0, "epochs": 0},
-                            {"model": "mlp", "type": "mlp", "mase": 0.8, "skill_mase": 0.1,
-                             "epochs": 3}],
-            "per_series": pd.DataFrame({"unique_id": ["s0", "s1"], "mase": [0.5, 2.0]}),
-            "tracking_uri": "sqlite:///m.db"}
+def _info(n_rows: int) -> TrainingInfo:
+    return TrainingInfo(
+        registered_model="shop", version="7", model_name="mlp", model_type="mlp",
+        run_id="r1", parent_run_id="p1", trained_at="2026-01-02 03:04 UTC",
+        registered_at="2026-01-02 03:05 UTC",
+        metrics={"holdout_mase": 0.8, "skill_mase": 0.1},
+        data=TrainingData(sha256="ab" * 32, source="x.csv", start="2020-01-01 00:00:00",
+                          end="2022-06-01 00:00:00", n_series=4, n_rows=n_rows),
+        gate=GateRecord.from_tags({"deepcast.decision": "promoted",
+                                   "deepcast.reason": "beats champion",
+                                   "deepcast.gate_mase": "0.81",
+                                   "deepcast.seasonal_naive_score": "0.9",
+                                   "deepcast.gate": "holdout"}),
+        leaderboard=[{"model": "seasonal_naive", "type": "seasonal_naive", "mase": 0.9,
+                      "skill_mase": 0.0, "epochs": 0},
+                     {"model": "mlp", "type": "mlp", "mase": 0.8, "skill_mase": 0.1,
+                      "epochs": 3}],
+        per_series=pd.DataFrame({"unique_id": ["s0", "s1"], "mase": [0.5, 2.0]}),
+        tracking_uri="sqlite:///m.db")
+
+
+def test_gate_record_reads_the_version_tags():
+    gate = GateRecord.from_tags({"deepcast.decision": "kept-champion", "deepcast.gate_mase":
+                                 "0.8", "deepcast.champion_score": "", "other": "x"})
+    assert gate.decision == "kept-champion" and gate.scores == {"mase": "0.8"}
+    assert gate.champion_score == "" and gate.reason == "" and GateRecord().scores == {}
 
 
 def test_report_is_self_contained_and_caps_the_table(tmp_path):
     history, fc = _panel()
-    text = render_report(fc, history, _info(len(history)), pipeline="shop", alias="champion",
-                         output="f.csv", metric="mase", season_length=12, chosen=["s2"],
-                         max_rows=10)
+    settings = ReportSettings(pipeline="shop", alias="champion", output="f.csv", metric="mase",
+                              season_length=12, chosen=("s2",), max_rows=10)
+    text = render_report(fc, history, _info(len(history)), settings)
     assert "<script" not in text and not re.search(r"https?://", text)
     assert set(re.findall(r'(?:src|href)="([a-z]+):', text)) == {"data"}
     assert "ab" * 32 in text and "version 7" in text and "2020-01-01 → 2022-06-01" in text
     assert "Showing the first 10 of 24 rows" in text and "14 rows" in text
     # the plotted series come first in a capped table: s2 (chosen) is shown
     assert '<td class="l">s2</td>' in text and '<td class="l">2022-07-01</td>' in text
+    assert "<dd>0.8100</dd>" in text and "<dd>0.9000</dd>" in text  # the gate's scores
     path = write_report(tmp_path / "out" / "r.html", text)
     assert path.read_text(encoding="utf-8") == text and not list(path.parent.glob(".r.*"))
+
+
+def test_report_of_user_text_renders_it_as_text():
+    """Series ids with ``$...$`` (mathtext) or markup are plotted and listed as written."""
+    history, fc = _panel(2)
+    odd = {"s0": "$\\frac{", "s1": "<b>&"}
+    history["unique_id"] = history["unique_id"].map(odd)
+    fc = fc.assign(unique_id=fc["unique_id"].map(odd), model_name="mlp")
+    settings = ReportSettings(pipeline="$x$", chosen=("$\\frac{",), season_length=12)
+    text = render_report(fc, history, TrainingInfo(registered_model="shop", version="1"),
+                         settings)
+    assert '<td class="l">$\\frac{</td>' in text and '<td class="l">&lt;b&gt;&amp;</td>' in text
+    assert "<b>&" not in text
 
 
 def test_report_arguments_fail_fast():
