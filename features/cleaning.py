@@ -15,6 +15,7 @@ import pandas as pd
 from deepcast.features.schema import (
     DS,
     DS_INVALID,
+    F32_MAX,
     FLAG_COLUMNS,
     ID,
     ROW,
@@ -42,9 +43,9 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
 def quarantine(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split off the rows that cannot be used (``data.bad_rows: quarantine``): empty or
     unparseable keys and repeated (unique_id, ds) (the first row is kept) leave the frame;
-    a row with a non-numeric or infinite y stays in place with y missing (removing it
-    would open a gap), so ``data.missing_y`` decides. Returns (frame, rejected rows with
-    a ``reason``); ``frame`` is sorted like its input."""
+    a row with a non-numeric or infinite y, or one beyond float32, stays in place with y
+    missing (removing it would open a gap), so ``data.missing_y`` decides. Returns (frame,
+    rejected rows with a ``reason``); ``frame`` is sorted like its input."""
     ids, ds = frame[ID], frame[DS]
     reason = pd.Series(pd.NA, index=frame.index, dtype="str")
     reason = reason.mask(ds.isna(), "ds is empty")
@@ -54,9 +55,13 @@ def quarantine(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     dup = keyed & frame[[ID, DS]].duplicated(keep="first")
     reason = reason.mask(dup, "duplicate (unique_id, ds)")
     leaves = reason.notna()
-    bad_y = ~leaves & (frame[Y_INVALID] | np.isinf(frame[Y].to_numpy(dtype="float64")))
+    y = frame[Y].to_numpy(dtype="float64")
+    with np.errstate(invalid="ignore"):
+        big = np.isfinite(y) & (np.abs(y) > F32_MAX)
+    bad_y = ~leaves & (frame[Y_INVALID] | np.isinf(y) | big)
+    reason = reason.mask(bad_y & big, "y is beyond the float32 range")
+    reason = reason.mask(bad_y & np.isinf(y), "y is not finite")
     reason = reason.mask(bad_y & frame[Y_INVALID], "y is not a number")
-    reason = reason.mask(bad_y & ~frame[Y_INVALID], "y is not finite")
     kept_row = frame[ROW].where(keyed).groupby([ids, ds], sort=False).transform("first")
     rejected = frame[reason.notna()].assign(reason=reason[reason.notna()],
                                             kept_row=kept_row.where(dup).astype("Int64"))

@@ -28,7 +28,15 @@ DS_INVALID = "_ds_invalid"  # ds present but unparseable
 Y_INVALID = "_y_invalid"  # y present but not a number
 DS_TEXT = "_ds_text"  # the source text of unparseable ds cells (only when there are some)
 Y_TEXT = "_y_text"  # the source text of non-numeric y cells (only when there are some)
-FLAG_COLUMNS = (ROW, DS_INVALID, Y_INVALID, DS_TEXT, Y_TEXT)
+INSERTED = "_inserted"  # a row added on the grid to fill a gap (data.fill_gaps)
+FLAG_COLUMNS = (ROW, DS_INVALID, Y_INVALID, DS_TEXT, Y_TEXT, INSERTED)
+
+# The models compute in float32: a larger magnitude becomes inf there.
+F32_MAX = float(np.finfo(np.float32).max)
+# Dates Python's datetime and matplotlib can hold (numpy's datetime64[us] holds more, but
+# plots, reports and date arithmetic on Timestamps fail outside this range).
+DATE_MIN = pd.Timestamp("0001-01-01")
+DATE_MAX = pd.Timestamp("9999-12-31 23:59:59.999999")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,10 @@ from deepcast.features.covariates import CALENDAR
 from deepcast.pipelines.config.base import _Strict
 from deepcast.pipelines.config.freq import check_freq
 
+# A sanity cap on window lengths: a million steps is 114 years of hourly data, and one
+# window of it is already 4 MB per series in float32 (lookback 1e12 asked for 36 TiB).
+MAX_STEPS = 1_000_000
+
 
 class SqlSource(_Strict):
     """A query whose rows are the long table (read through SQLAlchemy)."""
@@ -100,8 +104,10 @@ class DataConfig(_Strict):
 class FeaturesConfig(_Strict):
     """Window geometry and scaling."""
 
-    lookback: int = Field(ge=1, description="Input window length (steps of history per forecast).")
-    horizon: int = Field(ge=1, description="Steps forecast in one shot (direct multi-step).")
+    lookback: int = Field(ge=1, le=MAX_STEPS, description="Input window length (steps of "
+                          "history per forecast); at most 1,000,000.")
+    horizon: int = Field(ge=1, le=MAX_STEPS, description="Steps forecast in one shot (direct "
+                         "multi-step); at most 1,000,000.")
     scaler: Literal["standard", "none"] = Field(
         "standard", description="Per-series scaling fit on the training span only."
     )
