@@ -23,11 +23,13 @@ from deepcast.features.schema import ID, release_arrow_memory, sort_long_frame
 from deepcast.pipelines.config import PipelineConfig
 from deepcast.pipelines.ingest import check_covariate_columns
 from deepcast.pipelines.validation import gx
+from deepcast.pipelines.validation.freq import freq_line, resolve_freq
 from deepcast.pipelines.validation.report import ExpectationResult, ValidationReport
 from deepcast.pipelines.validation.rules import Suite, build_suite
 from deepcast.pipelines.validation.writers import write_quarantine, write_reports
 
-__all__ = ["ExpectationResult", "ValidationReport", "report_dir_for", "validate_long_frame"]
+__all__ = ["ExpectationResult", "ValidationReport", "report_dir_for", "resolved_config",
+           "validate_long_frame"]
 
 
 @dataclass
@@ -55,10 +57,12 @@ def validate_long_frame(
     ``data_docs`` builds the GE Data Docs HTML beside ``validation.json`` (None: when
     validation fails, or always under ``data.data_docs: always``).
 
-    The frame is sorted by (unique_id, ds) first. Data problems never raise: they make
-    ``report.success`` False (the frame is still returned, sorted). :class:`DataError` is
-    raised only when Great Expectations itself cannot run. ``n_rows`` / ``n_series`` count
-    the returned frame (after short series were dropped).
+    The frame is sorted by (unique_id, ds) first. ``data.freq: auto`` is inferred from
+    it: ``report.freq`` is the step checked, for the config of every later stage
+    (:func:`resolved_config`). Data problems never raise: they make ``report.success``
+    False (the frame is still returned, sorted). :class:`DataError` is raised only when
+    no frequency can be inferred or Great Expectations itself cannot run. ``n_rows`` /
+    ``n_series`` count the returned frame (after short series were dropped).
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     data = cfg.data
@@ -66,7 +70,9 @@ def validate_long_frame(
     source = str(df.attrs.get("source") or data.path or "data")
 
     check_covariate_columns(df.columns, data, source)
-    cleaned = _clean(df, cfg, min_len)
+    frame = sort_long_frame(prepare(df))
+    cfg, inferred = resolve_freq(cfg, frame)
+    cleaned = _clean(frame, cfg, min_len)
     suite = build_suite(cleaned.frame, cfg, cleaned.dropped, cleaned.n_input_series, min_len,
                         forecast=min_length is not None)
     suite_name = f"{cfg.name}_long_frame"
@@ -81,7 +87,10 @@ def validate_long_frame(
         results=results,
         dropped_series=cleaned.dropped,
         interpolated=cleaned.interpolated,
+        freq=cfg.data.freq,
     )
+    if inferred is not None:
+        report.freq_inferred = freq_line(inferred)
     rejected = cleaned.rejected
     if rejected is not None and len(rejected):
         report.quarantined = len(rejected)
@@ -96,10 +105,9 @@ def validate_long_frame(
     return clean, report
 
 
-def _clean(df: pd.DataFrame, cfg: PipelineConfig, min_len: int) -> _Cleaned:
-    """Sort, then quarantine / drop short series / interpolate as ``cfg.data`` asks."""
+def _clean(frame: pd.DataFrame, cfg: PipelineConfig, min_len: int) -> _Cleaned:
+    """Quarantine / drop short series / interpolate the sorted frame as ``cfg.data`` asks."""
     data = cfg.data
-    frame = sort_long_frame(prepare(df))
     rejected = None
     if data.bad_rows == "quarantine":
         frame, rejected = quarantine(frame)
@@ -132,6 +140,14 @@ def _results(suite: Suite, outcomes: dict[str, gx.Outcome]) -> list[ExpectationR
             )
         )
     return results
+
+
+def resolved_config(cfg: PipelineConfig, report: ValidationReport) -> PipelineConfig:
+    """``cfg`` with ``data.freq`` as validation checked it (``auto`` resolved): the config
+    the stages after validation read."""
+    if report.freq is None or report.freq == cfg.data.freq:
+        return cfg
+    return cfg.with_freq(report.freq)
 
 
 def report_dir_for(cfg: PipelineConfig, report_dir: str | Path | None = None) -> Path:

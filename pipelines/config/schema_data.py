@@ -39,7 +39,10 @@ class DataConfig(_Strict):
     target_col: str = Field("y", description="Column holding the value to forecast.")
     freq: str | int = Field(
         description="pandas offset alias (e.g. '30min', 'h', 'D', 'MS') for datetime `ds`, "
-        "or a positive integer step for integer `ds`."
+        "a positive integer step for integer `ds`, or 'auto': inferred from the data by "
+        "validation (integer `ds` when every value is a whole number: the most common step; "
+        "dates: the pandas alias most series agree on), stated in the validation summary and "
+        "used by every later stage; irregular data fails validation, asking for the alias."
     )
     season_length: int = Field(
         1, ge=1, description="Seasonal period in steps (MASE, seasonal naive)."

@@ -107,7 +107,7 @@ def grid_examples(facts: FrameFacts, idx: np.ndarray) -> list[dict]:
     out = []
     for i in idx:
         ex = _row_example(frame, int(i))
-        ex["previous_ds"] = _format_ds(frame[DS].iat[int(i) - 1]) if i > 0 else None
+        ex["previous_ds"] = format_ds(frame[DS].iat[int(i) - 1]) if i > 0 else None
         out.append(ex)
     return out
 
@@ -127,7 +127,7 @@ def _row_example(frame: pd.DataFrame, i: int) -> dict:
     ex = {
         "row": int(frame[ROW].iat[i]),
         "unique_id": None if pd.isna(uid) else str(uid),
-        "ds": _format_ds(frame[DS].iat[i]),
+        "ds": format_ds(frame[DS].iat[i]),
         "y": _format_y(frame[Y].iat[i]),
     }
     if frame[DS_INVALID].iat[i]:
@@ -137,7 +137,7 @@ def _row_example(frame: pd.DataFrame, i: int) -> dict:
     return ex
 
 
-def _format_ds(value: Any) -> str | None:
+def format_ds(value: Any) -> str | None:
     if value is None or pd.isna(value):
         return None
     if isinstance(value, pd.Timestamp):

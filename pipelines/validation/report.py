@@ -51,6 +51,8 @@ class ValidationReport:
     quarantined: int = 0  # rows moved aside under data.bad_rows: quarantine
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     quarantine_path: str | None = None
+    freq: str | int | None = None  # the grid checked (data.freq, ``auto`` resolved)
+    freq_inferred: str | None = None  # how data.freq: auto was resolved (summary line)
 
     def failures(self) -> list[ExpectationResult]:
         """The expectations that failed, in suite order."""
@@ -69,6 +71,8 @@ class ValidationReport:
             f"Validation of {self.source}: {verdict} - {self.n_rows} rows, "
             f"{self.n_series} series, {checks}."
         ]
+        if self.freq_inferred:
+            lines.append(self.freq_inferred + ".")
         lines += self._cleaning_lines()
         for res in failed:
             lines += _failure_lines(res)
