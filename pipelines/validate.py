@@ -1,11 +1,14 @@
 """Validate stage: check a coerced long frame with one Great Expectations suite.
 
-:func:`validate_long_frame` sorts the frame, cleans it as the pipeline's ``data`` settings
-ask (:mod:`deepcast.features.cleaning`: quarantine bad rows, drop short series,
-interpolate missing targets), then runs the check catalogue
-(:mod:`deepcast.pipelines.validation.rules`) as one GE suite
+:func:`validate_long_frame` sorts the frame, resolves ``data.freq: auto``
+(:mod:`deepcast.pipelines.validation.freq`), cleans it as the pipeline's ``data`` settings
+ask (:mod:`deepcast.features.cleaning` and :mod:`deepcast.features.gaps`: quarantine bad
+rows, fill gaps in the grid, drop short series, interpolate missing targets), then runs
+the check catalogue (:mod:`deepcast.pipelines.validation.rules`) as one GE suite
 (:mod:`deepcast.pipelines.validation.gx`, the only module that imports Great
-Expectations, lazily, so importing this module is cheap) and writes the report files
+Expectations, lazily, so importing this module is cheap), adds the warnings that never
+fail a run (:mod:`deepcast.pipelines.validation.panel`: series mostly filled in, series
+that stopped long ago) and writes the report files
 (:mod:`deepcast.pipelines.validation.writers`).
 """
 
@@ -18,12 +21,27 @@ from pathlib import Path
 
 import pandas as pd
 
-from deepcast.features.cleaning import canonical, drop_short, interpolate, prepare, quarantine
-from deepcast.features.schema import ID, release_arrow_memory, sort_long_frame
+from deepcast.features.cleaning import (
+    canonical,
+    drop_short,
+    inserted_rows,
+    interpolate,
+    prepare,
+    quarantine,
+)
+from deepcast.features.gaps import fill_gaps, fill_summary
+from deepcast.features.schema import ID, Y, release_arrow_memory, sort_long_frame
 from deepcast.pipelines.config import PipelineConfig
 from deepcast.pipelines.ingest import check_covariate_columns
 from deepcast.pipelines.validation import gx
 from deepcast.pipelines.validation.freq import freq_line, resolve_freq
+from deepcast.pipelines.validation.panel import (
+    MAX_LISTED,
+    fill_warning,
+    latest_ds,
+    stale_series,
+    stale_warning,
+)
 from deepcast.pipelines.validation.report import ExpectationResult, ValidationReport
 from deepcast.pipelines.validation.rules import Suite, build_suite
 from deepcast.pipelines.validation.writers import write_quarantine, write_reports
@@ -40,7 +58,9 @@ class _Cleaned:
     rejected: pd.DataFrame | None  # quarantined rows (data.bad_rows: quarantine)
     dropped: dict[str, int]  # short series dropped: {id: rows}
     n_input_series: int  # series before short ones were dropped
-    interpolated: int  # missing y values filled
+    interpolated: int  # missing y values filled by interpolation
+    inserted: int  # missing steps inserted on the grid (data.fill_gaps)
+    filled: list[dict]  # per series: what was filled in (fill_summary)
 
 
 def validate_long_frame(
@@ -77,27 +97,13 @@ def validate_long_frame(
                         forecast=min_length is not None)
     suite_name = f"{cfg.name}_long_frame"
     outcomes, ge_result = gx.run_suite(suite.frame, suite.rules, suite_name)
-    results = _results(suite, outcomes)
     clean = canonical(cleaned.frame)
-    report = ValidationReport(
-        success=all(r.success for r in results),
-        source=source,
-        n_rows=len(clean),
-        n_series=int(clean[ID].nunique()),
-        results=results,
-        dropped_series=cleaned.dropped,
-        interpolated=cleaned.interpolated,
-        freq=cfg.data.freq,
-    )
+    report = _report(clean, cleaned, _results(suite, outcomes), source, cfg)
     if inferred is not None:
         report.freq_inferred = freq_line(inferred)
-    rejected = cleaned.rejected
-    if rejected is not None and len(rejected):
-        report.quarantined = len(rejected)
-        report.quarantine_reasons = rejected["reason"].value_counts(sort=False).to_dict()
     if report_dir is not None:
         if report.quarantined:
-            report.quarantine_path = write_quarantine(rejected, Path(report_dir))
+            report.quarantine_path = write_quarantine(cleaned.rejected, Path(report_dir))
         if data_docs is None:
             data_docs = data.data_docs == "always" or not report.success
         write_reports(report, Path(report_dir), ge_result, suite.rules, suite_name, data_docs)
@@ -106,21 +112,53 @@ def validate_long_frame(
 
 
 def _clean(frame: pd.DataFrame, cfg: PipelineConfig, min_len: int) -> _Cleaned:
-    """Quarantine / drop short series / interpolate the sorted frame as ``cfg.data`` asks."""
+    """Quarantine / fill gaps / drop short series / interpolate the sorted frame as
+    ``cfg.data`` asks (gaps first: a series is as long as its filled grid)."""
     data = cfg.data
     rejected = None
     if data.bad_rows == "quarantine":
         frame, rejected = quarantine(frame)
+    inserted = 0
+    if data.fill_gaps != "none":
+        frame, inserted = fill_gaps(frame, data.freq, data.fill_gaps, data.max_gap)
 
     dropped: dict[str, int] = {}
     n_input_series = int(frame[ID].nunique())
     if data.short_series in ("drop", "pad"):
         frame, dropped = drop_short(frame, min_len)
 
+    filled = inserted_rows(frame) & frame[Y].notna().to_numpy()
     interpolated = 0
-    if data.missing_y == "interpolate":
-        frame, interpolated = interpolate(frame)
-    return _Cleaned(frame, rejected, dropped, n_input_series, interpolated)
+    if "interpolate" in (data.missing_y, data.fill_gaps):
+        frame, by_line = interpolate(frame, data.max_gap,
+                                     original=data.missing_y == "interpolate")
+        interpolated = int(by_line.sum())
+        filled |= by_line
+    return _Cleaned(frame, rejected, dropped, n_input_series, interpolated, inserted,
+                    fill_summary(frame, filled))
+
+
+def _report(clean: pd.DataFrame, cleaned: _Cleaned, results: list[ExpectationResult],
+            source: str, cfg: PipelineConfig) -> ValidationReport:
+    """The report of one run: the checks, what cleaning did, the warnings."""
+    report = ValidationReport(
+        success=all(r.success for r in results), source=source, n_rows=len(clean),
+        n_series=int(clean[ID].nunique()), results=results, dropped_series=cleaned.dropped,
+        interpolated=cleaned.interpolated, freq=cfg.data.freq, gaps_filled=cleaned.inserted,
+        filled_series=cleaned.filled[:MAX_LISTED])
+    rejected = cleaned.rejected
+    if rejected is not None and len(rejected):
+        report.quarantined = len(rejected)
+        report.quarantine_reasons = rejected["reason"].value_counts(sort=False).to_dict()
+    behind = max(cfg.features.horizon, cfg.data.season_length)
+    stale = stale_series(clean, cfg.data.freq, behind)
+    report.n_stale_series, report.stale_series = len(stale), stale[:MAX_LISTED]
+    why = (f"{behind} steps (the larger of features.horizon {cfg.features.horizon} and "
+           f"data.season_length {cfg.data.season_length})")
+    found = [fill_warning(cleaned.filled),
+             stale_warning(stale, report.n_series, why, latest_ds(clean))]
+    report.warnings += [w for w in found if w]
+    return report
 
 
 def _results(suite: Suite, outcomes: dict[str, gx.Outcome]) -> list[ExpectationResult]:

@@ -83,7 +83,23 @@ class DataConfig(_Strict):
     missing_y: Literal["error", "interpolate"] = Field(
         "error",
         description="Missing target values: 'error' fails validation; 'interpolate' fills them "
-        "linearly within each series (edges: nearest value) and counts them in the report.",
+        "linearly within each series (edges: nearest value; holes longer than `max_gap` "
+        "fail), reported per series in the validation summary.",
+    )
+    fill_gaps: Literal["none", "interpolate", "zero", "ffill"] = Field(
+        "none",
+        description="Timestamps missing from a series' grid: 'none' fails validation (rows "
+        "not one `freq` step after the previous); 'interpolate', 'zero' or 'ffill' (the "
+        "previous value) inserts them and fills y so; covariates of an inserted row carry "
+        "the previous row's values forward. Gaps longer than `max_gap` are not filled (and "
+        "fail); what was filled is reported per series (validation.json and the summary).",
+    )
+    max_gap: int | None = Field(
+        None, ge=1,
+        description="Longest run of missing steps that `fill_gaps` and `missing_y: "
+        "interpolate` may fill; a longer gap or hole fails validation naming the series "
+        "and dates. Default: no limit, but a series more than 10 % filled gets a warning "
+        "in the summary.",
     )
 
     @model_validator(mode="after")

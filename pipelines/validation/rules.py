@@ -142,9 +142,8 @@ RULES: tuple[Rule, ...] = (
     Rule("ds_on_grid", DS, IN_TRUE, lambda f, _: f.grid_ok, flag=DS_ON_GRID,
          gx_text="ds must be one {freq} step after the previous row of its series",
          message="ds must be one {freq} step after the previous row of its series "
-         "(rows after a gap or off the grid)",
-         hint="add the missing periods (an empty y is fine with data.missing_y: "
-         "interpolate); if most rows fail, data.freq does not match the data{freq_hint}",
+         "{grid_what}",
+         hint="{grid_fix}; if most rows fail, data.freq does not match the data{freq_hint}",
          examples=grid_examples),
     Rule("ds_in_range", DS, IN_TRUE, lambda f, _: f.range_ok, flag=DS_IN_RANGE,
          gx_text="{range_desc}", message="{range_desc}", hint="{range_hint}"),
@@ -258,6 +257,7 @@ def _words(frame: pd.DataFrame, cfg: PipelineConfig, dropped: dict[str, int],
     data = cfg.data
     integer = is_integer_time(data.freq)
     interp = data.missing_y == "interpolate"
+    limit = f"data.max_gap {data.max_gap}"
     geometry = _geometry(cfg, min_len, forecast)
     empty = dropped and not len(frame)
     return {
@@ -270,14 +270,17 @@ def _words(frame: pd.DataFrame, cfg: PipelineConfig, dropped: dict[str, int],
             "(2024-01-31 or 2024-01-31T13:00:00)"),
         "missing_desc": (
             "y must have at least one value in each series (missing values are "
-            "interpolated, but not in a series with no value at all)"
+            "interpolated, but not in a series with no value at all"
+            + (f", nor holes longer than {limit} values)" if data.max_gap else ")")
             if interp else "y must not be missing"),
         "missing_hint": (
             "remove series that have no y values at all"
+            + (f"; fill long holes at the source, or raise {limit}" if data.max_gap else "")
             if interp
             else "fill in the missing values, or set data.missing_y: interpolate to fill them "
             "linearly within each series"),
         "freq": _fmt_freq(data.freq),
+        **_grid_words(cfg),
         "freq_hint": freq_hint(frame, data.freq),
         "min_len": min_len,
         "geometry": geometry,
@@ -311,6 +314,24 @@ def _limit_words(cfg: PipelineConfig, facts: FrameFacts, window: int) -> dict[st
         "range_hint": "fix the timestamps of these series (a placeholder such as "
         "9999-12-31 is no date to forecast from), or remove the series",
     }
+
+
+def _grid_words(cfg: PipelineConfig) -> dict[str, str]:
+    """What the grid rule says: gaps are filled under data.fill_gaps, up to max_gap."""
+    data = cfg.data
+    if data.fill_gaps == "none":
+        return {"grid_what": "(rows after a gap or off the grid)",
+                "grid_fix": "add the missing periods, or fill them with data.fill_gaps: "
+                "interpolate, zero or ffill (an empty y is fine with data.missing_y: "
+                "interpolate)"}
+    if data.max_gap is None:
+        return {"grid_what": "(rows off the grid: gaps on it are filled, data.fill_gaps)",
+                "grid_fix": "fix the ds of these rows (they are not a whole number of steps "
+                "after the previous one)"}
+    return {"grid_what": f"(gaps longer than data.max_gap {data.max_gap} missing steps are "
+            "not filled; or rows off the grid)",
+            "grid_fix": f"fill the long gaps at the source, or raise data.max_gap "
+            f"({data.max_gap}); rows off the grid need their ds fixed"}
 
 
 def _geometry(cfg: PipelineConfig, min_len: int, forecast: bool) -> str:
