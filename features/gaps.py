@@ -161,13 +161,17 @@ def fill_summary(frame: pd.DataFrame, filled: np.ndarray) -> list[dict]:
     length = ids.value_counts().reindex(per.index)
     per["share"] = (per["points"] / length).round(4)
     per = per.sort_values(["share", "points"], ascending=False, kind="stable")
-    return [{"series": str(uid), "points": int(r.points), "longest_run": int(r.longest_run),
-             "first": _text(r.first), "last": _text(r.last), "share": float(r.share)}
-            for uid, r in per.iterrows()]
+    out = pd.DataFrame({"series": per.index.astype(str), "points": per["points"].to_numpy(),
+                        "longest_run": per["longest_run"].to_numpy(),
+                        "first": _texts(per["first"]), "last": _texts(per["last"]),
+                        "share": per["share"].to_numpy(dtype=float)})
+    return out.to_dict(orient="records")
 
 
-def _text(value: object) -> str:
-    if isinstance(value, pd.Timestamp | np.datetime64):
-        stamp = pd.Timestamp(value)
-        return stamp.strftime("%Y-%m-%d") if stamp == stamp.normalize() else stamp.isoformat(" ")
-    return str(int(value))
+def _texts(values: pd.Series) -> list[str]:
+    """ds as reports write it: a date (or date and time), or the integer step."""
+    if not pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return [str(int(v)) for v in values]
+    midnight = values == values.dt.normalize()
+    return values.dt.strftime("%Y-%m-%d").where(
+        midnight, values.dt.strftime("%Y-%m-%d %H:%M:%S")).tolist()

@@ -8,10 +8,12 @@ is fit and scored on values nobody measured. :func:`stale_series` finds the firs
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from deepcast.features.schema import DS, ID, is_integer_time
+from deepcast.features.schema import DS, ID, is_integer_time, same_as_previous
 from deepcast.pipelines.validation.facts import format_ds
+from deepcast.pipelines.validation.limits import last_rows
 
 FILL_WARN_SHARE = 0.10  # a series more than this share filled gets a warning
 MAX_LISTED = 1000  # series listed in validation.json per finding (the counts are whole)
@@ -20,11 +22,15 @@ SHOWN = 10  # series named in a summary line
 
 def stale_series(frame: pd.DataFrame, freq: str | int, behind: int) -> list[dict]:
     """Series whose last ds is more than ``behind`` steps of ``freq`` before the panel's
-    latest ds: ``{series, last_ds, steps_behind}``, the furthest behind first."""
-    keyed = frame[frame[ID].notna() & frame[DS].notna()]
-    if keyed.empty:
+    latest ds: ``{series, last_ds, steps_behind}``, the furthest behind first. ``frame``
+    is sorted by (unique_id, ds)."""
+    ids, ds = frame[ID], frame[DS]
+    rows = last_rows(ds, np.flatnonzero(~same_as_previous(ids)))  # sorted: no groupby
+    rows = rows[rows >= 0]
+    rows = rows[ids.iloc[rows].notna().to_numpy()]
+    if not len(rows):
         return []
-    last = keyed.groupby(ID, sort=False)[DS].max()
+    last = pd.Series(ds.iloc[rows].to_numpy(), index=ids.iloc[rows].to_numpy())
     latest = last.max()
     try:
         cutoff = _back(latest, freq, behind)
