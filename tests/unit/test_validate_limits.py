@@ -111,3 +111,16 @@ def test_absurd_geometry_is_a_config_error(key: str) -> None:
         parse_config({"name": "unit", "data": {"path": str(AUS), "freq": "MS"},
                       "features": features, "models": [{"type": "naive"}],
                       "evaluation": {"test_size": 6}})
+
+
+def test_series_plots_of_forecasts_ending_in_year_9999_render() -> None:
+    """The last representable forecast month: the plot's automatic margin used to reach
+    into year 10000, where matplotlib cannot go."""
+    from deepcast.pipelines.plots import series_figure
+
+    ds = pd.date_range(end="9999-06-01", periods=36, freq="MS")
+    history = pd.DataFrame({"unique_id": "a", "ds": ds, "y": np.arange(36.0)})
+    forecast = pd.DataFrame({"unique_id": "a", "yhat": 1.0,
+                             "ds": pd.date_range("9999-07-01", periods=6, freq="MS")})
+    png = series_figure(history, forecast, [("a", "example")], season_length=12, horizon=6)
+    assert png and png[:4] == b"\x89PNG"
