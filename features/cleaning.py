@@ -15,12 +15,15 @@ import pandas as pd
 from deepcast.features.schema import (
     DS,
     DS_INVALID,
+    F32_MAX,
     FLAG_COLUMNS,
     ID,
+    INSERTED,
     ROW,
     Y_INVALID,
     Y,
     row_numbers,
+    same_as_previous,
 )
 
 
@@ -42,9 +45,9 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
 def quarantine(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split off the rows that cannot be used (``data.bad_rows: quarantine``): empty or
     unparseable keys and repeated (unique_id, ds) (the first row is kept) leave the frame;
-    a row with a non-numeric or infinite y stays in place with y missing (removing it
-    would open a gap), so ``data.missing_y`` decides. Returns (frame, rejected rows with
-    a ``reason``); ``frame`` is sorted like its input."""
+    a row with a non-numeric or infinite y, or one beyond float32, stays in place with y
+    missing (removing it would open a gap), so ``data.missing_y`` decides. Returns (frame,
+    rejected rows with a ``reason``); ``frame`` is sorted like its input."""
     ids, ds = frame[ID], frame[DS]
     reason = pd.Series(pd.NA, index=frame.index, dtype="str")
     reason = reason.mask(ds.isna(), "ds is empty")
@@ -54,9 +57,13 @@ def quarantine(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     dup = keyed & frame[[ID, DS]].duplicated(keep="first")
     reason = reason.mask(dup, "duplicate (unique_id, ds)")
     leaves = reason.notna()
-    bad_y = ~leaves & (frame[Y_INVALID] | np.isinf(frame[Y].to_numpy(dtype="float64")))
+    y = frame[Y].to_numpy(dtype="float64")
+    with np.errstate(invalid="ignore"):
+        big = np.isfinite(y) & (np.abs(y) > F32_MAX)
+    bad_y = ~leaves & (frame[Y_INVALID] | np.isinf(y) | big)
+    reason = reason.mask(bad_y & big, "y is beyond the float32 range")
+    reason = reason.mask(bad_y & np.isinf(y), "y is not finite")
     reason = reason.mask(bad_y & frame[Y_INVALID], "y is not a number")
-    reason = reason.mask(bad_y & ~frame[Y_INVALID], "y is not finite")
     kept_row = frame[ROW].where(keyed).groupby([ids, ds], sort=False).transform("first")
     rejected = frame[reason.notna()].assign(reason=reason[reason.notna()],
                                             kept_row=kept_row.where(dup).astype("Int64"))
@@ -77,13 +84,21 @@ def drop_short(frame: pd.DataFrame, min_len: int) -> tuple[pd.DataFrame, dict[st
     return out, {str(k): int(v) for k, v in short.items()}
 
 
-def interpolate(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Fill missing (not unparseable) y linearly within each series; edges by nearest value."""
+def interpolate(frame: pd.DataFrame, max_gap: int | None = None, original: bool = True
+                ) -> tuple[pd.DataFrame, np.ndarray]:
+    """Fill missing y linearly within each series (edges: nearest value): the rows inserted
+    on the grid (``_inserted``, y empty) and, with ``original``, the rows whose y is
+    missing in the data (not unparseable ones). A hole of more than ``max_gap`` consecutive
+    missing values is left as it is (validation reports it). Returns (frame, per row: y
+    was filled here)."""
     y = frame[Y]
     ids = frame[ID]
-    missing = (y.isna() & ~frame[Y_INVALID] & ids.notna()).to_numpy()
-    if not missing.any():
-        return frame, 0
+    holes = (y.isna() & ~frame[Y_INVALID] & ids.notna()).to_numpy()
+    fillable = holes & (original | inserted_rows(frame))
+    if max_gap is not None:
+        fillable &= _hole_length(holes, ids) <= max_gap
+    if not fillable.any():
+        return frame, fillable
     finite = np.isfinite(y.to_numpy())
     pos = pd.Series(np.arange(len(frame), dtype="float64"), index=frame.index)
     anchor_pos = pos.where(finite)
@@ -95,10 +110,26 @@ def interpolate(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     with np.errstate(invalid="ignore", divide="ignore"):
         between = prev_val + (next_val - prev_val) * (pos - prev_pos) / (next_pos - prev_pos)
     fill = between.where(prev_pos.notna() & next_pos.notna(), prev_val.fillna(next_val))
-    filled = y.mask(missing, fill)
+    filled = y.mask(fillable, fill)
     frame = frame.copy()
     frame[Y] = filled.astype("float64")
-    return frame, int((missing & filled.notna().to_numpy()).sum())
+    return frame, fillable & filled.notna().to_numpy()
+
+
+def inserted_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Per row: inserted on the grid by :func:`deepcast.features.gaps.fill_gaps`."""
+    if INSERTED not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    return frame[INSERTED].to_numpy(dtype=bool)
+
+
+def _hole_length(holes: np.ndarray, ids: pd.Series) -> np.ndarray:
+    """Per row: the length of the run of consecutive ``holes`` rows of one series it is in
+    (0 outside holes)."""
+    start = holes & ~(np.append(False, holes[:-1]) & same_as_previous(ids))
+    run = np.cumsum(start)
+    sizes = np.bincount(run[holes], minlength=int(run[-1]) + 1 if len(run) else 1)
+    return np.where(holes, sizes[run], 0)
 
 
 def canonical(frame: pd.DataFrame) -> pd.DataFrame:

@@ -28,7 +28,16 @@ DS_INVALID = "_ds_invalid"  # ds present but unparseable
 Y_INVALID = "_y_invalid"  # y present but not a number
 DS_TEXT = "_ds_text"  # the source text of unparseable ds cells (only when there are some)
 Y_TEXT = "_y_text"  # the source text of non-numeric y cells (only when there are some)
-FLAG_COLUMNS = (ROW, DS_INVALID, Y_INVALID, DS_TEXT, Y_TEXT)
+AUTO = "auto"  # data.freq: the step is inferred from the data (features.frequency)
+INSERTED = "_inserted"  # a row added on the grid to fill a gap (data.fill_gaps)
+FLAG_COLUMNS = (ROW, DS_INVALID, Y_INVALID, DS_TEXT, Y_TEXT, INSERTED)
+
+# The models compute in float32: a larger magnitude becomes inf there.
+F32_MAX = float(np.finfo(np.float32).max)
+# Dates Python's datetime and matplotlib can hold (numpy's datetime64[us] holds more, but
+# plots, reports and date arithmetic on Timestamps fail outside this range).
+DATE_MIN = pd.Timestamp("0001-01-01")
+DATE_MAX = pd.Timestamp("9999-12-31 23:59:59.999999")
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,7 @@ class ColumnSpec:
 
     @property
     def integer_time(self) -> bool:
+        """Integer steps (with freq ``auto``: see :func:`coerce_long_frame`)."""
         return isinstance(self.freq, int)
 
 
@@ -54,7 +64,9 @@ def coerce_long_frame(raw: pd.DataFrame, spec: ColumnSpec, source: str = "data")
     """Rename the user's columns to canonical names and type them, flagging bad cells.
 
     Raises :class:`DataError` only when a required column is missing; value problems are
-    left as nulls with flags for validation to report.
+    left as nulls with flags for validation to report. With ``spec.freq`` ``auto``, ``ds``
+    is read as integer steps when every value is a whole number (so dates written as
+    20240131 are steps too: give data.freq for them), else as timestamps.
     """
     wanted = {spec.id_col: ID, spec.time_col: DS, spec.target_col: Y}
     missing = [c for c in wanted if c not in raw.columns]
@@ -79,9 +91,10 @@ def coerce_long_frame(raw: pd.DataFrame, spec: ColumnSpec, source: str = "data")
         ids.where(ids.isna(), ids.astype(str)).astype("str")
 
     ds_raw = df[DS]
-    if spec.integer_time and pd.api.types.is_integer_dtype(ds_raw.dtype):
+    integer = spec.integer_time or (spec.freq == AUTO and _whole_numbers(ds_raw))
+    if integer and pd.api.types.is_integer_dtype(ds_raw.dtype):
         out[DS] = ds_raw.astype("Int64")  # whole numbers already: no float round trip
-    elif spec.integer_time:
+    elif integer:
         ds = pd.to_numeric(ds_raw, errors="coerce")
         non_int = ds.notna() & (ds != np.floor(ds.fillna(0)))
         ds = ds.mask(non_int)
@@ -104,6 +117,19 @@ def coerce_long_frame(raw: pd.DataFrame, spec: ColumnSpec, source: str = "data")
     if extra:  # in one step: inserting 10k columns one by one was quadratic
         out = pd.concat([out, df[extra]], axis=1)
     return out
+
+
+def _whole_numbers(values: pd.Series) -> bool:
+    """Every present value is a whole number (integer steps under ``data.freq: auto``)."""
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return True
+    if pd.api.types.is_datetime64_any_dtype(values.dtype) or not values.notna().any():
+        return False
+    if pd.api.types.is_float_dtype(values.dtype):
+        present = values.dropna()
+        return bool((present == np.floor(present)).all())
+    text = values.dropna().astype("str").str.strip()
+    return bool(text.str.fullmatch(r"[+-]?\d+").all())
 
 
 _TZ_SUFFIX = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from deepcast.features.errors import ConfigError, DataError
-from deepcast.features.schema import ColumnSpec, coerce_long_frame, release_arrow_memory
+from deepcast.features.schema import AUTO, ColumnSpec, coerce_long_frame, release_arrow_memory
 from deepcast.pipelines.config import DataConfig
 
 READERS = (".csv", ".parquet", ".pq")
@@ -226,12 +226,13 @@ def frame_sha256(df: pd.DataFrame) -> str:
 
 
 def parse_as_of(as_of: str | int | None, data: DataConfig) -> pd.Timestamp | int | None:
-    """An ``as_of`` cut-off as a value of ``ds``: an integer step for integer ``ds``, else a
-    timestamp (timezone-aware ones converted to UTC, as ingest does); ConfigError if it does
-    not parse."""
+    """An ``as_of`` cut-off as a value of ``ds``: an integer step for integer ``ds`` (under
+    ``data.freq: auto``: when ``as_of`` is a whole number), else a timestamp (timezone-aware
+    ones converted to UTC, as ingest does); ConfigError if it does not parse."""
     if as_of is None or as_of == "":
         return None
-    if isinstance(data.freq, int):
+    integer = isinstance(data.freq, int) or (data.freq == AUTO and str(as_of).strip().isdigit())
+    if integer:
         try:
             return int(as_of)
         except ValueError:

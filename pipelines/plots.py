@@ -56,6 +56,17 @@ def _margins(fig, left: float = 0.75) -> None:
     fig.subplots_adjust(left=left / w, right=1 - 0.15 / w, bottom=0.5 / h, top=1 - 0.3 / h)
 
 
+def _clamp_dates(ax) -> None:
+    """Keep a date axis within 0001-01-01 .. 9999-12-31: the automatic 5 % margin beyond
+    data ending late in year 9999 asked matplotlib for dates it cannot hold."""
+    import matplotlib.dates as mdates
+
+    lo, hi = ax.get_xlim()
+    low, high = (mdates.date2num(t) for t in (pd.Timestamp("0001-01-02"),
+                                              pd.Timestamp("9999-12-31")))
+    ax.set_xlim(max(lo, low), min(hi, high))
+
+
 def to_png(fig) -> bytes:
     """The figure as PNG bytes; the figure is closed (no memory kept across models)."""
     plt = _pyplot()
@@ -155,6 +166,8 @@ def series_figure(history: pd.DataFrame, forecast: pd.DataFrame,
                                 lw=0.8 if kind == "quantile" else 0, label=label)
                 alpha[kind] += 0.1
             ax.plot(fc[DS], fc["yhat"], color=COLORS["forecast"], lw=1.4, label="forecast")
+        if pd.api.types.is_datetime64_any_dtype(history[DS]):
+            _clamp_dates(ax)
         ax.set_title(f"{uid} ({why})", fontsize=9)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.25)

@@ -1,11 +1,14 @@
 """Validate stage: check a coerced long frame with one Great Expectations suite.
 
-:func:`validate_long_frame` sorts the frame, cleans it as the pipeline's ``data`` settings
-ask (:mod:`deepcast.features.cleaning`: quarantine bad rows, drop short series,
-interpolate missing targets), then runs the check catalogue
-(:mod:`deepcast.pipelines.validation.rules`) as one GE suite
+:func:`validate_long_frame` sorts the frame, resolves ``data.freq: auto``
+(:mod:`deepcast.pipelines.validation.freq`), cleans it as the pipeline's ``data`` settings
+ask (:mod:`deepcast.features.cleaning` and :mod:`deepcast.features.gaps`: quarantine bad
+rows, fill gaps in the grid, drop short series, interpolate missing targets), then runs
+the check catalogue (:mod:`deepcast.pipelines.validation.rules`) as one GE suite
 (:mod:`deepcast.pipelines.validation.gx`, the only module that imports Great
-Expectations, lazily, so importing this module is cheap) and writes the report files
+Expectations, lazily, so importing this module is cheap), adds the warnings that never
+fail a run (:mod:`deepcast.pipelines.validation.panel`: series mostly filled in, series
+that stopped long ago) and writes the report files
 (:mod:`deepcast.pipelines.validation.writers`).
 """
 
@@ -18,16 +21,33 @@ from pathlib import Path
 
 import pandas as pd
 
-from deepcast.features.cleaning import canonical, drop_short, interpolate, prepare, quarantine
-from deepcast.features.schema import ID, release_arrow_memory, sort_long_frame
+from deepcast.features.cleaning import (
+    canonical,
+    drop_short,
+    inserted_rows,
+    interpolate,
+    prepare,
+    quarantine,
+)
+from deepcast.features.gaps import fill_gaps, fill_summary
+from deepcast.features.schema import ID, Y, release_arrow_memory, sort_long_frame
 from deepcast.pipelines.config import PipelineConfig
 from deepcast.pipelines.ingest import check_covariate_columns
 from deepcast.pipelines.validation import gx
+from deepcast.pipelines.validation.freq import freq_line, resolve_freq
+from deepcast.pipelines.validation.panel import (
+    MAX_LISTED,
+    fill_warning,
+    latest_ds,
+    stale_series,
+    stale_warning,
+)
 from deepcast.pipelines.validation.report import ExpectationResult, ValidationReport
 from deepcast.pipelines.validation.rules import Suite, build_suite
 from deepcast.pipelines.validation.writers import write_quarantine, write_reports
 
-__all__ = ["ExpectationResult", "ValidationReport", "report_dir_for", "validate_long_frame"]
+__all__ = ["ExpectationResult", "ValidationReport", "report_dir_for", "resolved_config",
+           "validate_long_frame"]
 
 
 @dataclass
@@ -38,7 +58,9 @@ class _Cleaned:
     rejected: pd.DataFrame | None  # quarantined rows (data.bad_rows: quarantine)
     dropped: dict[str, int]  # short series dropped: {id: rows}
     n_input_series: int  # series before short ones were dropped
-    interpolated: int  # missing y values filled
+    interpolated: int  # missing y values filled by interpolation
+    inserted: int  # missing steps inserted on the grid (data.fill_gaps)
+    filled: list[dict]  # per series: what was filled in (fill_summary)
 
 
 def validate_long_frame(
@@ -55,10 +77,12 @@ def validate_long_frame(
     ``data_docs`` builds the GE Data Docs HTML beside ``validation.json`` (None: when
     validation fails, or always under ``data.data_docs: always``).
 
-    The frame is sorted by (unique_id, ds) first. Data problems never raise: they make
-    ``report.success`` False (the frame is still returned, sorted). :class:`DataError` is
-    raised only when Great Expectations itself cannot run. ``n_rows`` / ``n_series`` count
-    the returned frame (after short series were dropped).
+    The frame is sorted by (unique_id, ds) first. ``data.freq: auto`` is inferred from
+    it: ``report.freq`` is the step checked, for the config of every later stage
+    (:func:`resolved_config`). Data problems never raise: they make ``report.success``
+    False (the frame is still returned, sorted). :class:`DataError` is raised only when
+    no frequency can be inferred or Great Expectations itself cannot run. ``n_rows`` /
+    ``n_series`` count the returned frame (after short series were dropped).
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     data = cfg.data
@@ -66,29 +90,20 @@ def validate_long_frame(
     source = str(df.attrs.get("source") or data.path or "data")
 
     check_covariate_columns(df.columns, data, source)
-    cleaned = _clean(df, cfg, min_len)
+    frame = sort_long_frame(prepare(df))
+    cfg, inferred = resolve_freq(cfg, frame)
+    cleaned = _clean(frame, cfg, min_len)
     suite = build_suite(cleaned.frame, cfg, cleaned.dropped, cleaned.n_input_series, min_len,
                         forecast=min_length is not None)
     suite_name = f"{cfg.name}_long_frame"
     outcomes, ge_result = gx.run_suite(suite.frame, suite.rules, suite_name)
-    results = _results(suite, outcomes)
     clean = canonical(cleaned.frame)
-    report = ValidationReport(
-        success=all(r.success for r in results),
-        source=source,
-        n_rows=len(clean),
-        n_series=int(clean[ID].nunique()),
-        results=results,
-        dropped_series=cleaned.dropped,
-        interpolated=cleaned.interpolated,
-    )
-    rejected = cleaned.rejected
-    if rejected is not None and len(rejected):
-        report.quarantined = len(rejected)
-        report.quarantine_reasons = rejected["reason"].value_counts(sort=False).to_dict()
+    report = _report(clean, cleaned, _results(suite, outcomes), source, cfg)
+    if inferred is not None:
+        report.freq_inferred = freq_line(inferred)
     if report_dir is not None:
         if report.quarantined:
-            report.quarantine_path = write_quarantine(rejected, Path(report_dir))
+            report.quarantine_path = write_quarantine(cleaned.rejected, Path(report_dir))
         if data_docs is None:
             data_docs = data.data_docs == "always" or not report.success
         write_reports(report, Path(report_dir), ge_result, suite.rules, suite_name, data_docs)
@@ -96,23 +111,54 @@ def validate_long_frame(
     return clean, report
 
 
-def _clean(df: pd.DataFrame, cfg: PipelineConfig, min_len: int) -> _Cleaned:
-    """Sort, then quarantine / drop short series / interpolate as ``cfg.data`` asks."""
+def _clean(frame: pd.DataFrame, cfg: PipelineConfig, min_len: int) -> _Cleaned:
+    """Quarantine / fill gaps / drop short series / interpolate the sorted frame as
+    ``cfg.data`` asks (gaps first: a series is as long as its filled grid)."""
     data = cfg.data
-    frame = sort_long_frame(prepare(df))
     rejected = None
     if data.bad_rows == "quarantine":
         frame, rejected = quarantine(frame)
+    inserted = 0
+    if data.fill_gaps != "none":
+        frame, inserted = fill_gaps(frame, data.freq, data.fill_gaps, data.max_gap)
 
     dropped: dict[str, int] = {}
     n_input_series = int(frame[ID].nunique())
     if data.short_series in ("drop", "pad"):
         frame, dropped = drop_short(frame, min_len)
 
+    filled = inserted_rows(frame) & frame[Y].notna().to_numpy()
     interpolated = 0
-    if data.missing_y == "interpolate":
-        frame, interpolated = interpolate(frame)
-    return _Cleaned(frame, rejected, dropped, n_input_series, interpolated)
+    if "interpolate" in (data.missing_y, data.fill_gaps):
+        frame, by_line = interpolate(frame, data.max_gap,
+                                     original=data.missing_y == "interpolate")
+        interpolated = int(by_line.sum())
+        filled |= by_line
+    return _Cleaned(frame, rejected, dropped, n_input_series, interpolated, inserted,
+                    fill_summary(frame, filled))
+
+
+def _report(clean: pd.DataFrame, cleaned: _Cleaned, results: list[ExpectationResult],
+            source: str, cfg: PipelineConfig) -> ValidationReport:
+    """The report of one run: the checks, what cleaning did, the warnings."""
+    report = ValidationReport(
+        success=all(r.success for r in results), source=source, n_rows=len(clean),
+        n_series=int(clean[ID].nunique()), results=results, dropped_series=cleaned.dropped,
+        interpolated=cleaned.interpolated, freq=cfg.data.freq, gaps_filled=cleaned.inserted,
+        filled_series=cleaned.filled[:MAX_LISTED])
+    rejected = cleaned.rejected
+    if rejected is not None and len(rejected):
+        report.quarantined = len(rejected)
+        report.quarantine_reasons = rejected["reason"].value_counts(sort=False).to_dict()
+    behind = max(cfg.features.horizon, cfg.data.season_length)
+    stale = stale_series(clean, cfg.data.freq, behind)
+    report.n_stale_series, report.stale_series = len(stale), stale[:MAX_LISTED]
+    why = (f"{behind} steps (the larger of features.horizon {cfg.features.horizon} and "
+           f"data.season_length {cfg.data.season_length})")
+    found = [fill_warning(cleaned.filled),
+             stale_warning(stale, report.n_series, why, latest_ds(clean))]
+    report.warnings += [w for w in found if w]
+    return report
 
 
 def _results(suite: Suite, outcomes: dict[str, gx.Outcome]) -> list[ExpectationResult]:
@@ -132,6 +178,14 @@ def _results(suite: Suite, outcomes: dict[str, gx.Outcome]) -> list[ExpectationR
             )
         )
     return results
+
+
+def resolved_config(cfg: PipelineConfig, report: ValidationReport) -> PipelineConfig:
+    """``cfg`` with ``data.freq`` as validation checked it (``auto`` resolved): the config
+    the stages after validation read."""
+    if report.freq is None or report.freq == cfg.data.freq:
+        return cfg
+    return cfg.with_freq(report.freq)
 
 
 def report_dir_for(cfg: PipelineConfig, report_dir: str | Path | None = None) -> Path:

@@ -1,6 +1,7 @@
-"""``data.freq``: a pandas offset alias or an integer step. Aliases that pandas 2.2 and 3
-renamed (``H``, ``T``, ``M``, ``A`` ...) are mapped to their current names with one logged
-note; anything else unknown is refused with a "did you mean" suggestion."""
+"""``data.freq``: a pandas offset alias, an integer step, or ``auto`` (inferred from the
+data by the validate stage). Aliases that pandas 2.2 and 3 renamed (``H``, ``T``, ``M``,
+``A`` ...) are mapped to their current names with one logged note; anything else unknown
+is refused with a "did you mean" suggestion."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import difflib
 import logging
 import re
 import warnings
+
+from deepcast.features.schema import AUTO
 
 log = logging.getLogger("deepcast")
 
@@ -39,12 +42,12 @@ _WORDS = {
     "quarterly": "QS", "year": "YS", "yearly": "YS", "annual": "YS", "annually": "YS",
 }
 _ALIAS = re.compile(r"^(?P<n>\d*)(?P<base>[A-Za-z]+)(?P<anchor>-[A-Za-z0-9]+)?$")
-_EXAMPLES = "examples: '30min', 'h', 'D', 'W', 'MS'"
+_EXAMPLES = "examples: '30min', 'h', 'D', 'W', 'MS', or 'auto' to infer it from the data"
 
 
 def check_freq(value: str | int) -> str | int:
-    """The validated ``data.freq``: a positive integer step, or a pandas 3 offset alias
-    (an old alias mapped to its current name, with a note)."""
+    """The validated ``data.freq``: a positive integer step, ``auto``, or a pandas 3 offset
+    alias (an old alias mapped to its current name, with a note)."""
     if isinstance(value, bool):
         raise ValueError("freq must be a pandas offset alias or a positive integer")
     if isinstance(value, int):
@@ -53,6 +56,8 @@ def check_freq(value: str | int) -> str | int:
         return value
     if value.strip().isdigit():
         return int(value)
+    if value.strip().lower() == AUTO:
+        return AUTO
     renamed = _renamed(value)
     if renamed is not None:
         log.warning(_note(value, renamed))

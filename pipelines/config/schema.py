@@ -10,6 +10,8 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from deepcast.features.covariates import default_calendar
+from deepcast.features.errors import ConfigError
+from deepcast.features.schema import AUTO
 from deepcast.pipelines.config.base import Name, _Strict
 from deepcast.pipelines.config.derived import Lengths
 from deepcast.pipelines.config.schema_data import DataConfig, FeaturesConfig
@@ -132,6 +134,16 @@ class PipelineConfig(_Strict):
         """Points a series needs before a cut-off to be fit on (no holdout after it)."""
         return self.lengths.min_train_length
 
+    def with_freq(self, freq: str | int) -> PipelineConfig:
+        """A copy with ``data.freq`` set (``auto`` resolved from the data); ConfigError when
+        integer steps meet a list of calendar features (they need dates)."""
+        if isinstance(freq, int) and isinstance(self.features.calendar, list):
+            raise ConfigError(f"data.freq: auto found integer steps in ds (step {freq}), and "
+                              "features.calendar lists calendar features, which need dates",
+                              hint="use features.calendar: none (or auto), or write ds as "
+                              "dates")
+        return self.model_copy(update={"data": self.data.model_copy(update={"freq": freq})})
+
     def without_checkpoints(self) -> PipelineConfig:
         """A copy that does not checkpoint (auxiliary fits: backtests, trials)."""
         return self.model_copy(update={"training": self.training.model_copy(
@@ -150,6 +162,11 @@ class PipelineConfig(_Strict):
         if cal == "none":
             return ()
         if cal == "auto":
+            if self.data.freq == AUTO:
+                raise ConfigError("data.freq is 'auto' and was not resolved: the calendar "
+                                  "features follow from the inferred freq",
+                                  hint="validate the data first (the run's config is the one "
+                                  "validation returns), or set data.freq")
             return default_calendar(self.data.freq)
         return tuple(dict.fromkeys(cal))
 

@@ -12,6 +12,10 @@ from deepcast.features.covariates import CALENDAR
 from deepcast.pipelines.config.base import _Strict
 from deepcast.pipelines.config.freq import check_freq
 
+# A sanity cap on window lengths: a million steps is 114 years of hourly data, and one
+# window of it is already 4 MB per series in float32 (lookback 1e12 asked for 36 TiB).
+MAX_STEPS = 1_000_000
+
 
 class SqlSource(_Strict):
     """A query whose rows are the long table (read through SQLAlchemy)."""
@@ -35,7 +39,10 @@ class DataConfig(_Strict):
     target_col: str = Field("y", description="Column holding the value to forecast.")
     freq: str | int = Field(
         description="pandas offset alias (e.g. '30min', 'h', 'D', 'MS') for datetime `ds`, "
-        "or a positive integer step for integer `ds`."
+        "a positive integer step for integer `ds`, or 'auto': inferred from the data by "
+        "validation (integer `ds` when every value is a whole number: the most common step; "
+        "dates: the pandas alias most series agree on), stated in the validation summary and "
+        "used by every later stage; irregular data fails validation, asking for the alias."
     )
     season_length: int = Field(
         1, ge=1, description="Seasonal period in steps (MASE, seasonal naive)."
@@ -76,7 +83,23 @@ class DataConfig(_Strict):
     missing_y: Literal["error", "interpolate"] = Field(
         "error",
         description="Missing target values: 'error' fails validation; 'interpolate' fills them "
-        "linearly within each series (edges: nearest value) and counts them in the report.",
+        "linearly within each series (edges: nearest value; holes longer than `max_gap` "
+        "fail), reported per series in the validation summary.",
+    )
+    fill_gaps: Literal["none", "interpolate", "zero", "ffill"] = Field(
+        "none",
+        description="Timestamps missing from a series' grid: 'none' fails validation (rows "
+        "not one `freq` step after the previous); 'interpolate', 'zero' or 'ffill' (the "
+        "previous value) inserts them and fills y so; covariates of an inserted row carry "
+        "the previous row's values forward. Gaps longer than `max_gap` are not filled (and "
+        "fail); what was filled is reported per series (validation.json and the summary).",
+    )
+    max_gap: int | None = Field(
+        None, ge=1,
+        description="Longest run of missing steps that `fill_gaps` and `missing_y: "
+        "interpolate` may fill; a longer gap or hole fails validation naming the series "
+        "and dates. Default: no limit, but a series more than 10 % filled gets a warning "
+        "in the summary.",
     )
 
     @model_validator(mode="after")
@@ -100,8 +123,10 @@ class DataConfig(_Strict):
 class FeaturesConfig(_Strict):
     """Window geometry and scaling."""
 
-    lookback: int = Field(ge=1, description="Input window length (steps of history per forecast).")
-    horizon: int = Field(ge=1, description="Steps forecast in one shot (direct multi-step).")
+    lookback: int = Field(ge=1, le=MAX_STEPS, description="Input window length (steps of "
+                          "history per forecast); at most 1,000,000.")
+    horizon: int = Field(ge=1, le=MAX_STEPS, description="Steps forecast in one shot (direct "
+                         "multi-step); at most 1,000,000.")
     scaler: Literal["standard", "none"] = Field(
         "standard", description="Per-series scaling fit on the training span only."
     )

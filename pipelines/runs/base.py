@@ -189,11 +189,13 @@ def report_dir(cfg: PipelineConfig, inputs: RunInputs) -> Path:
 
 @dataclass(frozen=True)
 class Validated:
-    """Ingested rows (``raw``), the validated frame (``clean``) and the report."""
+    """Ingested rows (``raw``), the validated frame (``clean``), the report and the config
+    the later stages read (``cfg``: ``data.freq: auto`` resolved by validation)."""
 
     raw: pd.DataFrame
     clean: pd.DataFrame
     report: Any
+    cfg: PipelineConfig
 
 
 def validated(cfg: PipelineConfig, inputs: RunInputs, steps: Steps,
@@ -201,8 +203,10 @@ def validated(cfg: PipelineConfig, inputs: RunInputs, steps: Steps,
     """Ingest (rows up to ``as_of`` when given) and validate; bad data stops the job."""
     raw = cut_at(steps.io("ingest", read_data, cfg.data, inputs.given(cfg)),
                  parse_as_of(as_of, cfg.data))
+    from deepcast.pipelines.validate import resolved_config
+
     clean, report = steps.run("validate", checked, raw, cfg, report_dir(cfg, inputs))
-    return Validated(raw, clean, report)
+    return Validated(raw, clean, report, resolved_config(cfg, report))
 
 
 def run_tags(cfg: PipelineConfig, stage: str, inputs: RunInputs, data_sha: str

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from deepcast.features.schema import AUTO
 from deepcast.pipelines.config import PipelineConfig
 from deepcast.pipelines.results import ForecastResult
 from deepcast.pipelines.runs import store
@@ -96,6 +97,8 @@ def _history(cfg: PipelineConfig, inputs: RunInputs, request: ForecastRequest, s
     from deepcast.pipelines.forecast import future_rows, needs_future, split_history
     from deepcast.pipelines.modelling import user_frame
 
+    if cfg.data.freq == AUTO:  # the model's step: what it was trained and dates with
+        cfg = cfg.with_freq(predictor.columns.freq)
     ahead = None
     if needs_future(predictor):
         future = steps.io("ingest-future", read_future, cfg.data, request.future) \

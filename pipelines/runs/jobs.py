@@ -54,10 +54,12 @@ def train(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, steps: Steps = P
 def train_and_promote(cfg: PipelineConfig, inputs: RunInputs, data: Validated, steps: Steps,
                       mapper: Mapper | None = None) -> TrainResult:
     """The train run on validated data: train every model (through ``mapper``), save the
-    drift reference profile with them, promote through the gate."""
+    drift reference profile with them, promote through the gate. Reads ``data.cfg`` (the
+    config as validated: ``data.freq: auto`` resolved) instead of ``cfg``."""
     from deepcast.pipelines.promote import promote
     from deepcast.pipelines.train import train_models
 
+    cfg = data.cfg
     tracker = store.open_tracker(cfg)
     data_sha = frame_sha256(data.clean)
     source = inputs.source(cfg)
@@ -88,6 +90,7 @@ def backtest(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, steps: Steps 
 
     mapper = steps.mapper(cfg)
     data = validated(cfg, inputs, steps)
+    cfg = data.cfg
     tracker = store.open_tracker(cfg)
     tags = run_tags(cfg, "backtest", inputs, frame_sha256(data.clean))
     with store.parent_run(tracker, cfg, "backtest", tags) as parent_id:
@@ -110,6 +113,7 @@ def tune(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, trials: int | Non
     from deepcast.pipelines.tune import run_tune
 
     data = validated(cfg, inputs, steps)
+    cfg = data.cfg
     tracker = store.open_tracker(cfg)
     tags = run_tags(cfg, "tune", inputs, frame_sha256(data.clean))
     if output is None and inputs.pipeline_file is None:

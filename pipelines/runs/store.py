@@ -53,12 +53,16 @@ def log_metrics(tracker: Tracker, values: dict[str, float]) -> None:
 
 def log_train_data(tracker: Tracker, cfg: PipelineConfig, raw: pd.DataFrame,
                    clean: pd.DataFrame, report: Any) -> None:
-    """What a train run was given: row and series counts, the config, the validation
-    report (and the quarantined rows, when some were moved aside)."""
+    """What a train run was given: row and series counts (dropped, quarantined, filled-in,
+    stale), the config, the validation report (and the quarantined rows, when some were
+    moved aside)."""
     tracker.log_metrics({"data_rows": len(clean), "data_series": clean["unique_id"].nunique(),
                          "data_rows_raw": len(raw),
                          "data_series_dropped": len(report.dropped_series),
-                         "data_rows_quarantined": report.quarantined})
+                         "data_rows_quarantined": report.quarantined,
+                         "data_rows_inserted": report.gaps_filled,
+                         "data_values_interpolated": report.interpolated,
+                         "data_series_stale": report.n_stale_series})
     tracker.log_dict(resolved_config(cfg), "config/pipeline.json")
     tracker.log_dict(report.to_dict(), "validation/validation.json")
     if report.quarantine_path:

@@ -26,6 +26,7 @@ from deepcast.features.schema import (
     on_grid,
     same_as_previous,
 )
+from deepcast.pipelines.validation.limits import range_ok, window_ok
 
 
 @dataclass(frozen=True)
@@ -42,13 +43,17 @@ class FrameFacts:
     grid_ok: np.ndarray  # ds one freq step after the previous row (or cannot be judged)
     dup_rows: np.ndarray  # every row of a repeated (unique_id, ds)
     short_first: np.ndarray  # the first row of each series shorter than min_len
+    range_ok: np.ndarray  # forecast dates representable (False: a series' last row)
+    window_ok: np.ndarray  # some series fills one window (False: every series' first row)
     starts: np.ndarray  # first row of each run of same-series rows
     lengths: np.ndarray  # length of each such run
     ds_seen: pd.Series  # ds as GE sees it: unparseable cells get a stand-in value
 
 
-def frame_facts(frame: pd.DataFrame, freq: str | int, min_len: int) -> FrameFacts:
-    """The facts of ``frame`` (sorted by unique_id, ds) for grid ``freq`` and ``min_len``."""
+def frame_facts(frame: pd.DataFrame, freq: str | int, min_len: int, horizon: int = 1,
+                window: int = 0) -> FrameFacts:
+    """The facts of ``frame`` (sorted by unique_id, ds) for grid ``freq``, ``min_len``,
+    forecasts of ``horizon`` steps and windows of ``window`` rows (0: not checked)."""
     ids, ds = frame[ID], frame[DS]
     ds_na = ds.isna().to_numpy()
     id_na = ids.isna().to_numpy()
@@ -76,6 +81,8 @@ def frame_facts(frame: pd.DataFrame, freq: str | int, min_len: int) -> FrameFact
         frame=frame, y=frame[Y].to_numpy(dtype="float64"), id_na=id_na, ds_na=ds_na,
         ds_invalid=ds_invalid, y_invalid=frame[Y_INVALID].to_numpy(dtype=bool),
         inc_ok=inc_ok, grid_ok=grid_ok, dup_rows=dup_rows, short_first=short_first,
+        range_ok=range_ok(ds, starts, freq, horizon, id_na),
+        window_ok=window_ok(starts, lengths, len(frame), window),
         starts=starts, lengths=lengths, ds_seen=ds_seen,
     )
 
@@ -100,7 +107,7 @@ def grid_examples(facts: FrameFacts, idx: np.ndarray) -> list[dict]:
     out = []
     for i in idx:
         ex = _row_example(frame, int(i))
-        ex["previous_ds"] = _format_ds(frame[DS].iat[int(i) - 1]) if i > 0 else None
+        ex["previous_ds"] = format_ds(frame[DS].iat[int(i) - 1]) if i > 0 else None
         out.append(ex)
     return out
 
@@ -120,7 +127,7 @@ def _row_example(frame: pd.DataFrame, i: int) -> dict:
     ex = {
         "row": int(frame[ROW].iat[i]),
         "unique_id": None if pd.isna(uid) else str(uid),
-        "ds": _format_ds(frame[DS].iat[i]),
+        "ds": format_ds(frame[DS].iat[i]),
         "y": _format_y(frame[Y].iat[i]),
     }
     if frame[DS_INVALID].iat[i]:
@@ -130,7 +137,7 @@ def _row_example(frame: pd.DataFrame, i: int) -> dict:
     return ex
 
 
-def _format_ds(value: Any) -> str | None:
+def format_ds(value: Any) -> str | None:
     if value is None or pd.isna(value):
         return None
     if isinstance(value, pd.Timestamp):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 MAX_EXAMPLES = 5  # offending rows kept per check
+FILLED_SHOWN = 5  # filled series listed in the summary (validation.json has them all)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,15 @@ class ValidationReport:
     quarantined: int = 0  # rows moved aside under data.bad_rows: quarantine
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     quarantine_path: str | None = None
+    freq: str | int | None = None  # the grid checked (data.freq, ``auto`` resolved)
+    freq_inferred: str | None = None  # how data.freq: auto was resolved (summary line)
+    gaps_filled: int = 0  # rows inserted on the grid (data.fill_gaps)
+    # per series with inserted or interpolated values: series, points, longest_run, first,
+    # last (filled ds), share (of the series); the most filled first
+    filled_series: list[dict] = field(default_factory=list)
+    n_stale_series: int = 0  # series ending long before the panel's latest ds
+    stale_series: list[dict] = field(default_factory=list)  # series, last_ds, steps_behind
+    warnings: list[str] = field(default_factory=list)  # said in the summary, never failing
 
     def failures(self) -> list[ExpectationResult]:
         """The expectations that failed, in suite order."""
@@ -69,9 +79,12 @@ class ValidationReport:
             f"Validation of {self.source}: {verdict} - {self.n_rows} rows, "
             f"{self.n_series} series, {checks}."
         ]
+        if self.freq_inferred:
+            lines.append(self.freq_inferred + ".")
         lines += self._cleaning_lines()
         for res in failed:
             lines += _failure_lines(res)
+        lines += [f"warning: {w}" for w in self.warnings]
         for note in self.notes:
             lines.append(f"note: {note}")
         if self.report_path:
@@ -101,10 +114,27 @@ class ValidationReport:
             reasons = "; ".join(f"{k}: {v}" for k, v in self.quarantine_reasons.items())
             where = self.quarantine_path or "not written: no report folder"
             lines.append(f"Quarantined {self.quarantined} row(s) ({reasons}): {where}.")
+        if self.gaps_filled:
+            lines.append(f"Inserted {self.gaps_filled} missing step(s) into the series' "
+                         "grids (data.fill_gaps).")
         if self.interpolated:
             lines.append(
                 f"Interpolated {self.interpolated} missing y value(s) within their series."
             )
+        return lines + self._filled_lines()
+
+    def _filled_lines(self) -> list[str]:
+        """Per series: how much was filled in, the longest run, the first and last date."""
+        if not self.filled_series:
+            return []
+        lines = [f"Filled-in values in {len(self.filled_series)} series:"]
+        for r in self.filled_series[:FILLED_SHOWN]:
+            lines.append(f"    series {r['series']}: {r['points']} point(s), "
+                         f"{100 * r['share']:.3g} % of the series, longest run "
+                         f"{r['longest_run']}, from {r['first']} to {r['last']}")
+        more = len(self.filled_series) - FILLED_SHOWN
+        if more > 0:
+            lines.append(f"    ... and {more} more series (validation.json lists them)")
         return lines
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepcast.features.schema import DS, ID, Y, is_integer_time
+from deepcast.features.schema import DS, F32_MAX, ID, Y, is_integer_time
 from deepcast.pipelines.config import PipelineConfig
 from deepcast.pipelines.validation.facts import (
     FrameFacts,
@@ -34,6 +34,7 @@ from deepcast.pipelines.validation.facts import (
     length_examples,
     row_examples,
 )
+from deepcast.pipelines.validation.limits import fits_float32
 from deepcast.pipelines.validation.report import MAX_EXAMPLES
 
 # GE expectations a rule can map to (class names in great_expectations.expectations)
@@ -45,10 +46,14 @@ ROW_COUNT = "ExpectTableRowCountToBeBetween"  # on the table: at least one row
 DS_PARSEABLE = "ds_parseable"
 Y_IS_NUMBER = "y_is_number"
 Y_IS_FINITE = "y_is_finite"
+Y_FITS_F32 = "y_fits_float32"
 Y_PRESENT = "y_present"
 DS_INCREASING = "ds_increasing_within_series"
 DS_ON_GRID = "ds_on_freq_grid"
+DS_IN_RANGE = "forecast_dates_representable"
 LONG_ENOUGH = "series_long_enough"
+WINDOW_FITS = "some_series_fills_a_window"
+F32 = f"{F32_MAX:.2g}"  # 3.4e+38
 KEY_UNIQUE = "key_unique"
 
 RowsOk = Callable[[FrameFacts, str | None], np.ndarray]
@@ -115,6 +120,11 @@ RULES: tuple[Rule, ...] = (
          gx_text="y must be finite (not inf or -inf)",
          message="y must be finite (not inf or -inf)",
          hint="replace the infinite values with real measurements (or leave them empty)"),
+    Rule("y_float32", Y, IN_TRUE, lambda f, _: fits_float32(f.y), flag=Y_FITS_F32,
+         gx_text=f"y must be within +-{F32} (float32)",
+         message=f"y must be within +-{F32}, the float32 range the models compute in",
+         hint="fix the exported values, or rescale the series (e.g. to thousands or "
+         "millions of its unit)"),
     Rule("y_not_missing", Y, IN_TRUE, lambda f, _: ~np.isnan(f.y) | f.y_invalid,
          flag=Y_PRESENT, gx_text="{missing_desc}", message="{missing_desc}",
          hint="{missing_hint}"),
@@ -132,16 +142,22 @@ RULES: tuple[Rule, ...] = (
     Rule("ds_on_grid", DS, IN_TRUE, lambda f, _: f.grid_ok, flag=DS_ON_GRID,
          gx_text="ds must be one {freq} step after the previous row of its series",
          message="ds must be one {freq} step after the previous row of its series "
-         "(rows after a gap or off the grid)",
-         hint="add the missing periods (an empty y is fine with data.missing_y: "
-         "interpolate); if most rows fail, data.freq does not match the data{freq_hint}",
+         "{grid_what}",
+         hint="{grid_fix}; if most rows fail, data.freq does not match the data{freq_hint}",
          examples=grid_examples),
+    Rule("ds_in_range", DS, IN_TRUE, lambda f, _: f.range_ok, flag=DS_IN_RANGE,
+         gx_text="{range_desc}", message="{range_desc}", hint="{range_hint}"),
     Rule("series_length", ID, IN_TRUE, lambda f, _: ~f.short_first, flag=LONG_ENOUGH,
          gx_text="every series must have at least {min_len} rows",
          message="every series must have at least {min_len} rows ({geometry})",
          hint="drop short series with data.short_series: drop, or lower features.lookback, "
          "features.horizon or evaluation.test_size",
          examples=length_examples),
+    Rule("lookback_fits", ID, IN_TRUE, lambda f, _: f.window_ok, flag=WINDOW_FITS,
+         gx_text="some series must have features.lookback + features.horizon rows",
+         message="features.lookback {lookback} + features.horizon {horizon} = {window} rows, "
+         "but the longest series has {longest} rows: no series fills one input window",
+         hint="{window_hint}", examples=length_examples, when=lambda w: w["window"] > 0),
     Rule("not_empty", None, ROW_COUNT, lambda f, _: np.ones(len(f.frame), dtype=bool),
          gx_text="{empty_desc}", message="{empty_desc}", hint="{empty_hint}"),
 )
@@ -152,11 +168,12 @@ def _present(f: FrameFacts, col: str | None) -> np.ndarray:
 
 
 def _finite_number(f: FrameFacts, col: str | None) -> np.ndarray:
-    """Empty cells pass (the not-null rule reports them); text and inf fail."""
+    """Empty cells pass (the not-null rule reports them); text, inf and values beyond
+    float32 fail."""
     values = f.frame[col]
-    as_num = pd.to_numeric(values, errors="coerce")
-    return (as_num.notna() | ~values.notna().to_numpy()).to_numpy() & ~np.isinf(
-        as_num.to_numpy(dtype="float64", na_value=0.0))
+    as_num = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    number = ~np.isnan(as_num) | ~values.notna().to_numpy()
+    return number & ~np.isinf(as_num) & fits_float32(as_num)
 
 
 def _constant(f: FrameFacts, col: str | None) -> np.ndarray:
@@ -172,7 +189,8 @@ COVARIATE_RULES: tuple[Rule, ...] = (
          hint="fill in {col} for these rows (a {kind} covariate is needed at every step)"),
     Rule("{col}_numeric", "{col}", IN_TRUE, _finite_number, flag="{col}__numeric",
          gx_text="{col} must be a finite number",
-         message="{kind} covariate {col} must be a finite number",
+         message=f"{{kind}} covariate {{col}} must be a finite number within +-{F32} "
+         "(float32)",
          hint="fix the non-numeric cells of {col}, or declare it under data.categorical "
          "(statics only)",
          when=lambda w: w["numeric"]),
@@ -202,8 +220,11 @@ class Suite:
 def build_suite(frame: pd.DataFrame, cfg: PipelineConfig, dropped: dict[str, int],
                 n_input_series: int, min_len: int, forecast: bool = False) -> Suite:
     """The suite's rules, bound to this frame and config, and the frame GE validates."""
-    facts = frame_facts(frame, cfg.data.freq, min_len)
+    f = cfg.features
+    window = 0 if forecast or cfg.data.short_series != "pad" else f.lookback + f.horizon
+    facts = frame_facts(frame, cfg.data.freq, min_len, f.horizon, window)
     words = _words(frame, cfg, dropped, n_input_series, min_len, forecast)
+    words |= _limit_words(cfg, facts, window)
     rules = [rule.bind(words) for rule in RULES if rule.when(words)]
     rules += [rule.bind(cov) for cov in _covariates(cfg) for rule in COVARIATE_RULES
               if rule.when(cov)]
@@ -236,6 +257,7 @@ def _words(frame: pd.DataFrame, cfg: PipelineConfig, dropped: dict[str, int],
     data = cfg.data
     integer = is_integer_time(data.freq)
     interp = data.missing_y == "interpolate"
+    limit = f"data.max_gap {data.max_gap}"
     geometry = _geometry(cfg, min_len, forecast)
     empty = dropped and not len(frame)
     return {
@@ -248,14 +270,17 @@ def _words(frame: pd.DataFrame, cfg: PipelineConfig, dropped: dict[str, int],
             "(2024-01-31 or 2024-01-31T13:00:00)"),
         "missing_desc": (
             "y must have at least one value in each series (missing values are "
-            "interpolated, but not in a series with no value at all)"
+            "interpolated, but not in a series with no value at all"
+            + (f", nor holes longer than {limit} values)" if data.max_gap else ")")
             if interp else "y must not be missing"),
         "missing_hint": (
             "remove series that have no y values at all"
+            + (f"; fill long holes at the source, or raise {limit}" if data.max_gap else "")
             if interp
             else "fill in the missing values, or set data.missing_y: interpolate to fill them "
             "linearly within each series"),
         "freq": _fmt_freq(data.freq),
+        **_grid_words(cfg),
         "freq_hint": freq_hint(frame, data.freq),
         "min_len": min_len,
         "geometry": geometry,
@@ -268,6 +293,45 @@ def _words(frame: pd.DataFrame, cfg: PipelineConfig, dropped: dict[str, int],
             "training.val_size or evaluation.test_size"
             if dropped else "check that the data file has rows"),
     }
+
+
+def _limit_words(cfg: PipelineConfig, facts: FrameFacts, window: int) -> dict[str, Any]:
+    """The values the range and window rules name."""
+    f, freq = cfg.features, cfg.data.freq
+    longest = int(facts.lengths.max()) if len(facts.lengths) else 0
+    steps = f"last ds + features.horizon {f.horizon} steps of {_fmt_freq(freq)}"
+    room = longest - f.horizon
+    return {
+        "lookback": f.lookback, "horizon": f.horizon, "window": window, "longest": longest,
+        "window_hint": (f"lower features.lookback to at most {room} (the longest series "
+                        "minus features.horizon), or provide longer series" if room >= 1
+                        else "provide longer series, or lower features.horizon"),
+        "range_desc": (
+            f"the forecast dates of each series ({steps}) must fit in a 64-bit integer"
+            if is_integer_time(freq) else
+            f"the forecast dates of each series ({steps}) must end by 9999-12-31, and ds "
+            "start on or after 0001-01-01: the dates Python and the plots can hold"),
+        "range_hint": "fix the timestamps of these series (a placeholder such as "
+        "9999-12-31 is no date to forecast from), or remove the series",
+    }
+
+
+def _grid_words(cfg: PipelineConfig) -> dict[str, str]:
+    """What the grid rule says: gaps are filled under data.fill_gaps, up to max_gap."""
+    data = cfg.data
+    if data.fill_gaps == "none":
+        return {"grid_what": "(rows after a gap or off the grid)",
+                "grid_fix": "add the missing periods, or fill them with data.fill_gaps: "
+                "interpolate, zero or ffill (an empty y is fine with data.missing_y: "
+                "interpolate)"}
+    if data.max_gap is None:
+        return {"grid_what": "(rows off the grid: gaps on it are filled, data.fill_gaps)",
+                "grid_fix": "fix the ds of these rows (they are not a whole number of steps "
+                "after the previous one)"}
+    return {"grid_what": f"(gaps longer than data.max_gap {data.max_gap} missing steps are "
+            "not filled; or rows off the grid)",
+            "grid_fix": f"fill the long gaps at the source, or raise data.max_gap "
+            f"({data.max_gap}); rows off the grid need their ds fixed"}
 
 
 def _geometry(cfg: PipelineConfig, min_len: int, forecast: bool) -> str:

@@ -153,6 +153,25 @@ def m3(**cells) -> Callable[[Path], None]:
     return data(df, data={"freq": 1})
 
 
+def moved(uid: str, end: str) -> pd.DataFrame:
+    """The retail slice with series ``uid`` shifted to end at ``end`` (same monthly grid)."""
+    df = RETAIL.copy()
+    mask = df["unique_id"] == uid
+    df.loc[mask, "ds"] = pd.date_range(end=end, periods=int(mask.sum()),
+                                       freq="MS").strftime("%Y-%m-%d")
+    return df
+
+
+def irregular() -> pd.DataFrame:
+    """Two series of timestamps at random minutes: no frequency to infer."""
+    rng = np.random.default_rng(0)
+    steps = [np.sort(rng.choice(100_000, 60, replace=False)) * 37 for _ in range(2)]
+    return pd.DataFrame({"unique_id": np.repeat(["a", "b"], 60),
+                         "ds": (pd.Timestamp("2024-01-01") + pd.to_timedelta(
+                             np.concatenate(steps), unit="min")).strftime("%Y-%m-%d %H:%M"),
+                         "y": 1.0})
+
+
 def future_history(drop_promo: bool = False) -> Callable[[Path], None]:
     def build(d: Path) -> None:
         pipeline(future_config())(d)
@@ -323,6 +342,43 @@ CATALOGUE = [
          ("data.csv: no line break in the first 16 MiB",)),
     Case("10k-undeclared-columns", data(wide_extra()), VALIDATE, 0,
          ("PASSED - 576 rows, 6 series",), report=True),
+    # ---- values the pipeline cannot compute with: validation, exit 3
+    Case("forecast-dates-past-year-9999", data(moved(FIRST, "9999-09-01")), VALIDATE, 3,
+         ("the forecast dates of each series (last ds + features.horizon 6 steps of `MS`) "
+          "must end by 9999-12-31", f"series {FIRST}, ds 9999-09-01", "placeholder"),
+         report=True),
+    Case("y-beyond-float32", data(edit(y={4: "1e39"})), VALIDATE, 3,
+         ("y must be within +-3.4e+38, the float32 range", "row 5", "rescale the series"),
+         report=True),
+    Case("lookback-beyond-every-series", data(RETAIL, features={"lookback": 500}), TRAIN, 3,
+         ("features.lookback 500 + features.horizon 6 = 506 rows, but the longest series has "
+          "96 rows", "lower features.lookback to at most 90"), report=True),
+    Case("lookback-absurd", pipeline(base_config(features={"lookback": 10**12})), TRAIN, 2,
+         ("features.lookback: Input should be less than or equal to 1000000 "
+          "(got 1000000000000)",)),
+    # ---- gaps, holes and frequency: filled or inferred where asked, and said
+    Case("gaps-filled", data(RETAIL.drop(index=[20, 21]), data={"fill_gaps": "interpolate"}),
+         VALIDATE, 0, ("PASSED - 576 rows, 6 series", "Inserted 2 missing step(s)",
+                       f"series {FIRST}: 2 point(s), 2.08 % of the series, longest run 2, "
+                       "from 2012-09-01 to 2012-10-01"), report=True),
+    Case("gap-longer-than-max-gap", data(RETAIL.drop(index=[20, 21, 22]), data={
+        "fill_gaps": "interpolate", "max_gap": 2}), VALIDATE, 3,
+         ("gaps longer than data.max_gap 2 missing steps are not filled",
+          f"series {FIRST}, ds 2012-12-01, previous ds 2012-08-01", "raise data.max_gap"),
+         report=True),
+    Case("long-hole-interpolated-with-a-warning",
+         data(edit(y={i: "" for i in range(30, 61)}), data={"missing_y": "interpolate"}),
+         VALIDATE, 0, ("PASSED - 576 rows", "Interpolated 31 missing y value(s)",
+                       "warning: 1 series is more than 10 % filled-in values: "
+                       f"{FIRST} (32.3 %, 31 points)"), report=True),
+    Case("freq-auto-inferred", data(RETAIL, data={"freq": "auto"}), VALIDATE, 0,
+         ("PASSED - 576 rows, 6 series", "data.freq: auto -> `MS`"), report=True),
+    Case("freq-auto-irregular-dates", data(irregular(), data={"freq": "auto"}), VALIDATE, 3,
+         ("data.freq: auto could not infer a frequency from ds", "(irregular)",
+          "set data.freq to the step of the data")),
+    Case("stale-series", data(RETAIL.drop(index=range(72, 96))), VALIDATE, 0,
+         ("PASSED - 552 rows, 6 series", "warning: 1 of 6 series end more than 12 steps",
+          f"{FIRST} (last ds 2016-12-01, 24 steps behind)"), report=True),
 ]
 
 
