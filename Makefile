@@ -6,6 +6,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.deepcast-installed
 DEMO_OUT ?= forecasts/demo_forecast.csv
+# test processes: one pytest worker per core (pytest-xdist); a test file stays on one worker
+# so that its module fixtures (a trained store, a server) are built once
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint audit install clean
 
@@ -24,7 +27,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
