@@ -99,6 +99,8 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{result.n_rows} rows; holdout metrics (skill vs seasonal naive on "
               f"{result.metric}):")
     _print_table(result.table)
+    for note in result.notes:
+        print(f"note: {note}")
     d = result.decision
     verdict = "PROMOTED to champion" if d.promoted else "champion kept"
     champion = (f"champion v{d.champion_version} {d.champion_score:.4f}"
@@ -216,6 +218,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     print(result.drift_summary)
     if not args.quiet:
         _print_table(result.train.table)
+    for note in result.train.notes if result.train else ():
+        print(f"note: {note}")
     print(f"{result.status}: {result.message}")
     if not args.quiet:
         print(f"Prefect artifacts: {', '.join(result.artifacts)}")

@@ -68,7 +68,7 @@ class TrainResult:
     pipeline: str
     parent_run_id: str
     metric: str
-    table: list[dict[str, Any]]  # one row per model: metrics, skill, epochs, fit_s
+    table: list[dict[str, Any]]  # per model: metrics, skill, epochs, converged, fit_s
     reference: dict[str, float]  # seasonal naive's holdout metrics
     best: str
     decision: PromotionDecision
@@ -79,6 +79,9 @@ class TrainResult:
     quarantine_path: str | None
     validation_report: str | None
     tracking_uri: str
+    #: what the table's reader should know, e.g. a model stopped by max_epochs while its
+    #: loss was still falling (its row has ``converged`` False)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def metrics(self) -> pd.DataFrame:

@@ -78,7 +78,8 @@ def train_and_promote(cfg: PipelineConfig, inputs: RunInputs, data: Validated, s
         best=outcome.best.name, decision=decision, n_rows=len(data.clean),
         n_series=outcome.n_series, dropped_series=report.dropped_series,
         quarantined=report.quarantined, quarantine_path=report.quarantine_path,
-        validation_report=report.report_path, tracking_uri=store.store_uri(tracker))
+        validation_report=report.report_path, tracking_uri=store.store_uri(tracker),
+        notes=outcome.notes())
 
 
 def backtest(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, steps: Steps = PLAIN
