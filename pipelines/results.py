@@ -95,7 +95,8 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class BacktestResult:
-    """A rolling-origin backtest: mean scores per model over series x cut-offs."""
+    """A rolling-origin backtest: mean scores per model and ensemble over series x
+    cut-offs."""
 
     pipeline: str
     parent_run_id: str
@@ -108,6 +109,9 @@ class BacktestResult:
     n_series: int
     dropped_series: dict[str, int]
     tracking_uri: str
+    skipped: dict[str, str] = field(default_factory=dict)  # ensemble -> why not in table
+    #: what the table's reader should know (one window only, skipped ensembles)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def metrics(self) -> pd.DataFrame:

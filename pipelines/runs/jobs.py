@@ -85,7 +85,7 @@ def train_and_promote(cfg: PipelineConfig, inputs: RunInputs, data: Validated, s
 def backtest(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, steps: Steps = PLAIN
              ) -> BacktestResult:
     """Ingest -> validate -> rolling-origin backtest of every model -> track."""
-    from deepcast.pipelines.backtest import run_backtest, summary_records
+    from deepcast.pipelines.backtest import run_backtest, summary_notes, summary_records
 
     mapper = steps.mapper(cfg)
     data = validated(cfg, inputs, steps)
@@ -100,7 +100,8 @@ def backtest(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, steps: Steps 
         n_windows=bt.n_windows, step=bt.step or cfg.features.horizon, refit=bt.refit,
         table=summary_records(scores), seconds=round(scores.seconds, 2),
         n_series=int(data.clean["unique_id"].nunique()),
-        dropped_series=data.report.dropped_series, tracking_uri=store.store_uri(tracker))
+        dropped_series=data.report.dropped_series, tracking_uri=store.store_uri(tracker),
+        skipped=scores.skipped, notes=summary_notes(scores))
 
 
 def tune(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, trials: int | None = None,
