@@ -159,8 +159,8 @@ def retrain(cfg: ConfigSource, output: str | os.PathLike, df: Data = None, *,
             orchestrator: Orchestrator = "none") -> RetrainResult:
     """The nightly loop: validate, check drift against the champion, train, gate, and
     write the champion's forecast to ``output`` (``{date}`` becomes the run's date);
-    ``as_of`` keeps the rows up to that date. A failure leaves the champion and the last
-    forecast file in place."""
+    ``as_of`` keeps the rows up to that date. A failure leaves the registry's aliases
+    (champion, challenger) and the last forecast file as they were."""
     if _use_prefect(orchestrator):
         from deepcast.flows.retrain import retrain as retrain_flow
 

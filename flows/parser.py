@@ -132,8 +132,9 @@ def _add_schedule_commands(sub: Any) -> None:
     p = _command(sub, "retrain", "the nightly loop: validate, drift check, train, gate, forecast",
                  "Validate the newest data, check it for drift against the champion's "
                  "reference profile, train every model, promote through the gate, and write "
-                 "the champion's forecast atomically. A failure leaves the champion and the "
-                 "last forecast file in place. Prefect artifacts: scores, decision, links.")
+                 "the champion's forecast atomically. A failure leaves the registry's aliases "
+                 "and the last forecast file as they were. Prefect artifacts: scores, "
+                 "decision, links.")
     p.add_argument("--output", "-o", required=True,
                    help="forecast file (.csv or .parquet; {date} is replaced by the run's "
                    "date) or sql://TABLE")

@@ -54,7 +54,8 @@ def train(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, steps: Steps = P
 def train_and_promote(cfg: PipelineConfig, inputs: RunInputs, data: Validated, steps: Steps,
                       mapper: Mapper | None = None) -> TrainResult:
     """The train run on validated data: train every model (through ``mapper``), save the
-    drift reference profile with them, promote through the gate."""
+    drift reference profile with them, promote through the gate. A failure after the
+    candidate is registered leaves the registry's aliases as they were."""
     from deepcast.pipelines.promote import promote
     from deepcast.pipelines.train import train_models
 
@@ -64,13 +65,15 @@ def train_and_promote(cfg: PipelineConfig, inputs: RunInputs, data: Validated, s
     tags = {**run_tags(cfg, "train", inputs, data_sha),
             tag.PIPELINE_FILE: str(Path(inputs.pipeline_file)) if inputs.pipeline_file else "",
             tag.FILE_SHA256: file_sha256(source) if source else ""}
-    with store.parent_run(tracker, cfg, "train", tags) as parent_id:
+    with store.aliases_kept_on_failure(tracker, "train") as decided, \
+            store.parent_run(tracker, cfg, "train", tags) as parent_id:
         store.log_train_data(tracker, cfg, data.raw, data.clean, data.report)
         outcome = steps.run("train-models", train_models, data.clean, cfg, tracker,
                             data_sha256=data_sha, mapper=mapper)
         steps.io("save-reference-profile", store.save_profile, tracker, outcome, data.raw,
                  cfg)
         decision = steps.run("promote", promote, outcome, data.clean, cfg, tracker)
+        decided.append(decision)  # from here on, a failure restores the aliases
     report = data.report
     return TrainResult(
         pipeline=cfg.name, parent_run_id=parent_id, metric=cfg.evaluation.metric,
