@@ -64,7 +64,7 @@ def test_train_then_forecast_then_worse_model_keeps_champion(
     d = second.decision
     assert d.promoted is False and d.candidate == "naive"
     assert d.champion_version == "1" and d.champion_score < d.candidate_score
-    assert Tracker("it-retail").aliases() == {"champion": "1", "challenger": "2"}
+    assert Tracker("it-retail").registry.aliases() == {"champion": "1", "challenger": "2"}
     run = tracker.client.get_run(second.parent_run_id)
     assert run.data.tags["deepcast.promotion.decision"] == "kept-champion"
     # the champion was re-scored on today's holdout, and equals its original score
