@@ -100,18 +100,26 @@ def train(cfg: ConfigSource, df: Data = None, *, report_dir: str | os.PathLike |
     return runs.train(*_job_args(cfg, df, report_dir))
 
 
-def backtest(cfg: ConfigSource, df: Data = None, *,
+def backtest(cfg: ConfigSource, df: Data = None, *, n_windows: int | None = None,
+             step: int | None = None, refit: bool | int | None = None,
              report_dir: str | os.PathLike | None = None,
              orchestrator: Orchestrator = "none") -> BacktestResult:
-    """Score every model and seasonal naive on the same rolling cut-offs
-    (``evaluation.backtest``), tracked in MLflow."""
-    if _use_prefect(orchestrator):
+    """Score every model, every ensemble and seasonal naive on the same rolling cut-offs
+    (``evaluation.backtest``; ``n_windows``, ``step`` and ``refit`` -- true, false or k --
+    replace the config's when given), tracked in MLflow."""
+    from deepcast.pipelines.config import override_backtest
+
+    prefect = _use_prefect(orchestrator)
+    windows = {"n_windows": n_windows, "step": step, "refit": refit}
+    config, inputs = _job_args(cfg, df, report_dir)
+    config = override_backtest(config, **windows)  # a bad value fails here, at once
+    if prefect:
         from deepcast.flows.flows import backtest_pipeline
 
-        return backtest_pipeline(**_flow_args(cfg, df, report_dir))
+        return backtest_pipeline(**_flow_args(cfg, df, report_dir), **windows)
     from deepcast.pipelines import runs
 
-    return runs.backtest(*_job_args(cfg, df, report_dir))
+    return runs.backtest(config, inputs)
 
 
 def tune(cfg: ConfigSource, df: Data = None, trials: int | None = None, *,
@@ -169,8 +177,8 @@ def retrain(cfg: ConfigSource, output: str | os.PathLike, df: Data = None, *,
             orchestrator: Orchestrator = "none") -> RetrainResult:
     """The nightly loop: validate, check drift against the champion, train, gate, and
     write the champion's forecast to ``output`` (``{date}`` becomes the run's date);
-    ``as_of`` keeps the rows up to that date. A failure leaves the champion and the last
-    forecast file in place."""
+    ``as_of`` keeps the rows up to that date. A failure leaves the registry's aliases
+    (champion, challenger) and the last forecast file as they were."""
     if _use_prefect(orchestrator):
         from deepcast.flows.retrain import retrain as retrain_flow
 

@@ -99,6 +99,8 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{result.n_rows} rows; holdout metrics (skill vs seasonal naive on "
               f"{result.metric}):")
     _print_table(result.table)
+    for note in result.notes:
+        print(f"note: {note}")
     d = result.decision
     verdict = "PROMOTED to champion" if d.promoted else "champion kept"
     champion = (f"champion v{d.champion_version} {d.champion_score:.4f}"
@@ -123,9 +125,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     from deepcast.flows import api
+    from deepcast.pipelines.config import override_backtest
 
-    _preflight(args)
-    result = _launch(args, api.backtest, args.pipeline, args.data, report_dir=args.report_dir)
+    windows = {"n_windows": args.n_windows, "step": args.step, "refit": args.refit}
+    override_backtest(_preflight(args), **windows)  # bad values: exit 2 before any flow
+    result = _launch(args, api.backtest, args.pipeline, args.data, report_dir=args.report_dir,
+                     **windows)
     if result is None:
         return EXIT_OK
     if not args.quiet:
@@ -133,6 +138,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
               f"{result.n_windows} windows, step {result.step}, refit "
               f"{result.refit} (means over series x cut-offs; skill vs seasonal naive):")
     _print_table(result.table)
+    for note in result.notes:
+        print(f"note: {note}")
     if not args.quiet:
         print(f"backtest took {result.seconds:.1f} s; runs: {result.tracking_uri} "
               f"(parent run {result.parent_run_id})")
@@ -217,6 +224,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     print(result.drift_summary)
     if not args.quiet:
         _print_table(result.train.table)
+    for note in result.train.notes if result.train else ():
+        print(f"note: {note}")
     print(f"{result.status}: {result.message}")
     if not args.quiet:
         print(f"Prefect artifacts: {', '.join(result.artifacts)}")

@@ -15,7 +15,7 @@ from prefect import flow
 
 from deepcast.flows.steps import InMemory, PrefectSteps, inputs, run_name, unwrap
 from deepcast.pipelines import runs
-from deepcast.pipelines.config import PipelineConfig
+from deepcast.pipelines.config import PipelineConfig, override_backtest
 from deepcast.pipelines.results import (
     BacktestResult,
     ForecastResult,
@@ -43,9 +43,13 @@ def train_pipeline(pipeline: str | PipelineConfig, data: str | InMemory | None =
 
 @flow(name="backtest-pipeline", flow_run_name=lambda: run_name("backtest"), log_prints=False)
 def backtest_pipeline(pipeline: str | PipelineConfig, data: str | InMemory | None = None,
-                      report_dir: str | None = None) -> BacktestResult:
-    """Ingest -> validate -> rolling-origin backtest of every model -> track in MLflow."""
+                      report_dir: str | None = None, n_windows: int | None = None,
+                      step: int | None = None, refit: bool | int | None = None
+                      ) -> BacktestResult:
+    """Ingest -> validate -> rolling-origin backtest of every model and ensemble -> track in
+    MLflow; ``n_windows`` / ``step`` / ``refit`` replace ``evaluation.backtest``'s."""
     cfg, given = inputs(pipeline, data, report_dir)
+    cfg = override_backtest(cfg, n_windows, step, refit)
     return runs.backtest(cfg, given, PrefectSteps())
 
 

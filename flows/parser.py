@@ -63,16 +63,46 @@ def _add_run_commands(sub: Any) -> None:
              "Validate the data, train and score every model on the holdout, log all to "
              "MLflow, register the best and promote it to champion if it beats the current "
              "champion on today's holdout.")
-    _command(sub, "backtest", "rolling-origin backtest of every model",
-             "Validate the data, then score every model (and seasonal naive) on the same "
-             "rolling cut-offs (evaluation.backtest: n_windows, step, refit): MAE, RMSE, MAPE, "
-             "sMAPE, MASE, RMSSE per model x cut-off x series and averaged, logged to MLflow.")
+    _add_backtest(sub)
     p = _command(sub, "tune", "hyperparameter search for one model (Optuna)",
                  "Search the `tune:` space of the YAML for one model (TPE, random or grid, "
                  "with pruning of bad trials by validation loss); each trial is a nested "
                  "MLflow run; the best configuration is written as a ready pipeline YAML.")
     p.add_argument("--trials", type=int, help="number of trials (default: tune.trials)")
     p.add_argument("--output", "-o", help="tuned YAML (default: PIPELINE.tuned.yaml beside it)")
+
+
+def _refit_arg(value: str) -> bool | int:
+    """``--refit``: true, false or a positive integer k (refit every k windows)."""
+    text = value.strip().lower()
+    if text in ("true", "false"):
+        return text == "true"
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected true, false or an integer k >= 1, got {value!r}")
+
+
+def _positive(value: str) -> int:
+    if not value.strip().isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _add_backtest(sub: Any) -> None:
+    """backtest."""
+    p = _command(sub, "backtest", "rolling-origin backtest of every model and ensemble",
+                 "Validate the data, then score every model, every ensemble and seasonal "
+                 "naive on the same rolling cut-offs (evaluation.backtest: n_windows, step, "
+                 "refit; the options below replace them): MAE, RMSE, MAPE, sMAPE, MASE, RMSSE "
+                 "per model x cut-off x series and averaged, logged to MLflow.")
+    p.add_argument("--n-windows", type=_positive, metavar="N",
+                   help="cut-offs (default: evaluation.backtest.n_windows)")
+    p.add_argument("--step", type=_positive, metavar="S",
+                   help="steps between cut-offs (default: evaluation.backtest.step, else "
+                   "the horizon)")
+    p.add_argument("--refit", type=_refit_arg, metavar="true|false|K",
+                   help="refit at every cut-off (true), once (false) or every K windows "
+                   "(default: evaluation.backtest.refit)")
 
 
 def _add_forecast(sub: Any) -> None:
@@ -107,8 +137,9 @@ def _add_schedule_commands(sub: Any) -> None:
     p = _command(sub, "retrain", "the nightly loop: validate, drift check, train, gate, forecast",
                  "Validate the newest data, check it for drift against the champion's "
                  "reference profile, train every model, promote through the gate, and write "
-                 "the champion's forecast atomically. A failure leaves the champion and the "
-                 "last forecast file in place. Prefect artifacts: scores, decision, links.")
+                 "the champion's forecast atomically. A failure leaves the registry's aliases "
+                 "and the last forecast file as they were. Prefect artifacts: scores, "
+                 "decision, links.")
     p.add_argument("--output", "-o", required=True,
                    help="forecast file (.csv or .parquet; {date} is replaced by the run's "
                    "date) or sql://TABLE")

@@ -131,6 +131,20 @@ def stacking_weights(y: np.ndarray, f: np.ndarray, ridge: float = 1e-3) -> list[
     return rows
 
 
+def ensemble_weights(method: str, y: np.ndarray, f: np.ndarray, scale: np.ndarray
+                     ) -> list[list[float]]:
+    """Weights (horizon, members) of a ``weighted`` (1 / MASE per member) or ``stacking``
+    ensemble from out-of-sample forecasts: truth ``y`` (n, horizon), member forecasts ``f``
+    (n, horizon, M) and each row's seasonal naive scale (n,), NaN where undefined."""
+    if method == "weighted":
+        errors = np.nanmean(np.abs(y[..., None] - f) / scale[:, None, None], axis=(0, 1))
+        return inverse_error_weights(errors, y.shape[1])
+    if method == "stacking":
+        return stacking_weights(y / scale[:, None], f / scale[:, None, None])
+    raise ValueError(f"ensemble method {method!r} learns no weights; expected weighted or "
+                     "stacking")
+
+
 def build_ensemble(name: str, method: str, members: list[Forecaster],
                    weights: list[list[float]] | None = None) -> EnsembleForecaster:
     """An ensemble of fitted members sharing one window spec."""

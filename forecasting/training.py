@@ -22,7 +22,13 @@ import numpy as np
 
 from deepcast.features.errors import RunFailed
 from deepcast.features.windows import make_dataset
-from deepcast.forecasting.base import EpochHook, TrainingData, TrainSettings, WindowSpec
+from deepcast.forecasting.base import (
+    EpochHook,
+    InputSpec,
+    TrainingData,
+    TrainSettings,
+    WindowSpec,
+)
 from deepcast.forecasting.checkpoint import TrainingCheckpoint
 from deepcast.forecasting.runtime import Runtime, resolve_runtime
 
@@ -36,6 +42,7 @@ class Network(Protocol):
     family: str
     spec: WindowSpec
     options: dict[str, Any]
+    inputs: InputSpec
 
     @property
     def quantiles(self) -> tuple[float, ...]: ...
@@ -271,11 +278,27 @@ def _apply_l2(model, l2: float) -> None:
 
 
 def _fingerprint(net: Network, settings: TrainSettings, data: TrainingData) -> str:
-    """What a checkpoint must match to be resumed: family, options, settings and data."""
-    h = hashlib.sha256(json.dumps([net.family, net.name, asdict(net.spec), net.options,
-                                   asdict(settings)], sort_keys=True, default=str).encode())
-    for arr in (data.values, data.train_starts, data.val_starts):
-        h.update(np.ascontiguousarray(arr).tobytes())
+    """What a checkpoint must match to be resumed: everything that shapes the network or
+    the numbers it sees. Family, name, options, window spec and input spec (covariate
+    channels, statics, embeddings: the weights' shapes), the training settings, and the
+    bytes of every array fit on: scaled target, window starts, series offsets and each
+    covariate array (so other covariate columns, calendar features, scaler or encoder
+    statistics start a fresh fit instead of resuming, or failing to load, old weights)."""
+    arrays = [("values", data.values), ("train_starts", data.train_starts),
+              ("val_starts", data.val_starts)]
+    if data.offsets is not None:
+        arrays.append(("offsets", data.offsets))
+    cov = data.covariates
+    if cov is not None:
+        arrays += [(f"covariates.{k}", getattr(cov, k))
+                   for k in ("past", "future", "static", "static_cat", "series")]
+    arrays = [(k, np.ascontiguousarray(a)) for k, a in arrays]
+    head = [net.family, net.name, asdict(net.spec), net.options, asdict(settings),
+            asdict(net.inputs),
+            [(k, a.dtype.str, a.shape) for k, a in arrays]]
+    h = hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode())
+    for _, arr in arrays:
+        h.update(arr.tobytes())
     return h.hexdigest()
 
 

@@ -10,27 +10,39 @@ call; ``refit: k`` refits every ``k`` windows.
 
 Scores per model x cut-off x series (MAE, RMSE, MAPE, sMAPE, MASE, RMSSE; pinball and 80 %
 coverage for quantile models; conformal coverage for windows after the first) and their
-means, with skill against seasonal naive on the same cut-offs.
+means, with skill against seasonal naive on the same cut-offs. The ``ensemble:`` entries
+are scored on the same cut-offs from their members' fits (``backtest_ensembles.py``); the
+fits themselves are ``backtest_fits.py``'s.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from deepcast.features.errors import DataError
 from deepcast.features.schema import ID
-from deepcast.features.windows import panel_from_frame
+from deepcast.features.windows import Panel, panel_from_frame
 from deepcast.forecasting import conformal, metrics
 from deepcast.forecasting.keras_model import quantile_column
-from deepcast.pipelines import progress
+from deepcast.pipelines.backtest_ensembles import BacktestPlan, backtest_ensemble, bagging_jobs
+from deepcast.pipelines.backtest_fits import (
+    BacktestJob,
+    WindowForecasts,
+    backtest_cutoffs,
+    backtest_fit,
+    check_first_cutoff,
+    history_before,
+    joined,
+    refit_schedule,
+    run_fits,
+)
 from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
-from deepcast.pipelines.modelling import Mapper, fit_model, prepare, training_settings
+from deepcast.pipelines.modelling import Mapper
 from deepcast.pipelines.tracking import tags as tag
 
 if TYPE_CHECKING:  # annotations only: mlflow is imported where a run needs it
@@ -52,148 +64,87 @@ class BacktestResult:
     per_window: pd.DataFrame  # model x window x series metrics
     summary: pd.DataFrame  # one row per model: mean metrics, skill, fits, seconds
     seconds: float
-
-
-def backtest_cutoffs(lengths: np.ndarray, n_windows: int, step: int, horizon: int
-                     ) -> np.ndarray:
-    """History length at each cut-off, (n_series, n_windows); the last window ends at the
-    last point of each series."""
-    back = (n_windows - 1 - np.arange(n_windows)) * step
-    return np.asarray(lengths, dtype=np.int64)[:, None] - horizon - back[None, :]
-
-
-def refit_schedule(n_windows: int, refit: bool | int) -> list[list[int]]:
-    """Groups of windows served by one fit (each fit at its group's first cut-off)."""
-    every = 1 if refit is True else (n_windows if refit is False else int(refit))
-    return [list(range(a, min(a + every, n_windows))) for a in range(0, n_windows, every)]
-
-
-def history_before(df: pd.DataFrame, cuts: np.ndarray, size: int | None = None
-                    ) -> pd.DataFrame:
-    """The rows of each series before its cut-off (``cuts`` per series, panel order); with
-    ``size``, only the last ``size`` of them (a sliding training window)."""
-    pos = df.groupby(ID, sort=False).cumcount().to_numpy()
-    limit = np.repeat(cuts, df.groupby(ID, sort=False).size().to_numpy())
-    keep = pos < limit
-    if size is not None:
-        keep &= pos >= limit - size
-    return df[keep].reset_index(drop=True)
-
-
-@dataclass(frozen=True)
-class BacktestJob:
-    """One fit of a backtest, as plain data: a model fit on the history before the first
-    cut-off of ``windows`` and predicting every window of that refit group."""
-
-    entry: Any
-    windows: tuple[int, ...]
-    df: pd.DataFrame
-    cfg: PipelineConfig
-    cuts: np.ndarray  # (n_series, n_windows) history length at each cut-off
+    skipped: dict[str, str] = field(default_factory=dict)  # ensemble -> why not scored
 
     @property
-    def label(self) -> str:
-        return f"{self.entry.label}-cutoff-{self.windows[0]}"
-
-
-@dataclass
-class WindowForecasts:
-    """What one backtest fit returns: its forecasts (data, not the model)."""
-
-    forecasts: pd.DataFrame  # unique_id, window, cutoff, ds, h, y, yhat..
-    trainable: bool
-    quantiles: tuple[float, ...]
-    seconds: float
-
-
-def backtest_fit(job: BacktestJob) -> WindowForecasts:
-    """Fit ``job.entry`` before the group's first cut-off (scaler and covariate encoder
-    too) and forecast each window of the group; the same in this process or a worker."""
-    t0 = time.perf_counter()
-    cfg, bt = job.cfg, job.cfg.evaluation.backtest
-    train_df = history_before(job.df, job.cuts[:, job.windows[0]],
-                              bt.train_size if bt.window == "sliding" else None)
-    predictor, _, _ = fit_model(job.entry, prepare(train_df, cfg, holdout=0),
-                                training_settings(cfg))
-    fc = predictor.predict_windows(job.df, job.cuts[:, list(job.windows)])
-    fc["window"] = np.asarray(job.windows)[fc["window"].to_numpy()]
-    return WindowForecasts(fc, predictor.forecaster.trainable,
-                           tuple(predictor.forecaster.quantiles),
-                           time.perf_counter() - t0)
+    def n_windows(self) -> int:
+        return int(self.cutoffs.shape[1])
 
 
 def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker | None = None,
                  mapper: Mapper | None = None) -> BacktestResult:
-    """Backtest every model of ``cfg`` (and seasonal naive, the reference) on ``df``: each
-    fit (a model at the first cut-off of a refit group) here, or through ``mapper`` in
-    worker processes."""
+    """Backtest every model of ``cfg`` (and seasonal naive, the reference) and every
+    ensemble on ``df``: each fit (a model at the first cut-off of a refit group) here, or
+    through ``mapper`` in worker processes. An ensemble combines its members' forecasts of
+    the same fits (bagging: its own seeded fits; weighted / stacking: weights from an inner
+    backtest before each refit cut-off); one that cannot be backtested is named in
+    ``skipped`` with the reason."""
     t0 = time.perf_counter()
     bt, horizon = cfg.evaluation.backtest, cfg.features.horizon
     panel = panel_from_frame(df)
     cuts = backtest_cutoffs(panel.lengths, bt.n_windows, bt.step or horizon, horizon)
-    _check_first_cutoff(panel.ids, cuts, cfg)
+    check_first_cutoff(panel.ids, cuts, cfg)
     cfg = cfg.without_checkpoints()
     entries = list(cfg.models)
     if not any(m.type == "seasonal_naive" for m in entries):
         entries.insert(0, ENTRY_MODELS["seasonal_naive"](type="seasonal_naive"))
-    m = cfg.data.season_length
-    scale = metrics.cutoff_scales(panel, cuts, m)
-    sq_scale = metrics.cutoff_scales(panel, cuts, m, power=2)
-
-    groups = refit_schedule(bt.n_windows, bt.refit)
+    plan = BacktestPlan(df, cfg, cuts, refit_schedule(bt.n_windows, bt.refit), mapper)
     jobs = [BacktestJob(entry, tuple(windows), df, cfg, cuts)
-            for entry in entries for windows in groups]
-    fits = _run_fits(jobs, mapper)
-    forecasts, tables, rows = {}, [], []
-    for i, entry in enumerate(entries):
-        t_model = time.perf_counter()
-        parts = fits[i * len(groups):(i + 1) * len(groups)]
-        fc = pd.concat([p.forecasts for p in parts], ignore_index=True).sort_values(
-            [ID, "window", "h"], kind="stable")
-        forecasts[entry.label] = fc.reset_index(drop=True)
-        table, summary = score_windows(fc, panel.ids, scale, sq_scale, horizon,
-                                       parts[0].quantiles, cfg.evaluation.conformal)
-        table.insert(0, "model", entry.label)
-        tables.append(table)
-        seconds = time.perf_counter() - t_model + sum(p.seconds for p in parts)
-        rows.append({"model": entry.label, "type": entry.type, **summary,
-                     "fits": sum(p.trainable for p in parts), "seconds": round(seconds, 2)})
-        log.info("%s: backtest %s = %.4f", entry.label, cfg.evaluation.metric,
-                 summary[cfg.evaluation.metric])
-    result = BacktestResult(cfg.evaluation.metric, cuts, scale, forecasts,
-                            pd.concat(tables, ignore_index=True),
-                            _with_skill(pd.DataFrame(rows), cfg.evaluation.metric),
-                            time.perf_counter() - t0)
+            for entry in entries for windows in plan.groups]
+    jobs += [job for spec in cfg.ensemble for job in bagging_jobs(spec, plan)]
+    fits: dict[str, list[WindowForecasts]] = {}
+    for job, fit in zip(jobs, run_fits(jobs, mapper), strict=True):
+        fits.setdefault(job.entry.label, []).append(fit)
+
+    board = _Board(panel, cuts, cfg)
+    for entry in entries:
+        parts = fits[entry.label]
+        board.add(entry.label, entry.type, joined(parts), parts[0].quantiles,
+                  sum(p.trainable for p in parts), sum(p.seconds for p in parts))
+    skipped: dict[str, str] = {}
+    for spec in cfg.ensemble:
+        ens = backtest_ensemble(spec, fits, plan)
+        if ens.forecasts is None:
+            skipped[spec.name] = ens.skipped
+            log.warning("ensemble %s skipped in the backtest: %s", spec.name, ens.skipped)
+            continue
+        board.add(spec.name, f"ensemble-{spec.method}", ens.forecasts, (), ens.fits,
+                  ens.seconds)
+    metric = cfg.evaluation.metric
+    result = BacktestResult(metric, cuts, board.scale, board.forecasts,
+                            pd.concat(board.tables, ignore_index=True),
+                            _with_skill(pd.DataFrame(board.rows), metric),
+                            time.perf_counter() - t0, skipped)
     if tracker is not None:
         log_backtest(result, cfg, tracker)
     return result
 
 
-def _check_first_cutoff(ids: np.ndarray, cuts: np.ndarray, cfg: PipelineConfig) -> None:
-    """Every series has ``min_train_length`` points before its first cut-off."""
-    bt, need = cfg.evaluation.backtest, cfg.min_train_length
-    short = ids[cuts[:, 0] < need]
-    if len(short):
-        raise DataError(
-            f"{len(short)} series are too short for {bt.n_windows} backtest windows of step "
-            f"{bt.step or cfg.features.horizon}: the first cut-off leaves fewer than {need} "
-            f"points to train on "
-            f"({', '.join(map(str, short[:5]))}{' ...' if len(short) > 5 else ''})",
-            hint="lower evaluation.backtest.n_windows or step, or drop these series")
+class _Board:
+    """The scores of a backtest as models and ensembles are added: forecasts, the
+    per-window table and one summary row each."""
 
+    def __init__(self, panel: Panel, cuts: np.ndarray, cfg: PipelineConfig) -> None:
+        m = cfg.data.season_length
+        self.ids, self.cfg = panel.ids, cfg
+        self.scale = metrics.cutoff_scales(panel, cuts, m)
+        self.sq_scale = metrics.cutoff_scales(panel, cuts, m, power=2)
+        self.forecasts: dict[str, pd.DataFrame] = {}
+        self.tables: list[pd.DataFrame] = []
+        self.rows: list[dict[str, Any]] = []
 
-def _run_fits(jobs: list[BacktestJob], mapper: Mapper | None) -> list[WindowForecasts]:
-    """Every fit of the backtest, here one after the other or through ``mapper``."""
-    with progress.task("backtest fits", len(jobs)) as advance:
-        if mapper is None:
-            fits = []
-            for job in jobs:
-                fits.append(backtest_fit(job))
-                advance(1)
-        else:
-            fits = mapper(backtest_fit, jobs)
-            advance(len(jobs))
-    return fits
+    def add(self, label: str, kind: str, fc: pd.DataFrame, quantiles: tuple[float, ...],
+            fits: int, seconds: float) -> None:
+        """Score ``fc`` (sorted by series, window, step) under ``label``."""
+        t0, ev = time.perf_counter(), self.cfg.evaluation
+        self.forecasts[label] = fc
+        table, summary = score_windows(fc, self.ids, self.scale, self.sq_scale,
+                                       self.cfg.features.horizon, quantiles, ev.conformal)
+        table.insert(0, "model", label)
+        self.tables.append(table)
+        self.rows.append({"model": label, "type": kind, **summary, "fits": fits,
+                          "seconds": round(time.perf_counter() - t0 + seconds, 2)})
+        log.info("%s: backtest %s = %.4f", label, ev.metric, summary[ev.metric])
 
 
 def _with_skill(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -254,6 +205,8 @@ def log_backtest(result: BacktestResult, cfg: PipelineConfig, tracker: Tracker) 
                               "backtest/per_window_metrics.csv")
             tracker.log_frame(result.forecasts[name], "backtest/forecasts.csv")
     tracker.log_frame(result.summary, "backtest/summary.csv")
+    if result.skipped:
+        tracker.log_dict(result.skipped, "backtest/skipped.json")
 
 
 def summary_records(result: BacktestResult) -> list[dict[str, Any]]:
@@ -264,3 +217,18 @@ def summary_records(result: BacktestResult) -> list[dict[str, Any]]:
     return result.summary[cols + extra].to_dict(orient="records")
 
 
+def summary_notes(result: BacktestResult) -> list[str]:
+    """What the reader of the summary should know: scores that rest on one window, and
+    every ensemble left out of the table with the reason."""
+    notes = []
+    if result.n_windows < 2:
+        notes.append("the scores rest on one window (one cut-off per series): a single "
+                     "origin is a noisy estimate; use --n-windows 3 or more "
+                     "(evaluation.backtest.n_windows) for a steadier one")
+    notes += [f"ensemble {name} skipped: {why}" for name, why in result.skipped.items()]
+    return notes
+
+
+__all__ = ["METRICS", "BacktestJob", "BacktestResult", "WindowForecasts", "backtest_cutoffs",
+           "backtest_fit", "history_before", "log_backtest", "refit_schedule",
+           "run_backtest", "score_windows", "summary_notes", "summary_records"]

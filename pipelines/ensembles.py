@@ -10,16 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from deepcast.features.errors import DataError
-from deepcast.features.schema import ID
-from deepcast.forecasting.ensemble import (
-    build_ensemble,
-    inverse_error_weights,
-    stacking_weights,
-)
+from deepcast.forecasting.ensemble import build_ensemble, ensemble_weights
 from deepcast.forecasting.evaluate import split_holdout
 from deepcast.forecasting.predictor import Predictor
-from deepcast.pipelines.backtest import run_backtest
+from deepcast.pipelines.backtest_fits import member_forecasts
 from deepcast.pipelines.config import EnsembleConfig, PipelineConfig
 from deepcast.pipelines.modelling import (
     ModelResult,
@@ -58,16 +52,13 @@ def _bagged_members(spec: EnsembleConfig, prep: PreparedData, cfg: PipelineConfi
     return members
 
 
-def _member_weights(spec: EnsembleConfig, prep: PreparedData, cfg: PipelineConfig) -> np.ndarray:
+def _member_weights(spec: EnsembleConfig, prep: PreparedData, cfg: PipelineConfig
+                    ) -> list[list[float]]:
     """Per-step inverse-MASE weights (``weighted``) or stacking weights (``stacking``) of
     the members, from their backtest on the training span."""
     entries = {m.label: m for m in cfg.models}
     y, f, scale = member_backtest([entries[m] for m in spec.members], prep, cfg)
-    if spec.method == "weighted":
-        errors = np.nanmean(np.abs(y[..., None] - f) / scale[:, None, None],
-                            axis=(0, 1))  # MASE of each member
-        return inverse_error_weights(errors, prep.window.horizon)
-    return stacking_weights(y / scale[:, None], f / scale[:, None, None])
+    return ensemble_weights(spec.method, y, f, scale)
 
 
 def member_backtest(entries: list[Any], prep: PreparedData, cfg: PipelineConfig
@@ -78,23 +69,5 @@ def member_backtest(entries: list[Any], prep: PreparedData, cfg: PipelineConfig
     One fit per member (``refit: false``); series too short for the first cut-off take no
     part in fitting the weights."""
     train, _ = split_holdout(prep.df, prep.require_holdout().size)
-    bt, h = cfg.evaluation.backtest, prep.window.horizon
-    lengths = train.groupby(ID, sort=False).size()
-    first_cut = lengths - h - (bt.n_windows - 1) * (bt.step or h)
-    long_enough = lengths.index[first_cut >= cfg.min_train_length]
-    if len(long_enough) == 0:
-        raise DataError(
-            "no series is long enough for the backtest that weighs the ensemble members "
-            f"({bt.n_windows} windows before the holdout)",
-            hint="lower evaluation.backtest.n_windows / step, or use method mean")
-    train = train[train[ID].isin(long_enough)].reset_index(drop=True)
-    inner = cfg.model_copy(update={
-        "models": entries, "ensemble": [],
-        "evaluation": cfg.evaluation.model_copy(update={
-            "conformal": [], "backtest": bt.model_copy(update={"refit": False})})})
-    result = run_backtest(train, inner)
-    y = result.forecasts[entries[0].label]["y"].to_numpy(np.float64)
-    f = np.stack([result.forecasts[e.label]["yhat"].to_numpy(np.float64) for e in entries],
-                 axis=-1).reshape(-1, h, len(entries))
-    scale = result.scale.reshape(-1)
-    return y.reshape(-1, h), f, np.where(scale > 0, scale, np.nan)
+    out = member_forecasts(train, entries, cfg)
+    return out.y, out.f, out.scale

@@ -53,6 +53,10 @@ class ModelResult:
     epochs: int = 0
     fit_seconds: float = 0.0
     predictor: Predictor | None = field(default=None, repr=False)
+    #: False when the fit used every epoch while its loss was still falling (None: the
+    #: model does not train); ``convergence`` says why
+    converged: bool | None = None
+    convergence: str = ""
 
 
 @dataclass(frozen=True)

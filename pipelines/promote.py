@@ -11,6 +11,7 @@ version tags, and :func:`rollback` restores the previous champion.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -50,6 +51,9 @@ class PromotionDecision:
     gate: str = ""
     windows: int = 0
     notes: list[str] = field(default_factory=list)
+    #: the version ``challenger`` named before this decision (None: no challenger); what a
+    #: failed run puts back
+    challenger_version: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -180,10 +184,10 @@ def _decide_and_register(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineC
                          tracker: Tracker, windows: GateWindows | None, score: float,
                          reference: float, gate: str) -> PromotionDecision:
     """Inside the promotion lock: re-read and re-score the champion, decide, register the
-    candidate, move the aliases (champion only if it is still the one the decision saw)."""
+    candidate, move the aliases (champion only if it is still the one the decision saw).
+    A failure after the version is registered puts the aliases back as they were."""
     metric = cfg.evaluation.metric
-    best = outcome.best
-    registry = tracker.registry
+    best, registry = outcome.best, tracker.registry
     champ_version, champ_score, note = rescore_champion(registry, df, cfg, windows)
     promoted, reason = decide(score, champ_score, champ_version, cfg.promotion.margin,
                               reference, best.family == "seasonal_naive")
@@ -191,47 +195,66 @@ def _decide_and_register(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineC
                                  champion_version=champ_version, champion_score=champ_score,
                                  seasonal_naive_score=reference, gate=gate,
                                  windows=0 if windows is None else int(windows.cuts.shape[1]),
-                                 notes=[note])
+                                 notes=[note],
+                                 challenger_version=registry.aliases().get(CHALLENGER))
     tags = {tag.MODEL_NAME: best.name, tag.MODEL_TYPE: best.family,
             tag.holdout_score(metric): score, tag.DATA_SHA256: outcome.data_sha256,
             tag.PARENT_RUN_ID: outcome.parent_run_id}
-    version = registry.register(best.model_uri, best.run_id, tags)
-    decision.candidate_version = version.version
-    registry.set_version_tags(version.version, {
-        tag.DECISION: "promoted" if promoted else "kept-champion",
-        tag.REASON: reason,
-        tag.GATE: gate,
-        tag.gate_score(metric): score,
-        tag.CHAMPION_SCORE: "" if champ_score is None else champ_score,
-        tag.SEASONAL_NAIVE_SCORE: reference,
+    decision.candidate_version = registry.register(best.model_uri, best.run_id, tags).version
+    try:
+        _move_aliases(decision, registry)
+        _record(decision, tracker, note)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):  # keep the run's own error
+            revert_promotion(registry, decision, f"promotion failed: {exc}")
+        raise
+    return decision
+
+
+def _move_aliases(decision: PromotionDecision, registry: Registry) -> None:
+    """Tag the registered candidate with the gate's verdict; point ``challenger`` at it,
+    and ``champion`` when promoted and the champion is still the one the gate saw."""
+    version, metric = decision.candidate_version, decision.metric
+    registry.set_version_tags(version, {
+        tag.DECISION: "promoted" if decision.promoted else "kept-champion",
+        tag.REASON: decision.reason,
+        tag.GATE: decision.gate,
+        tag.gate_score(metric): decision.candidate_score,
+        tag.CHAMPION_SCORE: "" if decision.champion_score is None else decision.champion_score,
+        tag.SEASONAL_NAIVE_SCORE: decision.seasonal_naive_score,
     })
-    registry.set_alias(CHALLENGER, version.version)
-    now = registry.aliases().get(CHAMPION)
-    if promoted and now != champ_version:  # compare-and-set: someone else moved it
-        promoted = decision.promoted = False
-        reason = decision.reason = (f"the champion changed to v{now} while deciding "
-                                    f"(was v{champ_version}): kept; train again to compare")
-        registry.set_version_tags(version.version, {tag.DECISION: "kept-champion",
-                                                    tag.REASON: reason})
-    if promoted:
-        registry.set_version_tags(version.version, {
-            tag.PROMOTED_AT: _now(), tag.REPLACED_VERSION: champ_version or "",
-            tag.PROMOTED_BECAUSE: reason})
-        registry.set_alias(CHAMPION, version.version)
+    registry.set_alias(CHALLENGER, version)
+    now, seen = registry.aliases().get(CHAMPION), decision.champion_version
+    if decision.promoted and now != seen:  # compare-and-set: someone else moved it
+        decision.promoted = False
+        decision.reason = (f"the champion changed to v{now} while deciding (was v{seen}): "
+                           "kept; train again to compare")
+        registry.set_version_tags(version, {tag.DECISION: "kept-champion",
+                                            tag.REASON: decision.reason})
+    if decision.promoted:
+        registry.set_version_tags(version, {
+            tag.PROMOTED_AT: _now(), tag.REPLACED_VERSION: seen or "",
+            tag.PROMOTED_BECAUSE: decision.reason})
+        registry.set_alias(CHAMPION, version)
+
+
+def _record(decision: PromotionDecision, tracker: Tracker, note: str) -> None:
+    """The decision as tags of the train run and its ``promotion.json``."""
+    promoted, reason = decision.promoted, decision.reason
     tracker.set_tags({
         tag.PROMOTION_DECISION: "promoted" if promoted else "kept-champion",
         tag.PROMOTION_REASON: reason,
-        tag.PROMOTION_CANDIDATE_VERSION: version.version,
-        tag.PROMOTION_CANDIDATE_SCORE: score,
-        tag.PROMOTION_CHAMPION_VERSION: champ_version or "",
-        tag.PROMOTION_CHAMPION_SCORE: "" if champ_score is None else champ_score,
-        tag.PROMOTION_SEASONAL_NAIVE_SCORE: reference,
-        tag.PROMOTION_GATE: gate,
+        tag.PROMOTION_CANDIDATE_VERSION: decision.candidate_version,
+        tag.PROMOTION_CANDIDATE_SCORE: decision.candidate_score,
+        tag.PROMOTION_CHAMPION_VERSION: decision.champion_version or "",
+        tag.PROMOTION_CHAMPION_SCORE: "" if decision.champion_score is None
+        else decision.champion_score,
+        tag.PROMOTION_SEASONAL_NAIVE_SCORE: decision.seasonal_naive_score,
+        tag.PROMOTION_GATE: decision.gate,
         tag.PROMOTION_CHAMPION_NOTE: note,
     })
     tracker.log_dict(decision.to_dict(), "promotion.json")
     log.info("promotion: %s (%s)", "promoted" if promoted else "kept champion", reason)
-    return decision
 
 
 def history(registry: Registry) -> list[dict[str, str]]:
@@ -276,20 +299,40 @@ def rollback(registry: Registry) -> dict[str, str]:
 
 
 def revert_promotion(registry: Registry, decision: PromotionDecision, why: str) -> None:
-    """Undo this run's promotion when a later step of the run failed: ``champion`` goes back
-    to the version it replaced (after a first run: no champion), recorded on both versions
-    so :func:`history` shows it."""
-    if not decision.promoted:
+    """Undo what this run did to the aliases when a later step of the run failed, so the
+    registry's aliases are as before the run: ``challenger`` back to the version it named
+    (none: removed), ``champion`` back to the version it replaced (after a first run: no
+    champion). Each alias moves only while it still names this run's candidate (another
+    run may have moved it since). The candidate stays registered, tagged with ``why``;
+    a champion change is recorded on both versions so :func:`history` shows it."""
+    current = decision.candidate_version
+    if not current:
         return
-    when = _now()
-    current, previous = decision.candidate_version, decision.champion_version
+    aliases, when = registry.aliases(), _now()
+    registry.set_version_tags(current, {tag.ROLLBACK_REASON: why})
+    _restore(registry, CHALLENGER, current, decision.challenger_version, aliases)
+    if decision.promoted and aliases.get(CHAMPION) == current:
+        previous = decision.champion_version
+        _restore(registry, CHAMPION, current, previous, aliases)
+        if previous:
+            registry.set_version_tags(previous, {tag.restored_at(current): when})
+        registry.set_version_tags(current, {tag.ROLLED_BACK_AT: when,
+                                            tag.ROLLED_BACK_TO: previous or ""})
+    log.warning("v%s registered but its run failed (%s): aliases restored (champion %s, "
+                "challenger %s)", current, why, _named(decision.champion_version),
+                _named(decision.challenger_version))
+
+
+def _restore(registry: Registry, alias: str, current: str, previous: str | None,
+             aliases: dict[str, str]) -> None:
+    """Point ``alias`` back at ``previous`` (None: remove it) if it names ``current``."""
+    if aliases.get(alias) != current:
+        return
     if previous:
-        registry.set_alias(CHAMPION, previous)
-        registry.set_version_tags(previous, {tag.restored_at(current): when})
+        registry.set_alias(alias, previous)
     else:
-        registry.delete_alias(CHAMPION)
-    registry.set_version_tags(current, {tag.ROLLED_BACK_AT: when,
-                                        tag.ROLLED_BACK_TO: previous or "",
-                                        tag.ROLLBACK_REASON: why})
-    log.warning("promotion of v%s undone (%s): champion is %s", current, why,
-                f"v{previous}" if previous else "unset")
+        registry.delete_alias(alias)
+
+
+def _named(version: str | None) -> str:
+    return f"v{version}" if version else "unset"

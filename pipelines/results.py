@@ -68,7 +68,7 @@ class TrainResult:
     pipeline: str
     parent_run_id: str
     metric: str
-    table: list[dict[str, Any]]  # one row per model: metrics, skill, epochs, fit_s
+    table: list[dict[str, Any]]  # per model: metrics, skill, epochs, converged, fit_s
     reference: dict[str, float]  # seasonal naive's holdout metrics
     best: str
     decision: PromotionDecision
@@ -79,6 +79,9 @@ class TrainResult:
     quarantine_path: str | None
     validation_report: str | None
     tracking_uri: str
+    #: what the table's reader should know, e.g. a model stopped by max_epochs while its
+    #: loss was still falling (its row has ``converged`` False)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def metrics(self) -> pd.DataFrame:
@@ -92,7 +95,8 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class BacktestResult:
-    """A rolling-origin backtest: mean scores per model over series x cut-offs."""
+    """A rolling-origin backtest: mean scores per model and ensemble over series x
+    cut-offs."""
 
     pipeline: str
     parent_run_id: str
@@ -105,6 +109,9 @@ class BacktestResult:
     n_series: int
     dropped_series: dict[str, int]
     tracking_uri: str
+    skipped: dict[str, str] = field(default_factory=dict)  # ensemble -> why not in table
+    #: what the table's reader should know (one window only, skipped ensembles)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def metrics(self) -> pd.DataFrame:

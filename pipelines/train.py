@@ -19,6 +19,7 @@ import pandas as pd
 
 from deepcast.features.errors import RunFailed
 from deepcast.features.schema import DS, ID, Y
+from deepcast.forecasting.convergence import convergence
 from deepcast.forecasting.metrics import skill
 from deepcast.forecasting.models import families
 from deepcast.forecasting.predictor import Predictor
@@ -70,8 +71,14 @@ class TrainOutcome:
         rows = [{"model": m.name, "type": m.family, **{k: m.metrics.get(k) for k in
                  ("mae", "rmse", "smape", "mase")},
                  f"skill_{self.metric}": m.metrics.get(f"skill_{self.metric}"),
-                 "epochs": m.epochs, "fit_s": round(m.fit_seconds, 2)} for m in self.models]
+                 "epochs": m.epochs, "converged": m.converged,
+                 "fit_s": round(m.fit_seconds, 2)} for m in self.models]
         return pd.DataFrame(rows)
+
+    def notes(self) -> list[str]:
+        """One line per model that stopped at max_epochs while still improving."""
+        return [f"{m.name}: not converged: {m.convergence}" for m in self.models
+                if m.converged is False]
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,12 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
         scores, per_series = evaluate(predictor, prep, cfg.evaluation.conformal, fc)
         scores[f"skill_{metric}"] = skill(scores[metric], job.reference[metric])
         epochs = len(history.get("loss", []))
+        verdict = convergence(history, cfg.training.max_epochs)
+        if verdict.converged is not None:
+            tracker.set_tags({tag.CONVERGED: str(verdict.converged).lower(),
+                              tag.CONVERGENCE_REASON: verdict.reason})
+            if not verdict.converged:
+                log.warning("%s: %s", label, verdict.reason)
         tracker.log_metrics({f"holdout_{k}": v for k, v in scores.items()
                              if not k.startswith("skill_")}
                             | {f"skill_{metric}": scores[f"skill_{metric}"],
@@ -143,7 +156,7 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
         model_uri = tracker.log_predictor(predictor, job.example)
         log.info("%s: holdout %s = %.4f", label, metric, scores[metric])
         return ModelResult(label, family, scores, run_id, model_uri, epochs, seconds,
-                           predictor)
+                           predictor, verdict.converged, verdict.reason)
 
 
 def _with_predictor(result: ModelResult, tracker: Tracker) -> ModelResult:

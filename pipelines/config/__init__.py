@@ -3,7 +3,12 @@ README reference. Every public name is re-exported here, so callers import
 ``from deepcast.pipelines.config import X`` whatever module X lives in."""
 
 from deepcast.pipelines.config.derived import Lengths
-from deepcast.pipelines.config.load import load_config, parse_config, resolved_config
+from deepcast.pipelines.config.load import (
+    load_config,
+    override_backtest,
+    parse_config,
+    resolved_config,
+)
 from deepcast.pipelines.config.reference import reference_markdown
 from deepcast.pipelines.config.safe_yaml import load_yaml
 from deepcast.pipelines.config.schema import METRICS, PipelineConfig
@@ -31,5 +36,5 @@ __all__ = [
     "DataConfig", "DriftConfig", "EnsembleConfig", "EvaluationConfig", "ExecutionConfig",
     "FeaturesConfig", "Lengths", "ModelConfig", "PipelineConfig", "PromotionConfig",
     "SearchSpec", "SqlSource", "TrainingConfig", "TuneConfig", "load_config",
-    "load_yaml", "parse_config", "reference_markdown", "resolved_config",
+    "load_yaml", "override_backtest", "parse_config", "reference_markdown", "resolved_config",
 ]

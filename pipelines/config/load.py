@@ -133,6 +133,26 @@ def load_config(path: str | Path) -> PipelineConfig:
     return parse_config(raw, source=str(path), base_dir=path.parent.resolve())
 
 
+def override_backtest(cfg: PipelineConfig, n_windows: int | None = None,
+                      step: int | None = None, refit: bool | int | None = None
+                      ) -> PipelineConfig:
+    """``cfg`` with ``evaluation.backtest``'s ``n_windows`` / ``step`` / ``refit`` replaced
+    where given (``deepcast backtest --n-windows/--step/--refit``, the API's keywords),
+    validated like the YAML: a bad value is a ConfigError naming the key."""
+    given = {"n_windows": n_windows, "step": step, "refit": refit}
+    over = {k: v for k, v in given.items() if v is not None}
+    if not over:
+        return cfg
+    raw = cfg.model_dump()
+    raw["evaluation"]["backtest"].update(over)
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, "(backtest options)"),
+                          hint="--n-windows and --step take integers >= 1, --refit true, "
+                          "false or an integer k >= 1") from None
+
+
 def resolved_config(cfg: PipelineConfig) -> dict[str, Any]:
     """The config as plain JSON-able data (defaults filled in), for tracking."""
     return cfg.model_dump(mode="json")

@@ -55,7 +55,8 @@ def train_and_promote(cfg: PipelineConfig, inputs: RunInputs, data: Validated, s
                       mapper: Mapper | None = None) -> TrainResult:
     """The train run on validated data: train every model (through ``mapper``), save the
     drift reference profile with them, promote through the gate. Reads ``data.cfg`` (the
-    config as validated: ``data.freq: auto`` resolved) instead of ``cfg``."""
+    config as validated: ``data.freq: auto`` resolved) instead of ``cfg``. A failure after
+    the candidate is registered leaves the registry's aliases as they were."""
     from deepcast.pipelines.promote import promote
     from deepcast.pipelines.train import train_models
 
@@ -66,13 +67,15 @@ def train_and_promote(cfg: PipelineConfig, inputs: RunInputs, data: Validated, s
     tags = {**run_tags(cfg, "train", inputs, data_sha),
             tag.PIPELINE_FILE: str(Path(inputs.pipeline_file)) if inputs.pipeline_file else "",
             tag.FILE_SHA256: file_sha256(source) if source else ""}
-    with store.parent_run(tracker, cfg, "train", tags) as parent_id:
+    with store.aliases_kept_on_failure(tracker, "train") as decided, \
+            store.parent_run(tracker, cfg, "train", tags) as parent_id:
         store.log_train_data(tracker, cfg, data.raw, data.clean, data.report)
         outcome = steps.run("train-models", train_models, data.clean, cfg, tracker,
                             data_sha256=data_sha, mapper=mapper)
         steps.io("save-reference-profile", store.save_profile, tracker, outcome, data.raw,
                  cfg)
         decision = steps.run("promote", promote, outcome, data.clean, cfg, tracker)
+        decided.append(decision)  # from here on, a failure restores the aliases
     report = data.report
     return TrainResult(
         pipeline=cfg.name, parent_run_id=parent_id, metric=cfg.evaluation.metric,
@@ -80,13 +83,14 @@ def train_and_promote(cfg: PipelineConfig, inputs: RunInputs, data: Validated, s
         best=outcome.best.name, decision=decision, n_rows=len(data.clean),
         n_series=outcome.n_series, dropped_series=report.dropped_series,
         quarantined=report.quarantined, quarantine_path=report.quarantine_path,
-        validation_report=report.report_path, tracking_uri=store.store_uri(tracker))
+        validation_report=report.report_path, tracking_uri=store.store_uri(tracker),
+        notes=outcome.notes())
 
 
 def backtest(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, steps: Steps = PLAIN
              ) -> BacktestResult:
     """Ingest -> validate -> rolling-origin backtest of every model -> track."""
-    from deepcast.pipelines.backtest import run_backtest, summary_records
+    from deepcast.pipelines.backtest import run_backtest, summary_notes, summary_records
 
     mapper = steps.mapper(cfg)
     data = validated(cfg, inputs, steps)
@@ -102,7 +106,8 @@ def backtest(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, steps: Steps 
         n_windows=bt.n_windows, step=bt.step or cfg.features.horizon, refit=bt.refit,
         table=summary_records(scores), seconds=round(scores.seconds, 2),
         n_series=int(data.clean["unique_id"].nunique()),
-        dropped_series=data.report.dropped_series, tracking_uri=store.store_uri(tracker))
+        dropped_series=data.report.dropped_series, tracking_uri=store.store_uri(tracker),
+        skipped=scores.skipped, notes=summary_notes(scores))
 
 
 def tune(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, trials: int | None = None,

@@ -4,11 +4,14 @@ ingest the newest data (rows up to ``as_of`` when given) -> validate -> drift ch
 the champion's reference profile -> train every model -> promotion gate -> batch forecast
 with the (possibly new) champion -> write the file atomically.
 
-A failure at any step leaves the champion and the last good forecast file in place: the
-gate moves ``champion`` only after every model is trained and scored, the forecast file is
-replaced by an atomic rename, and if the forecast with a just-promoted champion fails the
-promotion is undone. Every run, failed ones included, is published through
-``steps.publish`` (Prefect artifacts under the ``retrain`` flow).
+A failure at any step leaves the registry's aliases and the last good forecast file as
+they were before the run: the gate moves ``champion`` only after every model is trained
+and scored, the forecast file is replaced by an atomic rename, and when a step after the
+registration fails (the forecast, say) ``challenger`` and ``champion`` go back to the
+versions they named before the run; the new version stays registered, tagged with why.
+Every run, failed ones included, is published through ``steps.publish`` (Prefect
+artifacts under the ``retrain`` flow); a run that went through stays done when only its
+publishing fails.
 """
 
 from __future__ import annotations
@@ -82,6 +85,8 @@ def retrain(cfg: PipelineConfig, output: str, inputs: RunInputs = FROM_CONFIG,
     try:
         train, fc = _run(cfg, output, inputs, as_of, steps, tracker, night)
     except Exception as exc:
+        if night.train is not None:  # registered, then a later step failed
+            _restore_aliases(steps, tracker, night, exc)
         failed = _failed(base, night, exc, store.champion_version(tracker),
                          _links(tracker, output, night.train and night.train.parent_run_id))
         try:
@@ -93,7 +98,11 @@ def retrain(cfg: PipelineConfig, output: str, inputs: RunInputs = FROM_CONFIG,
                    drift_summary=night.drift.summary(), status=_status(train),
                    message=_message(train, fc),
                    links=_links(tracker, str(fc.output), train.parent_run_id, fc.run_id))
-    return replace(done, artifacts=steps.publish(cfg, done))
+    try:  # the forecast is written by the new champion: the run has gone through
+        return replace(done, artifacts=steps.publish(cfg, done))
+    except Exception as publish_exc:  # noqa: BLE001 - reporting only
+        log.warning("could not publish the run's artifacts: %s", publish_exc)
+        return done
 
 
 def _run(cfg: PipelineConfig, output: str, inputs: RunInputs, as_of: str | None,
@@ -112,17 +121,19 @@ def _run(cfg: PipelineConfig, output: str, inputs: RunInputs, as_of: str | None,
     night.step = "train and promote"
     night.train = train_and_promote(cfg, inputs, data, steps, steps.mapper(cfg))
     night.step = "forecast"
-    try:
-        request = ForecastRequest(model=store.champion_alias(), output=output)
-        fc = forecast(cfg, inputs, request, steps, raw=data.raw)
-    except Exception as exc:
-        try:
-            steps.io("undo-promotion", store.undo_promotion, tracker, night.train.decision,
-                     f"forecast failed: {exc}")
-        except Exception as undo_exc:  # noqa: BLE001 - report, keep the run's own error
-            log.error("could not undo the promotion: %s", undo_exc)
-        raise
+    request = ForecastRequest(model=store.champion_alias(), output=output)
+    fc = forecast(cfg, inputs, request, steps, raw=data.raw)
     return night.train, fc
+
+
+def _restore_aliases(steps: Steps, tracker: Any, night: _Night, exc: Exception) -> None:
+    """After a failure past the registration: ``champion`` and ``challenger`` back to the
+    versions they named before the run (the new version stays, tagged with why)."""
+    try:
+        steps.io("undo-promotion", store.undo_promotion, tracker, night.train.decision,
+                 f"{night.step} failed: {exc}")
+    except Exception as undo_exc:  # noqa: BLE001 - report, keep the run's own error
+        log.error("could not restore the registry's aliases: %s", undo_exc)
 
 
 def _status(train: TrainResult) -> str:
@@ -152,9 +163,17 @@ def _failed(base: RetrainResult, night: _Night, exc: BaseException, champion: st
         drift_summary=night.drift.summary() if night.drift is not None else "not reached",
         status="blocked" if blocked else "failed",
         message=(f"{what}: {first}. Champion {'v' + champion if champion else '(none)'} "
-                 f"unchanged; forecast file {base.output} not rewritten (the last good one "
-                 "stays)."),
+                 f"unchanged{_kept_aliases(night)}; forecast file {base.output} not "
+                 "rewritten (the last good one stays)."),
         links=links)
+
+
+def _kept_aliases(night: _Night) -> str:
+    """What the message says of a version registered before the failure."""
+    if night.train is None or not night.train.decision.candidate_version:
+        return ""
+    return (f"; v{night.train.decision.candidate_version} stays registered with no alias "
+            "(champion and challenger as before the run)")
 
 
 def _links(tracker: Any, output: str, parent_run_id: str | None,

@@ -8,6 +8,7 @@ is imported when a function runs, never at import.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from deepcast.pipelines.promote import PromotionDecision
     from deepcast.pipelines.tracking import LoadedModel, ModelVersionRef, Tracker
     from deepcast.pipelines.tracking.history import TrainingInfo
+
+log = logging.getLogger("deepcast")
 
 
 def open_tracker(cfg: PipelineConfig) -> Tracker:
@@ -136,10 +139,29 @@ def champion_version(tracker: Tracker) -> str | None:
 
 
 def undo_promotion(tracker: Tracker, decision: PromotionDecision, why: str) -> None:
-    """Give ``champion`` back to the version this run's promotion replaced."""
+    """Put the aliases this run moved (``challenger``, and ``champion`` when it promoted)
+    back to the versions they named before it; the candidate stays registered."""
     from deepcast.pipelines.promote import revert_promotion
 
     revert_promotion(tracker.registry, decision, why)
+
+
+@contextmanager
+def aliases_kept_on_failure(tracker: Tracker, stage: str
+                            ) -> Iterator[list[PromotionDecision]]:
+    """A list for the run's promotion decision: if the block raises after the decision is
+    appended (the candidate registered, aliases moved), the aliases are put back as they
+    were before the run and the error goes on."""
+    decided: list[PromotionDecision] = []
+    try:
+        yield decided
+    except BaseException as exc:
+        for decision in decided:
+            try:
+                undo_promotion(tracker, decision, f"{stage} failed: {exc}")
+            except Exception as undo_exc:  # noqa: BLE001 - report, keep the run's error
+                log.error("could not restore the registry's aliases: %s", undo_exc)
+        raise
 
 
 def run_url(tracker: Tracker, run_id: str) -> str:

@@ -21,6 +21,10 @@ DATA_END = "deepcast.data_end"
 MODEL_TYPE = "deepcast.model_type"  # also on model versions
 BEST_MODEL = "deepcast.best_model"
 
+# ---- model runs: did the fit converge (false: stopped by max_epochs while improving) --
+CONVERGED = "deepcast.converged"  # "true" / "false"; absent on models that do not train
+CONVERGENCE_REASON = "deepcast.convergence_reason"
+
 # ---- runs: which process wrote them (closing runs of killed processes) --------------
 HOST = "deepcast.host"
 PID = "deepcast.pid"

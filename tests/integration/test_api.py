@@ -72,7 +72,7 @@ def test_validate_train_forecast_in_process(store, tmp_path, retail_csv):
     assert list(as_json) == ["pipeline", "parent_run_id", "metric", "table", "reference",
                              "best", "decision", "n_rows", "n_series", "dropped_series",
                              "quarantined", "quarantine_path", "validation_report",
-                             "tracking_uri"]
+                             "tracking_uri", "notes"]
     assert as_json["decision"]["promoted"] is True and as_json["tracking_uri"] == store
 
     result = deepcast.forecast(cfg)  # the champion, history from data.path, not written

@@ -1,7 +1,9 @@
 """The ``retrain`` flow under the Prefect test harness with a real SQLite MLflow store:
-a failed forecast undoes its promotion, a normal run promotes and publishes, a drift
-breach under ``on_breach: block`` stops before training with the champion and the
-forecast file untouched; the CLI's fast failures."""
+a failed forecast leaves the registry's aliases as before the run (its promotion and its
+challenger undone), a normal run promotes and publishes, a drift breach under
+``on_breach: block`` stops before training with the champion and the forecast file
+untouched; a failure after registration (retrain or train, no Prefect) restores the
+aliases; the CLI's fast failures."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from deepcast.features.errors import RunFailed
 from deepcast.flows.retrain import retrain
 from deepcast.pipelines.drift import PROFILE_ARTIFACT, DriftBlocked
 from deepcast.pipelines.tracking import Tracker
+from tests.conftest import pipeline_dict
 from tests.integration.conftest import subprocess_env, write_pipeline
 
 pytestmark = pytest.mark.integration
@@ -48,16 +51,18 @@ def test_retrain_promotes_publishes_and_drift_block_keeps_everything(
     tracker = Tracker("it-retrain")
     registry = tracker.registry
 
-    # 1. the forecast step fails (its folder is a file): the promotion is undone
+    # 1. the forecast step fails (its folder is a file): the registry's aliases are as
+    # before the run (none: promotion and challenger undone); v1 stays, tagged with why
     (tmp_path / "not-a-dir").write_text("x")
     state, run_id = _run(pipeline, tmp_path / "not-a-dir" / "f.csv", as_of="2018-06-01")
     assert state.is_failed()
     with pytest.raises(RunFailed, match="cannot write"):
         state.result()
-    assert "champion" not in registry.aliases() and registry.aliases()["challenger"] == "1"
+    assert registry.aliases() == {}
     assert registry.version_tags("1")["deepcast.rollback_reason"].startswith("forecast failed")
     decision = _artifacts(run_id)["it-retrain-decision"].data
     assert "failed at forecast" in decision and "not rewritten" in decision
+    assert "v1 stays registered with no alias" in decision
 
     # 2. a normal first run: drift skipped, best promoted, forecast + artifacts written
     out = tmp_path / "fc" / "forecast_{date}.csv"
@@ -108,6 +113,49 @@ def test_retrain_promotes_publishes_and_drift_block_keeps_everything(
     assert tracker.registry.aliases()["champion"] == ("3" if d.promoted else "2")
     assert Path(second.forecast.output).name == f"forecast_{second.day}.csv"
     assert pd.read_csv(second.forecast.output)["ds"].min() == "2019-01-01"
+
+    # 5. with a champion and a challenger in place, a failed forecast leaves both as they
+    # were, whatever the gate decided for the new version
+    before = registry.aliases()
+    state, _ = _run(pipeline, tmp_path / "not-a-dir" / "f.csv")
+    assert state.is_failed()
+    assert registry.aliases() == before and len(registry.versions()) == 4
+    assert "deepcast.rollback_reason" in registry.version_tags("4")
+
+
+def test_failures_after_registration_restore_the_aliases(store, tmp_path, retail_csv,
+                                                          monkeypatch):
+    """Without Prefect: a retrain whose forecast fails, and a train whose promotion fails
+    after registering its version, leave champion and challenger where they were."""
+    import deepcast
+
+    cfg = pipeline_dict(retail_csv, name="it-retrain-fast", **OVER)
+    registry = Tracker("it-retrain-fast").registry
+    assert deepcast.train(cfg).decision.promoted
+    registry.set_alias("challenger", "1")
+    assert registry.aliases() == {"champion": "1", "challenger": "1"}
+
+    (tmp_path / "not-a-dir").write_text("x")
+    with pytest.raises(RunFailed, match="cannot write"):
+        deepcast.retrain(cfg, tmp_path / "not-a-dir" / "f.csv")
+    assert registry.aliases() == {"champion": "1", "challenger": "1"}
+    assert registry.version_tags("2")["deepcast.rollback_reason"].startswith(
+        "forecast failed")
+
+    log_dict = Tracker.log_dict
+
+    def broken(self, data, path, *args, **kwargs):
+        if path == "promotion.json":
+            raise OSError("store went away")
+        return log_dict(self, data, path, *args, **kwargs)
+
+    monkeypatch.setattr(Tracker, "log_dict", broken)
+    with pytest.raises(Exception, match="store went away"):
+        deepcast.train(cfg)
+    assert registry.aliases() == {"champion": "1", "challenger": "1"}
+    assert len(registry.versions()) == 3
+    assert registry.version_tags("3")["deepcast.rollback_reason"].startswith(
+        "promotion failed")
 
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:

@@ -154,3 +154,106 @@ def test_conformal_intervals_reach_nominal_coverage_on_real_data():
     naive = res.summary.set_index("model").loc["naive"]
     assert 0.75 <= naive["conformal_coverage_80"] <= 0.85
     assert 0.92 <= naive["conformal_coverage_95"] <= 0.98
+
+
+def _ensemble_cfg(n_windows, refit, ensemble):
+    raw = pipeline_dict(DATA / "aus_retail_small.csv",
+                        models=[{"type": "naive"}, {"type": "mean"},
+                                {"type": "seasonal_naive"}],
+                        ensemble=ensemble,
+                        training={"max_epochs": 1, "batch_size": 64, "seed": 0})
+    raw["evaluation"] = {"test_size": 6, "backtest": {"n_windows": n_windows, "step": 6,
+                                                      "refit": refit}}
+    cfg = parse_config(raw)
+    clean, _ = validate_long_frame(ingest(cfg.data), cfg)
+    return cfg, clean
+
+
+ENSEMBLES = [
+    {"name": "avg", "method": "mean", "members": ["naive", "mean"]},
+    {"name": "med", "method": "median", "members": ["naive", "mean", "seasonal_naive"]},
+    {"name": "wtd", "method": "weighted", "members": ["naive", "mean", "seasonal_naive"]},
+    {"name": "stk", "method": "stacking", "members": ["naive", "seasonal_naive"]},
+    {"name": "bag", "method": "bagging", "n_members": 2,
+     "model": {"type": "mlp", "hidden_size": 8}},
+]
+
+
+def test_ensembles_are_backtested_on_the_same_cutoffs_without_leakage():
+    """Every ensemble gets a row; members (and the bagged fits) are refit per cut-off with
+    refit: true, and weights come from before each cut-off: blowing up every value after
+    the last cut-off moves no ensemble forecast."""
+    cfg, clean = _ensemble_cfg(2, True, ENSEMBLES)
+    base = run_backtest(clean, cfg)
+    summary = base.summary.set_index("model")
+    assert {"avg", "med", "wtd", "stk", "bag"} <= set(summary.index) and not base.skipped
+    assert summary.loc["wtd", "type"] == "ensemble-weighted"
+    assert summary.loc["bag", "fits"] == 2 * 2  # 2 seeds x 2 refit cut-offs
+    assert np.isfinite(summary["mase"]).all()
+    fc = base.forecasts
+    np.testing.assert_allclose(fc["avg"]["yhat"],
+                               (fc["naive"]["yhat"] + fc["mean"]["yhat"]) / 2)
+    members = np.stack([fc[m]["yhat"] for m in ("naive", "mean", "seasonal_naive")])
+    assert (fc["wtd"]["yhat"] >= members.min(axis=0) - 1e-9).all()  # a convex combination
+    assert (fc["wtd"]["yhat"] <= members.max(axis=0) + 1e-9).all()
+    assert len(base.per_window.query("model == 'stk'")) == 2 * 6
+
+    pos = clean.groupby("unique_id").cumcount().to_numpy()
+    sizes = clean.groupby("unique_id").size().to_numpy()
+    changed = clean.copy()
+    changed.loc[pos >= np.repeat(base.cutoffs[:, -1], sizes), "y"] *= 1000.0
+    again = run_backtest(changed, cfg)
+    for name in ("avg", "med", "wtd", "stk", "bag"):
+        np.testing.assert_allclose(base.forecasts[name]["yhat"],
+                                   again.forecasts[name]["yhat"], rtol=1e-6)
+
+
+def test_an_ensemble_that_cannot_be_backtested_is_named_with_the_reason():
+    """8 windows leave room for the models but not for the inner backtest that weighs a
+    weighted ensemble before the first cut-off: it is skipped, said so, the rest scored."""
+    from deepcast.pipelines.backtest import summary_notes
+
+    cfg, clean = _ensemble_cfg(8, False, ENSEMBLES[:1] + ENSEMBLES[2:3])
+    res = run_backtest(clean, cfg)
+    assert "avg" in set(res.summary["model"]) and "wtd" not in set(res.summary["model"])
+    assert "no series is long enough" in res.skipped["wtd"]
+    assert any(n.startswith("ensemble wtd skipped: weighted weights need an inner backtest")
+               for n in summary_notes(res))
+
+
+def test_a_single_window_is_said_to_be_one_window():
+    from deepcast.pipelines.backtest import summary_notes
+
+    cfg, clean = _ensemble_cfg(1, False, [])
+    res = run_backtest(clean, cfg)
+    assert res.n_windows == 1
+    assert any("rest on one window" in n for n in summary_notes(res))
+    cfg, clean = _ensemble_cfg(2, False, [])
+    assert summary_notes(run_backtest(clean, cfg)) == []
+
+
+def test_backtest_options_on_the_command_line():
+    from deepcast.features.errors import ConfigError
+    from deepcast.flows.parser import build_parser
+    from deepcast.pipelines.config import override_backtest
+
+    parse = build_parser().parse_args
+    args = parse(["backtest", "p.yaml", "--n-windows", "1", "--step", "3", "--refit", "2"])
+    assert (args.n_windows, args.step, args.refit) == (1, 3, 2)
+    assert parse(["backtest", "p.yaml", "--refit", "True"]).refit is True
+    assert parse(["backtest", "p.yaml", "--refit", "false"]).refit is False
+    defaults = parse(["backtest", "p.yaml"])
+    assert (defaults.n_windows, defaults.step, defaults.refit) == (None, None, None)
+    for bad in (["--refit", "0"], ["--refit", "sometimes"], ["--n-windows", "0"],
+                ["--step", "x"]):
+        with pytest.raises(SystemExit) as exit_:
+            parse(["backtest", "p.yaml", *bad])
+        assert exit_.value.code == 2
+
+    cfg, _ = _cfg(False)
+    over = override_backtest(cfg, n_windows=1, refit=True)
+    assert (over.evaluation.backtest.n_windows, over.evaluation.backtest.refit,
+            over.evaluation.backtest.step) == (1, True, 6)
+    assert override_backtest(cfg) is cfg
+    with pytest.raises(ConfigError, match="evaluation.backtest.refit"):
+        override_backtest(cfg, refit=0)
