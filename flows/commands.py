@@ -25,6 +25,13 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     print_table(rows)
 
 
+def _print_scores(result: Any) -> None:
+    """A train or backtest table, then what its reader should know about it."""
+    _print_table(result.table)
+    for note in result.notes:
+        print(f"note: {note}")
+
+
 def _print_json(result: Any) -> None:
     print(json.dumps(result.to_dict(), default=str))
 
@@ -98,9 +105,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"\npipeline {result.pipeline}: {result.n_series} series, "
               f"{result.n_rows} rows; holdout metrics (skill vs seasonal naive on "
               f"{result.metric}):")
-    _print_table(result.table)
-    for note in result.notes:
-        print(f"note: {note}")
+    _print_scores(result)
     d = result.decision
     verdict = "PROMOTED to champion" if d.promoted else "champion kept"
     champion = (f"champion v{d.champion_version} {d.champion_score:.4f}"
@@ -137,9 +142,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"\npipeline {result.pipeline}: {result.n_series} series; backtest of "
               f"{result.n_windows} windows, step {result.step}, refit "
               f"{result.refit} (means over series x cut-offs; skill vs seasonal naive):")
-    _print_table(result.table)
-    for note in result.notes:
-        print(f"note: {note}")
+    _print_scores(result)
     if not args.quiet:
         print(f"backtest took {result.seconds:.1f} s; runs: {result.tracking_uri} "
               f"(parent run {result.parent_run_id})")

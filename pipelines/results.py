@@ -40,6 +40,21 @@ def _records_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+class _ScoreTable:
+    """A result with a ``table`` of score rows (one per model)."""
+
+    table: list[dict[str, Any]]
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """``table`` as a DataFrame."""
+        return _records_frame(self.table)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The command's ``--json`` output."""
+        return _as_dict(self)
+
+
 @dataclass(frozen=True)
 class ValidationResult:
     """What validation found (``report``) and the validated frame (``clean``: sorted, short
@@ -62,7 +77,7 @@ class ValidationResult:
 
 
 @dataclass(frozen=True)
-class TrainResult:
+class TrainResult(_ScoreTable):
     """A train run: every model's holdout scores, the best one and the gate's decision."""
 
     pipeline: str
@@ -83,18 +98,9 @@ class TrainResult:
     #: loss was still falling (its row has ``converged`` False)
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def metrics(self) -> pd.DataFrame:
-        """``table`` as a DataFrame."""
-        return _records_frame(self.table)
-
-    def to_dict(self) -> dict[str, Any]:
-        """``deepcast train --json``."""
-        return _as_dict(self)
-
 
 @dataclass(frozen=True)
-class BacktestResult:
+class BacktestResult(_ScoreTable):
     """A rolling-origin backtest: mean scores per model and ensemble over series x
     cut-offs."""
 
@@ -112,15 +118,6 @@ class BacktestResult:
     skipped: dict[str, str] = field(default_factory=dict)  # ensemble -> why not in table
     #: what the table's reader should know (one window only, skipped ensembles)
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def metrics(self) -> pd.DataFrame:
-        """``table`` as a DataFrame."""
-        return _records_frame(self.table)
-
-    def to_dict(self) -> dict[str, Any]:
-        """``deepcast backtest --json``."""
-        return _as_dict(self)
 
 
 @dataclass(frozen=True)
