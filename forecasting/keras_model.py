@@ -10,6 +10,7 @@ is ``training.py``'s job.
 
 from __future__ import annotations
 
+import zipfile
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
+from deepcast.features.errors import RunFailed
 from deepcast.forecasting.base import (
     KERAS_FILE,
     EpochHook,
@@ -215,7 +217,16 @@ class KerasForecaster(Forecaster):
 
         import deepcast.forecasting.layers  # noqa: F401  (registers the custom layers before loading)
 
-        self.model = keras.saving.load_model(path / KERAS_FILE, safe_mode=True, compile=False)
+        file = path / KERAS_FILE
+        if not file.is_file():
+            raise RunFailed(f"model file {file} is missing from the model bundle",
+                            hint="the bundle is incomplete: retrain, or roll back to another "
+                            "version (`deepcast promote --rollback`)")
+        if not zipfile.is_zipfile(file):  # Keras says "File not found" for a broken file
+            raise RunFailed(f"model file {file} is not a valid .keras archive (corrupt or "
+                            "truncated)", hint="retrain, or roll back to another version "
+                            "(`deepcast promote --rollback`)")
+        self.model = keras.saving.load_model(file, safe_mode=True, compile=False)
 
 
 __all__ = ["KerasForecaster", "KerasOptions", "quantile_column"]

@@ -41,6 +41,13 @@ def check_file_name(path: str | Path, option: str, suffixes, hint: str) -> Path:
         raise ConfigError(f"{option} {path}: unsupported extension {path.suffix!r}", hint=hint)
     if path.is_dir():
         raise ConfigError(f"{option} {path} is a folder", hint="give a file name")
+    folder = next((p for p in path.absolute().parents if p.exists()), None)
+    if folder is not None and not folder.is_dir():
+        raise ConfigError(f"{option} {path}: {folder} is a file, not a folder",
+                          hint="choose a path whose folders are folders")
+    if folder is not None and not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path}: the folder {folder} is not writable",
+                          hint="choose a folder you can write to, or fix its permissions")
     return path
 
 

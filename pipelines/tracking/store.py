@@ -45,9 +45,18 @@ def tracking_uri() -> str:
 def store_failed(uri: str, exc: BaseException) -> RunFailed:
     """The error to show when the tracking store itself fails (down, unreachable)."""
     text = str(getattr(exc, "message", None) or exc).strip().splitlines()
+    if uri.startswith(("http://", "https://")):
+        hint = ("check that the MLflow server is running and reachable "
+                "(MLFLOW_TRACKING_URI), then rerun; no alias was moved")
+    elif uri.startswith("sqlite:"):
+        hint = (f"the local store is the file {uri.removeprefix('sqlite:///')}: check that "
+                "its folder exists and is writable, the disk is not full and no other "
+                "program holds the database; then rerun (no alias was moved)")
+    else:
+        hint = ("check the database behind MLFLOW_TRACKING_URI (reachable, credentials, "
+                "schema), then rerun; no alias was moved")
     return RunFailed(f"tracking store {uri} failed: {text[0] if text else repr(exc)}",
-                     hint="check that the MLflow server is running and reachable "
-                     "(MLFLOW_TRACKING_URI), then rerun; no alias was moved")
+                     hint=hint)
 
 
 class Store:

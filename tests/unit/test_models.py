@@ -249,3 +249,20 @@ def test_mixed_precision_model_is_saved_as_float32(tmp_path):
     assert {layer.dtype_policy.name for layer in f.model.layers} == {"float32"}
     g = load_forecaster(f.save(tmp_path / "mp"))
     np.testing.assert_allclose(g.predict(_x(values)), f.predict(_x(values)), rtol=1e-6)
+
+
+def test_a_broken_keras_file_is_named_as_broken(tmp_path):
+    """Keras reports a truncated .keras file as "File not found": deepcast says what it
+    is (and a missing one as missing)."""
+    from deepcast.features.errors import RunFailed
+    from deepcast.forecasting.base import KERAS_FILE
+
+    f, _, _ = _fit("linear", epochs=1)
+    saved = f.save(tmp_path / "m")
+    model_file = next(saved.rglob(KERAS_FILE))
+    model_file.write_bytes(model_file.read_bytes()[:100])
+    with pytest.raises(RunFailed, match="not a valid .keras archive"):
+        load_forecaster(saved)
+    model_file.unlink()
+    with pytest.raises(RunFailed, match="is missing from the model bundle"):
+        load_forecaster(saved)

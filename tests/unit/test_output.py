@@ -57,3 +57,26 @@ def test_files_written_together_change_together(tmp_path):
         == [out, rep]
     assert rep.read_bytes() == b"ok" and pd.read_csv(out)["unique_id"].iloc[1] == "'+A1"
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["f.csv", "r.html"]
+
+
+def test_a_failing_store_is_described_by_its_kind():
+    """A local SQLite store is a file, not a server: its failure says so."""
+    from deepcast.pipelines.tracking import store_failed
+
+    local = store_failed("sqlite:////tmp/x/mlflow.db", OSError("disk I/O error"))
+    assert "disk I/O error" in str(local) and "/tmp/x/mlflow.db" in local.hint
+    assert "server" not in local.hint
+    remote = store_failed("http://127.0.0.1:5055", ConnectionError("refused"))
+    assert "MLflow server is running" in remote.hint
+
+
+def test_an_output_under_a_file_is_refused_before_any_work(tmp_path):
+    import pytest
+
+    from deepcast.features.errors import ConfigError
+    from deepcast.pipelines.forecast import check_output_path
+
+    (tmp_path / "taken.csv").write_text("x")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        check_output_path(tmp_path / "taken.csv" / "sub" / "f.csv")
+    assert check_output_path(tmp_path / "new" / "deeper" / "f.csv")  # made when written
