@@ -80,9 +80,9 @@ def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker | None 
     backtest before each refit cut-off); one that cannot be backtested is named in
     ``skipped`` with the reason."""
     t0 = time.perf_counter()
-    bt, horizon = cfg.evaluation.backtest, cfg.features.horizon
+    bt, n = cfg.evaluation.backtest, cfg.lengths
     panel = panel_from_frame(df)
-    cuts = backtest_cutoffs(panel.lengths, bt.n_windows, bt.step or horizon, horizon)
+    cuts = backtest_cutoffs(panel.lengths, n.n_windows, n.step, n.horizon)
     check_first_cutoff(panel.ids, cuts, cfg)
     cfg = cfg.without_checkpoints()
     entries = list(cfg.models)

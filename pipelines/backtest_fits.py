@@ -120,7 +120,7 @@ def check_first_cutoff(ids: np.ndarray, cuts: np.ndarray, cfg: PipelineConfig) -
     if len(short):
         raise DataError(
             f"{len(short)} series are too short for {bt.n_windows} backtest windows of step "
-            f"{bt.step or cfg.features.horizon}: the first cut-off leaves fewer than {need} "
+            f"{cfg.lengths.step}: the first cut-off leaves fewer than {need} "
             f"points to train on "
             f"({', '.join(map(str, short[:5]))}{' ...' if len(short) > 5 else ''})",
             hint="lower evaluation.backtest.n_windows or step, or drop these series")
@@ -143,14 +143,14 @@ def member_forecasts(train: pd.DataFrame, entries: list[Any], cfg: PipelineConfi
     """Backtest ``entries`` on ``evaluation.backtest`` cut-offs counted from the end of
     ``train``, one fit each (``refit: false``); series too short for the first cut-off
     take no part. DataError when no series is long enough."""
-    bt, h = cfg.evaluation.backtest, cfg.features.horizon
+    bt, n = cfg.evaluation.backtest, cfg.lengths
     lengths = train.groupby(ID, sort=False).size()
-    first_cut = lengths - h - (bt.n_windows - 1) * (bt.step or h)
+    first_cut = lengths - n.backtest_span
     long_enough = lengths.index[first_cut >= cfg.min_train_length]
     if len(long_enough) == 0:
         raise DataError(
             "no series is long enough for the backtest that weighs the ensemble members "
-            f"({bt.n_windows} windows of step {bt.step or h} before the forecast origin)",
+            f"({bt.n_windows} windows of step {n.step} before the forecast origin)",
             hint="lower evaluation.backtest.n_windows / step, or use method mean")
     train = train[train[ID].isin(long_enough)].reset_index(drop=True)
     inner = cfg.without_checkpoints().model_copy(update={
@@ -158,12 +158,12 @@ def member_forecasts(train: pd.DataFrame, entries: list[Any], cfg: PipelineConfi
         "evaluation": cfg.evaluation.model_copy(update={
             "conformal": [], "backtest": bt.model_copy(update={"refit": False})})})
     panel = panel_from_frame(train)
-    cuts = backtest_cutoffs(panel.lengths, bt.n_windows, bt.step or h, h)
+    cuts = backtest_cutoffs(panel.lengths, n.n_windows, n.step, n.horizon)
     windows = tuple(range(bt.n_windows))
     fits = run_fits([BacktestJob(e, windows, train, inner, cuts) for e in entries], mapper)
     y = joined(fits[:1])["y"].to_numpy(np.float64)
     f = np.stack([joined([p])["yhat"].to_numpy(np.float64) for p in fits],
-                 axis=-1).reshape(-1, h, len(entries))
+                 axis=-1).reshape(-1, n.horizon, len(entries))
     scale = metrics.cutoff_scales(panel, cuts, cfg.data.season_length).reshape(-1)
-    return MemberForecasts(y.reshape(-1, h), f, np.where(scale > 0, scale, np.nan),
+    return MemberForecasts(y.reshape(-1, n.horizon), f, np.where(scale > 0, scale, np.nan),
                            sum(p.trainable for p in fits))

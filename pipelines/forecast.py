@@ -83,8 +83,10 @@ def guard_formulas(df: pd.DataFrame) -> pd.DataFrame:
         if not (pd.api.types.is_string_dtype(values) or values.dtype == object):
             continue
         text = values.astype("str")
-        risky = values.notna() & text.str.startswith(FORMULA_START) & \
-            ~text.str.match(_NUMBER)
+        risky = values.notna() & text.str.startswith(FORMULA_START)
+        if not risky.any():  # the usual case: one pass over the column, nothing copied
+            continue
+        risky[risky] = ~text[risky].str.match(_NUMBER)  # numbers only where it matters
         if risky.any():
             out = out.copy() if out is df else out
             out[col] = text.where(~risky, "'" + text).where(values.notna())

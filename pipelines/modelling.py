@@ -168,7 +168,7 @@ def prepare(df: pd.DataFrame, cfg: PipelineConfig, holdout: int | None = None
     scaler = SeriesScaler(f.scaler).fit(panel, panel.lengths - test_size)
     pads = np.zeros(panel.n_series, dtype=np.int64)
     if d.short_series == "pad":
-        pads[panel.lengths < f.lookback + f.horizon + cfg.val_size + test_size] = f.lookback - 1
+        pads[panel.lengths < cfg.lengths.with_holdout(test_size).full] = f.lookback - 1
     scaled = pad_panel(scaler.transform(panel), pads)
     encoder, covariates = _encode_covariates(df, cfg, test_size, panel.offsets, pads)
     train_end = scaled.ends - test_size
@@ -211,10 +211,9 @@ def _last_rows(df: pd.DataFrame, panel: Panel, size: int) -> pd.DataFrame:
 
 
 def _no_windows(cfg: PipelineConfig, test_size: int, panel: Panel) -> DataError:
-    lookback, horizon = cfg.features.lookback, cfg.features.horizon
     return DataError(
         f"no training windows: every series needs at least lookback + horizon + val_size "
-        f"+ test_size = {lookback + horizon + cfg.val_size + test_size} points, or "
+        f"+ test_size = {cfg.lengths.with_holdout(test_size).full} points, or "
         f"horizon + val_size + test_size + 1 = {cfg.min_padded_length} with "
         f"data.short_series: pad (longest has {int(panel.lengths.max(initial=0))})",
         hint="lower features.lookback / training.val_size / evaluation.test_size, "

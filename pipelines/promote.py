@@ -66,7 +66,7 @@ def gate_cutoffs(lengths: np.ndarray, cfg: PipelineConfig) -> np.ndarray | None:
     horizon, test_size = cfg.features.horizon, cfg.evaluation.test_size
     if test_size < horizon:
         return None
-    step = cfg.evaluation.backtest.step or horizon
+    step = cfg.lengths.step
     offsets = np.arange(0, test_size - horizon + 1, step)
     return (np.asarray(lengths)[:, None] - test_size) + offsets[None, :]
 
@@ -171,7 +171,7 @@ def promote(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineConfig, tracke
         score = windows.score(best.predictor)
         reference = windows.score(outcome.reference_predictor)
         gate = f"{windows.cuts.shape[1]} cut-off(s) through the holdout, step " \
-               f"{cfg.evaluation.backtest.step or cfg.features.horizon}"
+               f"{cfg.lengths.step}"
     else:
         windows, score, reference = None, best.metrics[metric], outcome.reference[metric]
         gate = "holdout"
