@@ -36,9 +36,7 @@ def check_output_path(path: str | Path) -> Path | str:
 def check_file_name(path: str | Path, option: str, suffixes, hint: str) -> Path:
     """``path`` as a Path, or a ConfigError naming ``option`` when its extension is not one
     of ``suffixes`` or it is a folder: checked before any work is done."""
-    path = Path(path)
-    if path.suffix.lower() not in suffixes:
-        raise ConfigError(f"{option} {path}: unsupported extension {path.suffix!r}", hint=hint)
+    path = file_format(path, option, suffixes, hint)[0]
     if path.is_dir():
         raise ConfigError(f"{option} {path} is a folder", hint="give a file name")
     folder = next((p for p in path.absolute().parents if p.exists()), None)
@@ -49,6 +47,14 @@ def check_file_name(path: str | Path, option: str, suffixes, hint: str) -> Path:
         raise ConfigError(f"{option} {path}: the folder {folder} is not writable",
                           hint="choose a folder you can write to, or fix its permissions")
     return path
+
+
+def file_format(path: str | Path, option: str, suffixes, hint: str) -> tuple[Path, str]:
+    """(path, format) by the extension, or a ConfigError naming ``option``."""
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise ConfigError(f"{option} {path}: unsupported extension {path.suffix!r}", hint=hint)
+    return path, suffixes[path.suffix.lower()]
 
 
 FileWrite = tuple[Path, Callable[[BinaryIO], None]]  # (path, what writes its bytes)
@@ -98,8 +104,9 @@ def forecast_file(df: pd.DataFrame, path: str | Path, formula_guard: bool = True
     """(path, writer) of a CSV/Parquet forecast file. CSV text cells are guarded against
     formula injection (:func:`guard_formulas`) unless ``formula_guard`` is False; Parquet
     keeps values as they are (typed, never run)."""
-    path = check_output_path(path)
-    fmt = FORMATS[path.suffix.lower()]
+    # the folder was checked before any work (check_output_path); a folder that went away
+    # or filled up since is reported by write_files as a RunFailed
+    path, fmt = file_format(path, "--output", FORMATS, "use a .csv or .parquet file name")
 
     def write(fh: BinaryIO) -> None:
         if fmt == "csv":

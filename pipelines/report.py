@@ -22,7 +22,7 @@ import pandas as pd
 from deepcast.features.errors import ConfigError
 from deepcast.features.schema import DS, ID
 from deepcast.pipelines import plots
-from deepcast.pipelines.forecast import FileWrite, check_file_name, write_files
+from deepcast.pipelines.forecast import FileWrite, check_file_name, file_format, write_files
 
 if TYPE_CHECKING:
     from deepcast.pipelines.tracking.history import TrainingInfo
@@ -317,7 +317,8 @@ def report_file(path: str | Path, html_text: str) -> FileWrite:
     """(path, writer) of the report, for :func:`~deepcast.pipelines.forecast.write_files`
     (written together with the forecast: both change, or neither does)."""
     data = html_text.encode("utf-8")
-    return check_report_path(path), lambda fh: fh.write(data)
+    path = file_format(path, "--report", REPORT_SUFFIXES, "use a .html file name")[0]
+    return path, lambda fh: fh.write(data)
 
 
 def write_report(path: str | Path, html_text: str) -> Path:

@@ -7,7 +7,9 @@ aliases; the CLI's fast failures."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +36,19 @@ def _run(pipeline: Path, output: Path | str, **kw):
     return state, state.state_details.flow_run_id
 
 
+def disk_full(patch: pytest.MonkeyPatch) -> None:
+    """Writing the forecast fails as on a full disk, after the up-front path checks passed
+    (the temp file next to the output cannot be created)."""
+    import types
+
+    from deepcast.pipelines import forecast
+
+    def mkstemp(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    patch.setattr(forecast, "tempfile", types.SimpleNamespace(mkstemp=mkstemp))
+
+
 def _artifacts(flow_run_id) -> dict[str, object]:
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
@@ -46,15 +61,16 @@ def _artifacts(flow_run_id) -> dict[str, object]:
 
 @pytest.mark.slow
 def test_retrain_promotes_publishes_and_drift_block_keeps_everything(
-        prefect_harness, store, tmp_path, retail_csv):
+        prefect_harness, store, tmp_path, retail_csv, monkeypatch):
     pipeline = write_pipeline(tmp_path, retail_csv, name="it-retrain", **OVER)
     tracker = Tracker("it-retrain")
     registry = tracker.registry
 
-    # 1. the forecast step fails (its folder is a file): the registry's aliases are as
+    # 1. the forecast step fails (the disk is full): the registry's aliases are as
     # before the run (none: promotion and challenger undone); v1 stays, tagged with why
-    (tmp_path / "not-a-dir").write_text("x")
-    state, run_id = _run(pipeline, tmp_path / "not-a-dir" / "f.csv", as_of="2018-06-01")
+    with monkeypatch.context() as patch:
+        disk_full(patch)
+        state, run_id = _run(pipeline, tmp_path / "f.csv", as_of="2018-06-01")
     assert state.is_failed()
     with pytest.raises(RunFailed, match="cannot write"):
         state.result()
@@ -117,7 +133,9 @@ def test_retrain_promotes_publishes_and_drift_block_keeps_everything(
     # 5. with a champion and a challenger in place, a failed forecast leaves both as they
     # were, whatever the gate decided for the new version
     before = registry.aliases()
-    state, _ = _run(pipeline, tmp_path / "not-a-dir" / "f.csv")
+    with monkeypatch.context() as patch:
+        disk_full(patch)
+        state, _ = _run(pipeline, tmp_path / "f.csv")
     assert state.is_failed()
     assert registry.aliases() == before and len(registry.versions()) == 4
     assert "deepcast.rollback_reason" in registry.version_tags("4")
@@ -135,9 +153,10 @@ def test_failures_after_registration_restore_the_aliases(store, tmp_path, retail
     registry.set_alias("challenger", "1")
     assert registry.aliases() == {"champion": "1", "challenger": "1"}
 
-    (tmp_path / "not-a-dir").write_text("x")
-    with pytest.raises(RunFailed, match="cannot write"):
-        deepcast.retrain(cfg, tmp_path / "not-a-dir" / "f.csv")
+    with monkeypatch.context() as patch:
+        disk_full(patch)
+        with pytest.raises(RunFailed, match="cannot write"):
+            deepcast.retrain(cfg, tmp_path / "f.csv")
     assert registry.aliases() == {"champion": "1", "challenger": "1"}
     assert registry.version_tags("2")["deepcast.rollback_reason"].startswith(
         "forecast failed")
