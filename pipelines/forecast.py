@@ -33,7 +33,7 @@ def check_output_path(path: str | Path) -> Path | str:
     return check_file_name(path, "--output", FORMATS, "use a .csv or .parquet file name")
 
 
-def check_file_name(path: str | Path, option: str, suffixes, hint: str) -> Path:
+def check_file_name(path: str | Path, option: str, suffixes: dict[str, str], hint: str) -> Path:
     """``path`` as a Path, or a ConfigError naming ``option`` when its extension is not one
     of ``suffixes`` or it is a folder: checked before any work is done."""
     path = file_format(path, option, suffixes, hint)[0]
@@ -49,8 +49,10 @@ def check_file_name(path: str | Path, option: str, suffixes, hint: str) -> Path:
     return path
 
 
-def file_format(path: str | Path, option: str, suffixes, hint: str) -> tuple[Path, str]:
-    """(path, format) by the extension, or a ConfigError naming ``option``."""
+def file_format(path: str | Path, option: str, suffixes: dict[str, str], hint: str
+                ) -> tuple[Path, str]:
+    """(path, format) by the extension (``suffixes`` maps each to its format), or a
+    ConfigError naming ``option``."""
     path = Path(path)
     if path.suffix.lower() not in suffixes:
         raise ConfigError(f"{option} {path}: unsupported extension {path.suffix!r}", hint=hint)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 MAX_TABLE_ROWS = 500
 MAX_PLOTTED = 12
-REPORT_SUFFIXES = (".html", ".htm")
+REPORT_SUFFIXES = {".html": "html", ".htm": "html"}
 
 CSS = """
 body{font-family:-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Arial,sans-serif;margin:0;
