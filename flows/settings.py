@@ -87,4 +87,6 @@ def quiet_prefect() -> None:
     --verbose, where the whole story is wanted)."""
     filt = HideExpectedFailures()
     for name in PREFECT_LOGGERS:
-        logging.getLogger(name).addFilter(filt)
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, HideExpectedFailures) for f in logger.filters):
+            logger.addFilter(filt)  # once per process, however often main() runs
