@@ -5,12 +5,15 @@ GPUs, the default strategy on one GPU, or a CPU device scope. ``mixed_precision:
 on for accelerators (float16 on GPU, bfloat16 on TPU) and off on CPU, where it is slower.
 ``jit_compile: auto`` turns XLA on (measured on 2 CPU cores: recurrent epochs take half the
 time) except under a multi-device strategy, where Keras cannot always compile the step.
+``DEEPCAST_JIT_COMPILE=on|off`` sets what ``auto`` means on a machine (XLA's compile costs
+seconds per model: more than it saves on small fits, as in a test suite).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +23,7 @@ from deepcast.features.errors import ConfigError
 log = logging.getLogger("deepcast")
 
 DEVICES = ("auto", "cpu", "gpu", "tpu")
+JIT_ENV = "DEEPCAST_JIT_COMPILE"  # what jit_compile: auto means here: on, off or auto
 
 
 @dataclass(frozen=True)
@@ -95,8 +99,21 @@ def resolve_runtime(device: str = "auto", mixed_precision: str | bool = "auto",
     policy = {"gpu": "mixed_float16", "tpu": "mixed_bfloat16"}.get(kind, "mixed_bfloat16") \
         if mixed_precision else "float32"
     if jit_compile == "auto":
-        jit_compile = replicas == 1
+        jit_compile = _auto_jit(replicas)
     runtime = Runtime(kind, replicas, policy, bool(jit_compile), strategy)
     log.debug("training on %s x%d, %s, XLA %s", kind, replicas, policy,
              "on" if runtime.jit_compile else "off")
     return runtime
+
+
+def _auto_jit(replicas: int) -> bool:
+    """``jit_compile: auto``: as ``DEEPCAST_JIT_COMPILE`` says, else on for one device."""
+    value = os.environ.get(JIT_ENV, "auto").strip().lower()
+    if value in ("on", "1", "true"):
+        return True
+    if value in ("off", "0", "false"):
+        return False
+    if value != "auto":
+        raise ConfigError(f"{JIT_ENV}={value!r} is not on, off or auto",
+                          hint=f"set {JIT_ENV} to on, off or auto, or unset it")
+    return replicas == 1

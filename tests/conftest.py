@@ -3,6 +3,7 @@ is imported (same defaults as the CLI)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,10 @@ import pytest
 from deepcast.flows.cli import configure_environment
 
 configure_environment()
+# XLA's compile takes seconds per model, more than it saves on the suite's tiny fits; the
+# tests that check XLA ask for it (jit_compile: true), and the README test runs a new
+# user's defaults. Inherited by every subprocess and Dask worker the tests start.
+os.environ.setdefault("DEEPCAST_JIT_COMPILE", "off")
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parents[1]

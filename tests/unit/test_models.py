@@ -137,7 +137,7 @@ def test_pinball_loss_by_hand():
 
 
 @pytest.mark.parametrize("settings", [
-    {"optimizer": "adamw", "schedule": "cosine", "clipnorm": 1.0},
+    {"optimizer": "adamw", "schedule": "cosine", "clipnorm": 1.0, "jit_compile": True},
     {"optimizer": "sgd", "schedule": "plateau", "l2": 1e-3},
     {"optimizer": "rmsprop", "weight_decay": 1e-4, "jit_compile": False},
 ])
@@ -226,10 +226,11 @@ def test_custom_layers_round_trip_in_a_fresh_process(tmp_path):
     np.testing.assert_allclose(fresh, f.predict(x), rtol=1e-6, atol=1e-6)
 
 
-def test_runtime_resolution_on_this_machine():
+def test_runtime_resolution_on_this_machine(monkeypatch):
     from deepcast.features.errors import ConfigError
-    from deepcast.forecasting.runtime import resolve_runtime
+    from deepcast.forecasting.runtime import JIT_ENV, resolve_runtime
 
+    monkeypatch.delenv(JIT_ENV, raising=False)  # a user's machine: XLA on one device
     auto = resolve_runtime()
     if auto.device == "cpu":  # the CI machine: no accelerator
         assert (auto.dtype_policy, auto.jit_compile, auto.strategy) == ("float32", True, None)
@@ -239,6 +240,14 @@ def test_runtime_resolution_on_this_machine():
     assert cpu.device == "cpu" and cpu.strategy is not None and not cpu.jit_compile
     with pytest.raises(ConfigError, match="unknown device"):
         resolve_runtime("quantum")
+    # DEEPCAST_JIT_COMPILE says what auto means on this machine; an explicit setting wins
+    monkeypatch.setenv(JIT_ENV, "off")
+    assert not resolve_runtime().jit_compile and resolve_runtime(jit_compile=True).jit_compile
+    monkeypatch.setenv(JIT_ENV, "on")
+    assert resolve_runtime().jit_compile
+    monkeypatch.setenv(JIT_ENV, "maybe")
+    with pytest.raises(ConfigError, match="DEEPCAST_JIT_COMPILE='maybe' is not on, off"):
+        resolve_runtime()
 
 
 def test_mixed_precision_model_is_saved_as_float32(tmp_path):
