@@ -44,7 +44,8 @@ class TrainingConfig(_Strict):
         "(bfloat16), off on CPU. Saved models are float32 either way.")
     jit_compile: Literal["auto"] | bool = Field(
         "auto", description="XLA compilation: 'auto' is on (one device), off under a "
-        "multi-device strategy.")
+        "multi-device strategy; `DEEPCAST_JIT_COMPILE=off` (or `on`) sets what 'auto' "
+        "means on a machine.")
     steps_per_execution: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
         "auto", description="Training steps run per call into the compiled graph: fewer "
         "Python round trips per batch (measured on 2 CPU cores: +20-35 % windows/s for LSTM "

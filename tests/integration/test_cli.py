@@ -88,8 +88,13 @@ def test_validate_json_is_the_python_api_result(tmp_path, retail_csv):
 
 
 @pytest.mark.slow
-def test_demo_path_train_forecast_runs_through_the_cli(tmp_path, retail_csv):
-    """The README path in miniature: train, forecast, runs, in fresh processes."""
+def test_demo_path_train_forecast_runs_through_the_cli(tmp_path, retail_csv, prefect_harness,
+                                                      capsys, monkeypatch):
+    """The README path in miniature: train and forecast in fresh processes (each with its
+    temporary Prefect server), then ``runs`` and ``backtest`` through the CLI's ``main``
+    here, on the store they left."""
+    from deepcast.flows.cli import main
+
     pipeline = write_pipeline(tmp_path, retail_csv, name="cli-e2e")
     env = subprocess_env(PREFECT_HOME=str(tmp_path / ".prefect"))
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -105,12 +110,16 @@ def test_demo_path_train_forecast_runs_through_the_cli(tmp_path, retail_csv):
     fc = pd.read_parquet(tmp_path / "out" / "f.parquet")
     assert len(fc) == 36 and set(fc["model_version"]) == {"1"}
 
-    done = deepcast("runs", str(pipeline), "--json", cwd=tmp_path, env=env)
-    assert done.returncode == 0 and '"champion": "1"' in done.stdout
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the default store, here
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["runs", str(pipeline), "--json"]) == 0
+    assert '"champion": "1"' in capsys.readouterr().out
 
-    done = deepcast("backtest", str(pipeline), "--json", cwd=tmp_path, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    code = main(["backtest", str(pipeline), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err[-3000:]
+    summary = json.loads(out.strip().splitlines()[-1])
     models = {row["model"]: row for row in summary["table"]}
     assert set(models) == {"naive", "seasonal_naive", "lstm"} and summary["n_windows"] == 3
     assert models["seasonal_naive"]["skill_mase"] == 0.0 and models["lstm"]["fits"] == 1

@@ -111,18 +111,22 @@ def registry(uri: str, name: str) -> tuple[list, dict]:
 
 
 @pytest.mark.slow
-def test_sigkill_during_training_then_rerun_resumes_to_the_same_result(api, tmp_path):
+def test_sigkill_during_training_then_rerun_resumes_to_the_same_result(api, tmp_path,
+                                                                       monkeypatch):
     """Kill -9 a `deepcast train` after its second checkpoint; the rerun resumes there,
-    ends with the metrics of an uninterrupted run with the same seed, and marks the run
-    the killed process left RUNNING as KILLED."""
+    ends with the metrics of an uninterrupted run with the same seed (trained here, through
+    the API), and marks the run the killed process left RUNNING as KILLED."""
+    import deepcast
+
+    epochs = 8
     cfg = config("drill-kill", models=[{"type": "seasonal_naive"},
                                        {"type": "lstm", "units": 8}],
                  training={"seed": 0, "batch_size": 32, "jit_compile": False,
-                           "max_epochs": 12, "patience": 12})
+                           "max_epochs": epochs, "patience": epochs})
     clean_dir, killed_dir = tmp_path / "clean", tmp_path / "killed"
-    clean = cli("train", str(write(clean_dir, cfg)), "--json", cwd=clean_dir,
-                env=env_for(api, f"sqlite:///{clean_dir / 'mlflow.db'}"))
-    assert clean.returncode == 0, clean.stderr[-3000:]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{clean_dir / 'mlflow.db'}")
+    monkeypatch.chdir(write(clean_dir, cfg).parent)
+    clean = json.loads(json.dumps(deepcast.train(cfg).to_dict(), default=str))
 
     uri = f"sqlite:///{killed_dir / 'mlflow.db'}"
     env = env_for(api, uri)
@@ -138,7 +142,7 @@ def test_sigkill_during_training_then_rerun_resumes_to_the_same_result(api, tmp_
     proc = start("train", str(pipeline), cwd=killed_dir, env=env)
     kill_when(two_epochs, proc, "the second checkpoint")
     resumed_from = json.loads(state.read_text())["epoch"]
-    assert 2 <= resumed_from < 12  # killed mid-training
+    assert 2 <= resumed_from < epochs  # killed mid-training
     left = [r for r in client(uri).search_runs([client(uri).get_experiment_by_name(
         "drill-kill").experiment_id]) if r.info.status == "RUNNING"]  # what SIGKILL leaves
     assert {r.info.run_name for r in left} == {"train-drill-kill", "lstm"}
@@ -147,12 +151,12 @@ def test_sigkill_during_training_then_rerun_resumes_to_the_same_result(api, tmp_
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert not state.parent.exists()  # the finished fit removed its checkpoint
 
-    def table(done) -> dict:
-        rows = json.loads(done.stdout.strip().splitlines()[-1])["table"]
+    def table(result: dict) -> dict:
         return {r["model"]: {k: r[k] for k in ("mae", "rmse", "smape", "mase", "epochs")}
-                for r in rows}
+                for r in result["table"]}
 
-    resumed, uninterrupted = table(rerun), table(clean)
+    resumed = table(json.loads(rerun.stdout.strip().splitlines()[-1]))
+    uninterrupted = table(clean)
     assert resumed.keys() == uninterrupted.keys() == {"seasonal_naive", "lstm"}
     for model, scores in uninterrupted.items():
         assert resumed[model] == pytest.approx(scores, rel=1e-6), model
