@@ -152,7 +152,8 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
                             | {f"skill_{metric}": scores[f"skill_{metric}"],
                                "fit_seconds": seconds, "epochs": epochs})
         tracker.log_frame(per_series, "holdout/per_series_metrics.csv")
-        log_model_plots(tracker, predictor, prep, fc, history, per_series, cfg)
+        if cfg.evaluation.plots:
+            log_model_plots(tracker, predictor, prep, fc, history, per_series, cfg)
         model_uri = tracker.log_predictor(predictor, job.example)
         log.info("%s: holdout %s = %.4f", label, metric, scores[metric])
         return ModelResult(label, family, scores, run_id, model_uri, epochs, seconds,
@@ -203,8 +204,9 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, dat
     tracker.log_metrics({f"best_holdout_{metric}": outcome.best.metrics[metric],
                          f"seasonal_naive_holdout_{metric}": reference[metric]})
     tracker.set_tags({tag.BEST_MODEL: outcome.best.name})
-    tracker.log_files({"skill_vs_seasonal_naive.png": plots.skill_figure(
-        outcome.table(), metric, outcome.best.name)}, "plots")
+    if cfg.evaluation.plots:
+        tracker.log_files({"skill_vs_seasonal_naive.png": plots.skill_figure(
+            outcome.table(), metric, outcome.best.name)}, "plots")
     tracker.log_dict(outcome.table().to_dict(orient="records"), "leaderboard.json")
     return outcome
 

@@ -41,7 +41,8 @@ def pipeline_dict(path: Path, **over) -> dict:
         "models": [{"type": "naive"}, {"type": "seasonal_naive"},
                    {"type": "lstm", "units": 8}],
         "training": {"max_epochs": 2, "patience": 1, "batch_size": 64, "seed": 0},
-        "evaluation": {"test_size": 6, "metric": "mase"},
+        # no MLflow plots (~1 s per model); the tests that check plots keep the default
+        "evaluation": {"test_size": 6, "metric": "mase", "plots": False},
     }
     cfg.update(over)
     return cfg

@@ -94,6 +94,10 @@ class EvaluationConfig(_Strict):
     )
     backtest: BacktestConfig = Field(BacktestConfig(),
                                      description="Rolling-origin backtest settings.")
+    plots: bool = Field(
+        True, description="Log plots to MLflow: each model's series, loss and error by "
+        "horizon, and the parent run's skill chart (about 0.5-1 s per model; off for many "
+        "models or a nightly job nobody looks at).")
     conformal: list[float] = Field(
         [], description="Conformal interval levels in percent, e.g. [80, 95]: calibrated on "
         "each model's out-of-sample holdout residuals; the forecast gains yhat_lo_80 / "

@@ -74,6 +74,12 @@ def test_validate_train_forecast_in_process(store, tmp_path, retail_csv):
                              "quarantined", "quarantine_path", "validation_report",
                              "tracking_uri", "notes"]
     assert as_json["decision"]["promoted"] is True and as_json["tracking_uri"] == store
+    from mlflow import MlflowClient  # evaluation.plots: false -- no PNG in any run
+
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("api-plain").experiment_id])
+    assert len(runs) == 4 and all(client.list_artifacts(r.info.run_id, "plots") == []
+                                  for r in runs)
 
     result = deepcast.forecast(cfg)  # the champion, history from data.path, not written
     fc = result.forecast
