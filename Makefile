@@ -6,9 +6,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.deepcast-installed
 DEMO_OUT ?= forecasts/demo_forecast.csv
-# test processes: one pytest worker per core (pytest-xdist); a test file stays on one worker
-# so that its module fixtures (a trained store, a server) are built once
-TEST_WORKERS ?= 2
+# test processes (pytest-xdist): 3 on a 2-core machine keep both cores busy while a worker
+# waits for a server or a subprocess; a test file stays on one worker so that its module
+# fixtures (a trained store, a server) are built once; the slowest files start first
+# (tests/conftest.py)
+TEST_WORKERS ?= 3
 
 .PHONY: demo test lint audit install clean
 
@@ -27,7 +29,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
