@@ -1,20 +1,21 @@
-"""Overhead: the share of the demo's wall time spent outside model fitting.
+"""Overhead: the share of a job's wall time spent outside model fitting.
 
-    python benchmarks/overhead.py [RUNS]   # needs pyinstrument in the venv (not a dependency)
+    python benchmarks/overhead.py [RUNS] [PIPELINE]   # needs pyinstrument in the venv
+    python benchmarks/overhead.py 1 benchmarks/m3_monthly.yaml   # the nightly-size job
 
-Runs ``deepcast train pipelines/demo.yaml`` then ``deepcast forecast`` in a fresh process
-(RUNS times, default 3), in a temporary folder with its own MLflow store, under pyinstrument
+Runs ``deepcast train PIPELINE`` (default: the demo, ``pipelines/demo.yaml``) then
+``deepcast forecast`` in a fresh process (RUNS times, default 3), in a temporary folder
+with its own MLflow store, under pyinstrument
 (statistical profiler, 10 ms). Model fitting is the time inside ``KerasForecaster.fit``
 (baselines do not fit); everything else -- imports, Prefect, MLflow, Great Expectations,
 I/O, holdout scoring, plots -- is overhead. Prints each run's share and its time per phase,
-and writes the runs and the median share to ``benchmarks/results/overhead.json``.
+and writes the runs and the median share to ``benchmarks/results/overhead[_NAME].json``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -55,31 +56,32 @@ def walk(frame, phases: Counter, inside: bool = False) -> None:
         walk(child, phases, inside)
 
 
-def run_once() -> dict:
-    """One in-process run of the demo's train and forecast under pyinstrument."""
+DEMO = ROOT / "pipelines" / "demo.yaml"
+
+
+def run_once(pipeline: Path = DEMO) -> dict:
+    """One in-process run of the pipeline's train and forecast under pyinstrument (the
+    data is read where the YAML points; store, reports and forecast go to a temp folder)."""
     from pyinstrument import Profiler
 
     from deepcast.flows.cli import main as cli
 
-    demo = ROOT / "pipelines" / "demo.yaml"
     here = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copytree(demo.parent / "data", Path(tmp) / "data")
-        shutil.copy(demo, Path(tmp) / "demo.yaml")
         os.chdir(tmp)
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
         profiler = Profiler(interval=0.01)
         t0 = time.perf_counter()
         profiler.start()
         try:
-            rc = cli(["train", "demo.yaml", "--quiet"])
-            rc = rc or cli(["forecast", "demo.yaml", "--output", "fc.csv", "--quiet"])
+            rc = cli(["train", str(pipeline), "--quiet"])
+            rc = rc or cli(["forecast", str(pipeline), "--output", "fc.csv", "--quiet"])
         finally:
             profiler.stop()
             os.chdir(here)
         wall = time.perf_counter() - t0
     if rc:
-        sys.exit(f"the demo failed (exit {rc})")
+        sys.exit(f"{pipeline.name} failed (exit {rc})")
     phases: Counter = Counter()
     walk(profiler.last_session.root_frame(), phases)
     fit = phases["fit (KerasForecaster.fit)"]
@@ -90,22 +92,26 @@ def run_once() -> dict:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--once":
-        print(json.dumps(run_once()))
+    if len(sys.argv) > 2 and sys.argv[1] == "--once":
+        print(json.dumps(run_once(Path(sys.argv[2]))))
         return
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    pipeline = Path(sys.argv[2]).resolve() if len(sys.argv) > 2 else DEMO
     results = []
     for i in range(runs):  # a fresh process each: imports and the server start count
-        done = subprocess.run([sys.executable, __file__, "--once"], capture_output=True,
-                              text=True, check=True)
+        done = subprocess.run([sys.executable, __file__, "--once", str(pipeline)],
+                              capture_output=True, text=True, check=True)
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"run {i + 1}: {results[-1]}", flush=True)
     shares = sorted(r["overhead_share"] for r in results)
-    out = {"runs": results, "median_overhead_share": shares[len(shares) // 2],
+    out = {"pipeline": str(pipeline.relative_to(ROOT)) if pipeline.is_relative_to(ROOT)
+           else str(pipeline), "runs": results,
+           "median_overhead_share": shares[len(shares) // 2],
            "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
     print(json.dumps(out, indent=1))
     (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
-    (ROOT / "benchmarks" / "results" / "overhead.json").write_text(json.dumps(out, indent=1))
+    name = "overhead.json" if pipeline == DEMO else f"overhead_{pipeline.stem}.json"
+    (ROOT / "benchmarks" / "results" / name).write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":
