@@ -85,8 +85,7 @@ class HideExpectedFailures(logging.Filter):
 def quiet_prefect() -> None:
     """Filter Prefect's loggers with :class:`HideExpectedFailures` (not under --debug or
     --verbose, where the whole story is wanted)."""
-    filt = HideExpectedFailures()
     for name in PREFECT_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, HideExpectedFailures) for f in logger.filters):
-            logger.addFilter(filt)  # once per process, however often main() runs
+            logger.addFilter(HideExpectedFailures())  # once, however often main() runs

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,6 +23,44 @@ FORECAST_COLUMNS = ["unique_id", "ds", "yhat", "model_name", "model_version", "r
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
+@dataclass(frozen=True)
+class FileKind:
+    """A file the user names on the command line: its option, the extensions it takes
+    (each mapped to its format) and the hint for a wrong one -- spelled once, used both
+    up front (:meth:`check`) and when writing (:meth:`format`)."""
+
+    option: str
+    suffixes: dict[str, str]
+    hint: str
+
+    def format(self, path: str | Path) -> tuple[Path, str]:
+        """(path, format) by the extension, or a ConfigError naming the option."""
+        path = Path(path)
+        if path.suffix.lower() not in self.suffixes:
+            raise ConfigError(f"{self.option} {path}: unsupported extension "
+                              f"{path.suffix!r}", hint=self.hint)
+        return path, self.suffixes[path.suffix.lower()]
+
+    def check(self, path: str | Path) -> Path:
+        """``path`` as a Path, or a ConfigError naming the option when its extension is
+        wrong, it is a folder, a folder above it is a file, or its folder is not writable:
+        checked before any work is done."""
+        path = self.format(path)[0]
+        if path.is_dir():
+            raise ConfigError(f"{self.option} {path} is a folder", hint="give a file name")
+        folder = next((p for p in path.absolute().parents if p.exists()), None)
+        if folder is not None and not folder.is_dir():
+            raise ConfigError(f"{self.option} {path}: {folder} is a file, not a folder",
+                              hint="choose a path whose folders are folders")
+        if folder is not None and not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(f"{self.option} {path}: the folder {folder} is not writable",
+                              hint="choose a folder you can write to, or fix its permissions")
+        return path
+
+
+OUTPUT = FileKind("--output", FORMATS, "use a .csv or .parquet file name")
+
+
 def check_output_path(path: str | Path) -> Path | str:
     """Fail fast (before any work) on an unsupported extension, a folder name or an unsafe
     ``sql://table`` name."""
@@ -30,33 +69,7 @@ def check_output_path(path: str | Path) -> Path | str:
 
         check_table_name(str(path))
         return str(path)
-    return check_file_name(path, "--output", FORMATS, "use a .csv or .parquet file name")
-
-
-def check_file_name(path: str | Path, option: str, suffixes: dict[str, str], hint: str) -> Path:
-    """``path`` as a Path, or a ConfigError naming ``option`` when its extension is not one
-    of ``suffixes`` or it is a folder: checked before any work is done."""
-    path = file_format(path, option, suffixes, hint)[0]
-    if path.is_dir():
-        raise ConfigError(f"{option} {path} is a folder", hint="give a file name")
-    folder = next((p for p in path.absolute().parents if p.exists()), None)
-    if folder is not None and not folder.is_dir():
-        raise ConfigError(f"{option} {path}: {folder} is a file, not a folder",
-                          hint="choose a path whose folders are folders")
-    if folder is not None and not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {path}: the folder {folder} is not writable",
-                          hint="choose a folder you can write to, or fix its permissions")
-    return path
-
-
-def file_format(path: str | Path, option: str, suffixes: dict[str, str], hint: str
-                ) -> tuple[Path, str]:
-    """(path, format) by the extension (``suffixes`` maps each to its format), or a
-    ConfigError naming ``option``."""
-    path = Path(path)
-    if path.suffix.lower() not in suffixes:
-        raise ConfigError(f"{option} {path}: unsupported extension {path.suffix!r}", hint=hint)
-    return path, suffixes[path.suffix.lower()]
+    return OUTPUT.check(path)
 
 
 FileWrite = tuple[Path, Callable[[BinaryIO], None]]  # (path, what writes its bytes)
@@ -108,7 +121,7 @@ def forecast_file(df: pd.DataFrame, path: str | Path, formula_guard: bool = True
     keeps values as they are (typed, never run)."""
     # the folder was checked before any work (check_output_path); a folder that went away
     # or filled up since is reported by write_files as a RunFailed
-    path, fmt = file_format(path, "--output", FORMATS, "use a .csv or .parquet file name")
+    path, fmt = OUTPUT.format(path)
 
     def write(fh: BinaryIO) -> None:
         if fmt == "csv":

@@ -22,14 +22,15 @@ import pandas as pd
 from deepcast.features.errors import ConfigError
 from deepcast.features.schema import DS, ID
 from deepcast.pipelines import plots
-from deepcast.pipelines.forecast import FileWrite, check_file_name, file_format, write_files
+from deepcast.pipelines.forecast import FileKind, FileWrite, write_files
 
 if TYPE_CHECKING:
     from deepcast.pipelines.tracking.history import TrainingInfo
 
 MAX_TABLE_ROWS = 500
 MAX_PLOTTED = 12
-REPORT_SUFFIXES = {".html": "html", ".htm": "html"}
+REPORT = FileKind("--report", {".html": "html", ".htm": "html"},
+                  "use a .html file name, e.g. --report report.html")
 
 CSS = """
 body{font-family:-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Arial,sans-serif;margin:0;
@@ -58,8 +59,7 @@ code{background:#eef0f3;padding:1px 4px;border-radius:3px;font-size:90%}
 
 def check_report_path(path: str | Path) -> Path:
     """Fail fast (before any work) on a report name that is not .html or is a folder."""
-    return check_file_name(path, "--report", REPORT_SUFFIXES,
-                           "use a .html file name, e.g. --report report.html")
+    return REPORT.check(path)
 
 
 def parse_series(text: str | Sequence[str] | None) -> list[str]:
@@ -317,8 +317,7 @@ def report_file(path: str | Path, html_text: str) -> FileWrite:
     """(path, writer) of the report, for :func:`~deepcast.pipelines.forecast.write_files`
     (written together with the forecast: both change, or neither does)."""
     data = html_text.encode("utf-8")
-    path = file_format(path, "--report", REPORT_SUFFIXES, "use a .html file name")[0]
-    return path, lambda fh: fh.write(data)
+    return REPORT.format(path)[0], lambda fh: fh.write(data)
 
 
 def write_report(path: str | Path, html_text: str) -> Path:

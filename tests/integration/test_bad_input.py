@@ -410,7 +410,6 @@ def registry_state(uri: str) -> dict:
 class Bench:
     root: Path
     uri: str
-    env: dict[str, str]
     last_forecast: bytes
     before: dict
     results: dict
@@ -495,7 +494,7 @@ def bench(prefect_harness, tmp_path_factory):
     pool = ThreadPoolExecutor(max_workers=2)
     results = {c.id: pool.submit(run_subprocess, c, root / "processes", env, last_forecast)
                for c in CATALOGUE if c.id in IN_A_PROCESS}
-    yield Bench(root, uri, env, last_forecast, before, results)
+    yield Bench(root, uri, last_forecast, before, results)
     pool.shutdown(wait=True, cancel_futures=True)
 
 
