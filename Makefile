@@ -14,10 +14,16 @@ TEST_WORKERS ?= 3
 
 .PHONY: demo test lint audit install clean
 
+# The pinned set is installed with uv (about 15 s from an empty cache, against 2 min with pip);
+# where uv cannot be installed or fails, pip installs the same pins.
+UV_VERSION ?= 0.13.8
+
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	{ $(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION) && \
+	  $(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[dev]"; } || \
+	{ $(BIN)/python -m pip install --quiet --upgrade pip && \
+	  $(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"; }
 	touch $(STAMP)
 
 install: $(STAMP)

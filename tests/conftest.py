@@ -4,6 +4,9 @@ is imported (same defaults as the CLI)."""
 from __future__ import annotations
 
 import os
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,48 @@ os.environ.setdefault("DEEPCAST_JIT_COMPILE", "off")
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parents[1]
+# set (to "1") when the run's one Prefect API server was started by pytest_configure
+SHARED_PREFECT = "DEEPCAST_TEST_SHARED_PREFECT"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start one Prefect API server for the whole run (the same app and database layout as
+    deepcast's temporary server, in a temporary PREFECT_HOME) and export its URL before
+    pytest-xdist starts its workers: every worker, every CLI subprocess and every Dask
+    worker then talks to it, instead of each starting a server of its own (10-20 s of CPU
+    each). Tests of the temporary server itself and the README's new-user path remove
+    PREFECT_API_URL from their environment. A PREFECT_API_URL set by the caller is used
+    as it is."""
+    if hasattr(config, "workerinput") or os.environ.get("PREFECT_API_URL"):
+        return
+    from deepcast.flows.ephemeral import TemporaryServer
+
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="deepcast-test-prefect-")
+    server = TemporaryServer(timeout=180).start()  # stopped at exit (and with this process)
+    os.environ["PREFECT_API_URL"] = server.api_url
+    os.environ[SHARED_PREFECT] = "1"
+
+
+def wait_for_prefect(url: str, timeout: float = 180.0) -> None:
+    """Block until the Prefect API at ``url`` answers its health check."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the tests' Prefect server at {url} did not answer in {timeout:.0f} s")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_prefect() -> None:
+    """Each test process waits once for the run's Prefect server (usually up by the time
+    the first test starts)."""
+    if os.environ.get(SHARED_PREFECT):
+        wait_for_prefect(os.environ["PREFECT_API_URL"])
 
 
 @pytest.fixture

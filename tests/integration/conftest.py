@@ -8,12 +8,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import pipeline_dict
+from tests.conftest import SHARED_PREFECT, pipeline_dict
 
 
 @pytest.fixture(scope="session")
 def prefect_harness():
-    """One Prefect test server for the whole session (first start takes 10-20 s)."""
+    """A Prefect API for the tests that run flows: the run's shared server
+    (tests/conftest.py), else Prefect's test harness for this process."""
+    if os.environ.get(SHARED_PREFECT):
+        yield
+        return
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):

@@ -60,12 +60,16 @@ def test_bad_command_line_exits_2(tmp_path):
     assert done.returncode == 2 and "invalid choice" in done.stderr
 
 
-def test_validate_ok_and_json(tmp_path, retail_csv):
+def test_validate_ok_and_json(tmp_path, retail_csv, prefect_harness, capsys, monkeypatch):
+    """Through the CLI's ``main`` in this process (the fresh-process path is the next test)."""
+    from deepcast.flows.cli import main
+
     pipeline = write_pipeline(tmp_path, retail_csv, name="cli-ok")
-    done = deepcast("validate", str(pipeline), cwd=tmp_path)
-    assert done.returncode == 0 and "PASSED" in done.stdout
-    done = deepcast("validate", str(pipeline), "--json", "--report-dir", "rep", cwd=tmp_path)
-    assert done.returncode == 0 and '"success": true' in done.stdout
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", str(pipeline)]) == 0
+    assert "PASSED" in capsys.readouterr().out
+    assert main(["validate", str(pipeline), "--json", "--report-dir", "rep"]) == 0
+    assert '"success": true' in capsys.readouterr().out
     assert (tmp_path / "rep" / "validation.json").is_file()
     assert (tmp_path / "rep" / "data_docs" / "index.html").is_file()
 
@@ -90,15 +94,16 @@ def test_validate_json_is_the_python_api_result(tmp_path, retail_csv):
 @pytest.mark.slow
 def test_demo_path_train_forecast_runs_through_the_cli(tmp_path, retail_csv, prefect_harness,
                                                       capsys, monkeypatch):
-    """The README path in miniature: train and forecast in fresh processes (each with its
-    temporary Prefect server), then ``runs`` and ``backtest`` through the CLI's ``main``
-    here, on the store they left."""
+    """The README path in miniature: train (with its temporary Prefect server, as on a new
+    machine) and forecast (against the run's server) in fresh processes, then ``runs`` and
+    ``backtest`` through the CLI's ``main`` here, on the store they left."""
     from deepcast.flows.cli import main
 
     pipeline = write_pipeline(tmp_path, retail_csv, name="cli-e2e")
     env = subprocess_env(PREFECT_HOME=str(tmp_path / ".prefect"))
     env.pop("MLFLOW_TRACKING_URI", None)
-    done = deepcast("train", str(pipeline), cwd=tmp_path, env=env)
+    new_machine = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+    done = deepcast("train", str(pipeline), cwd=tmp_path, env=new_machine)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "PROMOTED to champion" in done.stdout and "skill_mase" in done.stdout
     assert "Traceback" not in done.stderr and "oneDNN" not in done.stderr

@@ -41,6 +41,9 @@ def test_python_snippets_run_in_fresh_processes(tmp_path: Path):
                                                   "tracking", "validation"))
     env = {k: v for k, v in os.environ.items()  # a new user's shell: no store, no server
            if not k.startswith(("MLFLOW_", "PREFECT_", "DEEPCAST_")) and k != "PYTHONPATH"}
+    # but no XLA: its compile costs ~30 s of this test's CPU for what it checks, and
+    # test_engine_options_train checks XLA training (what `auto` picks: test_models)
+    env["DEEPCAST_JIT_COMPILE"] = "off"
     trains = [code for code in PYTHON if "deepcast.train(" in code]
     said = []
     for code in [*trains, *(code for code in PYTHON if code not in trains)]:
