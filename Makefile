@@ -12,7 +12,7 @@ DEMO_OUT ?= forecasts/demo_forecast.csv
 # (tests/conftest.py)
 TEST_WORKERS ?= 3
 
-.PHONY: demo test lint audit install clean
+.PHONY: demo test lint audit install clean browser
 
 # The pinned set is installed with uv (about 15 s from an empty cache, against 2 min with pip);
 # where uv cannot be installed or fails, pip installs the same pins.
@@ -33,7 +33,18 @@ demo: $(STAMP)
 	$(BIN)/deepcast train pipelines/demo.yaml
 	$(BIN)/deepcast forecast pipelines/demo.yaml --output $(DEMO_OUT)
 
-test: $(STAMP)
+# Chromium for the tests that open the MLflow and Prefect UIs (tests/integration/test_ui.py):
+# Debian's package where this user can install it (root with apt-get, ~25 s); elsewhere those
+# tests are skipped, saying why. CHROMIUM=/path/to/chrome uses another build.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  test -n "$$CHROMIUM" || \
+	  { test "$$(id -u)" = 0 && command -v apt-get >/dev/null && \
+	    { apt-get update -qq >/dev/null && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ; } || \
+	  echo "note: Chromium not installed: the UI tests will be skipped (install chromium)"
+
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 

@@ -308,7 +308,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     import subprocess
 
-    from deepcast.pipelines.runs.store import local_store
+    from deepcast.pipelines.runs.store import local_store, ui_links
 
     uri, artifacts = local_store()
     # one worker and no job-execution processes: 2 processes instead of ~10 for a local UI
@@ -318,8 +318,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if uri.startswith("sqlite:"):
         artifacts.mkdir(parents=True, exist_ok=True)
         cmd += ["--default-artifact-root", artifacts.as_uri()]
-    print(f"MLflow UI on http://{args.host}:{args.port} (store {uri}); Ctrl-C to stop",
-          file=sys.stderr)
+    base = f"http://{args.host}:{args.port}"
+    print(f"MLflow UI on {base} (store {uri}); Ctrl-C to stop", file=sys.stderr)
+    for name, link in ui_links(uri, base):  # each opens on its training runs
+        print(f"  {name}: {link}", file=sys.stderr)
     try:
         return subprocess.call(cmd)
     except KeyboardInterrupt:

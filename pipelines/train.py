@@ -40,6 +40,7 @@ from deepcast.pipelines.modelling import (
     training_settings,
 )
 from deepcast.pipelines.tracking import tags as tag
+from deepcast.pipelines.tracking.datasets import RunDataset, run_datasets
 
 if TYPE_CHECKING:  # annotations only: mlflow is imported where a run needs it
     from deepcast.pipelines.tracking import Tracker
@@ -94,6 +95,7 @@ class ModelJob:
     parent_run_id: str
     tracking_uri: str
     experiment: str
+    datasets: tuple[RunDataset, ...] = ()  # what the model runs link (training, holdout)
 
     @property
     def label(self) -> str:
@@ -127,6 +129,7 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
     tags = {tag.MODEL_TYPE: family, tag.PIPELINE: cfg.name}
     with tracker.run(label, nested=True, tags=tags, parent_run_id=job.parent_run_id) as run_id:
         tracker.log_params({**params, **common})
+        tracker.log_inputs(job.datasets)
         log.info("training %s (%s)", label, family)
         trainable = family in families() and families()[family].trainable
         with progress.task(f"train {label}", cfg.training.max_epochs if trainable
@@ -147,16 +150,19 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
                               tag.CONVERGENCE_REASON: verdict.reason})
             if not verdict.converged:
                 log.warning("%s: %s", label, verdict.reason)
-        tracker.log_metrics({f"holdout_{k}": v for k, v in scores.items()
-                             if not k.startswith("skill_")}
-                            | {f"skill_{metric}": scores[f"skill_{metric}"],
-                               "fit_seconds": seconds, "epochs": epochs})
         tracker.log_frame(per_series, "holdout/per_series_metrics.csv")
         if cfg.evaluation.plots:
             log_model_plots(tracker, predictor, prep, fc, history, per_series, cfg)
-        model_uri = tracker.log_predictor(predictor, job.example)
+        logged = tracker.log_predictor(predictor, job.example, {**params, **common})
+        # the holdout scores on the run and on its logged model (the UI's Models tab and
+        # the registered version show them), measured on the holdout dataset
+        holdout = next((d for d in job.datasets if d.context == "holdout"), None)
+        tracker.log_model_metrics(logged.model_id, {
+            f"holdout_{k}": v for k, v in scores.items() if not k.startswith("skill_")}
+            | {f"skill_{metric}": scores[f"skill_{metric}"]}, holdout)
+        tracker.log_metrics({"fit_seconds": seconds, "epochs": epochs})
         log.info("%s: holdout %s = %.4f", label, metric, scores[metric])
-        return ModelResult(label, family, scores, run_id, model_uri, epochs, seconds,
+        return ModelResult(label, family, scores, run_id, logged.uri, epochs, seconds,
                            predictor, verdict.converged, verdict.reason)
 
 
@@ -168,12 +174,16 @@ def _with_predictor(result: ModelResult, tracker: Tracker) -> ModelResult:
 
 
 def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, data_sha256: str,
-                 context: dict[str, Any] | None = None, mapper: Mapper | None = None
-                 ) -> TrainOutcome:
+                 context: dict[str, Any] | None = None, mapper: Mapper | None = None,
+                 source: str = "") -> TrainOutcome:
     """Train, score and log every model inside the active parent run of ``tracker``: one
-    after the other here, or through ``mapper`` (each model in a worker process)."""
+    after the other here, or through ``mapper`` (each model in a worker process). The
+    parent and every model run link the training and holdout datasets (``source``: where
+    the data came from, as the run's ``deepcast.data_path`` tag says)."""
     parent_id = tracker.active_run_id()
     tracker.set_tags({tag.DATA_START: str(df[DS].min()), tag.DATA_END: str(df[DS].max())})
+    datasets = run_datasets(df, cfg.name, source, data_sha256, cfg.evaluation.test_size)
+    tracker.log_inputs(datasets)
     prep = prepare(df, cfg)
     metric = cfg.evaluation.metric
 
@@ -184,7 +194,7 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, dat
 
     example = serving_example(prep)
     jobs = [ModelJob(entry, prep, cfg, reference, example, parent_id, tracker.uri,
-                     tracker.experiment) for entry in cfg.models]
+                     tracker.experiment, datasets) for entry in cfg.models]
     if mapper is None:
         results = [train_model(job, tracker) for job in jobs]
     else:

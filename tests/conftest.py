@@ -4,9 +4,8 @@ is imported (same defaults as the CLI)."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parents[1]
 # set (to "1") when the run's one Prefect API server was started by pytest_configure
 SHARED_PREFECT = "DEEPCAST_TEST_SHARED_PREFECT"
+_PREFECT_KEY = pytest.StashKey[object]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,23 +38,18 @@ def pytest_configure(config: pytest.Config) -> None:
     from deepcast.flows.ephemeral import TemporaryServer
 
     os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="deepcast-test-prefect-")
-    server = TemporaryServer(timeout=180).start()  # stopped at exit (and with this process)
+    server = TemporaryServer(timeout=180).start()  # stops with this process, however
     os.environ["PREFECT_API_URL"] = server.api_url
     os.environ[SHARED_PREFECT] = "1"
+    config.stash[_PREFECT_KEY] = server
 
 
-def wait_for_prefect(url: str, timeout: float = 180.0) -> None:
-    """Block until the Prefect API at ``url`` answers its health check."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the tests' Prefect server at {url} did not answer in {timeout:.0f} s")
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the run's Prefect server and remove its PREFECT_HOME."""
+    server = config.stash.get(_PREFECT_KEY, None)
+    if server is not None:
+        server.stop()
+        shutil.rmtree(os.environ["PREFECT_HOME"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -62,7 +57,9 @@ def _shared_prefect() -> None:
     """Each test process waits once for the run's Prefect server (usually up by the time
     the first test starts)."""
     if os.environ.get(SHARED_PREFECT):
-        wait_for_prefect(os.environ["PREFECT_API_URL"])
+        from tests.servers import wait_http
+
+        wait_http(f"{os.environ['PREFECT_API_URL']}/health", None, timeout=180)
 
 
 @pytest.fixture
@@ -98,7 +95,7 @@ def pipeline_dict(path: Path, **over) -> dict:
 # last would leave the other workers idle at the end. Order only; no test depends on it.
 SLOW_FIRST = ("test_faults.py", "test_cli.py", "test_bad_input.py", "test_fanout.py",
               "test_models.py", "test_readme.py", "test_pipeline.py", "test_retrain.py",
-              "test_api.py", "test_real_servers.py", "test_untrusted_models.py",
+              "test_api.py", "test_real_servers.py", "test_ui.py", "test_untrusted_models.py",
               "test_backtest.py", "test_quality.py", "test_ensembles.py", "test_sql.py",
               "test_report.py", "test_covariates_pipeline.py", "test_tune.py")
 

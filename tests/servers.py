@@ -27,11 +27,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    """Poll ``url`` until it answers 200; fail early if the server process died."""
+def wait_http(url: str, proc: subprocess.Popen | None, timeout: float = 120.0) -> None:
+    """Poll ``url`` until it answers 200; fail early if the server process (when given)
+    died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
@@ -86,16 +87,18 @@ def mlflow_server(root: Path, port: int | None = None) -> Iterator[str]:
 
 
 @contextmanager
-def prefect_server(home: Path, port: int | None = None) -> Iterator[str]:
-    """A real ``prefect server`` with its own database under ``home``; yields the API URL."""
+def prefect_server(home: Path, port: int | None = None, ui: bool = False) -> Iterator[str]:
+    """A real ``prefect server`` with its own database under ``home`` (and its web UI at
+    the URL without ``/api`` when ``ui``); yields the API URL."""
     port = port or free_port()
     home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_UI_ENABLED="false")
+               PREFECT_UI_ENABLED=str(ui).lower())
     env.pop("PREFECT_API_URL", None)
     cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port),
-           "--analytics-off", "--no-ui"]
+           "--analytics-off"] + ([] if ui else ["--no-ui"])
     api = f"http://127.0.0.1:{port}/api"
+    env["PREFECT_UI_API_URL"] = api  # else the UI calls the default port, 4200
     with _serve(cmd, env, home / "server.log", f"{api}/health"):
         yield api
 

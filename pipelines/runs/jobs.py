@@ -71,7 +71,8 @@ def train_and_promote(cfg: PipelineConfig, inputs: RunInputs, data: Validated, s
             store.parent_run(tracker, cfg, "train", tags) as parent_id:
         store.log_train_data(tracker, cfg, data.raw, data.clean, data.report)
         outcome = steps.run("train-models", train_models, data.clean, cfg, tracker,
-                            data_sha256=data_sha, mapper=mapper)
+                            data_sha256=data_sha, mapper=mapper, source=inputs.label(cfg))
+        store.describe_run(tracker, outcome.table(), cfg.evaluation.metric)
         steps.io("save-reference-profile", store.save_profile, tracker, outcome, data.raw,
                  cfg)
         decision = steps.run("promote", promote, outcome, data.clean, cfg, tracker)
@@ -98,7 +99,10 @@ def backtest(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, steps: Steps 
     tracker = store.open_tracker(cfg)
     tags = run_tags(cfg, "backtest", inputs, frame_sha256(data.clean))
     with store.parent_run(tracker, cfg, "backtest", tags) as parent_id:
+        datasets = store.log_datasets(tracker, data.clean, cfg, inputs.label(cfg),
+                                      tags[tag.DATA_SHA256])
         scores = steps.run("backtest", run_backtest, data.clean, cfg, tracker, mapper)
+        store.link_datasets(tracker, datasets, parent_id)
         store.log_metrics(tracker, {"backtest_seconds": scores.seconds})
     bt = cfg.evaluation.backtest
     return BacktestResult(

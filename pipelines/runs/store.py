@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from deepcast.pipelines.promote import PromotionDecision
-    from deepcast.pipelines.tracking import LoadedModel, ModelVersionRef, Tracker
+    from deepcast.pipelines.tracking import LoadedModel, ModelVersionRef, RunDataset, Tracker
     from deepcast.pipelines.tracking.history import TrainingInfo
 
 log = logging.getLogger("deepcast")
@@ -52,6 +52,47 @@ def parent_run(tracker: Tracker, cfg: PipelineConfig, stage: str, tags: dict[str
 def log_metrics(tracker: Tracker, values: dict[str, float]) -> None:
     """Metrics of the active run."""
     tracker.log_metrics(values)
+
+
+def describe_run(tracker: Tracker, table: pd.DataFrame, metric: str) -> None:
+    """The parent run's description (shown on its page in the MLflow UI): the leaderboard
+    as a markdown table, best first."""
+    tracker.set_description(leaderboard_markdown(table, metric))
+
+
+def leaderboard_markdown(table: pd.DataFrame, metric: str) -> str:
+    """``table`` (one row per model) as a markdown table sorted by holdout ``metric``."""
+    cols = [c for c in ("model", "type", "mae", "rmse", "smape", "mase", f"skill_{metric}",
+                        "epochs", "fit_s") if c in table.columns]
+    rows = table.sort_values(metric, na_position="last")[cols]
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "" if v != v else f"{v:.4g}"
+        return "" if v is None else str(v).replace("|", "\\|")
+
+    lines = [f"Holdout scores, best {metric} first:", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
+              for row in rows.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def log_datasets(tracker: Tracker, df: pd.DataFrame, cfg: PipelineConfig, source: str,
+                 data_sha256: str) -> list[RunDataset]:
+    """Link the whole validated frame (a backtest's data) to the active run; the datasets,
+    for :func:`link_datasets` to give its model runs."""
+    from deepcast.pipelines.tracking import run_datasets
+
+    datasets = list(run_datasets(df, cfg.name, source, data_sha256, None))
+    tracker.log_inputs(datasets)
+    return datasets
+
+
+def link_datasets(tracker: Tracker, datasets: list[RunDataset], parent_id: str) -> None:
+    """Link ``datasets`` to every run nested under ``parent_id`` (the model runs)."""
+    for run_id in tracker.history.child_run_ids(parent_id):
+        tracker.log_inputs(datasets, run_id=run_id)
 
 
 def log_train_data(tracker: Tracker, cfg: PipelineConfig, raw: pd.DataFrame,
@@ -227,6 +268,18 @@ def local_store() -> tuple[str, Path]:
     from deepcast.pipelines.tracking import default_store, tracking_uri
 
     return tracking_uri(), default_store()[1]
+
+
+def ui_links(uri: str, base: str) -> list[tuple[str, str]]:
+    """(pipeline, link) of the experiments in the store, as ``deepcast ui`` lists them;
+    none when the store cannot be read yet (the UI creates it)."""
+    from deepcast.pipelines.tracking.store import experiment_links
+
+    try:
+        return experiment_links(uri, base)
+    except Exception as exc:  # noqa: BLE001  (a listing only; the UI reports the store)
+        log.debug("no experiment links: %s", exc)
+        return []
 
 
 def store_failed(exc: BaseException) -> Exception:

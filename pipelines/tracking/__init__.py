@@ -8,6 +8,7 @@
 - :mod:`.loader`: what makes a model deepcast's; loading from the bundle, never the script.
 - :mod:`.history`: :class:`History`, runs and versions read back as tables and reports.
 - :mod:`.model`: the pyfunc class and its models-from-code entry scripts.
+- :mod:`.datasets`: the data a run used, as MLflow datasets (metadata only).
 - :mod:`.tags`: every ``deepcast.*`` tag key.
 
 Names are loaded on first use, so ``from deepcast.pipelines.tracking import tags`` costs no
@@ -33,6 +34,9 @@ _EXPORTS = {
     "store_failed": "store",
     "tracking_uri": "store",
     "DeepcastModel": "model",
+    "LoggedModelRef": "writer",
+    "RunDataset": "datasets",
+    "run_datasets": "datasets",
 }
 
 __all__ = sorted(_EXPORTS)

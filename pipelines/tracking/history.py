@@ -141,14 +141,21 @@ class History:
             by_run.setdefault(mv.run_id, []).append(f"{alias} (v{version})")
         return by_run
 
-    def model_runs(self, parent_run_id: str, metric: str) -> list[dict[str, Any]]:
-        """The model runs of one parent run with their scores (as the MLflow UI shows
-        them), marking the models that are ``champion`` / ``challenger`` now."""
+    def child_run_ids(self, parent_run_id: str) -> list[str]:
+        """Ids of the runs nested under ``parent_run_id``, oldest first."""
+        return [r.info.run_id for r in self._children(parent_run_id)]
+
+    def _children(self, parent_run_id: str) -> list[Any]:
         parent = self.client.get_run(parent_run_id)
-        children = self.client.search_runs(
+        return self.client.search_runs(
             [parent.info.experiment_id],
             filter_string=f"tags.{PARENT_RUN_TAG} = '{parent_run_id}'",
             order_by=["start_time ASC"])
+
+    def model_runs(self, parent_run_id: str, metric: str) -> list[dict[str, Any]]:
+        """The model runs of one parent run with their scores (as the MLflow UI shows
+        them), marking the models that are ``champion`` / ``challenger`` now."""
+        children = self._children(parent_run_id)
         by_run = self._alias_marks()
         rows = []
         for r in children:

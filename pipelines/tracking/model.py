@@ -14,7 +14,7 @@ from typing import Any
 import mlflow.pyfunc
 import pandas as pd
 
-MODEL_ARTIFACT = "model"  # artifact path of the model in its run
+MODEL_ARTIFACT = "model"  # the logged model's name when the predictor has none
 BUNDLE_KEY = "bundle"  # the pyfunc artifact holding the Predictor's saved bundle
 ENTRY_FILE = "deepcast_model.py"
 

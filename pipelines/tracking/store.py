@@ -16,6 +16,12 @@ from pathlib import Path
 from deepcast.features.errors import RunFailed
 from deepcast.pipelines.tracking import tags as tag
 
+# MLflow's kind of an experiment (what the UI's kind selector and MLflow's own inference
+# read): untagged, MLflow guessed "GenAI" for deepcast's experiments (traces, token use).
+EXPERIMENT_KIND = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"  # the UI's "Machine learning"
+UI_VIEW = "workflowType=machine_learning"  # the UI's "Model training" view, in a link
+
 # the error codes by which MLflow says "no such model / version / alias / file"
 NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 
@@ -29,6 +35,24 @@ def _quiet_env() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+def experiment_url(base: str, experiment_id: str, page: str = "") -> str:
+    """An experiment's page (or ``page`` under it) in the MLflow UI at ``base``, in the UI's
+    model-training view: MLflow 3.17's UI opens every experiment in its GenAI view in a
+    browser that has not chosen a view, whatever the experiment's kind tag says."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}{page}?{UI_VIEW}"
+
+
+def experiment_links(uri: str, base: str) -> list[tuple[str, str]]:
+    """(name, UI link) of every active experiment in the store at ``uri``, newest first."""
+    from mlflow import MlflowClient
+
+    _quiet_env()
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return [(e.name, experiment_url(base, e.experiment_id)) for e in
+            client.search_experiments(order_by=["creation_time DESC"])
+            if e.name != "Default"]
 
 
 def default_store(root: str | Path | None = None) -> tuple[str, Path]:
@@ -90,17 +114,26 @@ class Store:
         try:
             exp = self.client.get_experiment_by_name(self.experiment)
             if exp is not None:
+                self._mark_training(exp)
                 return exp.experiment_id
             location = None
             if self.uri == default_store()[0] or self.uri.startswith("sqlite:"):
                 root = Path(self.uri.removeprefix("sqlite:///")).parent / "artifacts"
                 location = (root / self.experiment).as_uri()
-            return self.client.create_experiment(self.experiment, artifact_location=location)
+            return self.client.create_experiment(self.experiment, artifact_location=location,
+                                                 tags={EXPERIMENT_KIND: TRAINING_KIND})
         except MlflowException as exc:
             exp = self.client.get_experiment_by_name(self.experiment)  # lost a creation race
             if exp is not None:
                 return exp.experiment_id
             raise self.store_failed(exc) from None
+
+    def _mark_training(self, exp) -> None:
+        """Tag an experiment made elsewhere (before this tag existed, or by hand) as model
+        training, unless someone chose its kind: a kind the UI inferred is not a choice."""
+        kind = exp.tags.get(EXPERIMENT_KIND, "")
+        if not kind or kind.endswith("_inferred") or kind == "no_inferred_type":
+            self.client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND, TRAINING_KIND)
 
     def store_failed(self, exc: BaseException) -> RunFailed:
         """The error to show when this store fails (see :func:`store_failed`)."""
@@ -111,7 +144,7 @@ class Store:
         (http://127.0.0.1:5000) for a local store."""
         base = self.uri if self.uri.startswith(("http://", "https://")) \
             else "http://127.0.0.1:5000"
-        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}"
+        return experiment_url(base, self.experiment_id, f"/runs/{run_id}")
 
     def end_orphans(self) -> list[str]:
         """Mark KILLED the runs of this experiment left RUNNING by a process of this host

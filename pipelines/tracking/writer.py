@@ -11,8 +11,9 @@ import math
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from deepcast.pipelines.tracking import tags as tag
+from deepcast.pipelines.tracking.datasets import RunDataset
 from deepcast.pipelines.tracking.history import History
 from deepcast.pipelines.tracking.model import (
     BUNDLE_KEY,
@@ -30,6 +32,15 @@ from deepcast.pipelines.tracking.model import (
 )
 from deepcast.pipelines.tracking.registry import Registry
 from deepcast.pipelines.tracking.store import Store
+
+
+@dataclass(frozen=True)
+class LoggedModelRef:
+    """A model logged in a run: its URI (``models:/m-...``) and LoggedModel id."""
+
+    uri: str
+    model_id: str
+
 
 PARAMS_PER_CALL = 90  # under MLflow's 100 params per log_params call
 
@@ -46,6 +57,11 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             out[key] = str(v)[:6000]
     return out
+
+
+def _finite(values: dict[str, float]) -> dict[str, float]:
+    """The finite ``values`` as floats (MLflow stores no None, NaN or inf usefully)."""
+    return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(v)}
 
 
 def _requirements() -> list[str]:
@@ -110,7 +126,7 @@ class Tracker(Store):
         """Log the finite ``values`` in one call (None, NaN and inf are left out)."""
         import mlflow
 
-        clean = {k: float(v) for k, v in values.items() if v is not None and math.isfinite(v)}
+        clean = _finite(values)
         if clean:
             mlflow.log_metrics(clean, step=step)
 
@@ -123,6 +139,36 @@ class Tracker(Store):
         else:
             for k, v in tags.items():
                 self.client.set_tag(run_id, k, str(v))
+
+    def log_inputs(self, datasets: Sequence[RunDataset], run_id: str | None = None) -> None:
+        """Link ``datasets`` (metadata only) to the active run or ``run_id``, each with its
+        context (``training``, ``holdout``, ``backtest``): the UI's Dataset column."""
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        inputs = [DatasetInput(d.to_mlflow()._to_mlflow_entity(),
+                               tags=[InputTag(MLFLOW_DATASET_CONTEXT, d.context)])
+                  for d in datasets]
+        if inputs:
+            self.client.log_inputs(run_id or self.active_run_id(), datasets=inputs)
+
+    def log_model_metrics(self, model_id: str, values: dict[str, float],
+                          dataset: RunDataset | None = None) -> None:
+        """Log the finite ``values`` on the active run, attached to its logged model (the
+        UI's Models tab and the registered version show them) and to the ``dataset`` they
+        were measured on."""
+        import mlflow
+
+        clean = _finite(values)
+        if clean:
+            mlflow.log_metrics(clean, model_id=model_id,
+                               dataset=dataset.to_mlflow() if dataset else None)
+
+    def set_description(self, markdown: str, run_id: str | None = None) -> None:
+        """The run's description in the MLflow UI (markdown)."""
+        from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
+
+        self.set_tags({MLFLOW_RUN_NOTE: markdown}, run_id)
 
     def log_dict(self, obj: Any, artifact_file: str, run_id: str | None = None) -> None:
         """Log ``obj`` as a JSON (or YAML, by extension) artifact."""
@@ -164,9 +210,10 @@ class Tracker(Store):
             else:
                 self.client.log_artifacts(run_id, tmp, folder)
 
-    def log_predictor(self, predictor: Any, example_history: pd.DataFrame) -> str:
-        """Log a pyfunc model bundling ``predictor`` (as code, never pickled); return its
-        model URI."""
+    def log_predictor(self, predictor: Any, example_history: pd.DataFrame,
+                      params: dict[str, Any] | None = None) -> LoggedModelRef:
+        """Log a pyfunc model bundling ``predictor`` (as code, never pickled), with
+        ``params`` (flattened) on the logged model; its URI and id."""
         import mlflow.pyfunc
         from mlflow.models import infer_signature
 
@@ -180,10 +227,12 @@ class Tracker(Store):
             entry = Path(tmp) / ENTRY_FILE
             entry.write_text(PYFUNC_ENTRY)
             info = mlflow.pyfunc.log_model(
-                name=MODEL_ARTIFACT,
+                # named after the model in the UI's Models tab ('.' is not allowed there)
+                name=(predictor.name or MODEL_ARTIFACT).replace(".", "_"),
                 python_model=str(entry),
                 artifacts={BUNDLE_KEY: str(bundle)},
                 signature=signature,
                 pip_requirements=_requirements(),
+                params=_flatten(params or {}),
             )
-        return info.model_uri
+        return LoggedModelRef(info.model_uri, info.model_id or "")

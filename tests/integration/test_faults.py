@@ -112,7 +112,7 @@ def registry(uri: str, name: str) -> tuple[list, dict]:
 
 @pytest.mark.slow
 def test_sigkill_during_training_then_rerun_resumes_to_the_same_result(api, tmp_path,
-                                                                       monkeypatch):
+                                                                       monkeypatch, capsys):
     """Kill -9 a `deepcast train` after its second checkpoint; the rerun resumes there,
     ends with the metrics of an uninterrupted run with the same seed (trained here, through
     the API), and marks the run the killed process left RUNNING as KILLED."""
@@ -147,15 +147,22 @@ def test_sigkill_during_training_then_rerun_resumes_to_the_same_result(api, tmp_
         "drill-kill").experiment_id]) if r.info.status == "RUNNING"]  # what SIGKILL leaves
     assert {r.info.run_name for r in left} == {"train-drill-kill", "lstm"}
 
-    rerun = cli("train", str(pipeline), "--json", cwd=killed_dir, env=env)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    # the rerun, through the CLI's main in this process (the killed one was a process)
+    from deepcast.flows.cli import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(killed_dir)
+    capsys.readouterr()
+    code = main(["train", str(pipeline), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err[-3000:]
     assert not state.parent.exists()  # the finished fit removed its checkpoint
 
     def table(result: dict) -> dict:
         return {r["model"]: {k: r[k] for k in ("mae", "rmse", "smape", "mase", "epochs")}
                 for r in result["table"]}
 
-    resumed = table(json.loads(rerun.stdout.strip().splitlines()[-1]))
+    resumed = table(json.loads(out.strip().splitlines()[-1]))
     uninterrupted = table(clean)
     assert resumed.keys() == uninterrupted.keys() == {"seasonal_naive", "lstm"}
     for model, scores in uninterrupted.items():

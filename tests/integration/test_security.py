@@ -104,15 +104,24 @@ def test_lambda_layer_model_is_refused_on_load(tmp_path):
 
 
 def test_ui_listens_on_localhost_only(tmp_path):
-    """`deepcast ui` (the one server deepcast starts) binds 127.0.0.1 by default."""
+    """`deepcast ui` (the one server deepcast starts) binds 127.0.0.1 by default, and
+    prints a link per experiment that opens on its training runs."""
+    from deepcast.pipelines.tracking import Tracker
+
     port = free_port()
-    env = subprocess_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp_id = Tracker("ui-pipe", uri).experiment_id
+    env = subprocess_env(MLFLOW_TRACKING_URI=uri,
                          PYTHONPATH=str(ROOT), MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    proc = subprocess.Popen([sys.executable, "-m", "deepcast", "ui", "--port", str(port)],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / "ui.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "deepcast", "ui", "--port", str(port)],
+                                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                stderr=err, start_new_session=True)
     try:
         wait_http(f"http://127.0.0.1:{port}/health", proc)
+        assert (f"ui-pipe: http://127.0.0.1:{port}/#/experiments/{exp_id}"
+                "?workflowType=machine_learning") in log.read_text()
         listening = set()
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
             for line in Path(table).read_text().splitlines()[1:]:

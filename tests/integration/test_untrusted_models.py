@@ -134,7 +134,7 @@ def test_rollback_to_a_pickled_version_is_refused(setup, tmp_path):
     pipeline, cfg, clean, predictor, tracker = setup
     evil = _register(tracker, *_log_pickled(tracker, predictor, tmp_path))
     with tracker.run("genuine") as run_id:
-        uri = tracker.log_predictor(predictor, serving_example(prepare(clean, cfg)))
+        uri = tracker.log_predictor(predictor, serving_example(prepare(clean, cfg))).uri
     good = _register(tracker, uri, run_id, alias="champion",
                      **{tag.REPLACED_VERSION: evil.version})
     marker = tmp_path / "marker"
