@@ -128,7 +128,8 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
               "season_length": cfg.data.season_length, "test_size": cfg.evaluation.test_size}
     tags = {tag.MODEL_TYPE: family, tag.PIPELINE: cfg.name}
     with tracker.run(label, nested=True, tags=tags, parent_run_id=job.parent_run_id) as run_id:
-        tracker.log_params({**params, **common})
+        settings = {**params, **common}  # on the run and on its logged model
+        tracker.log_params(settings)
         tracker.log_inputs(job.datasets)
         log.info("training %s (%s)", label, family)
         trainable = family in families() and families()[family].trainable
@@ -153,7 +154,7 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
         tracker.log_frame(per_series, "holdout/per_series_metrics.csv")
         if cfg.evaluation.plots:
             log_model_plots(tracker, predictor, prep, fc, history, per_series, cfg)
-        logged = tracker.log_predictor(predictor, job.example, {**params, **common})
+        logged = tracker.log_predictor(predictor, job.example, settings)
         # the holdout scores on the run and on its logged model (the UI's Models tab and
         # the registered version show them), measured on the holdout dataset
         holdout = next((d for d in job.datasets if d.context == "holdout"), None)

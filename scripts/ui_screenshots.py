@@ -71,7 +71,13 @@ def render(page: Any, url: str, wait_for: str, png: Path | None = None,
     """Open ``url``, wait until ``wait_for`` shows, screenshot to ``png``; the page text."""
     page.goto(url)
     page.get_by_text(wait_for, exact=False).first.wait_for(timeout=timeout_ms)
-    page.wait_for_timeout(2000)  # the rest of the page (both UIs poll: never network-idle)
+    return _settled(page, png)
+
+
+def _settled(page: Any, png: Path | None) -> str:
+    """Give the rest of the page 2 s (both UIs poll: never network-idle), screenshot it to
+    ``png``; its text."""
+    page.wait_for_timeout(2000)
     if png is not None:
         page.screenshot(path=str(png))
     return page.inner_text("body")
@@ -83,10 +89,7 @@ def expand_runs(page: Any, parent: str, wait_for: str, png: Path | None = None) 
     row = page.locator("[role=row]", has_text=parent).first
     row.locator("button").first.click()
     page.get_by_text(wait_for, exact=True).first.wait_for(timeout=30_000)
-    page.wait_for_timeout(1000)
-    if png is not None:
-        page.screenshot(path=str(png))
-    return page.inner_text("body")
+    return _settled(page, png)
 
 
 def pipeline(folder: Path, name: str) -> Path:

@@ -100,9 +100,8 @@ def test_demo_path_train_forecast_runs_through_the_cli(tmp_path, retail_csv, pre
     from deepcast.flows.cli import main
 
     pipeline = write_pipeline(tmp_path, retail_csv, name="cli-e2e")
-    env = subprocess_env(PREFECT_HOME=str(tmp_path / ".prefect"))
-    env.pop("MLFLOW_TRACKING_URI", None)
-    new_machine = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+    new_machine = {k: v for k, v in subprocess_env(PREFECT_HOME=str(tmp_path / ".prefect"))
+                   .items() if k not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")}
     done = deepcast("train", str(pipeline), cwd=tmp_path, env=new_machine)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "PROMOTED to champion" in done.stdout and "skill_mase" in done.stdout
