@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import BATCH, H, L, long_frame, synthetic_panel  # noqa: E402
+from speed import BATCH, DS_KINDS, H, L, long_frame, synthetic_panel  # noqa: E402
 
 warnings.filterwarnings("ignore")
 for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
@@ -64,13 +64,14 @@ def train(model: str, n_series: int, length: int, steps: int) -> dict:
             "params": int(params), "threads": torch.get_num_threads()}
 
 
-def predict(n_series: int, length: int) -> dict:
-    """Warm ``NeuralForecast.predict`` of every series (MLP 512-512)."""
+def predict(n_series: int, length: int, ds: str = "datetime") -> dict:
+    """Warm ``NeuralForecast.predict`` of every series (MLP 512-512), on the same frame as
+    deepcast's (monthly timestamps by default)."""
     from neuralforecast import NeuralForecast
 
-    df = long_frame(synthetic_panel(n_series, length))
+    df = long_frame(synthetic_panel(n_series, length), ds)
     # 1024 series per inference batch (the default is batch_size, 32)
-    nf = NeuralForecast(models=[build("mlp", 5, valid_batch_size=1024)], freq=1)
+    nf = NeuralForecast(models=[build("mlp", 5, valid_batch_size=1024)], freq=DS_KINDS[ds])
     nf.fit(df)
     times = []
     for _ in range(3):

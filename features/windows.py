@@ -54,11 +54,17 @@ class Panel:
 
     def tail(self, n: int) -> Panel:
         """The last ``n`` points of every series (all of a shorter one)."""
+        idx, offsets = self.tail_positions(n)
+        return Panel(self.ids, self.values[idx], offsets, self.last_ds)
+
+    def tail_positions(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, offsets) of the last ``n`` points of every series: the rows of the
+        source frame that :meth:`tail` keeps, and the tail panel's offsets."""
         keep = np.minimum(self.lengths, n)
         offsets = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
         idx = np.arange(int(offsets[-1]), dtype=np.int64) + np.repeat(
             self.ends - keep - offsets[:-1], keep)
-        return Panel(self.ids, self.values[idx], offsets, self.last_ds)
+        return idx, offsets
 
     def truncate(self, n_last: int) -> Panel:
         """Drop the last ``n_last`` points of every series (e.g. the holdout)."""

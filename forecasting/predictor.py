@@ -107,23 +107,12 @@ class Predictor:
     def predict(self, frame: pd.DataFrame, future: pd.DataFrame | None = None
                 ) -> pd.DataFrame:
         """Forecast frame ``unique_id, ds, yhat`` (one row per series and future step)."""
-        panel = self._sorted_panel(frame) if future is None and self.encoder is None \
-            else None
-        history = future_rows = None
-        if panel is None:
-            df = self.canonical(frame)
-            history, future_rows = split_future(df, Y)
-            if future is not None:
-                future_rows = self.canonical(
-                    future.assign(**{self.columns.target_col: np.nan})
-                    if self.columns.target_col not in future.columns else future)
-            gaps = history[Y].isna()
-            if gaps.any():
-                raise DataError(
-                    f"history has {int(gaps.sum())} missing target value(s) before the end "
-                    f"of series {history.loc[gaps, ID].unique()[:5].tolist()}",
-                    hint="fill them (or set data.missing_y: interpolate and validate)")
-            panel = panel_from_frame(history)
+        fast = self._sorted_panel(frame) if future is None else None
+        if fast is not None:
+            panel, source = fast
+            future_rows = None
+        else:
+            panel, source, future_rows = self._history(frame, future)
         short = panel.ids[panel.lengths < self.min_history]
         if len(short):
             raise DataError(
@@ -134,18 +123,17 @@ class Predictor:
             )
         L, H = self.lookback, self.horizon
         loc, scale = self.scaler.params_for(panel)  # once: transform and inverse share them
-        # only the last L points reach the model: scale those, not the whole history (the
-        # covariates are aligned with the whole history, so that path keeps it)
-        recent = panel.tail(L) if self.encoder is None else panel
+        # only the last L points reach the model: scale and encode those, not the history
+        rows, tail_offsets = panel.tail_positions(L)
+        recent = Panel(panel.ids, panel.values[rows], tail_offsets, panel.last_ds)
         scaled = recent.with_values((recent.values - np.repeat(loc, recent.lengths))
                                     / np.repeat(scale, recent.lengths))
         pads = np.maximum(L - recent.lengths, 0)
         padded = pad_panel(scaled, pads) if pads.any() else scaled
-        starts = padded.ends - L
         dates = future_index(panel.last_ds, self.columns.freq, H)
-        cov = (self.encoder.transform(history).left_pad(panel.offsets, pads)
+        cov = (self.encoder.transform(source.iloc[rows]).left_pad(tail_offsets, pads)
                if self.encoder is not None else None)
-        covariates = window_inputs(padded.values, starts, L, 0, cov, padded.offsets)
+        covariates = window_inputs(padded.values, padded.ends - L, L, 0, cov, padded.offsets)
         x = covariates.pop("y")[..., 0]
         if cov is not None:  # the horizon's future covariates come with the request
             ahead = check_future(future_rows, panel.ids, dates, self.encoder.spec.future, H)
@@ -163,18 +151,40 @@ class Predictor:
             out.update({k: v.ravel() for k, v in bands.items()})
         return pd.DataFrame(out)
 
-    def _sorted_panel(self, frame: pd.DataFrame) -> Panel | None:
-        """The panel of ``frame`` read straight from its columns when it is already in
-        canonical form -- string ids sorted, ``ds`` of the right type strictly increasing
-        within each series, finite numeric targets -- else None (the general path, which
-        coerces, sorts and reports bad rows, gives the same result slower). This skips the
-        sort and string handling that dominate the time of a large batch forecast."""
+    def _history(self, frame: pd.DataFrame, future: pd.DataFrame | None
+                 ) -> tuple[Panel, pd.DataFrame, pd.DataFrame]:
+        """The general path: (panel, canonical history rows aligned with it, future rows),
+        after coercing, sorting and checking ``frame`` (and ``future``)."""
+        history, future_rows = split_future(self.canonical(frame), Y)
+        if future is not None:
+            future_rows = self.canonical(
+                future.assign(**{self.columns.target_col: np.nan})
+                if self.columns.target_col not in future.columns else future)
+        gaps = history[Y].isna()
+        if gaps.any():
+            raise DataError(
+                f"history has {int(gaps.sum())} missing target value(s) before the end "
+                f"of series {history.loc[gaps, ID].unique()[:5].tolist()}",
+                hint="fill them (or set data.missing_y: interpolate and validate)")
+        return panel_from_frame(history), history, future_rows
+
+    def _sorted_panel(self, frame: pd.DataFrame) -> tuple[Panel, pd.DataFrame] | None:
+        """(panel, frame with canonical column names) read straight from ``frame`` when it
+        is already in canonical form -- string ids sorted, ``ds`` of the right type strictly
+        increasing within each series, finite numeric targets, the covariate columns
+        present and no future rows needed -- else None (the general path, which coerces,
+        sorts and reports bad rows, gives the same result slower). This skips the sort and
+        string handling that dominate the time of a large batch forecast; calendar
+        features and the other covariates are then encoded for the last ``lookback`` rows
+        of each series only."""
         spec = self.columns
         names = (spec.id_col, spec.time_col, spec.target_col)
         if not set(names) <= set(frame.columns):
             names = (ID, DS, Y)
-            if not set(names) <= set(frame.columns):
-                return None
+        cov = self.covariate_columns
+        if not set(names + cov) <= set(frame.columns) or (
+                self.encoder is not None and self.encoder.spec.future):
+            return None  # future covariates come as rows with an empty target
         ids, ds, y = (frame[c] for c in names)
         if (len(frame) < 2 or not isinstance(ids.dtype, pd.StringDtype)
                 or not pd.api.types.is_float_dtype(y.dtype) or ids.hasnans):
@@ -192,16 +202,18 @@ class Predictor:
             return None
         change = ~same_as_previous(ids)[1:]  # row i+1 starts a series
         first = np.concatenate([[0], np.flatnonzero(change) + 1])
-        names = ids.iloc[first].reset_index(drop=True)
+        series = ids.iloc[first].reset_index(drop=True)
         # each id in one run, runs in sorted order (the general path's order)
-        if len(names) > 1 and not (names.iloc[1:].reset_index(drop=True)
-                                   > names.iloc[:-1].reset_index(drop=True)).all():
+        if len(series) > 1 and not (series.iloc[1:].reset_index(drop=True)
+                                    > series.iloc[:-1].reset_index(drop=True)).all():
             return None
         if not (np.diff(steps.view(np.int64))[~change] > 0).all():  # increasing in series
             return None
         offsets = np.concatenate([first, [len(frame)]]).astype(np.int64)
-        return Panel(names.to_numpy().astype(str), values.astype(np.float32), offsets,
-                     steps[offsets[1:] - 1])
+        panel = Panel(series.to_numpy().astype(str), values.astype(np.float32), offsets,
+                      steps[offsets[1:] - 1])
+        source = frame[list(names + cov)].set_axis([ID, DS, Y, *cov], axis=1)
+        return panel, source.set_axis(pd.RangeIndex(len(frame)), axis=0)
 
     def predict_windows(self, frame: pd.DataFrame, cuts: np.ndarray) -> pd.DataFrame:
         """Backtest forecasts in one batched call: for each series ``i`` and cut-off ``k``,

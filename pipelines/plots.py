@@ -67,6 +67,22 @@ def _clamp_dates(ax) -> None:
     ax.set_xlim(max(lo, low), min(hi, high))
 
 
+def _few_ticks(ax, dates: bool) -> None:
+    """At most ~5 ticks per axis, dates labelled concisely: ticks (each a few artists) and
+    their labels were most of the drawing time of a series figure (a third less with
+    this, measured on 6 monthly panels), and small panels read better with fewer."""
+    import matplotlib.dates as mdates
+    from matplotlib.ticker import MaxNLocator
+
+    if dates:
+        locator = mdates.AutoDateLocator(minticks=3, maxticks=6)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(5))
+
+
 def to_png(fig) -> bytes:
     """The figure as PNG bytes; the figure is closed (no memory kept across models)."""
     plt = _pyplot()
@@ -166,9 +182,11 @@ def series_figure(history: pd.DataFrame, forecast: pd.DataFrame,
                                 lw=0.8 if kind == "quantile" else 0, label=label)
                 alpha[kind] += 0.1
             ax.plot(fc[DS], fc["yhat"], color=COLORS["forecast"], lw=1.4, label="forecast")
-        if pd.api.types.is_datetime64_any_dtype(history[DS]):
+        dates = pd.api.types.is_datetime64_any_dtype(history[DS])
+        if dates:
             _clamp_dates(ax)
-        ax.set_title(f"{uid} ({why})", fontsize=9)
+        _few_ticks(ax, dates)
+        ax.set_title(f"{uid} ({why})", fontsize=9, y=1.0)  # y: no auto-placement pass
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.25)
     for ax in axes.ravel()[n:]:
