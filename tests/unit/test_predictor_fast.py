@@ -9,7 +9,7 @@ import deepcast.forecasting.models.baselines  # noqa: F401  (registers the basel
 from deepcast.features.covariates import CovariateEncoder, CovariateSpec
 from deepcast.features.errors import DataError
 from deepcast.features.scalers import SeriesScaler
-from deepcast.features.schema import ColumnSpec
+from deepcast.features.schema import ColumnSpec, future_index
 from deepcast.features.windows import panel_from_frame, window_starts
 from deepcast.forecasting.base import InputSpec, TrainingData, TrainSettings, WindowSpec
 from deepcast.forecasting.models import build_forecaster
@@ -90,3 +90,14 @@ def test_covariates_on_the_direct_path_match_the_full_history_encoding():
     # without a covariate column the model was trained with, the general path says so
     with pytest.raises(DataError, match="temp"):
         pred.predict(ordered.drop(columns="temp"))
+
+
+@pytest.mark.parametrize("freq", ["MS", "ME", "h", "15min", "D", "W-SUN", "QS-OCT"])
+def test_future_dates_are_each_series_own_date_range(freq):
+    """future_index builds one range per distinct end date and shares it: the dates equal
+    ``date_range`` after each series' own end, for series ending on different dates."""
+    ends = pd.date_range("2001-01-01", periods=40, freq=freq).to_numpy()
+    last = ends[np.random.default_rng(0).integers(0, 40, 200)]
+    expected = np.concatenate([pd.date_range(t, periods=8, freq=freq)[1:].to_numpy()
+                               for t in last]).astype("datetime64[us]")
+    np.testing.assert_array_equal(future_index(last, freq, 7), expected)
