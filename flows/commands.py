@@ -56,25 +56,26 @@ def _preflight(args: argparse.Namespace, flow: bool = True):
     return cfg
 
 
-def _warm_up() -> None:
-    """Import what a flow command needs (Prefect and the flows; Keras, GE, MLflow) while
-    the temporary server starts; a module that fails to import is left for the run to
-    report."""
+def _warm_up(validation: bool) -> None:
+    """Import what a flow command needs (Prefect and the flows; Keras, MLflow, and GE
+    unless the command screens its data first) while the temporary server starts; a
+    module that fails to import is left for the run to report."""
     from deepcast.pipelines.runs import preload
 
     with contextlib.suppress(Exception):
         from deepcast.flows import flows, retrain  # noqa: F401
-    preload()
+    preload(validation)
 
 
 def _launch(args: argparse.Namespace, job: Callable[..., Any], *params: Any,
             **options: Any) -> Any:
     """Run an API ``job`` through the Prefect flows on the command's server (progress bars
     on a terminal); with --json print its result and return None, else return it."""
+    from deepcast.flows import api as jobs
     from deepcast.flows.console import progress_display, wants_progress
     from deepcast.flows.ephemeral import api
 
-    _warm_up()
+    _warm_up(validation=job is not jobs.forecast)  # a forecast screens its history first
     with api(), progress_display(wants_progress(args.quiet, args.json)):
         result = job(*params, orchestrator="prefect", **options)
     if args.json:

@@ -42,8 +42,13 @@ from deepcast.pipelines.validation.panel import (
     stale_series,
     stale_warning,
 )
-from deepcast.pipelines.validation.report import ExpectationResult, ValidationReport
+from deepcast.pipelines.validation.report import (
+    SCREENED,
+    ExpectationResult,
+    ValidationReport,
+)
 from deepcast.pipelines.validation.rules import Suite, build_suite
+from deepcast.pipelines.validation.screen import screen
 from deepcast.pipelines.validation.writers import write_quarantine, write_reports
 
 __all__ = ["ExpectationResult", "ValidationReport", "report_dir_for", "resolved_config",
@@ -69,13 +74,17 @@ def validate_long_frame(
     report_dir: str | Path | None = None,
     min_length: int | None = None,
     data_docs: bool | None = None,
+    screen_first: bool = False,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Validate a coerced long frame; return (clean canonical frame, report).
 
     ``min_length`` overrides the shortest allowed series (default: lookback + horizon +
     test_size, what training needs; forecasting needs only the model's lookback).
     ``data_docs`` builds the GE Data Docs HTML beside ``validation.json`` (None: when
-    validation fails, or always under ``data.data_docs: always``).
+    validation fails, or always under ``data.data_docs: always``). ``screen_first``
+    computes the checks' verdicts with pandas first and runs the GE suite only when one
+    fails (or Data Docs are asked for always): what ``deepcast forecast`` does
+    (:mod:`deepcast.pipelines.validation.screen`); ``report.checked_by`` says which ran.
 
     The frame is sorted by (unique_id, ds) first. ``data.freq: auto`` is inferred from
     it: ``report.freq`` is the step checked, for the config of every later stage
@@ -96,9 +105,12 @@ def validate_long_frame(
     suite = build_suite(cleaned.frame, cfg, cleaned.dropped, cleaned.n_input_series, min_len,
                         forecast=min_length is not None)
     suite_name = f"{cfg.name}_long_frame"
-    outcomes, ge_result = gx.run_suite(suite.frame, suite.rules, suite_name)
+    outcomes, ge_result = _verdicts(suite, suite_name,
+                                    screen_first and data.data_docs != "always")
     clean = canonical(cleaned.frame)
     report = _report(clean, cleaned, _results(suite, outcomes), source, cfg)
+    if ge_result is None:
+        report.checked_by = SCREENED
     if inferred is not None:
         report.freq_inferred = freq_line(inferred)
     if report_dir is not None:
@@ -109,6 +121,17 @@ def validate_long_frame(
         write_reports(report, Path(report_dir), ge_result, suite.rules, suite_name, data_docs)
     release_arrow_memory()
     return clean, report
+
+
+def _verdicts(suite: Suite, suite_name: str, screen_first: bool
+              ) -> tuple[dict[str, gx.Outcome], object | None]:
+    """({rule: outcome}, GE's suite result): the GE suite's, or with ``screen_first`` the
+    pandas screen's when every check passes (no GE result then)."""
+    if screen_first:
+        outcomes = screen(suite.frame, suite.rules)
+        if all(o.success for o in outcomes.values()):
+            return outcomes, None
+    return gx.run_suite(suite.frame, suite.rules, suite_name)
 
 
 def _clean(frame: pd.DataFrame, cfg: PipelineConfig, min_len: int) -> _Cleaned:

@@ -121,16 +121,17 @@ def config_of(source: str | os.PathLike | Mapping[str, Any] | PipelineConfig
                       hint="e.g. deepcast.load_config('pipelines/demo.yaml')")
 
 
-def preload() -> None:
-    """Import what a run needs (Keras with deepcast's layers, MLflow's pyfunc, Great
-    Expectations), e.g. while Prefect's server starts; one that fails is left for the run
-    to report."""
+def preload(validation: bool = True) -> None:
+    """Import what a run needs (Keras with deepcast's layers, MLflow's pyfunc, and Great
+    Expectations when ``validation`` runs its suite), e.g. while Prefect's server starts;
+    one that fails is left for the run to report."""
     with contextlib.suppress(Exception):
         import deepcast.forecasting.layers  # noqa: F401  Keras, TensorFlow
     with contextlib.suppress(Exception):
         import deepcast.pipelines.tracking  # noqa: F401  MLflow and its pyfunc flavour
-    with contextlib.suppress(Exception):
-        import great_expectations  # noqa: F401  used by the validation stage
+    if validation:
+        with contextlib.suppress(Exception):
+            import great_expectations  # noqa: F401  used by the validation stage
 
 
 # ---- steps ---------------------------------------------------------------------------
@@ -170,11 +171,14 @@ def _coerced(data: DataConfig, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def checked(raw: pd.DataFrame, cfg: PipelineConfig, report_dir: Path,
-            min_length: int | None = None) -> tuple[pd.DataFrame, Any]:
-    """Validate; :class:`ValidationFailed` (exit 3, the report's summary) stops the job."""
+            min_length: int | None = None, screen_first: bool = False
+            ) -> tuple[pd.DataFrame, Any]:
+    """Validate; :class:`ValidationFailed` (exit 3, the report's summary) stops the job.
+    ``screen_first``: see :func:`~deepcast.pipelines.validate.validate_long_frame`."""
     from deepcast.pipelines.validate import validate_long_frame
 
-    clean, report = validate_long_frame(raw, cfg, report_dir, min_length=min_length)
+    clean, report = validate_long_frame(raw, cfg, report_dir, min_length=min_length,
+                                        screen_first=screen_first)
     if not report.success:
         raise ValidationFailed(report)
     return clean, report

@@ -104,8 +104,9 @@ def _history(cfg: PipelineConfig, inputs: RunInputs, request: ForecastRequest, s
         future = steps.io("ingest-future", read_future, cfg.data, request.future) \
             if request.future is not None else None
         raw, ahead = split_history(raw, future)
+    # the history is screened with pandas; GE runs (and reports) when a check fails
     clean, validation = steps.run("validate", checked, raw, cfg, report_dir(cfg, inputs),
-                                  min_length=predictor.min_history)
+                                  min_length=predictor.min_history, screen_first=True)
     history = user_frame(clean, cfg)
     if ahead is not None:
         history = pd.concat([history, user_frame(future_rows(ahead, clean, predictor), cfg)],

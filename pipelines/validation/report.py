@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 MAX_EXAMPLES = 5  # offending rows kept per check
+GREAT_EXPECTATIONS = "great_expectations"  # ValidationReport.checked_by: GE ran the suite
+# ... or every check passed deepcast's pandas screen of the same rules, so GE did not run
+SCREENED = "deepcast screen (every check passed; Great Expectations runs when one fails)"
 FILLED_SHOWN = 5  # filled series listed in the summary (validation.json has them all)
 
 
@@ -61,6 +64,7 @@ class ValidationReport:
     n_stale_series: int = 0  # series ending long before the panel's latest ds
     stale_series: list[dict] = field(default_factory=list)  # series, last_ds, steps_behind
     warnings: list[str] = field(default_factory=list)  # said in the summary, never failing
+    checked_by: str = GREAT_EXPECTATIONS  # who computed the verdicts (SCREENED: no GE run)
 
     def failures(self) -> list[ExpectationResult]:
         """The expectations that failed, in suite order."""

@@ -81,7 +81,11 @@ def test_validate_train_forecast_in_process(store, tmp_path, retail_csv):
     assert len(runs) == 4 and all(client.list_artifacts(r.info.run_id, "plots") == []
                                   for r in runs)
 
-    result = deepcast.forecast(cfg)  # the champion, history from data.path, not written
+    # the champion, history from data.path, not written; the history passed the pandas
+    # screen of the checks, so Great Expectations did not run (it does when one fails)
+    result = deepcast.forecast(cfg, report=deepcast.ForecastReport(report_dir=tmp_path / "f"))
+    assert json.loads((tmp_path / "f" / "validation.json").read_text())["checked_by"] \
+        .startswith("deepcast screen")
     fc = result.forecast
     assert list(fc.columns) == FORECAST_COLUMNS and len(fc) == 6 * 6 == result.rows
     assert result.output is None and result.model_version == "1"
