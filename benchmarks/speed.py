@@ -353,6 +353,18 @@ def bench_cli(runs: int, quick: bool, ds: str) -> dict:
             "summary": {f"cold_forecast_{k}_s": float(np.median(v)) for k, v in times.items()}}
 
 
+def yardstick(runs: int = 3) -> float:
+    """Median wall seconds of ``python -c "import keras"`` in a fresh process: this machine's
+    speed today, recorded beside every benchmark (the same kind of VM has measured 4.6 s
+    and 7.0 s on different days), so absolute times from different days can be compared."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import keras"], check=True, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         print(json.dumps(WORKERS[sys.argv[2]](**json.loads(sys.argv[3]))))
@@ -383,7 +395,8 @@ def main() -> None:
             res = bench_cli(args.runs, args.quick, args.ds)
         else:
             sys.exit(f"unknown benchmark {b!r}")
-        res.update(load_before=before, load_after=uptime(), seconds=time.perf_counter() - t0)
+        res.update(load_before=before, load_after=uptime(), seconds=time.perf_counter() - t0,
+                   import_keras_s=yardstick())
         out[b] = res
         print(json.dumps(res["summary"], indent=1), flush=True)
         path.write_text(json.dumps(out, indent=1))

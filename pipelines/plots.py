@@ -25,14 +25,13 @@ COLORS = {"history": "#444444", "actual": "#000000", "holdout": "#d62728",
           "forecast": "#1f77b4", "quantile": "#1f77b4", "conformal": "#ff7f0e"}
 
 
-def _pyplot():
-    """pyplot on the Agg backend: no display needed, safe in servers and CI."""
-    import matplotlib
+def _figure(figsize: tuple[float, float]):
+    """A bare Figure, no pyplot: no display needed (servers, CI), nothing registered in
+    pyplot's global figure list (nothing to close, nothing kept across models), and
+    pyplot's import saved; ``savefig`` renders it with Agg."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=figsize)
 
 
 def plain_text(fn: Callable[..., bytes | None]) -> Callable[..., bytes | None]:
@@ -84,13 +83,10 @@ def _few_ticks(ax, dates: bool) -> None:
 
 
 def to_png(fig) -> bytes:
-    """The figure as PNG bytes; the figure is closed (no memory kept across models)."""
-    plt = _pyplot()
+    """The figure as PNG bytes (the figure is not registered anywhere: it is freed with
+    its last reference, no memory kept across models)."""
     buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=DPI)
-    finally:
-        plt.close(fig)
+    fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
 
 
@@ -155,12 +151,11 @@ def series_figure(history: pd.DataFrame, forecast: pd.DataFrame,
     """One panel per series: recent history, the holdout's actuals and forecast (when
     given: ``unique_id, ds, y, yhat``) and the future forecast with its quantile and
     conformal bands (``unique_id, ds, yhat`` + ``yhat_q..`` / ``yhat_lo_..`` columns)."""
-    plt = _pyplot()
     n = max(len(series), 1)
     cols = 2 if n > 1 else 1
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(12.4, 2.6 * rows if n > 1 else 3.4),
-                             squeeze=False)
+    fig = _figure((12.4, 2.6 * rows if n > 1 else 3.4))
+    axes = fig.subplots(rows, cols, squeeze=False)
     keep = max(HISTORY_SEASONS * max(season_length, 1), 3 * horizon, 24)
     bands = _band_pairs(list(forecast.columns))
     h_by = dict(tuple(history.groupby(ID, sort=False)))
@@ -213,8 +208,8 @@ def loss_figure(history: dict[str, list[float]], title: str = "") -> bytes | Non
     curves = {k: v for k, v in history.items() if k in ("loss", "val_loss") and v}
     if not curves:
         return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.0))
+    fig = _figure((5.5, 3.0))
+    ax = fig.subplots()
     for key, values in curves.items():
         ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, lw=1.2,
                 label={"loss": "train", "val_loss": "validation"}[key])
@@ -243,8 +238,8 @@ def horizon_errors(holdout: pd.DataFrame, scale: pd.Series, horizon: int) -> pd.
 @plain_text
 def horizon_figure(errors: pd.DataFrame, title: str = "") -> bytes:
     """Bar chart of the mean scaled error per horizon step."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.0))
+    fig = _figure((5.5, 3.0))
+    ax = fig.subplots()
     ax.bar(errors["h"], errors["scaled_error"], color=COLORS["forecast"])
     ax.axhline(1.0, color="#888888", lw=0.8, ls=":", label="1 = seasonal naive in-sample MAE")
     ax.set_xlabel("horizon step")
@@ -260,10 +255,10 @@ def horizon_figure(errors: pd.DataFrame, title: str = "") -> bytes:
 def skill_figure(table: pd.DataFrame, metric: str, highlight: str | None = None) -> bytes:
     """Skill vs seasonal naive (``1 - metric / metric_seasonal_naive``) per model, best
     on top; above 0 beats seasonal naive. ``table`` has ``model`` and ``skill_<metric>``."""
-    plt = _pyplot()
     col = f"skill_{metric}"
     data = table[["model", col]].dropna().sort_values(col, kind="stable")
-    fig, ax = plt.subplots(figsize=(5.5, 0.45 * max(len(data), 2) + 1.0))
+    fig = _figure((5.5, 0.45 * max(len(data), 2) + 1.0))
+    ax = fig.subplots()
     colors = ["#2ca02c" if v > 0 else "#d62728" for v in data[col]]
     bars = ax.barh(data["model"].astype(str), data[col], color=colors)
     if highlight is not None:
