@@ -211,6 +211,8 @@ def _print_forecast(args: argparse.Namespace, result: Any) -> None:
           f"run {result.run_id})")
     if result.report:
         print(f"wrote the report {result.report} (open it in a browser)")
+    for note in result.notes:
+        print(f"note: {note}")
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:

@@ -6,9 +6,19 @@ serves series of any size. For each level and horizon step the table holds the
 finite-sample-corrected quantile of those scores; the interval is
 ``yhat +- q[h] * scale``. The residuals must come from forecasts the model made without
 seeing the points (backtest windows or the holdout), never from in-sample fits.
+
+A level needs enough residuals: with ``n`` of them the finite-sample rank
+``ceil((n + 1) * level)`` must not pass ``n`` (19 for 95 %, 4 for 80 %). Below that the
+quantile does not exist -- capping the rank at the largest residual gave every level the
+same band, too narrow for its promise -- so such a level is left out of the table and
+named in :attr:`Calibration.notes`, never printed silently.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
@@ -18,25 +28,58 @@ def interval_columns(level: float) -> tuple[str, str]:
     return f"yhat_lo_{level:g}", f"yhat_hi_{level:g}"
 
 
-def calibrate(residuals: np.ndarray, scale: np.ndarray, levels) -> dict[str, list[float]]:
+def _alpha(level: float) -> Fraction:
+    return Fraction(str(float(level))) / 100  # exact: 0.8 * 5 is 4, not 4.000000000000001
+
+
+def rank(n: int, level: float) -> int:
+    """The finite-sample conformal rank (1-based) of a ``level`` % interval among ``n``
+    sorted scores: ``ceil((n + 1) * level / 100)``; above ``n`` when there are too few."""
+    return math.ceil((n + 1) * _alpha(level))
+
+
+def needed(level: float) -> int:
+    """The fewest residuals for which a ``level`` % interval has its finite-sample rank:
+    the smallest n with ``rank(n, level) <= n``."""
+    alpha = _alpha(level)
+    return max(math.ceil(alpha / (1 - alpha)), 1)
+
+
+@dataclass
+class Calibration:
+    """A conformal table (level -> quantile per horizon step) and the levels left out."""
+
+    table: dict[str, list[float]]
+    #: level -> (residuals at its thinnest calibrated step, residuals it needs)
+    left_out: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def notes(self, where: str = "") -> list[str]:
+        """One line per level left out, saying why and how to get it back."""
+        return [f"conformal {level} %: left out{where}: {n} calibration residual"
+                f"{'s' * (n != 1)} per horizon step, {need} needed for its coverage "
+                "guarantee; add series or lengthen evaluation.test_size (each further "
+                "horizon of holdout adds one residual per series and step)"
+                for level, (n, need) in self.left_out.items()]
+
+
+def calibrate(residuals: np.ndarray, scale: np.ndarray, levels) -> Calibration:
     """Per level (percent) and horizon step, the conformal quantile of normalised absolute
-    residuals. ``residuals`` (n, h) from out-of-sample forecasts, ``scale`` (n,)."""
+    residuals. ``residuals`` (n, h) from out-of-sample forecasts, ``scale`` (n,). A step
+    with no residual is NaN; a level with too few residuals at some step is left out."""
     scale = np.asarray(scale, dtype=np.float64)
     safe = np.where(np.isfinite(scale) & (scale > 0), scale, np.nan)
     scores = np.abs(np.asarray(residuals, dtype=np.float64)) / safe[:, None]
-    table: dict[str, list[float]] = {}
+    steps = [np.sort(scores[:, h][np.isfinite(scores[:, h])]) for h in range(scores.shape[1])]
+    counts = [len(s) for s in steps if len(s)]
+    out = Calibration({})
     for level in levels:
-        alpha = float(level) / 100.0
-        per_step = []
-        for h in range(scores.shape[1]):
-            s = np.sort(scores[:, h][np.isfinite(scores[:, h])])
-            if len(s) == 0:
-                per_step.append(float("nan"))
-                continue
-            rank = min(int(np.ceil((len(s) + 1) * alpha)), len(s))  # finite-sample correction
-            per_step.append(float(s[rank - 1]))
-        table[f"{float(level):g}"] = per_step
-    return table
+        key, need = f"{float(level):g}", needed(level)
+        if counts and min(counts) < need:
+            out.left_out[key] = (min(counts), need)
+            continue
+        out.table[key] = [float(s[rank(len(s), level) - 1]) if len(s) else float("nan")
+                          for s in steps]
+    return out
 
 
 def apply(yhat: np.ndarray, scale: np.ndarray, table: dict[str, list[float]]

@@ -52,13 +52,16 @@ class Predictor:
 
     def __init__(self, forecaster: Forecaster, scaler: SeriesScaler, columns: ColumnSpec,
                  encoder: CovariateEncoder | None = None, min_history: int | None = None,
-                 conformal: dict[str, list[float]] | None = None) -> None:
+                 conformal: dict[str, list[float]] | None = None,
+                 conformal_notes: list[str] | None = None) -> None:
         self.forecaster = forecaster
         self.scaler = scaler
         self.columns = columns
         self.encoder = encoder
         # conformal quantiles of normalised residuals per level and step (forecasting.conformal)
         self.conformal = conformal
+        # levels asked for but left out of the table, and why (shown in runs and reports)
+        self.conformal_notes = list(conformal_notes or [])
         # shortest history forecast: the lookback, or 1 point for models trained with
         # data.short_series: pad (the missing history is padded and masked)
         self.min_history = min_history or self.lookback
@@ -259,7 +262,8 @@ class Predictor:
             (path / ENCODER_FILE).write_text(json.dumps(self.encoder.to_dict()))
         (path / BUNDLE_FILE).write_text(json.dumps({
             "columns": asdict(self.columns), "min_history": self.min_history,
-            "conformal": self.conformal, "format": 2,
+            "conformal": self.conformal, "conformal_notes": self.conformal_notes,
+            "format": 2,
         }, indent=2))
         return path
 
@@ -271,7 +275,8 @@ class Predictor:
         encoder = (CovariateEncoder.from_dict(json.loads((path / ENCODER_FILE).read_text()))
                    if (path / ENCODER_FILE).is_file() else None)
         return cls(load_forecaster(path / FORECASTER_DIR), scaler, ColumnSpec(**meta["columns"]),
-                   encoder, meta.get("min_history"), meta.get("conformal"))
+                   encoder, meta.get("min_history"), meta.get("conformal"),
+                   meta.get("conformal_notes"))
 
 
 def _value_columns(yhat: np.ndarray, levels: tuple[float, ...]) -> dict[str, np.ndarray]:

@@ -177,7 +177,9 @@ def score_windows(fc: pd.DataFrame, ids: np.ndarray, scale: np.ndarray, sq_scale
         cover = np.full((n, k), np.nan)
         for j in range(1, k):
             table = conformal.calibrate((y[:, :j] - yhat[:, :j]).reshape(-1, horizon),
-                                        scale[:, :j].reshape(-1), [level])
+                                        scale[:, :j].reshape(-1), [level]).table
+            if not table:  # too few earlier residuals for this level: coverage undefined
+                continue
             lo_hi = conformal.apply(yhat[:, j], scale[:, j], table)
             lo, hi = (lo_hi[c] for c in conformal.interval_columns(level))
             cover[:, j] = metrics.coverage(y[:, j], lo, hi)
@@ -218,14 +220,22 @@ def summary_records(result: BacktestResult) -> list[dict[str, Any]]:
 
 
 def summary_notes(result: BacktestResult) -> list[str]:
-    """What the reader of the summary should know: scores that rest on one window, and
-    every ensemble left out of the table with the reason."""
+    """What the reader of the summary should know: scores that rest on one window, every
+    ensemble left out of the table with the reason, conformal coverage not measurable."""
     notes = []
     if result.n_windows < 2:
         notes.append("the scores rest on one window (one cut-off per series): a single "
                      "origin is a noisy estimate; use --n-windows 3 or more "
                      "(evaluation.backtest.n_windows) for a steadier one")
     notes += [f"ensemble {name} skipped: {why}" for name, why in result.skipped.items()]
+    for col in [c for c in result.summary.columns if c.startswith("conformal_coverage_")]:
+        unmeasured = result.summary.loc[result.summary[col].isna(), "model"].tolist()
+        level = col.removeprefix("conformal_coverage_")
+        if unmeasured:
+            notes.append(f"conformal {level} % coverage not measured for "
+                         f"{', '.join(map(str, unmeasured))}: the windows before each cut-off "
+                         f"hold fewer than {conformal.needed(float(level))} residuals per "
+                         "horizon step (more series or windows)")
     return notes
 
 

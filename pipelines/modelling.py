@@ -57,6 +57,9 @@ class ModelResult:
     #: model does not train); ``convergence`` says why
     converged: bool | None = None
     convergence: str = ""
+    #: what its scores or bands rest on that the reader should know (conformal levels
+    #: left out for too few residuals)
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -277,12 +280,14 @@ def evaluate(predictor: Predictor, prep: PreparedData, levels: Sequence[float] =
         raise RunFailed(f"model {predictor.name!r} produced missing or non-finite forecasts",
                         hint="check the training loss curve; lower the learning rate")
     if levels:
-        predictor.conformal = calibrate_on_holdout(fc, holdout, levels, predictor.horizon)
+        calibration = calibrate_on_holdout(fc, holdout, levels, predictor.horizon)
+        predictor.conformal = calibration.table or None
+        predictor.conformal_notes = calibration.notes(" (calibrated on the holdout)")
     return score_test(fc, holdout.test_df, holdout.scale, holdout.size)
 
 
 def calibrate_on_holdout(fc: pd.DataFrame, holdout: Holdout, levels: Sequence[float],
-                         horizon: int) -> dict[str, list[float]]:
+                         horizon: int) -> conformal.Calibration:
     """Conformal table from the holdout residuals: out of sample for a model fit on the
     training span. Each origin's ``horizon`` steps are one calibration row; steps the
     holdout does not reach reuse the widest calibrated step."""
@@ -293,9 +298,9 @@ def calibrate_on_holdout(fc: pd.DataFrame, holdout: Holdout, levels: Sequence[fl
     padded = np.full((n, origins * horizon), np.nan)
     padded[:, :size] = resid
     rows = padded.reshape(n * origins, horizon)
-    table = conformal.calibrate(rows, np.repeat(holdout.scale, origins), levels)
-    for level, q in table.items():
+    calibration = conformal.calibrate(rows, np.repeat(holdout.scale, origins), levels)
+    for level, q in calibration.table.items():
         reached = [x for x in q if np.isfinite(x)]
-        table[level] = [x if np.isfinite(x) else max(reached, default=float("nan"))
-                        for x in q]
-    return table
+        calibration.table[level] = [x if np.isfinite(x) else max(reached, default=float("nan"))
+                                    for x in q]
+    return calibration

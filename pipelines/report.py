@@ -153,6 +153,7 @@ class ReportSettings:
     season_length: int = 1
     chosen: tuple[str, ...] = ()
     max_rows: int = MAX_TABLE_ROWS
+    notes: tuple[str, ...] = ()  # what the reader should know (levels left out, ...)
 
 
 def render_report(forecast: pd.DataFrame, history: pd.DataFrame, info: TrainingInfo,
@@ -186,7 +187,8 @@ def _header(forecast: pd.DataFrame, info: TrainingInfo, settings: ReportSettings
             f"{forecast[ID].nunique():,} series, {_horizon(forecast)} steps ahead, by "
             f"<b>{_e(model)}</b> (version {_e(info.version)}, alias "
             f"<code>{_e(settings.alias)}</code>); written to "
-            f"<code>{_e(settings.output)}</code> at {now}.</p>"]
+            f"<code>{_e(settings.output)}</code> at {now}.</p>",
+            *(f'<p class="note bad">Note: {_e(note)}</p>' for note in settings.notes)]
 
 
 def _cards(forecast: pd.DataFrame, history: pd.DataFrame, info: TrainingInfo,

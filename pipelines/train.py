@@ -60,6 +60,7 @@ class TrainOutcome:
     n_rows: int
     n_series: int
     reference_predictor: Predictor | None = field(default=None, repr=False)
+    holdout_origins: int = 0  # forecast origins per series in the holdout the scores rest on
 
     @property
     def best(self) -> ModelResult:
@@ -77,9 +78,16 @@ class TrainOutcome:
         return pd.DataFrame(rows)
 
     def notes(self) -> list[str]:
-        """One line per model that stopped at max_epochs while still improving."""
-        return [f"{m.name}: not converged: {m.convergence}" for m in self.models
-                if m.converged is False]
+        """What the scores rest on when it is thin (one holdout origin), one line per model
+        that stopped at max_epochs while still improving, and per conformal level a model
+        left out for too few calibration residuals."""
+        thin = ["the holdout scores, and the choice of the best model, rest on one forecast "
+                "origin per series (evaluation.test_size = one horizon): a noisy estimate; "
+                "a test_size of 2-3 horizons scores every model on more origins"] \
+            if self.holdout_origins == 1 else []
+        return thin + [f"{m.name}: not converged: {m.convergence}" for m in self.models
+                       if m.converged is False] + [f"{m.name}: {note}" for m in self.models
+                                                   for note in m.notes]
 
 
 @dataclass(frozen=True)
@@ -151,6 +159,10 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
                               tag.CONVERGENCE_REASON: verdict.reason})
             if not verdict.converged:
                 log.warning("%s: %s", label, verdict.reason)
+        for note in predictor.conformal_notes:
+            log.warning("%s: %s", label, note)
+        if predictor.conformal_notes:
+            tracker.set_tags({tag.CONFORMAL_NOTES: "; ".join(predictor.conformal_notes)})
         tracker.log_frame(per_series, "holdout/per_series_metrics.csv")
         if cfg.evaluation.plots:
             log_model_plots(tracker, predictor, prep, fc, history, per_series, cfg)
@@ -164,7 +176,8 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
         tracker.log_metrics({"fit_seconds": seconds, "epochs": epochs})
         log.info("%s: holdout %s = %.4f", label, metric, scores[metric])
         return ModelResult(label, family, scores, run_id, logged.uri, epochs, seconds,
-                           predictor, verdict.converged, verdict.reason)
+                           predictor, verdict.converged, verdict.reason,
+                           tuple(predictor.conformal_notes))
 
 
 def _with_predictor(result: ModelResult, tracker: Tracker) -> ModelResult:
@@ -210,7 +223,8 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, dat
             tracker))
 
     outcome = TrainOutcome(parent_id, metric, results, reference, data_sha256, len(df),
-                           prep.panel.n_series, ref_pred)
+                           prep.panel.n_series, ref_pred,
+                           -(-cfg.evaluation.test_size // cfg.features.horizon))
     _with_predictor(outcome.best, tracker)  # the promotion gate scores it
     tracker.log_metrics({f"best_holdout_{metric}": outcome.best.metrics[metric],
                          f"seasonal_naive_holdout_{metric}": reference[metric]})

@@ -76,7 +76,8 @@ def forecast(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG,
         check_series(list(options.series), clean["unique_id"].unique())
     fc = steps.run("predict", _predict, model, history, cfg.data.id_col)
     fc = finish_forecast(fc, ref.version, ref.run_id)
-    html = _render(cfg, request, steps, fc, clean, tracker, ref) if options.report else None
+    html = _render(cfg, request, steps, fc, clean, tracker, ref,
+                   predictor.conformal_notes) if options.report else None
     url_env = cfg.data.sql.url_env if cfg.data.sql else None
     path, report = steps.io("write-forecast", _write, fc, request.output, options, html,
                             url_env) if request.output or html is not None else (None, None)
@@ -87,7 +88,7 @@ def forecast(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG,
         model_name=str(fc["model_name"].iloc[0]) if len(fc) else "",
         model_version=ref.version, run_id=ref.run_id, output=path, rows=len(fc),
         series=int(fc["unique_id"].nunique()), dropped_series=validation.dropped_series,
-        report=report, forecast=fc)
+        report=report, forecast=fc, notes=list(predictor.conformal_notes))
 
 
 def _history(cfg: PipelineConfig, inputs: RunInputs, request: ForecastRequest, steps: Steps,
@@ -121,7 +122,7 @@ def _predict(model: Any, history: pd.DataFrame, id_col: str = "unique_id") -> pd
 
 
 def _render(cfg: PipelineConfig, request: ForecastRequest, steps: Steps, fc: pd.DataFrame,
-            history: pd.DataFrame, tracker: Any, ref: Any) -> str:
+            history: pd.DataFrame, tracker: Any, ref: Any, notes: list[str]) -> str:
     """The report's HTML (nothing written yet): the version's training runs read back,
     then rendered."""
     from deepcast.pipelines.forecast import check_output_path
@@ -131,7 +132,8 @@ def _render(cfg: PipelineConfig, request: ForecastRequest, steps: Steps, fc: pd.
     settings = ReportSettings(
         pipeline=cfg.name, alias=request.model, metric=cfg.evaluation.metric,
         output=str(check_output_path(request.output)) if request.output else "",
-        season_length=cfg.data.season_length, chosen=tuple(request.options.series))
+        season_length=cfg.data.season_length, chosen=tuple(request.options.series),
+        notes=tuple(notes))
     return steps.run("render-report", render_report, fc, history, info, settings)
 
 

@@ -72,7 +72,7 @@ def train_and_promote(cfg: PipelineConfig, inputs: RunInputs, data: Validated, s
         store.log_train_data(tracker, cfg, data.raw, data.clean, data.report)
         outcome = steps.run("train-models", train_models, data.clean, cfg, tracker,
                             data_sha256=data_sha, mapper=mapper, source=inputs.label(cfg))
-        store.describe_run(tracker, outcome.table(), cfg.evaluation.metric)
+        store.describe_run(tracker, outcome.table(), cfg.evaluation.metric, outcome.notes())
         steps.io("save-reference-profile", store.save_profile, tracker, outcome, data.raw,
                  cfg)
         decision = steps.run("promote", promote, outcome, data.clean, cfg, tracker)

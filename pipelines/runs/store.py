@@ -54,10 +54,12 @@ def log_metrics(tracker: Tracker, values: dict[str, float]) -> None:
     tracker.log_metrics(values)
 
 
-def describe_run(tracker: Tracker, table: pd.DataFrame, metric: str) -> None:
+def describe_run(tracker: Tracker, table: pd.DataFrame, metric: str,
+                 notes: list[str] | None = None) -> None:
     """The parent run's description (shown on its page in the MLflow UI): the leaderboard
-    as a markdown table, best first."""
-    tracker.set_description(leaderboard_markdown(table, metric))
+    as a markdown table, best first, then the notes its reader should know."""
+    tracker.set_description(leaderboard_markdown(table, metric) + "".join(
+        ["\n\nNotes:\n", *(f"\n- {n}" for n in notes)] if notes else []))
 
 
 def leaderboard_markdown(table: pd.DataFrame, metric: str) -> str:

@@ -24,6 +24,7 @@ BEST_MODEL = "deepcast.best_model"
 # ---- model runs: did the fit converge (false: stopped by max_epochs while improving) --
 CONVERGED = "deepcast.converged"  # "true" / "false"; absent on models that do not train
 CONVERGENCE_REASON = "deepcast.convergence_reason"
+CONFORMAL_NOTES = "deepcast.conformal_notes"  # conformal levels left out, and why
 
 # ---- runs: which process wrote them (closing runs of killed processes) --------------
 HOST = "deepcast.host"

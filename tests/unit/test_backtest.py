@@ -131,7 +131,7 @@ def test_conformal_calibration_by_hand():
     resid = np.array([[1.0, -2.0], [2.0, 4.0], [-3.0, 6.0], [4.0, 8.0]])
     scale = np.array([1.0, 2.0, 1.0, 2.0])
     # normalised |r|: step 1 -> 1, 1, 3, 2; step 2 -> 2, 2, 6, 4
-    table = conformal.calibrate(resid, scale, [50])
+    table = conformal.calibrate(resid, scale, [50]).table
     # rank ceil((4 + 1) * 0.5) = 3 of the sorted scores
     assert table == {"50": [2.0, 4.0]}
     bands = conformal.apply(np.array([[10.0, 10.0]]), np.array([0.5]), table)
