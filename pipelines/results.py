@@ -156,7 +156,8 @@ class ForecastResult:
     dropped_series: dict[str, int]
     report: str | None = None  # the HTML report, when one was written
     forecast: pd.DataFrame | None = field(default=None, repr=False, compare=False)
-    #: what the forecast's reader should know (conformal levels the model left out)
+    #: what the forecast's reader should know: the history's warnings (stale series,
+    #: filled gaps) and the conformal levels the model left out
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

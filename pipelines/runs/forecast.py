@@ -76,8 +76,11 @@ def forecast(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG,
         check_series(list(options.series), clean["unique_id"].unique())
     fc = steps.run("predict", _predict, model, history, cfg.data.id_col)
     fc = finish_forecast(fc, ref.version, ref.run_id)
-    html = _render(cfg, request, steps, fc, clean, tracker, ref,
-                   predictor.conformal_notes) if options.report else None
+    # what the reader should know: the history's warnings (stale series, filled gaps) and
+    # the model's conformal levels left out
+    notes = [*validation.warnings, *predictor.conformal_notes]
+    html = _render(cfg, request, steps, fc, clean, tracker, ref, notes) \
+        if options.report else None
     url_env = cfg.data.sql.url_env if cfg.data.sql else None
     path, report = steps.io("write-forecast", _write, fc, request.output, options, html,
                             url_env) if request.output or html is not None else (None, None)
@@ -88,7 +91,7 @@ def forecast(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG,
         model_name=str(fc["model_name"].iloc[0]) if len(fc) else "",
         model_version=ref.version, run_id=ref.run_id, output=path, rows=len(fc),
         series=int(fc["unique_id"].nunique()), dropped_series=validation.dropped_series,
-        report=report, forecast=fc, notes=list(predictor.conformal_notes))
+        report=report, forecast=fc, notes=notes)
 
 
 def _history(cfg: PipelineConfig, inputs: RunInputs, request: ForecastRequest, steps: Steps,

@@ -41,12 +41,17 @@ def test_thin_evidence_is_named_in_every_place(store, tmp_path, retail_csv, caps
             f"tags.mlflow.runName = '{row['model']}'")[0]
         assert run.data.tags["deepcast.conformal_notes"].startswith(NOTE)
 
-    done = deepcast.forecast(cfg, history=pd.read_csv(retail_csv),
-                             report=tmp_path / "report.html")
+    history = pd.read_csv(retail_csv)
+    stale = history["unique_id"].iloc[0]  # ends two years before the others
+    history = history.drop(history.index[history["unique_id"] == stale][-24:])
+    done = deepcast.forecast(cfg, history=history, report=tmp_path / "report.html")
     assert {"yhat_lo_80", "yhat_hi_80"} <= set(done.forecast.columns)
     assert not {"yhat_lo_95", "yhat_hi_95"} & set(done.forecast.columns)
-    assert [n for n in done.notes if n.startswith(NOTE)] == done.notes and done.notes
-    assert NOTE in (tmp_path / "report.html").read_text()
+    warned, left_out = done.notes
+    assert warned.startswith("1 of 6 series end more than 12 steps") and str(stale) in warned
+    assert left_out.startswith(NOTE)
+    page = (tmp_path / "report.html").read_text()
+    assert NOTE in page and str(stale) in page and "1 of 6 series end more than" in page
 
     _print_forecast(argparse.Namespace(quiet=True, model="champion"), done)  # the CLI's
     assert f"note: {NOTE}" in capsys.readouterr().out
