@@ -70,12 +70,12 @@ def calibrate(residuals: np.ndarray, scale: np.ndarray, levels) -> Calibration:
     safe = np.where(np.isfinite(scale) & (scale > 0), scale, np.nan)
     scores = np.abs(np.asarray(residuals, dtype=np.float64)) / safe[:, None]
     steps = [np.sort(scores[:, h][np.isfinite(scores[:, h])]) for h in range(scores.shape[1])]
-    counts = [len(s) for s in steps if len(s)]
+    thinnest = min((len(s) for s in steps if len(s)), default=None)  # steps with residuals
     out = Calibration({})
     for level in levels:
         key, need = f"{float(level):g}", needed(level)
-        if counts and min(counts) < need:
-            out.left_out[key] = (min(counts), need)
+        if thinnest is not None and thinnest < need:
+            out.left_out[key] = (thinnest, need)
             continue
         out.table[key] = [float(s[rank(len(s), level) - 1]) if len(s) else float("nan")
                           for s in steps]

@@ -223,8 +223,7 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, dat
             tracker))
 
     outcome = TrainOutcome(parent_id, metric, results, reference, data_sha256, len(df),
-                           prep.panel.n_series, ref_pred,
-                           -(-cfg.evaluation.test_size // cfg.features.horizon))
+                           prep.panel.n_series, ref_pred, cfg.lengths.holdout_origins)
     _with_predictor(outcome.best, tracker)  # the promotion gate scores it
     tracker.log_metrics({f"best_holdout_{metric}": outcome.best.metrics[metric],
                          f"seasonal_naive_holdout_{metric}": reference[metric]})

@@ -58,8 +58,10 @@ def describe_run(tracker: Tracker, table: pd.DataFrame, metric: str,
                  notes: list[str] | None = None) -> None:
     """The parent run's description (shown on its page in the MLflow UI): the leaderboard
     as a markdown table, best first, then the notes its reader should know."""
-    tracker.set_description(leaderboard_markdown(table, metric) + "".join(
-        ["\n\nNotes:\n", *(f"\n- {n}" for n in notes)] if notes else []))
+    text = leaderboard_markdown(table, metric)
+    if notes:
+        text += "\n\nNotes:\n" + "".join(f"\n- {n}" for n in notes)
+    tracker.set_description(text)
 
 
 def leaderboard_markdown(table: pd.DataFrame, metric: str) -> str:
