@@ -205,6 +205,7 @@ def _print_forecast(args: argparse.Namespace, result: Any) -> None:
         _print_table([{"model": result.model_name, "version": result.model_version,
                        "requested": args.model, "series": result.series, "rows": result.rows,
                        "dropped series": len(result.dropped_series),
+                       "fallback series": result.fallback_series,
                        "output": result.output, "report": result.report or ""}])
     print(f"wrote {result.rows} forecasts for {result.series} series to {result.output} "
           f"with {result.model_uri} (version {result.model_version}, {result.model_name}, "

@@ -9,6 +9,9 @@ forecasts in the scaled space, window by window:
 - ``stacking``: per horizon step, an affine combination (weights summing to one, ridge-shrunk
   towards equal weights) fit on out-of-sample backtest forecasts only, never on in-sample
   fits;
+- ``greedy``: Caruana et al. (2004) ensemble selection with replacement: members are added
+  one at a time, each time the one that most lowers the backtest MASE of the running mean;
+  the weights are how often each was picked (AutoGluon-TimeSeries' default ensemble);
 - ``bagging``: the mean of one configuration trained with several seeds.
 
 Weights that sum to one make the combination commute with per-series affine scaling, so
@@ -27,7 +30,9 @@ import numpy as np
 from deepcast.forecasting.base import FamilyOptions, Forecaster
 from deepcast.forecasting.registry import load_forecaster, register_family
 
-METHODS = ("mean", "median", "weighted", "stacking", "bagging")
+METHODS = ("mean", "median", "weighted", "stacking", "greedy", "bagging")
+LEARNED = ("weighted", "stacking", "greedy")  # methods whose weights a backtest fits
+GREEDY_ROUNDS = 100  # picks of the greedy selection (AutoGluon's ensemble_size)
 MEMBERS_DIR = "members"
 
 
@@ -131,18 +136,47 @@ def stacking_weights(y: np.ndarray, f: np.ndarray, ridge: float = 1e-3) -> list[
     return rows
 
 
+def greedy_weights(y: np.ndarray, f: np.ndarray, rounds: int = GREEDY_ROUNDS
+                   ) -> list[float]:
+    """Caruana ensemble selection with replacement on out-of-sample forecasts: ``rounds``
+    times, add the member whose addition gives the running mean the lowest mean absolute
+    error (ties: the earlier member); weights = picks / rounds. ``y`` (n, horizon) and
+    ``f`` (n, horizon, M), normalised per series; points where anything is missing are
+    left out. As AutoGluon does, the picks are cut back to the best running mean seen."""
+    m = f.shape[-1]
+    ok = np.isfinite(y) & np.isfinite(f).all(axis=-1)
+    if not ok.any():
+        return [1.0 / m] * m
+    t, F = y[ok], f[ok]  # (p,), (p, M)
+    counts = np.zeros(m, dtype=np.int64)
+    total = np.zeros_like(t)
+    best, best_counts = np.inf, counts.copy()
+    for k in range(1, rounds + 1):
+        errors = np.abs(t[:, None] - (total[:, None] + F) / k).mean(axis=0)
+        pick = int(np.argmin(errors))
+        counts[pick] += 1
+        total += F[:, pick]
+        if errors[pick] < best - 1e-12:
+            best, best_counts = errors[pick], counts.copy()
+    return (best_counts / best_counts.sum()).tolist()
+
+
 def ensemble_weights(method: str, y: np.ndarray, f: np.ndarray, scale: np.ndarray
                      ) -> list[list[float]]:
-    """Weights (horizon, members) of a ``weighted`` (1 / MASE per member) or ``stacking``
-    ensemble from out-of-sample forecasts: truth ``y`` (n, horizon), member forecasts ``f``
-    (n, horizon, M) and each row's seasonal naive scale (n,), NaN where undefined."""
+    """Weights (horizon, members) of a ``weighted`` (1 / MASE per member), ``stacking``
+    or ``greedy`` ensemble from out-of-sample forecasts: truth ``y`` (n, horizon), member
+    forecasts ``f`` (n, horizon, M) and each row's seasonal naive scale (n,), NaN where
+    undefined."""
+    if method == "greedy":
+        w = greedy_weights(y / scale[:, None], f / scale[:, None, None])
+        return [list(w) for _ in range(y.shape[1])]
     if method == "weighted":
         errors = np.nanmean(np.abs(y[..., None] - f) / scale[:, None, None], axis=(0, 1))
         return inverse_error_weights(errors, y.shape[1])
     if method == "stacking":
         return stacking_weights(y / scale[:, None], f / scale[:, None, None])
-    raise ValueError(f"ensemble method {method!r} learns no weights; expected weighted or "
-                     "stacking")
+    raise ValueError(f"ensemble method {method!r} learns no weights; expected one of "
+                     f"{LEARNED}")
 
 
 def build_ensemble(name: str, method: str, members: list[Forecaster],

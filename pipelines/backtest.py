@@ -76,8 +76,8 @@ def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker | None 
     """Backtest every model of ``cfg`` (and seasonal naive, the reference) and every
     ensemble on ``df``: each fit (a model at the first cut-off of a refit group) here, or
     through ``mapper`` in worker processes. An ensemble combines its members' forecasts of
-    the same fits (bagging: its own seeded fits; weighted / stacking: weights from an inner
-    backtest before each refit cut-off); one that cannot be backtested is named in
+    the same fits (bagging: its own seeded fits; weighted / stacking / greedy: weights from
+    an inner backtest before each refit cut-off); one that cannot be backtested is named in
     ``skipped`` with the reason."""
     t0 = time.perf_counter()
     bt, n = cfg.evaluation.backtest, cfg.lengths

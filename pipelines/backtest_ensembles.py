@@ -6,8 +6,8 @@ its members are refit exactly when the refit schedule refits the models:
 - ``mean`` / ``median``: the members' backtest forecasts, averaged per point;
 - ``bagging``: its model fit with ``n_members`` seeds at every refit cut-off (fits of
   their own, in the same fan-out as the models'), averaged;
-- ``weighted`` / ``stacking``: at every refit cut-off, weights learned from an inner
-  backtest of the members on the history before that cut-off only (as ``train`` learns
+- ``weighted`` / ``stacking`` / ``greedy``: at every refit cut-off, weights learned from
+  an inner backtest of the members on the history before that cut-off only (as ``train`` learns
   them before its holdout), applied to the members' forecasts of that refit group.
 
 Weights sum to one and the scaling is per-series affine, so combining the forecasts in

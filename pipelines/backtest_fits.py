@@ -1,7 +1,7 @@
 """The fits of a backtest: cut-offs counted from each series' end, the refit schedule, one
 fit per model x refit group (here, or through a mapper in worker processes), and the
 out-of-sample forecasts of a few models on the cut-offs of a training span (what the
-``weighted`` and ``stacking`` ensembles learn their weights from).
+``weighted``, ``stacking`` and ``greedy`` ensembles learn their weights from).
 
 Kept apart from scoring and tracking (``backtest.py``) so that the ensembles of a train
 and of a backtest can both ask for member forecasts without an import cycle.

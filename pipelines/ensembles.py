@@ -1,6 +1,6 @@
 """Ensembles of a ``train``: built from the run's trained models (or, for bagging, from
-members trained here) on the run's prepared data; the weights of ``weighted`` and
-``stacking`` come from a backtest of the members on the training span only."""
+members trained here) on the run's prepared data; the weights of ``weighted``,
+``stacking`` and ``greedy`` come from a backtest of the members on the training span only."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from deepcast.forecasting.ensemble import build_ensemble, ensemble_weights
+from deepcast.forecasting.ensemble import LEARNED, build_ensemble, ensemble_weights
 from deepcast.forecasting.evaluate import split_holdout
 from deepcast.forecasting.predictor import Predictor
 from deepcast.pipelines.backtest_fits import member_forecasts
@@ -23,11 +23,17 @@ from deepcast.pipelines.modelling import (
     training_settings,
 )
 
+MemberBacktests = dict[tuple[str, ...], tuple[np.ndarray, np.ndarray, np.ndarray]]
+"""The members' backtests of one train, by member names: ensembles over the same members
+(a ``weighted`` and a ``greedy`` one) share one backtest."""
+
 
 def fit_ensemble(spec: EnsembleConfig, results: list[ModelResult], prep: PreparedData,
-                 cfg: PipelineConfig) -> tuple[Predictor, dict[str, list[float]], float]:
+                 cfg: PipelineConfig, memo: MemberBacktests | None = None
+                 ) -> tuple[Predictor, dict[str, list[float]], float]:
     """Build one ``ensemble:`` entry from the trained models (or, for bagging, train its
-    members); weights come from a backtest of the members on the training span only."""
+    members); weights come from a backtest of the members on the training span only
+    (kept in ``memo`` for the run's other ensembles of the same members)."""
     t0 = time.perf_counter()
     weights = None
     if spec.method == "bagging":
@@ -35,8 +41,8 @@ def fit_ensemble(spec: EnsembleConfig, results: list[ModelResult], prep: Prepare
     else:
         by_name = {r.name: r for r in results}
         members = [by_name[m].predictor.forecaster for m in spec.members]
-        if spec.method in ("weighted", "stacking"):
-            weights = _member_weights(spec, prep, cfg)
+        if spec.method in LEARNED:
+            weights = _member_weights(spec, prep, cfg, {} if memo is None else memo)
     ensemble = build_ensemble(spec.name, spec.method, members, weights)
     return prep.predictor(ensemble), {}, time.perf_counter() - t0
 
@@ -52,13 +58,14 @@ def _bagged_members(spec: EnsembleConfig, prep: PreparedData, cfg: PipelineConfi
     return members
 
 
-def _member_weights(spec: EnsembleConfig, prep: PreparedData, cfg: PipelineConfig
-                    ) -> list[list[float]]:
-    """Per-step inverse-MASE weights (``weighted``) or stacking weights (``stacking``) of
-    the members, from their backtest on the training span."""
-    entries = {m.label: m for m in cfg.models}
-    y, f, scale = member_backtest([entries[m] for m in spec.members], prep, cfg)
-    return ensemble_weights(spec.method, y, f, scale)
+def _member_weights(spec: EnsembleConfig, prep: PreparedData, cfg: PipelineConfig,
+                    memo: MemberBacktests) -> list[list[float]]:
+    """Per-step inverse-MASE (``weighted``), stacking (``stacking``) or greedy selection
+    (``greedy``) weights of the members, from their backtest on the training span."""
+    entries, key = {m.label: m for m in cfg.models}, tuple(spec.members)
+    if key not in memo:
+        memo[key] = member_backtest([entries[m] for m in spec.members], prep, cfg)
+    return ensemble_weights(spec.method, *memo[key])
 
 
 def member_backtest(entries: list[Any], prep: PreparedData, cfg: PipelineConfig

@@ -1,9 +1,12 @@
 """Forecast stage: load a registered model, forecast every series, write the file atomically.
 
-Forecast file contract: ``unique_id, ds, yhat, model_name, model_version, run_id`` --
-one row per series and future step; CSV or Parquet by the output's extension; written to a
-temporary file in the same folder and renamed, so readers never see a partial file. Files
-written together (the forecast and its report) are renamed only once all are written.
+Forecast file contract: ``unique_id, ds, yhat, model_name, model_version, run_id,
+fallback`` (then quantile and band columns) -- one row per series and future step;
+``fallback`` names the method of a series the model could not forecast (empty for the
+model's rows; absent with ``data.fallback: none``); CSV or Parquet by the output's
+extension; written to a temporary file in the same folder and renamed, so readers never
+see a partial file. Files written together (the forecast and its report) are renamed only
+once all are written.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import pandas as pd
 
 from deepcast.features.errors import ConfigError, RunFailed
 
-FORECAST_COLUMNS = ["unique_id", "ds", "yhat", "model_name", "model_version", "run_id"]
+FORECAST_COLUMNS = ["unique_id", "ds", "yhat", "model_name", "model_version", "run_id",
+                    "fallback"]
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -222,11 +226,13 @@ def remove_orphans(path: Path) -> list[Path]:
 
 
 def finish_forecast(fc: pd.DataFrame, version: str, run_id: str) -> pd.DataFrame:
-    """Add the registry columns and order columns as the contract says."""
+    """Add the registry columns and order columns as the contract says (``fallback`` when
+    the forecast has it)."""
     fc = fc.copy()
     fc["model_version"] = str(version)
     fc["run_id"] = run_id
-    return fc[FORECAST_COLUMNS + [c for c in fc.columns if c not in FORECAST_COLUMNS]]
+    first = [c for c in FORECAST_COLUMNS if c in fc.columns]
+    return fc[first + [c for c in fc.columns if c not in FORECAST_COLUMNS]]
 
 
 SHARD_SERIES = 2000  # series per predict call of a batch forecast

@@ -157,8 +157,10 @@ class ForecastResult:
     report: str | None = None  # the HTML report, when one was written
     forecast: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     #: what the forecast's reader should know: the history's warnings (stale series,
-    #: filled gaps) and the conformal levels the model left out
+    #: filled gaps), the series forecast by the fallback and the conformal levels the
+    #: model left out
     notes: list[str] = field(default_factory=list)
+    fallback_series: int = 0  # series too short for the model, forecast by the fallback
 
     def to_dict(self) -> dict[str, Any]:
         """``deepcast forecast --json`` (``report`` only when one was written)."""

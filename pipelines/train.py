@@ -25,7 +25,7 @@ from deepcast.forecasting.models import families
 from deepcast.forecasting.predictor import Predictor
 from deepcast.pipelines import plots, progress
 from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
-from deepcast.pipelines.ensembles import fit_ensemble
+from deepcast.pipelines.ensembles import MemberBacktests, fit_ensemble
 from deepcast.pipelines.modelling import (
     Mapper,
     ModelResult,
@@ -61,6 +61,8 @@ class TrainOutcome:
     n_series: int
     reference_predictor: Predictor | None = field(default=None, repr=False)
     holdout_origins: int = 0  # forecast origins per series in the holdout the scores rest on
+    skipped: tuple[str, ...] = ()  # models and ensembles not trained: auto.time_limit spent
+    time_limit: float | None = None
 
     @property
     def best(self) -> ModelResult:
@@ -85,6 +87,9 @@ class TrainOutcome:
                 "origin per series (evaluation.test_size = one horizon): a noisy estimate; "
                 "a test_size of 2-3 horizons scores every model on more origins"] \
             if self.holdout_origins == 1 else []
+        if self.skipped:
+            thin.append(f"auto.time_limit ({self.time_limit:g} s) was spent: not trained: "
+                        f"{', '.join(self.skipped)}")
         return thin + [f"{m.name}: not converged: {m.convergence}" for m in self.models
                        if m.converged is False] + [f"{m.name}: {note}" for m in self.models
                                                    for note in m.notes]
@@ -209,21 +214,35 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, dat
     example = serving_example(prep)
     jobs = [ModelJob(entry, prep, cfg, reference, example, parent_id, tracker.uri,
                      tracker.experiment, datasets) for entry in cfg.models]
+    budget = Budget(cfg.auto.time_limit)
     if mapper is None:
-        results = [train_model(job, tracker) for job in jobs]
+        results = [train_model(job, tracker) for job in jobs
+                   if budget.allows(job.label, families()[job.entry.type].trainable)]
     else:
+        if budget.limit is not None:
+            log.warning("auto.time_limit is not applied to models trained in parallel "
+                        "(execution: dask): all %d are trained", len(jobs))
         results = mapper(train_model, jobs)
         members = {m for spec in cfg.ensemble for m in spec.members}
         results = [_with_predictor(r, tracker) if r.name in members else r for r in results]
     shared = replace(jobs[0], entry=None)  # data, config and parent run of the ensembles
+    memo: MemberBacktests = {}  # one backtest per set of members
     for spec in cfg.ensemble:
+        spec = budget.ensemble(spec, {r.name for r in results})
+        if spec is None:
+            continue
         results.append(_tracked_fit(
             spec.name, f"ensemble-{spec.method}", {"ensemble": spec.model_dump(mode="json")},
-            lambda on_epoch, spec=spec: fit_ensemble(spec, results, prep, cfg), shared,
+            lambda on_epoch, spec=spec: fit_ensemble(spec, results, prep, cfg, memo), shared,
             tracker))
 
     outcome = TrainOutcome(parent_id, metric, results, reference, data_sha256, len(df),
-                           prep.panel.n_series, ref_pred, cfg.lengths.holdout_origins)
+                           prep.panel.n_series, ref_pred, cfg.lengths.holdout_origins,
+                           tuple(budget.skipped), budget.limit)
+    if budget.skipped:
+        log.warning("auto.time_limit (%g s) spent: not trained: %s", budget.limit,
+                    ", ".join(budget.skipped))
+        tracker.set_tags({tag.SKIPPED: ", ".join(budget.skipped)})
     _with_predictor(outcome.best, tracker)  # the promotion gate scores it
     tracker.log_metrics({f"best_holdout_{metric}": outcome.best.metrics[metric],
                          f"seasonal_naive_holdout_{metric}": reference[metric]})
@@ -233,6 +252,34 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, dat
             outcome.table(), metric, outcome.best.name)}, "plots")
     tracker.log_dict(outcome.table().to_dict(orient="records"), "leaderboard.json")
     return outcome
+
+
+class Budget:
+    """``auto.time_limit`` of one train: a model that trains starts only while time is
+    left (baselines always run); an ensemble keeps the members that were trained, and is
+    itself skipped with fewer than two, or when it trains members of its own (bagging)
+    and the time is spent. What was skipped is kept, in order."""
+
+    def __init__(self, limit: float | None) -> None:
+        self.limit, self.start, self.skipped = limit, time.perf_counter(), []
+
+    def allows(self, label: str, trainable: bool = True) -> bool:
+        spent = self.limit is not None and time.perf_counter() - self.start > self.limit
+        if spent and trainable:
+            self.skipped.append(label)
+        return not (spent and trainable)
+
+    def ensemble(self, spec: Any, trained: set[str]) -> Any:
+        """``spec`` with its untrained members left out, or None to skip it."""
+        if spec.method == "bagging":
+            return spec if self.allows(spec.name) else None
+        members = [m for m in spec.members if m in trained]
+        if members == spec.members:
+            return spec
+        if len(members) < 2:
+            self.skipped.append(spec.name)
+            return None
+        return spec.model_copy(update={"members": members})
 
 
 FULL_PREDICT_SERIES = 5000  # up to this many series, plots forecast them all (see below)

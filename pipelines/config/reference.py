@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from deepcast.forecasting.models import families
+from deepcast.pipelines.config.auto import AutoConfig
 from deepcast.pipelines.config.schema_data import DataConfig, FeaturesConfig, SqlSource
 from deepcast.pipelines.config.schema_models import ENTRY_MODELS, EnsembleConfig, TuneConfig
 from deepcast.pipelines.config.schema_run import (
@@ -54,7 +55,7 @@ def reference_markdown() -> str:
                            ("training", TrainingConfig), ("evaluation", EvaluationConfig),
                            ("evaluation.backtest", BacktestConfig),
                            ("promotion", PromotionConfig), ("drift", DriftConfig),
-                           ("ensemble[]", EnsembleConfig),
+                           ("ensemble[]", EnsembleConfig), ("auto", AutoConfig),
                            ("tune", TuneConfig), ("execution", ExecutionConfig)):
         rows += ["", f"| `{section}:` key | default | meaning |", "|---|---|---|"]
         for n, f in model.model_fields.items():

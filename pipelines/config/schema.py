@@ -7,11 +7,14 @@ space, covariate columns, calendar vs freq, lookback vs season.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field, model_validator
 
 from deepcast.features.covariates import default_calendar
 from deepcast.features.errors import ConfigError
 from deepcast.features.schema import AUTO
+from deepcast.pipelines.config.auto import AutoConfig, expand_auto
 from deepcast.pipelines.config.base import Name, _Strict
 from deepcast.pipelines.config.derived import Lengths
 from deepcast.pipelines.config.schema_data import DataConfig, FeaturesConfig
@@ -38,7 +41,11 @@ class PipelineConfig(_Strict):
     name: Name = Field(description="MLflow experiment and registered model name.")
     data: DataConfig
     features: FeaturesConfig
-    models: list[ModelConfig] = Field(min_length=1)
+    models: list[ModelConfig] = Field(
+        min_length=1, description="The models to train and score, or `auto`: the `auto.preset` "
+        "set, a default lookback and a greedy ensemble of them (see `auto:`).")
+    auto: AutoConfig = Field(AutoConfig(), description="What `models: auto` trains, and a "
+                             "time limit on training (for any list of models).")
     ensemble: list[EnsembleConfig] = Field(
         [], description="Ensembles of the models (scored and promoted like models).")
     tune: TuneConfig | None = Field(None, description="Hyperparameter search (deepcast tune).")
@@ -48,6 +55,16 @@ class PipelineConfig(_Strict):
     drift: DriftConfig = Field(DriftConfig(), description="Drift check before a retrain.")
     execution: ExecutionConfig = Field(ExecutionConfig(), description="Serial or Dask "
                                        "fan-out of the fits.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_auto(cls, raw: Any) -> Any:
+        """``models: auto`` written out (:mod:`deepcast.pipelines.config.auto`)."""
+        models = raw.get("models") if isinstance(raw, dict) else None
+        if isinstance(models, str) and models != "auto":
+            raise ValueError(f"models: {models!r} is neither a list of model entries nor "
+                             "'auto'")
+        return expand_auto(raw)
 
     @model_validator(mode="after")
     def _check_consistency(self) -> PipelineConfig:

@@ -54,6 +54,13 @@ class DataConfig(_Strict):
         "horizon + val_size + test_size + 1 are still dropped and reported); 'drop' them "
         "(listed in the validation report); or fail validation with 'error'.",
     )
+    fallback: Literal["seasonal_naive", "none"] = Field(
+        "seasonal_naive",
+        description="A series `deepcast forecast` drops as too short for the model (with "
+        "short_series: drop) still gets a forecast: seasonal naive with one full season of "
+        "history, else naive, marked in the forecast's `fallback` column (empty for the "
+        "model's rows) and counted in its notes and report; 'none': no fallback rows and no "
+        "`fallback` column.")
     static: list[str] = Field(
         [], description="Static covariates: columns constant within each series (e.g. "
         "store type, region); categorical ones get learned embeddings.")

@@ -50,10 +50,13 @@ class EnsembleConfig(_Strict):
     """An ensemble: a model like the others (scored, logged, registrable, servable)."""
 
     name: Name = Field(description="Name in runs and the registry.")
-    method: Literal["mean", "median", "weighted", "stacking", "bagging"] = Field(
+    method: Literal["mean", "median", "weighted", "stacking", "greedy", "bagging"] = Field(
         description="mean / median of the members; weighted: weights 1/MASE from a backtest "
         "of the members on the training span; stacking: an affine combination per horizon "
-        "step fit on those out-of-sample backtest forecasts; bagging: `model` trained with "
+        "step fit on those out-of-sample backtest forecasts; greedy: Caruana ensemble "
+        "selection with replacement on those forecasts (members picked one at a time, each "
+        "time the one that most lowers the running mean's MASE; weight = share of picks, "
+        "members never picked get none); bagging: `model` trained with "
         "`n_members` seeds, averaged.")
     members: list[str] = Field([], description="Names of `models:` entries to combine "
                                "(all methods but bagging; at least two).")

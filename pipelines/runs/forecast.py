@@ -11,6 +11,7 @@ import pandas as pd
 
 from deepcast.features.schema import AUTO
 from deepcast.pipelines.config import PipelineConfig
+from deepcast.pipelines.fallback import Fallback, fallback_forecast, with_fallback
 from deepcast.pipelines.results import ForecastResult
 from deepcast.pipelines.runs import store
 from deepcast.pipelines.runs.base import (
@@ -75,10 +76,12 @@ def forecast(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG,
     if options.series:
         check_series(list(options.series), clean["unique_id"].unique())
     fc = steps.run("predict", _predict, model, history, cfg.data.id_col)
-    fc = finish_forecast(fc, ref.version, ref.run_id)
-    # what the reader should know: the history's warnings (stale series, filled gaps) and
-    # the model's conformal levels left out
-    notes = [*validation.warnings, *predictor.conformal_notes]
+    fallback = _fallback(cfg, raw, validation.dropped_series, predictor)
+    fc = finish_forecast(with_fallback(fc, fallback), ref.version, ref.run_id)
+    # what the reader should know: the history's warnings (stale series, filled gaps),
+    # the series forecast by the fallback and the model's conformal levels left out
+    notes = [*validation.warnings, *(fallback.notes(predictor.min_history) if fallback
+                                     else []), *predictor.conformal_notes]
     html = _render(cfg, request, steps, fc, clean, tracker, ref, notes) \
         if options.report else None
     url_env = cfg.data.sql.url_env if cfg.data.sql else None
@@ -91,7 +94,19 @@ def forecast(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG,
         model_name=str(fc["model_name"].iloc[0]) if len(fc) else "",
         model_version=ref.version, run_id=ref.run_id, output=path, rows=len(fc),
         series=int(fc["unique_id"].nunique()), dropped_series=validation.dropped_series,
-        report=report, forecast=fc, notes=notes)
+        report=report, forecast=fc, notes=notes,
+        fallback_series=fallback.n_series if fallback else 0)
+
+
+def _fallback(cfg: PipelineConfig, raw: pd.DataFrame, dropped: dict[str, int],
+              predictor: Any) -> Fallback | None:
+    """Forecasts of the series validation dropped as too short for the model (None when
+    ``data.fallback`` is none)."""
+    if cfg.data.fallback == "none":
+        return None
+    freq = predictor.columns.freq
+    return fallback_forecast(raw, list(dropped), freq, predictor.horizon,
+                             cfg.data.season_length)
 
 
 def _history(cfg: PipelineConfig, inputs: RunInputs, request: ForecastRequest, steps: Steps,

@@ -20,6 +20,7 @@ DATA_START = "deepcast.data_start"
 DATA_END = "deepcast.data_end"
 MODEL_TYPE = "deepcast.model_type"  # also on model versions
 BEST_MODEL = "deepcast.best_model"
+SKIPPED = "deepcast.skipped_models"  # models auto.time_limit left untrained
 
 # ---- model runs: did the fit converge (false: stopped by max_epochs while improving) --
 CONVERGED = "deepcast.converged"  # "true" / "false"; absent on models that do not train

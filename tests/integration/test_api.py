@@ -161,3 +161,36 @@ def test_tune_a_dict_config_writes_the_tuned_yaml_here(store, tmp_path, retail_c
     assert mlp.hidden_size == result.best_params["hidden_size"] and tuned.tune is None
     with pytest.raises(deepcast.ConfigError, match="trials must be >= 1"):
         deepcast.tune(cfg, trials=0)
+
+
+def test_every_series_gets_a_forecast(store, retail_csv):
+    """Series too short for the model (one cut short, one new since training, one with no
+    observed value) are dropped from the model's input and forecast by the fallback:
+    marked in the `fallback` column, counted, named in the notes; `data.fallback: none`
+    leaves them out, without the column."""
+    raw = pipeline_dict(retail_csv, name="api-fallback", models=[{"type": "seasonal_naive"}],
+                        data={"path": str(retail_csv), "freq": "MS", "season_length": 12,
+                              "short_series": "drop"})
+    df = pd.read_csv(retail_csv)
+    deepcast.train(raw, df)
+    ids = sorted(df["unique_id"].unique())
+    cut = df[df["unique_id"] != ids[0]]
+    cut = pd.concat([cut, df[df["unique_id"] == ids[0]].tail(13)])  # 13 < lookback 24
+    new = df[df["unique_id"] == ids[1]].tail(5).assign(unique_id="new-store")
+    empty = new.assign(unique_id="no-values", y=float("nan"))
+    result = deepcast.forecast(raw, history=pd.concat([cut, new, empty]))
+    fc = result.forecast
+    assert result.fallback_series == 2 and result.series == 7 and result.rows == 7 * 6
+    marked = fc[fc["fallback"] != ""].groupby("unique_id")["fallback"].first().to_dict()
+    assert marked == {ids[0]: "seasonal_naive", "new-store": "naive"}
+    last_season = df[df["unique_id"] == ids[0]]["y"].tail(12).head(6).to_numpy()
+    assert fc[fc["unique_id"] == ids[0]]["yhat"].tolist() == pytest.approx(last_season)
+    assert (fc[fc["unique_id"] == "new-store"]["yhat"] == new["y"].iloc[-1]).all()
+    assert any("2 series are shorter" in n for n in result.notes)
+    assert any("no observed value" in n and "no-values" in n for n in result.notes)
+    assert json.loads(json.dumps(result.to_dict()))["fallback_series"] == 2
+
+    raw["data"]["fallback"] = "none"
+    off = deepcast.forecast(raw, history=pd.concat([cut, new]))
+    assert off.series == 5 and "fallback" not in off.forecast.columns
+    assert off.fallback_series == 0 and not any("fallback" in n for n in off.notes)

@@ -75,3 +75,39 @@ def test_member_backtest_never_sees_the_holdout(retail_csv):
     np.testing.assert_array_equal(y1, y2)
     np.testing.assert_allclose(f1, f2, rtol=1e-6)
     assert pd.isna(s1).sum() == 0
+
+
+def _train_auto(retail_csv, **auto):
+    raw = pipeline_dict(retail_csv, name="it-auto", models="auto", features={"horizon": 6},
+                        auto=auto)
+    raw["evaluation"] = {"test_size": 12, "plots": False,
+                         "backtest": {"n_windows": 2, "step": 6}}
+    cfg = parse_config(raw)
+    clean, _ = validate_long_frame(ingest(cfg.data), cfg)
+    tracker = Tracker(cfg.name)
+    with tracker.run("train-it-auto") as run_id:
+        outcome = train_models(clean, cfg, tracker, data_sha256="x")
+    return outcome, tracker.client.get_run(run_id)
+
+
+def test_models_auto_trains_the_preset_and_its_greedy_ensemble(store, retail_csv):
+    """``models: auto`` trains the preset and the greedy ensemble ``auto`` of all of it:
+    convex weights (a combination's MASE is at most its worst member's), served like any
+    model. With the time limit spent, the neural models are skipped and named; the
+    ensemble keeps the baselines that were trained."""
+    outcome, _ = _train_auto(retail_csv)
+    table = outcome.table().set_index("model")
+    assert {"naive", "seasonal_naive", "drift", "linear", "mlp", "auto"} == set(table.index)
+    auto = next(m for m in outcome.models if m.name == "auto")
+    weights = np.array(auto.predictor.forecaster.options["weights"])
+    assert weights.shape == (6, 5) and np.allclose(weights.sum(axis=1), 1.0)
+    assert (weights >= 0).all()
+    assert table.loc["auto", "mase"] <= table.drop("auto")["mase"].max() + 1e-9
+    assert not outcome.skipped and not any("time_limit" in n for n in outcome.notes())
+
+    outcome, run = _train_auto(retail_csv, time_limit=1e-6)
+    assert outcome.skipped == ("linear", "mlp")
+    auto = next(m for m in outcome.models if m.name == "auto")
+    assert len(auto.predictor.forecaster.members) == 3
+    assert any("auto.time_limit" in n and "linear, mlp" in n for n in outcome.notes())
+    assert run.data.tags["deepcast.skipped_models"] == "linear, mlp"

@@ -174,6 +174,7 @@ ENSEMBLES = [
     {"name": "med", "method": "median", "members": ["naive", "mean", "seasonal_naive"]},
     {"name": "wtd", "method": "weighted", "members": ["naive", "mean", "seasonal_naive"]},
     {"name": "stk", "method": "stacking", "members": ["naive", "seasonal_naive"]},
+    {"name": "pick", "method": "greedy", "members": ["naive", "mean", "seasonal_naive"]},
     {"name": "bag", "method": "bagging", "n_members": 2,
      "model": {"type": "mlp", "hidden_size": 8}},
 ]
@@ -186,7 +187,8 @@ def test_ensembles_are_backtested_on_the_same_cutoffs_without_leakage():
     cfg, clean = _ensemble_cfg(2, True, ENSEMBLES)
     base = run_backtest(clean, cfg)
     summary = base.summary.set_index("model")
-    assert {"avg", "med", "wtd", "stk", "bag"} <= set(summary.index) and not base.skipped
+    assert {"avg", "med", "wtd", "stk", "pick", "bag"} <= set(summary.index)
+    assert not base.skipped
     assert summary.loc["wtd", "type"] == "ensemble-weighted"
     assert summary.loc["bag", "fits"] == 2 * 2  # 2 seeds x 2 refit cut-offs
     assert np.isfinite(summary["mase"]).all()
@@ -194,8 +196,9 @@ def test_ensembles_are_backtested_on_the_same_cutoffs_without_leakage():
     np.testing.assert_allclose(fc["avg"]["yhat"],
                                (fc["naive"]["yhat"] + fc["mean"]["yhat"]) / 2)
     members = np.stack([fc[m]["yhat"] for m in ("naive", "mean", "seasonal_naive")])
-    assert (fc["wtd"]["yhat"] >= members.min(axis=0) - 1e-9).all()  # a convex combination
-    assert (fc["wtd"]["yhat"] <= members.max(axis=0) + 1e-9).all()
+    for convex in ("wtd", "pick"):  # convex combinations of the members
+        assert (fc[convex]["yhat"] >= members.min(axis=0) - 1e-9).all()
+        assert (fc[convex]["yhat"] <= members.max(axis=0) + 1e-9).all()
     assert len(base.per_window.query("model == 'stk'")) == 2 * 6
 
     pos = clean.groupby("unique_id").cumcount().to_numpy()

@@ -6,7 +6,13 @@ import pytest
 
 from deepcast.features.errors import ConfigError
 from deepcast.forecasting.base import WindowSpec
-from deepcast.forecasting.ensemble import build_ensemble, inverse_error_weights, stacking_weights
+from deepcast.forecasting.ensemble import (
+    build_ensemble,
+    ensemble_weights,
+    greedy_weights,
+    inverse_error_weights,
+    stacking_weights,
+)
 from deepcast.forecasting.models import build_forecaster, load_forecaster
 from deepcast.pipelines.config import parse_config
 from tests.conftest import pipeline_dict
@@ -44,6 +50,29 @@ def test_weights_from_errors_and_stacking():
     w = np.array(stacking_weights(y, f, ridge=1e-6))
     np.testing.assert_allclose(w, [[0.7, 0.0, 0.3]] * 2, atol=1e-3)
     np.testing.assert_allclose(w.sum(axis=1), 1.0)
+
+
+def test_greedy_selection_by_hand():
+    """Caruana selection with replacement: a member that only adds error is never picked,
+    two members with opposite errors are mixed half and half, the weights sum to one and
+    the chosen mean is no worse than the best member alone."""
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=(400, 3))
+    good_hi, good_lo, bad = y + 0.5, y - 0.5, y + rng.normal(scale=3.0, size=y.shape)
+    f = np.stack([good_hi, bad, good_lo], axis=-1)
+    w = np.array(greedy_weights(y, f))
+    assert w[1] == 0.0 and abs(w[0] - 0.5) <= 0.02 and abs(w[2] - 0.5) <= 0.02
+    np.testing.assert_allclose(w.sum(), 1.0)
+    mixed = np.abs(y - f @ w).mean()
+    assert mixed <= min(np.abs(y - f[..., k]).mean() for k in range(3))
+    # one clearly best member: all its weight; missing points are left out, not propagated
+    f2 = np.stack([y + 0.01, y + 1.0], axis=-1)
+    f2[0, 0, 1] = np.nan
+    assert greedy_weights(y, f2) == [1.0, 0.0]
+    # through ensemble_weights: one row per horizon step, normalised by each row's scale
+    rows = ensemble_weights("greedy", y, f, np.full(len(y), 2.0))
+    assert len(rows) == 3 and all(r == rows[0] for r in rows)
+    np.testing.assert_allclose(rows[0], w)
 
 
 def test_ensemble_yaml_is_validated(retail_csv):
