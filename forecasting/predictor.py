@@ -65,6 +65,10 @@ class Predictor:
         # shortest history forecast: the lookback, or 1 point for models trained with
         # data.short_series: pad (the missing history is padded and masked)
         self.min_history = min_history or self.lookback
+        # forecasts, quantiles and bands floored at 0 (data.nonnegative): a count or a
+        # sales figure below zero is never right, and flooring never moves one further
+        # from a truth that is >= 0
+        self.nonnegative = False
 
     @property
     def name(self) -> str:
@@ -152,7 +156,15 @@ class Predictor:
             scale = seasonal_scale(panel, panel.lengths, self.forecaster.spec.season_length)
             bands = conformal.apply(point, scale, self.conformal)
             out.update({k: v.ravel() for k, v in bands.items()})
-        return pd.DataFrame(out)
+        return pd.DataFrame(self._floored(out))
+
+    def _floored(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``columns`` with every value column (``yhat*``) floored at 0 when the model is
+        ``nonnegative``."""
+        if not self.nonnegative:
+            return columns
+        return {k: np.maximum(v, 0.0) if k.startswith("yhat") else v
+                for k, v in columns.items()}
 
     def _history(self, frame: pd.DataFrame, future: pd.DataFrame | None
                  ) -> tuple[Panel, pd.DataFrame, pd.DataFrame]:
@@ -251,7 +263,8 @@ class Predictor:
                "window": np.tile(np.repeat(np.arange(k), H), n),
                "cutoff": np.repeat(ds[(panel.starts[:, None] + cuts - 1).reshape(-1)], H),
                DS: ds[pos], "h": np.tile(np.arange(1, H + 1), n * k), "y": y[pos]}
-        return pd.DataFrame({**out, **_value_columns(yhat, self.forecaster.quantiles)})
+        return pd.DataFrame(self._floored(
+            {**out, **_value_columns(yhat, self.forecaster.quantiles)}))
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -263,7 +276,7 @@ class Predictor:
         (path / BUNDLE_FILE).write_text(json.dumps({
             "columns": asdict(self.columns), "min_history": self.min_history,
             "conformal": self.conformal, "conformal_notes": self.conformal_notes,
-            "format": 2,
+            "nonnegative": self.nonnegative, "format": 2,
         }, indent=2))
         return path
 
@@ -274,9 +287,11 @@ class Predictor:
         scaler = SeriesScaler.from_dict(json.loads((path / SCALER_FILE).read_text()))
         encoder = (CovariateEncoder.from_dict(json.loads((path / ENCODER_FILE).read_text()))
                    if (path / ENCODER_FILE).is_file() else None)
-        return cls(load_forecaster(path / FORECASTER_DIR), scaler, ColumnSpec(**meta["columns"]),
-                   encoder, meta.get("min_history"), meta.get("conformal"),
-                   meta.get("conformal_notes"))
+        predictor = cls(load_forecaster(path / FORECASTER_DIR), scaler,
+                        ColumnSpec(**meta["columns"]), encoder, meta.get("min_history"),
+                        meta.get("conformal"), meta.get("conformal_notes"))
+        predictor.nonnegative = bool(meta.get("nonnegative", False))  # older bundles: off
+        return predictor
 
 
 def _value_columns(yhat: np.ndarray, levels: tuple[float, ...]) -> dict[str, np.ndarray]:

@@ -95,6 +95,7 @@ class PreparedData:
     holdout: Holdout | None = None
     encoder: CovariateEncoder | None = None
     covariates: Covariates | None = None  # aligned with ``scaled``
+    nonnegative: bool = False  # forecasts floored at 0 (data.nonnegative, resolved)
 
     @property
     def inputs(self) -> InputSpec:
@@ -117,8 +118,10 @@ class PreparedData:
 
     def predictor(self, forecaster: Any) -> Predictor:
         """``forecaster`` with this data's scaler, encoder and columns: a served model."""
-        return Predictor(forecaster, self.scaler, self.columns, self.encoder,
-                         self.min_history)
+        predictor = Predictor(forecaster, self.scaler, self.columns, self.encoder,
+                              self.min_history)
+        predictor.nonnegative = self.nonnegative
+        return predictor
 
     def require_holdout(self) -> Holdout:
         """The holdout (scoring needs one)."""
@@ -189,7 +192,17 @@ def prepare(df: pd.DataFrame, cfg: PipelineConfig, holdout: int | None = None
     return PreparedData(df, user_frame(df, cfg), panel, scaler, scaled, train_starts,
                         val_starts, WindowSpec(f.lookback, f.horizon, d.season_length),
                         column_spec(d), 1 if d.short_series == "pad" else None, split,
-                        encoder, covariates)
+                        encoder, covariates, nonnegative(d.nonnegative, panel, test_size))
+
+
+def nonnegative(setting: bool | str, panel: Panel, test_size: int) -> bool:
+    """``data.nonnegative`` resolved: ``auto`` is on when no observed value of the training
+    span (all but the last ``test_size`` points of each series) is below zero."""
+    if setting != "auto":
+        return bool(setting)
+    keep = np.arange(len(panel.values)) < np.repeat(panel.ends - test_size, panel.lengths)
+    values = panel.values[keep]
+    return bool(len(values)) and bool(np.nanmin(values, initial=np.inf) >= 0)
 
 
 def _encode_covariates(df: pd.DataFrame, cfg: PipelineConfig, test_size: int,

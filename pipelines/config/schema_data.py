@@ -54,6 +54,10 @@ class DataConfig(_Strict):
         "horizon + val_size + test_size + 1 are still dropped and reported); 'drop' them "
         "(listed in the validation report); or fail validation with 'error'.",
     )
+    nonnegative: Literal["auto"] | bool = Field(
+        "auto", description="Floor forecasts, quantiles and interval bands at 0: true; "
+        "false; 'auto': when no training value is below zero (counts, sales, demand). "
+        "Saved with the model, so its forecasts are floored wherever it is served.")
     fallback: Literal["seasonal_naive", "none"] = Field(
         "seasonal_naive",
         description="A series `deepcast forecast` drops as too short for the model (with "
