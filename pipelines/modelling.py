@@ -30,7 +30,7 @@ from deepcast.forecasting.evaluate import (
     score_test,
     split_holdout,
 )
-from deepcast.forecasting.metrics import seasonal_scale
+from deepcast.forecasting.metrics import score, seasonal_scale
 from deepcast.forecasting.models import build_forecaster, families
 from deepcast.forecasting.predictor import Predictor
 from deepcast.pipelines.config import PipelineConfig
@@ -60,6 +60,9 @@ class ModelResult:
     #: what its scores or bands rest on that the reader should know (conformal levels
     #: left out for too few residuals)
     notes: tuple[str, ...] = ()
+    #: the metric of each holdout forecast origin (window), over all series: its spread
+    #: says whether a difference between models is noise
+    window_scores: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -317,3 +320,16 @@ def calibrate_on_holdout(fc: pd.DataFrame, holdout: Holdout, levels: Sequence[fl
         calibration.table[level] = [x if np.isfinite(x) else max(reached, default=float("nan"))
                                     for x in q]
     return calibration
+
+
+def window_scores(fc: pd.DataFrame, holdout: Holdout, horizon: int, metric: str
+                  ) -> list[float]:
+    """``metric`` of each forecast origin of the holdout (``horizon`` steps each, the last
+    one possibly shorter), over every series: the holdout forecast ``fc`` scored window
+    by window."""
+    test, size = holdout.test_df, holdout.size
+    n = len(holdout.scale)
+    y = test[Y].to_numpy(np.float64).reshape(n, size)
+    yhat = fc["yhat"].to_numpy(np.float64).reshape(n, size)
+    return [score(y[:, a:a + horizon], yhat[:, a:a + horizon], holdout.scale)[metric]
+            for a in range(0, size, horizon)]

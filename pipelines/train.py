@@ -38,6 +38,7 @@ from deepcast.pipelines.modelling import (
     series_rows,
     serving_example,
     training_settings,
+    window_scores,
 )
 from deepcast.pipelines.tracking import tags as tag
 from deepcast.pipelines.tracking.datasets import RunDataset, run_datasets
@@ -61,6 +62,7 @@ class TrainOutcome:
     n_series: int
     reference_predictor: Predictor | None = field(default=None, repr=False)
     holdout_origins: int = 0  # forecast origins per series in the holdout the scores rest on
+    holdout_size: int = 0  # points per series the scores rest on (evaluation.test_size)
     skipped: tuple[str, ...] = ()  # models and ensembles not trained: auto.time_limit spent
     time_limit: float | None = None
 
@@ -75,6 +77,7 @@ class TrainOutcome:
         rows = [{"model": m.name, "type": m.family, **{k: m.metrics.get(k) for k in
                  ("mae", "rmse", "smape", "mase")},
                  f"skill_{self.metric}": m.metrics.get(f"skill_{self.metric}"),
+                 f"{self.metric}_sd": _spread(m.window_scores),
                  "epochs": m.epochs, "converged": m.converged,
                  "fit_s": round(m.fit_seconds, 2)} for m in self.models]
         return pd.DataFrame(rows)
@@ -83,10 +86,15 @@ class TrainOutcome:
         """What the scores rest on when it is thin (one holdout origin), one line per model
         that stopped at max_epochs while still improving, and per conformal level a model
         left out for too few calibration residuals."""
+        points = f"{self.n_series} series x {self.holdout_size} points = " \
+            f"{self.n_series * self.holdout_size} points per model"
         thin = ["the holdout scores, and the choice of the best model, rest on one forecast "
-                "origin per series (evaluation.test_size = one horizon): a noisy estimate; "
-                "a test_size of 2-3 horizons scores every model on more origins"] \
-            if self.holdout_origins == 1 else []
+                f"origin per series ({points}; evaluation.test_size = one horizon): a noisy "
+                "estimate; a test_size of 2-3 horizons scores every model on more origins"] \
+            if self.holdout_origins == 1 else [
+                f"the holdout scores rest on {self.holdout_origins} forecast origins per "
+                f"series ({points}); {self.metric}_sd is the spread of a model's score "
+                f"over the origins (MLflow: holdout_{self.metric}_by_origin)"]
         if self.skipped:
             thin.append(f"auto.time_limit ({self.time_limit:g} s) was spent: not trained: "
                         f"{', '.join(self.skipped)}")
@@ -157,6 +165,7 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
         fc = holdout_predictions(predictor, prep)
         scores, per_series = evaluate(predictor, prep, cfg.evaluation.conformal, fc)
         scores[f"skill_{metric}"] = skill(scores[metric], job.reference[metric])
+        by_window = window_scores(fc, prep.require_holdout(), prep.window.horizon, metric)
         epochs = len(history.get("loss", []))
         verdict = convergence(history, cfg.training.max_epochs)
         if verdict.converged is not None:
@@ -179,10 +188,12 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
             f"holdout_{k}": v for k, v in scores.items() if not k.startswith("skill_")}
             | {f"skill_{metric}": scores[f"skill_{metric}"]}, holdout)
         tracker.log_metrics({"fit_seconds": seconds, "epochs": epochs})
+        for i, value in enumerate(by_window):  # the spread over origins, in the UI's chart
+            tracker.log_metrics({f"holdout_{metric}_by_origin": value}, step=i)
         log.info("%s: holdout %s = %.4f", label, metric, scores[metric])
         return ModelResult(label, family, scores, run_id, logged.uri, epochs, seconds,
                            predictor, verdict.converged, verdict.reason,
-                           tuple(predictor.conformal_notes))
+                           tuple(predictor.conformal_notes), tuple(by_window))
 
 
 def _with_predictor(result: ModelResult, tracker: Tracker) -> ModelResult:
@@ -238,7 +249,7 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, dat
 
     outcome = TrainOutcome(parent_id, metric, results, reference, data_sha256, len(df),
                            prep.panel.n_series, ref_pred, cfg.lengths.holdout_origins,
-                           tuple(budget.skipped), budget.limit)
+                           cfg.evaluation.test_size, tuple(budget.skipped), budget.limit)
     if budget.skipped:
         log.warning("auto.time_limit (%g s) spent: not trained: %s", budget.limit,
                     ", ".join(budget.skipped))
@@ -252,6 +263,12 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, dat
             outcome.table(), metric, outcome.best.name)}, "plots")
     tracker.log_dict(outcome.table().to_dict(orient="records"), "leaderboard.json")
     return outcome
+
+
+def _spread(values: tuple[float, ...]) -> float | None:
+    """Standard deviation over the holdout's origins (None with fewer than two)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return round(float(np.std(finite, ddof=1)), 4) if len(finite) > 1 else None
 
 
 class Budget:

@@ -104,6 +104,16 @@ def test_models_auto_trains_the_preset_and_its_greedy_ensemble(store, retail_csv
     assert (weights >= 0).all()
     assert table.loc["auto", "mase"] <= table.drop("auto")["mase"].max() + 1e-9
     assert not outcome.skipped and not any("time_limit" in n for n in outcome.notes())
+    # what the scores rest on: 2 origins of 6 steps; the spread over them, per model
+    assert outcome.notes()[0].startswith("the holdout scores rest on 2 forecast origins per "
+                                         "series (6 series x 12 points = 72 points")
+    assert all(len(m.window_scores) == 2 for m in outcome.models)
+    assert table["mase_sd"].notna().all()
+    mlp = next(m for m in outcome.models if m.name == "mlp")
+    assert np.mean(mlp.window_scores) == pytest.approx(mlp.metrics["mase"], rel=1e-9)
+    history = Tracker("it-auto").client.get_metric_history(mlp.run_id,
+                                                           "holdout_mase_by_origin")
+    assert [h.step for h in history] == [0, 1]
 
     outcome, run = _train_auto(retail_csv, time_limit=1e-6)
     assert outcome.skipped == ("linear", "mlp")
