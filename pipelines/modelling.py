@@ -73,6 +73,13 @@ class Holdout:
     test_df: pd.DataFrame  # canonical rows of the holdout, in frame order
     scale: np.ndarray  # (n_series,) seasonal naive MAE of each training span (MASE scale)
 
+    def truth_and_forecast(self, fc: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(y, yhat), each (n_series, size): the holdout's values and a holdout forecast
+        ``fc`` in the same row order (what :func:`holdout_predictions` returns)."""
+        shape = (len(self.scale), self.size)
+        return (self.test_df[Y].to_numpy(np.float64).reshape(shape),
+                fc["yhat"].to_numpy(np.float64).reshape(shape))
+
 
 @dataclass(frozen=True)
 class PreparedData:
@@ -307,9 +314,9 @@ def calibrate_on_holdout(fc: pd.DataFrame, holdout: Holdout, levels: Sequence[fl
     """Conformal table from the holdout residuals: out of sample for a model fit on the
     training span. Each origin's ``horizon`` steps are one calibration row; steps the
     holdout does not reach reuse the widest calibrated step."""
-    test, size = holdout.test_df, holdout.size
-    n = test[ID].nunique()
-    resid = (test[Y].to_numpy(np.float64) - fc["yhat"].to_numpy(np.float64)).reshape(n, size)
+    y, yhat = holdout.truth_and_forecast(fc)
+    resid, size = y - yhat, holdout.size
+    n = len(resid)
     origins = -(-size // horizon)
     padded = np.full((n, origins * horizon), np.nan)
     padded[:, :size] = resid
@@ -327,9 +334,6 @@ def window_scores(fc: pd.DataFrame, holdout: Holdout, horizon: int, metric: str
     """``metric`` of each forecast origin of the holdout (``horizon`` steps each, the last
     one possibly shorter), over every series: the holdout forecast ``fc`` scored window
     by window."""
-    test, size = holdout.test_df, holdout.size
-    n = len(holdout.scale)
-    y = test[Y].to_numpy(np.float64).reshape(n, size)
-    yhat = fc["yhat"].to_numpy(np.float64).reshape(n, size)
+    y, yhat = holdout.truth_and_forecast(fc)
     return [score(y[:, a:a + horizon], yhat[:, a:a + horizon], holdout.scale)[metric]
-            for a in range(0, size, horizon)]
+            for a in range(0, holdout.size, horizon)]
