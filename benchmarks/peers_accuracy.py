@@ -2,11 +2,15 @@
 
     $PEERS/sf/bin/python benchmarks/peers_accuracy.py sf SET [--validation]
     $PEERS/nf/bin/python benchmarks/peers_accuracy.py nf SET [--validation] [--max-steps N]
-        [--models NHITS,LSTM]
+        [--models NHITS,NBEATS,TiDE,LSTM] [--early-stop]
 
 SET is m3-monthly, m3-quarterly or taylor (the ``name:`` of the benchmark YAMLs; the horizon,
 test span, season and lookback below repeat theirs). statsforecast: SeasonalNaive, AutoETS,
-AutoTheta; neuralforecast: NHITS and LSTM with the same input length as deepcast. The test
+AutoTheta, AutoARIMA; neuralforecast: NHITS, NBEATS, TiDE, LSTM with the same input length as
+deepcast. ``--early-stop`` gives neuralforecast what deepcast has: the last horizon before
+each cut-off held out for validation (``val_size = h``, as deepcast's ``training.val_size``
+default), checked every 50 steps, stopping after 5 checks without improvement, within
+``--max-steps`` (then 1000). The test
 span is covered by ``test_size / h`` consecutive origins, models fit once before the first
 (``cross_validation(refit=False)``), as ``accuracy.py`` does for deepcast. Writes
 ``benchmarks/results/forecasts_<SET>_<lib>[_validation].parquet`` (``unique_id, ds, model,
@@ -49,11 +53,11 @@ def load(name: str, validation: bool) -> pd.DataFrame:
 
 def run_sf(df: pd.DataFrame, s: dict) -> pd.DataFrame:
     from statsforecast import StatsForecast
-    from statsforecast.models import AutoETS, AutoTheta, SeasonalNaive
+    from statsforecast.models import AutoARIMA, AutoETS, AutoTheta, SeasonalNaive
 
     out = []
     for model in (SeasonalNaive(s["season"]), AutoETS(season_length=s["season"]),
-                  AutoTheta(season_length=s["season"])):
+                  AutoTheta(season_length=s["season"]), AutoARIMA(season_length=s["season"])):
         t0 = time.perf_counter()
         sf = StatsForecast(models=[model], freq=s["freq"], n_jobs=os.cpu_count())
         cv = sf.cross_validation(df=df, h=s["h"], n_windows=s["test"] // s["h"],
@@ -65,28 +69,31 @@ def run_sf(df: pd.DataFrame, s: dict) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
-def run_nf(df: pd.DataFrame, s: dict, max_steps: int, models: str = "NHITS,LSTM"
-           ) -> pd.DataFrame:
+def run_nf(df: pd.DataFrame, s: dict, max_steps: int, models: str = "NHITS,LSTM",
+           early_stop: bool = False) -> pd.DataFrame:
     import logging
 
     from neuralforecast import NeuralForecast
-    from neuralforecast.models import LSTM, NHITS
+    from neuralforecast.models import LSTM, NBEATS, NHITS, TiDE
 
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     common = dict(h=s["h"], input_size=s["lookback"], max_steps=max_steps,
                   scaler_type="standard", random_seed=0, enable_progress_bar=False,
                   enable_model_summary=False, logger=False)
+    if early_stop:
+        common.update(early_stop_patience_steps=5, val_check_steps=50)
     out = []
-    chosen = {"NHITS": NHITS, "LSTM": LSTM}
+    chosen = {"NHITS": NHITS, "NBEATS": NBEATS, "TiDE": TiDE, "LSTM": LSTM}
     for model in (chosen[name](**common) for name in models.split(",")):
         t0 = time.perf_counter()
         nf = NeuralForecast(models=[model], freq=s["freq"])
         cv = nf.cross_validation(df=df, n_windows=s["test"] // s["h"], step_size=s["h"],
-                                 refit=False)
+                                 refit=False, val_size=s["h"] if early_stop else 0)
         name = str(model)
+        label = f"{name}-es" if early_stop else name
         out.append(cv[["unique_id", "ds", name]].rename(columns={name: "yhat"}).assign(
-            model=name, fit_s=time.perf_counter() - t0))
-        print(name, f"{time.perf_counter() - t0:.1f} s", flush=True)
+            model=label, fit_s=time.perf_counter() - t0))
+        print(label, f"{time.perf_counter() - t0:.1f} s", flush=True)
     return pd.concat(out, ignore_index=True)
 
 
@@ -95,16 +102,22 @@ def main() -> None:
     ap.add_argument("lib", choices=("sf", "nf"))
     ap.add_argument("set", choices=sorted(SETS))
     ap.add_argument("--validation", action="store_true")
-    ap.add_argument("--max-steps", type=int, default=500)
+    ap.add_argument("--max-steps", type=int, default=None,
+                    help="neuralforecast steps (default 500; 1000 with --early-stop)")
     ap.add_argument("--models", default="NHITS,LSTM", help="neuralforecast models to run")
+    ap.add_argument("--early-stop", action="store_true",
+                    help="neuralforecast: validation on the last h points, early stopping")
     args = ap.parse_args()
     s = SETS[args.set]
     df = load(args.set, args.validation)
-    fc = run_sf(df, s) if args.lib == "sf" else run_nf(df, s, args.max_steps, args.models)
+    steps = args.max_steps or (1000 if args.early_stop else 500)
+    fc = (run_sf(df, s) if args.lib == "sf"
+          else run_nf(df, s, steps, args.models, args.early_stop))
     fc["unique_id"] = fc["unique_id"].astype(str)
     RESULTS.mkdir(parents=True, exist_ok=True)
     lib = "statsforecast" if args.lib == "sf" else "neuralforecast"
-    path = RESULTS / f"forecasts_{args.set}_{lib}{'_validation' if args.validation else ''}.parquet"
+    suffix = ("_es" if args.early_stop else "") + ("_validation" if args.validation else "")
+    path = RESULTS / f"forecasts_{args.set}_{lib}{suffix}.parquet"
     fc.to_parquet(path, index=False)
     print("->", path)
 

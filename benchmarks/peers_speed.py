@@ -33,7 +33,7 @@ QUIET = dict(enable_progress_bar=False, enable_model_summary=False, logger=False
 def build(model: str, steps: int, **extra):
     """neuralforecast's equivalent of deepcast's benchmark model, ``steps`` training steps
     of 256 windows each."""
-    from neuralforecast.models import LSTM, MLP, PatchTST
+    from neuralforecast.models import LSTM, MLP, NBEATS, NHITS, PatchTST, TiDE
 
     common = dict(h=H, input_size=L, max_steps=steps, windows_batch_size=BATCH,
                   scaler_type="standard", val_check_steps=10**6, **QUIET, **extra)
@@ -42,6 +42,8 @@ def build(model: str, steps: int, **extra):
                     decoder_layers=1, **common)
     if model == "mlp":
         return MLP(num_layers=2, hidden_size=512, **common)
+    if model in ("nhits", "nbeats", "tide"):  # both libraries' defaults, which match
+        return {"nhits": NHITS, "nbeats": NBEATS, "tide": TiDE}[model](**common)
     return PatchTST(patch_len=16, stride=8, hidden_size=64, n_heads=4, encoder_layers=2,
                     linear_hidden_size=128, **common)
 

@@ -158,6 +158,8 @@ def worker_train(model: str, n_series: int, length: int, epochs: int) -> dict:
 
     family, options = {"lstm": ("lstm", {"units": 64}),
                        "mlp": ("mlp", {"hidden_size": 512, "layers": 2}),
+                       # the zoo families at their defaults (neuralforecast's, same sizes)
+                       "nhits": ("nhits", {}), "nbeats": ("nbeats", {}), "tide": ("tide", {}),
                        "transformer": ("transformer", {"d_model": 64, "heads": 4, "layers": 2,
                                                        "ff_dim": 128, "patch_len": 16,
                                                        "stride": 8})}[model]

@@ -59,6 +59,19 @@ class InputSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "cardinalities", tuple(int(c) for c in self.cardinalities))
 
+    def restricted(self, kinds: frozenset[str]) -> InputSpec:
+        """The inputs of the covariate ``kinds`` a family uses ("static", "past", "future");
+        the others are left out of its network (and so never fed to it)."""
+        static = "static" in kinds
+        return InputSpec(
+            n_past=self.n_past if "past" in kinds else 0,
+            n_future=self.n_future if "future" in kinds else 0,
+            n_static=self.n_static if static else 0,
+            cardinalities=self.cardinalities if static else (),
+            embedding_dim=self.embedding_dim,
+            n_series=self.n_series if static else 0,
+            id_embedding=self.id_embedding if static else 0)
+
     @property
     def any(self) -> bool:
         return bool(self.n_past or self.n_future or self.n_static or self.cardinalities
@@ -124,6 +137,7 @@ class Forecaster(ABC):
     def __post_init__(self) -> None:
         # validated and defaults filled in once, so saved options are complete
         self.options = self.Options.model_validate(self.options).model_dump(mode="json")
+        self.inputs = self.inputs.restricted(self.covariates)
 
     @property
     def quantiles(self) -> tuple[float, ...]:

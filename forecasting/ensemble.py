@@ -53,9 +53,9 @@ class EnsembleForecaster(Forecaster):
     members: list[Forecaster]
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if not hasattr(self, "members"):
             self.members = []
+        super().__post_init__()
 
     @property
     def covariates(self) -> frozenset[str]:  # type: ignore[override]

@@ -16,6 +16,7 @@ import pandas as pd
 from deepcast.features.schema import DS, ID, Y
 from deepcast.features.windows import panel_from_frame
 from deepcast.forecasting import metrics
+from deepcast.forecasting.keras_model import quantile_column
 
 PredictFn = Callable[[pd.DataFrame], pd.DataFrame]
 
@@ -57,7 +58,7 @@ def forecast_origins(predict: PredictFn, df: pd.DataFrame, test_size: int,
                      ) -> pd.DataFrame:
     """:func:`holdout_forecast` with the rows located already: ``pos_from_end`` (each row's
     position counted from its series' end, 0 = last) and ``keys`` (``unique_id, ds`` of the
-    holdout rows, in frame order)."""
+    holdout rows, in frame order). A quantile model's ``yhat_q..`` columns are kept."""
     n_series = int(np.count_nonzero(pos_from_end == 0))
     parts, cut = [], test_size
     while cut > 0:
@@ -67,7 +68,7 @@ def forecast_origins(predict: PredictFn, df: pd.DataFrame, test_size: int,
         steps = len(fc) // max(n_series, 1)
         if steps < 1:
             raise ValueError("the model returned no forecast rows")
-        parts.append(fc[[ID, DS, "yhat"]])
+        parts.append(fc[[ID, DS, "yhat", *(c for c in fc.columns if c.startswith("yhat_q"))]])
         cut -= steps
     fc = pd.concat(parts, ignore_index=True)
     fc = fc.astype({DS: keys[DS].dtype})
@@ -88,7 +89,9 @@ def score_test(forecast: pd.DataFrame, test: pd.DataFrame, scale: np.ndarray, te
     """:func:`score_holdout` of an already split holdout: ``test`` holds the last
     ``test_size`` rows of every series, ``scale`` each series' MASE scale (its training
     span's seasonal naive MAE)."""
-    joined = test.merge(forecast[[ID, DS, "yhat"]], on=[ID, DS], how="left")
+    levels = quantile_levels(forecast)
+    q_cols = [quantile_column(q) for q in levels]
+    joined = test.merge(forecast[[ID, DS, "yhat", *q_cols]], on=[ID, DS], how="left")
     n = joined[ID].nunique()
     y = joined[Y].to_numpy(dtype=np.float64).reshape(n, test_size)
     yhat = joined["yhat"].to_numpy(dtype=np.float64).reshape(n, test_size)
@@ -99,4 +102,17 @@ def score_test(forecast: pd.DataFrame, test: pd.DataFrame, scale: np.ndarray, te
         "smape": metrics.smape(y, yhat),
         "mase": metrics.mase(y, yhat, scale),
     })
-    return metrics.score(y, yhat, scale), per_series
+    scores = metrics.score(y, yhat, scale)
+    if levels:  # a quantile model: its quantiles scored too
+        q = joined[q_cols].to_numpy(np.float64).reshape(n, test_size, len(levels))
+        for name, v in metrics.quantile_scores(y, q, levels, scale).items():
+            per_series[name] = v
+            scores[name] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+        scores["wql"] = metrics.wql(y, q, levels)
+    return scores, per_series
+
+
+def quantile_levels(forecast: pd.DataFrame) -> tuple[float, ...]:
+    """The quantile levels whose ``yhat_q..`` columns ``forecast`` holds, ascending."""
+    found = [c for c in forecast.columns if c.startswith("yhat_q")]
+    return tuple(sorted(float(c.removeprefix("yhat_q")) / 100 for c in found))

@@ -11,7 +11,7 @@ is ``training.py``'s job.
 from __future__ import annotations
 
 import zipfile
-from abc import abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,6 +68,36 @@ class HiddenNormOptions(KerasOptions):
     )
 
 
+@dataclass
+class NetworkInputs:
+    """The tensors a family's network is built from (inside the instance norm)."""
+
+    values: Any  # (batch, lookback, 1): the target history, NaN padding set to 0
+    mask: Any  # (batch, lookback, 1): 1 where the history was observed
+    past: Any  # (batch, lookback, n_past) past covariates, or None
+    future_history: Any  # (batch, lookback, n_future) future covariates' known past, or None
+    future: Any  # (batch, horizon, n_future) future covariates over the horizon, or None
+    static: list  # (batch, k) each: numeric statics, categorical and series-ID embeddings
+
+    @property
+    def channels(self) -> list:
+        """The covariate channels of the lookback (past, then future covariates' past)."""
+        return [c for c in (self.past, self.future_history) if c is not None]
+
+    @property
+    def history(self) -> list:
+        """Every per-step channel of the lookback, target and mask first."""
+        return [self.values, self.mask, *self.channels]
+
+    def flat_extras(self) -> list:
+        """The inputs outside the lookback, flattened: future horizon, then statics."""
+        import keras
+
+        future = ([keras.layers.Flatten(name="future_flat")(self.future)]
+                  if self.future is not None else [])
+        return future + self.static
+
+
 def quantile_column(q: float) -> str:
     """Forecast column of quantile ``q``: 0.1 -> yhat_q10, 0.025 -> yhat_q2.5."""
     return f"yhat_q{100 * q:g}"
@@ -81,10 +111,25 @@ class KerasForecaster(Forecaster):
     Options = KerasOptions
     model: Any = None
 
-    @abstractmethod
     def network(self, x):
         """The family's layers: (batch, lookback, channels) -> (batch, features) tensor; the
-        shared head maps the features to every horizon step (and quantile)."""
+        shared head maps the features to every horizon step (and quantile). A family that
+        maps its inputs to the forecast itself overrides :meth:`forward` instead."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither network nor forward")
+
+    def forward(self, parts: NetworkInputs):
+        """Inputs to the (normalised) forecast: the history channels through
+        :meth:`network`, the horizon's future covariates and the statics joined after it,
+        then the shared head. Families whose paper wires covariates differently (N-HiTS,
+        TiDE, TSMixer) override this and end with :meth:`finish`."""
+        import keras
+
+        h = keras.layers.Concatenate(axis=-1, name="channels")(parts.history)
+        z = self.network(h)
+        extras = parts.flat_extras()
+        if extras:
+            z = keras.layers.Concatenate(axis=-1, name="features")([z, *extras])
+        return self._head(z)
 
     # -- helpers families use -------------------------------------------------------
     def normalization(self, name: str):
@@ -130,61 +175,67 @@ class KerasForecaster(Forecaster):
         norm = self.options.get("instance_norm", True)
         if norm:
             values, loc, scale = InstanceNorm(name="instance_norm", **F32)([values, mask])
-        channels, extras = self._covariate_inputs(inputs)
-        h = keras.layers.Concatenate(axis=-1, name="channels")([values, mask, *channels])
-        z = self.network(h)
-        if extras:
-            z = keras.layers.Concatenate(axis=-1, name="features")([z, *extras])
-        out = self._head(z)
+        out = self.forward(self._covariate_inputs(inputs, values, mask))
         if norm:
             out = InstanceDenorm(name="instance_denorm", **F32)([out, loc, scale])
         return keras.Model(inputs, out, name=f"{self.family}_{self.name}")
 
-    def _covariate_inputs(self, inputs: dict[str, Any]) -> tuple[list, list]:
+    def _covariate_inputs(self, inputs: dict[str, Any], values, mask) -> NetworkInputs:
         """Add the covariate inputs of :attr:`inputs` (the InputSpec) to ``inputs``; return
-        (extra channels of the history, features joined after the network)."""
+        every tensor a family's :meth:`forward` may use."""
         import keras
 
         from deepcast.forecasting.layers import CategoricalEmbeddings
 
         L, H, i = self.spec.lookback, self.spec.horizon, self.inputs
-        channels, extras = [], []
+        static, past, future_history, future = [], None, None, None
         if i.n_past:
-            inputs["past"] = keras.Input((L, i.n_past), name="past")
-            channels.append(inputs["past"])
+            past = inputs["past"] = keras.Input((L, i.n_past), name="past")
         if i.n_future:
             inputs["future"] = keras.Input((L + H, i.n_future), name="future")
-            channels.append(keras.layers.Cropping1D((0, H), name="future_lookback")(
-                inputs["future"]))
-            ahead = keras.layers.Cropping1D((L, 0), name="future_horizon")(inputs["future"])
-            extras.append(keras.layers.Flatten(name="future_flat")(ahead))
+            future_history = keras.layers.Cropping1D((0, H), name="future_lookback")(
+                inputs["future"])
+            future = keras.layers.Cropping1D((L, 0), name="future_horizon")(inputs["future"])
         if i.n_static:
             inputs["static"] = keras.Input((i.n_static,), name="static")
-            extras.append(inputs["static"])
+            static.append(inputs["static"])
         if i.cardinalities:
             inputs["static_cat"] = keras.Input((len(i.cardinalities),), dtype="int32",
                                                name="static_cat")
-            extras.append(CategoricalEmbeddings(i.cardinalities, i.embedding_dim,
+            static.append(CategoricalEmbeddings(i.cardinalities, i.embedding_dim,
                                                 name="static_embeddings")(inputs["static_cat"]))
         if i.n_series and i.id_embedding:
             inputs["series"] = keras.Input((), dtype="int32", name="series")
-            extras.append(keras.layers.Embedding(i.n_series, i.id_embedding,
+            static.append(keras.layers.Embedding(i.n_series, i.id_embedding,
                                                  name="series_embedding")(inputs["series"]))
-        return channels, extras
+        return NetworkInputs(values, mask, past, future_history, future, static)
+
+    @property
+    def n_outputs(self) -> int:
+        """Values per horizon step: one per quantile, else one."""
+        return max(len(self.quantiles), 1)
 
     def _head(self, z):
         """The direct multi-horizon head: (batch, horizon), or monotone quantiles
         (batch, horizon, n_quantiles)."""
         import keras
 
+        out = keras.layers.Dense(self.spec.horizon * self.n_outputs, name="head", **F32)(z)
+        return self.finish(keras.layers.Reshape((self.spec.horizon, self.n_outputs),
+                                                name="quantiles", **F32)(out)
+                           if self.quantiles else out)
+
+    def finish(self, y):
+        """A forecast of (batch, horizon, n_outputs) or (batch, horizon) as the model's
+        output: (batch, horizon) for a point model, sorted quantiles otherwise."""
+        import keras
+
         from deepcast.forecasting.layers import SortQuantiles
 
-        H, n_q = self.spec.horizon, len(self.quantiles)
-        out = keras.layers.Dense(H * max(n_q, 1), name="head", **F32)(z)
-        if n_q:
-            out = keras.layers.Reshape((H, n_q), name="quantiles", **F32)(out)
-            out = SortQuantiles(name="monotone", **F32)(out)
-        return out
+        if not self.quantiles:
+            return (keras.layers.Reshape((self.spec.horizon,), name="point", **F32)(y)
+                    if len(y.shape) == 3 else y)
+        return SortQuantiles(name="monotone", **F32)(y)
 
     def fit(self, data: TrainingData, settings: TrainSettings,
             on_epoch: EpochHook | None = None, checkpoint_dir: str | Path | None = None
@@ -229,4 +280,4 @@ class KerasForecaster(Forecaster):
         self.model = keras.saving.load_model(file, safe_mode=True, compile=False)
 
 
-__all__ = ["KerasForecaster", "KerasOptions", "quantile_column"]
+__all__ = ["KerasForecaster", "KerasOptions", "NetworkInputs", "quantile_column"]

@@ -7,6 +7,7 @@ Every class here has ``get_config`` for its constructor arguments and is round-t
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 PACKAGE = "deepcast"
@@ -169,8 +170,6 @@ class PositionalEncoding(keras.layers.Layer):
             self.table = self.add_weight(shape=(tokens, d_model), name="table",
                                          initializer=keras.initializers.RandomNormal(0.0, 0.02))
         else:
-            import numpy as np
-
             pos = np.arange(tokens)[:, None]
             rate = 1.0 / np.power(10000.0, (2 * (np.arange(d_model) // 2)) / d_model)
             angle = pos * rate[None, :]
@@ -182,3 +181,51 @@ class PositionalEncoding(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "kind": self.kind}
+
+
+def basis_matrix(kind: str, length: int, size: int, horizon: int) -> np.ndarray:
+    """(length, k) fixed basis of N-HiTS / N-BEATS blocks, mapping k coefficients to
+    ``length`` steps. ``interpolate``: linear interpolation from ``size`` knots (as torch's
+    ``interpolate(mode='linear')``); ``trend``: polynomials of degree < ``size`` in t/length;
+    ``seasonality`` / ``seasonality_backcast``: cos and sin of ``size`` harmonics per
+    horizon (Oreshkin et al. 2020; the backcast runs backwards in time over the lookback)."""
+    t = np.arange(length, dtype=np.float64)
+    if kind == "interpolate":
+        pos = np.clip((t + 0.5) * size / length - 0.5, 0, size - 1)
+        lo = np.floor(pos).astype(int)
+        hi, w = np.minimum(lo + 1, size - 1), pos - np.floor(pos)
+        m = np.zeros((length, size))
+        np.add.at(m, (np.arange(length), lo), 1 - w)
+        np.add.at(m, (np.arange(length), hi), w)
+        return m
+    if kind == "trend":
+        return np.power((t / length)[:, None], np.arange(size)[None, :])
+    if kind in ("seasonality", "seasonality_backcast"):
+        freq = np.append(0.0, np.arange(size, size / 2 * horizon) / size)[None, :]
+        sign = -1.0 if kind == "seasonality_backcast" else 1.0
+        grid = sign * 2 * np.pi * (t[:, None] / horizon) * freq
+        return np.concatenate([np.cos(grid), np.sin(grid)], axis=1)
+    raise ValueError(f"unknown basis {kind!r}")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Basis(keras.layers.Layer):
+    """Expand coefficients (batch, k) or (batch, k, outputs) on a fixed
+    :func:`basis_matrix` to (batch, length) or (batch, length, outputs); not trained."""
+
+    def __init__(self, kind: str, length: int, size: int, horizon: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.kind, self.length = kind, int(length)
+        self.size, self.horizon = int(size), int(horizon)
+        self.matrix = basis_matrix(kind, self.length, self.size, self.horizon).astype("float32")
+
+    def call(self, theta):
+        m = ops.cast(ops.convert_to_tensor(self.matrix), theta.dtype)
+        return ops.einsum("lk,bk...->bl...", m, theta)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.length, *input_shape[2:])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "kind": self.kind, "length": self.length,
+                "size": self.size, "horizon": self.horizon}

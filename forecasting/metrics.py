@@ -56,6 +56,35 @@ def pinball(y: np.ndarray, q_pred: np.ndarray, levels) -> np.ndarray:
     return np.nanmean(np.maximum(q * err, (q - 1.0) * err), axis=(-2, -1))
 
 
+def crps(y: np.ndarray, q_pred: np.ndarray, levels) -> np.ndarray:
+    """CRPS approximated from quantiles: twice the mean pinball loss over the levels (the
+    quantile decomposition of the CRPS, as GluonTS's mean weighted quantile loss)."""
+    return 2.0 * pinball(y, q_pred, levels)
+
+
+def wql(y: np.ndarray, q_pred: np.ndarray, levels) -> float:
+    """Weighted quantile loss over every point (GluonTS, AutoGluon-TimeSeries): per level,
+    the summed 2 x pinball loss over the summed |y|, then the mean over the levels."""
+    q = np.asarray(levels, dtype=np.float64)
+    err = y[..., None] - q_pred
+    loss = 2.0 * np.maximum(q * err, (q - 1.0) * err)
+    ok = np.isfinite(loss).all(axis=-1)
+    den = np.abs(y)[ok].sum()
+    return float(loss[ok].sum(axis=0).mean() / den) if den > 0 else float("nan")
+
+
+def quantile_scores(y: np.ndarray, q_pred: np.ndarray, levels, scale: np.ndarray
+                    ) -> dict[str, np.ndarray]:
+    """Per-series scores of a quantile forecast ``q_pred`` (..., h, n_levels): pinball and
+    CRPS scaled by the MASE scale, and the coverage of the outer levels' band."""
+    safe = np.where(np.asarray(scale) > 0, scale, np.nan)
+    lo, hi = levels[0], levels[-1]
+    return {"scaled_pinball": pinball(y, q_pred, levels) / safe,
+            "scaled_crps": crps(y, q_pred, levels) / safe,
+            f"coverage_q{100 * lo:g}_q{100 * hi:g}": coverage(y, q_pred[..., 0],
+                                                             q_pred[..., -1])}
+
+
 def coverage(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Share of points inside [lo, hi]."""
     inside = ((y >= lo) & (y <= hi)).astype(np.float64)

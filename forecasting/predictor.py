@@ -129,12 +129,11 @@ class Predictor:
                 "data.short_series: pad",
             )
         L, H = self.lookback, self.horizon
-        loc, scale = self.scaler.params_for(panel)  # once: transform and inverse share them
+        params = self.scaler.params_for(panel)  # once: transform and inverse share them
         # only the last L points reach the model: scale and encode those, not the history
         rows, tail_offsets = panel.tail_positions(L)
         recent = Panel(panel.ids, panel.values[rows], tail_offsets, panel.last_ds)
-        scaled = recent.with_values((recent.values - np.repeat(loc, recent.lengths))
-                                    / np.repeat(scale, recent.lengths))
+        scaled = recent.with_values(params.apply(recent.values, recent.lengths))
         pads = np.maximum(L - recent.lengths, 0)
         padded = pad_panel(scaled, pads) if pads.any() else scaled
         dates = future_index(panel.last_ds, self.columns.freq, H)
@@ -146,9 +145,7 @@ class Predictor:
             ahead = check_future(future_rows, panel.ids, dates, self.encoder.spec.future, H)
             block = self.encoder.future_values(ahead).reshape(panel.n_series, H, -1)
             covariates["future"] = np.concatenate([covariates["future"], block], axis=1)
-        raw = self.forecaster.predict(x, covariates)
-        shape = (-1,) + (1,) * (raw.ndim - 1)
-        yhat = raw * scale.reshape(shape) + loc.reshape(shape)
+        yhat = params.invert(self.forecaster.predict(x, covariates))
         levels = self.forecaster.quantiles
         point = yhat[..., levels.index(0.5)] if levels else yhat
         out = {ID: np.repeat(panel.ids, H), DS: dates, **_value_columns(yhat, levels)}

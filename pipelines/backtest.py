@@ -8,11 +8,12 @@ fit for cut-off ``c`` sees every point before ``c`` (``window: sliding``: the la
 ``refit: false`` one fit serves every window and all windows are predicted in one batched
 call; ``refit: k`` refits every ``k`` windows.
 
-Scores per model x cut-off x series (MAE, RMSE, MAPE, sMAPE, MASE, RMSSE; pinball and 80 %
-coverage for quantile models; conformal coverage for windows after the first) and their
-means, with skill against seasonal naive on the same cut-offs. The ``ensemble:`` entries
-are scored on the same cut-offs from their members' fits (``backtest_ensembles.py``); the
-fits themselves are ``backtest_fits.py``'s.
+Scores per model x cut-off x series (MAE, RMSE, MAPE, sMAPE, MASE, RMSSE; for quantile
+models scaled pinball loss and CRPS, coverage of the outer quantiles' band and the weighted
+quantile loss; conformal coverage for windows after the first) and their means, with skill
+against seasonal naive on the same cut-offs. The ``ensemble:`` entries are scored on the
+same cut-offs from their members' fits (``backtest_ensembles.py``); the fits themselves are
+``backtest_fits.py``'s.
 """
 
 from __future__ import annotations
@@ -168,11 +169,7 @@ def score_windows(fc: pd.DataFrame, ids: np.ndarray, scale: np.ndarray, sq_scale
     if quantiles:
         q = np.stack([fc[quantile_column(x)].to_numpy(np.float64) for x in quantiles],
                      axis=-1).reshape(n, k, horizon, len(quantiles))
-        safe = np.where(scale > 0, scale, np.nan)
-        per["scaled_pinball"] = metrics.pinball(y, q, quantiles) / safe
-        lo, hi = quantiles[0], quantiles[-1]
-        per[f"coverage_q{100 * lo:g}_q{100 * hi:g}"] = metrics.coverage(
-            y, q[..., 0], q[..., -1])
+        per |= metrics.quantile_scores(y, q, quantiles, scale)
     for level in levels:  # conformal: window j calibrated on windows < j only
         cover = np.full((n, k), np.nan)
         for j in range(1, k):
@@ -188,6 +185,8 @@ def score_windows(fc: pd.DataFrame, ids: np.ndarray, scale: np.ndarray, sq_scale
                           **{name: v.reshape(-1) for name, v in per.items()}})
     means = {name: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
              for name, v in per.items()}
+    if quantiles:  # a ratio of sums over every point, not a mean over series
+        means["wql"] = metrics.wql(y, q, quantiles)
     return table, means
 
 
@@ -214,8 +213,8 @@ def log_backtest(result: BacktestResult, cfg: PipelineConfig, tracker: Tracker) 
 def summary_records(result: BacktestResult) -> list[dict[str, Any]]:
     """The summary table as plain records (for the CLI and ``--json``)."""
     cols = ["model", "type", *METRICS, f"skill_{result.metric}", "fits", "seconds"]
-    extra = [c for c in result.summary.columns if c.startswith(("scaled_pinball", "coverage",
-                                                                "conformal"))]
+    extra = [c for c in result.summary.columns
+             if c.startswith(("scaled_pinball", "scaled_crps", "wql", "coverage", "conformal"))]
     return result.summary[cols + extra].to_dict(orient="records")
 
 

@@ -181,7 +181,7 @@ def prepare(df: pd.DataFrame, cfg: PipelineConfig, holdout: int | None = None
     panel = panel_from_frame(df)
     test_size = cfg.evaluation.test_size if holdout is None else holdout
     f, d = cfg.features, cfg.data
-    scaler = SeriesScaler(f.scaler).fit(panel, panel.lengths - test_size)
+    scaler = SeriesScaler(f.scaler, f.target_transform).fit(panel, panel.lengths - test_size)
     pads = np.zeros(panel.n_series, dtype=np.int64)
     if d.short_series == "pad":
         pads[panel.lengths < cfg.lengths.with_holdout(test_size).full] = f.lookback - 1

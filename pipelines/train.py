@@ -80,6 +80,11 @@ class TrainOutcome:
                  f"{self.metric}_sd": _spread(m.window_scores),
                  "epochs": m.epochs, "converged": m.converged,
                  "fit_s": round(m.fit_seconds, 2)} for m in self.models]
+        # quantile models' scores, when there are any (others get an empty cell)
+        extra = dict.fromkeys(k for m in self.models for k in m.metrics
+                              if k.startswith(("scaled_crps", "wql", "coverage_q")))
+        for row, m in zip(rows, self.models, strict=True):
+            row.update({k: m.metrics.get(k) for k in extra})
         return pd.DataFrame(rows)
 
     def notes(self) -> list[str]:

@@ -10,8 +10,12 @@ from deepcast.forecasting.models import (  # noqa: F401
     linear,
     lstm,
     mlp,
+    nbeats,
+    nhits,
     rnn,
+    tide,
     transformer,
+    tsmixer,
 )
 from deepcast.forecasting.registry import build_forecaster, families, load_forecaster
 

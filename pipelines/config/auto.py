@@ -33,6 +33,7 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
         {"type": "drift"},
         {"type": "linear"},
         {"type": "mlp"},
+        {"type": "nhits"},
     ],
     "best": [
         {"type": "naive"},
@@ -42,9 +43,13 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
         {"type": "mlp"},
         {"type": "mlp", "name": "mlp_deep", "hidden_size": 512, "layers": 3,
          "dropout": 0.1},
+        {"type": "nhits"},
+        {"type": "nbeats"},
+        {"type": "tsmixer"},
         {"type": "cnn"},
         {"type": "gru"},
         {"type": "transformer"},
+        {"type": "tide"},
     ],
 }
 
@@ -53,9 +58,10 @@ class AutoConfig(_Strict):
     """What ``models: auto`` trains (the ``auto:`` section)."""
 
     preset: Literal["fast", "best"] = Field(
-        "fast", description="fast: baselines (naive, seasonal naive, drift), DLinear and "
-        "an MLP; best: those plus a deeper MLP, a CNN, a GRU and a transformer. Either way "
-        "a greedy ensemble `auto` of all of them is scored beside them.")
+        "fast", description="fast: baselines (naive, seasonal naive, drift), DLinear, an MLP "
+        "and N-HiTS; best: those plus a deeper MLP, N-BEATS, TSMixer, a CNN, a GRU, a "
+        "transformer and TiDE. Either way a greedy ensemble `auto` of all of them is scored "
+        "beside them.")
     time_limit: float | None = Field(
         None, gt=0, description="Seconds of training: once spent, models not yet started "
         "are skipped (the baselines always run) and named in the train output. Checked "

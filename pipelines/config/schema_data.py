@@ -141,6 +141,11 @@ class FeaturesConfig(_Strict):
     scaler: Literal["standard", "none"] = Field(
         "standard", description="Per-series scaling fit on the training span only."
     )
+    target_transform: Literal["none", "log1p", "boxcox"] = Field(
+        "none", description="Transform of y before the scaling, undone on every forecast "
+        "column (quantiles and intervals too): log1p (y > -1; counts, sales, growth) or "
+        "boxcox (y > 0; one lambda per series fit on the training span by maximum "
+        "likelihood, clipped to [-1, 2]).")
     calendar: Literal["auto", "none"] | list[Literal[tuple(CALENDAR)]] = Field(  # type: ignore[valid-type]
         "auto", description="Calendar features of datetime `ds` used as future covariates "
         "(sin/cos of the position in the cycle): 'auto' picks them from freq (hourly: hour, "

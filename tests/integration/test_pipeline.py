@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 
@@ -97,7 +98,11 @@ def test_quantile_champion_writes_quantile_columns(prefect_harness, store, tmp_p
     pipeline = write_pipeline(tmp_path, retail_csv, name="it-quantiles", models=[
         {"type": "mlp", "hidden_size": 16, "quantiles": [0.1, 0.9]}],
         evaluation={"test_size": 12, "metric": "mase", "conformal": [80]})
-    train_pipeline(pipeline=str(pipeline))
+    trained = train_pipeline(pipeline=str(pipeline))
+    row = next(r for r in trained.table if r["model"] == "mlp")  # quantiles scored too
+    assert 0 < row["wql"] < 1 and row["scaled_crps"] > 0 and 0 <= row["coverage_q10_q90"] <= 1
+    runs = mlflow.search_runs(experiment_names=["it-quantiles"])
+    assert runs["metrics.holdout_wql"].dropna().between(0, 1).any()  # on the model's run
     out = tmp_path / "q.parquet"
     batch_forecast(pipeline=str(pipeline), output=str(out), model="challenger")
     fc = pd.read_parquet(out)

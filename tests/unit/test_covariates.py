@@ -121,7 +121,7 @@ def _tiny(n_series=3, n=60, seed=0):
     return pd.concat(rows, ignore_index=True)
 
 
-def _fit_with_covariates(df, spec, family="mlp", pad=0):
+def _fit_with_covariates(df, spec, family="mlp", pad=0, options=None):
     panel = panel_from_frame(df[["unique_id", "ds", "y"]])
     scaler = SeriesScaler().fit(panel)
     pads = np.full(panel.n_series, pad)
@@ -135,8 +135,9 @@ def _fit_with_covariates(df, spec, family="mlp", pad=0):
                        cardinalities=tuple(enc.cardinalities), embedding_dim=2,
                        n_series=len(enc.ids) + 1 if spec.id_embedding else 0,
                        id_embedding=spec.id_embedding)
-    f = build_forecaster(family, family, WindowSpec(12, 4, 12), {"hidden_size": 8}
-                         if family == "mlp" else {"units": 4}, inputs)
+    if options is None:
+        options = {"hidden_size": 8} if family == "mlp" else {"units": 4}
+    f = build_forecaster(family, family, WindowSpec(12, 4, 12), options, inputs)
     f.fit(TrainingData(scaled.values, starts, starts[:0], cov, scaled.offsets),
           TrainSettings(max_epochs=2, batch_size=32))
     return Predictor(f, scaler, ColumnSpec(freq=1), enc, min_history=1)

@@ -61,3 +61,10 @@ def test_mape_skips_zeros_rmsse_pinball_coverage_by_hand():
     assert metrics.coverage(y, q[..., 0], q[..., 1])[0] == pytest.approx(1.0)  # bounds count
     # shifted up by 0.5: [0.5, 2.5], [0.5, 2.5], [4.5, 6.5] hold only y = 2
     assert metrics.coverage(y, q[..., 0] + 0.5, q[..., 1] + 0.5)[0] == pytest.approx(1 / 3)
+    # CRPS from quantiles: twice the mean pinball loss
+    assert metrics.crps(y, q, [0.1, 0.9])[0] == pytest.approx(0.2)
+    # WQL: per level 2 x summed pinball (0.4 and 0.8), mean 0.6, over sum |y| = 6
+    assert metrics.wql(y, q, [0.1, 0.9]) == pytest.approx(0.1)
+    scores = metrics.quantile_scores(y, q, [0.1, 0.9], np.array([0.5]))
+    assert scores["scaled_crps"][0] == pytest.approx(0.4)
+    assert scores["coverage_q10_q90"][0] == pytest.approx(1.0)

@@ -13,7 +13,8 @@ SPEC = WindowSpec(24, 6, 12)
 SMALL = {"lstm": {"units": 4}, "gru": {"units": 4}, "rnn": {"units": 4},
          "mlp": {"hidden_size": 16}, "cnn": {"filters": 4},
          "transformer": {"d_model": 8, "heads": 2, "ff_dim": 8, "layers": 1},
-         "linear": {}}
+         "linear": {}, "nhits": {"hidden_size": 16}, "tide": {"hidden_size": 16},
+         "nbeats": {"hidden_size": 16}, "tsmixer": {"ff_dim": 8}}
 
 
 def test_baselines_by_hand():

@@ -53,7 +53,8 @@ def test_unseen_series_falls_back_to_own_history():
     new = panel_from_frame(pd.DataFrame({"unique_id": ["a"] * 3 + ["zz"] * 2,
                                          "ds": [0, 1, 2, 0, 1],
                                          "y": [1.0, 2.0, 3.0, 100.0, 300.0]}))
-    loc, scale = s.params_for(new)
+    params = s.params_for(new)
+    loc, scale = params.loc, params.scale
     assert loc[0] == pytest.approx(2.0)
     assert (loc[1], scale[1]) == pytest.approx((200.0, 100.0))
     assert s.unseen(new.ids) == ["zz"]
