@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from deepcast.features.errors import RunFailed
 from deepcast.forecasting.base import (
@@ -45,8 +45,24 @@ class KerasOptions(FamilyOptions):
         None, description="Quantile levels, e.g. [0.1, 0.5, 0.9]: trains a pinball-loss head; "
         "the forecast gains yhat_q10 ... columns and yhat is the median (0.5 is added).",
     )
+    distribution: Literal["normal", "studentt"] | None = Field(
+        None, description="A distribution head: the network emits the distribution's "
+        "parameters per step and is trained on their negative log-likelihood; the forecast "
+        "gains the quantiles `distribution_quantiles` of it and yhat is its median. "
+        "normal, or studentt (heavy tails). Not with `quantiles`.")
+    distribution_quantiles: list[float] = Field(
+        [0.1, 0.9], validate_default=True,
+        description="Quantile levels a distribution head writes (0.5 is added).")
 
-    @field_validator("quantiles")
+    @model_validator(mode="after")
+    def _one_probabilistic_head(self) -> KerasOptions:
+        if self.quantiles and self.distribution:
+            raise ValueError("quantiles (a pinball-loss head) and distribution (a likelihood "
+                             "head) exclude each other: keep one; a distribution head's "
+                             "levels are set with distribution_quantiles")
+        return self
+
+    @field_validator("quantiles", "distribution_quantiles")
     @classmethod
     def _check_quantiles(cls, v: list[float] | None) -> list[float] | None:
         if v is None:
@@ -177,7 +193,8 @@ class KerasForecaster(Forecaster):
             values, loc, scale = InstanceNorm(name="instance_norm", **F32)([values, mask])
         out = self.forward(self._covariate_inputs(inputs, values, mask))
         if norm:
-            out = InstanceDenorm(name="instance_denorm", **F32)([out, loc, scale])
+            kind = "location_scale" if self.distribution else "values"
+            out = InstanceDenorm(kind, name="instance_denorm", **F32)([out, loc, scale])
         return keras.Model(inputs, out, name=f"{self.family}_{self.name}")
 
     def _covariate_inputs(self, inputs: dict[str, Any], values, mask) -> NetworkInputs:
@@ -211,8 +228,24 @@ class KerasForecaster(Forecaster):
         return NetworkInputs(values, mask, past, future_history, future, static)
 
     @property
+    def distribution(self) -> str | None:
+        """The distribution head's family, or None."""
+        return self.options.get("distribution")
+
+    @property
+    def quantiles(self) -> tuple[float, ...]:
+        """Quantile levels forecast: the quantile head's, or the distribution head's."""
+        if self.distribution:
+            return tuple(self.options["distribution_quantiles"])
+        return super().quantiles
+
+    @property
     def n_outputs(self) -> int:
-        """Values per horizon step: one per quantile, else one."""
+        """Values per horizon step: one per quantile, a distribution's parameters, else one."""
+        if self.distribution:
+            from deepcast.forecasting.distributions import N_PARAMS
+
+            return N_PARAMS[self.distribution]
         return max(len(self.quantiles), 1)
 
     def _head(self, z):
@@ -232,6 +265,10 @@ class KerasForecaster(Forecaster):
 
         from deepcast.forecasting.layers import SortQuantiles
 
+        if self.distribution:
+            from deepcast.forecasting.distributions import DistributionParams
+
+            return DistributionParams(self.distribution, name="distribution", **F32)(y)
         if not self.quantiles:
             return (keras.layers.Reshape((self.spec.horizon,), name="point", **F32)(y)
                     if len(y.shape) == 3 else y)
@@ -256,8 +293,12 @@ class KerasForecaster(Forecaster):
         parts = [np.asarray(self.model.predict_on_batch(
                      {k: v[i : i + PREDICT_CHUNK] for k, v in inputs.items()}))
                  for i in range(0, len(x), PREDICT_CHUNK)]
-        shape = (0, self.spec.horizon) + ((len(self.quantiles),) if self.quantiles else ())
+        shape = (0, self.spec.horizon) + ((self.n_outputs,) if self.quantiles else ())
         yhat = np.concatenate(parts) if parts else np.zeros(shape, np.float32)
+        if self.distribution:  # parameters -> the forecast's quantiles
+            from deepcast.forecasting.distributions import quantiles_of
+
+            yhat = quantiles_of(self.distribution, yhat, self.quantiles)
         return self.check_output(x, yhat.astype(np.float64))
 
     def _save_weights(self, path: Path) -> None:
@@ -266,6 +307,7 @@ class KerasForecaster(Forecaster):
     def _load_weights(self, path: Path) -> None:
         import keras
 
+        import deepcast.forecasting.distributions  # noqa: F401  (registers its layers too)
         import deepcast.forecasting.layers  # noqa: F401  (registers the custom layers before loading)
 
         file = path / KERAS_FILE

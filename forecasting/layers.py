@@ -88,14 +88,27 @@ def fill_unseen_embeddings(model) -> None:
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class InstanceDenorm(keras.layers.Layer):
     """Undo :class:`InstanceNorm` on a (batch, horizon) or (batch, horizon, quantiles)
-    forecast, using the target channel's (batch, 1, channels) statistics."""
+    forecast, using the target channel's (batch, 1, channels) statistics. ``kind``
+    ``location_scale``: the last axis holds a distribution's (loc, scale, shape...):
+    loc * s + m, scale * s, shape parameters unchanged."""
+
+    def __init__(self, kind: str = "values", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.kind = kind
 
     def call(self, inputs):
         y, loc, scale = inputs
         loc, scale = loc[:, :, :1], scale[:, :, :1]  # (batch, 1, 1): the target channel
         if len(y.shape) == 2:
             loc, scale = loc[:, :, 0], scale[:, :, 0]
-        return y * ops.cast(scale, y.dtype) + ops.cast(loc, y.dtype)
+        loc, scale = ops.cast(loc, y.dtype), ops.cast(scale, y.dtype)
+        if self.kind == "location_scale":
+            return ops.concatenate([y[..., :1] * scale + loc, y[..., 1:2] * scale,
+                                    y[..., 2:]], axis=-1)
+        return y * scale + loc
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "kind": self.kind}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

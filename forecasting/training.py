@@ -92,12 +92,17 @@ def train_network(net: Network, data: TrainingData, settings: TrainSettings,
     return model, history
 
 
-def training_loss(quantiles: tuple[float, ...], loss: str):
-    """Pinball loss for a quantile head, else the configured point loss."""
+def training_loss(quantiles: tuple[float, ...], loss: str, distribution: str | None = None):
+    """The negative log-likelihood for a distribution head, pinball loss for a quantile
+    head, else the configured point loss."""
     import keras
 
     from deepcast.forecasting.layers import PinballLoss
 
+    if distribution:
+        from deepcast.forecasting.distributions import NegativeLogLikelihood
+
+        return NegativeLogLikelihood(distribution)
     if quantiles:
         return PinballLoss(quantiles)
     return {"mse": "mse", "mae": "mae", "huber": keras.losses.Huber()}[loss]
@@ -120,7 +125,8 @@ def _compiled_model(net: Network, settings: TrainSettings, runtime: Runtime, ste
         model = net.build()
         _apply_l2(model, settings.l2)
         model.compile(optimizer=_optimizer(settings, steps),
-                      loss=training_loss(net.quantiles, settings.loss),
+                      loss=training_loss(net.quantiles, settings.loss,
+                                         getattr(net, "distribution", None)),
                       jit_compile=runtime.jit_compile,
                       steps_per_execution=steps_per_execution(
                           settings.steps_per_execution, steps))

@@ -16,12 +16,16 @@ def doubly_residual(net: Any, parts: Any, blocks: list[tuple[str, Block]]):
     each returns (backcast (batch, L), forecast (batch, H, n_outputs)). Returns the summed
     forecast as the model's output (``net.finish``)."""
     import keras
+    from keras import ops
 
     H, q = net.spec.horizon, net.n_outputs
     residual = keras.layers.Flatten(name="residual_0")(parts.values)
     mask = keras.layers.Flatten(name="mask_flat")(parts.mask)
     level = keras.layers.RepeatVector(H, name="level")(parts.values[:, -1, :])
-    forecast = keras.layers.Concatenate(name="naive_level")([level] * q) if q > 1 else level
+    # the level is every quantile's start, or a distribution's location only
+    columns = ([level] + [ops.zeros_like(level)] * (q - 1) if net.distribution
+               else [level] * q)
+    forecast = keras.layers.Concatenate(name="naive_level")(columns) if q > 1 else level
     for name, block in blocks:
         backcast, block_forecast = block(name, residual)
         residual = keras.layers.Multiply(name=f"{name}_masked")(
