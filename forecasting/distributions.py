@@ -18,8 +18,10 @@ from keras import ops
 
 from deepcast.forecasting.layers import PACKAGE
 
-#: parameters per horizon step: normal (loc, scale), Student's t (loc, scale, df)
-N_PARAMS = {"normal": 2, "studentt": 3}
+#: parameters per horizon step: normal (loc, scale), Student's t (loc, scale, df),
+#: Poisson (rate), negative binomial (mean, dispersion alpha: variance mu + alpha mu^2)
+N_PARAMS = {"normal": 2, "studentt": 3, "poisson": 1, "negbin": 2}
+COUNTS = frozenset({"poisson", "negbin"})
 _MIN_SCALE = 1e-4
 
 
@@ -33,6 +35,8 @@ class DistributionParams(keras.layers.Layer):
         self.kind = kind
 
     def call(self, raw):
+        if self.kind in COUNTS:  # every parameter positive
+            return ops.softplus(raw) + _MIN_SCALE
         loc = raw[..., :1]
         scale = ops.softplus(raw[..., 1:2]) + _MIN_SCALE
         parts = [loc, scale]
@@ -54,6 +58,16 @@ class NegativeLogLikelihood(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         y = ops.cast(y_true, y_pred.dtype)
+        if self.kind == "poisson":
+            rate = y_pred[..., 0]
+            return ops.mean(rate - y * ops.log(rate) + _lgamma(y + 1.0), axis=-1)
+        if self.kind == "negbin":
+            mu, alpha = y_pred[..., 0], y_pred[..., 1]
+            r = 1.0 / alpha
+            nll = (-_lgamma(y + r) + _lgamma(y + 1.0) + _lgamma(r)
+                   + r * ops.log1p(alpha * mu) - y * (ops.log(alpha * mu)
+                                                      - ops.log1p(alpha * mu)))
+            return ops.mean(nll, axis=-1)
         loc, scale = y_pred[..., 0], y_pred[..., 1]
         z = (y - loc) / scale
         if self.kind == "normal":
@@ -80,11 +94,31 @@ def _lgamma(x):
 
 
 def quantiles_of(kind: str, params: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
-    """(n, horizon, k) parameters -> (n, horizon, len(levels)) quantiles."""
+    """(n, horizon, k) parameters -> (n, horizon, len(levels)) quantiles (whole counts
+    for the count families)."""
     from scipy import stats
 
     q = np.asarray(levels, dtype=np.float64)
-    loc, scale = params[..., :1].astype(np.float64), params[..., 1:2].astype(np.float64)
+    first = params[..., :1].astype(np.float64)
+    if kind == "poisson":
+        return stats.poisson.ppf(q, first)
+    if kind == "negbin":
+        alpha = params[..., 1:2].astype(np.float64)
+        return stats.nbinom.ppf(q, 1.0 / alpha, 1.0 / (1.0 + alpha * first))
+    loc, scale = first, params[..., 1:2].astype(np.float64)
     if kind == "normal":
         return loc + scale * stats.norm.ppf(q)
     return loc + scale * stats.t.ppf(q, params[..., 2:3].astype(np.float64))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MeanScale(keras.layers.Layer):
+    """Count heads' input scaling: ``[values, mask]`` -> (values / s, 0, s) with s the mean
+    observed value of the window, at least 1 (the shapes of :class:`InstanceNorm`'s
+    output, so :class:`InstanceDenorm` with kind ``count`` undoes it)."""
+
+    def call(self, inputs):
+        x, mask = inputs
+        count = ops.maximum(ops.sum(mask, axis=1, keepdims=True), 1.0)
+        s = ops.maximum(ops.sum(ops.abs(x) * mask, axis=1, keepdims=True) / count, 1.0)
+        return x / s * mask, ops.zeros_like(s), s

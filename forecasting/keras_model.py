@@ -45,11 +45,12 @@ class KerasOptions(FamilyOptions):
         None, description="Quantile levels, e.g. [0.1, 0.5, 0.9]: trains a pinball-loss head; "
         "the forecast gains yhat_q10 ... columns and yhat is the median (0.5 is added).",
     )
-    distribution: Literal["normal", "studentt"] | None = Field(
+    distribution: Literal["normal", "studentt", "poisson", "negbin"] | None = Field(
         None, description="A distribution head: the network emits the distribution's "
         "parameters per step and is trained on their negative log-likelihood; the forecast "
         "gains the quantiles `distribution_quantiles` of it and yhat is its median. "
-        "normal, or studentt (heavy tails). Not with `quantiles`.")
+        "normal; studentt (heavy tails); poisson or negbin (counts: needs "
+        "features.scaler: none). Not with `quantiles`.")
     distribution_quantiles: list[float] = Field(
         [0.1, 0.9], validate_default=True,
         description="Quantile levels a distribution head writes (0.5 is added).")
@@ -189,11 +190,18 @@ class KerasForecaster(Forecaster):
         inputs = {"y": keras.Input((self.spec.lookback, 1), name="y")}
         values, mask = ObservedMask(name="observed", **F32)(inputs["y"])
         norm = self.options.get("instance_norm", True)
-        if norm:
+        counts = self.distribution in ("poisson", "negbin")
+        if counts:  # counts are scaled, never shifted (a rate stays positive)
+            from deepcast.forecasting.distributions import MeanScale
+
+            norm = True
+            values, loc, scale = MeanScale(name="mean_scale", **F32)([values, mask])
+        elif norm:
             values, loc, scale = InstanceNorm(name="instance_norm", **F32)([values, mask])
         out = self.forward(self._covariate_inputs(inputs, values, mask))
         if norm:
-            kind = "location_scale" if self.distribution else "values"
+            kind = ("count" if counts else "location_scale" if self.distribution
+                    else "values")
             out = InstanceDenorm(kind, name="instance_denorm", **F32)([out, loc, scale])
         return keras.Model(inputs, out, name=f"{self.family}_{self.name}")
 

@@ -90,7 +90,8 @@ class InstanceDenorm(keras.layers.Layer):
     """Undo :class:`InstanceNorm` on a (batch, horizon) or (batch, horizon, quantiles)
     forecast, using the target channel's (batch, 1, channels) statistics. ``kind``
     ``location_scale``: the last axis holds a distribution's (loc, scale, shape...):
-    loc * s + m, scale * s, shape parameters unchanged."""
+    loc * s + m, scale * s, shape parameters unchanged; ``count``: (rate or mean,
+    dispersion) of a count distribution, rate * s, dispersion / sqrt(s)."""
 
     def __init__(self, kind: str = "values", **kwargs) -> None:
         super().__init__(**kwargs)
@@ -105,6 +106,9 @@ class InstanceDenorm(keras.layers.Layer):
         if self.kind == "location_scale":
             return ops.concatenate([y[..., :1] * scale + loc, y[..., 1:2] * scale,
                                     y[..., 2:]], axis=-1)
+        if self.kind == "count":  # rate / mean times s; a dispersion over sqrt(s)
+            return ops.concatenate([y[..., :1] * scale, y[..., 1:2] / ops.sqrt(scale)],
+                                   axis=-1)
         return y * scale + loc
 
     def get_config(self) -> dict:

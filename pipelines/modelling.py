@@ -273,6 +273,7 @@ def fit_model(entry: Any, prep: PreparedData, settings: TrainSettings,
     """Build and fit one model entry of the YAML on ``prep``; return its predictor,
     history and fit time (``checkpoint``: folder of its resumable checkpoint)."""
     trainable = families()[entry.type].trainable
+    _check_counts(getattr(entry, "distribution", None), prep)
     forecaster = build_forecaster(entry.type, entry.label, prep.window, entry.options(),
                                   prep.inputs if trainable else None)
     history: dict[str, list[float]] = {}
@@ -280,6 +281,21 @@ def fit_model(entry: Any, prep: PreparedData, settings: TrainSettings,
     if forecaster.trainable:
         history = forecaster.fit(prep.training_data, settings, on_epoch, checkpoint)
     return prep.predictor(forecaster), history, time.perf_counter() - t0
+
+
+def _check_counts(distribution: str | None, prep: PreparedData) -> None:
+    """A count head needs values that are counts: none below zero (named by series)."""
+    if distribution not in ("poisson", "negbin"):
+        return
+    panel = prep.panel
+    low = np.minimum.reduceat(panel.values, panel.starts) < 0 if panel.n_series else []
+    if np.any(low):
+        names = [str(i) for i in panel.ids[np.asarray(low)]]
+        raise DataError(f"distribution: {distribution} models counts, but {len(names)} "
+                        f"series have values below zero: {', '.join(names[:5])}"
+                        f"{' ...' if len(names) > 5 else ''}",
+                        hint="use distribution: normal or studentt for data that can be "
+                        "negative, or drop these series")
 
 
 def holdout_predictions(predictor: Predictor, prep: PreparedData) -> pd.DataFrame:

@@ -73,6 +73,7 @@ class PipelineConfig(_Strict):
         if self.tune is not None:
             self._check_tune(names)
         self._check_columns()
+        self._check_count_heads()
         if isinstance(self.features.calendar, list) and isinstance(self.data.freq, int):
             raise ValueError("features.calendar needs datetime ds; with an integer freq "
                              "use calendar: none")
@@ -96,6 +97,18 @@ class PipelineConfig(_Strict):
             raise ValueError(
                 f"models: duplicate model name(s) {dupes}; give each entry a distinct `name:`"
             )
+
+    def _check_count_heads(self) -> None:
+        """A count distribution models the counts: no shifting scaler or transform first."""
+        f = self.features
+        for i, m in enumerate(self.models):
+            kind = getattr(m, "distribution", None)
+            if kind in ("poisson", "negbin") and (f.scaler != "none"
+                                                  or f.target_transform != "none"):
+                raise ValueError(
+                    f"models.{i} ({m.label}): distribution: {kind} models the counts "
+                    "themselves; set features.scaler: none and features.target_transform: "
+                    "none (the network scales each window by its mean count itself)")
 
     def _check_columns(self) -> None:
         """Each covariate is declared once and is not the id/time/target column."""
