@@ -56,7 +56,7 @@ def train(model: str, n_series: int, length: int, steps: int) -> dict:
     df = long_frame(synthetic_panel(n_series, length))
     seconds = {}
     for s in (steps, 2 * steps):
-        nf = NeuralForecast(models=[build(model, s)], freq=1)
+        nf = NeuralForecast(models=[build(model, s)], freq=DS_KINDS["datetime"])
         t0 = time.perf_counter()
         nf.fit(df)
         seconds[s] = time.perf_counter() - t0
