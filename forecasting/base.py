@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict
 
 FORECASTER_FILE = "forecaster.json"
 KERAS_FILE = "model.keras"
+#: distribution heads that model counts (mean-scaled inputs, features.scaler: none)
+COUNT_DISTRIBUTIONS = frozenset({"poisson", "negbin"})
 
 
 @dataclass(frozen=True)

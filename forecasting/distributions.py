@@ -16,12 +16,13 @@ import keras
 import numpy as np
 from keras import ops
 
+from deepcast.forecasting.base import COUNT_DISTRIBUTIONS
 from deepcast.forecasting.layers import PACKAGE
 
 #: parameters per horizon step: normal (loc, scale), Student's t (loc, scale, df),
 #: Poisson (rate), negative binomial (mean, dispersion alpha: variance mu + alpha mu^2)
 N_PARAMS = {"normal": 2, "studentt": 3, "poisson": 1, "negbin": 2}
-COUNTS = frozenset({"poisson", "negbin"})
+COUNTS = COUNT_DISTRIBUTIONS
 _MIN_SCALE = 1e-4
 
 

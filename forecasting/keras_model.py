@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 
 from deepcast.features.errors import RunFailed
 from deepcast.forecasting.base import (
+    COUNT_DISTRIBUTIONS,
     KERAS_FILE,
     EpochHook,
     FamilyOptions,
@@ -190,7 +191,7 @@ class KerasForecaster(Forecaster):
         inputs = {"y": keras.Input((self.spec.lookback, 1), name="y")}
         values, mask = ObservedMask(name="observed", **F32)(inputs["y"])
         norm = self.options.get("instance_norm", True)
-        counts = self.distribution in ("poisson", "negbin")
+        counts = self.distribution in COUNT_DISTRIBUTIONS
         if counts:  # counts are scaled, never shifted (a rate stays positive)
             from deepcast.forecasting.distributions import MeanScale
 

@@ -23,7 +23,14 @@ from deepcast.features.scalers import SeriesScaler
 from deepcast.features.schema import DS, ID, ColumnSpec, Y, release_arrow_memory
 from deepcast.features.windows import Panel, pad_panel, panel_from_frame, window_starts
 from deepcast.forecasting import conformal
-from deepcast.forecasting.base import EpochHook, InputSpec, TrainingData, TrainSettings, WindowSpec
+from deepcast.forecasting.base import (
+    COUNT_DISTRIBUTIONS,
+    EpochHook,
+    InputSpec,
+    TrainingData,
+    TrainSettings,
+    WindowSpec,
+)
 from deepcast.forecasting.evaluate import (
     forecast_origins,
     holdout_rows,
@@ -285,7 +292,7 @@ def fit_model(entry: Any, prep: PreparedData, settings: TrainSettings,
 
 def _check_counts(distribution: str | None, prep: PreparedData) -> None:
     """A count head needs values that are counts: none below zero (named by series)."""
-    if distribution not in ("poisson", "negbin"):
+    if distribution not in COUNT_DISTRIBUTIONS:
         return
     panel = prep.panel
     low = np.minimum.reduceat(panel.values, panel.starts) < 0 if panel.n_series else []

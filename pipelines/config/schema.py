@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from deepcast.features.covariates import default_calendar
 from deepcast.features.errors import ConfigError
 from deepcast.features.schema import AUTO
+from deepcast.forecasting.base import COUNT_DISTRIBUTIONS
 from deepcast.pipelines.config.auto import AutoConfig, expand_auto
 from deepcast.pipelines.config.base import Name, _Strict
 from deepcast.pipelines.config.derived import Lengths
@@ -103,7 +104,7 @@ class PipelineConfig(_Strict):
         f = self.features
         for i, m in enumerate(self.models):
             kind = getattr(m, "distribution", None)
-            if kind in ("poisson", "negbin") and (f.scaler != "none"
+            if kind in COUNT_DISTRIBUTIONS and (f.scaler != "none"
                                                   or f.target_transform != "none"):
                 raise ValueError(
                     f"models.{i} ({m.label}): distribution: {kind} models the counts "
