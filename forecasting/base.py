@@ -34,10 +34,18 @@ class WindowSpec:
     lookback: int
     horizon: int
     season_length: int = 1
+    #: every seasonal period when there are several (the first is ``season_length``)
+    seasonalities: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "seasonalities", tuple(int(p) for p in self.seasonalities))
         if self.lookback < 1 or self.horizon < 1 or self.season_length < 1:
             raise ValueError(f"lookback, horizon and season_length must be >= 1: {self}")
+
+    @property
+    def periods(self) -> tuple[int, ...]:
+        """The seasonal periods, the main one first."""
+        return self.seasonalities or (self.season_length,)
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,8 @@ class Forecaster(ABC):
 
     family: ClassVar[str] = ""
     trainable: ClassVar[bool] = False
+    #: fits a model per series at every forecast (statistical families): not free to run
+    local: ClassVar[bool] = False
     #: covariate kinds the family uses ("static", "past", "future"); others are ignored
     covariates: ClassVar[frozenset[str]] = frozenset()
     Options: ClassVar[type[FamilyOptions]] = FamilyOptions
@@ -159,6 +169,14 @@ class Forecaster(ABC):
         left padding of short series. ``covariates``: the other inputs of
         ``features.windows.window_inputs`` (used by models built with an :class:`InputSpec`).
         """
+
+    def use_history(self, longest: int) -> None:  # noqa: B027 (optional hook)
+        """Local families widen their window towards the ``longest`` series of the training
+        data (they fit on whole histories); global models keep theirs."""
+
+    def notes(self) -> list[str]:
+        """What the last forecast rests on that a reader should know (fallbacks)."""
+        return []
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

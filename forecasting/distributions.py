@@ -112,6 +112,20 @@ def quantiles_of(kind: str, params: np.ndarray, levels: tuple[float, ...]) -> np
     return loc + scale * stats.t.ppf(q, params[..., 2:3].astype(np.float64))
 
 
+def sample(kind: str, params: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw per row of (n, k) parameters (the parameter layout of :data:`N_PARAMS`)."""
+    p = params.astype(np.float64)
+    if kind == "poisson":
+        return rng.poisson(p[:, 0]).astype(np.float64)
+    if kind == "negbin":
+        alpha = p[:, 1]
+        return rng.negative_binomial(1.0 / alpha, 1.0 / (1.0 + alpha * p[:, 0])
+                                     ).astype(np.float64)
+    noise = (rng.standard_normal(len(p)) if kind == "normal"
+             else rng.standard_t(p[:, 2]))
+    return p[:, 0] + p[:, 1] * noise
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class MeanScale(keras.layers.Layer):
     """Count heads' input scaling: ``[values, mask]`` -> (values / s, 0, s) with s the mean

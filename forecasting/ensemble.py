@@ -74,7 +74,7 @@ class EnsembleForecaster(Forecaster):
         """(n, horizon, n_members) point forecasts (the median of quantile members)."""
         out = []
         for m in self.members:
-            yhat = m.predict(x, covariates)
+            yhat = m.predict(*_tail(x, covariates, m.spec.lookback))
             if yhat.ndim == 3:
                 yhat = yhat[:, :, list(m.quantiles).index(0.5)]
             out.append(yhat)
@@ -93,6 +93,9 @@ class EnsembleForecaster(Forecaster):
             yhat = f.mean(axis=-1)
         return self.check_output(x, yhat)
 
+    def notes(self) -> list[str]:
+        return [f"{m.name}: {note}" for m in self.members for note in m.notes()]
+
     def _save_weights(self, path: Path) -> None:
         for i, m in enumerate(self.members):
             m.save(path / MEMBERS_DIR / f"{i:02d}")
@@ -100,6 +103,18 @@ class EnsembleForecaster(Forecaster):
     def _load_weights(self, path: Path) -> None:
         folders = sorted((path / MEMBERS_DIR).iterdir())
         self.members = [load_forecaster(p) for p in folders]
+
+
+def _tail(x: np.ndarray, covariates: dict[str, np.ndarray] | None, lookback: int
+          ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+    """The inputs of a member with a shorter window: the last ``lookback`` steps of the
+    history inputs (the ensemble's window is its longest member's)."""
+    if x.shape[1] == lookback:
+        return x, covariates
+    cut = x.shape[1] - lookback
+    out = None if covariates is None else {
+        k: v[:, cut:] if k in ("past", "future") else v for k, v in covariates.items()}
+    return x[:, cut:], out
 
 
 def inverse_error_weights(errors: np.ndarray, horizon: int) -> list[list[float]]:
@@ -186,9 +201,8 @@ def build_ensemble(name: str, method: str, members: list[Forecaster],
         raise ValueError(f"unknown ensemble method {method!r}; expected one of {METHODS}")
     if not members:
         raise ValueError("an ensemble needs members")
-    spec = members[0].spec
-    if any(m.spec.horizon != spec.horizon or m.spec.lookback != spec.lookback
-           for m in members):
-        raise ValueError("ensemble members must share lookback and horizon")
+    spec = max((m.spec for m in members), key=lambda s: s.lookback)  # local: whole series
+    if any(m.spec.horizon != spec.horizon for m in members):
+        raise ValueError("ensemble members must share the horizon")
     options: dict[str, Any] = {"method": method, "weights": weights}
     return EnsembleForecaster(name=name, spec=spec, options=options).with_members(members)

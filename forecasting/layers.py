@@ -116,6 +116,20 @@ class InstanceDenorm(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class LaggedTarget(keras.layers.Layer):
+    """``[target, values, mask, loc, scale]`` -> (batch, lookback + horizon - 1, 2): at each
+    step the previous value (the horizon's target normalised like the history) and whether
+    it was observed; step p is the input that predicts value p + 1."""
+
+    def call(self, inputs):
+        target, values, mask, loc, scale = inputs
+        t = (ops.cast(target, values.dtype)[..., None] - loc[:, :, :1]) / scale[:, :, :1]
+        seq = ops.concatenate([values, t], axis=1)[:, :-1, :]
+        seen = ops.concatenate([mask, ops.ones_like(t)], axis=1)[:, :-1, :]
+        return ops.concatenate([seq, seen], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class SortQuantiles(keras.layers.Layer):
     """Sort the quantile axis so predicted quantiles never cross (monotone rearrangement,
     Chernozhukov et al. 2010): the sorted outputs are a better estimate than unsorted ones."""

@@ -141,6 +141,7 @@ class Predictor:
                if self.encoder is not None else None)
         covariates = window_inputs(padded.values, padded.ends - L, L, 0, cov, padded.offsets)
         x = covariates.pop("y")[..., 0]
+        covariates.update(loc=params.loc, scale=params.scale)  # for local (unscaled) models
         if cov is not None:  # the horizon's future covariates come with the request
             ahead = check_future(future_rows, panel.ids, dates, self.encoder.spec.future, H)
             block = self.encoder.future_values(ahead).reshape(panel.n_series, H, -1)
@@ -244,15 +245,17 @@ class Predictor:
         if (cuts < self.min_history).any() or (cuts + H > panel.lengths[:, None]).any():
             raise ValueError("a cut-off leaves too little history or no room for the horizon")
         pads = np.maximum(L - cuts.min(axis=1), 0)
-        scaled = pad_panel(self.scaler.transform(panel), pads)
+        params = self.scaler.params_for(panel)
+        scaled = pad_panel(panel.with_values(params.apply(panel.values, panel.lengths)), pads)
         ends = (scaled.starts + pads)[:, None] + cuts
         starts = (ends - L).ravel()
         cov = (self.encoder.transform(df).left_pad(panel.offsets, pads)
                if self.encoder is not None else None)
         covariates = window_inputs(scaled.values, starts, L, H, cov, scaled.offsets)
         x = covariates.pop("y")[..., 0]
+        covariates.update(loc=np.repeat(params.loc, k), scale=np.repeat(params.scale, k))
         raw = self.forecaster.predict(x, covariates)
-        yhat = self.scaler.inverse_transform(panel, raw.reshape((n, k) + raw.shape[1:]))
+        yhat = params.invert(raw.reshape((n, k) + raw.shape[1:]))
         pos = (panel.starts[:, None, None] + cuts[:, :, None]
                + np.arange(H)[None, None, :]).reshape(-1)
         ds, y = df[DS].to_numpy(), df[Y].to_numpy()

@@ -203,12 +203,14 @@ def _finished(net: Network, model, runtime: Runtime):
 def _dataset(net: Network, data: TrainingData, starts: np.ndarray,
              geometry: tuple[int, int, int], **shuffle):
     """The ``tf.data`` stream of this model's inputs only."""
-    names = net.input_names
+    names = [k for k in net.input_names if k != "target"]
+    teacher = "target" in net.input_names  # autoregressive: the horizon's values go in too
     ds = make_dataset(data.values, starts, geometry, covariates=data.covariates,
                       offsets=data.offsets, **shuffle)
-    if data.covariates is None:
+    if data.covariates is None and not teacher:
         return ds
-    return ds.map(lambda x, y: ({k: x[k] for k in names}, y))
+    return ds.map(lambda x, y: ({**{k: x[k] for k in names},
+                                 **({"target": y} if teacher else {})}, y))
 
 
 def _float32_copy(net: Network, model):

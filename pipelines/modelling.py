@@ -135,8 +135,9 @@ class PreparedData:
 
     def predictor(self, forecaster: Any) -> Predictor:
         """``forecaster`` with this data's scaler, encoder and columns: a served model."""
+        # the data's shortest usable history, also for a local model's longer window
         predictor = Predictor(forecaster, self.scaler, self.columns, self.encoder,
-                              self.min_history)
+                              self.min_history or self.window.lookback)
         predictor.nonnegative = self.nonnegative
         return predictor
 
@@ -206,10 +207,11 @@ def prepare(df: pd.DataFrame, cfg: PipelineConfig, holdout: int | None = None
         split = Holdout(test_size, _last_rows(df, panel, test_size),
                         seasonal_scale(panel, panel.lengths - test_size, d.season_length))
     release_arrow_memory()
+    window = WindowSpec(f.lookback, f.horizon, d.season_length, tuple(d.seasonalities))
     return PreparedData(df, user_frame(df, cfg), panel, scaler, scaled, train_starts,
-                        val_starts, WindowSpec(f.lookback, f.horizon, d.season_length),
-                        column_spec(d), 1 if d.short_series == "pad" else None, split,
-                        encoder, covariates, nonnegative(d.nonnegative, panel, test_size))
+                        val_starts, window, column_spec(d),
+                        1 if d.short_series == "pad" else None, split, encoder, covariates,
+                        nonnegative(d.nonnegative, panel, test_size))
 
 
 def nonnegative(setting: bool | str, panel: Panel, test_size: int) -> bool:
@@ -283,6 +285,7 @@ def fit_model(entry: Any, prep: PreparedData, settings: TrainSettings,
     _check_counts(getattr(entry, "distribution", None), prep)
     forecaster = build_forecaster(entry.type, entry.label, prep.window, entry.options(),
                                   prep.inputs if trainable else None)
+    forecaster.use_history(int(prep.panel.lengths.max(initial=0)))
     history: dict[str, list[float]] = {}
     t0 = time.perf_counter()
     if forecaster.trainable:

@@ -178,10 +178,13 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
                               tag.CONVERGENCE_REASON: verdict.reason})
             if not verdict.converged:
                 log.warning("%s: %s", label, verdict.reason)
-        for note in predictor.conformal_notes:
+        for note in predictor.conformal_notes:  # a local model's fallbacks: warned already
             log.warning("%s: %s", label, note)
+        notes = (*predictor.conformal_notes, *predictor.forecaster.notes())
         if predictor.conformal_notes:
             tracker.set_tags({tag.CONFORMAL_NOTES: "; ".join(predictor.conformal_notes)})
+        if predictor.forecaster.notes():
+            tracker.set_tags({tag.MODEL_NOTES: "; ".join(predictor.forecaster.notes())})
         tracker.log_frame(per_series, "holdout/per_series_metrics.csv")
         if cfg.evaluation.plots:
             log_model_plots(tracker, predictor, prep, fc, history, per_series, cfg)
@@ -198,7 +201,7 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
         log.info("%s: holdout %s = %.4f", label, metric, scores[metric])
         return ModelResult(label, family, scores, run_id, logged.uri, epochs, seconds,
                            predictor, verdict.converged, verdict.reason,
-                           tuple(predictor.conformal_notes), tuple(by_window))
+                           notes, tuple(by_window))
 
 
 def _with_predictor(result: ModelResult, tracker: Tracker) -> ModelResult:
@@ -233,7 +236,7 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, dat
     budget = Budget(cfg.auto.time_limit)
     if mapper is None:
         results = [train_model(job, tracker) for job in jobs
-                   if budget.allows(job.label, families()[job.entry.type].trainable)]
+                   if budget.allows(job.label, _costly(job.entry.type))]
     else:
         if budget.limit is not None:
             log.warning("auto.time_limit is not applied to models trained in parallel "
@@ -270,6 +273,12 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, dat
     return outcome
 
 
+def _costly(family: str) -> bool:
+    """A model the time limit may skip: it trains, or fits every series (statistical)."""
+    cls = families()[family]
+    return cls.trainable or cls.local
+
+
 def _spread(values: tuple[float, ...]) -> float | None:
     """Standard deviation over the holdout's origins (None with fewer than two)."""
     finite = [v for v in values if np.isfinite(v)]
@@ -277,19 +286,20 @@ def _spread(values: tuple[float, ...]) -> float | None:
 
 
 class Budget:
-    """``auto.time_limit`` of one train: a model that trains starts only while time is
-    left (baselines always run); an ensemble keeps the members that were trained, and is
-    itself skipped with fewer than two, or when it trains members of its own (bagging)
-    and the time is spent. What was skipped is kept, in order."""
+    """``auto.time_limit`` of one train: a model that trains, or fits every series
+    (statistical), starts only while time is left (baselines always run); an ensemble keeps
+    the members that were trained, and is itself skipped with fewer than two, or when it
+    trains members of its own (bagging) and the time is spent. What was skipped is kept,
+    in order."""
 
     def __init__(self, limit: float | None) -> None:
         self.limit, self.start, self.skipped = limit, time.perf_counter(), []
 
-    def allows(self, label: str, trainable: bool = True) -> bool:
+    def allows(self, label: str, costly: bool = True) -> bool:
         spent = self.limit is not None and time.perf_counter() - self.start > self.limit
-        if spent and trainable:
+        if spent and costly:
             self.skipped.append(label)
-        return not (spent and trainable)
+        return not (spent and costly)
 
     def ensemble(self, spec: Any, trained: set[str]) -> Any:
         """``spec`` with its untrained members left out, or None to skip it."""

@@ -4,8 +4,11 @@ this package registers every built-in family, so its :func:`families`,
 
 from deepcast.forecasting import ensemble  # noqa: F401  (saved ensembles load by family name)
 from deepcast.forecasting.models import (  # noqa: F401
+    arima,
     baselines,
     cnn,
+    deepar,
+    ets,
     gru,
     linear,
     lstm,
@@ -13,6 +16,7 @@ from deepcast.forecasting.models import (  # noqa: F401
     nbeats,
     nhits,
     rnn,
+    theta,
     tide,
     transformer,
     tsmixer,

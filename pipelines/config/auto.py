@@ -5,7 +5,8 @@ the config, :func:`expand_auto` writes in what a careful user would:
 
 - ``features.lookback`` (when absent): two horizons or two seasons, whichever is longer,
   so every network sees a full seasonal cycle twice and the horizon's own length twice;
-- ``models``: the preset's families, cheapest first (baselines, then neural families);
+- ``models``: the preset's families, cheapest first (baselines, Theta, neural families,
+  and in ``best`` ETS last);
 - an ensemble ``auto`` (``method: greedy``): Caruana ensemble selection over every model,
   weights fit on the models' out-of-sample backtest forecasts inside the training span.
 
@@ -31,6 +32,7 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
         {"type": "naive"},
         {"type": "seasonal_naive"},
         {"type": "drift"},
+        {"type": "theta"},  # statistical, per series: cheap (~10 ms a series)
         {"type": "linear"},
         {"type": "mlp"},
         # a lighter N-HiTS than the default (512 x 3 per block) keeps the preset fast
@@ -40,6 +42,7 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
         {"type": "naive"},
         {"type": "seasonal_naive"},
         {"type": "drift"},
+        {"type": "theta"},
         {"type": "linear"},
         {"type": "mlp"},
         {"type": "mlp", "name": "mlp_deep", "hidden_size": 512, "layers": 3,
@@ -51,6 +54,7 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
         {"type": "gru"},
         {"type": "transformer"},
         {"type": "tide"},
+        {"type": "ets"},  # per series at every forecast: ~1 s a series on one core
     ],
 }
 
@@ -59,10 +63,10 @@ class AutoConfig(_Strict):
     """What ``models: auto`` trains (the ``auto:`` section)."""
 
     preset: Literal["fast", "best"] = Field(
-        "fast", description="fast: baselines (naive, seasonal naive, drift), DLinear, an MLP "
-        "and a light N-HiTS (256 x 2 per block); best: those plus a deeper MLP, N-BEATS, "
-        "TSMixer, a CNN, a GRU, a transformer and TiDE. Either way a greedy ensemble `auto` "
-        "of all of them is scored beside them.")
+        "fast", description="fast: baselines (naive, seasonal naive, drift), Theta, "
+        "DLinear, an MLP and a light N-HiTS (256 x 2 per block); best: those plus a deeper "
+        "MLP, N-BEATS, TSMixer, a CNN, a GRU, a transformer, TiDE and ETS. Either way a "
+        "greedy ensemble `auto` of all of them is scored beside them.")
     time_limit: float | None = Field(
         None, gt=0, description="Seconds of training: once spent, models not yet started "
         "are skipped (the baselines always run) and named in the train output. Checked "
@@ -88,6 +92,7 @@ def expand_auto(raw: Any) -> Any:
     if isinstance(features, dict) and "lookback" not in features \
             and isinstance(features.get("horizon"), int):
         season = data.get("season_length", 1) if isinstance(data, dict) else 1
+        season = season[0] if isinstance(season, list) and season else season  # the main
         season = season if isinstance(season, int) else 1
         out["features"] = {**features,
                            "lookback": default_lookback(features["horizon"], season)}

@@ -45,8 +45,14 @@ class DataConfig(_Strict):
         "used by every later stage; irregular data fails validation, asking for the alias."
     )
     season_length: int = Field(
-        1, ge=1, description="Seasonal period in steps (MASE, seasonal naive)."
+        1, ge=1, description="Seasonal period in steps (MASE, seasonal naive), or a list of "
+        "them for data with several seasons, e.g. [24, 168] for hourly data (daily and "
+        "weekly): the first drives MASE, seasonal naive and the default lookback; the "
+        "statistical models (ets, theta, arima) use all through an MSTL decomposition."
     )
+    seasonalities: list[int] = Field(
+        [], description="Every seasonal period, the first being season_length (written for "
+        "you when season_length is a list; no need to set it).")
     short_series: Literal["pad", "drop", "error"] = Field(
         "pad",
         description="Series shorter than lookback + horizon + val_size + test_size: 'pad' "
@@ -112,6 +118,28 @@ class DataConfig(_Strict):
         "and dates. Default: no limit, but a series more than 10 % filled gets a warning "
         "in the summary.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _season_list(cls, raw: object) -> object:
+        """``season_length: [24, 168]`` -> season_length 24, seasonalities [24, 168]."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("season_length"), list):
+            return raw
+        periods = raw["season_length"]
+        if not periods or not all(isinstance(p, int) and not isinstance(p, bool) and p >= 1
+                                  for p in periods) or len(set(periods)) != len(periods):
+            raise ValueError("season_length must be a positive whole number or a list of "
+                             f"distinct ones (e.g. [24, 168]), got {periods}")
+        return {**raw, "season_length": periods[0],
+                "seasonalities": periods if len(periods) > 1 else []}
+
+    @model_validator(mode="after")
+    def _seasons_agree(self) -> DataConfig:
+        if self.seasonalities and (self.seasonalities[0] != self.season_length
+                                   or min(self.seasonalities) < 1):
+            raise ValueError("seasonalities must start with season_length and be >= 1 "
+                             "(write season_length: [24, 168] instead of both)")
+        return self
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:

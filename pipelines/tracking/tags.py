@@ -26,6 +26,7 @@ SKIPPED = "deepcast.skipped_models"  # models auto.time_limit left untrained
 CONVERGED = "deepcast.converged"  # "true" / "false"; absent on models that do not train
 CONVERGENCE_REASON = "deepcast.convergence_reason"
 CONFORMAL_NOTES = "deepcast.conformal_notes"  # conformal levels left out, and why
+MODEL_NOTES = "deepcast.model_notes"  # series a local model forecast by its fallback
 
 # ---- runs: which process wrote them (closing runs of killed processes) --------------
 HOST = "deepcast.host"

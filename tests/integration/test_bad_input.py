@@ -286,7 +286,7 @@ CATALOGUE = [
           "provide longer series"), report=True),
     # ---- the pipeline YAML is wrong: exit 2, before any data is read
     Case("unknown-model-type", pipeline(base_config(models=[{"type": "prophet"}])), TRAIN, 2,
-         ("models.0.type: unknown model type 'prophet'; allowed: cnn, drift",)),
+         ("models.0.type: unknown model type 'prophet'; allowed: arima, cnn, deepar",)),
     Case("negative-horizon", pipeline(base_config(features={"horizon": -6})), TRAIN, 2,
          ("features.horizon: Input should be greater than or equal to 1 (got -6)",)),
     Case("lookback-zero", pipeline(base_config(features={"lookback": 0})), TRAIN, 2,

@@ -97,11 +97,11 @@ def test_models_auto_trains_the_preset_and_its_greedy_ensemble(store, retail_csv
     ensemble keeps the baselines that were trained."""
     outcome, _ = _train_auto(retail_csv)
     table = outcome.table().set_index("model")
-    assert {"naive", "seasonal_naive", "drift", "linear", "mlp", "nhits", "auto"} == set(
-        table.index)
+    assert {"naive", "seasonal_naive", "drift", "theta", "linear", "mlp", "nhits",
+            "auto"} == set(table.index)
     auto = next(m for m in outcome.models if m.name == "auto")
     weights = np.array(auto.predictor.forecaster.options["weights"])
-    assert weights.shape == (6, 6) and np.allclose(weights.sum(axis=1), 1.0)
+    assert weights.shape == (6, 7) and np.allclose(weights.sum(axis=1), 1.0)
     assert (weights >= 0).all()
     assert table.loc["auto", "mase"] <= table.drop("auto")["mase"].max() + 1e-9
     assert not outcome.skipped and not any("time_limit" in n for n in outcome.notes())
@@ -117,8 +117,9 @@ def test_models_auto_trains_the_preset_and_its_greedy_ensemble(store, retail_csv
     assert [h.step for h in history] == [0, 1]
 
     outcome, run = _train_auto(retail_csv, time_limit=1e-6)
-    assert outcome.skipped == ("linear", "mlp", "nhits")
+    assert outcome.skipped == ("theta", "linear", "mlp", "nhits")
     auto = next(m for m in outcome.models if m.name == "auto")
     assert len(auto.predictor.forecaster.members) == 3
-    assert any("auto.time_limit" in n and "linear, mlp, nhits" in n for n in outcome.notes())
-    assert run.data.tags["deepcast.skipped_models"] == "linear, mlp, nhits"
+    assert any("auto.time_limit" in n and "theta, linear, mlp, nhits" in n
+               for n in outcome.notes())
+    assert run.data.tags["deepcast.skipped_models"] == "theta, linear, mlp, nhits"

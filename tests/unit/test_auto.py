@@ -47,7 +47,7 @@ def test_time_budget_skips_trainable_models_and_thins_ensembles(retail_csv):
     cfg = _auto(retail_csv)
     assert Budget(None).allows("mlp") and Budget(3600).allows("mlp")
     spent = Budget(0.0)
-    assert spent.allows("naive", trainable=False)  # baselines always run
+    assert spent.allows("naive", costly=False)  # baselines always run
     assert not spent.allows("linear") and not spent.allows("mlp")
     thin = spent.ensemble(cfg.ensemble[0], {"naive", "seasonal_naive", "drift"})
     assert thin.members == ["naive", "seasonal_naive", "drift"]

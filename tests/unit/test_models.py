@@ -14,7 +14,8 @@ SMALL = {"lstm": {"units": 4}, "gru": {"units": 4}, "rnn": {"units": 4},
          "mlp": {"hidden_size": 16}, "cnn": {"filters": 4},
          "transformer": {"d_model": 8, "heads": 2, "ff_dim": 8, "layers": 1},
          "linear": {}, "nhits": {"hidden_size": 16}, "tide": {"hidden_size": 16},
-         "nbeats": {"hidden_size": 16}, "tsmixer": {"ff_dim": 8}}
+         "nbeats": {"hidden_size": 16}, "tsmixer": {"ff_dim": 8},
+         "deepar": {"hidden_size": 8, "layers": 1, "num_samples": 20}}
 
 
 def test_baselines_by_hand():
@@ -74,7 +75,8 @@ def test_every_family_honours_the_contract(family, tmp_path):
     f, _, values = _fit(family, epochs=1)
     x = _x(values)
     yhat = f.predict(x)
-    assert yhat.shape == (3, 6) and np.isfinite(yhat).all()
+    levels = (len(f.quantiles),) if f.quantiles else ()  # deepar: always a distribution
+    assert yhat.shape == (3, 6, *levels) and np.isfinite(yhat).all()
     g = load_forecaster(f.save(tmp_path / family))
     np.testing.assert_allclose(g.predict(x), yhat, rtol=1e-5, atol=1e-5)
 

@@ -119,11 +119,13 @@ def test_nbeats_reads_the_target_only():
 
 
 def test_zoo_round_trips_in_a_fresh_process(tmp_path):
-    """The fixed-basis layers load with safe_mode=True in a process that only imports
-    deepcast, and predict the same."""
+    """The fixed-basis layers and DeepAR's lagged target load with safe_mode=True in a
+    process that only imports deepcast, and predict the same (DeepAR: the same seeded
+    sample paths)."""
     fitted = {name: _fit(name, epochs=1, options=opts)
               for name, opts in (("nhits", {}), ("nbeats", {"stack_types": ["trend",
-                                                                           "seasonality"]}))}
+                                                                           "seasonality"]}),
+                                 ("deepar", {}))}
     x = _x(fitted["nhits"][2])
     np.save(tmp_path / "x.npy", x)
     paths = [str(f.save(tmp_path / name)) for name, (f, _, _) in fitted.items()]
