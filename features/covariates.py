@@ -106,6 +106,11 @@ class CovariateSpec:
         return len(self.future) + 2 * len(self.calendar)
 
     @property
+    def future_names(self) -> tuple[str, ...]:
+        """The future channels: user columns, then each calendar feature's sin and cos."""
+        return self.future + tuple(f"{c}_{t}" for c in self.calendar for t in ("sin", "cos"))
+
+    @property
     def empty(self) -> bool:
         return not (self.columns or self.calendar or self.id_embedding)
 

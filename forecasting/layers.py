@@ -130,6 +130,38 @@ class LaggedTarget(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class InterpretableAttention(keras.layers.Layer):
+    """Interpretable multi-head self-attention (Lim et al. 2021): a query and key
+    projection per head, one value projection shared by every head, causal (a step attends
+    to itself and earlier steps), the heads' outputs averaged and projected back."""
+
+    def __init__(self, heads: int, d_model: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.heads, self.d_model = int(heads), int(d_model)
+
+    def build(self, input_shape) -> None:
+        d, k, h = self.d_model, self.d_model // self.heads, self.heads
+        self.query = self.add_weight(shape=(h, d, k), name="query")
+        self.key = self.add_weight(shape=(h, d, k), name="key")
+        self.value = self.add_weight(shape=(d, k), name="value")
+        self.out = self.add_weight(shape=(k, d), name="out")
+        steps = int(input_shape[1])
+        self.causal = ops.convert_to_tensor(np.tril(np.ones((steps, steps), "float32")))
+
+    def call(self, x):
+        q = ops.einsum("btd,hdk->bhtk", x, self.query)
+        k = ops.einsum("btd,hdk->bhtk", x, self.key)
+        scores = ops.einsum("bhtk,bhsk->bhts", q, k) / np.sqrt(self.d_model // self.heads)
+        scores = ops.where(ops.cast(self.causal, "bool"), scores, -1e9)
+        heads = ops.einsum("bhts,bsk->bhtk", ops.softmax(scores, axis=-1),
+                           ops.matmul(x, self.value))
+        return ops.matmul(ops.mean(heads, axis=1), self.out)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "heads": self.heads, "d_model": self.d_model}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class SortQuantiles(keras.layers.Layer):
     """Sort the quantile axis so predicted quantiles never cross (monotone rearrangement,
     Chernozhukov et al. 2010): the sorted outputs are a better estimate than unsorted ones."""

@@ -308,6 +308,22 @@ def _check_counts(distribution: str | None, prep: PreparedData) -> None:
                         "negative, or drop these series")
 
 
+def variable_importances(predictor: Predictor) -> pd.DataFrame | None:
+    """A model's variable importances (TFT's selection weights, measured on its training
+    windows) as ``network, variable, importance`` rows; None for families without them."""
+    weights = getattr(predictor.forecaster, "variable_importances", None)
+    if not weights:
+        return None
+    from deepcast.forecasting.models.tft import importance_labels
+
+    s = predictor.encoder.spec if predictor.encoder is not None else CovariateSpec()
+    labels = importance_labels(s.past, s.future_names, bool(s.static_numeric),
+                               bool(s.static_categorical), bool(s.id_embedding))
+    rows = [(net, name, float(w)) for net, values in weights.items()
+            for name, w in zip(labels[net], values, strict=True)]
+    return pd.DataFrame(rows, columns=["network", "variable", "importance"])
+
+
 def holdout_predictions(predictor: Predictor, prep: PreparedData) -> pd.DataFrame:
     """The holdout forecast (``unique_id, ds, yhat``) through the predictor's ``predict``,
     on the rows located once by ``prep`` (what ``holdout_forecast`` finds by grouping)."""

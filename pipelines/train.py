@@ -38,6 +38,7 @@ from deepcast.pipelines.modelling import (
     series_rows,
     serving_example,
     training_settings,
+    variable_importances,
     window_scores,
 )
 from deepcast.pipelines.tracking import tags as tag
@@ -186,6 +187,9 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
         if predictor.forecaster.notes():
             tracker.set_tags({tag.MODEL_NOTES: "; ".join(predictor.forecaster.notes())})
         tracker.log_frame(per_series, "holdout/per_series_metrics.csv")
+        importances = variable_importances(predictor)
+        if importances is not None:  # TFT: which inputs the model weighs, per network
+            tracker.log_frame(importances, "importances/variable_importances.csv")
         if cfg.evaluation.plots:
             log_model_plots(tracker, predictor, prep, fc, history, per_series, cfg)
         logged = tracker.log_predictor(predictor, job.example, settings)

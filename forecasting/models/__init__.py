@@ -16,6 +16,7 @@ from deepcast.forecasting.models import (  # noqa: F401
     nbeats,
     nhits,
     rnn,
+    tft,
     theta,
     tide,
     transformer,

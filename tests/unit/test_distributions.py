@@ -14,7 +14,7 @@ from tests.unit.test_models import SMALL, _fit, _tiny_data, _x
 
 # the head is built in one place for the families that use the shared head (mlp stands for
 # them), and by each family that wires its own output (the rest)
-HEADS = ["mlp", "nhits", "nbeats", "tide", "tsmixer"]
+HEADS = ["mlp", "nhits", "nbeats", "tide", "tsmixer", "tft"]
 assert set(HEADS) - {"mlp"} == {f for f, cls in families().items() if issubclass(
     cls, KerasForecaster) and cls.forward is not KerasForecaster.forward}
 

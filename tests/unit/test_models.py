@@ -15,7 +15,8 @@ SMALL = {"lstm": {"units": 4}, "gru": {"units": 4}, "rnn": {"units": 4},
          "transformer": {"d_model": 8, "heads": 2, "ff_dim": 8, "layers": 1},
          "linear": {}, "nhits": {"hidden_size": 16}, "tide": {"hidden_size": 16},
          "nbeats": {"hidden_size": 16}, "tsmixer": {"ff_dim": 8},
-         "deepar": {"hidden_size": 8, "layers": 1, "num_samples": 20}}
+         "deepar": {"hidden_size": 8, "layers": 1, "num_samples": 20},
+         "tft": {"hidden_size": 8, "heads": 2}}
 
 
 def test_baselines_by_hand():

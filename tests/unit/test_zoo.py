@@ -1,4 +1,4 @@
-"""The benchmark-winning families (N-HiTS, N-BEATS, TiDE, TSMixer): their fixed bases by
+"""The benchmark-winning families (N-HiTS, N-BEATS, TiDE, TSMixer, TFT): their fixed bases by
 hand, the structure each paper prescribes, quantile heads, every covariate kind the paper
 takes, and safe save/load in a fresh process."""
 
@@ -17,7 +17,7 @@ from deepcast.forecasting.models import build_forecaster, load_forecaster
 from tests.unit.test_covariates import _fit_with_covariates, _tiny
 from tests.unit.test_models import SMALL, _fit, _x
 
-ZOO = ["nhits", "nbeats", "tide", "tsmixer"]
+ZOO = ["nhits", "nbeats", "tide", "tsmixer"]  # tft: tests/unit/test_tft.py
 
 
 def test_bases_by_hand():
@@ -119,13 +119,13 @@ def test_nbeats_reads_the_target_only():
 
 
 def test_zoo_round_trips_in_a_fresh_process(tmp_path):
-    """The fixed-basis layers and DeepAR's lagged target load with safe_mode=True in a
-    process that only imports deepcast, and predict the same (DeepAR: the same seeded
-    sample paths)."""
+    """The fixed-basis layers, DeepAR's lagged target and TFT's attention load with
+    safe_mode=True in a process that only imports deepcast, and predict the same (DeepAR:
+    the same seeded sample paths)."""
     fitted = {name: _fit(name, epochs=1, options=opts)
               for name, opts in (("nhits", {}), ("nbeats", {"stack_types": ["trend",
                                                                            "seasonality"]}),
-                                 ("deepar", {}))}
+                                 ("deepar", {}), ("tft", {}))}
     x = _x(fitted["nhits"][2])
     np.save(tmp_path / "x.npy", x)
     paths = [str(f.save(tmp_path / name)) for name, (f, _, _) in fitted.items()]

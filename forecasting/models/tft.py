@@ -1,0 +1,184 @@
+"""Temporal Fusion Transformer (Lim et al. 2021).
+
+Every input variable is embedded on its own and weighted by a variable selection network
+(VSN: a gated residual network, GRN, over all of them, softmax); the statics feed four
+encoders (selection, enrichment and the LSTM's initial states); an LSTM encoder reads the
+selected history, an LSTM decoder the selected known inputs of the horizon (learned
+positions when there are none); a gated skip joins them; static enrichment, interpretable
+multi-head attention (heads share the value projection, causal) and a position-wise GRN
+follow, each gated, added and normalised; the decoder's steps go to the head (point,
+quantiles or a distribution). The VSNs' softmax weights are the variable importances
+(:meth:`TFT.importances`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from deepcast.forecasting.base import EpochHook, TrainingData, TrainSettings
+from deepcast.forecasting.keras_model import KerasForecaster, KerasOptions, NetworkInputs
+from deepcast.forecasting.registry import register_family
+
+
+class TFTOptions(KerasOptions):
+    hidden_size: int = Field(128, ge=4, description="Width of every TFT layer (d_model).")
+    heads: int = Field(4, ge=1, description="Attention heads (must divide hidden_size).")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout in the GRNs and gates.")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TFTOptions:
+        if self.hidden_size % self.heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by heads "
+                             f"({self.heads})")
+        return self
+
+
+@register_family("tft")
+class TFT(KerasForecaster):
+    """Variable selection, static encoders, LSTM encoder-decoder and interpretable
+    attention: accurate and explainable."""
+
+    Options = TFTOptions
+    #: the VSNs whose weights are the variable importances
+    SELECTIONS = ("static", "history", "future")
+    variable_importances: dict[str, list[float]] | None = None  # measured after fit
+
+    def forward(self, p: NetworkInputs):
+        import keras
+        from keras import ops
+
+        from deepcast.forecasting.layers import InterpretableAttention, PositionalEncoding
+
+        d, L, H = int(self.options["hidden_size"]), self.spec.lookback, self.spec.horizon
+        ctx = [None] * 4
+        if p.static:
+            static, _ = self._select([s[:, None, :] for s in p.static], "static")
+            static = static[:, 0, :]
+            ctx = [self._grn(static, f"static_{k}") for k in ("select", "enrich", "h", "c")]
+        history = [p.values, p.mask, *(_split(c) for c in p.channels)]
+        hist, _ = self._select(_flat(history), "history", ctx[0])
+        if p.future is not None:
+            fut, _ = self._select(_split(p.future), "future", ctx[0])
+        else:  # no known inputs ahead: the decoder reads learned step positions
+            zeros = ops.repeat(ops.zeros_like(hist[:, :1, :]), H, axis=1)
+            fut = PositionalEncoding("learned", name="horizon_positions")(zeros)
+        state = [ctx[2], ctx[3]] if p.static else None
+        enc, h, c = keras.layers.LSTM(d, return_sequences=True, return_state=True,
+                                      name="encoder")(hist, initial_state=state)
+        dec = keras.layers.LSTM(d, return_sequences=True, name="decoder")(
+            fut, initial_state=[h, c])
+        selected = keras.layers.Concatenate(axis=1, name="selected")([hist, fut])
+        lstm = keras.layers.Concatenate(axis=1, name="lstm")([enc, dec])
+        temporal = self._gate_add_norm(lstm, selected, "lstm_gate")
+        enriched = self._grn(temporal, "enrichment", ctx[1])
+        attn = InterpretableAttention(int(self.options["heads"]), d, name="attention",
+                                      dtype="float32")(enriched)
+        attn = self._gate_add_norm(attn, enriched, "attention_gate")
+        out = self._gate_add_norm(self._grn(attn, "positionwise"), temporal, "output_gate")
+        out = keras.layers.Cropping1D((L, 0), name="decoder_steps")(out)
+        head = keras.layers.Dense(self.n_outputs, name="head", dtype="float32")(out)
+        return self.finish(head)
+
+    # -- building blocks ------------------------------------------------------------------
+    def _grn(self, x, name: str, context=None, out: int | None = None):
+        """Gated residual network: ELU(W x + U c), W2, dropout, GLU, add skip, layer norm."""
+        import keras
+
+        d = int(self.options["hidden_size"])
+        out = out or d
+        skip = x if x.shape[-1] == out else keras.layers.Dense(out, name=f"{name}_skip")(x)
+        h = keras.layers.Dense(d, name=f"{name}_fc1")(x)
+        if context is not None:
+            c = keras.layers.Dense(d, use_bias=False, name=f"{name}_context")(context)
+            h = h + (c[:, None, :] if len(h.shape) == 3 else c)
+        h = keras.layers.Dense(d, name=f"{name}_fc2")(keras.layers.Activation("elu")(h))
+        return self._gate_add_norm(h, skip, f"{name}_glu", out)
+
+    def _gate_add_norm(self, x, skip, name: str, out: int | None = None):
+        """Dropout, a gated linear unit, the skip connection added, layer norm."""
+        import keras
+
+        out = out or int(self.options["hidden_size"])
+        x = self.dropout(x, f"{name}_dropout")
+        gate = keras.layers.Dense(out, activation="sigmoid", name=f"{name}_gate")(x)
+        glu = keras.layers.Multiply(name=f"{name}_glu")(
+            [gate, keras.layers.Dense(out, name=f"{name}_value")(x)])
+        return keras.layers.LayerNormalization(name=f"{name}_norm")(
+            keras.layers.Add(name=f"{name}_add")([skip, glu]))
+
+    def _select(self, variables: list, name: str, context=None):
+        """Variable selection network over (batch, T, width) variables: (batch, T, d)
+        and the (batch, T, n) softmax weights (None for a single variable)."""
+        import keras
+        from keras import ops
+
+        d = int(self.options["hidden_size"])
+        embedded = [keras.layers.Dense(d, name=f"{name}_embed_{i}")(v)
+                    for i, v in enumerate(variables)]
+        processed = [self._grn(e, f"{name}_var_{i}") for i, e in enumerate(embedded)]
+        if len(variables) == 1:
+            return processed[0], None
+        flat = keras.layers.Concatenate(axis=-1, name=f"{name}_flat")(embedded)
+        weights = keras.layers.Softmax(axis=-1, name=f"{name}_weights")(
+            self._grn(flat, f"{name}_selection", context, out=len(variables)))
+        stacked = ops.stack(processed, axis=-2)  # (batch, T, n, d)
+        return ops.sum(stacked * weights[..., None], axis=-2), weights
+
+    # -- explanation ----------------------------------------------------------------------
+    def fit(self, data: TrainingData, settings: TrainSettings, on_epoch: EpochHook | None = None,
+            checkpoint_dir: str | Path | None = None) -> dict[str, list[float]]:
+        """Fit, then measure the variable importances on (up to 2,048 of) its training
+        windows."""
+        history = super().fit(data, settings, on_epoch, checkpoint_dir)
+        from deepcast.features.windows import window_inputs
+
+        starts = data.train_starts[np.linspace(0, len(data.train_starts) - 1,
+                                               min(len(data.train_starts), 2048)).astype(int)]
+        inputs = window_inputs(data.values, starts, self.spec.lookback, self.spec.horizon,
+                               data.covariates, data.offsets)
+        self.variable_importances = self.importances(inputs.pop("y")[..., 0], inputs)
+        return history
+
+    def importances(self, x: np.ndarray, covariates: dict[str, Any] | None = None
+                    ) -> dict[str, list[float]]:
+        """Mean selection weight of each input variable over the windows ``x`` (and every
+        time step), per selection network, in the order of :func:`importance_labels`."""
+        import keras
+
+        names = [f"{s}_weights" for s in self.SELECTIONS]
+        layers = [layer for layer in self.model.layers if layer.name in names]
+        if not layers:
+            return {}
+        probe = keras.Model(self.model.inputs, [layer.output for layer in layers])
+        feeds = {"y": np.asarray(x, np.float32)[..., None]}
+        feeds.update({k: np.asarray((covariates or {})[k]) for k in self.input_names[1:]})
+        out = probe.predict_on_batch(feeds)
+        out = out if isinstance(out, list | tuple) else [out]
+        return {layer.name.removesuffix("_weights"): np.asarray(w).mean(axis=(0, 1)).tolist()
+                for layer, w in zip(layers, out, strict=True)}
+
+
+def importance_labels(past: tuple[str, ...], future: tuple[str, ...],
+                      static_numeric: bool, static_categorical: bool, series_id: bool
+                      ) -> dict[str, list[str]]:
+    """The variables each selection network weighs, in its order: ``history`` (the target,
+    its observed mask, past covariates, the future covariates' known past), ``future``
+    (future covariates over the horizon), ``static`` (numeric statics, categorical
+    statics and the series ID, each as one group)."""
+    static = (["static numeric"] * static_numeric + ["static categorical"] * static_categorical
+              + ["series id"] * series_id)
+    return {"history": ["target", "observed", *past, *future], "future": list(future),
+            "static": static}
+
+
+def _split(x) -> list:
+    """(batch, T, k) -> k variables of (batch, T, 1)."""
+    return [x[..., i : i + 1] for i in range(int(x.shape[-1]))]
+
+
+def _flat(items: list) -> list:
+    return [v for item in items for v in (item if isinstance(item, list) else [item])]

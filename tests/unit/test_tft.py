@@ -1,0 +1,74 @@
+"""TFT: variable selection weights that sum to one and are named after the inputs, the
+option check, and the importances logged to the model's MLflow run."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepcast.features.covariates import CovariateSpec
+from deepcast.forecasting.base import WindowSpec
+from deepcast.forecasting.models import build_forecaster
+from deepcast.pipelines.config import parse_config
+from deepcast.pipelines.ingest import ingest
+from deepcast.pipelines.modelling import variable_importances
+from deepcast.pipelines.tracking import Tracker
+from deepcast.pipelines.train import train_models
+from deepcast.pipelines.validate import validate_long_frame
+from tests.conftest import pipeline_dict
+from tests.unit.test_covariates import _fit_with_covariates, _tiny
+
+TINY = {"hidden_size": 8, "heads": 2}
+
+
+def test_every_covariate_kind_is_used_and_weighed():
+    """Past, future and static inputs all move the forecast; the importances are the
+    selection weights, summing to one per network, named after the inputs."""
+    df = _tiny().assign(temp=np.random.default_rng(1).normal(size=180))
+    spec = CovariateSpec(static=("kind",), past=("temp",), future=("promo",),
+                         categorical=("kind",), calendar=(), id_embedding=3)
+    predictor = _fit_with_covariates(df, spec, "tft", options=TINY)
+    assert predictor.forecaster.input_names == ["y", "past", "future", "static_cat", "series"]
+    future = pd.DataFrame({"unique_id": np.repeat(["s0", "s1", "s2"], 4),
+                           "ds": np.tile(np.arange(61, 65), 3), "promo": 0.0,
+                           "kind": np.repeat(["even", "odd", "even"], 4)})
+    frame = pd.concat([df, future.assign(y=np.nan)], ignore_index=True)
+    fc = predictor.predict(frame)
+    for column, rows, value in (("promo", frame["y"].isna(), 5.0),
+                                ("temp", frame["ds"].between(50, 60), 3.0),
+                                ("kind", frame["unique_id"] == "s0", "odd")):
+        changed = frame.copy()
+        changed.loc[rows, column] = value
+        assert not np.allclose(predictor.predict(changed)["yhat"], fc["yhat"]), column
+    table = variable_importances(predictor)
+    assert set(table["network"]) == {"history", "static"}  # one future input: no choice
+    history = table[table["network"] == "history"]
+    assert history["variable"].tolist() == ["target", "observed", "temp", "promo"]
+    for _, part in table.groupby("network"):
+        assert part["importance"].sum() == pytest.approx(1.0, abs=1e-4)
+        assert (part["importance"] > 0).all()
+    static = table[table["network"] == "static"]["variable"].tolist()
+    assert static == ["static categorical", "series id"]
+    assert variable_importances(_fit_with_covariates(df, spec, "mlp")) is None
+
+
+def test_heads_must_divide_the_width():
+    with pytest.raises(ValueError, match="divisible by heads"):
+        build_forecaster("tft", "t", WindowSpec(24, 6), {"hidden_size": 10, "heads": 4})
+
+
+@pytest.mark.integration
+def test_train_logs_the_importances_to_the_models_run(tmp_path, monkeypatch, retail_csv):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    cfg = parse_config(pipeline_dict(retail_csv, name="it-tft",
+                                     models=[{"type": "tft", **TINY}]))
+    clean, _ = validate_long_frame(ingest(cfg.data), cfg)
+    tracker = Tracker(cfg.name)
+    with tracker.run("train-it-tft"):
+        outcome = train_models(clean, cfg, tracker, data_sha256="x")
+    run_id = next(m.run_id for m in outcome.models if m.name == "tft")
+    path = tracker.client.download_artifacts(run_id, "importances/variable_importances.csv",
+                                           str(tmp_path))
+    logged = pd.read_csv(path)
+    assert logged.groupby("network")["importance"].sum().round(4).eq(1.0).all()
+    assert logged[logged["network"] == "history"]["variable"].iloc[0] == "target"
