@@ -69,7 +69,8 @@ class AutoConfig(_Strict):
         "greedy ensemble `auto` of all of them is scored beside them.")
     time_limit: float | None = Field(
         None, gt=0, description="Seconds of training: once spent, models not yet started "
-        "are skipped (the baselines always run) and named in the train output. Checked "
+        "are skipped (the baselines always run; theta and ets, which fit every series, "
+        "count as trained models) and named in the train output. Checked "
         "between models, so one model may run past it.")
 
 
