@@ -22,6 +22,7 @@ statsmodels and numpy only, not Keras.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -149,9 +150,12 @@ def forecast_many(method: str, series: Sequence[np.ndarray], h: int,
                   periods: int | Sequence[int], options: dict[str, Any], n_jobs: int = 0
                   ) -> LocalForecasts:
     """Forecast every series with ``METHODS[method]`` (see :func:`forecast_one`) in
-    ``n_jobs`` processes (0: one per CPU this process may use); results in input order."""
+    ``n_jobs`` processes (0: one per CPU this process may use; one in a daemonic process
+    such as a Dask worker, which may not start children); results in input order."""
     m = (periods,) if isinstance(periods, int) else tuple(periods)
     jobs = n_jobs if n_jobs > 0 else len(os.sched_getaffinity(0))
+    if multiprocessing.current_process().daemon:  # a Dask worker: no child processes
+        jobs = 1
     if jobs == 1 or len(series) < PARALLEL_FROM:
         parts = [_chunk(method, list(series), h, m, options)]
     else:

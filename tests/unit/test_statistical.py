@@ -95,6 +95,26 @@ def test_parallel_fits_equal_the_serial_loop():
     np.testing.assert_allclose(pooled, serial, rtol=1e-9)
 
 
+def test_a_dask_worker_fits_in_its_own_process(monkeypatch):
+    """Daemonic processes (Dask workers) may not start a pool: the fits run serially there,
+    with the same result and no warning."""
+    import multiprocessing
+    import warnings
+
+    x = [10 + np.sin(np.arange(60) / 2) + i for i in range(20)]
+    serial = statistical.forecast_many("theta", x, 6, 12, {}, n_jobs=1).yhat
+    monkeypatch.setattr(multiprocessing.current_process(), "daemon", True, raising=False)
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a process pool was started in a daemonic process")
+
+    monkeypatch.setattr("joblib.Parallel", no_pool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(
+            statistical.forecast_many("theta", x, 6, 12, {}, n_jobs=2).yhat, serial)
+
+
 def test_saved_model_holds_options_only_and_forecasts_the_same(retail, tmp_path):
     cfg, df, prep = retail
     predictor = _fit("theta", cfg, prep)
