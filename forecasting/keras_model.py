@@ -292,13 +292,7 @@ class KerasForecaster(Forecaster):
 
     def predict(self, x: np.ndarray, covariates: dict[str, np.ndarray] | None = None
                 ) -> np.ndarray:
-        if self.model is None:
-            raise RuntimeError(f"model {self.name!r} is not fitted")
-        inputs = {"y": np.asarray(x, dtype=np.float32)[..., None]}
-        for name in self.input_names[1:]:
-            if covariates is None or name not in covariates:
-                raise ValueError(f"model {self.name!r} needs the {name!r} covariate input")
-            inputs[name] = np.asarray(covariates[name])
+        inputs = self.feeds(x, covariates)
         parts = [np.asarray(self.model.predict_on_batch(
                      {k: v[i : i + PREDICT_CHUNK] for k, v in inputs.items()}))
                  for i in range(0, len(x), PREDICT_CHUNK)]
@@ -309,6 +303,21 @@ class KerasForecaster(Forecaster):
 
             yhat = quantiles_of(self.distribution, yhat, self.quantiles)
         return self.check_output(x, yhat.astype(np.float64))
+
+    def feeds(self, x: np.ndarray, covariates: dict[str, np.ndarray] | None = None
+              ) -> dict[str, np.ndarray]:
+        """The fitted network's inputs for windows ``x``: the target history and the
+        covariate inputs it was built with (a training-only ``target`` input is left out)."""
+        if self.model is None:
+            raise RuntimeError(f"model {self.name!r} is not fitted")
+        inputs = {"y": np.asarray(x, dtype=np.float32)[..., None]}
+        for name in self.input_names[1:]:
+            if name == "target":
+                continue
+            if covariates is None or name not in covariates:
+                raise ValueError(f"model {self.name!r} needs the {name!r} covariate input")
+            inputs[name] = np.asarray(covariates[name])
+        return inputs
 
     def _save_weights(self, path: Path) -> None:
         self.model.save(path / KERAS_FILE)

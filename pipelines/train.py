@@ -181,11 +181,11 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
                 log.warning("%s: %s", label, verdict.reason)
         for note in predictor.conformal_notes:  # a local model's fallbacks: warned already
             log.warning("%s: %s", label, note)
-        notes = (*predictor.conformal_notes, *predictor.forecaster.notes())
+        model_notes = predictor.forecaster.notes()
         if predictor.conformal_notes:
             tracker.set_tags({tag.CONFORMAL_NOTES: "; ".join(predictor.conformal_notes)})
-        if predictor.forecaster.notes():
-            tracker.set_tags({tag.MODEL_NOTES: "; ".join(predictor.forecaster.notes())})
+        if model_notes:
+            tracker.set_tags({tag.MODEL_NOTES: "; ".join(model_notes)})
         tracker.log_frame(per_series, "holdout/per_series_metrics.csv")
         importances = variable_importances(predictor)
         if importances is not None:  # TFT: which inputs the model weighs, per network
@@ -205,7 +205,7 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
         log.info("%s: holdout %s = %.4f", label, metric, scores[metric])
         return ModelResult(label, family, scores, run_id, logged.uri, epochs, seconds,
                            predictor, verdict.converged, verdict.reason,
-                           notes, tuple(by_window))
+                           (*predictor.conformal_notes, *model_notes), tuple(by_window))
 
 
 def _with_predictor(result: ModelResult, tracker: Tracker) -> ModelResult:

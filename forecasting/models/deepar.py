@@ -11,7 +11,7 @@ far when sampling (the LSTM is causal, so step j never reads target j or later).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -104,14 +104,8 @@ class DeepAR(KerasForecaster):
         """Quantiles (n, horizon, levels) of ``num_samples`` sampled paths per series."""
         from deepcast.forecasting.distributions import sample
 
-        if self.model is None:
-            raise RuntimeError(f"model {self.name!r} is not fitted")
+        feeds = self.feeds(x, covariates)
         n, H, S = len(x), self.spec.horizon, int(self.options["num_samples"])
-        feeds: dict[str, Any] = {"y": np.asarray(x, np.float32)[..., None]}
-        for name in self.input_names[1:-1]:
-            if covariates is None or name not in covariates:
-                raise ValueError(f"model {self.name!r} needs the {name!r} covariate input")
-            feeds[name] = np.asarray(covariates[name])
         rng = np.random.default_rng(int(self.options["sampling_seed"]))
         levels = np.asarray(self.quantiles)
         out = np.empty((n, H, len(levels)))

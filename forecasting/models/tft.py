@@ -154,9 +154,7 @@ class TFT(KerasForecaster):
         if not layers:
             return {}
         probe = keras.Model(self.model.inputs, [layer.output for layer in layers])
-        feeds = {"y": np.asarray(x, np.float32)[..., None]}
-        feeds.update({k: np.asarray((covariates or {})[k]) for k in self.input_names[1:]})
-        out = probe.predict_on_batch(feeds)
+        out = probe.predict_on_batch(self.feeds(x, covariates))
         out = out if isinstance(out, list | tuple) else [out]
         return {layer.name.removesuffix("_weights"): np.asarray(w).mean(axis=(0, 1)).tolist()
                 for layer, w in zip(layers, out, strict=True)}
