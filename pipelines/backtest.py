@@ -44,6 +44,7 @@ from deepcast.pipelines.backtest_fits import (
 )
 from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
 from deepcast.pipelines.modelling import Mapper
+from deepcast.pipelines.selection import windows_allowed, with_windows
 from deepcast.pipelines.tracking import tags as tag
 
 if TYPE_CHECKING:  # annotations only: mlflow is imported where a run needs it
@@ -83,13 +84,19 @@ def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker | None 
     t0 = time.perf_counter()
     bt, n = cfg.evaluation.backtest, cfg.lengths
     panel = panel_from_frame(df)
+    fit = windows_allowed(panel.lengths, cfg, 1.0) if bt.n_windows is None else 0
+    if 0 < fit < n.n_windows:  # the default count, cut to what the shortest series allow
+        log.warning("backtest: %d windows by default (two seasons or 100 points); the "
+                    "shortest series allow %d", n.n_windows, fit)
+        cfg = with_windows(cfg, fit)
+        n = cfg.lengths
     cuts = backtest_cutoffs(panel.lengths, n.n_windows, n.step, n.horizon)
     check_first_cutoff(panel.ids, cuts, cfg)
     cfg = cfg.without_checkpoints()
     entries = list(cfg.models)
     if not any(m.type == "seasonal_naive" for m in entries):
         entries.insert(0, ENTRY_MODELS["seasonal_naive"](type="seasonal_naive"))
-    plan = BacktestPlan(df, cfg, cuts, refit_schedule(bt.n_windows, bt.refit), mapper)
+    plan = BacktestPlan(df, cfg, cuts, refit_schedule(n.n_windows, bt.refit), mapper)
     jobs = [BacktestJob(entry, tuple(windows), df, cfg, cuts)
             for entry in entries for windows in plan.groups]
     jobs += [job for spec in cfg.ensemble for job in bagging_jobs(spec, plan)]

@@ -115,12 +115,12 @@ def joined(parts: list[WindowForecasts]) -> pd.DataFrame:
 
 def check_first_cutoff(ids: np.ndarray, cuts: np.ndarray, cfg: PipelineConfig) -> None:
     """Every series has ``min_train_length`` points before its first cut-off."""
-    bt, need = cfg.evaluation.backtest, cfg.min_train_length
+    n, need = cfg.lengths, cfg.min_train_length
     short = ids[cuts[:, 0] < need]
     if len(short):
         raise DataError(
-            f"{len(short)} series are too short for {bt.n_windows} backtest windows of step "
-            f"{cfg.lengths.step}: the first cut-off leaves fewer than {need} "
+            f"{len(short)} series are too short for {n.n_windows} backtest windows of step "
+            f"{n.step}: the first cut-off leaves fewer than {need} "
             f"points to train on "
             f"({', '.join(map(str, short[:5]))}{' ...' if len(short) > 5 else ''})",
             hint="lower evaluation.backtest.n_windows or step, or drop these series")
@@ -150,7 +150,7 @@ def member_forecasts(train: pd.DataFrame, entries: list[Any], cfg: PipelineConfi
     if len(long_enough) == 0:
         raise DataError(
             "no series is long enough for the backtest that weighs the ensemble members "
-            f"({bt.n_windows} windows of step {n.step} before the forecast origin)",
+            f"({n.n_windows} windows of step {n.step} before the forecast origin)",
             hint="lower evaluation.backtest.n_windows / step, or use method mean")
     train = train[train[ID].isin(long_enough)].reset_index(drop=True)
     inner = cfg.without_checkpoints().model_copy(update={
@@ -159,7 +159,7 @@ def member_forecasts(train: pd.DataFrame, entries: list[Any], cfg: PipelineConfi
             "conformal": [], "backtest": bt.model_copy(update={"refit": False})})})
     panel = panel_from_frame(train)
     cuts = backtest_cutoffs(panel.lengths, n.n_windows, n.step, n.horizon)
-    windows = tuple(range(bt.n_windows))
+    windows = tuple(range(n.n_windows))
     fits = run_fits([BacktestJob(e, windows, train, inner, cuts) for e in entries], mapper)
     y = joined(fits[:1])["y"].to_numpy(np.float64)
     f = np.stack([joined([p])["yhat"].to_numpy(np.float64) for p in fits],

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from deepcast.forecasting.crossval import member_arrays
 from deepcast.forecasting.ensemble import LEARNED, build_ensemble, ensemble_weights
 from deepcast.forecasting.evaluate import split_holdout
 from deepcast.forecasting.predictor import Predictor
@@ -42,7 +43,7 @@ def fit_ensemble(spec: EnsembleConfig, results: list[ModelResult], prep: Prepare
         by_name = {r.name: r for r in results}
         members = [by_name[m].predictor.forecaster for m in spec.members]
         if spec.method in LEARNED:
-            weights = _member_weights(spec, prep, cfg, {} if memo is None else memo)
+            weights = _member_weights(spec, by_name, prep, cfg, {} if memo is None else memo)
     ensemble = build_ensemble(spec.name, spec.method, members, weights)
     return prep.predictor(ensemble), {}, time.perf_counter() - t0
 
@@ -58,13 +59,17 @@ def _bagged_members(spec: EnsembleConfig, prep: PreparedData, cfg: PipelineConfi
     return members
 
 
-def _member_weights(spec: EnsembleConfig, prep: PreparedData, cfg: PipelineConfig,
-                    memo: MemberBacktests) -> list[list[float]]:
+def _member_weights(spec: EnsembleConfig, by_name: dict[str, ModelResult],
+                    prep: PreparedData, cfg: PipelineConfig, memo: MemberBacktests
+                    ) -> list[list[float]]:
     """Per-step inverse-MASE (``weighted``), stacking (``stacking``) or greedy selection
-    (``greedy``) weights of the members, from their backtest on the training span."""
+    (``greedy``) weights of the members, from their backtest on the training span (the
+    selection backtest the members already ran, or one run here)."""
     entries, key = {m.label: m for m in cfg.models}, tuple(spec.members)
     if key not in memo:
-        memo[key] = member_backtest([entries[m] for m in spec.members], prep, cfg)
+        backtests = [by_name[m].backtest for m in spec.members]
+        memo[key] = member_arrays(backtests) if all(b is not None for b in backtests) \
+            else member_backtest([entries[m] for m in spec.members], prep, cfg)
     return ensemble_weights(spec.method, *memo[key])
 
 

@@ -31,13 +31,14 @@ from deepcast.forecasting.base import (
     TrainSettings,
     WindowSpec,
 )
+from deepcast.forecasting.crossval import SpanBacktest
 from deepcast.forecasting.evaluate import (
     forecast_origins,
     holdout_rows,
     score_test,
     split_holdout,
 )
-from deepcast.forecasting.metrics import score, seasonal_scale
+from deepcast.forecasting.metrics import seasonal_scale
 from deepcast.forecasting.models import build_forecaster, families
 from deepcast.forecasting.predictor import Predictor
 from deepcast.pipelines.config import PipelineConfig
@@ -70,6 +71,22 @@ class ModelResult:
     #: the metric of each holdout forecast origin (window), over all series: its spread
     #: says whether a difference between models is noise
     window_scores: tuple[float, ...] = ()
+    #: its forecasts on the training span's backtest windows (``evaluation.selection:
+    #: backtest``; None: not backtested) and their scores, oldest window first
+    backtest: SpanBacktest | None = field(default=None, repr=False)
+    backtest_scores: tuple[float, ...] = ()
+
+    @property
+    def selection_scores(self) -> tuple[float, ...]:
+        """The scores the model is chosen on: each backtest window, then each holdout
+        origin."""
+        return (*self.backtest_scores, *self.window_scores)
+
+    def selection_score(self, metric: str) -> float:
+        """The mean of :attr:`selection_scores` (the holdout ``metric`` when there are
+        none)."""
+        finite = [v for v in self.selection_scores if np.isfinite(v)]
+        return float(np.mean(finite)) if finite else self.metrics.get(metric, float("nan"))
 
 
 @dataclass(frozen=True)
@@ -334,10 +351,12 @@ def holdout_predictions(predictor: Predictor, prep: PreparedData) -> pd.DataFram
 
 
 def evaluate(predictor: Predictor, prep: PreparedData, levels: Sequence[float] = (),
-             fc: pd.DataFrame | None = None) -> tuple[dict[str, float], pd.DataFrame]:
+             fc: pd.DataFrame | None = None, backtest: SpanBacktest | None = None
+             ) -> tuple[dict[str, float], pd.DataFrame]:
     """Holdout metrics and per-series table through the predictor's public ``predict``
     (or of its holdout forecast ``fc`` when already made); with conformal ``levels``, the
-    predictor is calibrated on the holdout residuals too."""
+    predictor is calibrated on the holdout residuals too, and on its ``backtest`` windows'
+    residuals when given (cross-validation conformal)."""
     holdout = prep.require_holdout()
     if fc is None:
         fc = holdout_predictions(predictor, prep)
@@ -345,37 +364,34 @@ def evaluate(predictor: Predictor, prep: PreparedData, levels: Sequence[float] =
         raise RunFailed(f"model {predictor.name!r} produced missing or non-finite forecasts",
                         hint="check the training loss curve; lower the learning rate")
     if levels:
-        calibration = calibrate_on_holdout(fc, holdout, levels, predictor.horizon)
+        calibration = calibrate_on_holdout(fc, holdout, levels, predictor.horizon, backtest)
         predictor.conformal = calibration.table or None
-        predictor.conformal_notes = calibration.notes(" (calibrated on the holdout)")
+        where = "the holdout" if backtest is None else \
+            f"{backtest.n_windows} backtest windows and the holdout"
+        predictor.conformal_notes = calibration.notes(f" (calibrated on {where})")
     return score_test(fc, holdout.test_df, holdout.scale, holdout.size)
 
 
 def calibrate_on_holdout(fc: pd.DataFrame, holdout: Holdout, levels: Sequence[float],
-                         horizon: int) -> conformal.Calibration:
-    """Conformal table from the holdout residuals: out of sample for a model fit on the
-    training span. Each origin's ``horizon`` steps are one calibration row; steps the
-    holdout does not reach reuse the widest calibrated step."""
+                         horizon: int, backtest: SpanBacktest | None = None
+                         ) -> conformal.Calibration:
+    """Conformal table from the holdout residuals (out of sample for a model fit on the
+    training span) and those of its ``backtest`` windows when given. Each origin's
+    ``horizon`` steps are one calibration row; steps the holdout does not reach reuse the
+    widest calibrated step."""
     y, yhat = holdout.truth_and_forecast(fc)
     resid, size = y - yhat, holdout.size
     n = len(resid)
     origins = -(-size // horizon)
     padded = np.full((n, origins * horizon), np.nan)
     padded[:, :size] = resid
-    rows = padded.reshape(n * origins, horizon)
-    calibration = conformal.calibrate(rows, np.repeat(holdout.scale, origins), levels)
+    rows, scale = padded.reshape(n * origins, horizon), np.repeat(holdout.scale, origins)
+    if backtest is not None:
+        more, more_scale = backtest.residual_rows()
+        rows, scale = np.concatenate([rows, more]), np.concatenate([scale, more_scale])
+    calibration = conformal.calibrate(rows, scale, levels)
     for level, q in calibration.table.items():
         reached = [x for x in q if np.isfinite(x)]
         calibration.table[level] = [x if np.isfinite(x) else max(reached, default=float("nan"))
                                     for x in q]
     return calibration
-
-
-def window_scores(fc: pd.DataFrame, holdout: Holdout, horizon: int, metric: str
-                  ) -> list[float]:
-    """``metric`` of each forecast origin of the holdout (``horizon`` steps each, the last
-    one possibly shorter), over every series: the holdout forecast ``fc`` scored window
-    by window."""
-    y, yhat = holdout.truth_and_forecast(fc)
-    return [score(y[:, a:a + horizon], yhat[:, a:a + horizon], holdout.scale)[metric]
-            for a in range(0, holdout.size, horizon)]

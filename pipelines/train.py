@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -20,10 +21,12 @@ import pandas as pd
 from deepcast.features.errors import RunFailed
 from deepcast.features.schema import DS, ID, Y
 from deepcast.forecasting.convergence import convergence
+from deepcast.forecasting.crossval import SpanBacktest, ensemble_backtest
 from deepcast.forecasting.metrics import skill
 from deepcast.forecasting.models import families
 from deepcast.forecasting.predictor import Predictor
 from deepcast.pipelines import plots, progress
+from deepcast.pipelines.budget import Budget, costly
 from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
 from deepcast.pipelines.ensembles import MemberBacktests, fit_ensemble
 from deepcast.pipelines.modelling import (
@@ -39,8 +42,8 @@ from deepcast.pipelines.modelling import (
     serving_example,
     training_settings,
     variable_importances,
-    window_scores,
 )
+from deepcast.pipelines.selection import model_backtest, selection_windows, window_scores
 from deepcast.pipelines.tracking import tags as tag
 from deepcast.pipelines.tracking.datasets import RunDataset, run_datasets
 
@@ -66,19 +69,25 @@ class TrainOutcome:
     holdout_size: int = 0  # points per series the scores rest on (evaluation.test_size)
     skipped: tuple[str, ...] = ()  # models and ensembles not trained: auto.time_limit spent
     time_limit: float | None = None
+    selection_windows: int = 0  # backtest windows inside the training span (0: holdout only)
 
     @property
     def best(self) -> ModelResult:
-        finite = [m for m in self.models if np.isfinite(m.metrics.get(self.metric, np.nan))]
+        """The model with the lowest selection score (its backtest windows and holdout
+        origins; the holdout alone for a model without a backtest)."""
+        finite = [m for m in self.models if np.isfinite(m.metrics.get(self.metric, np.nan))
+                  and np.isfinite(m.selection_score(self.metric))]
         if not finite:
             raise RunFailed(f"no model produced a finite holdout {self.metric}")
-        return min(finite, key=lambda m: m.metrics[self.metric])
+        return min(finite, key=lambda m: m.selection_score(self.metric))
 
     def table(self) -> pd.DataFrame:
         rows = [{"model": m.name, "type": m.family, **{k: m.metrics.get(k) for k in
                  ("mae", "rmse", "smape", "mase")},
                  f"skill_{self.metric}": m.metrics.get(f"skill_{self.metric}"),
-                 f"{self.metric}_sd": _spread(m.window_scores),
+                 f"select_{self.metric}": round(m.selection_score(self.metric), 4),
+                 "windows": len(m.selection_scores),
+                 f"{self.metric}_sd": _spread(m.selection_scores),
                  "epochs": m.epochs, "converged": m.converged,
                  "fit_s": round(m.fit_seconds, 2)} for m in self.models]
         # quantile models' scores, when there are any (others get an empty cell)
@@ -89,24 +98,43 @@ class TrainOutcome:
         return pd.DataFrame(rows)
 
     def notes(self) -> list[str]:
-        """What the scores rest on when it is thin (one holdout origin), one line per model
+        """What the scores and the choice rest on (windows and points), one line per model
         that stopped at max_epochs while still improving, and per conformal level a model
         left out for too few calibration residuals."""
-        points = f"{self.n_series} series x {self.holdout_size} points = " \
-            f"{self.n_series * self.holdout_size} points per model"
-        thin = ["the holdout scores, and the choice of the best model, rest on one forecast "
-                f"origin per series ({points}; evaluation.test_size = one horizon): a noisy "
-                "estimate; a test_size of 2-3 horizons scores every model on more origins"] \
-            if self.holdout_origins == 1 else [
-                f"the holdout scores rest on {self.holdout_origins} forecast origins per "
-                f"series ({points}); {self.metric}_sd is the spread of a model's score "
-                f"over the origins (MLflow: holdout_{self.metric}_by_origin)"]
+        thin = self._basis()
         if self.skipped:
             thin.append(f"auto.time_limit ({self.time_limit:g} s) was spent: not trained: "
                         f"{', '.join(self.skipped)}")
         return thin + [f"{m.name}: not converged: {m.convergence}" for m in self.models
                        if m.converged is False] + [f"{m.name}: {note}" for m in self.models
                                                    for note in m.notes]
+
+
+    def _basis(self) -> list[str]:
+        """What the scores and the choice rest on: origins, windows, points."""
+        points = f"{self.n_series} series x {self.holdout_size} points = " \
+            f"{self.n_series * self.holdout_size} points per model"
+        origins = f"{self.holdout_origins} forecast origin" + "s" * (self.holdout_origins > 1)
+        if not self.selection_windows:
+            return [
+                "the holdout scores, and the choice of the best model, rest on one forecast "
+                f"origin per series ({points}; evaluation.test_size = one horizon): a noisy "
+                "estimate; evaluation.selection: backtest, or a test_size of 2-3 horizons, "
+                "scores every model on more windows"] if self.holdout_origins == 1 else [
+                f"the holdout scores, and the choice of the best model, rest on {origins} "
+                f"per series ({points}); {self.metric}_sd is the spread of a model's score "
+                f"over the origins (MLflow: holdout_{self.metric}_by_origin)"]
+        backtested = [m.backtest for m in self.models if m.backtest is not None]
+        rows = max((b.n_series for b in backtested), default=0)
+        h = backtested[0].y.shape[1] if backtested else 0
+        return [f"the holdout scores rest on {origins} per series ({points})",
+                f"the best model is chosen on select_{self.metric}: the mean over "
+                f"{self.selection_windows} backtest windows inside the training span ({rows} "
+                f"series x {self.selection_windows * h} points) and the holdout's {origins}; "
+                f"{self.metric}_sd is its spread over those windows (MLflow: "
+                f"backtest_{self.metric}_by_window, holdout_{self.metric}_by_origin)",
+                *(f"{m.name}: chosen on the holdout only (no backtest)" for m in self.models
+                  if m.backtest is None)]
 
 
 @dataclass(frozen=True)
@@ -123,6 +151,7 @@ class ModelJob:
     tracking_uri: str
     experiment: str
     datasets: tuple[RunDataset, ...] = ()  # what the model runs link (training, holdout)
+    windows: int = 0  # selection backtest windows inside the training span (0: none)
 
     @property
     def label(self) -> str:
@@ -142,13 +171,15 @@ def train_model(job: ModelJob, tracker: Tracker | None = None) -> ModelResult:
     result = _tracked_fit(entry.label, entry.type, {"model": entry.model_dump(mode="json")},
                           lambda on_epoch: fit_model(entry, job.prep, training_settings(cfg),
                                                      on_epoch, checkpoint_dir(cfg, entry.label)),
-                          job, tracker)
+                          job, tracker,
+                          lambda: model_backtest(entry, job.prep, cfg, job.windows))
     return result if local else replace(result, predictor=None)
 
 
 def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: ModelJob,
-                 tracker: Tracker) -> ModelResult:
-    """One nested run: fit (``build(on_epoch)``), score on the holdout, log, return."""
+                 tracker: Tracker, select: Callable[[], SpanBacktest | None]) -> ModelResult:
+    """One nested run: backtest (``select()``: the training span's windows, or None), fit
+    (``build(on_epoch)``), score on the holdout and those windows, calibrate, log."""
     prep, cfg, metric = job.prep, job.cfg, job.cfg.evaluation.metric
     common = {"features": cfg.features.model_dump(mode="json"),
               "training": cfg.training.model_dump(mode="json"),
@@ -159,6 +190,7 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
         tracker.log_params(settings)
         tracker.log_inputs(job.datasets)
         log.info("training %s (%s)", label, family)
+        backtest = select()  # inside the run: a failure is the model's, on its run
         trainable = family in families() and families()[family].trainable
         with progress.task(f"train {label}", cfg.training.max_epochs if trainable
                            else 1) as advance:
@@ -169,16 +201,12 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
 
             predictor, history, seconds = build(on_epoch)
         fc = holdout_predictions(predictor, prep)
-        scores, per_series = evaluate(predictor, prep, cfg.evaluation.conformal, fc)
+        scores, per_series = evaluate(predictor, prep, cfg.evaluation.conformal, fc, backtest)
         scores[f"skill_{metric}"] = skill(scores[metric], job.reference[metric])
         by_window = window_scores(fc, prep.require_holdout(), prep.window.horizon, metric)
+        by_backtest = backtest.scores(metric) if backtest is not None else []
         epochs = len(history.get("loss", []))
-        verdict = convergence(history, cfg.training.max_epochs)
-        if verdict.converged is not None:
-            tracker.set_tags({tag.CONVERGED: str(verdict.converged).lower(),
-                              tag.CONVERGENCE_REASON: verdict.reason})
-            if not verdict.converged:
-                log.warning("%s: %s", label, verdict.reason)
+        verdict = _convergence(label, history, cfg.training.max_epochs, tracker)
         for note in predictor.conformal_notes:  # a local model's fallbacks: warned already
             log.warning("%s: %s", label, note)
         model_notes = predictor.forecaster.notes()
@@ -200,12 +228,35 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
             f"holdout_{k}": v for k, v in scores.items() if not k.startswith("skill_")}
             | {f"skill_{metric}": scores[f"skill_{metric}"]}, holdout)
         tracker.log_metrics({"fit_seconds": seconds, "epochs": epochs})
-        for i, value in enumerate(by_window):  # the spread over origins, in the UI's chart
-            tracker.log_metrics({f"holdout_{metric}_by_origin": value}, step=i)
+        _log_windows(tracker, metric, by_window, by_backtest)
         log.info("%s: holdout %s = %.4f", label, metric, scores[metric])
-        return ModelResult(label, family, scores, run_id, logged.uri, epochs, seconds,
-                           predictor, verdict.converged, verdict.reason,
-                           (*predictor.conformal_notes, *model_notes), tuple(by_window))
+        result = ModelResult(label, family, scores, run_id, logged.uri, epochs, seconds,
+                             predictor, verdict.converged, verdict.reason,
+                             (*predictor.conformal_notes, *model_notes), tuple(by_window),
+                             backtest, tuple(by_backtest))
+        tracker.log_metrics({f"select_{metric}": result.selection_score(metric)})
+        return result
+
+
+def _convergence(label: str, history: dict[str, list[float]], max_epochs: int,
+                 tracker: Tracker) -> Any:
+    """Whether the fit converged, tagged on its run and warned about when it did not."""
+    verdict = convergence(history, max_epochs)
+    if verdict.converged is not None:
+        tracker.set_tags({tag.CONVERGED: str(verdict.converged).lower(),
+                          tag.CONVERGENCE_REASON: verdict.reason})
+        if not verdict.converged:
+            log.warning("%s: %s", label, verdict.reason)
+    return verdict
+
+
+def _log_windows(tracker: Tracker, metric: str, by_origin: list[float],
+                 by_backtest: list[float]) -> None:
+    """Per-window scores as steps of one metric each: the spread in the UI's chart."""
+    for i, value in enumerate(by_origin):
+        tracker.log_metrics({f"holdout_{metric}_by_origin": value}, step=i)
+    for i, value in enumerate(by_backtest):
+        tracker.log_metrics({f"backtest_{metric}_by_window": value}, step=i)
 
 
 def _with_predictor(result: ModelResult, tracker: Tracker) -> ModelResult:
@@ -235,12 +286,13 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, dat
     reference, _ = evaluate(ref_pred, prep, cfg.evaluation.conformal)
 
     example = serving_example(prep)
+    windows = selection_windows(prep, cfg)
     jobs = [ModelJob(entry, prep, cfg, reference, example, parent_id, tracker.uri,
-                     tracker.experiment, datasets) for entry in cfg.models]
+                     tracker.experiment, datasets, windows) for entry in cfg.models]
     budget = Budget(cfg.auto.time_limit)
     if mapper is None:
         results = [train_model(job, tracker) for job in jobs
-                   if budget.allows(job.label, _costly(job.entry.type))]
+                   if budget.allows(job.label, costly(job.entry.type))]
     else:
         if budget.limit is not None:
             log.warning("auto.time_limit is not applied to models trained in parallel "
@@ -248,26 +300,19 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, dat
         results = mapper(train_model, jobs)
         members = {m for spec in cfg.ensemble for m in spec.members}
         results = [_with_predictor(r, tracker) if r.name in members else r for r in results]
-    shared = replace(jobs[0], entry=None)  # data, config and parent run of the ensembles
-    memo: MemberBacktests = {}  # one backtest per set of members
-    for spec in cfg.ensemble:
-        spec = budget.ensemble(spec, {r.name for r in results})
-        if spec is None:
-            continue
-        results.append(_tracked_fit(
-            spec.name, f"ensemble-{spec.method}", {"ensemble": spec.model_dump(mode="json")},
-            lambda on_epoch, spec=spec: fit_ensemble(spec, results, prep, cfg, memo), shared,
-            tracker))
+    _train_ensembles(results, replace(jobs[0], entry=None), budget, tracker)
 
     outcome = TrainOutcome(parent_id, metric, results, reference, data_sha256, len(df),
                            prep.panel.n_series, ref_pred, cfg.lengths.holdout_origins,
-                           cfg.evaluation.test_size, tuple(budget.skipped), budget.limit)
+                           cfg.evaluation.test_size, tuple(budget.skipped), budget.limit,
+                           windows)
     if budget.skipped:
         log.warning("auto.time_limit (%g s) spent: not trained: %s", budget.limit,
                     ", ".join(budget.skipped))
         tracker.set_tags({tag.SKIPPED: ", ".join(budget.skipped)})
     _with_predictor(outcome.best, tracker)  # the promotion gate scores it
     tracker.log_metrics({f"best_holdout_{metric}": outcome.best.metrics[metric],
+                         f"best_select_{metric}": outcome.best.selection_score(metric),
                          f"seasonal_naive_holdout_{metric}": reference[metric]})
     tracker.set_tags({tag.BEST_MODEL: outcome.best.name})
     if cfg.evaluation.plots:
@@ -277,45 +322,30 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, dat
     return outcome
 
 
-def _costly(family: str) -> bool:
-    """A model the time limit may skip: it trains, or fits every series (statistical)."""
-    cls = families()[family]
-    return cls.trainable or cls.local
+def _train_ensembles(results: list[ModelResult], shared: ModelJob, budget: Budget,
+                     tracker: Tracker) -> None:
+    """Fit, score and log every ``ensemble:`` entry from ``results`` (appended to them);
+    ``shared``: the run's data, config and parent run. An ensemble's backtest is its
+    members' (bagging has none)."""
+    prep, cfg = shared.prep, shared.cfg
+    memo: MemberBacktests = {}  # one backtest per set of members
+    for spec in cfg.ensemble:
+        spec = budget.ensemble(spec, {r.name for r in results})
+        if spec is None:
+            continue
+        by_name = {r.name: r.backtest for r in results}
+        backtest = None if spec.method == "bagging" else \
+            ensemble_backtest(spec.method, [by_name.get(m) for m in spec.members])
+        results.append(_tracked_fit(
+            spec.name, f"ensemble-{spec.method}", {"ensemble": spec.model_dump(mode="json")},
+            lambda on_epoch, spec=spec: fit_ensemble(spec, results, prep, cfg, memo), shared,
+            tracker, lambda backtest=backtest: backtest))
 
 
 def _spread(values: tuple[float, ...]) -> float | None:
     """Standard deviation over the holdout's origins (None with fewer than two)."""
     finite = [v for v in values if np.isfinite(v)]
     return round(float(np.std(finite, ddof=1)), 4) if len(finite) > 1 else None
-
-
-class Budget:
-    """``auto.time_limit`` of one train: a model that trains, or fits every series
-    (statistical), starts only while time is left (baselines always run); an ensemble keeps
-    the members that were trained, and is itself skipped with fewer than two, or when it
-    trains members of its own (bagging) and the time is spent. What was skipped is kept,
-    in order."""
-
-    def __init__(self, limit: float | None) -> None:
-        self.limit, self.start, self.skipped = limit, time.perf_counter(), []
-
-    def allows(self, label: str, costly: bool = True) -> bool:
-        spent = self.limit is not None and time.perf_counter() - self.start > self.limit
-        if spent and costly:
-            self.skipped.append(label)
-        return not (spent and costly)
-
-    def ensemble(self, spec: Any, trained: set[str]) -> Any:
-        """``spec`` with its untrained members left out, or None to skip it."""
-        if spec.method == "bagging":
-            return spec if self.allows(spec.name) else None
-        members = [m for m in spec.members if m in trained]
-        if members == spec.members:
-            return spec
-        if len(members) < 2:
-            self.skipped.append(spec.name)
-            return None
-        return spec.model_copy(update={"members": members})
 
 
 FULL_PREDICT_SERIES = 5000  # up to this many series, plots forecast them all (see below)

@@ -83,8 +83,11 @@ def pipeline_dict(path: Path, **over) -> dict:
         "models": [{"type": "naive"}, {"type": "seasonal_naive"},
                    {"type": "lstm", "units": 8}],
         "training": {"max_epochs": 2, "patience": 1, "batch_size": 64, "seed": 0},
-        # no MLflow plots (~1 s per model); the tests that check plots keep the default
-        "evaluation": {"test_size": 6, "metric": "mase", "plots": False},
+        # no MLflow plots (~1 s per model); the tests that check plots keep the default.
+        # Choice on the holdout: no second fit per model where a test checks wiring; the
+        # default (selection: backtest) is tested in test_selection.py and by the README
+        "evaluation": {"test_size": 6, "metric": "mase", "plots": False,
+                       "selection": "holdout"},
     }
     cfg.update(over)
     return cfg

@@ -10,8 +10,10 @@ the config, :func:`expand_auto` writes in what a careful user would:
 - an ensemble ``auto`` (``method: greedy``): Caruana ensemble selection over every model,
   weights fit on the models' out-of-sample backtest forecasts inside the training span.
 
-The champion is then chosen on the holdout as for any list of models; the greedy ensemble
-is one candidate (it is usually best, and the gate still compares it with the baseline).
+The best model is then chosen as for any list of models (by default on the backtest
+windows inside the training span and the holdout's origins); the greedy ensemble is one
+candidate, scored on weights cross-fitted over those windows (it is usually best, and the
+gate still compares it with the baseline).
 ``auto.time_limit`` caps the training: once it is spent, models not yet started are
 skipped (baselines always run) and the train output names them.
 """

@@ -10,6 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 
+def auto_windows(season_length: int, step: int) -> int:
+    """Default backtest cut-offs: enough windows ``step`` apart to cover two seasons or 100
+    points per series, whichever is fewer; at least 3 (a spread), at most 20."""
+    return min(max(3, -(-min(2 * season_length, 100) // step)), 20)
+
+
 @dataclass(frozen=True)
 class Lengths:
     """The geometry of a run in steps (all resolved: no None defaults left).

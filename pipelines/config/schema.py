@@ -17,7 +17,7 @@ from deepcast.features.schema import AUTO
 from deepcast.forecasting.base import COUNT_DISTRIBUTIONS
 from deepcast.pipelines.config.auto import AutoConfig, expand_auto
 from deepcast.pipelines.config.base import Name, _Strict
-from deepcast.pipelines.config.derived import Lengths
+from deepcast.pipelines.config.derived import Lengths, auto_windows
 from deepcast.pipelines.config.schema_data import DataConfig, FeaturesConfig
 from deepcast.pipelines.config.schema_models import (
     ENTRY_MODELS,
@@ -147,7 +147,9 @@ class PipelineConfig(_Strict):
         return Lengths(lookback=f.lookback, horizon=f.horizon,
                        val_size=self.training.val_size or f.horizon,
                        test_size=self.evaluation.test_size, step=bt.step or f.horizon,
-                       n_windows=bt.n_windows, pad=self.data.short_series == "pad")
+                       n_windows=bt.n_windows or auto_windows(self.data.season_length,
+                                                              bt.step or f.horizon),
+                       pad=self.data.short_series == "pad")
 
     @property
     def min_series_length(self) -> int:

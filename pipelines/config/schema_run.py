@@ -58,7 +58,10 @@ class TrainingConfig(_Strict):
 class BacktestConfig(_Strict):
     """Rolling-origin evaluation (``deepcast backtest``)."""
 
-    n_windows: int = Field(3, ge=1, le=1000, description="Cut-offs (forecast origins).")
+    n_windows: int | None = Field(
+        None, ge=1, le=1000, description="Cut-offs (forecast origins). Default: enough "
+        "windows for two seasons or 100 points per series, whichever is fewer, and at least "
+        "3 (at most 20).")
     step: int | None = Field(None, ge=1, description="Steps between cut-offs (default: "
                              "horizon). The last window ends at each series' last point.")
     refit: bool | int = Field(
@@ -94,13 +97,21 @@ class EvaluationConfig(_Strict):
     )
     backtest: BacktestConfig = Field(BacktestConfig(),
                                      description="Rolling-origin backtest settings.")
+    selection: Literal["backtest", "holdout"] = Field(
+        "backtest", description="What chooses the best model and calibrates the conformal "
+        "bands. backtest: the rolling-origin backtest inside the training span "
+        "(evaluation.backtest windows; one more fit per trained model, refit: false) plus "
+        "the holdout's origins, scored window by window (select_<metric> is their mean); "
+        "holdout: the holdout only (no extra fits). The promotion gate always scores the "
+        "holdout's cut-offs, the only windows out of sample for the champion too.")
     plots: bool = Field(
         True, description="Log plots to MLflow: each model's series, loss and error by "
         "horizon, and the parent run's skill chart (about 0.5-1 s per model; off for many "
         "models or a nightly job nobody looks at).")
     conformal: list[float] = Field(
         [], description="Conformal interval levels in percent, e.g. [80, 95]: calibrated on "
-        "each model's out-of-sample holdout residuals; the forecast gains yhat_lo_80 / "
+        "each model's out-of-sample residuals (every backtest window and the holdout with "
+        "selection: backtest, else the holdout); the forecast gains yhat_lo_80 / "
         "yhat_hi_80 ... A level with too few residuals per horizon step (4 for 80, 19 for "
         "95) is left out, and the run, forecast and report say so.")
 

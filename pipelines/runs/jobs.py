@@ -107,7 +107,7 @@ def backtest(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, steps: Steps 
     bt = cfg.evaluation.backtest
     return BacktestResult(
         pipeline=cfg.name, parent_run_id=parent_id, metric=cfg.evaluation.metric,
-        n_windows=bt.n_windows, step=cfg.lengths.step, refit=bt.refit,
+        n_windows=scores.n_windows, step=cfg.lengths.step, refit=bt.refit,
         table=summary_records(scores), seconds=round(scores.seconds, 2),
         n_series=int(data.clean["unique_id"].nunique()),
         dropped_series=data.report.dropped_series, tracking_uri=store.store_uri(tracker),

@@ -123,5 +123,5 @@ def test_demo_path_train_forecast_runs_through_the_cli(tmp_path, retail_csv, pre
     assert code == 0, err[-3000:]
     summary = json.loads(out.strip().splitlines()[-1])
     models = {row["model"]: row for row in summary["table"]}
-    assert set(models) == {"naive", "seasonal_naive", "lstm"} and summary["n_windows"] == 3
+    assert set(models) == {"naive", "seasonal_naive", "lstm"} and summary["n_windows"] == 4
     assert models["seasonal_naive"]["skill_mase"] == 0.0 and models["lstm"]["fits"] == 1

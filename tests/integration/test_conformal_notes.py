@@ -24,7 +24,8 @@ def test_thin_evidence_is_named_in_every_place(store, tmp_path, retail_csv, caps
     pipeline = write_pipeline(
         tmp_path, retail_csv, name="few-residuals",
         models=[{"type": "naive"}, {"type": "seasonal_naive"}],
-        evaluation={"test_size": 6, "metric": "mase", "plots": False, "conformal": [80, 95]})
+        evaluation={"test_size": 6, "metric": "mase", "plots": False, "conformal": [80, 95],
+                    "selection": "holdout"})
     cfg = deepcast.load_config(pipeline)
     trained = deepcast.train(cfg)
     assert sorted(n.split(":")[0] for n in trained.notes if NOTE in n) == [

@@ -4,9 +4,9 @@ ensemble), its errors, and the time limit's rules."""
 import pytest
 
 from deepcast.features.errors import ConfigError
+from deepcast.pipelines.budget import Budget
 from deepcast.pipelines.config import parse_config
 from deepcast.pipelines.config.auto import AUTO_ENSEMBLE, PRESETS
-from deepcast.pipelines.train import Budget
 from tests.conftest import pipeline_dict
 
 

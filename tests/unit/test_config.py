@@ -174,4 +174,7 @@ def test_derived_lengths_in_one_place(retail_csv):
     raw["evaluation"] = {"test_size": 7}
     n = parse_config(raw).lengths
     assert n.min_length == n.full == 24 + 6 + 4 + 7 and n.step == 6
-    assert n.holdout_origins == 2 and n.backtest_span == 6 + 2 * 6
+    # default windows: two seasons (24 points) of step 6 = 4, at least 3
+    assert n.n_windows == 4 and n.holdout_origins == 2 and n.backtest_span == 6 + 3 * 6
+    raw["evaluation"] = {"test_size": 7, "backtest": {"n_windows": 2}}
+    assert parse_config(raw).lengths.backtest_span == 6 + 1 * 6

@@ -1,0 +1,73 @@
+"""Cross-validation results of one model: its out-of-sample forecasts on rolling
+backtest windows, scored window by window, and an ensemble's forecasts built from its
+members' (learned weights cross-fitted over the windows)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepcast.forecasting.ensemble import LEARNED, ensemble_weights
+from deepcast.forecasting.metrics import score
+
+
+@dataclass(frozen=True)
+class SpanBacktest:
+    """One model's out-of-sample forecasts on the training span's backtest windows, one row
+    per series x window (series in frame order, windows oldest first): truth ``y`` (n, h),
+    forecast ``f`` (n, h), the seasonal naive MAE before each cut-off ``scale`` (n,), NaN
+    where 0; ``n_series`` series took part (those long enough for the first cut-off)."""
+
+    y: np.ndarray
+    f: np.ndarray
+    scale: np.ndarray
+    n_windows: int
+    n_series: int
+
+    @property
+    def window(self) -> np.ndarray:
+        """The window of each row."""
+        return np.tile(np.arange(self.n_windows), self.n_series)
+
+    def scores(self, metric: str) -> list[float]:
+        """``metric`` of each window over its series, oldest window first."""
+        w = self.window
+        return [score(self.y[w == k], self.f[w == k], self.scale[w == k])[metric]
+                for k in range(self.n_windows)]
+
+    def residual_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(residuals (n, h), scale (n,)): calibration rows for conformal bands."""
+        return self.y - self.f, self.scale
+
+
+def ensemble_backtest(method: str, members: list[SpanBacktest | None]
+                      ) -> SpanBacktest | None:
+    """An ensemble's backtest from its members' (None when one has none): the mean or
+    median of their forecasts, or for learned weights each window combined with weights
+    fit on the other windows (one window: weights fit on it, an in-sample score)."""
+    if not members or any(m is None for m in members):
+        return None
+    first = members[0]
+    f = np.stack([m.f for m in members], axis=-1)  # (n, h, M)
+    if method == "median":
+        return _with_forecast(first, np.median(f, axis=-1))
+    if method not in LEARNED:  # mean (bagging members have no backtest)
+        return _with_forecast(first, f.mean(axis=-1))
+    out, window = np.empty_like(first.y), first.window
+    for k in range(first.n_windows):
+        fit = window != k if first.n_windows > 1 else np.ones_like(window, dtype=bool)
+        w = np.asarray(ensemble_weights(method, first.y[fit], f[fit], first.scale[fit]))
+        out[window == k] = np.einsum("nhm,hm->nh", f[window == k], w)
+    return _with_forecast(first, out)
+
+
+def _with_forecast(like: SpanBacktest, f: np.ndarray) -> SpanBacktest:
+    return SpanBacktest(like.y, f, like.scale, like.n_windows, like.n_series)
+
+
+def member_arrays(members: list[SpanBacktest]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(y, forecasts (n, h, M), scale) of members backtested on the same windows: what a
+    learned ensemble's weights are fit on."""
+    first = members[0]
+    return first.y, np.stack([m.f for m in members], axis=-1), first.scale

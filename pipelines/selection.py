@@ -1,0 +1,92 @@
+"""Model selection on several windows (cross-validation), and the residuals it leaves.
+
+A model's holdout forecast is one or two forecast origins per series: a model can win it
+by luck (one New Year's Eve). With ``evaluation.selection: backtest`` every model is also
+backtested inside the training span (``evaluation.backtest`` windows, one fit before the
+first cut-off, every window predicted in one batched call: ``refit: false``), and the model
+is chosen on the mean of its per-window scores over those windows and the holdout's
+origins. The same out-of-sample residuals calibrate its conformal bands (cross-validation
+conformal) and fit the learned ensembles' weights; an ensemble's own backtest is its
+members' forecasts combined, with learned weights cross-fitted (each window combined with
+weights fit on the other windows, so no window scores weights it helped fit).
+
+The served model is the one fit on the whole training span and scored on the holdout; the
+promotion gate still scores the holdout's cut-offs only (the champion was trained on the
+training span, so only the holdout is out of sample for both).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from deepcast.features.errors import DataError
+from deepcast.forecasting.crossval import SpanBacktest
+from deepcast.forecasting.evaluate import split_holdout
+from deepcast.forecasting.metrics import score
+from deepcast.pipelines.backtest_fits import member_forecasts
+from deepcast.pipelines.config import PipelineConfig
+from deepcast.pipelines.modelling import Holdout, PreparedData
+
+log = logging.getLogger("deepcast")
+
+SHARE = 0.5  # the selection backtest runs when at least this share of series is long enough
+
+
+def selection_windows(prep: PreparedData, cfg: PipelineConfig) -> int:
+    """Backtest windows of the selection inside the training span: ``evaluation.backtest``'s
+    count (default: two seasons or 100 points, at least 3), fewer where the data does not
+    allow them (at least half of the series long enough for the first cut-off); 0 with
+    ``selection: holdout`` or when not even one window fits."""
+    if cfg.evaluation.selection != "backtest":
+        return 0
+    return windows_allowed(prep.panel.lengths - prep.require_holdout().size, cfg, SHARE)
+
+
+def windows_allowed(lengths: np.ndarray, cfg: PipelineConfig, share: float) -> int:
+    """The most backtest windows, up to ``cfg``'s count, whose first cut-off leaves
+    ``min_train_length`` points in at least ``share`` of the series of ``lengths``; 0 when
+    not even one window does."""
+    n = cfg.lengths
+    for k in range(n.n_windows, 0, -1):
+        first_cut = lengths - n.horizon - (k - 1) * n.step
+        if np.mean(first_cut >= cfg.min_train_length) >= share:
+            return k
+    return 0
+
+
+def with_windows(cfg: PipelineConfig, windows: int) -> PipelineConfig:
+    """``cfg`` with ``evaluation.backtest.n_windows`` set."""
+    ev = cfg.evaluation
+    return cfg.model_copy(update={"evaluation": ev.model_copy(update={
+        "backtest": ev.backtest.model_copy(update={"n_windows": windows})})})
+
+
+def model_backtest(entry: Any, prep: PreparedData, cfg: PipelineConfig, windows: int
+                   ) -> SpanBacktest | None:
+    """``entry`` backtested on ``windows`` cut-offs inside the training span (the holdout is
+    never seen): one fit, one batched predict. None when ``windows`` is 0 or no series is
+    long enough."""
+    if windows < 1:
+        return None
+    train, _ = split_holdout(prep.df, prep.require_holdout().size)
+    try:
+        out = member_forecasts(train, [entry], with_windows(cfg, windows))
+    except DataError as exc:
+        log.warning("%s: no selection backtest: %s", entry.label, exc)
+        return None
+    rows = len(out.y)
+    return SpanBacktest(out.y, out.f[..., 0], out.scale, windows, rows // windows)
+
+
+def window_scores(fc: pd.DataFrame, holdout: Holdout, horizon: int, metric: str
+                  ) -> list[float]:
+    """``metric`` of each forecast origin of the holdout (``horizon`` steps each, the last
+    one possibly shorter), over every series: the holdout forecast ``fc`` scored window
+    by window."""
+    y, yhat = holdout.truth_and_forecast(fc)
+    return [score(y[:, a:a + horizon], yhat[:, a:a + horizon], holdout.scale)[metric]
+            for a in range(0, holdout.size, horizon)]
