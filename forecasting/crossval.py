@@ -24,6 +24,20 @@ class SpanBacktest:
     scale: np.ndarray
     n_windows: int
     n_series: int
+    ids: np.ndarray | None = None  # the series, in row-block order
+
+    def residual_matrix(self, ids: np.ndarray) -> np.ndarray:
+        """Residuals per series (rows in ``ids`` order, NaN for a series not backtested),
+        windows and steps side by side: (len(ids), n_windows * h)."""
+        out = np.full((len(ids), self.n_windows * self.y.shape[1]), np.nan)
+        if self.ids is None:
+            return out
+        where = {uid: i for i, uid in enumerate(ids)}
+        resid = (self.y - self.f).reshape(self.n_series, -1)
+        for k, uid in enumerate(self.ids):
+            if uid in where:
+                out[where[uid]] = resid[k]
+        return out
 
     @property
     def window(self) -> np.ndarray:
@@ -63,7 +77,7 @@ def ensemble_backtest(method: str, members: list[SpanBacktest | None]
 
 
 def _with_forecast(like: SpanBacktest, f: np.ndarray) -> SpanBacktest:
-    return SpanBacktest(like.y, f, like.scale, like.n_windows, like.n_series)
+    return SpanBacktest(like.y, f, like.scale, like.n_windows, like.n_series, like.ids)
 
 
 def member_arrays(members: list[SpanBacktest]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -40,6 +40,7 @@ from deepcast.forecasting.base import Forecaster
 from deepcast.forecasting.keras_model import quantile_column
 from deepcast.forecasting.metrics import seasonal_scale
 from deepcast.forecasting.models import load_forecaster
+from deepcast.forecasting.reconcile import Reconciler
 
 BUNDLE_FILE = "bundle.json"
 SCALER_FILE = "scaler.json"
@@ -69,6 +70,8 @@ class Predictor:
         # sales figure below zero is never right, and flooring never moves one further
         # from a truth that is >= 0
         self.nonnegative = False
+        # a hierarchy's reconciliation (forecasting.reconcile): forecasts that add up
+        self.reconciler: Reconciler | None = None
 
     @property
     def name(self) -> str:
@@ -113,7 +116,16 @@ class Predictor:
 
     def predict(self, frame: pd.DataFrame, future: pd.DataFrame | None = None
                 ) -> pd.DataFrame:
-        """Forecast frame ``unique_id, ds, yhat`` (one row per series and future step)."""
+        """Forecast frame ``unique_id, ds, yhat`` (one row per series and future step);
+        for a hierarchy, every level's series (built from the bottom ones when ``frame``
+        has only those), reconciled, with their ``level``."""
+        if self.reconciler is None:
+            return self._predict(frame, future)
+        frame = self.reconciler.with_levels(frame, self.columns)
+        return self.reconciler.labelled(self.reconciler.apply(self._predict(frame, future)))
+
+    def _predict(self, frame: pd.DataFrame, future: pd.DataFrame | None = None
+                 ) -> pd.DataFrame:
         fast = self._sorted_panel(frame) if future is None else None
         if fast is not None:
             panel, source = fast
@@ -263,8 +275,11 @@ class Predictor:
                "window": np.tile(np.repeat(np.arange(k), H), n),
                "cutoff": np.repeat(ds[(panel.starts[:, None] + cuts - 1).reshape(-1)], H),
                DS: ds[pos], "h": np.tile(np.arange(1, H + 1), n * k), "y": y[pos]}
-        return pd.DataFrame(self._floored(
+        fc = pd.DataFrame(self._floored(
             {**out, **_value_columns(yhat, self.forecaster.quantiles)}))
+        if self.reconciler is None:
+            return fc
+        return self.reconciler.labelled(self.reconciler.apply(fc, key=("window", DS)))
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -277,6 +292,7 @@ class Predictor:
             "columns": asdict(self.columns), "min_history": self.min_history,
             "conformal": self.conformal, "conformal_notes": self.conformal_notes,
             "nonnegative": self.nonnegative, "format": 2,
+            "reconciler": None if self.reconciler is None else self.reconciler.to_dict(),
         }, indent=2))
         return path
 
@@ -291,6 +307,8 @@ class Predictor:
                         ColumnSpec(**meta["columns"]), encoder, meta.get("min_history"),
                         meta.get("conformal"), meta.get("conformal_notes"))
         predictor.nonnegative = bool(meta.get("nonnegative", False))  # older bundles: off
+        if meta.get("reconciler"):
+            predictor.reconciler = Reconciler.from_dict(meta["reconciler"])
         return predictor
 
 

@@ -136,6 +136,7 @@ class MemberForecasts:
     f: np.ndarray
     scale: np.ndarray
     fits: int = 0
+    ids: np.ndarray | None = None  # the series of the row blocks, in row order
 
 
 def member_forecasts(train: pd.DataFrame, entries: list[Any], cfg: PipelineConfig,
@@ -161,9 +162,10 @@ def member_forecasts(train: pd.DataFrame, entries: list[Any], cfg: PipelineConfi
     cuts = backtest_cutoffs(panel.lengths, n.n_windows, n.step, n.horizon)
     windows = tuple(range(n.n_windows))
     fits = run_fits([BacktestJob(e, windows, train, inner, cuts) for e in entries], mapper)
-    y = joined(fits[:1])["y"].to_numpy(np.float64)
+    first = joined(fits[:1])
+    y = first["y"].to_numpy(np.float64)
     f = np.stack([joined([p])["yhat"].to_numpy(np.float64) for p in fits],
                  axis=-1).reshape(-1, n.horizon, len(entries))
     scale = metrics.cutoff_scales(panel, cuts, cfg.data.season_length).reshape(-1)
     return MemberForecasts(y.reshape(-1, n.horizon), f, np.where(scale > 0, scale, np.nan),
-                           sum(p.trainable for p in fits))
+                           sum(p.trainable for p in fits), pd.unique(first[ID]))

@@ -19,6 +19,7 @@ import pandas as pd
 
 from deepcast.features.covariates import CovariateEncoder, Covariates, CovariateSpec
 from deepcast.features.errors import DataError, RunFailed
+from deepcast.features.hierarchy import LEVEL
 from deepcast.features.scalers import SeriesScaler
 from deepcast.features.schema import DS, ID, ColumnSpec, Y, release_arrow_memory
 from deepcast.features.windows import Panel, pad_panel, panel_from_frame, window_starts
@@ -184,15 +185,16 @@ def covariate_spec(cfg: PipelineConfig, df: pd.DataFrame) -> CovariateSpec:
     categorical = d.categorical
     if categorical is None:
         categorical = [c for c in d.static if not pd.api.types.is_numeric_dtype(df[c])]
-    return CovariateSpec(static=tuple(d.static), past=tuple(d.past), future=tuple(d.future),
-                         categorical=tuple(categorical), calendar=cfg.calendar,
+    level = (LEVEL,) if cfg.hierarchy is not None else ()  # a hierarchy's, categorical
+    return CovariateSpec(static=(*d.static, *level), past=tuple(d.past), future=tuple(d.future),
+                         categorical=(*categorical, *level), calendar=cfg.calendar,
                          id_embedding=f.id_embedding, embedding_dim=f.embedding_dim)
 
 
 def user_frame(df: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
     """Canonical frame back in the YAML's column names (what the served model takes)."""
     d = cfg.data
-    covariates = [c for c in (*d.static, *d.past, *d.future) if c in df.columns]
+    covariates = [c for c in (*d.static, LEVEL, *d.past, *d.future) if c in df.columns]
     return df[[ID, DS, Y, *covariates]].rename(
         columns={ID: d.id_col, DS: d.time_col, Y: d.target_col})
 
@@ -281,12 +283,16 @@ def series_rows(panel: Panel, ids: Sequence[str], drop_last: int = 0) -> np.ndar
                           + [np.zeros(0, dtype=np.int64)])
 
 
-def serving_example(prep: PreparedData, n_series: int = 2) -> pd.DataFrame:
+def serving_example(prep: PreparedData, n_series: int = 2, bottom: str | None = None
+                    ) -> pd.DataFrame:
     """A small input in the served model's format (for its signature): the last lookback
     points of a few series, then ``horizon`` rows with the target left empty, which carry
-    future covariates (and are ignored by models without them)."""
-    w, c = prep.window, prep.columns
-    part = prep.user_df.iloc[series_rows(prep.panel, prep.panel.ids[:n_series])]
+    future covariates (and are ignored by models without them). A hierarchy's (its
+    ``bottom`` level named): every bottom series, the served model builds the rest."""
+    w, c, df = prep.window, prep.columns, prep.user_df
+    ids = prep.panel.ids[:n_series] if bottom is None else \
+        df.loc[df[LEVEL] == bottom, c.id_col].unique()
+    part = df.iloc[series_rows(prep.panel, ids)].drop(columns=[LEVEL], errors="ignore")
     part = part.groupby(c.id_col, sort=False).tail(w.lookback + w.horizon)
     part = part.assign(**{c.target_col: part[c.target_col].where(
         part.groupby(c.id_col, sort=False).cumcount(ascending=False) >= w.horizon)})
@@ -323,22 +329,6 @@ def _check_counts(distribution: str | None, prep: PreparedData) -> None:
                         f"{' ...' if len(names) > 5 else ''}",
                         hint="use distribution: normal or studentt for data that can be "
                         "negative, or drop these series")
-
-
-def variable_importances(predictor: Predictor) -> pd.DataFrame | None:
-    """A model's variable importances (TFT's selection weights, measured on its training
-    windows) as ``network, variable, importance`` rows; None for families without them."""
-    weights = getattr(predictor.forecaster, "variable_importances", None)
-    if not weights:
-        return None
-    from deepcast.forecasting.models.tft import importance_labels
-
-    s = predictor.encoder.spec if predictor.encoder is not None else CovariateSpec()
-    labels = importance_labels(s.past, s.future_names, bool(s.static_numeric),
-                               bool(s.static_categorical), bool(s.id_embedding))
-    rows = [(net, name, float(w)) for net, values in weights.items()
-            for name, w in zip(labels[net], values, strict=True)]
-    return pd.DataFrame(rows, columns=["network", "variable", "importance"])
 
 
 def holdout_predictions(predictor: Predictor, prep: PreparedData) -> pd.DataFrame:

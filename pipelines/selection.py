@@ -79,7 +79,7 @@ def model_backtest(entry: Any, prep: PreparedData, cfg: PipelineConfig, windows:
         log.warning("%s: no selection backtest: %s", entry.label, exc)
         return None
     rows = len(out.y)
-    return SpanBacktest(out.y, out.f[..., 0], out.scale, windows, rows // windows)
+    return SpanBacktest(out.y, out.f[..., 0], out.scale, windows, rows // windows, out.ids)
 
 
 def window_scores(fc: pd.DataFrame, holdout: Holdout, horizon: int, metric: str

@@ -26,9 +26,11 @@ from deepcast.forecasting.metrics import skill
 from deepcast.forecasting.models import families
 from deepcast.forecasting.predictor import Predictor
 from deepcast.pipelines import plots, progress
+from deepcast.pipelines.artifacts import log_model_tables
 from deepcast.pipelines.budget import Budget, costly
 from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
 from deepcast.pipelines.ensembles import MemberBacktests, fit_ensemble
+from deepcast.pipelines.levels import attach_reconciler
 from deepcast.pipelines.modelling import (
     Mapper,
     ModelResult,
@@ -41,7 +43,6 @@ from deepcast.pipelines.modelling import (
     series_rows,
     serving_example,
     training_settings,
-    variable_importances,
 )
 from deepcast.pipelines.selection import model_backtest, selection_windows, window_scores
 from deepcast.pipelines.tracking import tags as tag
@@ -200,6 +201,7 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
                 advance(1)
 
             predictor, history, seconds = build(on_epoch)
+        attach_reconciler(predictor, prep.df, cfg, backtest)
         fc = holdout_predictions(predictor, prep)
         scores, per_series = evaluate(predictor, prep, cfg.evaluation.conformal, fc, backtest)
         scores[f"skill_{metric}"] = skill(scores[metric], job.reference[metric])
@@ -214,10 +216,7 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
             tracker.set_tags({tag.CONFORMAL_NOTES: "; ".join(predictor.conformal_notes)})
         if model_notes:
             tracker.set_tags({tag.MODEL_NOTES: "; ".join(model_notes)})
-        tracker.log_frame(per_series, "holdout/per_series_metrics.csv")
-        importances = variable_importances(predictor)
-        if importances is not None:  # TFT: which inputs the model weighs, per network
-            tracker.log_frame(importances, "importances/variable_importances.csv")
+        log_model_tables(tracker, per_series, prep.df, predictor)
         if cfg.evaluation.plots:
             log_model_plots(tracker, predictor, prep, fc, history, per_series, cfg)
         logged = tracker.log_predictor(predictor, job.example, settings)
@@ -285,7 +284,7 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, dat
         type="seasonal_naive"), prep, training_settings(cfg))
     reference, _ = evaluate(ref_pred, prep, cfg.evaluation.conformal)
 
-    example = serving_example(prep)
+    example = serving_example(prep, bottom=cfg.hierarchy and cfg.hierarchy.spec().bottom_name)
     windows = selection_windows(prep, cfg)
     jobs = [ModelJob(entry, prep, cfg, reference, example, parent_id, tracker.uri,
                      tracker.experiment, datasets, windows) for entry in cfg.models]

@@ -13,12 +13,14 @@ from pydantic import Field, model_validator
 
 from deepcast.features.covariates import default_calendar
 from deepcast.features.errors import ConfigError
+from deepcast.features.hierarchy import LEVEL
 from deepcast.features.schema import AUTO
 from deepcast.forecasting.base import COUNT_DISTRIBUTIONS
 from deepcast.pipelines.config.auto import AutoConfig, expand_auto
 from deepcast.pipelines.config.base import Name, _Strict
 from deepcast.pipelines.config.derived import Lengths, auto_windows
 from deepcast.pipelines.config.schema_data import DataConfig, FeaturesConfig
+from deepcast.pipelines.config.schema_hierarchy import HierarchyConfig
 from deepcast.pipelines.config.schema_models import (
     ENTRY_MODELS,
     EnsembleConfig,
@@ -56,6 +58,9 @@ class PipelineConfig(_Strict):
     drift: DriftConfig = Field(DriftConfig(), description="Drift check before a retrain.")
     execution: ExecutionConfig = Field(ExecutionConfig(), description="Serial or Dask "
                                        "fan-out of the fits.")
+    hierarchy: HierarchyConfig | None = Field(
+        None, description="Levels of a hierarchy built from the bottom series and "
+        "reconciled forecasts that add up (see Hierarchies).")
 
     @model_validator(mode="before")
     @classmethod
@@ -75,6 +80,7 @@ class PipelineConfig(_Strict):
             self._check_tune(names)
         self._check_columns()
         self._check_count_heads()
+        self._check_hierarchy()
         if isinstance(self.features.calendar, list) and isinstance(self.data.freq, int):
             raise ValueError("features.calendar needs datetime ds; with an integer freq "
                              "use calendar: none")
@@ -125,6 +131,23 @@ class PipelineConfig(_Strict):
             extra = sorted(set(d.categorical) - set(d.static))
             raise ValueError(f"data.categorical: {extra} are not static covariates; list "
                              "them under data.static too")
+
+    def _check_hierarchy(self) -> None:
+        h, d = self.hierarchy, self.data
+        if h is None:
+            return
+        own = [] if h.separator is not None else h.columns
+        missing = [c for c in own if c not in d.static]
+        if missing:
+            raise ValueError(f"hierarchy.columns {missing} are columns of the data: list them "
+                             "under data.static too (or give hierarchy.separator to read "
+                             "them from unique_id)")
+        other = [c for c in (*d.static, *d.past, *d.future) if c not in own]
+        if other:
+            raise ValueError(f"hierarchy: covariates {other} are not aggregated to the "
+                             "upper levels; remove them or the hierarchy")
+        if LEVEL in (d.id_col, d.time_col, d.target_col, *d.static):
+            raise ValueError(f"hierarchy adds a static column {LEVEL!r}; rename yours")
 
     def _check_tune(self, names: list[str]) -> None:
         tune = self.tune

@@ -207,10 +207,11 @@ def validated(cfg: PipelineConfig, inputs: RunInputs, steps: Steps,
     """Ingest (rows up to ``as_of`` when given) and validate; bad data stops the job."""
     raw = cut_at(steps.io("ingest", read_data, cfg.data, inputs.given(cfg)),
                  parse_as_of(as_of, cfg.data))
+    from deepcast.pipelines.levels import with_levels
     from deepcast.pipelines.validate import resolved_config
 
     clean, report = steps.run("validate", checked, raw, cfg, report_dir(cfg, inputs))
-    return Validated(raw, clean, report, resolved_config(cfg, report))
+    return Validated(raw, with_levels(clean, cfg), report, resolved_config(cfg, report))
 
 
 def run_tags(cfg: PipelineConfig, stage: str, inputs: RunInputs, data_sha: str

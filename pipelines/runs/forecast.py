@@ -126,6 +126,9 @@ def _history(cfg: PipelineConfig, inputs: RunInputs, request: ForecastRequest, s
     # the history is screened with pandas; GE runs (and reports) when a check fails
     clean, validation = steps.run("validate", checked, raw, cfg, report_dir(cfg, inputs),
                                   min_length=predictor.min_history, screen_first=True)
+    from deepcast.pipelines.levels import with_levels
+
+    clean = with_levels(clean, cfg)
     history = user_frame(clean, cfg)
     if ahead is not None:
         history = pd.concat([history, user_frame(future_rows(ahead, clean, predictor), cfg)],
@@ -134,9 +137,13 @@ def _history(cfg: PipelineConfig, inputs: RunInputs, request: ForecastRequest, s
 
 
 def _predict(model: Any, history: pd.DataFrame, id_col: str = "unique_id") -> pd.DataFrame:
-    from deepcast.pipelines.forecast import predict_in_shards
+    """The forecast, in shards of series (a hierarchy's reconciliation needs them all in
+    one call)."""
+    from deepcast.pipelines.forecast import SHARD_SERIES, predict_in_shards
 
-    return predict_in_shards(model.predict, history, id_col)
+    whole = getattr(model.predictor, "reconciler", None) is not None
+    return predict_in_shards(model.predict, history, id_col,
+                             max(history[id_col].nunique(), 1) if whole else SHARD_SERIES)
 
 
 def _render(cfg: PipelineConfig, request: ForecastRequest, steps: Steps, fc: pd.DataFrame,

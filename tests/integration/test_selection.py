@@ -21,6 +21,17 @@ from tests.conftest import pipeline_dict
 pytestmark = pytest.mark.integration
 
 
+def _train(raw: dict, windows: int):
+    """(config, validated frame, train outcome) of ``raw``, whose selection has
+    ``windows`` backtest windows."""
+    cfg = parse_config(raw)
+    clean, _ = validate_long_frame(ingest(cfg.data), cfg)
+    assert selection_windows(prepare(clean, cfg), cfg) == windows
+    tracker = Tracker(cfg.name)
+    with tracker.run(f"train-{cfg.name}"):
+        return cfg, clean, train_models(clean, cfg, tracker, data_sha256="x")
+
+
 def test_choice_and_bands_rest_on_backtest_windows_and_the_holdout(store, retail_csv):
     from mlflow.tracking import MlflowClient
 
@@ -33,14 +44,9 @@ def test_choice_and_bands_rest_on_backtest_windows_and_the_holdout(store, retail
     # the README's thin setting: holdout = one horizon (6 series x 1 origin)
     raw["evaluation"] = {"test_size": 6, "metric": "mase", "plots": False,
                          "conformal": [80, 95]}
-    cfg = parse_config(raw)
-    clean, _ = validate_long_frame(ingest(cfg.data), cfg)
     # 96 points, holdout 6: two seasons of step 6 = 4 windows, and the first cut-off
     # leaves 66 >= lookback + horizon + validation = 36 points
-    assert selection_windows(prepare(clean, cfg), cfg) == 4
-    tracker = Tracker(cfg.name)
-    with tracker.run("train-it-select"):
-        outcome = train_models(clean, cfg, tracker, data_sha256="x")
+    cfg, clean, outcome = _train(raw, windows=4)
 
     assert outcome.selection_windows == 4
     by_name = {m.name: m for m in outcome.models}
@@ -84,12 +90,7 @@ def test_too_short_a_training_span_falls_back_to_the_holdout(store, retail_csv):
                         models=[{"type": "naive"}, {"type": "seasonal_naive"}])
     raw["features"] = {"lookback": 24, "horizon": 6}
     raw["evaluation"] = {"test_size": 78, "metric": "mase", "plots": False}
-    cfg = parse_config(raw)
-    clean, _ = validate_long_frame(ingest(cfg.data), cfg)
-    assert selection_windows(prepare(clean, cfg), cfg) == 0
-    tracker = Tracker(cfg.name)
-    with tracker.run("train-it-select-short"):
-        outcome = train_models(clean, cfg, tracker, data_sha256="x")
+    _, _, outcome = _train(raw, windows=0)
     assert outcome.selection_windows == 0
     assert all(m.backtest is None and not m.backtest_scores for m in outcome.models)
     best = outcome.best

@@ -8,9 +8,9 @@ import pytest
 from deepcast.features.covariates import CovariateSpec
 from deepcast.forecasting.base import WindowSpec
 from deepcast.forecasting.models import build_forecaster
+from deepcast.pipelines.artifacts import variable_importances
 from deepcast.pipelines.config import parse_config
 from deepcast.pipelines.ingest import ingest
-from deepcast.pipelines.modelling import variable_importances
 from deepcast.pipelines.tracking import Tracker
 from deepcast.pipelines.train import train_models
 from deepcast.pipelines.validate import validate_long_frame
