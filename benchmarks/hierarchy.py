@@ -140,7 +140,7 @@ def table() -> str:
         for model, r in json.loads(path.read_text())["models"].items():
             for method, by_level in r["mase"].items():
                 rows.append({"side": side, "model": model, "method": method, **by_level})
-    return pd.DataFrame(rows).to_markdown(index=False)
+    return pd.DataFrame(rows).to_string(index=False)
 
 
 def main() -> None:
