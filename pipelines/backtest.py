@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from deepcast.features.hierarchy import LEVEL
 from deepcast.features.schema import ID
 from deepcast.features.windows import Panel, panel_from_frame
 from deepcast.forecasting import conformal, metrics
@@ -119,9 +120,10 @@ def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker | None 
         board.add(spec.name, f"ensemble-{spec.method}", ens.forecasts, (), ens.fits,
                   ens.seconds)
     metric = cfg.evaluation.metric
-    result = BacktestResult(metric, cuts, board.scale, board.forecasts,
-                            pd.concat(board.tables, ignore_index=True),
-                            _with_skill(pd.DataFrame(board.rows), metric),
+    per_window = pd.concat(board.tables, ignore_index=True)
+    summary = _with_levels(_with_skill(pd.DataFrame(board.rows), metric), per_window, df,
+                           metric)
+    result = BacktestResult(metric, cuts, board.scale, board.forecasts, per_window, summary,
                             time.perf_counter() - t0, skipped)
     if tracker is not None:
         log_backtest(result, cfg, tracker)
@@ -161,6 +163,19 @@ def _with_skill(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
     for name in ("mase", "smape", "rmsse", metric):
         summary[f"skill_{name}"] = [metrics.skill(v, reference[name]) for v in summary[name]]
     return summary
+
+
+def _with_levels(summary: pd.DataFrame, per_window: pd.DataFrame, df: pd.DataFrame,
+                 metric: str) -> pd.DataFrame:
+    """A hierarchy's backtest: ``summary`` with one ``<metric>_<level>`` column per level
+    (the mean over that level's series and windows, of the base forecasts)."""
+    if LEVEL not in df.columns:
+        return summary
+    level = df.drop_duplicates(ID).set_index(ID)[LEVEL]
+    table = per_window.assign(**{LEVEL: per_window[ID].map(level)})
+    means = table.groupby(["model", LEVEL], sort=False)[metric].mean().unstack(LEVEL)
+    means.columns = [f"{metric}_{c}" for c in means.columns]
+    return summary.merge(means, left_on="model", right_index=True, how="left")
 
 
 def score_windows(fc: pd.DataFrame, ids: np.ndarray, scale: np.ndarray, sq_scale: np.ndarray,
@@ -221,7 +236,8 @@ def summary_records(result: BacktestResult) -> list[dict[str, Any]]:
     """The summary table as plain records (for the CLI and ``--json``)."""
     cols = ["model", "type", *METRICS, f"skill_{result.metric}", "fits", "seconds"]
     extra = [c for c in result.summary.columns
-             if c.startswith(("scaled_pinball", "scaled_crps", "wql", "coverage", "conformal"))]
+             if c.startswith(("scaled_pinball", "scaled_crps", "wql", "coverage", "conformal",
+                              f"{result.metric}_"))]
     return result.summary[cols + extra].to_dict(orient="records")
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from deepcast.features.errors import ConfigError
+from deepcast.features.hierarchy import LEVEL
 from deepcast.features.schema import DS, ID
 from deepcast.pipelines import plots
 from deepcast.pipelines.forecast import FileKind, FileWrite, write_files
@@ -167,6 +168,7 @@ def render_report(forecast: pd.DataFrame, history: pd.DataFrame, info: TrainingI
              _cards(forecast, history, info, settings, model),
              *_scores(info, settings, model),
              *_series_plots(forecast, history, settings, picked, n_plot),
+             *_level_plots(forecast, history, settings),
              *_forecast_table(forecast, info, settings, picked)]
     body = "\n".join(parts)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -289,6 +291,32 @@ def _series_plots(forecast: pd.DataFrame, history: pd.DataFrame, settings: Repor
                                           season_length=settings.season_length,
                                           horizon=max(_horizon(forecast), 1)),
                       "series forecasts"))
+    return parts
+
+
+LEVEL_SERIES = 4  # series plotted per level of a hierarchy
+
+
+def _level_plots(forecast: pd.DataFrame, history: pd.DataFrame, settings: ReportSettings
+                 ) -> list[str]:
+    """A hierarchy's forecast: one figure per level (its largest series and a sample)."""
+    if LEVEL not in forecast.columns:
+        return []
+    parts = ["<h2>Levels</h2>",
+             '<p class="note">One figure per level of the hierarchy, top first: its largest '
+             "series and a sample. The forecasts are reconciled: each aggregate is the sum "
+             "of its bottom series.</p>"]
+    sizes = forecast.groupby(forecast[LEVEL].astype(str))[ID].nunique()
+    for name in sizes.sort_values(kind="stable").index:  # the fewest series (top) first
+        ids = set(forecast.loc[forecast[LEVEL].astype(str) == name, ID].astype(str))
+        past = history[history[ID].astype(str).isin(ids)]
+        ahead = forecast[forecast[ID].astype(str).isin(ids)]
+        picked = plots.pick_series(past, None, (), settings.metric, n=LEVEL_SERIES)
+        parts += [f"<h3>{_e(name)} ({len(ids)} series)</h3>",
+                  _img(plots.series_figure(past, ahead, picked,
+                                           season_length=settings.season_length,
+                                           horizon=max(_horizon(forecast), 1)),
+                       f"level {name}")]
     return parts
 
 

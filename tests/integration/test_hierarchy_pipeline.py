@@ -61,11 +61,20 @@ def test_grouped_hierarchy_trains_and_forecasts_coherently(store, tmp_path):
     assert dict(zip(levels["level"], levels["series"], strict=True)) == {
         "total": 1, "state": 2, "industry": 3, "state/industry": 6}
 
-    done = deepcast.forecast(cfg)
+    done = deepcast.forecast(cfg, report=tmp_path / "report.html")
     fc = done.forecast
+    page = (tmp_path / "report.html").read_text()
+    heads = [page.index(f"<h3>{name} ({n} series)</h3>") for name, n in
+             (("total", 1), ("state", 2), ("industry", 3), ("state/industry", 6))]
+    assert "<h2>Levels</h2>" in page and heads == sorted(heads)  # one figure per level
     assert set(fc["level"]) == {"total", "state", "industry", "state/industry"}
     assert fc["unique_id"].nunique() == 12
     _coherent(fc, bottom)
+
+    # the backtest scores every level (of the base forecasts)
+    table = {r["model"]: r for r in deepcast.backtest(cfg).table}
+    assert {f"mase_{lv}" for lv in ("total", "state", "industry", "state/industry")} \
+        <= set(table["linear"])
 
     # the served model, given the bottom series only, builds the levels and reconciles
     model = mlflow.pyfunc.load_model("models:/it-hier@champion")
