@@ -38,7 +38,7 @@ PHASES = {
     "Prefect import, server start": ("start_if_needed", "flows/ephemeral.py"),
     "validation (GE)": ("validate_long_frame", "pipelines/validate.py"),
     "holdout forecasts": ("holdout_predictions", "pipelines/modelling.py"),
-    "plots": ("log_model_plots", "pipelines/train.py"),
+    "plots": ("log_model_plots", "pipelines/artifacts.py"),
     "model logging (MLflow pyfunc)": ("log_predictor", "pipelines/tracking/writer.py"),
     "MLflow client and store": ("__init__", "pipelines/tracking/store.py"),
     "promotion gate": ("promote", "pipelines/promote.py"),

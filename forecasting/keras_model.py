@@ -128,6 +128,8 @@ class KerasForecaster(Forecaster):
     covariates = frozenset({"static", "past", "future"})
     Options = KerasOptions
     model: Any = None
+    #: weights to start the next fit from (``forecasting.warm.WarmStart``), or None: cold
+    warm_start: Any = None
 
     def network(self, x):
         """The family's layers: (batch, lookback, channels) -> (batch, features) tensor; the

@@ -14,7 +14,7 @@ import math
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -63,7 +63,7 @@ def train_network(net: Network, data: TrainingData, settings: TrainSettings,
                               settings.jit_compile)
     batch = settings.batch_size * runtime.n_replicas
     steps = max(1, math.ceil(len(data.train_starts) / batch))
-    model = _compiled_model(net, settings, runtime, steps)
+    model, settings = _compiled_model(net, settings, runtime, steps)
     monitor = "val_loss" if len(data.val_starts) else "loss"
     stopper = _early_stopping(monitor, settings.patience)
     plateau = _plateau(monitor, settings)
@@ -116,13 +116,19 @@ def steps_per_execution(setting: str | int, steps_per_epoch: int, cap: int = 32)
     return max(d for d in range(1, min(limit, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
 
 
-def _compiled_model(net: Network, settings: TrainSettings, runtime: Runtime, steps: int):
-    """The seeded, compiled model, built under the runtime's strategy scope."""
+def _compiled_model(net: Network, settings: TrainSettings, runtime: Runtime, steps: int
+                    ) -> tuple[Any, TrainSettings]:
+    """The seeded, compiled model, built under the runtime's strategy scope and started
+    from the net's ``warm_start`` weights where they fit; the settings it trains with (a
+    warm start's fewer epochs)."""
     import keras
 
     keras.utils.set_random_seed(settings.seed)
     with runtime.scope(), _private_layer_seeds(settings.seed):
         model = net.build()
+        warm = getattr(net, "warm_start", None)
+        if warm is not None and warm.apply(model):  # False for a cold one
+            settings = replace(settings, max_epochs=warm.epochs)
         _apply_l2(model, settings.l2)
         model.compile(optimizer=_optimizer(settings, steps),
                       loss=training_loss(net.quantiles, settings.loss,
@@ -130,7 +136,7 @@ def _compiled_model(net: Network, settings: TrainSettings, runtime: Runtime, ste
                       jit_compile=runtime.jit_compile,
                       steps_per_execution=steps_per_execution(
                           settings.steps_per_execution, steps))
-    return model
+    return model, settings
 
 
 def _plateau(monitor: str, settings: TrainSettings):
@@ -302,7 +308,7 @@ def _fingerprint(net: Network, settings: TrainSettings, data: TrainingData) -> s
                    for k in ("past", "future", "static", "static_cat", "series")]
     arrays = [(k, np.ascontiguousarray(a)) for k, a in arrays]
     head = [net.family, net.name, asdict(net.spec), net.options, asdict(settings),
-            asdict(net.inputs),
+            asdict(net.inputs), getattr(getattr(net, "warm_start", None), "label", None),
             [(k, a.dtype.str, a.shape) for k, a in arrays]]
     h = hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode())
     for _, arr in arrays:

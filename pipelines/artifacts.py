@@ -1,18 +1,26 @@
-"""Tables a model run carries as artifacts: its holdout metrics per series and per level
-of a hierarchy, and the inputs TFT weighs."""
+"""What a model run carries as artifacts: its holdout metrics per series and per level of
+a hierarchy, the inputs TFT weighs, and its plots."""
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from deepcast.features.covariates import CovariateSpec
+from deepcast.features.schema import DS, ID, Y
 from deepcast.forecasting.predictor import Predictor
+from deepcast.pipelines import plots
 from deepcast.pipelines.levels import level_scores
+from deepcast.pipelines.modelling import PreparedData, series_rows
 
 if TYPE_CHECKING:  # annotations only: mlflow is imported where a run needs it
+    from deepcast.pipelines.config import PipelineConfig
     from deepcast.pipelines.tracking import Tracker
+
+log = logging.getLogger("deepcast")
 
 
 def log_model_tables(tracker: Tracker, per_series: pd.DataFrame, df: pd.DataFrame,
@@ -42,3 +50,42 @@ def variable_importances(predictor: Predictor) -> pd.DataFrame | None:
     rows = [(net, name, float(w)) for net, values in weights.items()
             for name, w in zip(labels[net], values, strict=True)]
     return pd.DataFrame(rows, columns=["network", "variable", "importance"])
+
+
+FULL_PREDICT_SERIES = 5000  # up to this many series, plots forecast them all (see below)
+
+
+def log_model_plots(tracker: Tracker, predictor: Predictor, prep: PreparedData, fc: pd.DataFrame,
+                    history: dict[str, list[float]], per_series: pd.DataFrame,
+                    cfg: PipelineConfig) -> None:
+    """Log a model's plots to its run under ``plots/``: a sample of series (largest, worst,
+    seeded others) with history, holdout forecast and future forecast with bands; the loss
+    curves; the error by horizon step."""
+    from deepcast.pipelines.forecast import needs_future
+
+    t0 = time.perf_counter()
+    label, split, w = predictor.name, prep.require_holdout(), prep.window
+    holdout = split.test_df[[ID, DS, Y]].assign(yhat=fc["yhat"].to_numpy())
+    series = plots.pick_series(prep.df, per_series, metric=cfg.evaluation.metric,
+                               seed=cfg.training.seed)
+    ids = [uid for uid, _ in series]
+    ahead = holdout.iloc[:0]
+    if not needs_future(predictor):  # future covariates are unknown at training time
+        # every series when few: the batch shape of the holdout forecast, so no retrace
+        sample = prep.user_df if prep.panel.n_series <= FULL_PREDICT_SERIES \
+            else prep.user_df.iloc[series_rows(prep.panel, ids)]
+        ahead = predictor.predict(sample)
+        ahead = ahead[ahead[ID].isin(ids)]
+    history_df = prep.df.iloc[series_rows(prep.panel, ids, drop_last=split.size)]
+    files = {"series.png": plots.series_figure(
+        history_df, ahead, series, holdout, w.season_length, w.horizon,
+        f"{label}: history, holdout forecast and forecast")}
+    loss = plots.loss_figure(history, f"{label}: loss per epoch")
+    if loss is not None:
+        files["loss.png"] = loss
+    errors = plots.horizon_errors(holdout, pd.Series(split.scale, index=prep.panel.ids),
+                                  w.horizon)
+    files["error_by_horizon.png"] = plots.horizon_figure(
+        errors, f"{label}: error by horizon step")
+    tracker.log_files(files, "plots")
+    log.debug("plots of %s took %.2f s", label, time.perf_counter() - t0)

@@ -76,6 +76,9 @@ class ModelResult:
     #: backtest``; None: not backtested) and their scores, oldest window first
     backtest: SpanBacktest | None = field(default=None, repr=False)
     backtest_scores: tuple[float, ...] = ()
+    #: under training.warm_start: "warm" or "cold" ('' otherwise, or for a model that does
+    #: not train)
+    start: str = ""
 
     @property
     def selection_scores(self) -> tuple[float, ...]:
@@ -168,7 +171,8 @@ class PreparedData:
 
 def training_settings(cfg: PipelineConfig) -> TrainSettings:
     """The fitting options of the YAML's ``training`` section."""
-    return TrainSettings(**cfg.training.model_dump(exclude={"val_size", "checkpoint"}))
+    return TrainSettings(**cfg.training.model_dump(exclude={"val_size", "checkpoint", "warm_start",
+                                                        "warm_start_epochs", "cold_every"}))
 
 
 def checkpoint_dir(cfg: PipelineConfig, label: str) -> Path | None:
@@ -300,15 +304,19 @@ def serving_example(prep: PreparedData, n_series: int = 2, bottom: str | None = 
 
 
 def fit_model(entry: Any, prep: PreparedData, settings: TrainSettings,
-              on_epoch: EpochHook | None = None, checkpoint: Path | None = None
+              on_epoch: EpochHook | None = None, checkpoint: Path | None = None,
+              start: Callable[[Any], Any] | None = None
               ) -> tuple[Predictor, dict[str, list[float]], float]:
     """Build and fit one model entry of the YAML on ``prep``; return its predictor,
-    history and fit time (``checkpoint``: folder of its resumable checkpoint)."""
+    history and fit time (``checkpoint``: folder of its resumable checkpoint; ``start``:
+    the built forecaster -> its ``forecasting.warm.WarmStart`` or None, a cold start)."""
     trainable = families()[entry.type].trainable
     _check_counts(getattr(entry, "distribution", None), prep)
     forecaster = build_forecaster(entry.type, entry.label, prep.window, entry.options(),
                                   prep.inputs if trainable else None)
     forecaster.use_history(int(prep.panel.lengths.max(initial=0)))
+    if start is not None and forecaster.trainable:
+        forecaster.warm_start = start(forecaster)
     history: dict[str, list[float]] = {}
     t0 = time.perf_counter()
     if forecaster.trainable:

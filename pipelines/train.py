@@ -10,7 +10,6 @@ seasonal naive reference, every model, the ensembles and the plots.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -19,14 +18,14 @@ import numpy as np
 import pandas as pd
 
 from deepcast.features.errors import RunFailed
-from deepcast.features.schema import DS, ID, Y
+from deepcast.features.schema import DS
 from deepcast.forecasting.convergence import convergence
 from deepcast.forecasting.crossval import SpanBacktest, ensemble_backtest
 from deepcast.forecasting.metrics import skill
 from deepcast.forecasting.models import families
 from deepcast.forecasting.predictor import Predictor
 from deepcast.pipelines import plots, progress
-from deepcast.pipelines.artifacts import log_model_tables
+from deepcast.pipelines.artifacts import log_model_plots, log_model_tables
 from deepcast.pipelines.budget import Budget, costly
 from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
 from deepcast.pipelines.ensembles import MemberBacktests, fit_ensemble
@@ -40,13 +39,13 @@ from deepcast.pipelines.modelling import (
     fit_model,
     holdout_predictions,
     prepare,
-    series_rows,
     serving_example,
     training_settings,
 )
 from deepcast.pipelines.selection import model_backtest, selection_windows, window_scores
 from deepcast.pipelines.tracking import tags as tag
 from deepcast.pipelines.tracking.datasets import RunDataset, run_datasets
+from deepcast.pipelines.warm_start import WarmPlan, start_verdict, warm_plan, warm_start_for
 
 if TYPE_CHECKING:  # annotations only: mlflow is imported where a run needs it
     from deepcast.pipelines.tracking import Tracker
@@ -71,6 +70,7 @@ class TrainOutcome:
     skipped: tuple[str, ...] = ()  # models and ensembles not trained: auto.time_limit spent
     time_limit: float | None = None
     selection_windows: int = 0  # backtest windows inside the training span (0: holdout only)
+    warm: WarmPlan | None = None  # the run's warm start (training.warm_start)
 
     @property
     def best(self) -> ModelResult:
@@ -90,7 +90,8 @@ class TrainOutcome:
                  "windows": len(m.selection_scores),
                  f"{self.metric}_sd": _spread(m.selection_scores),
                  "epochs": m.epochs, "converged": m.converged,
-                 "fit_s": round(m.fit_seconds, 2)} for m in self.models]
+                 "fit_s": round(m.fit_seconds, 2),
+                 **({"start": m.start} if self.warm else {})} for m in self.models]
         # quantile models' scores, when there are any (others get an empty cell)
         extra = dict.fromkeys(k for m in self.models for k in m.metrics
                               if k.startswith(("scaled_crps", "wql", "coverage_q")))
@@ -106,10 +107,15 @@ class TrainOutcome:
         if self.skipped:
             thin.append(f"auto.time_limit ({self.time_limit:g} s) was spent: not trained: "
                         f"{', '.join(self.skipped)}")
+        if self.warm is not None:
+            warm = sum(m.start == "warm" for m in self.models)
+            thin.append(f"training.warm_start: {self.warm.note}; {warm} of "
+                        f"{sum(bool(m.start) for m in self.models)} neural models started "
+                        "from its weights" + (" (the selection backtest's fits start cold)"
+                                              if self.selection_windows else ""))
         return thin + [f"{m.name}: not converged: {m.convergence}" for m in self.models
                        if m.converged is False] + [f"{m.name}: {note}" for m in self.models
                                                    for note in m.notes]
-
 
     def _basis(self) -> list[str]:
         """What the scores and the choice rest on: origins, windows, points."""
@@ -153,6 +159,7 @@ class ModelJob:
     experiment: str
     datasets: tuple[RunDataset, ...] = ()  # what the model runs link (training, holdout)
     windows: int = 0  # selection backtest windows inside the training span (0: none)
+    warm: WarmPlan | None = None  # tonight's warm start (training.warm_start)
 
     @property
     def label(self) -> str:
@@ -169,9 +176,15 @@ def train_model(job: ModelJob, tracker: Tracker | None = None) -> ModelResult:
     local = tracker is not None
     tracker = tracker if local else Tracker(job.experiment, job.tracking_uri)
     entry, cfg = job.entry, job.cfg
+    source = job.warm.source if job.warm is not None else None
+
+    def start(forecaster: Any) -> Any:
+        return warm_start_for(source, entry.label, forecaster, job.prep, tracker)
+
     result = _tracked_fit(entry.label, entry.type, {"model": entry.model_dump(mode="json")},
                           lambda on_epoch: fit_model(entry, job.prep, training_settings(cfg),
-                                                     on_epoch, checkpoint_dir(cfg, entry.label)),
+                                                     on_epoch, checkpoint_dir(cfg, entry.label),
+                                                     start),
                           job, tracker,
                           lambda: model_backtest(entry, job.prep, cfg, job.windows))
     return result if local else replace(result, predictor=None)
@@ -201,6 +214,10 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
                 advance(1)
 
             predictor, history, seconds = build(on_epoch)
+        began = start_verdict(job.warm, predictor.forecaster)
+        if began.tags:
+            tracker.set_tags(began.tags)
+            log.info("%s: %s", label, began.note)
         attach_reconciler(predictor, prep.df, cfg, backtest)
         fc = holdout_predictions(predictor, prep)
         scores, per_series = evaluate(predictor, prep, cfg.evaluation.conformal, fc, backtest)
@@ -209,17 +226,12 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
         by_backtest = backtest.scores(metric) if backtest is not None else []
         epochs = len(history.get("loss", []))
         verdict = _convergence(label, history, cfg.training.max_epochs, tracker)
-        for note in predictor.conformal_notes:  # a local model's fallbacks: warned already
-            log.warning("%s: %s", label, note)
-        model_notes = predictor.forecaster.notes()
-        if predictor.conformal_notes:
-            tracker.set_tags({tag.CONFORMAL_NOTES: "; ".join(predictor.conformal_notes)})
-        if model_notes:
-            tracker.set_tags({tag.MODEL_NOTES: "; ".join(model_notes)})
+        model_notes = _log_notes(label, predictor, tracker)
         log_model_tables(tracker, per_series, prep.df, predictor)
         if cfg.evaluation.plots:
             log_model_plots(tracker, predictor, prep, fc, history, per_series, cfg)
         logged = tracker.log_predictor(predictor, job.example, settings)
+        tracker.set_tags({tag.MODEL_URI: logged.uri})  # what a later warm start loads
         # the holdout scores on the run and on its logged model (the UI's Models tab and
         # the registered version show them), measured on the holdout dataset
         holdout = next((d for d in job.datasets if d.context == "holdout"), None)
@@ -231,10 +243,24 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
         log.info("%s: holdout %s = %.4f", label, metric, scores[metric])
         result = ModelResult(label, family, scores, run_id, logged.uri, epochs, seconds,
                              predictor, verdict.converged, verdict.reason,
-                             (*predictor.conformal_notes, *model_notes), tuple(by_window),
-                             backtest, tuple(by_backtest))
+                             (*predictor.conformal_notes, *model_notes,
+                              *began.own_note(job.warm)), tuple(by_window),
+                             backtest, tuple(by_backtest), began.start)
         tracker.log_metrics({f"select_{metric}": result.selection_score(metric)})
         return result
+
+
+def _log_notes(label: str, predictor: Predictor, tracker: Tracker) -> list[str]:
+    """Tag (and warn about) what a model's bands and forecasts rest on; the model's own
+    notes (a local model's fallbacks: warned already)."""
+    for note in predictor.conformal_notes:
+        log.warning("%s: %s", label, note)
+    model_notes = predictor.forecaster.notes()
+    if predictor.conformal_notes:
+        tracker.set_tags({tag.CONFORMAL_NOTES: "; ".join(predictor.conformal_notes)})
+    if model_notes:
+        tracker.set_tags({tag.MODEL_NOTES: "; ".join(model_notes)})
+    return model_notes
 
 
 def _convergence(label: str, history: dict[str, list[float]], max_epochs: int,
@@ -286,8 +312,12 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, dat
 
     example = serving_example(prep, bottom=cfg.hierarchy and cfg.hierarchy.spec().bottom_name)
     windows = selection_windows(prep, cfg)
+    warm = warm_plan(cfg, tracker)
+    if warm is not None:
+        tracker.set_tags(warm.tags())
+        log.info("%s", warm.note)
     jobs = [ModelJob(entry, prep, cfg, reference, example, parent_id, tracker.uri,
-                     tracker.experiment, datasets, windows) for entry in cfg.models]
+                     tracker.experiment, datasets, windows, warm) for entry in cfg.models]
     budget = Budget(cfg.auto.time_limit)
     if mapper is None:
         results = [train_model(job, tracker) for job in jobs
@@ -304,7 +334,7 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, dat
     outcome = TrainOutcome(parent_id, metric, results, reference, data_sha256, len(df),
                            prep.panel.n_series, ref_pred, cfg.lengths.holdout_origins,
                            cfg.evaluation.test_size, tuple(budget.skipped), budget.limit,
-                           windows)
+                           windows, warm)
     if budget.skipped:
         log.warning("auto.time_limit (%g s) spent: not trained: %s", budget.limit,
                     ", ".join(budget.skipped))
@@ -345,42 +375,3 @@ def _spread(values: tuple[float, ...]) -> float | None:
     """Standard deviation over the holdout's origins (None with fewer than two)."""
     finite = [v for v in values if np.isfinite(v)]
     return round(float(np.std(finite, ddof=1)), 4) if len(finite) > 1 else None
-
-
-FULL_PREDICT_SERIES = 5000  # up to this many series, plots forecast them all (see below)
-
-
-def log_model_plots(tracker: Tracker, predictor: Predictor, prep: PreparedData, fc: pd.DataFrame,
-                    history: dict[str, list[float]], per_series: pd.DataFrame,
-                    cfg: PipelineConfig) -> None:
-    """Log a model's plots to its run under ``plots/``: a sample of series (largest, worst,
-    seeded others) with history, holdout forecast and future forecast with bands; the loss
-    curves; the error by horizon step."""
-    from deepcast.pipelines.forecast import needs_future
-
-    t0 = time.perf_counter()
-    label, split, w = predictor.name, prep.require_holdout(), prep.window
-    holdout = split.test_df[[ID, DS, Y]].assign(yhat=fc["yhat"].to_numpy())
-    series = plots.pick_series(prep.df, per_series, metric=cfg.evaluation.metric,
-                               seed=cfg.training.seed)
-    ids = [uid for uid, _ in series]
-    ahead = holdout.iloc[:0]
-    if not needs_future(predictor):  # future covariates are unknown at training time
-        # every series when few: the batch shape of the holdout forecast, so no retrace
-        sample = prep.user_df if prep.panel.n_series <= FULL_PREDICT_SERIES \
-            else prep.user_df.iloc[series_rows(prep.panel, ids)]
-        ahead = predictor.predict(sample)
-        ahead = ahead[ahead[ID].isin(ids)]
-    history_df = prep.df.iloc[series_rows(prep.panel, ids, drop_last=split.size)]
-    files = {"series.png": plots.series_figure(
-        history_df, ahead, series, holdout, w.season_length, w.horizon,
-        f"{label}: history, holdout forecast and forecast")}
-    loss = plots.loss_figure(history, f"{label}: loss per epoch")
-    if loss is not None:
-        files["loss.png"] = loss
-    errors = plots.horizon_errors(holdout, pd.Series(split.scale, index=prep.panel.ids),
-                                  w.horizon)
-    files["error_by_horizon.png"] = plots.horizon_figure(
-        errors, f"{label}: error by horizon step")
-    tracker.log_files(files, "plots")
-    log.debug("plots of %s took %.2f s", label, time.perf_counter() - t0)

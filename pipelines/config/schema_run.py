@@ -54,6 +54,21 @@ class TrainingConfig(_Strict):
     checkpoint: bool = Field(
         True, description="Checkpoint every epoch so an interrupted train resumes where it "
         "stopped when rerun with the same config and data.")
+    warm_start: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] | None = Field(
+        None, description="Start each neural model from the weights of the same model in "
+        "the run that trained this registry alias or version (`champion`, `challenger`, "
+        "`12`) when its family, options, windows, covariates and scaler are unchanged, and "
+        "fit it for at most `warm_start_epochs`; any other model starts cold with a "
+        "one-line note saying why. New series extend an ID embedding (new rows start at "
+        "the mean); new categories of a categorical static start cold. The selection "
+        "backtest's fits stay cold (the source has seen those windows). The gate is "
+        "unchanged.")
+    warm_start_epochs: int = Field(
+        5, ge=1, description="Most epochs of a warm-started fit (early stopping still "
+        "applies).")
+    cold_every: int | None = Field(
+        7, ge=1, description="With warm_start: every Nth night trains cold (after N-1 warm "
+        "nights in a row), so drift cannot accumulate in the weights; null: never.")
 
 class BacktestConfig(_Strict):
     """Rolling-origin evaluation (``deepcast backtest``)."""

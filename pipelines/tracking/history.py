@@ -34,6 +34,15 @@ class TrainingData:
 
 
 @dataclass(frozen=True)
+class SiblingModels:
+    """The models one train run logged: its id, model name -> logged model URI, its tags."""
+
+    parent_run_id: str
+    uris: dict[str, str]
+    parent_tags: dict[str, str]
+
+
+@dataclass(frozen=True)
 class GateRecord:
     """The promotion gate's decision on a version, from its tags ('' where not recorded);
     ``scores``: the candidate's score on the gate's windows per metric."""
@@ -151,6 +160,19 @@ class History:
             [parent.info.experiment_id],
             filter_string=f"tags.{PARENT_RUN_TAG} = '{parent_run_id}'",
             order_by=["start_time ASC"])
+
+    def sibling_models(self, run_id: str) -> SiblingModels:
+        """The train run that logged model run ``run_id``, and the logged model of every
+        model run in it by model name (runs logged before deepcast tagged the URI are left
+        out)."""
+        run = self.client.get_run(run_id)
+        parent_id = run.data.tags.get(PARENT_RUN_TAG, "")
+        if not parent_id:
+            return SiblingModels("", {}, {})
+        parent = self.client.get_run(parent_id)
+        uris = {r.info.run_name: r.data.tags[tag.MODEL_URI]
+                for r in self._children(parent_id) if tag.MODEL_URI in r.data.tags}
+        return SiblingModels(parent_id, uris, dict(parent.data.tags))
 
     def model_runs(self, parent_run_id: str, metric: str) -> list[dict[str, Any]]:
         """The model runs of one parent run with their scores (as the MLflow UI shows

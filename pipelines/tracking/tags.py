@@ -27,6 +27,12 @@ CONVERGED = "deepcast.converged"  # "true" / "false"; absent on models that do n
 CONVERGENCE_REASON = "deepcast.convergence_reason"
 CONFORMAL_NOTES = "deepcast.conformal_notes"  # conformal levels left out, and why
 MODEL_NOTES = "deepcast.model_notes"  # series a local model forecast by its fallback
+MODEL_URI = "deepcast.model_uri"  # the model run's logged model (what a warm start loads)
+WARM_START = "deepcast.warm_start"  # "warm" / "cold" on model runs of a warm_start config
+WARM_START_NOTE = "deepcast.warm_start_note"  # where the weights came from, or why cold
+WARM_START_FROM = "deepcast.warm_start_from"  # registry version the weights came from
+WARM_START_RUN = "deepcast.warm_start_run"  # the train run that fitted them
+WARM_NIGHTS = "deepcast.warm_nights"  # parent runs: warm-started trains in a row (0: cold)
 
 # ---- runs: which process wrote them (closing runs of killed processes) --------------
 HOST = "deepcast.host"

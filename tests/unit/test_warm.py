@@ -1,0 +1,110 @@
+"""Warm start's pure core: the embedding rows of a grown series vocabulary, the layer-by-layer
+weight copy into a new network (and its refusals), and why two models cannot share weights."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from deepcast.forecasting.base import InputSpec, WindowSpec
+from deepcast.forecasting.warm import (
+    SERIES_EMBEDDING,
+    WarmStart,
+    extend_rows,
+    id_rows,
+    incompatibility,
+)
+
+
+def test_id_rows_map_new_codes_to_the_sources_and_mark_new_series():
+    old = {"a": 1, "b": 2, "c": 3}
+    new = {"b": 1, "c": 2, "d": 3, "a": 4}  # re-coded, one new series
+    np.testing.assert_array_equal(id_rows(old, new), [0, 2, 3, -1, 1])
+
+
+def test_extend_rows_copies_known_rows_and_starts_new_ones_at_the_learned_mean():
+    table = np.array([[9.0, 9.0], [1.0, 2.0], [3.0, 6.0]], dtype=np.float32)
+    out = extend_rows(table, np.array([0, 2, -1, 1]))
+    # row 0 (unseen code) is kept; the mean leaves the unseen row out
+    np.testing.assert_allclose(out, [[9, 9], [3, 6], [2, 4], [1, 2]])
+    assert out.dtype == np.float32
+
+
+def _net(n_series: int, width: int = 3, seed: int = 0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    ids = keras.Input((1,), dtype="int32")
+    x = keras.Input((4,))
+    emb = keras.layers.Flatten()(keras.layers.Embedding(n_series, 2,
+                                                        name=SERIES_EMBEDDING)(ids))
+    h = keras.layers.Dense(width, name="hidden")(keras.layers.Concatenate()([x, emb]))
+    return keras.Model([ids, x], keras.layers.Dense(1, name="out")(h))
+
+
+def test_apply_copies_every_weight_and_extends_the_id_embedding():
+    source, target = _net(3, seed=1), _net(4, seed=2)  # one series more tonight
+    rows = np.array([0, 2, 1, -1])
+    warm = WarmStart(source, 5, "champion v3", rows)
+    table = source.get_layer(SERIES_EMBEDDING).get_weights()[0]
+    want = [w.copy() for w in source.get_layer("hidden").get_weights()]
+    assert warm.apply(target)
+    assert warm.applied and warm.note == "warm start from champion v3"
+    assert warm.source is None  # let go once applied
+    for got, w in zip(target.get_layer("hidden").get_weights(), want, strict=True):
+        np.testing.assert_array_equal(got, w)
+    np.testing.assert_allclose(target.get_layer(SERIES_EMBEDDING).get_weights()[0],
+                               extend_rows(table, rows))
+
+
+def test_apply_refuses_a_different_network_and_leaves_it_untouched():
+    source, target = _net(3, width=3), _net(3, width=5, seed=4)
+    before = [w.copy() for w in target.get_weights()]
+    warm = WarmStart(source, 5, "v1")
+    assert not warm.apply(target)
+    assert not warm.applied and warm.note.startswith("cold start: layer 'hidden'")
+    for got, w in zip(target.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(got, w)
+    cold = WarmStart.cold("v1", "no 'champion' version yet")
+    assert not cold.apply(target) and cold.note == "cold start: no 'champion' version yet"
+
+
+def _predictor(family="mlp", options=None, lookback=24, n_past=0, vocab=None,
+               method="standard"):
+    inputs = InputSpec(n_past=n_past, n_series=5, id_embedding=2)
+    forecaster = SimpleNamespace(model=object(), family=family, name=family,
+                                 options=options or {"hidden_size": 16},
+                                 spec=WindowSpec(lookback, 6, 12), inputs=inputs)
+    encoder = SimpleNamespace(spec=("kind",), vocab={"kind": vocab or {"x": 1, "y": 2}})
+    return SimpleNamespace(forecaster=forecaster, encoder=encoder,
+                           scaler=SimpleNamespace(method=method, target_transform="none"))
+
+
+def _why(old, **new):
+    tonight = _predictor(**new)
+    tonight.forecaster.inputs = InputSpec(n_past=tonight.forecaster.inputs.n_past,
+                                          n_series=9, id_embedding=2)  # more series: fine
+    return incompatibility(old, tonight.forecaster, tonight.encoder, tonight.scaler)
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    ({}, None),
+    ({"family": "tide"}, "the family changed (mlp -> tide)"),
+    ({"options": {"hidden_size": 32}}, "options changed: hidden_size 16 -> 32"),
+    ({"lookback": 36}, "the windows changed (lookback 24, horizon 6 -> lookback 36, "
+                       "horizon 6)"),
+    ({"n_past": 1}, "the covariate inputs changed"),
+    ({"vocab": {"x": 1, "y": 2, "z": 3}}, "new categories of 'kind': z"),
+    ({"method": "robust"}, "the scaling changed (scaler standard, target_transform none "
+                           "-> scaler robust, target_transform none)"),
+])
+def test_incompatibility_names_what_changed(change, why):
+    assert _why(_predictor(), **change) == why
+
+
+def test_a_source_without_a_network_cannot_start_one():
+    old = _predictor()
+    old.forecaster.model = None
+    assert "has no network weights" in _why(old)
