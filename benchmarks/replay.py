@@ -1,7 +1,7 @@
 """Replay N days of a real series through the nightly ``retrain`` flow, in one process.
 
     python benchmarks/replay.py [--days 30] [--start 2014-01-01] [--pipeline P.yaml]
-                                [--workdir DIR] [--json REPORT.json]
+                                [--modes cold warm] [--workdir DIR] [--json REPORT.json]
 
 The history before ``--start`` is the data on day 0. Each simulated day appends that day's
 row to the live data file and runs the ``retrain`` flow (validate, drift check, train,
@@ -73,76 +73,113 @@ def gate_says(d: dict, margin: float) -> bool:
     return promoted
 
 
-def prepare(workdir: Path, pipeline: Path, start: pd.Timestamp) -> tuple[Path, pd.DataFrame]:
-    """The live pipeline YAML (data: live.csv in ``workdir``) holding the history before
-    ``start``; the rows still to replay."""
+def prepare(workdir: Path, pipeline: Path, start: pd.Timestamp, mode: str
+            ) -> tuple[Path, pd.DataFrame]:
+    """The live pipeline YAML of ``mode`` (data: live_<mode>.csv in ``workdir``) holding the
+    history before ``start``; the rows still to replay. ``warm`` sets
+    ``training.warm_start: champion``; ``cold`` leaves it unset. Each mode has its own
+    pipeline name, so its own experiment and registered model in the shared store."""
     raw = yaml.safe_load(pipeline.read_text())
     source = (pipeline.parent / raw["data"]["path"]).resolve()
     full = pd.read_csv(source)
     ds = pd.to_datetime(full[raw["data"].get("time_col", "ds")])
-    full[ds < start].to_csv(workdir / "live.csv", index=False)
-    raw["data"]["path"] = "live.csv"
-    live = workdir / "replay.yaml"
+    full[ds < start].to_csv(workdir / f"live_{mode}.csv", index=False)
+    raw["data"]["path"] = f"live_{mode}.csv"
+    raw["name"] = f"{raw['name']}-{mode}"
+    training = raw.setdefault("training", {})
+    if mode == "warm":
+        training.setdefault("warm_start", "champion")
+    else:
+        training.pop("warm_start", None)
+    live = workdir / f"replay_{mode}.yaml"
     live.write_text(yaml.safe_dump(raw, sort_keys=False))
     return live, full[ds >= start]
 
 
-def replay(days: int, start: str, pipeline: Path, workdir: Path) -> dict:
-    from prefect.testing.utilities import prefect_test_harness
-
+def night(live: Path, row: pd.DataFrame, out: Path, tracker, margin: float) -> dict:
+    """Append ``row`` to the live data and run one ``retrain`` cycle: what it did, its
+    per-model holdout scores and its time."""
     from deepcast.features.errors import DeepcastError
     from deepcast.flows.retrain import retrain
+    from deepcast.pipelines.config import load_config
+
+    cfg = load_config(live)
+    row.to_csv(live.parent / cfg.data.path, mode="a", header=False, index=False)
+    day = str(row.iloc[0][cfg.data.time_col])[:10]
+    champion_before = tracker.registry.aliases().get("champion")
+    t0 = time.perf_counter()
+    cycle = {"day": day, "status": "failed", "error": ""}
+    try:
+        result = retrain(pipeline=str(live), output=str(out), as_of=day)
+        d = result.train.decision.to_dict()
+        champion_after = tracker.registry.aliases().get("champion")
+        moved = champion_after != champion_before
+        cycle.update(
+            status=result.status, candidate=d["candidate"],
+            candidate_score=d["candidate_score"], champion_score=d["champion_score"],
+            seasonal_naive_score=d["seasonal_naive_score"], promoted=d["promoted"],
+            gate_rule=gate_says(d, margin),
+            alias_moved=moved and champion_after == d["candidate_version"],
+            champion=champion_after, drift=result.drift_summary.split(":")[0],
+            forecast=result.forecast.output,
+            models={r["model"]: {k: r.get(k) for k in (cfg.evaluation.metric, "epochs",
+                                                        "fit_s", "start")}
+                    for r in result.train.table})
+    except DeepcastError as exc:
+        cycle["error"] = str(exc).splitlines()[0]
+    except Exception as exc:  # noqa: BLE001 - a failed cycle is what is measured
+        cycle["error"] = f"{type(exc).__name__}: {exc}"
+    cycle["seconds"] = round(time.perf_counter() - t0, 1)
+    return cycle
+
+
+def replay(days: int, start: str, pipeline: Path, workdir: Path, modes: list[str]
+           ) -> dict[str, dict]:
+    """Replay ``days`` nights in every mode, interleaved night by night (so that both see
+    the same machine load); a report per mode."""
+    from prefect.testing.utilities import prefect_test_harness
+
     from deepcast.pipelines.config import load_config
     from deepcast.pipelines.tracking import Tracker
 
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
     (workdir / "mlruns").mkdir(parents=True, exist_ok=True)
     os.chdir(workdir)  # validation reports land in workdir/mlruns/validation
-    live, future = prepare(workdir, pipeline, pd.Timestamp(start))
-    cfg = load_config(live)
-    margin = cfg.promotion.margin
+    lives = {m: prepare(workdir, pipeline, pd.Timestamp(start), m) for m in modes}
+    future = lives[modes[0]][1]
     if len(future) < days:
         raise SystemExit(f"only {len(future)} days after {start} in the data")
-    out = workdir / "forecasts" / "forecast_{date}.csv"
+    cfgs = {m: load_config(lives[m][0]) for m in modes}
+    outs = {m: workdir / f"forecasts_{m}" / "forecast_{date}.csv" for m in modes}
     before = descendants()
-    cycles, during = [], []
+    cycles: dict[str, list[dict]] = {m: [] for m in modes}
+    during = []
     t_start = time.perf_counter()
     with prefect_test_harness(server_startup_timeout=120):
-        tracker = Tracker(cfg.name)
+        trackers = {m: Tracker(cfgs[m].name) for m in modes}
         for i in range(days):
-            row = future.iloc[[i]]
-            row.to_csv(live.parent / "live.csv", mode="a", header=False, index=False)
-            day = str(row.iloc[0][cfg.data.time_col])[:10]
-            champion_before = tracker.registry.aliases().get("champion")
-            t0 = time.perf_counter()
-            cycle = {"day": day, "status": "failed", "error": ""}
-            try:
-                result = retrain(pipeline=str(live), output=str(out), as_of=day)
-                d = result.train.decision.to_dict()
-                champion_after = tracker.registry.aliases().get("champion")
-                moved = champion_after != champion_before
-                cycle.update(
-                    status=result.status, candidate=d["candidate"],
-                    candidate_score=d["candidate_score"], champion_score=d["champion_score"],
-                    seasonal_naive_score=d["seasonal_naive_score"], promoted=d["promoted"],
-                    gate_rule=gate_says(d, margin),
-                    alias_moved=moved and champion_after == d["candidate_version"],
-                    champion=champion_after, drift=result.drift_summary.split(":")[0],
-                    forecast=result.forecast.output)
-            except DeepcastError as exc:
-                cycle["error"] = str(exc).splitlines()[0]
-            except Exception as exc:  # noqa: BLE001 - a failed cycle is what is measured
-                cycle["error"] = f"{type(exc).__name__}: {exc}"
-            cycle["seconds"] = round(time.perf_counter() - t0, 1)
-            cycles.append(cycle)
-            during.append(len(descendants()))
-            print(json.dumps(cycle, default=str), flush=True)
+            for m in modes:
+                cycle = night(lives[m][0], future.iloc[[i]], outs[m], trackers[m],
+                              cfgs[m].promotion.margin)
+                cycles[m].append(cycle)
+                during.append(len(descendants()))
+                print(json.dumps({"mode": m, **cycle}, default=str), flush=True)
     total = time.perf_counter() - t_start
     time.sleep(1.0)  # let terminated children be reaped
     after = descendants()
+    leaked = {str(k): v for k, v in after.items() if k not in before}
+    return {m: summary(cycles[m], outs[m].parent, cfgs[m], days, start, pipeline)
+            | {"children_before": len(before), "children_during_max": max(during, default=0),
+               "children_during_min": min(during, default=0), "leaked_processes": leaked,
+               "total_seconds_all_modes": round(total, 1)}
+            for m in modes}
 
+
+def summary(cycles: list[dict], folder: Path, cfg, days: int, start: str, pipeline: Path
+            ) -> dict:
+    """What an operator checks after ``days`` nights of one mode."""
     ok = [c for c in cycles if c["status"] in ("promoted", "kept")]
-    files = sorted((workdir / "forecasts").glob("forecast_*.csv"))
+    files = sorted(folder.glob("forecast_*.csv"))
     good_files = 0
     for c in ok:
         fc = pd.read_csv(c["forecast"])
@@ -150,6 +187,7 @@ def replay(days: int, start: str, pipeline: Path, workdir: Path) -> dict:
         good_files += int(pd.Timestamp(fc["ds"].min()) == first
                           and len(fc) == cfg.features.horizon)
     promotions = [c for c in ok if c["promoted"]]
+    seconds = [c["seconds"] for c in cycles]
     return {
         "days": days, "start": start, "pipeline": str(pipeline),
         "failed_cycles": len(cycles) - len(ok),
@@ -161,11 +199,11 @@ def replay(days: int, start: str, pipeline: Path, workdir: Path) -> dict:
         "alias_moved_without_promotion": sum(
             1 for c in ok if not c["promoted"] and c["alias_moved"]),
         "drift_warnings": sum(c["drift"].startswith("drift warning") for c in ok),
-        "children_before": len(before), "children_during_max": max(during, default=0),
-        "children_during_min": min(during, default=0),
-        "leaked_processes": {str(k): v for k, v in after.items() if k not in before},
-        "total_seconds": round(total, 1),
-        "seconds_per_cycle": round(total / max(days, 1), 1),
+        "total_seconds": round(sum(seconds), 1),
+        "seconds_per_cycle": round(sum(seconds) / max(days, 1), 1),
+        "median_cycle_seconds": float(pd.Series(seconds).median()) if seconds else None,
+        "mean_candidate_score": float(pd.Series(
+            [c["candidate_score"] for c in ok]).mean()) if ok else None,
         "cycles": cycles,
     }
 
@@ -175,6 +213,9 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=30, help="days to replay (default 30)")
     parser.add_argument("--start", default="2014-01-01", help="first replayed day")
     parser.add_argument("--pipeline", default=str(ROOT / "benchmarks" / "replay.yaml"))
+    parser.add_argument("--modes", nargs="+", choices=["cold", "warm"], default=["cold"],
+                        help="cold: every night from scratch (default); warm: "
+                        "training.warm_start: champion; both: interleaved night by night")
     parser.add_argument("--workdir", help="keep the runs, forecasts and reports here "
                         "(default: a temporary folder, removed)")
     parser.add_argument("--json", help="write the report here")
@@ -182,19 +223,24 @@ def main() -> int:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="deepcast-replay-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        report = replay(args.days, args.start, Path(args.pipeline).resolve(), workdir)
+        reports = replay(args.days, args.start, Path(args.pipeline).resolve(), workdir,
+                         list(dict.fromkeys(args.modes)))
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
-    summary = {k: v for k, v in report.items() if k != "cycles"}
-    print(json.dumps(summary, indent=2))
+    print(json.dumps({m: {k: v for k, v in r.items() if k != "cycles"}
+                      for m, r in reports.items()}, indent=2))
+    if len(reports) == 2:
+        cold, warm = reports["cold"], reports["warm"]
+        print(f"warm / cold cycle time: {warm['total_seconds'] / cold['total_seconds']:.2f} "
+              f"(medians {warm['median_cycle_seconds']} / {cold['median_cycle_seconds']} s)")
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
-    fine = (report["failed_cycles"] == 0 and report["forecast_files_valid"] == args.days
-            and report["decisions_matching_gate_rule"] == args.days - report["failed_cycles"]
-            and report["promotions_moving_alias"] == report["promotions"]
-            and not report["alias_moved_without_promotion"]
-            and not report["leaked_processes"])
+        Path(args.json).write_text(json.dumps(reports, indent=2, default=str))
+    fine = all(r["failed_cycles"] == 0 and r["forecast_files_valid"] == args.days
+               and r["decisions_matching_gate_rule"] == args.days - r["failed_cycles"]
+               and r["promotions_moving_alias"] == r["promotions"]
+               and not r["alias_moved_without_promotion"] and not r["leaked_processes"]
+               for r in reports.values())
     return 0 if fine else 1
 
 
