@@ -96,14 +96,13 @@ def prepare(workdir: Path, pipeline: Path, start: pd.Timestamp, mode: str
     return live, full[ds >= start]
 
 
-def night(live: Path, row: pd.DataFrame, out: Path, tracker, margin: float) -> dict:
-    """Append ``row`` to the live data and run one ``retrain`` cycle: what it did, its
-    per-model holdout scores and its time."""
+def night(live: Path, cfg, row: pd.DataFrame, out: Path, tracker) -> dict:
+    """Append ``row`` to the live data of pipeline ``live`` (loaded as ``cfg``) and run one
+    ``retrain`` cycle: what it did, its per-model holdout scores and its time."""
     from deepcast.features.errors import DeepcastError
     from deepcast.flows.retrain import retrain
-    from deepcast.pipelines.config import load_config
 
-    cfg = load_config(live)
+    margin = cfg.promotion.margin
     row.to_csv(live.parent / cfg.data.path, mode="a", header=False, index=False)
     day = str(row.iloc[0][cfg.data.time_col])[:10]
     champion_before = tracker.registry.aliases().get("champion")
@@ -159,8 +158,7 @@ def replay(days: int, start: str, pipeline: Path, workdir: Path, modes: list[str
         trackers = {m: Tracker(cfgs[m].name) for m in modes}
         for i in range(days):
             for m in modes:
-                cycle = night(lives[m][0], future.iloc[[i]], outs[m], trackers[m],
-                              cfgs[m].promotion.margin)
+                cycle = night(lives[m][0], cfgs[m], future.iloc[[i]], outs[m], trackers[m])
                 cycles[m].append(cycle)
                 during.append(len(descendants()))
                 print(json.dumps({"mode": m, **cycle}, default=str), flush=True)

@@ -136,10 +136,10 @@ def _encoder_change(old: Any, new: Any) -> str | None:
         return "the covariate columns changed"
     for col, vocab in new.vocab.items():
         added = sorted(set(vocab) - set(old.vocab.get(col, {})))
-        if added or vocab != old.vocab.get(col):
-            what = f"new categories of {col!r}: {', '.join(added[:5])}" if added else \
-                f"the categories of {col!r} changed"
-            return what
+        if added:
+            return f"new categories of {col!r}: {', '.join(added[:5])}"
+        if vocab != old.vocab.get(col):
+            return f"the categories of {col!r} changed"
     return None
 
 

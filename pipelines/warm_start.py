@@ -80,9 +80,9 @@ def warm_plan(cfg: PipelineConfig, tracker: Any) -> WarmPlan | None:
 def warm_start_for(source: WarmSource | None, label: str, forecaster: Any, prep: Any,
                    tracker: Any) -> WarmStart | None:
     """The :class:`WarmStart` of model ``label`` (``forecaster`` built, not fitted, on
-    ``prep``): a cold one saying why where the source's model cannot start it; None when
-    warm start is off or the model does not train."""
-    if source is None or not forecaster.trainable:
+    ``prep``; ``fit_model`` asks for trainable ones only): a cold one saying why where the
+    source's model cannot start it; None when warm start is off."""
+    if source is None:
         return None
     uri = source.models.get(label)
     if uri is None:
