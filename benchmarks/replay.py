@@ -63,9 +63,9 @@ def descendants(pid: int | None = None) -> dict[int, str]:
 
 
 def gate_says(d: dict, margin: float) -> bool:
-    """The gate's rule (:func:`deepcast.pipelines.promote.decide`) re-applied to the scores the run
+    """The gate's rule (:func:`deepcast.pipelines.gate.decide`) re-applied to the scores the run
     recorded: does the recorded decision follow from them?"""
-    from deepcast.pipelines.promote import decide
+    from deepcast.pipelines.gate import decide
 
     promoted, _ = decide(d["candidate_score"], d["champion_score"],
                          d["champion_version"] or None, margin, d["seasonal_naive_score"],

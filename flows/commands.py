@@ -117,6 +117,12 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"(challenger)\ngate on {d.gate} ({d.metric}): candidate "
           f"{d.candidate_score:.4f}, seasonal naive {d.seasonal_naive_score:.4f}, "
           f"{champion} -> {verdict}: {d.reason}")
+    if d.by_level:
+        from deepcast.flows.console import print_table
+
+        print_table([{"level": f"{lv} *" if lv == d.level else lv, **row}
+                     for lv, row in d.by_level.items()],
+                    title=f"gate {d.metric} per level (* decides: promotion.level)")
     if result.dropped_series:
         print(f"note: {len(result.dropped_series)} short series were dropped "
               f"(see {result.validation_report})")

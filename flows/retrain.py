@@ -61,6 +61,13 @@ def _decision_markdown(cfg: PipelineConfig, result: RetrainResult) -> str:
                   f"| gate | {d.gate} ({d.metric}, margin {cfg.promotion.margin}) |",
                   f"| decision | {'promoted' if d.promoted else 'kept champion'}: "
                   f"{d.reason} |", ""]
+        if d.by_level:
+            lines += [f"| level ({d.metric}) | candidate | champion | seasonal naive |",
+                      "|---|---|---|---|"]
+            lines += [f"| {lv}{' (decides)' if lv == d.level else ''} | "
+                      + " | ".join("" if v is None else f"{v:.4f}" for v in row.values())
+                      + " |" for lv, row in d.by_level.items()]
+            lines.append("")
     lines += ["## Drift", "", "```", result.drift_summary, "```", "", "## Links", ""]
     lines += [f"- {text}: [{url}]({url})" for text, url in result.links]
     return "\n".join(lines) + "\n"

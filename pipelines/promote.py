@@ -4,9 +4,11 @@ The best model by ``evaluation.metric`` becomes a new registry version with alia
 ``challenger``. It also becomes ``champion`` only if, on the same rolling cut-offs through
 today's holdout (``evaluation.backtest.step`` apart; out of sample for the candidate), it
 beats the current champion re-scored there by ``promotion.margin`` and beats seasonal
-naive (the first run's best needs only the latter). The decision and the three scores are
-recorded on the run and on the version; every champion change is kept as a history of
-version tags, and :func:`rollback` restores the previous champion.
+naive (the first run's best needs only the latter); with a hierarchy, at
+``promotion.level`` (:mod:`deepcast.pipelines.gate`). The decision, the three scores and,
+with a hierarchy, the three per level are recorded on the run and on the version; every
+champion change is kept as a history of version tags, and :func:`rollback` restores the
+previous champion.
 """
 
 from __future__ import annotations
@@ -17,17 +19,20 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from deepcast.features.errors import ConfigError
-from deepcast.features.schema import ID
-from deepcast.features.windows import panel_from_frame
-from deepcast.forecasting.evaluate import holdout_forecast, score_holdout
-from deepcast.forecasting.metrics import cutoff_scales
-from deepcast.forecasting.predictor import Predictor
 from deepcast.pipelines.config import PipelineConfig
-from deepcast.pipelines.modelling import user_frame
+from deepcast.pipelines.gate import (
+    ALL,
+    ChampionScore,
+    GateScore,
+    GateWindows,
+    decide,
+    gate_level,
+    holdout_score,
+    rescore_champion,
+)
 from deepcast.pipelines.tracking import CHALLENGER, CHAMPION, Registry, Tracker
 from deepcast.pipelines.tracking import tags as tag
 from deepcast.pipelines.train import TrainOutcome
@@ -54,106 +59,14 @@ class PromotionDecision:
     #: the version ``challenger`` named before this decision (None: no challenger); what a
     #: failed run puts back
     challenger_version: str | None = None
+    #: the level whose scores decided (``all``: every series; see promotion.level)
+    level: str = ALL
+    #: with a hierarchy: per level (``all`` first), the candidate's, champion's and
+    #: seasonal naive's scores on the gate's windows (None: not scored)
+    by_level: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def gate_cutoffs(lengths: np.ndarray, cfg: PipelineConfig) -> np.ndarray | None:
-    """Cut-offs from the end of the training span through the holdout, ``step`` apart (each
-    window of ``horizon`` inside the holdout); None when the holdout is shorter than the
-    horizon (the gate then uses the holdout scores)."""
-    horizon, test_size = cfg.features.horizon, cfg.evaluation.test_size
-    if test_size < horizon:
-        return None
-    step = cfg.lengths.step
-    offsets = np.arange(0, test_size - horizon + 1, step)
-    return (np.asarray(lengths)[:, None] - test_size) + offsets[None, :]
-
-
-@dataclass
-class GateWindows:
-    """The gate's cut-offs on today's data and their scales, computed once for the
-    candidate, seasonal naive and the champion."""
-
-    df: pd.DataFrame
-    cuts: np.ndarray
-    ids: np.ndarray
-    scale: np.ndarray
-    sq_scale: np.ndarray
-    metric: str
-
-    @classmethod
-    def build(cls, df: pd.DataFrame, cfg: PipelineConfig) -> GateWindows | None:
-        panel = panel_from_frame(df)
-        cuts = gate_cutoffs(panel.lengths, cfg)
-        if cuts is None:
-            return None
-        m = cfg.data.season_length
-        return cls(df, cuts, panel.ids, cutoff_scales(panel, cuts, m),
-                   cutoff_scales(panel, cuts, m, power=2), cfg.evaluation.metric)
-
-    def score(self, predictor: Predictor) -> float:
-        """Mean metric of ``predictor`` over the windows."""
-        from deepcast.pipelines.backtest import score_windows
-
-        fc = predictor.predict_windows(self.df, self.cuts).sort_values(
-            [ID, "window", "h"], kind="stable")
-        _, means = score_windows(fc, self.ids, self.scale, self.sq_scale, predictor.horizon)
-        return means[self.metric]
-
-
-def rescore_champion(registry: Registry, df: pd.DataFrame, cfg: PipelineConfig,
-                     windows: GateWindows | None = None
-                     ) -> tuple[str | None, float | None, str]:
-    """(version, score, note) of the current champion re-scored on today's data: on the gate
-    ``windows``, or (None, or a champion of another window geometry) on the holdout. A
-    champion that is not deepcast's model is refused by the verified load (nothing of it
-    runs) and kept, with the reason in the note."""
-    if CHAMPION not in registry.aliases():
-        return None, None, "no champion yet"
-    ref = registry.resolve(CHAMPION)
-    try:
-        model = registry.load(ref)
-        champion = model.predictor
-        if windows is not None and champion.horizon == cfg.features.horizon:
-            return ref.version, windows.score(champion), \
-                f"re-scored on the same {windows.cuts.shape[1]} cut-off(s)"
-        d = cfg.data
-        fc = holdout_forecast(model.predict, user_frame(df, cfg), cfg.evaluation.test_size,
-                              d.id_col, d.time_col, d.target_col)
-        scores, _ = score_holdout(fc, df, cfg.evaluation.test_size, cfg.data.season_length)
-    except Exception as exc:  # a broken champion must not crash the run: keep it, say why
-        log.warning("champion v%s could not be re-scored: %s", ref.version, exc)
-        return ref.version, None, f"champion v{ref.version} could not be re-scored ({exc})"
-    return ref.version, scores[cfg.evaluation.metric], "re-scored on today's holdout"
-
-
-# Scores closer than this (relative) are a tie: the champion is re-scored from its saved
-# bundle, and the same model scored in memory can differ in the last float bits (a nightly
-# replay promoted an identical naive model over itself on a 5e-11 difference).
-TIE = 1e-6
-
-
-def decide(score: float, champion_score: float | None, champion_version: str | None,
-           margin: float, reference: float | None = None, is_reference: bool = False
-           ) -> tuple[bool, str]:
-    """The gate: better than seasonal naive (``reference``; vacuous for seasonal naive
-    itself), then strictly better than the champion by ``margin`` (relative; differences
-    within :data:`TIE` do not count)."""
-    if reference is not None and not is_reference and not score < reference:
-        return False, (f"does not beat seasonal naive ({score:.6g} vs {reference:.6g} on the "
-                       "same cut-offs)")
-    if champion_version is None:
-        return True, "first model of this pipeline: becomes champion"
-    if champion_score is None:
-        return False, "champion could not be re-scored: kept (promote by hand if intended)"
-    if not math.isfinite(champion_score):
-        return True, "champion's re-scored metric is not finite"
-    bar = champion_score * (1.0 - margin)
-    if score < bar - TIE * abs(champion_score):
-        return True, f"beats champion {champion_score:.6g} (bar {bar:.6g} with margin {margin})"
-    return False, f"does not beat champion {champion_score:.6g} (bar {bar:.6g}, margin {margin})"
 
 
 def _now() -> str:
@@ -163,7 +76,6 @@ def _now() -> str:
 def promote(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker
             ) -> PromotionDecision:
     """Register the best model, set ``challenger``, and ``champion`` if the gate says so."""
-    metric = cfg.evaluation.metric
     best = outcome.best
     windows = GateWindows.build(df, cfg)
     if windows is not None and best.predictor is not None \
@@ -173,37 +85,71 @@ def promote(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineConfig, tracke
         gate = f"{windows.cuts.shape[1]} cut-off(s) through the holdout, step " \
                f"{cfg.lengths.step}"
     else:
-        windows, score, reference = None, best.metrics[metric], outcome.reference[metric]
-        gate = "holdout"
+        windows, gate = None, "holdout"
+        score, reference = _holdout_scores(outcome, df, cfg)
     with tracker.registry.promotion_lock():  # one decision at a time, against the champion of now
-        return _decide_and_register(outcome, df, cfg, tracker, windows, score, reference,
-                                    gate)
+        return _decide_and_register(outcome, df, cfg, tracker, windows,
+                                    (score, reference), gate)
+
+
+def _holdout_scores(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineConfig
+                    ) -> tuple[GateScore, GateScore]:
+    """Candidate and seasonal naive on the holdout (the gate without cut-offs): their
+    train-time scores, per level too where the predictors are at hand."""
+    metric, best = cfg.evaluation.metric, outcome.best
+    if cfg.hierarchy is not None and best.predictor is not None \
+            and outcome.reference_predictor is not None:
+        return (holdout_score(best.predictor.predict, df, cfg),
+                holdout_score(outcome.reference_predictor.predict, df, cfg))
+    return GateScore(best.metrics[metric]), GateScore(outcome.reference[metric])
+
+
+def _by_level(cfg: PipelineConfig, candidate: GateScore, champion: GateScore | None,
+              reference: GateScore) -> dict[str, dict[str, float | None]]:
+    """The three scores per level, ``all`` then total to bottom (empty without a
+    hierarchy)."""
+    if cfg.hierarchy is None or not candidate.levels:
+        return {}
+    spec = cfg.hierarchy.spec()
+    return {level: {"candidate": candidate.at(level),
+                    "champion": None if champion is None else champion.at(level),
+                    "seasonal_naive": reference.at(level)}
+            for level in (ALL, *(spec.level_name(lv) for lv in spec.levels))}
 
 
 def _decide_and_register(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineConfig,
-                         tracker: Tracker, windows: GateWindows | None, score: float,
-                         reference: float, gate: str) -> PromotionDecision:
-    """Inside the promotion lock: re-read and re-score the champion, decide, register the
-    candidate, move the aliases (champion only if it is still the one the decision saw).
-    A failure after the version is registered puts the aliases back as they were."""
-    metric = cfg.evaluation.metric
+                         tracker: Tracker, windows: GateWindows | None,
+                         scores: tuple[GateScore, GateScore], gate: str
+                         ) -> PromotionDecision:
+    """Inside the promotion lock: re-read and re-score the champion, decide at the gate's
+    level, register the candidate, move the aliases (champion only if it is still the one
+    the decision saw). A failure after the version is registered puts the aliases back as
+    they were."""
+    metric, level = cfg.evaluation.metric, gate_level(cfg)
     best, registry = outcome.best, tracker.registry
-    champ_version, champ_score, note = rescore_champion(registry, df, cfg, windows)
-    promoted, reason = decide(score, champ_score, champ_version, cfg.promotion.margin,
+    candidate, naive = scores
+    champ: ChampionScore = rescore_champion(registry, df, cfg, windows)
+    score, reference = candidate.at(level), naive.at(level)
+    champ_score = None if champ.score is None else champ.score.at(level)
+    if level != ALL:
+        gate = f"{gate}, level {level}"
+    promoted, reason = decide(score, champ_score, champ.version, cfg.promotion.margin,
                               reference, best.family == "seasonal_naive")
     decision = PromotionDecision(promoted, reason, metric, best.name, score,
-                                 champion_version=champ_version, champion_score=champ_score,
+                                 champion_version=champ.version, champion_score=champ_score,
                                  seasonal_naive_score=reference, gate=gate,
                                  windows=0 if windows is None else int(windows.cuts.shape[1]),
-                                 notes=[note],
-                                 challenger_version=registry.aliases().get(CHALLENGER))
+                                 notes=[champ.note],
+                                 challenger_version=registry.aliases().get(CHALLENGER),
+                                 level=level,
+                                 by_level=_by_level(cfg, candidate, champ.score, naive))
     tags = {tag.MODEL_NAME: best.name, tag.MODEL_TYPE: best.family,
             tag.holdout_score(metric): score, tag.DATA_SHA256: outcome.data_sha256,
             tag.PARENT_RUN_ID: outcome.parent_run_id}
     decision.candidate_version = registry.register(best.model_uri, best.run_id, tags).version
     try:
         _move_aliases(decision, registry)
-        _record(decision, tracker, note)
+        _record(decision, tracker, champ.note)
     except BaseException as exc:
         with contextlib.suppress(Exception):  # keep the run's own error
             revert_promotion(registry, decision, f"promotion failed: {exc}")
@@ -252,7 +198,13 @@ def _record(decision: PromotionDecision, tracker: Tracker, note: str) -> None:
         tag.PROMOTION_SEASONAL_NAIVE_SCORE: decision.seasonal_naive_score,
         tag.PROMOTION_GATE: decision.gate,
         tag.PROMOTION_CHAMPION_NOTE: note,
+        tag.PROMOTION_LEVEL: decision.level,
     })
+    per_level = {tag.gate_level_metric(role, decision.metric, level): value
+                 for level, row in decision.by_level.items() for role, value in row.items()
+                 if value is not None and math.isfinite(value)}
+    if per_level:
+        tracker.log_metrics(per_level)
     tracker.log_dict(decision.to_dict(), "promotion.json")
     log.info("promotion: %s (%s)", "promoted" if promoted else "kept champion", reason)
 

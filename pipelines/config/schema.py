@@ -134,8 +134,17 @@ class PipelineConfig(_Strict):
 
     def _check_hierarchy(self) -> None:
         h, d = self.hierarchy, self.data
+        level = self.promotion.level
         if h is None:
+            if level != "all":
+                raise ValueError(f"promotion.level: {level!r} needs a hierarchy: (without "
+                                 "one, every series is one level: use all)")
             return
+        spec = h.spec()
+        names = ["all", "bottom", *(spec.level_name(lv) for lv in spec.levels)]
+        if level not in names:
+            raise ValueError(f"promotion.level: {level!r} is not a level of the hierarchy; "
+                             f"use one of {', '.join(names)}")
         own = [] if h.separator is not None else h.columns
         missing = [c for c in own if c not in d.static]
         if missing:

@@ -148,6 +148,11 @@ class PromotionConfig(_Strict):
         description="Relative improvement the challenger needs over the champion "
         "(0.02 = 2 % lower metric).",
     )
+    level: str = Field(
+        "all", min_length=1,
+        description="With a hierarchy, the level whose gate score decides: all (every "
+        "series of every level), bottom, or a level's name (total, or its columns joined "
+        "by /, e.g. state). Every level's scores are recorded either way.")
 
 
 class DriftConfig(_Strict):

@@ -54,6 +54,13 @@ PROMOTION_CHAMPION_SCORE = "deepcast.promotion.champion_score"
 PROMOTION_SEASONAL_NAIVE_SCORE = "deepcast.promotion.seasonal_naive_score"
 PROMOTION_GATE = "deepcast.promotion.gate"
 PROMOTION_CHAMPION_NOTE = "deepcast.promotion.champion_note"
+PROMOTION_LEVEL = "deepcast.promotion.level"  # the hierarchy level whose scores decided
+
+
+def gate_level_metric(role: str, metric: str, level: str) -> str:
+    """Run metric of one role's (candidate, champion, seasonal_naive) gate score at one
+    hierarchy level, e.g. ``gate_candidate_mase_state/industry``."""
+    return f"gate_{role}_{metric}_{level}"
 
 # ---- model versions: what was registered, and the gate's decision on it -------------
 MODEL_NAME = "deepcast.model_name"

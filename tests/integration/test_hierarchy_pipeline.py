@@ -42,16 +42,27 @@ def test_grouped_hierarchy_trains_and_forecasts_coherently(store, tmp_path):
         models=[{"type": "naive"}, {"type": "seasonal_naive"}, {"type": "linear"}],
         hierarchy={"columns": ["state", "industry"],
                    "levels": [[], ["state"], ["industry"]], "method": "min_trace_shrink"},
-        evaluation={"test_size": 6, "metric": "mase", "plots": False})
+        evaluation={"test_size": 6, "metric": "mase", "plots": False},
+        promotion={"level": "bottom"})
     cfg = deepcast.load_config(pipeline)
     trained = deepcast.train(cfg)
-    assert trained.decision.promoted
+    d = trained.decision
+    assert d.promoted
+    # the gate scores every level; the bottom one decides (promotion.level: bottom)
+    assert d.level == "state/industry" and "level state/industry" in d.gate
+    assert list(d.by_level) == ["all", "total", "state", "industry", "state/industry"]
+    assert d.candidate_score == d.by_level["state/industry"]["candidate"]
+    assert d.seasonal_naive_score == d.by_level["state/industry"]["seasonal_naive"]
+    assert d.by_level["all"]["candidate"] != d.candidate_score
     bottom = pd.read_csv(SOURCE, parse_dates=["ds"])
     assert trained.n_series == 1 + 2 + 3 + 6  # total, states, industries, bottom
     # MinT's covariance came from the backtest residuals of every series (no fallback)
     assert not any("wls_struct instead" in n for n in trained.notes)
 
     client = MlflowClient(store)
+    parent = client.get_run(trained.parent_run_id).data
+    assert parent.tags["deepcast.promotion.level"] == "state/industry"
+    assert parent.metrics["gate_candidate_mase_total"] == d.by_level["total"]["candidate"]
     runs = client.search_runs([client.get_experiment_by_name("it-hier").experiment_id],
                               "tags.mlflow.runName = 'linear'")
     path = client.download_artifacts(runs[0].info.run_id, "holdout/per_level_metrics.csv",
@@ -85,6 +96,12 @@ def test_grouped_hierarchy_trains_and_forecasts_coherently(store, tmp_path):
     theirs = served.set_index(["unique_id", "ds"])["yhat"]
     assert np.allclose(mine.loc[theirs.index], theirs)
 
+    # the next night re-scores the champion at every level; the bottom level decides
+    again = deepcast.train(cfg).decision
+    assert again.champion_version == d.candidate_version
+    assert again.champion_score == again.by_level["state/industry"]["champion"]
+    assert all(row["champion"] is not None for row in again.by_level.values())
+
 
 def test_hierarchy_config_errors_name_the_fix(tmp_path):
     from deepcast.features.errors import ConfigError
@@ -98,3 +115,10 @@ def test_hierarchy_config_errors_name_the_fix(tmp_path):
             tmp_path, SOURCE, name="h2", **base,
             hierarchy={"columns": ["state", "industry"], "separator": "|",
                        "levels": [[], ["industry"]], "method": "top_down"}))
+    with pytest.raises(ConfigError, match="use one of all, bottom, total, state"):
+        deepcast.load_config(write_pipeline(
+            tmp_path, SOURCE, name="h3", **base, promotion={"level": "store"},
+            hierarchy={"columns": ["state", "industry"], "separator": "|"}))
+    with pytest.raises(ConfigError, match="promotion.level: 'bottom' needs a hierarchy"):
+        deepcast.load_config(write_pipeline(
+            tmp_path, SOURCE, name="h4", **base, promotion={"level": "bottom"}))

@@ -99,7 +99,7 @@ def test_pickled_champion_is_refused_by_forecast_and_the_gate(
     from prefect.settings import PREFECT_API_URL
 
     from deepcast.flows.flows import batch_forecast
-    from deepcast.pipelines.promote import rescore_champion
+    from deepcast.pipelines.gate import rescore_champion
 
     pipeline, cfg, clean, predictor, tracker = setup
     ref = _register(tracker, *_log_pickled(tracker, predictor, tmp_path), alias="champion")
@@ -121,8 +121,8 @@ def test_pickled_champion_is_refused_by_forecast_and_the_gate(
     assert not marker.exists() and not out.exists()
 
     # 3. the gate: the champion is not loaded; kept unscored, the reason in the note
-    version, score, note = rescore_champion(tracker.registry, clean, cfg)
-    assert (version, score) == (ref.version, None) and PICKLED in note
+    champ = rescore_champion(tracker.registry, clean, cfg)
+    assert (champ.version, champ.score) == (ref.version, None) and PICKLED in champ.note
     assert not marker.exists()
 
     # control: MLflow's own loader does run it (what deepcast's loader avoids)

@@ -1,6 +1,6 @@
 """The promotion gate's rule on recorded scores."""
 
-from deepcast.pipelines.promote import decide
+from deepcast.pipelines.gate import decide
 
 
 def test_gate_treats_float_noise_as_a_tie():

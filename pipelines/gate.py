@@ -1,0 +1,180 @@
+"""The promotion gate's scores: rolling cut-offs through today's holdout, the champion
+re-scored on them, and the rule that compares candidate, champion and seasonal naive.
+
+With a hierarchy every score is kept per level too (the mean over each level's series), and
+``promotion.level`` says which one decides: ``all`` (every series of every level), ``bottom``
+or a level's name. A model better on the total can be worse where the analysts look.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from deepcast.features.hierarchy import LEVEL
+from deepcast.features.schema import ID
+from deepcast.features.windows import panel_from_frame
+from deepcast.forecasting.evaluate import PredictFn, holdout_forecast, score_holdout
+from deepcast.forecasting.metrics import cutoff_scales
+from deepcast.forecasting.predictor import Predictor
+from deepcast.pipelines.config import PipelineConfig
+from deepcast.pipelines.levels import level_scores
+from deepcast.pipelines.modelling import user_frame
+from deepcast.pipelines.tracking import CHAMPION, Registry
+
+log = logging.getLogger("deepcast")
+
+ALL = "all"  # promotion.level: every series of every level
+
+
+@dataclass(frozen=True)
+class GateScore:
+    """One model's gate metric over every series (``all``) and per hierarchy level."""
+
+    all: float
+    levels: dict[str, float] = field(default_factory=dict)
+
+    def at(self, level: str) -> float:
+        """The score at ``level`` (``all``: every series); NaN when not scored there."""
+        return self.all if level == ALL else self.levels.get(level, float("nan"))
+
+
+def gate_level(cfg: PipelineConfig) -> str:
+    """The level whose score decides: ``promotion.level`` with ``bottom`` resolved."""
+    level = cfg.promotion.level
+    if level == "bottom" and cfg.hierarchy is not None:
+        return cfg.hierarchy.spec().bottom_name
+    return level
+
+
+def _by_level(table: pd.DataFrame, df: pd.DataFrame, metric: str) -> dict[str, float]:
+    """Mean ``metric`` of ``table`` (rows per series, maybe per window) per level of
+    ``df``'s series (none without a hierarchy); inf and NaN left out as in the overall
+    mean."""
+    if LEVEL not in df.columns:
+        return {}
+    level = df.drop_duplicates(ID).set_index(ID)[LEVEL]
+    values = table[metric].replace([np.inf, -np.inf], np.nan)
+    return {str(k): float(v) for k, v in
+            values.groupby(table[ID].map(level), sort=False).mean().items()}
+
+
+def gate_cutoffs(lengths: np.ndarray, cfg: PipelineConfig) -> np.ndarray | None:
+    """Cut-offs from the end of the training span through the holdout, ``step`` apart (each
+    window of ``horizon`` inside the holdout); None when the holdout is shorter than the
+    horizon (the gate then uses the holdout scores)."""
+    horizon, test_size = cfg.features.horizon, cfg.evaluation.test_size
+    if test_size < horizon:
+        return None
+    step = cfg.lengths.step
+    offsets = np.arange(0, test_size - horizon + 1, step)
+    return (np.asarray(lengths)[:, None] - test_size) + offsets[None, :]
+
+
+@dataclass
+class GateWindows:
+    """The gate's cut-offs on today's data and their scales, computed once for the
+    candidate, seasonal naive and the champion."""
+
+    df: pd.DataFrame
+    cuts: np.ndarray
+    ids: np.ndarray
+    scale: np.ndarray
+    sq_scale: np.ndarray
+    metric: str
+
+    @classmethod
+    def build(cls, df: pd.DataFrame, cfg: PipelineConfig) -> GateWindows | None:
+        panel = panel_from_frame(df)
+        cuts = gate_cutoffs(panel.lengths, cfg)
+        if cuts is None:
+            return None
+        m = cfg.data.season_length
+        return cls(df, cuts, panel.ids, cutoff_scales(panel, cuts, m),
+                   cutoff_scales(panel, cuts, m, power=2), cfg.evaluation.metric)
+
+    def score(self, predictor: Predictor) -> GateScore:
+        """The metric of ``predictor`` over the windows: the mean, and per level."""
+        from deepcast.pipelines.backtest import score_windows
+
+        fc = predictor.predict_windows(self.df, self.cuts).sort_values(
+            [ID, "window", "h"], kind="stable")
+        table, means = score_windows(fc, self.ids, self.scale, self.sq_scale,
+                                     predictor.horizon)
+        return GateScore(means[self.metric], _by_level(table, self.df, self.metric))
+
+
+def holdout_score(predict: PredictFn, df: pd.DataFrame, cfg: PipelineConfig) -> GateScore:
+    """The metric of a forecast function on today's holdout: the mean, and per level."""
+    d = cfg.data
+    fc = holdout_forecast(predict, user_frame(df, cfg), cfg.evaluation.test_size, d.id_col,
+                          d.time_col, d.target_col)
+    scores, per_series = score_holdout(fc, df, cfg.evaluation.test_size, d.season_length)
+    metric = cfg.evaluation.metric
+    by_level = level_scores(per_series, df)
+    levels = {} if by_level is None or metric not in by_level else \
+        {str(k): float(v) for k, v in zip(by_level[LEVEL], by_level[metric], strict=True)}
+    return GateScore(scores[metric], levels)
+
+
+@dataclass(frozen=True)
+class ChampionScore:
+    """The current champion re-scored on today's data (version None: no champion)."""
+
+    version: str | None
+    score: GateScore | None
+    note: str
+
+
+def rescore_champion(registry: Registry, df: pd.DataFrame, cfg: PipelineConfig,
+                     windows: GateWindows | None = None) -> ChampionScore:
+    """The current champion re-scored on today's data: on the gate ``windows``, or (None,
+    or a champion of another window geometry) on the holdout. A champion that is not
+    deepcast's model is refused by the verified load (nothing of it runs) and kept, with
+    the reason in the note."""
+    if CHAMPION not in registry.aliases():
+        return ChampionScore(None, None, "no champion yet")
+    ref = registry.resolve(CHAMPION)
+    try:
+        model = registry.load(ref)
+        champion = model.predictor
+        if windows is not None and champion.horizon == cfg.features.horizon:
+            return ChampionScore(ref.version, windows.score(champion),
+                                 f"re-scored on the same {windows.cuts.shape[1]} cut-off(s)")
+        score = holdout_score(model.predict, df, cfg)
+    except Exception as exc:  # a broken champion must not crash the run: keep it, say why
+        log.warning("champion v%s could not be re-scored: %s", ref.version, exc)
+        return ChampionScore(ref.version, None,
+                             f"champion v{ref.version} could not be re-scored ({exc})")
+    return ChampionScore(ref.version, score, "re-scored on today's holdout")
+
+
+# Scores closer than this (relative) are a tie: the champion is re-scored from its saved
+# bundle, and the same model scored in memory can differ in the last float bits (a nightly
+# replay promoted an identical naive model over itself on a 5e-11 difference).
+TIE = 1e-6
+
+
+def decide(score: float, champion_score: float | None, champion_version: str | None,
+           margin: float, reference: float | None = None, is_reference: bool = False
+           ) -> tuple[bool, str]:
+    """The gate: better than seasonal naive (``reference``; vacuous for seasonal naive
+    itself), then strictly better than the champion by ``margin`` (relative; differences
+    within :data:`TIE` do not count)."""
+    if reference is not None and not is_reference and not score < reference:
+        return False, (f"does not beat seasonal naive ({score:.6g} vs {reference:.6g} on the "
+                       "same cut-offs)")
+    if champion_version is None:
+        return True, "first model of this pipeline: becomes champion"
+    if champion_score is None:
+        return False, "champion could not be re-scored: kept (promote by hand if intended)"
+    if not math.isfinite(champion_score):
+        return True, "champion's re-scored metric is not finite"
+    bar = champion_score * (1.0 - margin)
+    if score < bar - TIE * abs(champion_score):
+        return True, f"beats champion {champion_score:.6g} (bar {bar:.6g} with margin {margin})"
+    return False, f"does not beat champion {champion_score:.6g} (bar {bar:.6g}, margin {margin})"
