@@ -4,7 +4,8 @@ members' (learned weights cross-fitted over the windows)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,10 @@ class SpanBacktest:
     n_windows: int
     n_series: int
     ids: np.ndarray | None = None  # the series, in row-block order
+    #: the fitted model of the backtest's fit and what it was fit on, when kept (for the
+    #: next night's warm start: ``pipelines.warm_start.save_selection_fit``)
+    fit: Any = field(default=None, repr=False, compare=False)
+    fit_data: Any = field(default=None, repr=False, compare=False)
 
     def residual_matrix(self, ids: np.ndarray) -> np.ndarray:
         """Residuals per series (rows in ``ids`` order, NaN for a series not backtested),

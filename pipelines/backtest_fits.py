@@ -10,6 +10,7 @@ and of a backtest can both ask for member forecasts without an import cycle.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,11 @@ class BacktestJob:
     df: pd.DataFrame
     cfg: PipelineConfig
     cuts: np.ndarray  # (n_series, n_windows) history length at each cut-off
+    #: in this process only (not through a mapper): (built forecaster, its prepared
+    #: data) -> its ``WarmStart`` (training.warm_start), and whether to keep the fitted
+    #: predictor in the result (for the next night's warm start)
+    start: Callable[[Any, Any], Any] | None = None
+    keep: bool = False
 
     @property
     def label(self) -> str:
@@ -75,6 +81,8 @@ class WindowForecasts:
     trainable: bool
     quantiles: tuple[float, ...]
     seconds: float
+    predictor: Any = None  # the fitted model, when the job asked to keep it
+    prep: Any = None  # what it was fit on, likewise
 
 
 def backtest_fit(job: BacktestJob) -> WindowForecasts:
@@ -84,13 +92,15 @@ def backtest_fit(job: BacktestJob) -> WindowForecasts:
     cfg, bt = job.cfg, job.cfg.evaluation.backtest
     train_df = history_before(job.df, job.cuts[:, job.windows[0]],
                               bt.train_size if bt.window == "sliding" else None)
-    predictor, _, _ = fit_model(job.entry, prepare(train_df, cfg, holdout=0),
-                                training_settings(cfg))
+    prep = prepare(train_df, cfg, holdout=0)
+    start = job.start
+    predictor, _, _ = fit_model(job.entry, prep, training_settings(cfg),
+                                start=None if start is None else lambda f: start(f, prep))
     fc = predictor.predict_windows(job.df, job.cuts[:, list(job.windows)])
     fc["window"] = np.asarray(job.windows)[fc["window"].to_numpy()]
     return WindowForecasts(fc, predictor.forecaster.trainable,
                            tuple(predictor.forecaster.quantiles),
-                           time.perf_counter() - t0)
+                           time.perf_counter() - t0, *((predictor, prep) if job.keep else ()))
 
 
 def run_fits(jobs: list[BacktestJob], mapper: Mapper | None) -> list[WindowForecasts]:
@@ -137,13 +147,16 @@ class MemberForecasts:
     scale: np.ndarray
     fits: int = 0
     ids: np.ndarray | None = None  # the series of the row blocks, in row order
+    kept: tuple[WindowForecasts, ...] = ()  # the fits, with their models when kept
 
 
 def member_forecasts(train: pd.DataFrame, entries: list[Any], cfg: PipelineConfig,
-                     mapper: Mapper | None = None) -> MemberForecasts:
+                     mapper: Mapper | None = None, start: Callable[[Any, Any], Any] | None
+                     = None, keep: bool = False) -> MemberForecasts:
     """Backtest ``entries`` on ``evaluation.backtest`` cut-offs counted from the end of
     ``train``, one fit each (``refit: false``); series too short for the first cut-off
-    take no part. DataError when no series is long enough."""
+    take no part. DataError when no series is long enough. ``start`` and ``keep`` as in
+    :class:`BacktestJob` (without ``mapper``)."""
     bt, n = cfg.evaluation.backtest, cfg.lengths
     lengths = train.groupby(ID, sort=False).size()
     first_cut = lengths - n.backtest_span
@@ -161,11 +174,13 @@ def member_forecasts(train: pd.DataFrame, entries: list[Any], cfg: PipelineConfi
     panel = panel_from_frame(train)
     cuts = backtest_cutoffs(panel.lengths, n.n_windows, n.step, n.horizon)
     windows = tuple(range(n.n_windows))
-    fits = run_fits([BacktestJob(e, windows, train, inner, cuts) for e in entries], mapper)
+    fits = run_fits([BacktestJob(e, windows, train, inner, cuts, start, keep)
+                     for e in entries], mapper)
     first = joined(fits[:1])
     y = first["y"].to_numpy(np.float64)
     f = np.stack([joined([p])["yhat"].to_numpy(np.float64) for p in fits],
                  axis=-1).reshape(-1, n.horizon, len(entries))
     scale = metrics.cutoff_scales(panel, cuts, cfg.data.season_length).reshape(-1)
     return MemberForecasts(y.reshape(-1, n.horizon), f, np.where(scale > 0, scale, np.nan),
-                           sum(p.trainable for p in fits), pd.unique(first[ID]))
+                           sum(p.trainable for p in fits), pd.unique(first[ID]),
+                           tuple(fits) if keep else ())

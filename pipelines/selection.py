@@ -18,6 +18,7 @@ training span, so only the holdout is out of sample for both).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -65,21 +66,26 @@ def with_windows(cfg: PipelineConfig, windows: int) -> PipelineConfig:
         "backtest": ev.backtest.model_copy(update={"n_windows": windows})})})
 
 
-def model_backtest(entry: Any, prep: PreparedData, cfg: PipelineConfig, windows: int
+def model_backtest(entry: Any, prep: PreparedData, cfg: PipelineConfig, windows: int,
+                   start: Callable[[Any, Any], Any] | None = None, keep: bool = False
                    ) -> SpanBacktest | None:
     """``entry`` backtested on ``windows`` cut-offs inside the training span (the holdout is
     never seen): one fit, one batched predict. None when ``windows`` is 0 or no series is
-    long enough."""
+    long enough. ``start``: (forecaster, its data) -> its warm start; ``keep``: the
+    result keeps the fitted model (``fit``) and its data."""
     if windows < 1:
         return None
     train, _ = split_holdout(prep.df, prep.require_holdout().size)
     try:
-        out = member_forecasts(train, [entry], with_windows(cfg, windows))
+        out = member_forecasts(train, [entry], with_windows(cfg, windows), start=start,
+                               keep=keep)
     except DataError as exc:
         log.warning("%s: no selection backtest: %s", entry.label, exc)
         return None
     rows = len(out.y)
-    return SpanBacktest(out.y, out.f[..., 0], out.scale, windows, rows // windows, out.ids)
+    kept = out.kept[0] if out.kept else None
+    return SpanBacktest(out.y, out.f[..., 0], out.scale, windows, rows // windows, out.ids,
+                        kept and kept.predictor, kept and kept.prep)
 
 
 def window_scores(fc: pd.DataFrame, holdout: Holdout, horizon: int, metric: str

@@ -45,7 +45,15 @@ from deepcast.pipelines.modelling import (
 from deepcast.pipelines.selection import model_backtest, selection_windows, window_scores
 from deepcast.pipelines.tracking import tags as tag
 from deepcast.pipelines.tracking.datasets import RunDataset, run_datasets
-from deepcast.pipelines.warm_start import WarmPlan, start_verdict, warm_plan, warm_start_for
+from deepcast.pipelines.warm_start import (
+    WarmPlan,
+    keep_selection_fit,
+    record_seen,
+    selection_start_for,
+    start_verdict,
+    warm_plan,
+    warm_start_for,
+)
 
 if TYPE_CHECKING:  # annotations only: mlflow is imported where a run needs it
     from deepcast.pipelines.tracking import Tracker
@@ -181,12 +189,16 @@ def train_model(job: ModelJob, tracker: Tracker | None = None) -> ModelResult:
     def start(forecaster: Any) -> Any:
         return warm_start_for(source, entry.label, forecaster, job.prep, tracker)
 
+    def start_selection(forecaster: Any, prep: Any) -> Any:
+        return selection_start_for(source, entry.label, forecaster, prep, tracker)
+
     result = _tracked_fit(entry.label, entry.type, {"model": entry.model_dump(mode="json")},
                           lambda on_epoch: fit_model(entry, job.prep, training_settings(cfg),
                                                      on_epoch, checkpoint_dir(cfg, entry.label),
                                                      start),
                           job, tracker,
-                          lambda: model_backtest(entry, job.prep, cfg, job.windows))
+                          lambda: model_backtest(entry, job.prep, cfg, job.windows,
+                                                 start_selection, keep=job.warm is not None))
     return result if local else replace(result, predictor=None)
 
 
@@ -205,6 +217,7 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
         tracker.log_inputs(job.datasets)
         log.info("training %s (%s)", label, family)
         backtest = select()  # inside the run: a failure is the model's, on its run
+        backtest = keep_selection_fit(label, backtest, job.warm, tracker)
         trainable = family in families() and families()[family].trainable
         with progress.task(f"train {label}", cfg.training.max_epochs if trainable
                            else 1) as advance:
@@ -217,6 +230,7 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
         began = start_verdict(job.warm, predictor.forecaster)
         if began.tags:
             tracker.set_tags(began.tags)
+            record_seen(prep, tracker)
             log.info("%s: %s", label, began.note)
         attach_reconciler(predictor, prep.df, cfg, backtest)
         fc = holdout_predictions(predictor, prep)

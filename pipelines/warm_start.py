@@ -10,11 +10,17 @@ next night trains every model cold, so drift cannot accumulate in the weights.
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from deepcast.features.errors import ConfigError
+from deepcast.features.schema import DS, ID
 from deepcast.forecasting.warm import WarmStart, id_rows, incompatibility
 from deepcast.pipelines.config import PipelineConfig
 from deepcast.pipelines.tracking import tags as tag
@@ -31,6 +37,7 @@ class WarmSource:
     parent_run_id: str  # the train run that fitted it
     models: dict[str, str]  # model name -> logged model URI in that run
     epochs: int  # training.warm_start_epochs
+    runs: dict[str, str] = field(default_factory=dict)  # model name -> its model run's id
 
     @property
     def label(self) -> str:
@@ -73,7 +80,7 @@ def warm_plan(cfg: PipelineConfig, tracker: Any) -> WarmPlan | None:
         return WarmPlan(None, f"cold start: the periodic cold retrain (cold_every: "
                         f"{t.cold_every}; {before} warm nights in a row before)", 0)
     source = WarmSource(t.warm_start, ref.version, siblings.parent_run_id, siblings.uris,
-                        t.warm_start_epochs)
+                        t.warm_start_epochs, siblings.runs)
     return WarmPlan(source, f"warm start from {source.label}", before + 1)
 
 
@@ -87,14 +94,133 @@ def warm_start_for(source: WarmSource | None, label: str, forecaster: Any, prep:
     uri = source.models.get(label)
     if uri is None:
         return WarmStart.cold(source.label, f"{source.label}'s run has no model {label!r}")
-    old = tracker.registry.load_logged(uri).predictor
-    why = incompatibility(old, forecaster, prep.encoder, prep.scaler)
+    run = source.runs.get(label)
+    seen = tracker.history.load_dict(run, SEEN_FILE) if run else None
+    why = _seen_after(seen, _training_span(prep)) if seen else \
+        f"{source.label}'s run of {label!r} does not record the data it was trained on"
     if why:
         return WarmStart.cold(source.label, why)
+    return _start_from(tracker.registry.load_logged(uri).predictor, source.label,
+                       source.epochs, forecaster, prep)
+
+
+def _start_from(old: Any, label: str, epochs: int, forecaster: Any, prep: Any) -> WarmStart:
+    """Start ``forecaster`` (to be fit on ``prep``) from fitted predictor ``old``, or a
+    cold start saying why the two differ."""
+    why = incompatibility(old, forecaster, prep.encoder, prep.scaler)
+    if why:
+        return WarmStart.cold(label, why)
     rows = None
     if prep.encoder is not None and forecaster.inputs.n_series and old.encoder is not None:
         rows = id_rows(old.encoder.ids, prep.encoder.ids)
-    return WarmStart(old.forecaster.model, source.epochs, source.label, rows)
+    return WarmStart(old.forecaster.model, epochs, label, rows)
+
+
+# ---- the selection backtest's fit -----------------------------------------------------
+# Tonight's selection backtest fits each model before the first of its windows inside the
+# training span. The champion's own fit saw those windows, so it cannot start that fit;
+# last night's selection fit saw data only up to last night's first cut-off, one step
+# earlier, and can. It is saved with each model run (a predictor bundle: .keras under
+# safe_mode and JSON, no pickle) with the last ``ds`` it was trained on per series, and
+# tonight's fit starts from it only where that is not after tonight's cut-off.
+SELECTION_FIT = "selection_fit"  # artifact folder of a model run
+SEEN_FILE = "seen.json"  # per series, the last ds the fit was trained on
+
+
+def record_seen(prep: Any, tracker: Any) -> None:
+    """Log what the model run's own fit was trained on (the last ``ds`` per series of
+    ``prep``'s training span): a later warm start from it checks it saw nothing after
+    its own training span."""
+    tracker.log_dict(_seen(_training_span(prep)), SEEN_FILE)
+
+
+def save_selection_fit(predictor: Any, prep: Any, tracker: Any) -> None:
+    """Log the selection backtest's fitted ``predictor`` (trained on all of ``prep``) with
+    the model's run, for tomorrow's selection fit to start from."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = predictor.save(Path(tmp) / SELECTION_FIT)
+        (folder / SEEN_FILE).write_text(json.dumps(_seen(prep.df)))
+        tracker.log_folder(folder, SELECTION_FIT)
+
+
+def _training_span(prep: Any) -> pd.DataFrame:
+    """``prep``'s frame without its holdout (all of it for a fit without one)."""
+    if prep.holdout is None:
+        return prep.df
+    from deepcast.forecasting.evaluate import split_holdout
+
+    return split_holdout(prep.df, prep.holdout.size)[0]
+
+
+def _seen(df: pd.DataFrame) -> dict[str, list]:
+    """The last ``ds`` of each series of a canonical frame, as JSON."""
+    last = _last_seen(df)
+    return {"ids": [str(i) for i in last.index],
+            "ds": [v if isinstance(v, int) else str(v) for v in last.tolist()]}
+
+
+def keep_selection_fit(label: str, backtest: Any, plan: WarmPlan | None, tracker: Any
+                       ) -> Any:
+    """Under training.warm_start: how model ``label``'s selection fit (``backtest.fit``)
+    started (tags on its run, and the log), and the fit saved with the run for tomorrow's
+    to start from. Returns ``backtest`` without the fitted network (let go)."""
+    if backtest is None or backtest.fit is None:
+        return backtest
+    if not backtest.fit.forecaster.trainable:
+        return replace(backtest, fit=None, fit_data=None)
+    began = start_verdict(plan, backtest.fit.forecaster)
+    if began.tags:
+        tracker.set_tags({tag.WARM_START_SELECTION: began.start,
+                          tag.WARM_START_SELECTION_NOTE: began.note})
+        log.info("%s: selection fit: %s", label, began.note)
+    save_selection_fit(backtest.fit, backtest.fit_data, tracker)
+    return replace(backtest, fit=None, fit_data=None)
+
+
+def selection_start_for(source: WarmSource | None, label: str, forecaster: Any, prep: Any,
+                        tracker: Any) -> WarmStart | None:
+    """The :class:`WarmStart` of model ``label``'s selection fit on ``prep`` (the history
+    before tonight's first cut-off): from the source run's selection fit of the same model,
+    or cold saying why (none saved, a different network, or it saw data after tonight's
+    cut-off: that would leak the windows it is scored on). None when warm start is off."""
+    from deepcast.forecasting.predictor import Predictor
+
+    if source is None:
+        return None
+    run = source.runs.get(label)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = run and tracker.history.download_folder(run, SELECTION_FIT, tmp)
+        if not folder:
+            return WarmStart.cold(source.label, f"{source.label}'s run has no selection "
+                                  f"backtest fit of {label!r} saved")
+        leak = _seen_after(json.loads((folder / SEEN_FILE).read_text()), prep.df)
+        if leak:
+            return WarmStart.cold(source.label, leak)
+        old = Predictor.load(folder)
+    return _start_from(old, f"{source.label}'s selection fit", source.epochs, forecaster, prep)
+
+
+def _last_seen(df: pd.DataFrame) -> pd.Series:
+    """The last ``ds`` of each series of a canonical frame."""
+    return df.groupby(ID, sort=False)[DS].last()
+
+
+def _seen_after(seen: dict[str, list], df: pd.DataFrame) -> str | None:
+    """Why the source's fit, which saw ``seen`` (ids and last ds), cannot start a fit on
+    ``df``: it saw a point of some series after ``df``'s last one (its scores on tonight's
+    windows would be in-sample); None when it did not."""
+    mine = _last_seen(df)
+    theirs = pd.Series(seen["ds"], index=seen["ids"])
+    if pd.api.types.is_datetime64_any_dtype(mine):
+        theirs = pd.to_datetime(theirs)
+    mine.index = mine.index.astype(str)
+    common = theirs.index.intersection(mine.index)
+    later = common[(theirs[common] > mine[common]).to_numpy()]
+    if len(later):
+        return (f"the source was trained on data after tonight's training span "
+                f"({len(later)} series, e.g. {later[0]!s}: up to {theirs[later[0]]}, "
+                f"tonight to {mine[later[0]]})")
+    return None
 
 @dataclass(frozen=True)
 class StartVerdict:
@@ -126,5 +252,6 @@ def start_verdict(plan: WarmPlan | None, forecaster: Any) -> StartVerdict:
     return StartVerdict("warm" if applied else "cold", note, tags)
 
 
-__all__ = ["StartVerdict", "WarmPlan", "WarmSource", "start_verdict", "warm_plan",
+__all__ = ["StartVerdict", "WarmPlan", "WarmSource", "keep_selection_fit", "record_seen",
+           "save_selection_fit", "selection_start_for", "start_verdict", "warm_plan",
            "warm_start_for"]

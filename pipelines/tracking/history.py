@@ -40,6 +40,7 @@ class SiblingModels:
     parent_run_id: str
     uris: dict[str, str]
     parent_tags: dict[str, str]
+    runs: dict[str, str] = field(default_factory=dict)  # model name -> its model run's id
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,19 @@ class History:
         except (MlflowException, OSError):
             return None
 
+    def download_folder(self, run_id: str, folder: str, dst: str | Path) -> Path | None:
+        """A run's artifact ``folder`` copied under ``dst``; None when the run has none."""
+        import mlflow.artifacts
+        from mlflow.exceptions import MlflowException
+
+        try:
+            path = Path(mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=folder, dst_path=str(dst),
+                tracking_uri=self.store.uri))
+        except (MlflowException, OSError):
+            return None
+        return path if path.is_dir() and any(path.iterdir()) else None
+
     def recent_runs(self, metric: str, limit: int = 10) -> list[dict[str, Any]]:
         """Recent parent runs (train, backtest, tune) with their best model, score and the
         gate's decision, newest first."""
@@ -170,9 +184,10 @@ class History:
         if not parent_id:
             return SiblingModels("", {}, {})
         parent = self.client.get_run(parent_id)
-        uris = {r.info.run_name: r.data.tags[tag.MODEL_URI]
-                for r in self._children(parent_id) if tag.MODEL_URI in r.data.tags}
-        return SiblingModels(parent_id, uris, dict(parent.data.tags))
+        children = [r for r in self._children(parent_id) if tag.MODEL_URI in r.data.tags]
+        return SiblingModels(parent_id, {r.info.run_name: r.data.tags[tag.MODEL_URI]
+                                         for r in children}, dict(parent.data.tags),
+                             {r.info.run_name: r.info.run_id for r in children})
 
     def model_runs(self, parent_run_id: str, metric: str) -> list[dict[str, Any]]:
         """The model runs of one parent run with their scores (as the MLflow UI shows

@@ -32,6 +32,8 @@ WARM_START = "deepcast.warm_start"  # "warm" / "cold" on model runs of a warm_st
 WARM_START_NOTE = "deepcast.warm_start_note"  # where the weights came from, or why cold
 WARM_START_FROM = "deepcast.warm_start_from"  # registry version the weights came from
 WARM_START_RUN = "deepcast.warm_start_run"  # the train run that fitted them
+WARM_START_SELECTION = "deepcast.warm_start_selection"  # the selection fit's: warm / cold
+WARM_START_SELECTION_NOTE = "deepcast.warm_start_selection_note"
 WARM_NIGHTS = "deepcast.warm_nights"  # parent runs: warm-started trains in a row (0: cold)
 
 # ---- runs: which process wrote them (closing runs of killed processes) --------------

@@ -194,6 +194,13 @@ class Tracker(Store):
 
         mlflow.log_artifact(str(path), artifact_dir)
 
+    def log_folder(self, path: str | Path, artifact_dir: str) -> None:
+        """Log a local folder (and what is below it) as ``artifact_dir`` of the active
+        run."""
+        import mlflow
+
+        mlflow.log_artifacts(str(path), artifact_dir)
+
     def log_files(self, files: dict[str, bytes], folder: str | None = None,
                   run_id: str | None = None) -> None:
         """Log ``name -> content`` (PNGs, say) under ``folder`` of the active run or

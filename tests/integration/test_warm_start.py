@@ -23,7 +23,9 @@ def _night(path, warm, models=NEURAL, **training):
                         features={"lookback": 24, "horizon": 6, "id_embedding": 2},
                         training={"max_epochs": 6, "patience": 6, "batch_size": 32,
                                   "seed": 0, "warm_start": warm, "warm_start_epochs": 2,
-                                  **training})
+                                  **training},
+                        evaluation={"test_size": 6, "metric": "mase", "plots": False,
+                                    "backtest": {"n_windows": 2}})
     return deepcast.train(cfg)
 
 
@@ -68,6 +70,11 @@ def test_nightly_warm_start(store, tmp_path, retail_csv):
         assert tags[name]["deepcast.warm_start_run"] == one.parent_run_id
     parent = mlflow.get_run(two.parent_run_id).data.tags
     assert parent["deepcast.warm_nights"] == "1"
+    # the selection backtest's fits start from night 1's own selection fits (the champion
+    # saw tonight's backtest windows; they did not)
+    for name in ("mlp", "linear"):
+        assert tags[name]["deepcast.warm_start_selection"] == "warm", tags[name]
+        assert "v1's selection fit" in tags[name]["deepcast.warm_start_selection_note"]
 
     # night 3: version 2 was a warm night; cold_every: 2 makes this one cold
     three = _night(path, "2", cold_every=2)
@@ -83,6 +90,15 @@ def test_nightly_warm_start(store, tmp_path, retail_csv):
     assert "mlp: cold start: options changed: hidden_size 16 -> 32" in four.notes
     assert _model_tags(four.parent_run_id)["mlp"]["deepcast.warm_start_note"] == \
         "cold start: options changed: hidden_size 16 -> 32"
+
+    # night 5: the data ends 6 steps earlier (a backfill): version 2's fits saw points
+    # after tonight's training span, so both of tonight's fits of each model start cold
+    full.groupby("unique_id").head(len(full) // 6 - 6).to_csv(path, index=False)
+    five = _night(path, "2")
+    tags = _model_tags(five.parent_run_id)["linear"]
+    assert tags["deepcast.warm_start"] == tags["deepcast.warm_start_selection"] == "cold"
+    for key in ("deepcast.warm_start_note", "deepcast.warm_start_selection_note"):
+        assert "was trained on data after tonight's training span" in tags[key], tags[key]
 
     # a version that does not exist is a typo, not a first night
     with pytest.raises(deepcast.ConfigError, match="99"):
