@@ -60,9 +60,10 @@ class TrainingConfig(_Strict):
         "`12`) when its family, options, windows, covariates and scaler are unchanged, and "
         "fit it for at most `warm_start_epochs`; any other model starts cold with a "
         "one-line note saying why. New series extend an ID embedding (new rows start at "
-        "the mean); new categories of a categorical static start cold. The selection "
-        "backtest's fits stay cold (the source has seen those windows). The gate is "
-        "unchanged.")
+        "the mean); new categories of a categorical static start cold. Each selection "
+        "backtest fit starts from the source run's own selection fit (the champion has "
+        "seen those windows); a source trained on data after tonight's span starts "
+        "nothing (cold, with the reason). The gate is unchanged.")
     warm_start_epochs: int = Field(
         5, ge=1, description="Most epochs of a warm-started fit (early stopping still "
         "applies).")
