@@ -1,4 +1,5 @@
-"""Ingest stage: read a CSV or Parquet file into a coerced long frame.
+"""Ingest stage: read a CSV or Parquet file (or a Parquet dataset: a folder or glob) into a
+coerced long frame.
 
 The result still carries the row flags of :func:`deepcast.features.schema.coerce_long_frame`;
 validation turns it into a canonical frame or a report.
@@ -14,6 +15,12 @@ import pandas as pd
 from deepcast.features.errors import ConfigError, DataError
 from deepcast.features.schema import AUTO, ColumnSpec, coerce_long_frame, release_arrow_memory
 from deepcast.pipelines.config import DataConfig
+from deepcast.pipelines.parquet_dataset import (
+    dataset_files,
+    dataset_sha256,
+    is_dataset,
+    read_dataset,
+)
 
 READERS = (".csv", ".parquet", ".pq")
 # compressed CSV: pandas infers the codec from the last suffix
@@ -39,8 +46,12 @@ def _kind(path: Path) -> str:
 
 def check_source(path: str | Path) -> Path:
     """The data file exists, is a regular file and has a readable type (ConfigError
-    otherwise: a FIFO, device or folder would block or fail deep inside the reader)."""
+    otherwise: a FIFO or device would block or fail deep inside the reader); or a Parquet
+    dataset (a folder or glob) with at least one Parquet file."""
     path = Path(path)
+    if is_dataset(path):
+        dataset_files(path)
+        return path
     if not path.exists():
         raise ConfigError(f"data file not found: {path}",
                           hint="fix data.path in the YAML (relative to the YAML file) or --data")
@@ -80,6 +91,12 @@ def read_table(path: str | Path, spec: ColumnSpec, nrows: int | None = None,
     ``nrows`` reads only the first rows of a CSV (a Parquet file: its schema and first
     row group); ``columns`` reads only those (undeclared columns are never loaded)."""
     path = check_source(path)
+    if is_dataset(path):
+        raw = read_dataset(path, columns, 100 if nrows is not None else None)
+        if raw.empty:
+            raise DataError(f"{path}: no data rows", hint="export the dataset again with its "
+                            "rows")
+        return raw
     is_csv = _kind(path) == "csv"
     kind = "CSV" if is_csv else "Parquet"
     use = None if columns is None else (lambda c: c in columns)
@@ -211,7 +228,9 @@ def ingest_future(data: DataConfig, path: str | Path) -> pd.DataFrame:
 
 
 def file_sha256(path: str | Path) -> str:
-    """Content hash of the input file (tracked with every run)."""
+    """Content hash of the input file or Parquet dataset (tracked with every run)."""
+    if is_dataset(path):
+        return dataset_sha256(path)
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

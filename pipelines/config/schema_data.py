@@ -30,8 +30,9 @@ class SqlSource(_Strict):
 class DataConfig(_Strict):
     """Where the long table is and how its columns are named."""
 
-    path: Path | None = Field(None, description="CSV or Parquet file (relative to the YAML "
-                              "file); or give `sql`.")
+    path: Path | None = Field(None, description="CSV or Parquet file, or a Parquet dataset "
+                              "(a folder, hive partitions included, or a glob), relative to "
+                              "the YAML file; or give `sql`.")
     sql: SqlSource | None = Field(None, description="Read the long table with an SQL query "
                                   "instead of a file: {query: ..., url_env: DEEPCAST_DB_URL}.")
     id_col: str = Field("unique_id", description="Column holding the series identifier.")

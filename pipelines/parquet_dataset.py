@@ -1,0 +1,100 @@
+"""A Parquet dataset as the data source: ``data.path`` naming a folder of Parquet files
+(hive partitions such as ``year=2014/`` become columns) or a glob (``sales/*.parquet``).
+
+Read with pyarrow datasets, only the declared columns, files in sorted path order (the same
+data gives the same frame); the content hash covers every file. Sharded, worker-side
+reading of such a dataset (issue 18) builds on :func:`dataset_files`.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+
+from deepcast.features.errors import ConfigError, DataError
+
+SUFFIXES = (".parquet", ".pq")
+GLOB = set("*?[")
+
+
+def is_dataset(path: str | Path) -> bool:
+    """Whether ``path`` names a Parquet dataset (a folder or a glob), not one file."""
+    return Path(path).is_dir() or bool(GLOB & set(str(path)))
+
+
+def dataset_files(path: str | Path) -> list[Path]:
+    """The Parquet files of a folder (recursively, hidden and ``_``-prefixed ones left out
+    as Spark and pyarrow do) or of a glob, sorted; ConfigError when there are none or a
+    glob matches other files."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file()
+                       and p.suffix.lower() in SUFFIXES
+                       and not any(part.startswith((".", "_"))
+                                   for part in p.relative_to(path).parts))
+        where = f"folder {path}"
+    else:
+        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True)
+                       if Path(p).is_file())
+        other = [p for p in files if p.suffix.lower() not in SUFFIXES]
+        if other:
+            raise ConfigError(f"data.path {str(path)!r} matches files that are not Parquet: "
+                              f"{', '.join(p.name for p in other[:3])}",
+                              hint="narrow the glob to *.parquet files")
+        where = f"glob {str(path)!r}"
+    if not files:
+        raise ConfigError(f"no Parquet files (.parquet, .pq) in {where}",
+                          hint="point data.path at a .csv/.parquet file, a folder of Parquet "
+                          "files or a glob such as sales/*.parquet")
+    return files
+
+
+def _dataset(path: Path):
+    import pyarrow.dataset as ds
+
+    files = dataset_files(path)
+    root = path if path.is_dir() else None
+    try:
+        return ds.dataset([str(f) for f in files], format="parquet",
+                          partitioning=ds.HivePartitioning.discover(infer_dictionary=False)
+                          if root is not None else None,
+                          partition_base_dir=str(root) if root is not None else None)
+    except Exception as exc:  # pyarrow's ArrowInvalid / OSError: a damaged or mixed dataset
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: cannot be read as a Parquet dataset: {first}",
+                        hint="check that every file is complete Parquet with the same "
+                        "columns (re-export the dataset)") from None
+
+
+def read_dataset(path: str | Path, columns: set[str] | None = None,
+                 nrows: int | None = None) -> pd.DataFrame:
+    """The dataset's rows (``columns``: only those, partition columns included; ``nrows``:
+    the first rows only, for a preflight)."""
+    data = _dataset(Path(path))
+    names = None if columns is None else [c for c in data.schema.names if c in columns]
+    try:
+        table = data.head(nrows, columns=names) if nrows is not None else \
+            data.to_table(columns=names)
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: cannot be read as a Parquet dataset: {first}",
+                        hint="check that every file is complete Parquet with the same "
+                        "columns (re-export the dataset)") from None
+    return table.to_pandas()
+
+
+def dataset_sha256(path: str | Path) -> str:
+    """Content hash of a dataset: every file's path (relative to the folder; partition
+    values live there) and bytes, in sorted order."""
+    path = Path(path)
+    base = path if path.is_dir() else None
+    h = hashlib.sha256()
+    for f in dataset_files(path):
+        h.update(str(f.relative_to(base) if base else f.name).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
