@@ -53,8 +53,8 @@ def gate_level(cfg: PipelineConfig) -> str:
 
 def _by_level(table: pd.DataFrame, df: pd.DataFrame, metric: str) -> dict[str, float]:
     """Mean ``metric`` of ``table`` (rows per series, maybe per window) per level of
-    ``df``'s series (none without a hierarchy); inf and NaN left out as in the overall
-    mean."""
+    ``df``'s series (none without a hierarchy); NaN and inf left out (a series with a zero
+    MASE scale)."""
     if LEVEL not in df.columns:
         return {}
     level = df.drop_duplicates(ID).set_index(ID)[LEVEL]

@@ -21,8 +21,10 @@ GLOB = set("*?[")
 
 
 def is_dataset(path: str | Path) -> bool:
-    """Whether ``path`` names a Parquet dataset (a folder or a glob), not one file."""
-    return Path(path).is_dir() or bool(GLOB & set(str(path)))
+    """Whether ``path`` names a Parquet dataset (a folder, or a glob in its file name or
+    folders), not one file (an existing file named ``sales[2024].csv`` is a file)."""
+    path = Path(path)
+    return not path.is_file() and (path.is_dir() or bool(GLOB & set(str(path))))
 
 
 def dataset_files(path: str | Path) -> list[Path]:
@@ -53,20 +55,43 @@ def dataset_files(path: str | Path) -> list[Path]:
 
 
 def _dataset(path: Path):
+    """The pyarrow dataset of ``path``'s files: their schemas unified (a column missing
+    from some files is null there), and under a folder its hive partition keys (``k=v``
+    folders) as string columns, so ``store=0012`` stays ``"0012"`` as an id must."""
+    import pyarrow as pa
     import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
 
     files = dataset_files(path)
-    root = path if path.is_dir() else None
     try:
+        schema = pa.unify_schemas([pq.read_schema(f) for f in files])
+        keys = _partition_keys(path, files) if path.is_dir() else []
+        clash = [k for k in keys if k in schema.names]
+        if clash:
+            raise DataError(f"{path}: the partition folder key(s) {clash} are also columns of "
+                            "the files", hint="rename the partition folders or the columns")
+        fields = pa.schema([(k, pa.string()) for k in keys])
         return ds.dataset([str(f) for f in files], format="parquet",
-                          partitioning=ds.HivePartitioning.discover(infer_dictionary=False)
-                          if root is not None else None,
-                          partition_base_dir=str(root) if root is not None else None)
+                          schema=pa.unify_schemas([schema, fields]) if keys else schema,
+                          partitioning=ds.partitioning(fields, flavor="hive") if keys
+                          else None, partition_base_dir=str(path) if keys else None)
+    except DataError:
+        raise
     except Exception as exc:  # pyarrow's ArrowInvalid / OSError: a damaged or mixed dataset
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: cannot be read as a Parquet dataset: {first}",
-                        hint="check that every file is complete Parquet with the same "
+                        hint="check that every file is complete Parquet with compatible "
                         "columns (re-export the dataset)") from None
+
+
+def _partition_keys(root: Path, files: list[Path]) -> list[str]:
+    """The hive keys of the folders between ``root`` and the files, in path order."""
+    keys: dict[str, None] = {}
+    for f in files:
+        for part in f.relative_to(root).parts[:-1]:
+            if "=" in part:
+                keys.setdefault(part.split("=", 1)[0])
+    return list(keys)
 
 
 def read_dataset(path: str | Path, columns: set[str] | None = None,

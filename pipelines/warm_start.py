@@ -95,9 +95,12 @@ def warm_start_for(source: WarmSource | None, label: str, forecaster: Any, prep:
     if uri is None:
         return WarmStart.cold(source.label, f"{source.label}'s run has no model {label!r}")
     run = source.runs.get(label)
-    seen = tracker.history.load_dict(run, SEEN_FILE) if run else None
-    why = _seen_after(seen, _training_span(prep)) if seen else \
-        f"{source.label}'s run of {label!r} does not record the data it was trained on"
+    try:
+        seen = tracker.history.load_dict(run, SEEN_FILE) if run else None
+        why = _seen_after(seen, _training_span(prep)) if seen else \
+            f"{source.label}'s run of {label!r} does not record the data it was trained on"
+    except Exception as exc:  # a damaged record must not fail the night: start cold
+        why = f"{source.label}'s record of its training data could not be read ({exc})"
     if why:
         return WarmStart.cold(source.label, why)
     return _start_from(tracker.registry.load_logged(uri).predictor, source.label,
@@ -136,11 +139,16 @@ def record_seen(prep: Any, tracker: Any) -> None:
 
 def save_selection_fit(predictor: Any, prep: Any, tracker: Any) -> None:
     """Log the selection backtest's fitted ``predictor`` (trained on all of ``prep``) with
-    the model's run, for tomorrow's selection fit to start from."""
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = predictor.save(Path(tmp) / SELECTION_FIT)
-        (folder / SEEN_FILE).write_text(json.dumps(_seen(prep.df)))
-        tracker.log_folder(folder, SELECTION_FIT)
+    the model's run, for tomorrow's selection fit to start from. A failure to save costs
+    tomorrow's selection fit its warm start, not tonight's run: it is warned about."""
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = predictor.save(Path(tmp) / SELECTION_FIT)
+            (folder / SEEN_FILE).write_text(json.dumps(_seen(prep.df)))
+            tracker.log_folder(folder, SELECTION_FIT)
+    except Exception as exc:
+        log.warning("%s: the selection fit could not be saved for tomorrow's warm start "
+                    "(%s): tomorrow's selection fit starts cold", predictor.name, exc)
 
 
 def _training_span(prep: Any) -> pd.DataFrame:
@@ -188,15 +196,19 @@ def selection_start_for(source: WarmSource | None, label: str, forecaster: Any, 
     if source is None:
         return None
     run = source.runs.get(label)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = run and tracker.history.download_folder(run, SELECTION_FIT, tmp)
-        if not folder:
-            return WarmStart.cold(source.label, f"{source.label}'s run has no selection "
-                                  f"backtest fit of {label!r} saved")
-        leak = _seen_after(json.loads((folder / SEEN_FILE).read_text()), prep.df)
-        if leak:
-            return WarmStart.cold(source.label, leak)
-        old = Predictor.load(folder)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = run and tracker.history.download_folder(run, SELECTION_FIT, tmp)
+            if not folder:
+                return WarmStart.cold(source.label, f"{source.label}'s run has no selection "
+                                      f"backtest fit of {label!r} saved")
+            leak = _seen_after(json.loads((folder / SEEN_FILE).read_text()), prep.df)
+            if leak:
+                return WarmStart.cold(source.label, leak)
+            old = Predictor.load(folder)
+    except Exception as exc:  # a damaged or outdated saved fit must not fail the night
+        return WarmStart.cold(source.label, f"{source.label}'s selection fit of {label!r} "
+                              f"could not be loaded ({exc})")
     return _start_from(old, f"{source.label}'s selection fit", source.epochs, forecaster, prep)
 
 
@@ -212,10 +224,10 @@ def _seen_after(seen: dict[str, list], df: pd.DataFrame) -> str | None:
     mine = _last_seen(df)
     theirs = pd.Series(seen["ds"], index=seen["ids"])
     if pd.api.types.is_datetime64_any_dtype(mine):
-        theirs = pd.to_datetime(theirs)
+        theirs = pd.to_datetime(theirs, format="ISO8601")
     mine.index = mine.index.astype(str)
     common = theirs.index.intersection(mine.index)
-    later = common[(theirs[common] > mine[common]).to_numpy()]
+    later = common[(theirs[common] > mine[common]).to_numpy(dtype=bool, na_value=False)]
     if len(later):
         return (f"the source was trained on data after tonight's training span "
                 f"({len(later)} series, e.g. {later[0]!s}: up to {theirs[later[0]]}, "

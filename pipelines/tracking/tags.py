@@ -2,10 +2,12 @@
 
 Defined once here so that the writer, the gate, the history tables and the flows cannot
 drift apart: the keys are what users filter on in the MLflow UI and what older runs carry,
-so their text never changes. No imports: cheap to use from any stage.
+so their text never changes. Only the standard library: cheap to use from any stage.
 """
 
 from __future__ import annotations
+
+import re
 
 PREFIX = "deepcast."
 
@@ -61,8 +63,9 @@ PROMOTION_LEVEL = "deepcast.promotion.level"  # the hierarchy level whose scores
 
 def gate_level_metric(role: str, metric: str, level: str) -> str:
     """Run metric of one role's (candidate, champion, seasonal_naive) gate score at one
-    hierarchy level, e.g. ``gate_candidate_mase_state/industry``."""
-    return f"gate_{role}_{metric}_{level}"
+    hierarchy level, e.g. ``gate_candidate_mase_state/industry`` (characters MLflow does
+    not take in a metric name become ``_``)."""
+    return re.sub(r"[^\w\-./ ]", "_", f"gate_{role}_{metric}_{level}")
 
 # ---- model versions: what was registered, and the gate's decision on it -------------
 MODEL_NAME = "deepcast.model_name"

@@ -49,6 +49,24 @@ def test_folder_and_glob_read_as_the_single_file(store, tmp_path, retail_csv):
     assert file_sha256(tmp_path / "sales") != before
 
 
+def test_partition_keys_are_strings_and_files_are_not_globs(tmp_path, retail_csv):
+    from deepcast.pipelines.config import DataConfig
+    from deepcast.pipelines.ingest import ingest
+
+    df = pd.read_csv(retail_csv)
+    codes = {uid: f"{i:04d}" for i, uid in enumerate(sorted(df["unique_id"].unique()))}
+    for uid, part in df.groupby("unique_id"):  # the id lives in the folder names only
+        folder = tmp_path / "by_id" / f"unique_id={codes[uid]}"
+        folder.mkdir(parents=True)
+        part.drop(columns="unique_id").to_parquet(folder / "p.parquet", index=False)
+    read = ingest(DataConfig(path=tmp_path / "by_id", freq="MS", season_length=12))
+    assert sorted(read["unique_id"].unique()) == sorted(codes.values())  # "0000", not 0
+    # an existing file whose name looks like a glob is a file
+    odd = tmp_path / "sales[2024].csv"
+    df.to_csv(odd, index=False)
+    assert len(ingest(DataConfig(path=odd, freq="MS", season_length=12))) == len(df)
+
+
 def test_dataset_errors_name_the_fix(tmp_path, retail_csv):
     (tmp_path / "empty").mkdir()
     with pytest.raises(deepcast.ConfigError, match="no Parquet files"):
