@@ -53,14 +53,11 @@ def gate_level(cfg: PipelineConfig) -> str:
 
 def _by_level(table: pd.DataFrame, df: pd.DataFrame, metric: str) -> dict[str, float]:
     """Mean ``metric`` of ``table`` (rows per series, maybe per window) per level of
-    ``df``'s series (none without a hierarchy); NaN and inf left out (a series with a zero
-    MASE scale)."""
-    if LEVEL not in df.columns:
+    ``df``'s series (:func:`level_scores`; none without a hierarchy)."""
+    by_level = level_scores(table.drop(columns="window", errors="ignore"), df)
+    if by_level is None or metric not in by_level:
         return {}
-    level = df.drop_duplicates(ID).set_index(ID)[LEVEL]
-    values = table[metric].replace([np.inf, -np.inf], np.nan)
-    return {str(k): float(v) for k, v in
-            values.groupby(table[ID].map(level), sort=False).mean().items()}
+    return {str(k): float(v) for k, v in zip(by_level[LEVEL], by_level[metric], strict=True)}
 
 
 def gate_cutoffs(lengths: np.ndarray, cfg: PipelineConfig) -> np.ndarray | None:
@@ -115,10 +112,7 @@ def holdout_score(predict: PredictFn, df: pd.DataFrame, cfg: PipelineConfig) -> 
                           d.time_col, d.target_col)
     scores, per_series = score_holdout(fc, df, cfg.evaluation.test_size, d.season_length)
     metric = cfg.evaluation.metric
-    by_level = level_scores(per_series, df)
-    levels = {} if by_level is None or metric not in by_level else \
-        {str(k): float(v) for k, v in zip(by_level[LEVEL], by_level[metric], strict=True)}
-    return GateScore(scores[metric], levels)
+    return GateScore(scores[metric], _by_level(per_series, df, metric))
 
 
 @dataclass(frozen=True)

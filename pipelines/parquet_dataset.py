@@ -78,10 +78,15 @@ def _dataset(path: Path):
     except DataError:
         raise
     except Exception as exc:  # pyarrow's ArrowInvalid / OSError: a damaged or mixed dataset
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path}: cannot be read as a Parquet dataset: {first}",
-                        hint="check that every file is complete Parquet with compatible "
-                        "columns (re-export the dataset)") from None
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: Exception) -> DataError:
+    """The one error for a dataset pyarrow cannot open or read: its first line, the fix."""
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return DataError(f"{path}: cannot be read as a Parquet dataset: {first}",
+                     hint="check that every file is complete Parquet with compatible "
+                     "columns (re-export the dataset)")
 
 
 def _partition_keys(root: Path, files: list[Path]) -> list[str]:
@@ -104,10 +109,7 @@ def read_dataset(path: str | Path, columns: set[str] | None = None,
         table = data.head(nrows, columns=names) if nrows is not None else \
             data.to_table(columns=names)
     except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path}: cannot be read as a Parquet dataset: {first}",
-                        hint="check that every file is complete Parquet with the same "
-                        "columns (re-export the dataset)") from None
+        raise _unreadable(Path(path), exc) from None
     return table.to_pandas()
 
 

@@ -234,6 +234,7 @@ def _seen_after(seen: dict[str, list], df: pd.DataFrame) -> str | None:
                 f"tonight to {mine[later[0]]})")
     return None
 
+
 @dataclass(frozen=True)
 class StartVerdict:
     """How one model started: ``start`` "warm" / "cold" ('' for a model that does not
