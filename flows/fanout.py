@@ -68,7 +68,8 @@ def _dask_map(ex: ExecutionConfig, address: str | None, fn: Callable, jobs: list
         # no longer be those of a serial run on this machine
         runner = DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
             "n_workers": ex.workers, "threads_per_worker": ex.threads_per_worker,
-            "processes": True, "host": "127.0.0.1", "dashboard_address": None})
+            "processes": True, "host": "127.0.0.1", "dashboard_address": None,
+            **({"memory_limit": ex.memory_limit} if ex.memory_limit else {})})
     unit = task(fn, name=fn.__name__.replace("_", "-"), task_run_name="{job.label}",
                 cache_policy=NO_CACHE)
     log.info("fan-out: %d %s tasks on %s", len(jobs), unit.name,

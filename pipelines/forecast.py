@@ -67,7 +67,12 @@ OUTPUT = FileKind("--output", FORMATS, "use a .csv or .parquet file name")
 
 def check_output_path(path: str | Path) -> Path | str:
     """Fail fast (before any work) on an unsupported extension, a folder name or an unsafe
-    ``sql://table`` name."""
+    ``sql://table`` name; a name without an extension is a forecast folder
+    (:mod:`deepcast.pipelines.forecast_folder`)."""
+    from deepcast.pipelines.forecast_folder import check_folder, is_folder_output
+
+    if is_folder_output(path):
+        return check_folder(path)
     if str(path).startswith("sql://"):
         from deepcast.pipelines.sql import check_table_name
 

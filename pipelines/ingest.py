@@ -158,7 +158,7 @@ def _read_parquet(path: Path, columns: set[str] | None) -> pd.DataFrame:
     return raw
 
 
-def _declared(data: DataConfig) -> set[str]:
+def declared_columns(data: DataConfig) -> set[str]:
     return {data.id_col, data.time_col, data.target_col, *data.static, *data.past,
             *data.future}
 
@@ -207,7 +207,7 @@ def ingest(data: DataConfig, path: str | Path | None = None) -> pd.DataFrame:
         df.attrs["source"] = data.source
         return df
     path = Path(path) if path is not None else data.path
-    raw = read_table(path, spec, columns=_declared(data))
+    raw = read_table(path, spec, columns=declared_columns(data))
     if not {data.id_col, data.time_col, data.target_col} <= set(raw.columns):
         raw = read_table(path, spec, nrows=1)  # the message lists the file's own columns
     df = coerce_long_frame(raw, spec, source=str(path))
@@ -219,7 +219,7 @@ def ingest_future(data: DataConfig, path: str | Path) -> pd.DataFrame:
     """Read a future-covariates file (id, time and the future columns; the target column
     may be absent) into a coerced long frame with an empty target."""
     spec = column_spec(data)
-    raw = read_table(path, spec, columns=_declared(data))
+    raw = read_table(path, spec, columns=declared_columns(data))
     if not {data.id_col, data.time_col} <= set(raw.columns):
         raw = read_table(path, spec, nrows=1)
     if spec.target_col not in raw.columns:

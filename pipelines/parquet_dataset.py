@@ -2,8 +2,9 @@
 (hive partitions such as ``year=2014/`` become columns) or a glob (``sales/*.parquet``).
 
 Read with pyarrow datasets, only the declared columns, files in sorted path order (the same
-data gives the same frame); the content hash covers every file. Sharded, worker-side
-reading of such a dataset (issue 18) builds on :func:`dataset_files`.
+data gives the same frame); the content hash covers every file. A forecast into a folder
+reads such a dataset shard by shard (:mod:`deepcast.pipelines.shards`, on
+:func:`open_dataset`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def dataset_files(path: str | Path) -> list[Path]:
     return files
 
 
-def _dataset(path: Path):
+def open_dataset(path: Path):
     """The pyarrow dataset of ``path``'s files: their schemas unified (a column missing
     from some files is null there), and under a folder its hive partition keys (``k=v``
     folders) as string columns, so ``store=0012`` stays ``"0012"`` as an id must."""
@@ -103,7 +104,7 @@ def read_dataset(path: str | Path, columns: set[str] | None = None,
                  nrows: int | None = None) -> pd.DataFrame:
     """The dataset's rows (``columns``: only those, partition columns included; ``nrows``:
     the first rows only, for a preflight)."""
-    data = _dataset(Path(path))
+    data = open_dataset(Path(path))
     names = None if columns is None else [c for c in data.schema.names if c in columns]
     try:
         table = data.head(nrows, columns=names) if nrows is not None else \

@@ -75,6 +75,7 @@ def validate_long_frame(
     min_length: int | None = None,
     data_docs: bool | None = None,
     screen_first: bool = False,
+    panel: bool = True,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Validate a coerced long frame; return (clean canonical frame, report).
 
@@ -85,6 +86,8 @@ def validate_long_frame(
     computes the checks' verdicts with pandas first and runs the GE suite only when one
     fails (or Data Docs are asked for always): what ``deepcast forecast`` does
     (:mod:`deepcast.pipelines.validation.screen`); ``report.checked_by`` says which ran.
+    ``panel`` False: ``df`` is a shard of a panel, whose stale series the caller finds
+    (:func:`stale_check` on every shard's last dates).
 
     The frame is sorted by (unique_id, ds) first. ``data.freq: auto`` is inferred from
     it: ``report.freq`` is the step checked, for the config of every later stage
@@ -108,7 +111,7 @@ def validate_long_frame(
     outcomes, ge_result = _verdicts(suite, suite_name,
                                     screen_first and data.data_docs != "always")
     clean = canonical(cleaned.frame)
-    report = _report(clean, cleaned, _results(suite, outcomes), source, cfg)
+    report = _report(clean, cleaned, _results(suite, outcomes), source, cfg, panel)
     if ge_result is None:
         report.checked_by = SCREENED
     if inferred is not None:
@@ -162,7 +165,7 @@ def _clean(frame: pd.DataFrame, cfg: PipelineConfig, min_len: int) -> _Cleaned:
 
 
 def _report(clean: pd.DataFrame, cleaned: _Cleaned, results: list[ExpectationResult],
-            source: str, cfg: PipelineConfig) -> ValidationReport:
+            source: str, cfg: PipelineConfig, panel: bool = True) -> ValidationReport:
     """The report of one run: the checks, what cleaning did, the warnings."""
     report = ValidationReport(
         success=all(r.success for r in results), source=source, n_rows=len(clean),
@@ -173,15 +176,22 @@ def _report(clean: pd.DataFrame, cleaned: _Cleaned, results: list[ExpectationRes
     if rejected is not None and len(rejected):
         report.quarantined = len(rejected)
         report.quarantine_reasons = rejected["reason"].value_counts(sort=False).to_dict()
+    report.warnings += [w for w in [fill_warning(cleaned.filled)] if w]
+    if panel:
+        stale_check(report, clean, cfg)
+    return report
+
+
+def stale_check(report: ValidationReport, clean: pd.DataFrame, cfg: PipelineConfig) -> None:
+    """Record in ``report`` the series of ``clean`` (sorted by series and ds; the last
+    rows of each series are enough) that end long before the panel's latest ds."""
     behind = max(cfg.features.horizon, cfg.data.season_length)
     stale = stale_series(clean, cfg.data.freq, behind)
     report.n_stale_series, report.stale_series = len(stale), stale[:MAX_LISTED]
     why = (f"{behind} steps (the larger of features.horizon {cfg.features.horizon} and "
            f"data.season_length {cfg.data.season_length})")
-    found = [fill_warning(cleaned.filled),
-             stale_warning(stale, report.n_series, why, latest_ds(clean))]
-    report.warnings += [w for w in found if w]
-    return report
+    warning = stale_warning(stale, report.n_series, why, latest_ds(clean))
+    report.warnings += [warning] if warning else []
 
 
 def _results(suite: Suite, outcomes: dict[str, gx.Outcome]) -> list[ExpectationResult]:

@@ -190,8 +190,9 @@ class ExecutionConfig(_Strict):
     runner: Literal["serial", "dask"] = Field(
         "serial", description="serial: every fit in this process; dask: the models of a "
         "`train` and the fits of a `backtest` (every model x refit cut-off) run as Prefect "
-        "tasks in Dask worker processes, each logging to MLflow itself. Same metrics as "
-        "serial for the same seed.")
+        "tasks in Dask worker processes, each logging to MLflow itself; a forecast into a "
+        "folder runs one task per shard. Same metrics and forecasts as serial for the same "
+        "seed.")
     workers: int = Field(2, ge=1, le=1024, description="Worker processes of the local "
                          "Dask cluster started for the run (when no address is given).")
     threads_per_worker: int = Field(
@@ -201,6 +202,16 @@ class ExecutionConfig(_Strict):
     address: str | None = Field(
         None, description="Scheduler of an existing Dask cluster (tcp://HOST:8786) instead "
         f"of a local one; default: the {DASK_ADDRESS_ENV} environment variable.")
+    memory_limit: str | None = Field(
+        None, pattern=r"^\s*\d+(\.\d+)?\s*([kKmMgGtT]i?[bB]|[bB])\s*$", description="Memory "
+        "of each worker of the local Dask cluster, e.g. `2GiB` (Dask spills to disk near it "
+        "and restarts a worker that exceeds it); default: Dask's, the machine's memory "
+        "shared by the workers.")
+    shard_rows: int = Field(
+        1_000_000, ge=1, description="Rows per shard of a forecast into a folder (`--output "
+        "NAME` without an extension): each series whole in one shard, one Parquet file per "
+        "shard, each shard read, validated and forecast by one worker. Smaller shards: less "
+        "memory per worker, more files.")
 
     @property
     def scheduler_address(self) -> str | None:

@@ -171,14 +171,14 @@ def _coerced(data: DataConfig, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def checked(raw: pd.DataFrame, cfg: PipelineConfig, report_dir: Path,
-            min_length: int | None = None, screen_first: bool = False
+            min_length: int | None = None, screen_first: bool = False, panel: bool = True
             ) -> tuple[pd.DataFrame, Any]:
     """Validate; :class:`ValidationFailed` (exit 3, the report's summary) stops the job.
-    ``screen_first``: see :func:`~deepcast.pipelines.validate.validate_long_frame`."""
+    ``screen_first``, ``panel``: see :func:`~deepcast.pipelines.validate.validate_long_frame`."""
     from deepcast.pipelines.validate import validate_long_frame
 
     clean, report = validate_long_frame(raw, cfg, report_dir, min_length=min_length,
-                                        screen_first=screen_first)
+                                        screen_first=screen_first, panel=panel)
     if not report.success:
         raise ValidationFailed(report)
     return clean, report

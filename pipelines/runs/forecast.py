@@ -4,54 +4,25 @@ rows."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from deepcast.features.schema import AUTO
 from deepcast.pipelines.config import PipelineConfig
-from deepcast.pipelines.fallback import Fallback, fallback_forecast, with_fallback
+from deepcast.pipelines.fallback import with_fallback
 from deepcast.pipelines.results import ForecastResult
 from deepcast.pipelines.runs import store
-from deepcast.pipelines.runs.base import (
-    FROM_CONFIG,
-    PLAIN,
-    RunInputs,
-    Steps,
-    checked,
-    read_data,
-    read_future,
-    report_dir,
+from deepcast.pipelines.runs.base import FROM_CONFIG, PLAIN, RunInputs, Steps, read_data
+from deepcast.pipelines.runs.forecast_steps import (
+    CHAMPION_FORECAST,
+    ForecastOptions,
+    ForecastRequest,
+    fallback_of,
+    history_of,
+    predict_series,
 )
 
-
-@dataclass(frozen=True)
-class ForecastOptions:
-    """What a forecast writes besides the forecast file: the HTML ``report`` (plotting
-    ``series`` besides the largest and worst ones); and whether CSV text cells that a
-    spreadsheet would run as a formula get a leading ``'`` (``formula_guard``)."""
-
-    report: str | None = None
-    series: tuple[str, ...] = ()
-    formula_guard: bool = True
-
-
-@dataclass(frozen=True)
-class ForecastRequest:
-    """What to forecast with (``model``: an alias or a version number) and where the
-    forecast goes: ``output`` (a file or ``sql://TABLE``; None: only returned);
-    ``future``: covariates for the forecast dates; ``options``: the report and the
-    formula guard."""
-
-    model: str = "champion"
-    output: str | None = None
-    future: pd.DataFrame | str | None = None
-    options: ForecastOptions = ForecastOptions()
-
-
-CHAMPION_FORECAST = ForecastRequest()  # the champion's forecast, returned only
-
+__all__ = ["CHAMPION_FORECAST", "ForecastOptions", "ForecastRequest", "forecast"]
 
 def forecast(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG,
              request: ForecastRequest = CHAMPION_FORECAST, steps: Steps = PLAIN,
@@ -60,8 +31,13 @@ def forecast(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG,
     future covariates -> forecast (-> render the HTML report) -> write the forecast and
     the report together: both change, or neither does."""
     from deepcast.pipelines.forecast import check_output_path, finish_forecast
+    from deepcast.pipelines.forecast_folder import is_folder_output
     from deepcast.pipelines.report import check_report_path, check_series
 
+    if is_folder_output(request.output):
+        from deepcast.pipelines.runs.forecast_shards import forecast_folder
+
+        return forecast_folder(cfg, inputs, request, steps, raw)
     options = request.options
     if request.output:
         check_output_path(request.output)
@@ -72,11 +48,11 @@ def forecast(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG,
     predictor = model.predictor
     if raw is None:
         raw = steps.io("ingest", read_data, cfg.data, inputs.given(cfg))
-    history, clean, validation = _history(cfg, inputs, request, steps, raw, predictor)
+    history, clean, validation = history_of(cfg, inputs, request, steps, raw, predictor)
     if options.series:
         check_series(list(options.series), clean["unique_id"].unique())
-    fc = steps.run("predict", _predict, model, history, cfg.data.id_col)
-    fallback = _fallback(cfg, raw, validation.dropped_series, predictor)
+    fc = steps.run("predict", predict_series, model, history, cfg.data.id_col)
+    fallback = fallback_of(cfg, raw, validation.dropped_series, predictor)
     fc = finish_forecast(with_fallback(fc, fallback), ref.version, ref.run_id)
     # what the reader should know: the history's warnings (stale series, filled gaps),
     # the series forecast by the fallback and the model's conformal levels left out
@@ -96,54 +72,6 @@ def forecast(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG,
         series=int(fc["unique_id"].nunique()), dropped_series=validation.dropped_series,
         report=report, forecast=fc, notes=notes,
         fallback_series=fallback.n_series if fallback else 0)
-
-
-def _fallback(cfg: PipelineConfig, raw: pd.DataFrame, dropped: dict[str, int],
-              predictor: Any) -> Fallback | None:
-    """Forecasts of the series validation dropped as too short for the model (None when
-    ``data.fallback`` is none)."""
-    if cfg.data.fallback == "none":
-        return None
-    freq = predictor.columns.freq
-    return fallback_forecast(raw, list(dropped), freq, predictor.horizon,
-                             cfg.data.season_length)
-
-
-def _history(cfg: PipelineConfig, inputs: RunInputs, request: ForecastRequest, steps: Steps,
-             raw: pd.DataFrame, predictor: Any) -> tuple[pd.DataFrame, pd.DataFrame, Any]:
-    """(what the model is given: history and future rows in the YAML's columns, the
-    validated history, the validation report)."""
-    from deepcast.pipelines.forecast import future_rows, needs_future, split_history
-    from deepcast.pipelines.modelling import user_frame
-
-    if cfg.data.freq == AUTO:  # the model's step: what it was trained and dates with
-        cfg = cfg.with_freq(predictor.columns.freq)
-    ahead = None
-    if needs_future(predictor):
-        future = steps.io("ingest-future", read_future, cfg.data, request.future) \
-            if request.future is not None else None
-        raw, ahead = split_history(raw, future)
-    # the history is screened with pandas; GE runs (and reports) when a check fails
-    clean, validation = steps.run("validate", checked, raw, cfg, report_dir(cfg, inputs),
-                                  min_length=predictor.min_history, screen_first=True)
-    from deepcast.pipelines.levels import with_levels
-
-    clean = with_levels(clean, cfg)
-    history = user_frame(clean, cfg)
-    if ahead is not None:
-        history = pd.concat([history, user_frame(future_rows(ahead, clean, predictor), cfg)],
-                            ignore_index=True)
-    return history, clean, validation
-
-
-def _predict(model: Any, history: pd.DataFrame, id_col: str = "unique_id") -> pd.DataFrame:
-    """The forecast, in shards of series (a hierarchy's reconciliation needs them all in
-    one call)."""
-    from deepcast.pipelines.forecast import SHARD_SERIES, predict_in_shards
-
-    whole = getattr(model.predictor, "reconciler", None) is not None
-    return predict_in_shards(model.predict, history, id_col,
-                             max(history[id_col].nunique(), 1) if whole else SHARD_SERIES)
 
 
 def _render(cfg: PipelineConfig, request: ForecastRequest, steps: Steps, fc: pd.DataFrame,

@@ -31,7 +31,9 @@ def test_address_from_yaml_wins_over_the_environment(retail_csv, monkeypatch):
     ({"runner": "spark"}, "execution.runner: Input should be 'serial' or 'dask'"),
     ({"runner": "dask", "workers": 0}, "execution.workers: Input should be greater than"),
     ({"runner": "dask", "cores": 2}, "execution.cores: unknown key; allowed keys here: "
-     "address, runner, threads_per_worker, workers"),
+     "address, memory_limit, runner, shard_rows, threads_per_worker, workers"),
+    ({"memory_limit": "lots"}, "execution.memory_limit: String should match pattern"),
+    ({"shard_rows": 0}, "execution.shard_rows: Input should be greater than or equal to 1"),
 ])
 def test_bad_execution_settings_name_the_key(retail_csv, execution, expected):
     with pytest.raises(ConfigError) as info:

@@ -1,0 +1,128 @@
+"""A forecast written as a folder of Parquet files, one per shard, committed atomically.
+
+``--output forecasts/tonight`` (a name without an extension, or ending in ``/``) makes the
+batch forecast write ``part-00000.parquet`` ... into a staging folder beside it
+(``.tonight.staging-PID``), then ``_manifest.json`` (parts, rows, model) last, then swap it
+in: the old folder is renamed aside, the new one renamed into place, the old one deleted.
+A reader sees last night's complete folder, tonight's complete folder, or (for the instant
+between the two renames) none: never half of one. pyarrow, pandas, Spark and DuckDB skip
+``_``-prefixed files, so ``pd.read_parquet("forecasts/tonight")`` reads the forecast.
+
+A folder is replaced only when it is empty or holds a deepcast manifest: nothing else the
+user keeps there is ever deleted. A run killed mid-way leaves its staging folder, removed
+by the next run once its process is gone; a run killed between the two renames leaves the
+old folder aside, which the next run puts back first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from deepcast.features.errors import ConfigError, RunFailed
+
+MANIFEST = "_manifest.json"
+PART = "part-{:05d}.parquet"
+
+
+def is_folder_output(output: str | os.PathLike | None) -> bool:
+    """Whether ``--output`` asks for a folder: no extension, or a trailing ``/``."""
+    if output is None or str(output).startswith("sql://"):
+        return False
+    text = str(output)
+    return text.endswith(("/", os.sep)) or not Path(text).suffix
+
+
+def check_folder(path: str | os.PathLike) -> Path:
+    """The output folder as a Path; a ConfigError before any work when it is a file, holds
+    files deepcast did not write, or its parent is not writable."""
+    path = Path(path)
+    restore_aside(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--output {path} is a file, not a folder",
+                          hint="give a folder name, or a .csv/.parquet file name")
+    if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST).is_file():
+        raise ConfigError(f"--output {path} is a folder that deepcast did not write (no "
+                          f"{MANIFEST}); a forecast replaces its folder as a whole",
+                          hint="give a new or empty folder: nothing else is deleted")
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--output {path}: the folder {parent} is not writable",
+                          hint="choose a folder you can write to, or fix its permissions")
+    return path
+
+
+def staging_folder(path: Path) -> Path:
+    """A new, empty staging folder beside ``path`` (staging folders of dead runs removed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead(path)
+    staging = path.with_name(f".{path.name}.staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    return staging
+
+
+def write_manifest(staging: Path, payload: dict[str, Any]) -> None:
+    """The manifest, fsynced: written last, it marks the folder complete."""
+    tmp = staging / f".{MANIFEST}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(payload, fh, indent=2, default=str)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, staging / MANIFEST)
+
+
+def commit(staging: Path, path: Path) -> None:
+    """Swap the complete staging folder in for ``path`` (see the module docstring)."""
+    aside = path.with_name(f".{path.name}.old-{os.getpid()}")
+    try:
+        if path.exists():
+            os.replace(path, aside)
+        os.replace(staging, path)
+    except OSError as exc:
+        if aside.exists() and not path.exists():
+            os.replace(aside, path)
+        raise RunFailed(f"committing the forecast folder {path} failed: "
+                        f"{exc.strerror or exc}", hint="check the folder's permissions; "
+                        "the previous forecast is intact") from None
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def discard(staging: Path) -> None:
+    """Remove a staging folder (a failed run leaves nothing behind)."""
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def restore_aside(path: Path) -> None:
+    """Put back a folder set aside by a run that died between the two renames."""
+    if path.exists():
+        return
+    for aside in sorted(path.parent.glob(f".{path.name}.old-*")) if path.parent.is_dir() \
+            else []:
+        if _dead(aside.name.rsplit("-", 1)[-1]) and (aside / MANIFEST).is_file():
+            os.replace(aside, path)
+            return
+
+
+def remove_dead(path: Path) -> list[Path]:
+    """Delete staging and set-aside folders of ``path`` left by runs that died."""
+    restore_aside(path)
+    removed = []
+    for kind in ("staging", "old"):
+        for folder in path.parent.glob(f".{path.name}.{kind}-*"):
+            if _dead(folder.name.rsplit("-", 1)[-1]):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+    return removed
+
+
+def _dead(pid: str) -> bool:
+    from deepcast.pipelines.locks import process_alive
+
+    return pid.isdigit() and not process_alive(int(pid))

@@ -1,0 +1,94 @@
+"""Shard plans (whole series, sorted, about shard_rows rows), merged validation reports
+(counts add up, examples keep their shard) and the forecast folder's commit rules."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from deepcast.features.errors import ConfigError
+from deepcast.pipelines import forecast_folder as folder
+from deepcast.pipelines.shards import pack, plan_source, read_shard
+from deepcast.pipelines.validation.merge import merge_reports
+from deepcast.pipelines.validation.report import ExpectationResult, ValidationReport
+
+
+def test_pack_keeps_series_whole_in_sorted_order():
+    counts = pd.Series({"c": 5, "a": 3, "b": 4, "d": 20})
+    shards = pack(counts, target_rows=8)
+    assert [s.ids for s in shards] == [("a", "b"), ("c",), ("d",)]
+    assert [s.rows for s in shards] == [7, 5, 20] and {s.count for s in shards} == {3}
+    assert shards[0].label == "shard 1/3 (series a .. b, 2 series)"
+    assert pack(pd.Series(dtype="int64"), 8) == []
+
+
+def test_plan_and_read_a_parquet_file(tmp_path):
+    df = pd.DataFrame({"store": [3, 1, 1, 2, 3, 3], "ds": range(6), "y": range(6)})
+    df.to_parquet(tmp_path / "s.parquet", index=False)
+    shards = plan_source(tmp_path / "s.parquet", "store", target_rows=3)
+    assert [(s.ids, s.rows) for s in shards] == [((1, 2), 3), ((3,), 3)]
+    rows = read_shard(tmp_path / "s.parquet", shards[1], "store", {"store", "y"})
+    assert rows.columns.tolist() == ["store", "y"] and rows["y"].tolist() == [0, 4, 5]
+    (tmp_path / "s.csv").write_text("a,b\n")
+    with pytest.raises(ConfigError, match="not Parquet"):
+        plan_source(tmp_path / "s.csv", "store", 3)
+
+
+def _check(failed: int, examples: list[dict]) -> ExpectationResult:
+    return ExpectationResult("expect_unique", "ds", failed == 0, failed, "unique (id, ds)",
+                             "drop duplicates", examples)
+
+
+def _report(rows: int, failed: int, examples: list[dict], dropped: dict) -> ValidationReport:
+    return ValidationReport(success=failed == 0, source="s", n_rows=rows, n_series=2,
+                            results=[_check(failed, examples)], dropped_series=dropped,
+                            interpolated=1, quarantined=failed,
+                            quarantine_reasons={"dup": failed} if failed else {})
+
+
+def test_merged_report_sums_counts_and_names_failing_shards():
+    ex = [{"row": i, "unique_id": "x"} for i in range(4)]
+    merged = merge_reports([_report(10, 0, [], {"a": 2}), _report(7, 4, ex, {}),
+                            _report(5, 3, ex[:3], {"b": 1})], ["s1", "s2", "s3"], "data")
+    assert not merged.success and (merged.n_rows, merged.n_series) == (22, 6)
+    check = merged.results[0]
+    assert check.unexpected_count == 7 and len(check.examples) == 5
+    assert [e["shard"] for e in check.examples] == ["s2"] * 4 + ["s3"]
+    assert merged.dropped_series == {"a": 2, "b": 1} and merged.interpolated == 3
+    assert merged.quarantine_reasons == {"dup": 7}
+    assert "2 of 3 shards failed validation: s2; s3" in merged.summary()
+
+
+def test_folder_output_rules(tmp_path):
+    assert folder.is_folder_output("out") and folder.is_folder_output("out.d/")
+    assert not folder.is_folder_output("out.csv") and not folder.is_folder_output("sql://t")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("x")
+    with pytest.raises(ConfigError, match="did not write"):
+        folder.check_folder(mine)
+    out = tmp_path / "out"
+    for night in (1, 2):  # the second commit replaces the first whole
+        staging = folder.staging_folder(out)
+        (staging / f"part-{night}.parquet").write_text("")
+        folder.write_manifest(staging, {"night": night})
+        folder.commit(staging, out)
+    assert sorted(p.name for p in out.iterdir()) == [folder.MANIFEST, "part-2.parquet"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_leftovers_of_a_dead_run_are_cleaned_and_a_set_aside_folder_restored(tmp_path):
+    dead = 2**22 + 12345  # above Linux's default pid_max: no such process
+    out = tmp_path / "out"
+    aside = tmp_path / f".out.old-{dead}"
+    aside.mkdir()
+    (aside / folder.MANIFEST).write_text("{}")
+    staging = tmp_path / f".out.staging-{dead}"
+    staging.mkdir()
+    live = tmp_path / f".out.staging-{os.getpid()}"
+    live.mkdir()
+    folder.remove_dead(out)
+    assert (out / folder.MANIFEST).is_file() and not aside.exists()
+    assert not staging.exists() and live.exists()
