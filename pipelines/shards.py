@@ -89,13 +89,25 @@ def read_shard(path: str | Path, shard: Shard, id_col: str,
 
     data = open_parquet(path)
     names = None if columns is None else [c for c in data.schema.names if c in columns]
+    ids = pa.array(list(shard.ids), type=data.schema.field(id_col).type)
+    low, high = pc_min_max(ids)
+    # the range lets pyarrow skip files and row groups by their min/max statistics (a
+    # dataset sorted or partitioned by series is read once over all shards); isin is exact
+    where = (ds.field(id_col) >= low) & (ds.field(id_col) <= high) & ds.field(id_col).isin(ids)
     try:
-        table = data.to_table(columns=names, filter=ds.field(id_col).isin(
-            pa.array(list(shard.ids), type=data.schema.field(id_col).type)))
+        table = data.to_table(columns=names, filter=where)
     except Exception as exc:  # pyarrow's ArrowInvalid / OSError: a file changed or damaged
         raise DataError(f"{path}: reading {shard.label} failed: {_first_line(exc)}",
                         hint="do not change the data while a run reads it; re-run") from None
     return table.to_pandas()
+
+
+def pc_min_max(values: Any) -> tuple[Any, Any]:
+    """(min, max) of a non-empty pyarrow array, as Python values."""
+    import pyarrow.compute as pc
+
+    both = pc.min_max(values)
+    return both["min"].as_py(), both["max"].as_py()
 
 
 def open_parquet(path: str | Path):

@@ -97,6 +97,7 @@ def pipeline_dict(path: Path, **over) -> dict:
 # hands out whole files (--dist loadfile --no-loadscope-reorder), so a long file started
 # last would leave the other workers idle at the end. Order only; no test depends on it.
 SLOW_FIRST = ("test_faults.py", "test_cli.py", "test_bad_input.py", "test_fanout.py",
+              "test_sharded_forecast.py",
               "test_models.py", "test_readme.py", "test_pipeline.py", "test_retrain.py",
               "test_api.py", "test_real_servers.py", "test_ui.py", "test_untrusted_models.py",
               "test_backtest.py", "test_quality.py", "test_ensembles.py", "test_sql.py",
