@@ -31,6 +31,12 @@ from deepcast.forecasting.base import (
 )
 from deepcast.forecasting.checkpoint import TrainingCheckpoint
 from deepcast.forecasting.runtime import Runtime, resolve_runtime
+from deepcast.forecasting.stopping import (
+    early_stopping,
+    note_kept_start,
+    set_attrs,
+    start_weights_as_baseline,
+)
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 
@@ -65,7 +71,7 @@ def train_network(net: Network, data: TrainingData, settings: TrainSettings,
     steps = max(1, math.ceil(len(data.train_starts) / batch))
     model, settings = _compiled_model(net, settings, runtime, steps)
     monitor = "val_loss" if len(data.val_starts) else "loss"
-    stopper = _early_stopping(monitor, settings.patience)
+    stopper = early_stopping(monitor, settings.patience)
     plateau = _plateau(monitor, settings)
     ckpt = (TrainingCheckpoint(checkpoint_dir, _fingerprint(net, settings, data))
             if checkpoint_dir is not None else None)
@@ -78,6 +84,8 @@ def train_network(net: Network, data: TrainingData, settings: TrainSettings,
                          epochs=range(first_epoch, settings.max_epochs))
         val = (_dataset(net, data, data.val_starts, geometry)
                if len(data.val_starts) else None)
+        if first_epoch == 0 and val is not None:
+            start_weights_as_baseline(net, model, stopper, val)
         new = model.fit(train, validation_data=val, epochs=settings.max_epochs,
                         initial_epoch=first_epoch, steps_per_epoch=steps, verbose=0,
                         shuffle=False, callbacks=callbacks).history
@@ -85,6 +93,7 @@ def train_network(net: Network, data: TrainingData, settings: TrainSettings,
         model.set_weights(stopper.best_weights)
     history = {k: [float(x) for x in past.get(k, [])] + [float(x) for x in new.get(k, [])]
                for k in {**past, **new}}
+    note_kept_start(net, stopper)
     _check_finite(net, history.get("loss", []))
     model = _finished(net, model, runtime)
     if ckpt is not None:
@@ -161,7 +170,7 @@ def _resume(ckpt: TrainingCheckpoint | None, model, stopper, plateau,
     first_epoch, past = state["epoch"], state["history"]
     stopper.resume(state["early_stopping"], best)
     if plateau is not None:
-        _set_attrs(plateau, state.get("plateau") or {})
+        set_attrs(plateau, state.get("plateau") or {})
         model.optimizer.learning_rate = state["learning_rate"]
     if on_epoch is not None:  # replay the curve so the new run shows all of it
         for e in range(first_epoch):
@@ -314,36 +323,6 @@ def _fingerprint(net: Network, settings: TrainSettings, data: TrainingData) -> s
     for _, arr in arrays:
         h.update(arr.tobytes())
     return h.hexdigest()
-
-
-def _set_attrs(obj: Any, values: dict[str, Any]) -> None:
-    for k, v in values.items():
-        setattr(obj, k, v)
-
-
-def _early_stopping(monitor: str, patience: int):
-    """Keras EarlyStopping (best weights restored) whose state survives a resume."""
-    import keras
-
-    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-        _resumed: tuple[dict[str, Any], list | None] | None = None
-
-        def resume(self, state: dict[str, Any], best_weights: list | None) -> None:
-            self._resumed = (state, best_weights)
-            self.best_weights = best_weights
-
-        def on_train_begin(self, logs=None) -> None:
-            super().on_train_begin(logs)
-            if self._resumed is not None:
-                state, self.best_weights = self._resumed
-                _set_attrs(self, state)
-
-        def state(self) -> dict[str, Any]:
-            best = self.best if self.best is not None and math.isfinite(self.best) else None
-            return {"wait": int(self.wait), "best": best, "best_epoch": int(self.best_epoch)}
-
-    return ResumableEarlyStopping(monitor=monitor, patience=patience,
-                                  restore_best_weights=True)
 
 
 class _Checkpointer:

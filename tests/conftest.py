@@ -17,6 +17,11 @@ configure_environment()
 # tests that check XLA ask for it (jit_compile: true), and the README test runs a new
 # user's defaults. Inherited by every subprocess and Dask worker the tests start.
 os.environ.setdefault("DEEPCAST_JIT_COMPILE", "off")
+# One TensorFlow thread per test process: the suite's fits are tiny, so a second thread
+# mostly spins (16 % more CPU on test_tft.py), and pytest-xdist already runs 3 processes on
+# 2 cores. Inherited like the above; results stay reproducible within one thread count.
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parents[1]

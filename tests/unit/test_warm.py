@@ -108,3 +108,32 @@ def test_a_source_without_a_network_cannot_start_one():
     old = _predictor()
     old.forecaster.model = None
     assert "has no network weights" in _why(old)
+
+
+def test_a_warm_fit_never_ends_worse_than_its_start_weights():
+    """The start weights' validation loss is the score to beat: a fit whose every epoch is
+    worse (a learning rate far too high) keeps them, and its note says so; a sane fit
+    trains on."""
+    from deepcast.forecasting.base import TrainSettings
+    from deepcast.forecasting.models import build_forecaster
+    from tests.unit.test_models import SPEC, _tiny_data, _x
+
+    data = _tiny_data()
+    source = build_forecaster("mlp", "mlp", SPEC, {"hidden_size": 8})
+    source.fit(data, TrainSettings(max_epochs=4, batch_size=32, seed=0, learning_rate=1e-2))
+    x = _x(data.values)
+    outcomes = {}
+    for lr in (50.0, 1e-3):
+        f = build_forecaster("mlp", "mlp", SPEC, {"hidden_size": 8})
+        f.warm_start = WarmStart(source.model, 2, "v1")
+        history = f.fit(data, TrainSettings(max_epochs=4, batch_size=32, seed=0,
+                                            learning_rate=lr))
+        outcomes[lr] = (f, history)
+    wild, history = outcomes[50.0]
+    assert len(history["loss"]) == 2  # it did train: the epochs were just worse
+    assert min(history["val_loss"]) > 0  # and their losses are reported as they were
+    assert wild.warm_start.note.startswith("warm start from v1; no epoch beat the start")
+    np.testing.assert_allclose(wild.predict(x), source.predict(x), rtol=1e-5, atol=1e-6)
+    sane, _ = outcomes[1e-3]
+    assert sane.warm_start.note == "warm start from v1"
+    assert not np.allclose(sane.predict(x), source.predict(x))
