@@ -41,22 +41,24 @@ def early_stopping(monitor: str, patience: int) -> Any:
                                   restore_best_weights=True)
 
 
-def start_weights_as_baseline(net: Any, model: Any, stopper: Any, val: Any) -> None:
+def applied_warm_start(net: Any) -> Any:
+    """The net's warm start when its weights were applied (a WarmStart), else None."""
+    warm = getattr(net, "warm_start", None)
+    return warm if warm is not None and warm.applied else None
+
+
+def start_weights_as_baseline(model: Any, stopper: Any, val: Any) -> None:
     """A warm fit must not end worse than the weights it started from: their validation
     loss is the score every epoch has to beat, and they are what early stopping restores
     when none does (Keras alone restores the best epoch it ran, never the start)."""
-    warm = getattr(net, "warm_start", None)
-    if warm is None or not warm.applied:
-        return
     loss = float(model.evaluate(val, verbose=0, return_dict=True)["loss"])
     if math.isfinite(loss):
         stopper.resume({"wait": 0, "best": loss, "best_epoch": KEPT_START},
                        model.get_weights())
 
 
-def note_kept_start(net: Any, stopper: Any) -> None:
+def note_kept_start(warm: Any, stopper: Any) -> None:
     """Say on the warm start's note when no epoch beat the start weights."""
-    warm = getattr(net, "warm_start", None)
-    if warm is not None and warm.applied and stopper.best_epoch == KEPT_START:
+    if stopper.best_epoch == KEPT_START:
         warm.note += (f"; no epoch beat the start weights on validation (val_loss "
                       f"{stopper.best:.4g}): kept them")

@@ -32,6 +32,7 @@ from deepcast.forecasting.base import (
 from deepcast.forecasting.checkpoint import TrainingCheckpoint
 from deepcast.forecasting.runtime import Runtime, resolve_runtime
 from deepcast.forecasting.stopping import (
+    applied_warm_start,
     early_stopping,
     note_kept_start,
     set_attrs,
@@ -70,6 +71,7 @@ def train_network(net: Network, data: TrainingData, settings: TrainSettings,
     batch = settings.batch_size * runtime.n_replicas
     steps = max(1, math.ceil(len(data.train_starts) / batch))
     model, settings = _compiled_model(net, settings, runtime, steps)
+    warm = applied_warm_start(net)
     monitor = "val_loss" if len(data.val_starts) else "loss"
     stopper = early_stopping(monitor, settings.patience)
     plateau = _plateau(monitor, settings)
@@ -84,8 +86,8 @@ def train_network(net: Network, data: TrainingData, settings: TrainSettings,
                          epochs=range(first_epoch, settings.max_epochs))
         val = (_dataset(net, data, data.val_starts, geometry)
                if len(data.val_starts) else None)
-        if first_epoch == 0 and val is not None:
-            start_weights_as_baseline(net, model, stopper, val)
+        if warm is not None and first_epoch == 0 and val is not None:
+            start_weights_as_baseline(model, stopper, val)
         new = model.fit(train, validation_data=val, epochs=settings.max_epochs,
                         initial_epoch=first_epoch, steps_per_epoch=steps, verbose=0,
                         shuffle=False, callbacks=callbacks).history
@@ -93,7 +95,8 @@ def train_network(net: Network, data: TrainingData, settings: TrainSettings,
         model.set_weights(stopper.best_weights)
     history = {k: [float(x) for x in past.get(k, [])] + [float(x) for x in new.get(k, [])]
                for k in {**past, **new}}
-    note_kept_start(net, stopper)
+    if warm is not None:
+        note_kept_start(warm, stopper)
     _check_finite(net, history.get("loss", []))
     model = _finished(net, model, runtime)
     if ckpt is not None:

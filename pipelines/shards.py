@@ -85,12 +85,14 @@ def read_shard(path: str | Path, shard: Shard, id_col: str,
                columns: set[str] | None) -> pd.DataFrame:
     """The rows of ``shard`` (only ``columns``), in the source's row order."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
     data = open_parquet(path)
     names = None if columns is None else [c for c in data.schema.names if c in columns]
     ids = pa.array(list(shard.ids), type=data.schema.field(id_col).type)
-    low, high = pc_min_max(ids)
+    bounds = pc.min_max(ids)  # not ids[0], ids[-1]: shards are in str order, IDs may be ints
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
     # the range lets pyarrow skip files and row groups by their min/max statistics (a
     # dataset sorted or partitioned by series is read once over all shards); isin is exact
     where = (ds.field(id_col) >= low) & (ds.field(id_col) <= high) & ds.field(id_col).isin(ids)
@@ -100,14 +102,6 @@ def read_shard(path: str | Path, shard: Shard, id_col: str,
         raise DataError(f"{path}: reading {shard.label} failed: {_first_line(exc)}",
                         hint="do not change the data while a run reads it; re-run") from None
     return table.to_pandas()
-
-
-def pc_min_max(values: Any) -> tuple[Any, Any]:
-    """(min, max) of a non-empty pyarrow array, as Python values."""
-    import pyarrow.compute as pc
-
-    both = pc.min_max(values)
-    return both["min"].as_py(), both["max"].as_py()
 
 
 def open_parquet(path: str | Path):
