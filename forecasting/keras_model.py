@@ -329,6 +329,7 @@ class KerasForecaster(Forecaster):
 
         import deepcast.forecasting.distributions  # noqa: F401  (registers its layers too)
         import deepcast.forecasting.layers  # noqa: F401  (registers the custom layers before loading)
+        import deepcast.forecasting.tft_layers  # noqa: F401  (and the TFT's blocks)
 
         file = path / KERAS_FILE
         if not file.is_file():

@@ -148,6 +148,9 @@ def _compiled_model(net: Network, settings: TrainSettings, runtime: Runtime, ste
                       jit_compile=runtime.jit_compile,
                       steps_per_execution=steps_per_execution(
                           settings.steps_per_execution, steps))
+        # the optimiser's slots now, not while the first step is traced: a tf.function
+        # that creates variables is traced twice (a TFT's step took 2 x 9 s to trace)
+        model.optimizer.build(model.trainable_variables)
     return model, settings
 
 

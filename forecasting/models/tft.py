@@ -1,14 +1,15 @@
 """Temporal Fusion Transformer (Lim et al. 2021).
 
-Every input variable is embedded on its own and weighted by a variable selection network
-(VSN: a gated residual network, GRN, over all of them, softmax); the statics feed four
-encoders (selection, enrichment and the LSTM's initial states); an LSTM encoder reads the
-selected history, an LSTM decoder the selected known inputs of the horizon (learned
-positions when there are none); a gated skip joins them; static enrichment, interpretable
-multi-head attention (heads share the value projection, causal) and a position-wise GRN
-follow, each gated, added and normalised; the decoder's steps go to the head (point,
-quantiles or a distribution). The VSNs' softmax weights are the variable importances
-(:meth:`TFT.importances`).
+Every input variable is embedded and put through a gated residual network (GRN) of its
+own, and weighted by a variable selection network (VSN: a GRN over all of them, softmax);
+the statics feed four encoders (selection, enrichment and the LSTM's initial states); an
+LSTM encoder reads the selected history, an LSTM decoder the selected known inputs of the
+horizon (learned positions when there are none); a gated skip joins them; static
+enrichment, interpretable multi-head attention (heads share the value projection, causal)
+and a position-wise GRN follow, each gated, added and normalised; the decoder's steps go to
+the head (point, quantiles or a distribution). The VSNs' softmax weights are the variable
+importances (:meth:`TFT.importances`). Each block is one layer
+(:mod:`deepcast.forecasting.tft_layers`): the graph stays small whatever the inputs.
 """
 
 from __future__ import annotations
@@ -85,48 +86,47 @@ class TFT(KerasForecaster):
 
     # -- building blocks ------------------------------------------------------------------
     def _grn(self, x, name: str, context=None, out: int | None = None):
-        """Gated residual network: ELU(W x + U c), W2, dropout, GLU, add skip, layer norm."""
-        import keras
+        """Gated residual network (one layer: :class:`GatedResidual`)."""
+        from deepcast.forecasting.tft_layers import GatedResidual
 
         d = int(self.options["hidden_size"])
-        out = out or d
-        skip = x if x.shape[-1] == out else keras.layers.Dense(out, name=f"{name}_skip")(x)
-        h = keras.layers.Dense(d, name=f"{name}_fc1")(x)
-        if context is not None:
-            c = keras.layers.Dense(d, use_bias=False, name=f"{name}_context")(context)
-            h = h + (c[:, None, :] if len(h.shape) == 3 else c)
-        h = keras.layers.Dense(d, name=f"{name}_fc2")(keras.layers.Activation("elu")(h))
-        return self._gate_add_norm(h, skip, f"{name}_glu", out)
+        return GatedResidual(out or d, d, float(self.options["dropout"]), name=name)(
+            x if context is None else [x, context])
 
-    def _gate_add_norm(self, x, skip, name: str, out: int | None = None):
+    def _gate_add_norm(self, x, skip, name: str):
         """Dropout, a gated linear unit, the skip connection added, layer norm."""
-        import keras
+        from deepcast.forecasting.tft_layers import GateAddNorm
 
-        out = out or int(self.options["hidden_size"])
-        x = self.dropout(x, f"{name}_dropout")
-        gate = keras.layers.Dense(out, activation="sigmoid", name=f"{name}_gate")(x)
-        glu = keras.layers.Multiply(name=f"{name}_glu")(
-            [gate, keras.layers.Dense(out, name=f"{name}_value")(x)])
-        return keras.layers.LayerNormalization(name=f"{name}_norm")(
-            keras.layers.Add(name=f"{name}_add")([skip, glu]))
+        return GateAddNorm(int(self.options["hidden_size"]), float(self.options["dropout"]),
+                           name=name)([x, skip])
 
     def _select(self, variables: list, name: str, context=None):
         """Variable selection network over (batch, T, width) variables: (batch, T, d)
-        and the (batch, T, n) softmax weights (None for a single variable)."""
+        and the (batch, T, n) softmax weights (None for a single variable). Every
+        variable is embedded and put through a GRN of its own (one VariableDense and one
+        VariableGRN for all of them where each is a single column)."""
         import keras
         from keras import ops
 
-        d = int(self.options["hidden_size"])
-        embedded = [keras.layers.Dense(d, name=f"{name}_embed_{i}")(v)
-                    for i, v in enumerate(variables)]
-        processed = [self._grn(e, f"{name}_var_{i}") for i, e in enumerate(embedded)]
-        if len(variables) == 1:
-            return processed[0], None
-        flat = keras.layers.Concatenate(axis=-1, name=f"{name}_flat")(embedded)
+        from deepcast.forecasting.tft_layers import VariableDense, VariableGRN
+
+        d, n = int(self.options["hidden_size"]), len(variables)
+        if all(int(v.shape[-1]) == 1 for v in variables):
+            columns = variables[0] if n == 1 else keras.layers.Concatenate(
+                axis=-1, name=f"{name}_inputs")(variables)
+            embedded = VariableDense(d, name=f"{name}_embed")(ops.expand_dims(columns, -1))
+        else:
+            embedded = ops.stack([keras.layers.Dense(d, name=f"{name}_embed_{i}")(v)
+                                  for i, v in enumerate(variables)], axis=-2)
+        processed = VariableGRN(d, float(self.options["dropout"]), name=f"{name}_vars")(
+            embedded)
+        if n == 1:
+            return processed[..., 0, :], None
+        flat = keras.layers.Reshape((int(embedded.shape[1]), n * d), name=f"{name}_flat")(
+            embedded)
         weights = keras.layers.Softmax(axis=-1, name=f"{name}_weights")(
-            self._grn(flat, f"{name}_selection", context, out=len(variables)))
-        stacked = ops.stack(processed, axis=-2)  # (batch, T, n, d)
-        return ops.sum(stacked * weights[..., None], axis=-2), weights
+            self._grn(flat, f"{name}_selection", context, out=n))
+        return ops.sum(processed * weights[..., None], axis=-2), weights
 
     # -- explanation ----------------------------------------------------------------------
     def fit(self, data: TrainingData, settings: TrainSettings, on_epoch: EpochHook | None = None,

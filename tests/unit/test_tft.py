@@ -72,3 +72,46 @@ def test_train_logs_the_importances_to_the_models_run(tmp_path, monkeypatch, ret
     logged = pd.read_csv(path)
     assert logged.groupby("network")["importance"].sum().round(4).eq(1.0).all()
     assert logged[logged["network"] == "history"]["variable"].iloc[0] == "target"
+
+
+def _layer_norm(h, gamma, beta):
+    return (h - h.mean(-1, keepdims=True)) / np.sqrt(h.var(-1, keepdims=True) + 1e-3) \
+        * gamma + beta
+
+
+def _glu_norm(layer, h, skip, i=None):
+    """Reference gate-add-norm in numpy, for variable ``i`` of a per-variable layer."""
+    w = {v.path.rsplit("/", 1)[-1]: np.asarray(v) for v in layer.weights}
+    pick = (lambda a: a[i]) if i is not None else (lambda a: a)
+    gate = 1 / (1 + np.exp(-(h @ pick(w["gate_kernel"]) + pick(w["gate_bias"]))))
+    return _layer_norm(skip + gate * (h @ pick(w["value_kernel"]) + pick(w["value_bias"])),
+                       pick(w["gamma"]), pick(w["beta"]))
+
+
+def _elu(x):
+    return np.where(x > 0, x, np.exp(np.minimum(x, 0)) - 1)
+
+
+def test_blocks_compute_the_papers_grn_per_variable():
+    """The one-layer blocks are the paper's GRN (eq. 2-5): each variable of a
+    VariableGRN gets exactly what a GRN of its own would give, and a GatedResidual adds
+    a static context at every step and projects its skip when the width changes."""
+    from deepcast.forecasting.tft_layers import GatedResidual, VariableGRN
+
+    x = np.random.default_rng(0).normal(size=(2, 5, 3, 4)).astype("float32")
+    layer = VariableGRN(4, 0.1)
+    out = np.asarray(layer(x))
+    w = {v.path.rsplit("/", 1)[-1]: np.asarray(v) for v in layer.weights}
+    for i in range(3):
+        h = _elu(x[:, :, i] @ w["fc1_kernel"][i] + w["fc1_bias"][i])
+        h = h @ w["fc2_kernel"][i] + w["fc2_bias"][i]
+        np.testing.assert_allclose(out[:, :, i], _glu_norm(layer, h, x[:, :, i], i),
+                                   rtol=1e-4, atol=1e-5)
+    seq, ctx = x[:, :, 0], x[:, 0, 1, :2]
+    grn = GatedResidual(3, 4)
+    got = np.asarray(grn([seq, ctx]))
+    w = {v.path.rsplit("/", 1)[-1]: np.asarray(v) for v in grn.weights}
+    h = _elu(seq @ w["fc1_kernel"] + w["fc1_bias"] + (ctx @ w["context_kernel"])[:, None])
+    h = h @ w["fc2_kernel"] + w["fc2_bias"]
+    skip = seq @ w["skip_kernel"] + w["skip_bias"]
+    np.testing.assert_allclose(got, _glu_norm(grn, h, skip), rtol=1e-4, atol=1e-5)

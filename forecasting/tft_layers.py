@@ -1,0 +1,169 @@
+"""The Temporal Fusion Transformer's building blocks (Lim et al. 2021, eq. 2-5), each one
+Keras layer: a gated residual network (GRN), the gate-add-norm that joins two paths, and
+the per-variable embeddings and GRNs of the variable selection networks, which run every
+variable's own weights in one set of ops. Built from ten-odd stock layers per block (and
+per input variable), a small TFT had ~190 layers and spent most of a short fit tracing
+its graph; as blocks it has a few dozen, with the same parameters and the same maths.
+
+Registered for ``safe_mode=True`` loading like :mod:`deepcast.forecasting.layers`.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from deepcast.forecasting.layers import PACKAGE
+
+_EPSILON = 1e-3  # keras.layers.LayerNormalization's
+
+
+def _weights(layer: keras.layers.Layer, name: str, shape: tuple[int, ...], bias: bool = True,
+             variables: int = 1) -> tuple:
+    """A Glorot-uniform kernel (per variable when ``variables`` > 1: the initialisation
+    that many separate Dense layers would get) and a zero bias (None without)."""
+    init = keras.initializers.VarianceScaling(float(variables), "fan_avg", "uniform")
+    kernel = layer.add_weight(shape=shape, name=f"{name}_kernel", initializer=init)
+    if not bias:
+        return kernel, None
+    return kernel, layer.add_weight(shape=(*shape[:-2], shape[-1]), name=f"{name}_bias",
+                                    initializer="zeros")
+
+
+def _dense(x, weights: tuple):
+    """x W + b; with (n, i, o) weights each of the n variables on axis -2 of a
+    (batch, T, n, i) input has its own: one batched matmul with the variables leading
+    (an einsum over the trailing axes ran as many tiny matmuls, 2x slower per step)."""
+    kernel, bias = weights
+    if len(kernel.shape) == 2:
+        y = ops.matmul(x, kernel)
+    else:
+        steps, n, width = x.shape[1], kernel.shape[0], kernel.shape[2]
+        lead = ops.reshape(ops.transpose(x, (2, 0, 1, 3)), (n, -1, x.shape[-1]))
+        y = ops.transpose(ops.reshape(ops.matmul(lead, kernel), (n, -1, steps, width)),
+                          (1, 2, 0, 3))
+    return y if bias is None else y + bias
+
+
+class _Gated(keras.layers.Layer):
+    """Shared tail: dropout, a gated linear unit, the skip added, layer norm."""
+
+    def __init__(self, units: int, dropout: float = 0.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.units, self.rate = int(units), float(dropout)
+        self.seed_generator = keras.random.SeedGenerator() if self.rate else None
+
+    def _build_gate(self, width: int, variables: int = 1) -> None:
+        lead = (variables,) if variables > 1 else ()
+        self.gate = _weights(self, "gate", (*lead, width, self.units), variables=variables)
+        self.value = _weights(self, "value", (*lead, width, self.units), variables=variables)
+        self.gamma = self.add_weight(shape=(*lead, self.units), name="gamma",
+                                     initializer="ones")
+        self.beta = self.add_weight(shape=(*lead, self.units), name="beta",
+                                    initializer="zeros")
+
+    def _gate_add_norm(self, x, skip, training):
+        if training and self.rate:
+            x = keras.random.dropout(x, self.rate, seed=self.seed_generator)
+        h = skip + ops.sigmoid(_dense(x, self.gate)) * _dense(x, self.value)
+        mean, var = ops.mean(h, axis=-1, keepdims=True), ops.var(h, axis=-1, keepdims=True)
+        return (h - mean) * ops.rsqrt(var + _EPSILON) * self.gamma + self.beta
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "units": self.units, "dropout": self.rate}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class GateAddNorm(_Gated):
+    """``[x, skip]`` -> LayerNorm(skip + GLU(dropout(x))) with ``units`` outputs."""
+
+    def build(self, input_shape) -> None:
+        self._build_gate(int(input_shape[0][-1]))
+
+    def call(self, inputs, training=False):
+        x, skip = inputs
+        return self._gate_add_norm(x, skip, training)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[1][:-1], self.units)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class GatedResidual(_Gated):
+    """A GRN, ``x`` or ``[x, context]`` -> ``units`` outputs: ELU(x W1 + c Wc + b1) W2 +
+    b2, then gate-add-norm over the input (projected when its width differs). A static
+    context (batch, c) is added at every time step of a (batch, T, i) input."""
+
+    def __init__(self, units: int, hidden: int, dropout: float = 0.0, **kwargs) -> None:
+        super().__init__(units, dropout, **kwargs)
+        self.hidden = int(hidden)
+
+    def build(self, input_shape) -> None:
+        shapes = input_shape if isinstance(input_shape[0], list | tuple) else [input_shape]
+        width, d = int(shapes[0][-1]), self.hidden
+        self.fc1 = _weights(self, "fc1", (width, d))
+        self.context = (_weights(self, "context", (int(shapes[1][-1]), d), bias=False)
+                        if len(shapes) > 1 else None)
+        self.fc2 = _weights(self, "fc2", (d, d))
+        self.skip = _weights(self, "skip", (width, self.units)) if width != self.units else None
+        self._build_gate(d)
+
+    def call(self, inputs, training=False):
+        x, c = inputs if isinstance(inputs, list | tuple) else (inputs, None)
+        h = _dense(x, self.fc1)
+        if c is not None:
+            c = _dense(c, self.context)
+            h = h + (c[:, None, :] if len(h.shape) == 3 else c)
+        h = _dense(ops.elu(h), self.fc2)
+        skip = x if self.skip is None else _dense(x, self.skip)
+        return self._gate_add_norm(h, skip, training)
+
+    def compute_output_shape(self, input_shape):
+        shape = input_shape[0] if isinstance(input_shape[0], list | tuple) else input_shape
+        return (*shape[:-1], self.units)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "hidden": self.hidden}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class VariableDense(keras.layers.Layer):
+    """A dense layer per variable in one op: (..., n, i) -> (..., n, units), each variable
+    with its own kernel and bias (the VSNs' per-variable embeddings)."""
+
+    def __init__(self, units: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.units = int(units)
+
+    def build(self, input_shape) -> None:
+        n = int(input_shape[-2])
+        self.dense = _weights(self, "dense", (n, int(input_shape[-1]), self.units),
+                              variables=n)
+
+    def call(self, x):
+        return _dense(x, self.dense)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class VariableGRN(_Gated):
+    """A GRN of its own for each of n variables in one set of ops: (..., n, d) ->
+    (..., n, d), the input as the skip, a layer norm with its own scale and offset each."""
+
+    def build(self, input_shape) -> None:
+        n, d = int(input_shape[-2]), int(input_shape[-1])
+        self.fc1 = _weights(self, "fc1", (n, d, d), variables=n)
+        self.fc2 = _weights(self, "fc2", (n, d, d), variables=n)
+        self._build_gate(d, variables=n)
+
+    def call(self, x, training=False):
+        h = _dense(ops.elu(_dense(x, self.fc1)), self.fc2)
+        return self._gate_add_norm(h, x, training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
