@@ -107,6 +107,7 @@ class TrainSettings:
     mixed_precision: str | bool = "auto"
     jit_compile: str | bool = "auto"
     steps_per_execution: str | int = "auto"
+    checkpoint_every: float = 10.0  # seconds of training between checkpoints (0: every epoch)
 
 
 class FamilyOptions(BaseModel):

@@ -3,10 +3,12 @@
 ``training.device: auto|cpu|gpu|tpu`` picks TPUStrategy, MirroredStrategy for several
 GPUs, the default strategy on one GPU, or a CPU device scope. ``mixed_precision: auto`` is
 on for accelerators (float16 on GPU, bfloat16 on TPU) and off on CPU, where it is slower.
-``jit_compile: auto`` turns XLA on (measured on 2 CPU cores: recurrent epochs take half the
-time) except under a multi-device strategy, where Keras cannot always compile the step.
-``DEEPCAST_JIT_COMPILE=on|off`` sets what ``auto`` means on a machine (XLA's compile costs
-seconds per model: more than it saves on small fits, as in a test suite).
+``jit_compile: auto`` turns XLA on for one accelerator, off under a multi-device strategy
+(where Keras cannot always compile the step), and on a CPU only for a fit of at least
+``XLA_MIN_STEPS`` planned training steps: XLA's compile costs 2-7 s per model on 2 CPU
+cores, more than its faster steps save on a short fit (a warm start's 5 epochs, a small
+panel; see :meth:`Runtime.xla_for`). ``DEEPCAST_JIT_COMPILE=on|off`` sets what ``auto``
+means on a machine.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ log = logging.getLogger("deepcast")
 
 DEVICES = ("auto", "cpu", "gpu", "tpu")
 JIT_ENV = "DEEPCAST_JIT_COMPILE"  # what jit_compile: auto means here: on, off or auto
+# planned steps (epochs x steps per epoch) from which XLA pays on a CPU: its compile costs
+# about as much as it saves over 400 (NHITS) to 1,000 (DLinear) steps measured on 2 cores,
+# and early stopping usually ends a fit well before its planned steps
+XLA_MIN_STEPS = 2000
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,12 @@ class Runtime:
     dtype_policy: str  # "float32", "mixed_float16" or "mixed_bfloat16"
     jit_compile: bool
     strategy: Any = None  # tf.distribute strategy; None: default (no scope needed)
+    jit_by_steps: bool = False  # 'auto' on a CPU: XLA decided per fit by its planned steps
+
+    def xla_for(self, planned_steps: int) -> bool:
+        """XLA for a fit of ``planned_steps`` training steps (``epochs x steps per epoch``):
+        the resolved setting, or under ``auto`` on a CPU on from ``XLA_MIN_STEPS``."""
+        return planned_steps >= XLA_MIN_STEPS if self.jit_by_steps else self.jit_compile
 
     @property
     def mixed(self) -> bool:
@@ -98,20 +110,29 @@ def resolve_runtime(device: str = "auto", mixed_precision: str | bool = "auto",
         mixed_precision = kind != "cpu"
     policy = {"gpu": "mixed_float16", "tpu": "mixed_bfloat16"}.get(kind, "mixed_bfloat16") \
         if mixed_precision else "float32"
+    by_steps = jit_compile == "auto" and kind == "cpu" and _jit_env() == "auto"
     if jit_compile == "auto":
         jit_compile = _auto_jit(replicas)
-    runtime = Runtime(kind, replicas, policy, bool(jit_compile), strategy)
+    runtime = Runtime(kind, replicas, policy, bool(jit_compile), strategy,
+                      by_steps and replicas == 1)
     log.debug("training on %s x%d, %s, XLA %s", kind, replicas, policy,
-             "on" if runtime.jit_compile else "off")
+              "by planned steps" if runtime.jit_by_steps
+              else "on" if runtime.jit_compile else "off")
     return runtime
+
+
+def _jit_env() -> str:
+    """``DEEPCAST_JIT_COMPILE`` (on, off or auto; unset: auto), normalised."""
+    value = os.environ.get(JIT_ENV, "auto").strip().lower()
+    return {"1": "on", "true": "on", "0": "off", "false": "off"}.get(value, value)
 
 
 def _auto_jit(replicas: int) -> bool:
     """``jit_compile: auto``: as ``DEEPCAST_JIT_COMPILE`` says, else on for one device."""
-    value = os.environ.get(JIT_ENV, "auto").strip().lower()
-    if value in ("on", "1", "true"):
+    value = _jit_env()
+    if value == "on":
         return True
-    if value in ("off", "0", "false"):
+    if value == "off":
         return False
     if value != "auto":
         raise ConfigError(f"{JIT_ENV}={value!r} is not on, off or auto",

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import random
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
@@ -78,7 +79,7 @@ def train_network(net: Network, data: TrainingData, settings: TrainSettings,
     ckpt = (TrainingCheckpoint(checkpoint_dir, _fingerprint(net, settings, data))
             if checkpoint_dir is not None else None)
     first_epoch, past, stopped = _resume(ckpt, model, stopper, plateau, on_epoch)
-    callbacks = _callbacks(on_epoch, stopper, plateau, ckpt, past)
+    callbacks = _callbacks(on_epoch, stopper, plateau, ckpt, past, settings.checkpoint_every)
     new: dict[str, list[float]] = {}
     if not stopped and first_epoch < settings.max_epochs:
         geometry = (net.spec.lookback, net.spec.horizon, batch)
@@ -145,7 +146,7 @@ def _compiled_model(net: Network, settings: TrainSettings, runtime: Runtime, ste
         model.compile(optimizer=_optimizer(settings, steps),
                       loss=training_loss(net.quantiles, settings.loss,
                                          getattr(net, "distribution", None)),
-                      jit_compile=runtime.jit_compile,
+                      jit_compile=runtime.xla_for(steps * settings.max_epochs),
                       steps_per_execution=steps_per_execution(
                           settings.steps_per_execution, steps))
         # the optimiser's slots now, not while the first step is traced: a tf.function
@@ -185,7 +186,7 @@ def _resume(ckpt: TrainingCheckpoint | None, model, stopper, plateau,
 
 
 def _callbacks(on_epoch: EpochHook | None, stopper, plateau,
-               ckpt: TrainingCheckpoint | None, past: dict[str, list]) -> list:
+               ckpt: TrainingCheckpoint | None, past: dict[str, list], every: float) -> list:
     """NaN stop, early stopping, plateau, the epoch hook, then the checkpoint writer."""
     import keras
 
@@ -194,7 +195,7 @@ def _callbacks(on_epoch: EpochHook | None, stopper, plateau,
     callbacks += [_EpochHook(on_epoch)] if on_epoch is not None else []
     if ckpt is not None:
         callbacks.append(_Checkpointer(ckpt, stopper, plateau,
-                                       {k: list(v) for k, v in past.items()}))
+                                       {k: list(v) for k, v in past.items()}, every))
     return callbacks
 
 
@@ -322,7 +323,9 @@ def _fingerprint(net: Network, settings: TrainSettings, data: TrainingData) -> s
         arrays += [(f"covariates.{k}", getattr(cov, k))
                    for k in ("past", "future", "static", "static_cat", "series")]
     arrays = [(k, np.ascontiguousarray(a)) for k, a in arrays]
-    head = [net.family, net.name, asdict(net.spec), net.options, asdict(settings),
+    cadence = {"checkpoint_every"}  # when checkpoints are written, not what is fit
+    head = [net.family, net.name, asdict(net.spec), net.options,
+            {k: v for k, v in asdict(settings).items() if k not in cadence},
             asdict(net.inputs), getattr(getattr(net, "warm_start", None), "label", None),
             [(k, a.dtype.str, a.shape) for k, a in arrays]]
     h = hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode())
@@ -332,16 +335,25 @@ def _fingerprint(net: Network, settings: TrainSettings, data: TrainingData) -> s
 
 
 class _Checkpointer:
-    """Writes a :class:`TrainingCheckpoint` after every epoch (runs after the other
-    callbacks, so the early-stopping and learning-rate state are those of this epoch)."""
+    """Writes a :class:`TrainingCheckpoint` at the end of an epoch once ``every`` seconds
+    of training have passed since the last one (0: every epoch). It runs after the other
+    callbacks, so the early-stopping and learning-rate state are those of this epoch."""
 
-    def __new__(cls, ckpt: TrainingCheckpoint, stopper, plateau, past: dict[str, list]):
+    def __new__(cls, ckpt: TrainingCheckpoint, stopper, plateau, past: dict[str, list],
+                every: float):
         import keras
 
         class Checkpointer(keras.callbacks.Callback):
+            last = 0.0
+
+            def on_train_begin(self, logs: dict | None = None) -> None:
+                self.last = time.monotonic()
+
             def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
                 for k, v in (logs or {}).items():
                     past.setdefault(k, []).append(float(v))
+                if time.monotonic() - self.last < every:
+                    return
                 state: dict[str, Any] = {
                     "epoch": epoch + 1,
                     "history": past,
@@ -354,6 +366,7 @@ class _Checkpointer:
                                         "cooldown_counter": int(plateau.cooldown_counter),
                                         "best": float(plateau.best)}
                 ckpt.save(self.model, state, stopper.best_weights)
+                self.last = time.monotonic()
 
         return Checkpointer()
 

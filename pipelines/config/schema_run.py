@@ -43,17 +43,24 @@ class TrainingConfig(_Strict):
         "auto", description="Mixed precision: 'auto' is on for GPU (float16) and TPU "
         "(bfloat16), off on CPU. Saved models are float32 either way.")
     jit_compile: Literal["auto"] | bool = Field(
-        "auto", description="XLA compilation: 'auto' is on (one device), off under a "
-        "multi-device strategy; `DEEPCAST_JIT_COMPILE=off` (or `on`) sets what 'auto' "
-        "means on a machine.")
+        "auto", description="XLA compilation: 'auto' is on for one GPU or TPU, off under a "
+        "multi-device strategy, and on a CPU on only for a fit of at least 2,000 planned "
+        "steps (max_epochs x steps per epoch; XLA's compile costs more than it saves on "
+        "shorter fits); `DEEPCAST_JIT_COMPILE=off` (or `on`) sets what 'auto' means on a "
+        "machine.")
     steps_per_execution: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
         "auto", description="Training steps run per call into the compiled graph: fewer "
         "Python round trips per batch (measured on 2 CPU cores: +20-35 % windows/s for LSTM "
         "and the transformer). The largest divisor of the steps per epoch up to this "
         "number ('auto': 32), so every epoch keeps its exact batches; 1 turns it off.")
     checkpoint: bool = Field(
-        True, description="Checkpoint every epoch so an interrupted train resumes where it "
+        True, description="Checkpoint training so an interrupted train resumes where it "
         "stopped when rerun with the same config and data.")
+    checkpoint_every: float = Field(
+        10.0, ge=0, description="Seconds of training between checkpoints: one is written "
+        "at the end of the first epoch that ends this long after the last (or after the "
+        "fit's start), so a kill loses at most about this much training and a fit shorter "
+        "than it writes none; 0: after every epoch.")
     warm_start: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] | None = Field(
         None, description="Start each neural model from the weights of the same model in "
         "the run that trained this registry alias or version (`champion`, `challenger`, "

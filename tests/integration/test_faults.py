@@ -122,7 +122,7 @@ def test_sigkill_during_training_then_rerun_resumes_to_the_same_result(api, tmp_
     cfg = config("drill-kill", models=[{"type": "seasonal_naive"},
                                        {"type": "lstm", "units": 8}],
                  training={"seed": 0, "batch_size": 32, "jit_compile": False,
-                           "max_epochs": epochs, "patience": epochs})
+                           "max_epochs": epochs, "patience": epochs, "checkpoint_every": 0})
     clean_dir, killed_dir = tmp_path / "clean", tmp_path / "killed"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{clean_dir / 'mlflow.db'}")
     monkeypatch.chdir(write(clean_dir, cfg).parent)

@@ -35,7 +35,8 @@ def _prepared(calendar="none", static=None):
     path = DATA / ("aus_retail_small.csv" if static is None else "m3_monthly_static.csv")
     raw = pipeline_dict(path, models=[{"type": "mlp", "hidden_size": 8}],
                         training={"max_epochs": 3, "patience": 10, "batch_size": 64,
-                                  "seed": 0, "checkpoint": True})
+                                  "seed": 0, "checkpoint": True,
+                                  "checkpoint_every": 0})
     raw["features"]["calendar"] = calendar
     if static is not None:
         raw["data"] = {**raw["data"], "freq": 1, "static": static}

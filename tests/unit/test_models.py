@@ -161,7 +161,7 @@ def test_checkpoint_resume_gives_the_uninterrupted_result(tmp_path):
     rerun: it resumes at epoch 3 and ends with the same weights as one clean run."""
     data = _tiny_data()
     settings = TrainSettings(max_epochs=4, patience=10, batch_size=32, seed=5,
-                             schedule="plateau")
+                             schedule="plateau", checkpoint_every=0)
     options = {"units": 4, "dropout": 0.2}
     clean = build_forecaster("lstm", "lstm", SPEC, options)
     h_clean = clean.fit(data, settings)
@@ -194,17 +194,43 @@ def test_checkpoint_of_other_settings_is_ignored(tmp_path):
     data = _tiny_data()
     ckpt = tmp_path / "ckpt"
 
-    def stop(epoch, logs):
-        raise RuntimeError("stop")
+    def stop(epoch, logs):  # after epoch 0's checkpoint
+        if epoch == 1:
+            raise RuntimeError("stop")
 
     f = build_forecaster("mlp", "m", SPEC, SMALL["mlp"])
     with pytest.raises(RuntimeError):
-        f.fit(data, TrainSettings(max_epochs=3, batch_size=32), stop, ckpt)
+        f.fit(data, TrainSettings(max_epochs=3, batch_size=32, checkpoint_every=0), stop, ckpt)
+    assert (ckpt / "state.json").is_file()
     g = build_forecaster("mlp", "m", SPEC, SMALL["mlp"])
     seen = []
-    g.fit(data, TrainSettings(max_epochs=3, batch_size=32, seed=9),
+    g.fit(data, TrainSettings(max_epochs=3, batch_size=32, seed=9, checkpoint_every=0),
           lambda e, logs: seen.append(e), ckpt)
     assert seen == [0, 1, 2]  # different seed: trained from scratch
+
+
+def test_checkpoints_are_written_at_most_every_checkpoint_every_seconds(tmp_path):
+    """A fit shorter than ``checkpoint_every`` writes no checkpoint (nothing to lose that
+    takes longer to redo than to save); the cadence is not part of what a resume matches."""
+    from deepcast.forecasting.training import _fingerprint
+
+    data = _tiny_data()
+    ckpt = tmp_path / "ckpt"
+    epochs = []
+
+    def stop(epoch, logs):
+        epochs.append(epoch)
+        if epoch == 2:
+            raise RuntimeError("stop")
+
+    f = build_forecaster("mlp", "m", SPEC, SMALL["mlp"])
+    with pytest.raises(RuntimeError):
+        f.fit(data, TrainSettings(max_epochs=4, batch_size=32, checkpoint_every=3600),
+              stop, ckpt)
+    assert epochs == [0, 1, 2] and not (ckpt / "state.json").exists()
+    net = build_forecaster("mlp", "m", SPEC, SMALL["mlp"])
+    assert (_fingerprint(net, TrainSettings(checkpoint_every=0), data)
+            == _fingerprint(net, TrainSettings(checkpoint_every=60), data))
 
 
 def test_custom_layers_round_trip_in_a_fresh_process(tmp_path):
@@ -232,12 +258,15 @@ def test_custom_layers_round_trip_in_a_fresh_process(tmp_path):
 
 def test_runtime_resolution_on_this_machine(monkeypatch):
     from deepcast.features.errors import ConfigError
-    from deepcast.forecasting.runtime import JIT_ENV, resolve_runtime
+    from deepcast.forecasting.runtime import JIT_ENV, XLA_MIN_STEPS, resolve_runtime
 
     monkeypatch.delenv(JIT_ENV, raising=False)  # a user's machine: XLA on one device
     auto = resolve_runtime()
     if auto.device == "cpu":  # the CI machine: no accelerator
         assert (auto.dtype_policy, auto.jit_compile, auto.strategy) == ("float32", True, None)
+        # on a CPU, auto compiles only a fit long enough for XLA to pay for its compile
+        assert auto.jit_by_steps and not auto.xla_for(XLA_MIN_STEPS - 1)
+        assert auto.xla_for(XLA_MIN_STEPS)
         with pytest.raises(ConfigError, match="no GPU"):
             resolve_runtime("gpu")
     cpu = resolve_runtime("cpu", mixed_precision=False, jit_compile=False)
@@ -247,8 +276,9 @@ def test_runtime_resolution_on_this_machine(monkeypatch):
     # DEEPCAST_JIT_COMPILE says what auto means on this machine; an explicit setting wins
     monkeypatch.setenv(JIT_ENV, "off")
     assert not resolve_runtime().jit_compile and resolve_runtime(jit_compile=True).jit_compile
+    assert not resolve_runtime().xla_for(10**6) and resolve_runtime(jit_compile=True).xla_for(1)
     monkeypatch.setenv(JIT_ENV, "on")
-    assert resolve_runtime().jit_compile
+    assert resolve_runtime().jit_compile and resolve_runtime().xla_for(1)
     monkeypatch.setenv(JIT_ENV, "maybe")
     with pytest.raises(ConfigError, match="DEEPCAST_JIT_COMPILE='maybe' is not on, off"):
         resolve_runtime()
