@@ -26,14 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = """
-import json, os, sys, tempfile, yaml
+import json, sys, tempfile
 import deepcast
-cfg = yaml.safe_load(open(sys.argv[1]))
-cfg["data"]["path"] = os.path.join(os.path.dirname(os.path.abspath(sys.argv[1])),
-                                  cfg["data"]["path"])  # relative to the YAML, as load_config
+cfg = deepcast.load_config(sys.argv[1])
 epochs, models = int(sys.argv[2]), sys.argv[3].split(",")
-cfg["training"].update(max_epochs=epochs, patience=epochs)
-cfg["models"] = [m for m in cfg["models"] if m["type"] in models]
+cfg = cfg.model_copy(update={
+    "training": cfg.training.model_copy(update={"max_epochs": epochs, "patience": epochs}),
+    "models": [m for m in cfg.models if m.type in models]})
 r = deepcast.train(cfg, report_dir=tempfile.mkdtemp())
 print(json.dumps({row["model"]: row["fit_s"] for row in r.table}))
 """

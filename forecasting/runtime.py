@@ -113,8 +113,7 @@ def resolve_runtime(device: str = "auto", mixed_precision: str | bool = "auto",
     by_steps = jit_compile == "auto" and kind == "cpu" and _jit_env() == "auto"
     if jit_compile == "auto":
         jit_compile = _auto_jit(replicas)
-    runtime = Runtime(kind, replicas, policy, bool(jit_compile), strategy,
-                      by_steps and replicas == 1)
+    runtime = Runtime(kind, replicas, policy, bool(jit_compile), strategy, by_steps)
     log.debug("training on %s x%d, %s, XLA %s", kind, replicas, policy,
               "by planned steps" if runtime.jit_by_steps
               else "on" if runtime.jit_compile else "off")

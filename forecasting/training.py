@@ -323,9 +323,9 @@ def _fingerprint(net: Network, settings: TrainSettings, data: TrainingData) -> s
         arrays += [(f"covariates.{k}", getattr(cov, k))
                    for k in ("past", "future", "static", "static_cat", "series")]
     arrays = [(k, np.ascontiguousarray(a)) for k, a in arrays]
-    cadence = {"checkpoint_every"}  # when checkpoints are written, not what is fit
     head = [net.family, net.name, asdict(net.spec), net.options,
-            {k: v for k, v in asdict(settings).items() if k not in cadence},
+            # the checkpoint cadence says when checkpoints are written, not what is fit
+            {k: v for k, v in asdict(settings).items() if k != "checkpoint_every"},
             asdict(net.inputs), getattr(getattr(net, "warm_start", None), "label", None),
             [(k, a.dtype.str, a.shape) for k, a in arrays]]
     h = hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode())
