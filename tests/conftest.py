@@ -3,8 +3,11 @@ is imported (same defaults as the CLI)."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import shutil
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -67,6 +70,29 @@ def _shared_prefect() -> None:
         wait_http(f"{os.environ['PREFECT_API_URL']}/health", None, timeout=180)
 
 
+_STORE_TEMPLATE: list[Path] = []
+
+
+def mlflow_store(db: Path) -> str:
+    """The URI of a new, empty MLflow SQLite store at ``db`` (its folder made), the same
+    file MLflow makes: the first call in a test process lets MLflow create it (its schema
+    migrations cost ~1.2 s of CPU per store), later calls copy that file and point its
+    Default experiment at ``db``'s folder."""
+    if not _STORE_TEMPLATE:
+        from mlflow import MlflowClient
+
+        folder = Path(tempfile.mkdtemp(prefix="deepcast-test-store-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
+        _STORE_TEMPLATE.append(folder / "mlflow.db")
+    db.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_STORE_TEMPLATE[0], db)
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                     (str(db.parent / "mlruns" / "0"),))
+    return f"sqlite:///{db}"
+
+
 @pytest.fixture
 def retail_csv() -> Path:
     """6 real monthly series (aus_retail slice), datetime ds, 96 points each."""
@@ -98,15 +124,18 @@ def pipeline_dict(path: Path, **over) -> dict:
     return cfg
 
 
-# The slowest files first (seconds summed with --durations=0, 2 Dec 2026): pytest-xdist
+# The slowest files first (wall seconds per file with -n 3, 6 Dec 2026): pytest-xdist
 # hands out whole files (--dist loadfile --no-loadscope-reorder), so a long file started
 # last would leave the other workers idle at the end. Order only; no test depends on it.
-SLOW_FIRST = ("test_faults.py", "test_cli.py", "test_bad_input.py", "test_fanout.py",
-              "test_sharded_forecast.py",
-              "test_models.py", "test_readme.py", "test_pipeline.py", "test_retrain.py",
-              "test_api.py", "test_real_servers.py", "test_ui.py", "test_untrusted_models.py",
-              "test_backtest.py", "test_quality.py", "test_ensembles.py", "test_sql.py",
-              "test_report.py", "test_covariates_pipeline.py", "test_tune.py")
+SLOW_FIRST = ("test_quality.py", "test_faults.py", "test_models.py", "test_readme.py",
+              "test_fanout.py", "test_bad_input.py", "test_ui.py", "test_real_servers.py",
+              "test_warm_start.py", "test_cli.py", "test_pipeline.py", "test_retrain.py",
+              "test_ensembles.py", "test_api.py", "test_statistical.py", "test_validate.py",
+              "test_backtest.py", "test_tft.py", "test_zoo.py", "test_distributions.py",
+              "test_security.py", "test_promotion.py", "test_checkpoint_fingerprint.py",
+              "test_packaging.py", "test_ephemeral.py", "test_sharded_forecast.py",
+              "test_covariates_pipeline.py", "test_sql.py", "test_untrusted_models.py",
+              "test_tune.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

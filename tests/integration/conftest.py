@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import SHARED_PREFECT, pipeline_dict
+from tests.conftest import SHARED_PREFECT, mlflow_store, pipeline_dict
 
 
 @pytest.fixture(scope="session")
@@ -27,8 +27,7 @@ def prefect_harness():
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch) -> str:
     """A fresh SQLite MLflow store (tracking + registry) under tmp_path."""
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    (tmp_path / "mlruns").mkdir()
+    uri = mlflow_store(tmp_path / "mlruns" / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)
     return uri

@@ -14,7 +14,7 @@ import pytest
 
 import deepcast
 from deepcast.pipelines.forecast import FORECAST_COLUMNS
-from tests.conftest import pipeline_dict
+from tests.conftest import mlflow_store, pipeline_dict
 from tests.integration.conftest import subprocess_env, write_pipeline
 
 pytestmark = pytest.mark.integration
@@ -44,7 +44,7 @@ def test_import_is_cheap_and_runs_without_prefect(tmp_path, retail_csv):
         "print(json.dumps({'heavy': heavy, 'prefect': 'prefect' in sys.modules,"
         " 'promoted': trained.decision.promoted, 'rows': len(fc.forecast)}))\n")
     cfg = pipeline_dict(retail_csv, name="api-fresh", models=[{"type": "seasonal_naive"}])
-    env = subprocess_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    env = subprocess_env(MLFLOW_TRACKING_URI=mlflow_store(tmp_path / "mlflow.db"))
     done = subprocess.run([sys.executable, "-c", code, json.dumps(cfg), str(retail_csv)],
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

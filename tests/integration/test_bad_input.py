@@ -31,7 +31,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import DATA
+from tests.conftest import DATA, mlflow_store
 from tests.integration.conftest import subprocess_env
 
 pytestmark = pytest.mark.integration
@@ -472,8 +472,7 @@ def bench(prefect_harness, tmp_path_factory):
     from deepcast.flows.flows import batch_forecast, train_pipeline
 
     root = tmp_path_factory.mktemp("bad_input")
-    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
-    (root / "mlruns").mkdir()
+    uri = mlflow_store(root / "mlruns" / "mlflow.db")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", uri)
         mp.chdir(root)

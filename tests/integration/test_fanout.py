@@ -4,8 +4,7 @@ reporting to a real ``prefect server``: same metrics as the serial run for the s
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import os
 import urllib.request
 from pathlib import Path
 
@@ -14,8 +13,8 @@ import pytest
 from mlflow import MlflowClient
 
 from deepcast.features.errors import ConfigError
-from tests.conftest import pipeline_dict
-from tests.integration.conftest import subprocess_env, write_pipeline
+from tests.conftest import SHARED_PREFECT, pipeline_dict
+from tests.integration.conftest import write_pipeline
 from tests.servers import prefect_server
 
 pytestmark = pytest.mark.integration
@@ -30,21 +29,37 @@ TRAINING = {"max_epochs": 2, "patience": 1, "batch_size": 64, "seed": 0, "checkp
 
 @pytest.fixture(scope="module")
 def prefect_api(tmp_path_factory) -> str:
+    """The run's shared Prefect server (tests/conftest.py: the same app as ``prefect server
+    start``, over HTTP), else one started here."""
+    if os.environ.get(SHARED_PREFECT):
+        yield os.environ["PREFECT_API_URL"]
+        return
     with prefect_server(tmp_path_factory.mktemp("prefect")) as api:
         yield api
 
 
-def _train(pipeline: Path, api: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "deepcast", "train", str(pipeline), "--json"],
-                          capture_output=True, text=True, cwd=pipeline.parent, timeout=600,
-                          env=subprocess_env(PREFECT_API_URL=api))
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "Traceback" not in done.stderr and "still alive" not in done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def _train(pipeline: Path, api: str, capfd) -> dict:
+    """``deepcast train PIPELINE --json`` through the Python API and the Prefect flow (what
+    the CLI runs); what the Dask workers and their nannies printed is checked too."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    import deepcast
+
+    capfd.readouterr()
+    with temporary_settings({PREFECT_API_URL: api}):
+        result = deepcast.train(str(pipeline), orchestrator="prefect")
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "still alive" not in err, err[-3000:]
+    return json.loads(json.dumps(result.to_dict(), default=str))
 
 
-def _task_runs(api: str, names: list[str]) -> list[dict]:
-    body = json.dumps({"task_runs": {"name": {"any_": names}}}).encode()
+def _task_runs(api: str, names: list[str], flow_run: str | None = None) -> list[dict]:
+    """The task runs of these names (in flow runs whose name contains ``flow_run``: the
+    server is shared with other tests)."""
+    query: dict = {"task_runs": {"name": {"any_": names}}}
+    if flow_run:
+        query["flow_runs"] = {"name": {"like_": flow_run}}
+    body = json.dumps(query).encode()
     req = urllib.request.Request(f"{api}/task_runs/filter", data=body, method="POST",
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as resp:
@@ -52,9 +67,9 @@ def _task_runs(api: str, names: list[str]) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_train_on_dask_matches_serial(store, tmp_path, retail_csv, prefect_api):
-    """`deepcast train` with runner dask, against the same models fit one after the other
-    in this process."""
+def test_train_on_dask_matches_serial(store, tmp_path, retail_csv, prefect_api, capfd):
+    """`deepcast train` with runner dask (its Prefect flow, models fanned out to a local
+    cluster of worker processes), against the same models fit one after the other."""
     from deepcast.pipelines.config import load_config
     from deepcast.pipelines.ingest import ingest
     from deepcast.pipelines.promote import promote
@@ -72,7 +87,7 @@ def test_train_on_dask_matches_serial(store, tmp_path, retail_csv, prefect_api):
         decision = promote(outcome, clean, cfg, tracker).to_dict()
     dask = _train(write_pipeline(tmp_path, retail_csv, name="fan-dask",
                                  execution={"runner": "dask", "workers": 2}, **over),
-                  prefect_api)
+                  prefect_api, capfd)
 
     def scores(table: list[dict]) -> dict:
         return {r["model"]: {k: r[k] for k in ("mae", "rmse", "smape", "mase", "skill_mase",
@@ -85,7 +100,7 @@ def test_train_on_dask_matches_serial(store, tmp_path, retail_csv, prefect_api):
         assert dask["decision"][key] == decision[key], key
 
     # each model was a Prefect task run (in a worker) and a nested MLflow run of the parent
-    runs = _task_runs(prefect_api, ["linear", "mlp"])
+    runs = _task_runs(prefect_api, ["linear", "mlp"], flow_run="train-fan-dask-")
     assert sorted(r["name"] for r in runs) == ["linear", "mlp"]
     assert {r["state_type"] for r in runs} == {"COMPLETED"}
     client = MlflowClient(store)

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import DATA
+from tests.conftest import DATA, mlflow_store
 from tests.integration.conftest import subprocess_env
 from tests.servers import mlflow_server
 
@@ -124,11 +124,11 @@ def test_sigkill_during_training_then_rerun_resumes_to_the_same_result(api, tmp_
                  training={"seed": 0, "batch_size": 32, "jit_compile": False,
                            "max_epochs": epochs, "patience": epochs, "checkpoint_every": 0})
     clean_dir, killed_dir = tmp_path / "clean", tmp_path / "killed"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{clean_dir / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store(clean_dir / "mlflow.db"))
     monkeypatch.chdir(write(clean_dir, cfg).parent)
     clean = json.loads(json.dumps(deepcast.train(cfg).to_dict(), default=str))
 
-    uri = f"sqlite:///{killed_dir / 'mlflow.db'}"
+    uri = mlflow_store(killed_dir / "mlflow.db")
     env = env_for(api, uri)
     pipeline = write(killed_dir, cfg)
     state = killed_dir / "mlruns" / "checkpoints" / "drill-kill" / "lstm" / "state.json"
@@ -300,8 +300,7 @@ def test_two_trains_at_once_choose_one_champion(api, tmp_path):
     """Two `deepcast train` of the same pipeline at the same time: two versions, one
     champion, and the second decision was taken against the first one's champion (the
     promotion decision is serialised: no lost update)."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client(uri).search_experiments()  # create the schema once, before the race
+    uri = mlflow_store(tmp_path / "mlflow.db")  # the schema made once, before the race
     env = env_for(api, uri)
     pipeline = write(tmp_path, config("drill-race"))
     procs = [start("train", str(pipeline), "--json", cwd=tmp_path, env=env)

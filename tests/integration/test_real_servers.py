@@ -20,6 +20,7 @@ import time
 import pandas as pd
 import pytest
 
+from tests.conftest import mlflow_store
 from tests.integration.conftest import subprocess_env, write_pipeline
 from tests.servers import mlflow_server, prefect_server, stop
 
@@ -56,8 +57,7 @@ def test_deploy_serve_run_and_redeploy_keeps_pause(tmp_path, retail_csv):
 
     pipeline = write_pipeline(tmp_path, retail_csv, name="it-deploy", **FAST)
     out = tmp_path / "forecasts" / "deploy_{date}.csv"
-    store = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    (tmp_path / "mlruns").mkdir()
+    store = mlflow_store(tmp_path / "mlruns" / "mlflow.db")
     with prefect_server(tmp_path / "prefect-server") as api:
         env = subprocess_env(PREFECT_API_URL=api, MLFLOW_TRACKING_URI=store,
                              PREFECT_HOME=str(tmp_path / "prefect-client"),

@@ -20,7 +20,7 @@ from deepcast.flows.cli import main
 from deepcast.flows.flows import batch_forecast, train_pipeline
 from deepcast.pipelines.runs import ForecastOptions
 from deepcast.pipelines.tracking import Tracker
-from tests.conftest import DATA
+from tests.conftest import DATA, mlflow_store
 from tests.integration.conftest import write_pipeline
 
 pytestmark = pytest.mark.integration
@@ -98,7 +98,7 @@ def odd_ids(prefect_harness, tmp_path_factory) -> Path:
     frame.to_csv(root / "odd.csv", index=False)
     (root / "mlruns").mkdir()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+        mp.setenv("MLFLOW_TRACKING_URI", mlflow_store(root / "mlruns" / "mlflow.db"))
         mp.chdir(root)
         pipeline = write_pipeline(root, root / "odd.csv", name="it-odd-ids",
                                   models=[{"type": "naive"}, {"type": "seasonal_naive"}],

@@ -182,15 +182,22 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
                           text=True, env=subprocess_env(**env), timeout=120)
 
 
-def test_cli_fast_failures(tmp_path, retail_csv):
+def test_cli_fast_failures(tmp_path, retail_csv, capsys):
+    from deepcast.flows.cli import main
+
     pipeline = write_pipeline(tmp_path, retail_csv, name="it-cli-ops")
-    done = _cli("retrain", str(pipeline), "--output", str(tmp_path / "f.txt"))
-    assert done.returncode == 2 and "unsupported extension" in done.stderr
-    done = _cli("retrain", str(pipeline), "--output", "f.csv", "--as-of", "someday")
-    assert done.returncode == 2 and "is not a date" in done.stderr
-    done = _cli("deploy", str(pipeline), "--cron", "0 2 * * *", "--timezone", "Mars/Base")
-    assert done.returncode == 2 and "not an IANA timezone" in done.stderr
-    # no server: a clear message with the command that starts one, no traceback
+    for args, says in (
+            (["retrain", str(pipeline), "--output", str(tmp_path / "f.txt")],
+             "unsupported extension"),
+            (["retrain", str(pipeline), "--output", "f.csv", "--as-of", "someday"],
+             "is not a date"),
+            (["deploy", str(pipeline), "--cron", "0 2 * * *", "--timezone", "Mars/Base"],
+             "not an IANA timezone")):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err, err
+    # in a fresh process with no server: a clear message with the command that starts
+    # one, no traceback
     env = {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": ""}
     done = _cli("deploy", str(pipeline), "--cron", "0 2 * * *", **env)
     assert done.returncode == 2, done.stderr

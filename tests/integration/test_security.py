@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import DATA, pipeline_dict
+from tests.conftest import DATA, mlflow_store, pipeline_dict
 from tests.integration.conftest import subprocess_env
 from tests.servers import free_port, stop, wait_http
 
@@ -51,8 +51,7 @@ def test_database_url_never_reaches_runs_logs_or_output(prefect_harness, tmp_pat
     work = tmp_path / "work"
     work.mkdir()
     (work / "p.yaml").write_text(yaml.safe_dump(raw))
-    uri = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
-    (work / "mlruns").mkdir()
+    uri = mlflow_store(work / "mlruns" / "mlflow.db")
     env = subprocess_env(DEEPCAST_DB_URL=url, MLFLOW_TRACKING_URI=uri,
                          PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONPATH=str(ROOT))
     done = subprocess.run([sys.executable, "-m", "deepcast", "train", "p.yaml", "-v"],
@@ -109,7 +108,7 @@ def test_ui_listens_on_localhost_only(tmp_path):
     from deepcast.pipelines.tracking import Tracker
 
     port = free_port()
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path / "mlflow.db")
     exp_id = Tracker("ui-pipe", uri).experiment_id
     env = subprocess_env(MLFLOW_TRACKING_URI=uri,
                          PYTHONPATH=str(ROOT), MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")

@@ -16,7 +16,7 @@ import pytest
 import deepcast
 from deepcast.features.errors import ConfigError, ValidationFailed
 from deepcast.pipelines.forecast_folder import MANIFEST
-from tests.conftest import pipeline_dict
+from tests.conftest import mlflow_store, pipeline_dict
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,7 @@ def trained(tmp_path_factory, retail_csv_path):
         folder.mkdir(parents=True, exist_ok=True)
         part.to_parquet(folder / f"p{i}.parquet", index=False)
     old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = mlflow_store(root / "mlflow.db")
     deepcast.train(_config(root / "sales"), report_dir=root / "validation")
     one = deepcast.forecast(_config(root / "sales"), model=1, output=root / "one.parquet",
                             report=None).forecast

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, mlflow_store
 from tests.servers import mlflow_server, prefect_server
 
 pytestmark = pytest.mark.integration
@@ -27,7 +27,7 @@ def test_an_experiment_is_marked_as_model_training_unless_the_user_chose(tmp_pat
     from deepcast.pipelines.tracking import Tracker
     from deepcast.pipelines.tracking.store import EXPERIMENT_KIND, TRAINING_KIND
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path / "mlflow.db")
     client = MlflowClient(uri)
     client.create_experiment("old")  # made before deepcast tagged experiments
     client.create_experiment("chosen", tags={EXPERIMENT_KIND: "genai_development"})

@@ -14,7 +14,7 @@ from deepcast.pipelines.ingest import ingest
 from deepcast.pipelines.tracking import Tracker
 from deepcast.pipelines.train import train_models
 from deepcast.pipelines.validate import validate_long_frame
-from tests.conftest import pipeline_dict
+from tests.conftest import mlflow_store, pipeline_dict
 from tests.unit.test_covariates import _fit_with_covariates, _tiny
 
 TINY = {"hidden_size": 8, "heads": 2}
@@ -58,7 +58,7 @@ def test_heads_must_divide_the_width():
 
 @pytest.mark.integration
 def test_train_logs_the_importances_to_the_models_run(tmp_path, monkeypatch, retail_csv):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store(tmp_path / "mlflow.db"))
     monkeypatch.chdir(tmp_path)
     cfg = parse_config(pipeline_dict(retail_csv, name="it-tft",
                                      models=[{"type": "tft", **TINY}]))
