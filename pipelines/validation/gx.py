@@ -26,6 +26,8 @@ from deepcast.pipelines.validation.rules import Rule
 DOCS_DIR = "data_docs"
 DOCS_SITE = "deepcast"
 _SUITE_LOCK = threading.Lock()  # GE suites of the threads of one process, one at a time
+# a checked frame from this size on is freed at once after its suite (see _validate)
+COLLECT_FROM_BYTES = 32 * 2**20
 _TEMPLATES: Any = None  # the process's jinja bytecode cache of GE's Data Docs templates
 
 
@@ -91,7 +93,11 @@ def _validate(check: pd.DataFrame, rules: list[Rule], suite_name: str) -> Any:
     # metric computed on it (17 row masks at 10M rows: 250 MB) until the next context
     context.data_sources.delete("deepcast")
     del vdef, batch, suite, context
-    gc.collect()  # GE's objects hold them in reference cycles: free them now, not later
+    # GE's objects hold them in reference cycles: a large frame's are freed now; a small
+    # one's wait for the collector (a full collection costs 0.2-0.5 s of CPU in a process
+    # that has loaded TensorFlow, more than a small frame's suite itself)
+    if int(check.memory_usage(index=True).sum()) >= COLLECT_FROM_BYTES:
+        gc.collect()
     return result
 
 

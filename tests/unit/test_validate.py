@@ -257,6 +257,35 @@ def test_suite_runs_without_ge_fingerprint_and_keeps_no_data(monkeypatch) -> Non
     assert len(project_manager.get_current_project().data_sources.all()) == 0
 
 
+def test_a_large_checked_frame_is_freed_when_its_suite_ends(monkeypatch) -> None:
+    """GE's objects (suites, metric row masks) hold the checked frame in reference cycles:
+    from COLLECT_FROM_BYTES on (here every frame) they are freed as the suite returns;
+    below it they wait for the collector."""
+    import gc
+
+    from great_expectations.core.expectation_suite import ExpectationSuite
+
+    from deepcast.pipelines.validation import gx
+
+    def suites() -> int:
+        return sum(type(o) is ExpectationSuite for o in gc.get_objects())
+
+    cfg = make_cfg(AUS)
+    raw = ingest(cfg.data)
+    gc.collect()
+    gc.disable()  # only the suite's own collection may free them
+    try:
+        before = suites()
+        monkeypatch.setattr(gx, "COLLECT_FROM_BYTES", 0)
+        assert validate_long_frame(raw, cfg)[1].success
+        assert suites() == before
+        monkeypatch.setattr(gx, "COLLECT_FROM_BYTES", 2**62)
+        assert validate_long_frame(raw, cfg)[1].success
+        assert suites() > before
+    finally:
+        gc.enable()
+
+
 def test_suites_in_threads_restore_ge_fingerprint_setting() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
