@@ -25,6 +25,9 @@ os.environ.setdefault("DEEPCAST_JIT_COMPILE", "off")
 # 2 cores. Inherited like the above; results stay reproducible within one thread count.
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+# and one OpenBLAS thread (numpy, scipy, statsmodels outside the statistical fits, which
+# limit themselves): its second thread spins between the suite's small matrix calls
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parents[1]
