@@ -47,10 +47,24 @@ def configure_environment(verbose: bool = False) -> None:
         os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
 
 
+class StderrHandler(logging.StreamHandler):
+    """A stream handler on whatever ``sys.stderr`` is when a record is emitted: a stream
+    that replaced it since (a notebook's, a test's capture) gets the lines, and one that
+    was closed since is never written to."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging(quiet: bool) -> None:
     """deepcast's own log lines on stderr, prefixed ``deepcast:`` (warnings only with
     ``quiet``); the chatty libraries at WARNING."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(logging.Formatter("deepcast: %(message)s"))
     log = logging.getLogger("deepcast")
     log.handlers[:] = [handler]

@@ -125,3 +125,23 @@ def test_demo_path_train_forecast_runs_through_the_cli(tmp_path, retail_csv, pre
     models = {row["model"]: row for row in summary["table"]}
     assert set(models) == {"naive", "seasonal_naive", "lstm"} and summary["n_windows"] == 4
     assert models["seasonal_naive"]["skill_mase"] == 0.0 and models["lstm"]["fits"] == 1
+
+
+def test_log_lines_follow_stderr_when_it_is_replaced(monkeypatch):
+    """The CLI's log handler writes to the stderr of the moment: a notebook's or a test's
+    replacement gets the lines, and a stream closed since is never written to (no
+    'Logging error' from a later run in the same process)."""
+    import io
+    import logging
+
+    from deepcast.flows.settings import setup_logging
+
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    setup_logging(quiet=False)
+    logging.getLogger("deepcast").info("one")
+    first.close()
+    second = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", second)
+    logging.getLogger("deepcast").info("two")
+    assert second.getvalue() == "deepcast: two\n"
