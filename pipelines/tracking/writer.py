@@ -144,13 +144,24 @@ class Tracker(Store):
         """Link ``datasets`` (metadata only) to the active run or ``run_id``, each with its
         context (``training``, ``holdout``, ``backtest``): the UI's Dataset column."""
         from mlflow.entities import DatasetInput, InputTag
+        from mlflow.exceptions import MlflowException
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
         inputs = [DatasetInput(d.to_mlflow()._to_mlflow_entity(),
                                tags=[InputTag(MLFLOW_DATASET_CONTEXT, d.context)])
                   for d in datasets]
-        if inputs:
-            self.client.log_inputs(run_id or self.active_run_id(), datasets=inputs)
+        if not inputs:
+            return
+        run_id = run_id or self.active_run_id()
+        try:
+            self.client.log_inputs(run_id, datasets=inputs)
+        except MlflowException as exc:
+            # MLflow looks the dataset up, then inserts it: another run of the same data
+            # (two trains of one pipeline at once) can insert it in between; once it
+            # exists, the second try links that one
+            if "ALREADY_EXISTS" not in str(exc.error_code):
+                raise
+            self.client.log_inputs(run_id, datasets=inputs)
 
     def log_model_metrics(self, model_id: str, values: dict[str, float],
                           dataset: RunDataset | None = None) -> None:

@@ -306,7 +306,7 @@ def test_two_trains_at_once_choose_one_champion(api, tmp_path):
     procs = [start("train", str(pipeline), "--json", cwd=tmp_path, env=env)
              for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in outs]
+    assert [p.returncode for p in procs] == [0, 0], "\n---\n".join(e[-2000:] for _, e in outs)
     decisions = sorted((json.loads(o.strip().splitlines()[-1])["decision"] for o, _ in outs),
                        key=lambda d: int(d["candidate_version"]))
     versions, aliases = registry(uri, "drill-race")
@@ -354,3 +354,45 @@ def test_disk_full_and_read_only_output_leave_the_previous_forecast(small_fs):
     with pytest.raises(RunFailed, match=r"cannot write in .*: Read-only file system"):
         write_atomic(big.head(1), out)
     assert out.read_bytes() == previous
+
+
+def test_a_dataset_inserted_by_another_run_meanwhile_is_linked(tmp_path):
+    """MLflow looks a run's dataset up and then inserts it: a concurrent train of the same
+    data can insert it in between, and MLflow then raises RESOURCE_ALREADY_EXISTS. The
+    writer tries once more and links the dataset that now exists; other errors stay
+    errors."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS
+
+    from deepcast.pipelines.tracking import Tracker
+    from deepcast.pipelines.tracking.datasets import RunDataset
+
+    tracker = Tracker("drill-datasets", mlflow_store(tmp_path / "mlflow.db"))
+    real = tracker.client
+    data = RunDataset("sales", "sales.csv", "0123456789abcdef", "training",
+                      (("y", "double"),), {"num_rows": 3})
+
+    class RacedOnce:  # the real client, whose first log_inputs lost the insert race
+        def __init__(self, error_code):
+            self.error_code, self.calls = error_code, 0
+
+        def log_inputs(self, run_id, datasets):
+            self.calls += 1
+            if self.calls == 1:
+                raise MlflowException("UNIQUE constraint failed: datasets.experiment_id, "
+                                      "datasets.name, datasets.digest",
+                                      error_code=self.error_code)
+            return real.log_inputs(run_id, datasets=datasets)
+
+    with tracker.run("raced"):
+        run_id = tracker.active_run_id()
+        tracker.client = raced = RacedOnce(RESOURCE_ALREADY_EXISTS)
+        tracker.log_inputs([data])
+        assert raced.calls == 2
+        tracker.client = RacedOnce(0)  # not a lost race: raised
+        with pytest.raises(MlflowException):
+            tracker.log_inputs([data])
+        tracker.client = real
+    inputs = real.get_run(run_id).inputs.dataset_inputs
+    assert [(d.dataset.name, d.dataset.digest) for d in inputs] == \
+        [("sales", "0123456789abcdef")]
