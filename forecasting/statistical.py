@@ -179,8 +179,8 @@ def _chunk(method: str, series: list[np.ndarray], h: int, m: tuple[int, ...],
 
     out, failed = np.empty((len(series), h)), 0
     # one BLAS thread: a series' fit is small-matrix algebra, where OpenBLAS's extra
-    # threads only spin between calls (two auto-ETS fits: 10.4 s of CPU on 2 threads,
-    # 5.5 s on one, in less wall time); the pool's processes are the parallelism
+    # threads only spin between calls (three auto-ETS fits: 14.1 s of CPU on 2 threads,
+    # 5.8 s on one, in less wall time); the pool's processes are the parallelism
     with warnings.catch_warnings(), np.errstate(all="ignore"), \
             threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore")  # convergence chatter, once per candidate model

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import shutil
 import sqlite3
@@ -73,23 +74,23 @@ def _shared_prefect() -> None:
         wait_http(f"{os.environ['PREFECT_API_URL']}/health", None, timeout=180)
 
 
-_STORE_TEMPLATE: list[Path] = []
+@functools.cache
+def _store_template() -> Path:
+    """An empty MLflow SQLite store made by MLflow, once per test process."""
+    from mlflow import MlflowClient
+
+    folder = Path(tempfile.mkdtemp(prefix="deepcast-test-store-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
+    return folder / "mlflow.db"
 
 
 def mlflow_store(db: Path) -> str:
     """The URI of a new, empty MLflow SQLite store at ``db`` (its folder made), the same
-    file MLflow makes: the first call in a test process lets MLflow create it (its schema
-    migrations cost ~1.2 s of CPU per store), later calls copy that file and point its
-    Default experiment at ``db``'s folder."""
-    if not _STORE_TEMPLATE:
-        from mlflow import MlflowClient
-
-        folder = Path(tempfile.mkdtemp(prefix="deepcast-test-store-"))
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
-        _STORE_TEMPLATE.append(folder / "mlflow.db")
+    file MLflow makes: a copy of :func:`_store_template` (MLflow's schema migrations cost
+    ~1.2 s of CPU per new store) with its Default experiment pointed at ``db``'s folder."""
     db.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(_STORE_TEMPLATE[0], db)
+    shutil.copyfile(_store_template(), db)
     with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         conn.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
                      (str(db.parent / "mlruns" / "0"),))

@@ -10,7 +10,7 @@ from typing import Any
 
 from deepcast.features.errors import ConfigError
 from deepcast.pipelines.tracking.loader import LoadedModel, load_verified, verify
-from deepcast.pipelines.tracking.store import NOT_FOUND, Store
+from deepcast.pipelines.tracking.store import NOT_FOUND, Store, already_exists
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -98,7 +98,7 @@ class Registry:
             self.client.create_registered_model(
                 self.name, description=f"deepcast pipeline {self.name!r}")
         except MlflowException as exc:
-            if "ALREADY_EXISTS" not in str(exc.error_code):
+            if not already_exists(exc):
                 raise
         model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") \
             else None

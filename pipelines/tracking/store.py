@@ -66,6 +66,12 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or default_store()[0]
 
 
+def already_exists(exc: BaseException) -> bool:
+    """An MLflow error saying that what was being created exists already (another process
+    created it first)."""
+    return "ALREADY_EXISTS" in str(getattr(exc, "error_code", ""))
+
+
 def store_failed(uri: str, exc: BaseException) -> RunFailed:
     """The error to show when the tracking store itself fails (down, unreachable)."""
     text = str(getattr(exc, "message", None) or exc).strip().splitlines()

@@ -31,7 +31,7 @@ from deepcast.pipelines.tracking.model import (
     forecast_frame,
 )
 from deepcast.pipelines.tracking.registry import Registry
-from deepcast.pipelines.tracking.store import Store
+from deepcast.pipelines.tracking.store import Store, already_exists
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ class Tracker(Store):
             # MLflow looks the dataset up, then inserts it: another run of the same data
             # (two trains of one pipeline at once) can insert it in between; once it
             # exists, the second try links that one
-            if "ALREADY_EXISTS" not in str(exc.error_code):
+            if not already_exists(exc):
                 raise
             self.client.log_inputs(run_id, datasets=inputs)
 
