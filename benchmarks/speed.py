@@ -110,7 +110,7 @@ def worker_windows(tool: str, n_series: int, length: int, lookback: int,
     _setup_tf()
     import tensorflow as tf
 
-    from deepcast.features.windows import make_dataset, window_starts
+    from deepcast.features.windows import Epochs, make_dataset, window_starts
 
     values = synthetic_panel(n_series, length)
     flat = values.reshape(-1)
@@ -120,7 +120,7 @@ def worker_windows(tool: str, n_series: int, length: int, lookback: int,
     t0 = time.perf_counter()
     if tool == "deepcast":
         starts = window_starts(offsets, lookback, H)
-        ds = make_dataset(flat, starts, (lookback, H, BATCH), seed=0, epochs=range(epochs))
+        ds = make_dataset(flat, starts, (lookback, H, BATCH), epochs=Epochs(0, range(epochs)))
     else:
         parts = [tf.keras.utils.timeseries_dataset_from_array(
             values[i], None, sequence_length=lookback + H, batch_size=BATCH, shuffle=True,

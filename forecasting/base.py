@@ -108,6 +108,7 @@ class TrainSettings:
     jit_compile: str | bool = "auto"
     steps_per_execution: str | int = "auto"
     checkpoint_every: float = 10.0  # seconds of training between checkpoints (0: every epoch)
+    windows_per_epoch: int | None = None  # a seeded sample per epoch; None: every window
 
 
 class FamilyOptions(BaseModel):

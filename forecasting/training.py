@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from deepcast.features.errors import RunFailed
-from deepcast.features.windows import make_dataset
+from deepcast.features.windows import Epochs, make_dataset
 from deepcast.forecasting.base import (
     EpochHook,
     InputSpec,
@@ -70,7 +70,7 @@ def train_network(net: Network, data: TrainingData, settings: TrainSettings,
     runtime = resolve_runtime(settings.device, settings.mixed_precision,
                               settings.jit_compile)
     batch = settings.batch_size * runtime.n_replicas
-    steps = max(1, math.ceil(len(data.train_starts) / batch))
+    steps = max(1, math.ceil(windows_per_epoch(len(data.train_starts), settings) / batch))
     model, settings = _compiled_model(net, settings, runtime, steps)
     warm = applied_warm_start(net)
     monitor = "val_loss" if len(data.val_starts) else "loss"
@@ -83,8 +83,8 @@ def train_network(net: Network, data: TrainingData, settings: TrainSettings,
     new: dict[str, list[float]] = {}
     if not stopped and first_epoch < settings.max_epochs:
         geometry = (net.spec.lookback, net.spec.horizon, batch)
-        train = _dataset(net, data, data.train_starts, geometry, seed=settings.seed,
-                         epochs=range(first_epoch, settings.max_epochs))
+        train = _dataset(net, data, data.train_starts, geometry, Epochs(
+            settings.seed, range(first_epoch, settings.max_epochs), settings.windows_per_epoch))
         val = (_dataset(net, data, data.val_starts, geometry)
                if len(data.val_starts) else None)
         if warm is not None and first_epoch == 0 and val is not None:
@@ -103,6 +103,14 @@ def train_network(net: Network, data: TrainingData, settings: TrainSettings,
     if ckpt is not None:
         ckpt.clear()
     return model, history
+
+
+def windows_per_epoch(n_windows: int, settings: TrainSettings) -> int:
+    """The training windows one epoch sees: all of them, or a fresh seeded sample of
+    ``settings.windows_per_epoch`` (a large panel's epoch then costs the same however many
+    series it has, and early stopping looks at the validation loss that often)."""
+    cap = settings.windows_per_epoch
+    return n_windows if cap is None else min(cap, n_windows)
 
 
 def training_loss(quantiles: tuple[float, ...], loss: str, distribution: str | None = None):
@@ -223,12 +231,12 @@ def _finished(net: Network, model, runtime: Runtime):
 
 
 def _dataset(net: Network, data: TrainingData, starts: np.ndarray,
-             geometry: tuple[int, int, int], **shuffle):
+             geometry: tuple[int, int, int], epochs: Epochs | None = None):
     """The ``tf.data`` stream of this model's inputs only."""
     names = [k for k in net.input_names if k != "target"]
     teacher = "target" in net.input_names  # autoregressive: the horizon's values go in too
     ds = make_dataset(data.values, starts, geometry, covariates=data.covariates,
-                      offsets=data.offsets, **shuffle)
+                      offsets=data.offsets, epochs=epochs)
     if data.covariates is None and not teacher:
         return ds
     return ds.map(lambda x, y: ({**{k: x[k] for k in names},
@@ -384,4 +392,5 @@ class _EpochHook:
         return Hook()
 
 
-__all__ = ["Network", "steps_per_execution", "train_network", "training_loss"]
+__all__ = ["Network", "steps_per_execution", "train_network", "training_loss",
+           "windows_per_epoch"]

@@ -53,6 +53,12 @@ class TrainingConfig(_Strict):
         "Python round trips per batch (measured on 2 CPU cores: +20-35 % windows/s for LSTM "
         "and the transformer). The largest divisor of the steps per epoch up to this "
         "number ('auto': 32), so every epoch keeps its exact batches; 1 turns it off.")
+    windows_per_epoch: int | None = Field(
+        None, ge=1, description="Training windows per epoch: each epoch fits on a fresh "
+        "sample of this many (drawn without replacement from every series' windows, seeded "
+        "by `seed` and the epoch), so an epoch of a large panel costs the same however "
+        "many series it has and early stopping checks the validation loss that often. "
+        "null: every window, every epoch.")
     checkpoint: bool = Field(
         True, description="Checkpoint training so an interrupted train resumes where it "
         "stopped when rerun with the same config and data.")

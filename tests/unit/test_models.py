@@ -107,6 +107,19 @@ def test_steps_per_execution_keeps_every_epochs_batches():
                                atol=1e-5)
 
 
+def test_windows_per_epoch_caps_every_epochs_steps():
+    """training.windows_per_epoch: each epoch fits on a seeded sample of that many windows
+    (64 of 330 at batch 32: 2 steps, not 11); the same seed gives the same fit."""
+    n = len(_tiny_data().train_starts)
+    full, _, _ = _fit("mlp", epochs=2)
+    f, h1, values = _fit("mlp", epochs=2, windows_per_epoch=64)
+    g, h2, _ = _fit("mlp", epochs=2, windows_per_epoch=64)
+    assert int(full.model.optimizer.iterations) == 2 * -(-n // 32) and n > 64
+    assert int(f.model.optimizer.iterations) == 2 * 2
+    assert h1 == h2 and len(h1["val_loss"]) == 2
+    np.testing.assert_array_equal(f.predict(_x(values)), g.predict(_x(values)))
+
+
 @pytest.mark.parametrize("family", ["lstm", "mlp"])
 def test_neural_families_learn(family):
     _, history, _ = _fit(family, epochs=3)

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from deepcast.features.windows import (
+    Epochs,
     Panel,
     gather_windows,
     last_windows,
@@ -107,8 +108,7 @@ def test_make_dataset_shuffle_depends_only_on_seed_and_epoch():
     starts = window_starts(p.offsets, 3, 2)
 
     def epochs(seed, first, last):
-        ds = make_dataset(p.values, starts, (3, 2, 6), seed=seed,
-                          epochs=range(first, last))
+        ds = make_dataset(p.values, starts, (3, 2, 6), epochs=Epochs(seed, range(first, last)))
         return [y.numpy()[:, 0].tolist() for _, y in ds]
 
     full = epochs(1, 0, 3)
@@ -119,12 +119,39 @@ def test_make_dataset_shuffle_depends_only_on_seed_and_epoch():
     assert epochs(1, 0, 3) != epochs(2, 0, 3)
 
 
+def test_windows_per_epoch_draw_a_fresh_seeded_sample_each_epoch():
+    """``per_epoch``: each epoch is a sample of that many distinct windows (its order's
+    first ones), another one every epoch, the same for the same seed and epoch."""
+    values = np.arange(200, dtype=np.float32)
+    starts = np.arange(150)  # windows of 5 points: y[:, 0] = start + 3
+
+    def epochs(first, last, per_epoch=40, seed=3):
+        ds = make_dataset(values, starts, (3, 2, 16),
+                          epochs=Epochs(seed, range(first, last), per_epoch))
+        out, sizes = [], []
+        for _, y in ds:
+            sizes.append(len(y))
+            out.extend(y.numpy()[:, 0].astype(int).tolist())
+        k = min(per_epoch or len(starts), len(starts))
+        return [out[i:i + k] for i in range(0, len(out), k)], sizes
+
+    sample, sizes = epochs(0, 4)
+    assert sizes == [16, 16, 8] * 4  # 40 windows per epoch, the remainder batch included
+    assert all(len(set(e)) == 40 and set(e) <= set(range(3, 153)) for e in sample)
+    assert len({tuple(sorted(e)) for e in sample}) == 4  # another sample every epoch
+    assert len(set().union(*map(set, sample))) > 40
+    assert epochs(0, 4)[0] == sample and epochs(2, 4)[0] == sample[2:]  # resumable
+    assert epochs(0, 4, seed=4)[0] != sample
+    # a cap above the window count is every window, in the same order as no cap
+    assert epochs(0, 2, per_epoch=500)[0] == epochs(0, 2, per_epoch=None)[0]
+
+
 def test_make_dataset_batch_sizes_with_remainder():
     """Full batches, then the remainder of every epoch; fewer windows than one batch."""
     p = _panel()
     starts = window_starts(p.offsets, 3, 2)  # 6 windows
-    sizes = [len(y) for _, y in make_dataset(p.values, starts, (3, 2, 4), seed=0,
-                                             epochs=range(2))]
+    sizes = [len(y) for _, y in make_dataset(p.values, starts, (3, 2, 4),
+                                             epochs=Epochs(0, range(2)))]
     assert sizes == [4, 2, 4, 2]
     one = [y.numpy() for _, y in make_dataset(p.values, starts, (3, 2, 10))]
     assert [len(y) for y in one] == [6]
