@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from deepcast.features.errors import ConfigError, DataError, RunFailed
+from deepcast.pipelines.shards import Shard, pack
 
 DEFAULT_URL_ENV = "DEEPCAST_DB_URL"
 SQL_OUTPUT = "sql://"
@@ -64,22 +65,60 @@ def _engine(url: str):
 
 def read_sql(query: str, url_env: str = DEFAULT_URL_ENV) -> pd.DataFrame:
     """Run ``query`` and return its rows; DataError (no URL in it) when it fails."""
-    from sqlalchemy import text
+    raw = _select(query, url_env)
+    if raw.empty:
+        raise DataError("data.sql: the query returned no rows",
+                        hint="check the query's filters and the table's contents")
+    return raw
+
+
+def _select(query: str, url_env: str, wrap=None, **params: Any) -> pd.DataFrame:
+    """The rows of ``query`` (or of ``wrap(query, quote)``: a statement around it, with
+    ``quote`` the dialect's identifier quoting), with expanding list ``params``."""
+    from sqlalchemy import bindparam, text
     from sqlalchemy.exc import SQLAlchemyError
 
     url = database_url(url_env)
     try:
         with _engine(url).connect() as conn:
-            raw = pd.read_sql_query(text(query), conn)
+            sql = query if wrap is None else wrap(
+                query.strip().rstrip(";"), conn.dialect.identifier_preparer.quote)
+            statement = text(sql).bindparams(*(bindparam(k, expanding=True) for k in params))
+            return pd.read_sql_query(statement, conn, params=params or None)
     except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
         cause = exc.__cause__ if isinstance(exc.__cause__, SQLAlchemyError) else exc
         first = _redact(_first_line(cause), url)
         raise DataError(f"data.sql: the query failed ({type(cause).__name__}): {first}",
                         hint=f"check the query and the database in ${url_env}") from None
-    if raw.empty:
+
+
+# series IDs per IN list of a shard's query (SQLite allows 32,766 bound values per statement)
+IN_CHUNK = 5000
+
+
+def plan_query(query: str, id_col: str, target_rows: int, url_env: str = DEFAULT_URL_ENV
+               ) -> list[Shard]:
+    """The shards of a query's rows, from one aggregate the database computes (one row
+    count per series reaches this process, never the rows)."""
+    counts = _select(query, url_env, lambda q, quote: (
+        f"SELECT {quote(id_col)} AS id, COUNT(*) AS n FROM ({q}) AS deepcast_rows "
+        f"WHERE {quote(id_col)} IS NOT NULL GROUP BY {quote(id_col)}"))
+    if counts.empty:
         raise DataError("data.sql: the query returned no rows",
                         hint="check the query's filters and the table's contents")
-    return raw
+    return pack(pd.Series(counts["n"].to_numpy("int64"), index=counts["id"].tolist()),
+                target_rows)
+
+
+def read_query_shard(query: str, shard: Shard, id_col: str,
+                     url_env: str = DEFAULT_URL_ENV) -> pd.DataFrame:
+    """The query's rows of ``shard``'s series: the query filtered by ID in the database
+    (``IN`` lists of at most :data:`IN_CHUNK` IDs)."""
+    ids = list(shard.ids)
+    parts = [_select(query, url_env, lambda q, quote: (
+        f"SELECT * FROM ({q}) AS deepcast_rows WHERE {quote(id_col)} IN :ids"),
+        ids=ids[i:i + IN_CHUNK]) for i in range(0, len(ids), IN_CHUNK)]
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
 def check_table_name(output: str) -> str:

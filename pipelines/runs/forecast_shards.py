@@ -1,4 +1,5 @@
-"""The batch forecast into a folder, shard by shard: each shard of whole series is read,
+"""The batch forecast into a folder, shard by shard: each shard of whole series is read
+(from a Parquet dataset, or the ``data.sql`` query filtered to its series in the database),
 validated, forecast and written as one Parquet file by a worker (a Dask worker process under
 ``execution.runner: dask``, else this process); the driver holds only the shard plan and
 the shards' summaries, merges their validation reports exactly and commits the folder
@@ -31,7 +32,8 @@ from deepcast.pipelines.shards import Shard
 @dataclass(frozen=True)
 class ShardJob:
     """One shard's forecast: where its rows are (``source``, a Parquet file or dataset;
-    or ``frame``, its rows in memory, already coerced when ``coerced``), the version to
+    ``frame``, its rows in memory, already coerced when ``coerced``; neither: the
+    ``data.sql`` query, filtered to the shard's series), the version to
     forecast with, and where its file and validation report go."""
 
     cfg: PipelineConfig
@@ -174,10 +176,11 @@ def _plan(cfg: PipelineConfig, inputs: RunInputs, id_col: str) -> list[Shard]:
                             hint="pass the history in long format (data.id_col)")
         return plan_frame(inputs.data, id_col, target)
     source = _source(cfg, inputs)
-    if source is None:
-        raise ConfigError("a forecast into a folder reads a Parquet file or dataset; "
-                          "data.sql is read whole", hint="give --output a .csv/.parquet file "
-                          "name, or export the table to Parquet")
+    if source is None:  # data.sql: the database counts the rows per series
+        from deepcast.pipelines.sql import plan_query
+
+        sql = cfg.data.sql
+        return plan_query(sql.query, cfg.data.id_col, target, sql.url_env)
     return plan_source(source, cfg.data.id_col, target)
 
 
@@ -202,8 +205,14 @@ def _rows(job: ShardJob) -> pd.DataFrame:
     data = job.cfg.data
     if job.frame is not None:
         return job.frame if job.coerced else _coerced(data, job.frame)
-    raw = read_shard(job.source, job.shard, data.id_col, declared_columns(data))
-    source = f"{job.source} ({job.label})"
+    if job.source is None:  # data.sql: the query, filtered to the shard's series
+        from deepcast.pipelines.sql import read_query_shard
+
+        raw = read_query_shard(data.sql.query, job.shard, data.id_col, data.sql.url_env)
+        source = f"data.sql ({job.label})"
+    else:
+        raw = read_shard(job.source, job.shard, data.id_col, declared_columns(data))
+        source = f"{job.source} ({job.label})"
     df = coerce_long_frame(raw, column_spec(data), source=source)
     df.attrs["source"] = source
     return df

@@ -91,6 +91,35 @@ def test_folder_equals_one_file_and_is_replaced_whole(trained, tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
 
 
+def test_a_query_is_sharded_in_the_database(trained, tmp_path, monkeypatch):
+    """data.sql: the database counts the rows per series for the plan and each shard reads
+    the query filtered to its series (IN lists of at most IN_CHUNK IDs: 1 here, so every
+    shard of 2 series runs two); the same rows as the forecast into one file."""
+    import sqlite3
+
+    from deepcast.pipelines import sql
+
+    root, one = trained
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as conn:
+        pd.read_parquet(root / "sales").drop(columns="bucket").to_sql("sales", conn,
+                                                                      index=False)
+    monkeypatch.setenv("SHOP_DB", f"sqlite:///{db}")
+    monkeypatch.setattr(sql, "IN_CHUNK", 1)
+    cfg = _config(root / "sales")
+    cfg["data"] = {"sql": {"query": "SELECT * FROM sales WHERE y IS NOT NULL;",
+                           "url_env": "SHOP_DB"}, "freq": "MS", "season_length": 12}
+    out = tmp_path / "tonight"
+    result = deepcast.forecast(cfg, model=1, output=out)
+    assert json.loads((out / MANIFEST).read_text())["shards"] == 3
+    assert result.rows == len(one) and result.series == 6
+    pd.testing.assert_frame_equal(_read(out), one[_read(out).columns], check_exact=True)
+    plan = sql.plan_query("SELECT * FROM sales", "unique_id", 200, "SHOP_DB")
+    assert [s.rows for s in plan] == [192, 192, 192]
+    assert [len(sql.read_query_shard("SELECT * FROM sales", s, "unique_id", "SHOP_DB"))
+            for s in plan] == [192, 192, 192]
+
+
 def test_a_failing_shard_is_named_and_nothing_is_committed(trained, tmp_path):
     root, _ = trained
     bad = tmp_path / "bad"

@@ -55,4 +55,13 @@ def test_train_from_postgres_and_forecast_into_a_table(prefect_harness, store, t
                 "AND table_name = 'forecasts' AND column_name = 'ds'")).scalar()
         assert list(table.columns) == FORECAST_COLUMNS and len(table) == 36
         assert kind.startswith("timestamp") and table["yhat"].notna().all()
+
+    # into a folder: PostgreSQL counts the rows per series, each shard reads its series
+    raw["execution"] = {"shard_rows": 200}
+    pipeline.write_text(yaml.safe_dump(raw, sort_keys=False))
+    folder = batch_forecast(pipeline=str(pipeline), output=str(tmp_path / "tonight"))
+    assert (folder.rows, folder.series) == (36, 6)
+    parts = pd.read_parquet(tmp_path / "tonight").sort_values(["unique_id", "ds"])
+    assert len(list((tmp_path / "tonight").glob("part-*.parquet"))) == 3
+    assert parts["yhat"].tolist() == pytest.approx(table["yhat"].tolist())
     engine.dispose()
