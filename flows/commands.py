@@ -67,17 +67,23 @@ def _warm_up(validation: bool) -> None:
     preload(validation)
 
 
-def _launch(args: argparse.Namespace, job: Callable[..., Any], *params: Any,
-            **options: Any) -> Any:
+def _in_flows(args: argparse.Namespace, job: Callable[..., Any], *params: Any,
+              **options: Any) -> Any:
     """Run an API ``job`` through the Prefect flows on the command's server (progress bars
-    on a terminal); with --json print its result and return None, else return it."""
+    on a terminal); its result."""
     from deepcast.flows import api as jobs
     from deepcast.flows.console import progress_display, wants_progress
     from deepcast.flows.ephemeral import api
 
     _warm_up(validation=job is not jobs.forecast)  # a forecast screens its history first
     with api(), progress_display(wants_progress(args.quiet, args.json)):
-        result = job(*params, orchestrator="prefect", **options)
+        return job(*params, orchestrator="prefect", **options)
+
+
+def _launch(args: argparse.Namespace, job: Callable[..., Any], *params: Any,
+            **options: Any) -> Any:
+    """:func:`_in_flows`; with --json print its result and return None, else return it."""
+    result = _in_flows(args, job, *params, **options)
     if args.json:
         _print_json(result)
         return None
@@ -86,8 +92,14 @@ def _launch(args: argparse.Namespace, job: Callable[..., Any], *params: Any,
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from deepcast.flows import api
+    from deepcast.pipelines.config import load_config
 
-    result = api.validate(args.pipeline, args.data, report_dir=args.report_dir)
+    if load_config(args.pipeline).execution.runner == "dask":  # shards on Dask workers
+        _preflight(args)
+        result = _in_flows(args, api.validate, args.pipeline, args.data,
+                           report_dir=args.report_dir)
+    else:
+        result = api.validate(args.pipeline, args.data, report_dir=args.report_dir)
     if args.json:
         _print_json(result)
     elif not args.quiet or not result.success:

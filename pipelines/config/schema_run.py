@@ -204,8 +204,8 @@ class ExecutionConfig(_Strict):
         "serial", description="serial: every fit in this process; dask: the models of a "
         "`train` and the fits of a `backtest` (every model x refit cut-off) run as Prefect "
         "tasks in Dask worker processes, each logging to MLflow itself; a forecast into a "
-        "folder runs one task per shard. Same metrics and forecasts as serial for the same "
-        "seed.")
+        "folder, and `validate` of a Parquet source or a query, run one task per shard. "
+        "Same metrics and forecasts as serial for the same seed.")
     workers: int = Field(2, ge=1, le=1024, description="Worker processes of the local "
                          "Dask cluster started for the run (when no address is given).")
     threads_per_worker: int = Field(

@@ -124,7 +124,7 @@ def forecast_folder(cfg: PipelineConfig, inputs: RunInputs, request: Any,
         inputs = RunInputs(data=raw, report_dir=inputs.report_dir,
                            pipeline_file=inputs.pipeline_file)
     id_col = "unique_id" if raw is not None else cfg.data.id_col
-    shards = steps.io("plan-shards", _plan, cfg, inputs, id_col)
+    shards = steps.io("plan-shards", plan, cfg, inputs, id_col)
     staging = folder.staging_folder(out)
     try:
         where = report_dir(cfg, inputs)
@@ -133,7 +133,7 @@ def forecast_folder(cfg: PipelineConfig, inputs: RunInputs, request: Any,
                          str(where)) for s in shards]
         mapper = steps.mapper(cfg)
         outcomes = mapper(forecast_shard, jobs) if mapper else [forecast_shard(j) for j in jobs]
-        validation = _merged(cfg, outcomes, jobs, where, label)
+        validation = merged_report(cfg, outcomes, [j.label for j in jobs], where, label)
         manifest = _manifest(cfg, ref, outcomes, shards)
         folder.write_manifest(staging, manifest)
         steps.io("commit-forecast", folder.commit, staging, out)
@@ -165,7 +165,9 @@ def _check(cfg: PipelineConfig, request: Any) -> Path:
     return check_folder(request.output)
 
 
-def _plan(cfg: PipelineConfig, inputs: RunInputs, id_col: str) -> list[Shard]:
+def plan(cfg: PipelineConfig, inputs: RunInputs, id_col: str) -> list[Shard]:
+    """The shards of the run's data: of the frame in memory, the Parquet source or the
+    ``data.sql`` query."""
     from deepcast.features.errors import DataError
     from deepcast.pipelines.shards import plan_frame, plan_source
 
@@ -197,24 +199,31 @@ def _slice(inputs: RunInputs, id_col: str, shard: Shard) -> pd.DataFrame | None:
 
 def _rows(job: ShardJob) -> pd.DataFrame:
     """The shard's coerced rows (from its slice in memory, or read from the source)."""
+    from deepcast.pipelines.runs.base import _coerced
+
+    if job.frame is not None:
+        return job.frame if job.coerced else _coerced(job.cfg.data, job.frame)
+    return read_rows(job.cfg, job.shard, job.source)
+
+
+def read_rows(cfg: PipelineConfig, shard: Shard, source: str | None) -> pd.DataFrame:
+    """A shard's coerced rows, read from ``source`` (a Parquet file or dataset; None: the
+    ``data.sql`` query, filtered to the shard's series in the database)."""
     from deepcast.features.schema import coerce_long_frame
     from deepcast.pipelines.ingest import column_spec, declared_columns
-    from deepcast.pipelines.runs.base import _coerced
     from deepcast.pipelines.shards import read_shard
 
-    data = job.cfg.data
-    if job.frame is not None:
-        return job.frame if job.coerced else _coerced(data, job.frame)
-    if job.source is None:  # data.sql: the query, filtered to the shard's series
+    data = cfg.data
+    if source is None:
         from deepcast.pipelines.sql import read_query_shard
 
-        raw = read_query_shard(data.sql.query, job.shard, data.id_col, data.sql.url_env)
-        source = f"data.sql ({job.label})"
+        raw = read_query_shard(data.sql.query, shard, data.id_col, data.sql.url_env)
+        where = f"data.sql ({shard.label})"
     else:
-        raw = read_shard(job.source, job.shard, data.id_col, declared_columns(data))
-        source = f"{job.source} ({job.label})"
-    df = coerce_long_frame(raw, column_spec(data), source=source)
-    df.attrs["source"] = source
+        raw = read_shard(source, shard, data.id_col, declared_columns(data))
+        where = f"{source} ({shard.label})"
+    df = coerce_long_frame(raw, column_spec(data), source=where)
+    df.attrs["source"] = where
     return df
 
 
@@ -242,16 +251,16 @@ def _key(cfg: PipelineConfig, version: str) -> tuple[str, str, str]:
     return tracking_uri(), cfg.name, version
 
 
-def _merged(cfg: PipelineConfig, outcomes: list[ShardOutcome], jobs: list[ShardJob],
-            where: Path, source: str) -> Any:
-    """The merged report (written as the run's validation.json); ValidationFailed when a
-    shard failed."""
+def merged_report(cfg: PipelineConfig, outcomes: list[Any], labels: list[str],
+                  where: Path, source: str) -> Any:
+    """The merged report of the shards' ``outcomes`` (each with its ``report`` and the
+    ``last_ds`` of its series), written as the run's validation.json; ValidationFailed
+    when a shard failed."""
     from deepcast.features.schema import DS, ID
     from deepcast.pipelines.validate import stale_check
     from deepcast.pipelines.validation.merge import merge_quarantine, merge_reports
     from deepcast.pipelines.validation.writers import REPORT_FILE, write_json
 
-    labels = [j.label for j in jobs]
     reports = [o.report for o in outcomes]
     merged = merge_reports(reports, labels, source)
     merged.quarantine_path = merge_quarantine([r.quarantine_path for r in reports], labels,

@@ -35,8 +35,13 @@ from deepcast.pipelines.tracking import tags as tag
 def validate(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, steps: Steps = PLAIN
              ) -> ValidationResult:
     """Ingest and validate, with the report's JSON and Data Docs HTML; bad data is a
-    result (``success`` False), not an error."""
+    result (``success`` False), not an error. On Dask, a Parquet source or a query is
+    validated shard by shard in the workers (:mod:`.validate_shards`)."""
+    from deepcast.pipelines.runs.validate_shards import sharded, validate_in_shards
     from deepcast.pipelines.validate import validate_long_frame
+
+    if sharded(cfg, inputs):
+        return validate_in_shards(cfg, inputs, steps)
 
     raw = steps.io("ingest", read_data, cfg.data, inputs.given(cfg))
     clean, report = steps.run("validate", validate_long_frame, raw, cfg,

@@ -14,11 +14,15 @@ import pandas as pd
 import pytest
 
 import deepcast
+import deepcast.flows.flows  # noqa: F401  Prefect first: see below
 from deepcast.features.errors import ConfigError, ValidationFailed
 from deepcast.pipelines.forecast_folder import MANIFEST
 from tests.conftest import mlflow_store, pipeline_dict
 
 pytestmark = pytest.mark.integration
+# Prefect reconfigures logging when it is first imported and closes the handlers made before
+# it: TensorFlow's absl handler (made by the training fixture) would close the stream it
+# holds, pytest's capture of that moment, and the next report of this file would fail
 
 MODELS = [{"type": "naive"}, {"type": "mlp", "hidden_size": 8}]
 KEYS = ["unique_id", "ds"]
@@ -171,3 +175,37 @@ def test_dask_workers_forecast_the_shards_and_survive_a_killed_worker(trained, t
     got = _read(out)
     assert not got.duplicated(KEYS).any() and result.rows == len(one)
     pd.testing.assert_frame_equal(got, one[got.columns], check_exact=True)
+
+
+@pytest.mark.slow
+def test_validate_on_dask_checks_every_shard_in_a_worker(trained, tmp_path, capfd):
+    """Runner dask: ``validate`` of a Parquet source runs shard by shard in 2 worker
+    processes; the merged report counts what one process counts and names a failing
+    shard; the CLI exits 3 on it."""
+    import yaml
+
+    from deepcast.flows.cli import main
+
+    root, _ = trained
+    whole = deepcast.validate(_config(root / "sales"), report_dir=tmp_path / "whole")
+    dask = {"runner": "dask", "workers": 2, "memory_limit": "1.5GiB"}
+    good = deepcast.validate(_config(root / "sales", **dask), report_dir=tmp_path / "good",
+                             orchestrator="prefect")
+    assert good.success and good.clean is None
+    assert (good.report.n_rows, good.report.n_series) == (whole.report.n_rows, 6)
+    assert any("validated in 3 shards" in n for n in good.report.notes)
+    assert list((tmp_path / "good").glob("shard-*/data_docs")) == []  # docs: failing only
+    df = pd.read_parquet(root / "sales").astype({"bucket": str})
+    last = sorted(df["unique_id"].unique())[-1]
+    pd.concat([df, df[df["unique_id"] == last].tail(1)]).to_parquet(
+        tmp_path / "bad.parquet", index=False)  # a duplicated (id, ds) in shard 3
+    pipeline = tmp_path / "bad.yaml"
+    pipeline.write_text(yaml.safe_dump(_config(tmp_path / "bad.parquet", **dask)))
+    capfd.readouterr()
+    assert main(["validate", str(pipeline), "--report-dir", str(tmp_path / "bad")]) == 3
+    err = capfd.readouterr().err
+    assert "1 of 3 shards failed validation: shard 3/3" in err and last in err
+    saved = json.loads((tmp_path / "bad" / "validation.json").read_text())
+    assert not saved["success"] and saved["n_series"] == 6
+    assert (tmp_path / "bad" / "shard-00002" / "data_docs").is_dir()  # the failing shard's
+
