@@ -72,24 +72,31 @@ def read_sql(query: str, url_env: str = DEFAULT_URL_ENV) -> pd.DataFrame:
     return raw
 
 
-def _select(query: str, url_env: str, wrap=None, **params: Any) -> pd.DataFrame:
+def _select(query: str, url_env: str, wrap=None, batches: list[dict[str, list]] | None = None
+            ) -> pd.DataFrame:
     """The rows of ``query`` (or of ``wrap(query, quote)``: a statement around it, with
-    ``quote`` the dialect's identifier quoting), with expanding list ``params``."""
+    ``quote`` the dialect's identifier quoting), run once per dict of expanding list
+    parameters in ``batches``, on one connection."""
     from sqlalchemy import bindparam, text
     from sqlalchemy.exc import SQLAlchemyError
 
     url = database_url(url_env)
+    engine = _engine(url)
     try:
-        with _engine(url).connect() as conn:
+        with engine.connect() as conn:
             sql = query if wrap is None else wrap(
                 query.strip().rstrip(";"), conn.dialect.identifier_preparer.quote)
-            statement = text(sql).bindparams(*(bindparam(k, expanding=True) for k in params))
-            return pd.read_sql_query(statement, conn, params=params or None)
+            parts = [pd.read_sql_query(text(sql).bindparams(
+                *(bindparam(k, expanding=True) for k in params)), conn, params=params or None)
+                for params in (batches or [{}])]
     except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
         cause = exc.__cause__ if isinstance(exc.__cause__, SQLAlchemyError) else exc
         first = _redact(_first_line(cause), url)
         raise DataError(f"data.sql: the query failed ({type(cause).__name__}): {first}",
                         hint=f"check the query and the database in ${url_env}") from None
+    finally:
+        engine.dispose()
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
 # series IDs per IN list of a shard's query (SQLite allows 32,766 bound values per statement)
@@ -115,10 +122,9 @@ def read_query_shard(query: str, shard: Shard, id_col: str,
     """The query's rows of ``shard``'s series: the query filtered by ID in the database
     (``IN`` lists of at most :data:`IN_CHUNK` IDs)."""
     ids = list(shard.ids)
-    parts = [_select(query, url_env, lambda q, quote: (
+    return _select(query, url_env, lambda q, quote: (
         f"SELECT * FROM ({q}) AS deepcast_rows WHERE {quote(id_col)} IN :ids"),
-        ids=ids[i:i + IN_CHUNK]) for i in range(0, len(ids), IN_CHUNK)]
-    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        [{"ids": ids[i:i + IN_CHUNK]} for i in range(0, len(ids), IN_CHUNK)])
 
 
 def check_table_name(output: str) -> str:
