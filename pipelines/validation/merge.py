@@ -72,11 +72,14 @@ def merge_quarantine(paths: list[str], labels: list[str], report_dir: Path) -> s
 
 def _merge_checks(reports: list[ValidationReport], labels: list[str]
                   ) -> list[ExpectationResult]:
-    """One result per check (matched by check and column, in first-seen order)."""
-    by_key: dict[tuple[str, str | None], list[tuple[str, ExpectationResult]]] = {}
+    """One result per check (matched by expectation, column and the rule's description:
+    several rules share an expectation type and column, e.g. the target's checks, each a
+    value set over a helper column), in first-seen order."""
+    by_key: dict[tuple[str, str | None, str], list[tuple[str, ExpectationResult]]] = {}
     for label, report in zip(labels, reports, strict=True):
         for res in report.results:
-            by_key.setdefault((res.expectation, res.column), []).append((label, res))
+            key = (res.expectation, res.column, res.description)
+            by_key.setdefault(key, []).append((label, res))
     return [_merge_check(pairs) for pairs in by_key.values()]
 
 

@@ -193,6 +193,8 @@ def test_validate_on_dask_checks_every_shard_in_a_worker(trained, tmp_path, capf
                              orchestrator="prefect")
     assert good.success and good.clean is None
     assert (good.report.n_rows, good.report.n_series) == (whole.report.n_rows, 6)
+    assert [(r.expectation, r.column, r.description) for r in good.report.results] == [
+        (r.expectation, r.column, r.description) for r in whole.report.results]
     assert any("validated in 3 shards" in n for n in good.report.notes)
     assert list((tmp_path / "good").glob("shard-*/data_docs")) == []  # docs: failing only
     df = pd.read_parquet(root / "sales").astype({"bucket": str})

@@ -61,6 +61,22 @@ def test_merged_report_sums_counts_and_names_failing_shards():
     assert "2 of 3 shards failed validation: s2; s3" in merged.summary()
 
 
+def test_rules_of_one_expectation_and_column_stay_apart():
+    """Two rules checked as the same GE expectation on the same column (the target's
+    finite and non-negative checks are both value sets) keep their own counts."""
+    def rule(description: str, failed: int) -> ExpectationResult:
+        return ExpectationResult("expect_column_values_to_be_in_set", "y", failed == 0,
+                                 failed, description, "fix it", [])
+
+    reports = [ValidationReport(success=False, source="s", n_rows=5, n_series=1,
+                                results=[rule("y finite", a), rule("y >= 0", b)],
+                                dropped_series={}, interpolated=0)
+               for a, b in ((1, 0), (0, 2))]
+    merged = merge_reports(reports, ["s1", "s2"], "data")
+    assert [(r.description, r.unexpected_count) for r in merged.results] == [
+        ("y finite", 1), ("y >= 0", 2)]
+
+
 def test_folder_output_rules(tmp_path):
     assert folder.is_folder_output("out") and folder.is_folder_output("out.d/")
     assert not folder.is_folder_output("out.csv") and not folder.is_folder_output("sql://t")
