@@ -93,8 +93,10 @@ def _launch(args: argparse.Namespace, job: Callable[..., Any], *params: Any,
 def cmd_validate(args: argparse.Namespace) -> int:
     from deepcast.flows import api
     from deepcast.pipelines.config import load_config
+    from deepcast.pipelines.runs.base import RunInputs
+    from deepcast.pipelines.runs.validate_shards import sharded
 
-    if load_config(args.pipeline).execution.runner == "dask":  # shards on Dask workers
+    if sharded(load_config(args.pipeline), RunInputs(data=args.data)):  # on Dask workers
         _preflight(args)
         result = _in_flows(args, api.validate, args.pipeline, args.data,
                            report_dir=args.report_dir)

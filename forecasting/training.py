@@ -107,8 +107,9 @@ def train_network(net: Network, data: TrainingData, settings: TrainSettings,
 
 def windows_per_epoch(n_windows: int, settings: TrainSettings) -> int:
     """The training windows one epoch sees: all of them, or a fresh seeded sample of
-    ``settings.windows_per_epoch`` (a large panel's epoch then costs the same however many
-    series it has, and early stopping looks at the validation loss that often)."""
+    ``settings.windows_per_epoch`` drawn uniformly from all of them (a large panel's epoch
+    then takes that many steps whatever its size, and early stopping looks at the
+    validation loss that often)."""
     cap = settings.windows_per_epoch
     return n_windows if cap is None else min(cap, n_windows)
 
@@ -332,8 +333,10 @@ def _fingerprint(net: Network, settings: TrainSettings, data: TrainingData) -> s
                    for k in ("past", "future", "static", "static_cat", "series")]
     arrays = [(k, np.ascontiguousarray(a)) for k, a in arrays]
     head = [net.family, net.name, asdict(net.spec), net.options,
-            # the checkpoint cadence says when checkpoints are written, not what is fit
-            {k: v for k, v in asdict(settings).items() if k != "checkpoint_every"},
+            # the checkpoint cadence says when checkpoints are written, not what is fit; no
+            # windows_per_epoch: as before it existed (checkpoints of then still resume)
+            {k: v for k, v in asdict(settings).items() if k != "checkpoint_every"
+             and not (k == "windows_per_epoch" and v is None)},
             asdict(net.inputs), getattr(getattr(net, "warm_start", None), "label", None),
             [(k, a.dtype.str, a.shape) for k, a in arrays]]
     h = hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode())

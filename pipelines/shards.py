@@ -11,7 +11,7 @@ shards.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,13 @@ class Shard:
     count: int
     ids: tuple[Any, ...]
     rows: int
+    nulls: bool = False  # the source's rows with no series ID come with this shard
 
     @property
     def label(self) -> str:
         """``shard 3/10 (series A .. K, 120 series)``: how errors and logs name it."""
+        if not self.ids:
+            return f"shard {self.index + 1}/{self.count} (rows without a series ID)"
         first, last = str(self.ids[0]), str(self.ids[-1])
         span = first if len(self.ids) == 1 else f"{first} .. {last}"
         return f"shard {self.index + 1}/{self.count} (series {span}, {len(self.ids)} series)"
@@ -56,6 +59,17 @@ def pack(counts: pd.Series, target_rows: int) -> list[Shard]:
     return [Shard(i, len(groups), tuple(ids), rows) for i, (ids, rows) in enumerate(groups)]
 
 
+def with_nulls(shards: list[Shard], null_rows: int) -> list[Shard]:
+    """``shards`` with the rows that have no series ID given to the first one (validation
+    reports them, as it does reading the whole source), or to a shard of their own."""
+    if not null_rows:
+        return shards
+    if not shards:
+        return [Shard(0, 1, (), null_rows, nulls=True)]
+    first = shards[0]
+    return [replace(first, rows=first.rows + null_rows, nulls=True), *shards[1:]]
+
+
 def plan_source(path: str | Path, id_col: str, target_rows: int) -> list[Shard]:
     """The shards of a Parquet file or dataset, from its ID column only."""
     data = open_parquet(path)
@@ -71,14 +85,15 @@ def plan_source(path: str | Path, id_col: str, target_rows: int) -> list[Shard]:
         counts = chunk if counts is None else counts.add(chunk, fill_value=0)
     if counts is None or counts.empty:
         raise DataError(f"{path}: no data rows", hint="export the data again with its rows")
-    if counts.index.hasnans:
-        counts = counts[counts.index.notna()]  # rows without an ID: validation reports them
-    return pack(counts.astype("int64"), target_rows)
+    missing = counts.index.isna()
+    return with_nulls(pack(counts[~missing].astype("int64"), target_rows),
+                      int(counts[missing].sum()))
 
 
 def plan_frame(frame: pd.DataFrame, id_col: str, target_rows: int) -> list[Shard]:
     """The shards of a frame in memory."""
-    return pack(frame[id_col].value_counts(sort=False, dropna=True), target_rows)
+    return with_nulls(pack(frame[id_col].value_counts(sort=False, dropna=True), target_rows),
+                      int(frame[id_col].isna().sum()))
 
 
 def read_shard(path: str | Path, shard: Shard, id_col: str,
@@ -91,11 +106,14 @@ def read_shard(path: str | Path, shard: Shard, id_col: str,
     data = open_parquet(path)
     names = None if columns is None else [c for c in data.schema.names if c in columns]
     ids = pa.array(list(shard.ids), type=data.schema.field(id_col).type)
-    bounds = pc.min_max(ids)  # not ids[0], ids[-1]: shards are in str order, IDs may be ints
-    low, high = bounds["min"].as_py(), bounds["max"].as_py()
-    # the range lets pyarrow skip files and row groups by their min/max statistics (a
-    # dataset sorted or partitioned by series is read once over all shards); isin is exact
-    where = (ds.field(id_col) >= low) & (ds.field(id_col) <= high) & ds.field(id_col).isin(ids)
+    where = ds.field(id_col).is_null() if shard.nulls else None
+    if len(ids):
+        bounds = pc.min_max(ids)  # not ids[0], ids[-1]: shards are in str order, IDs may be ints
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        # the range lets pyarrow skip files and row groups by their min/max statistics (a
+        # dataset sorted or partitioned by series is read once over all shards); isin is exact
+        mine = (ds.field(id_col) >= low) & (ds.field(id_col) <= high) & ds.field(id_col).isin(ids)
+        where = mine if where is None else where | mine
     try:
         table = data.to_table(columns=names, filter=where)
     except Exception as exc:  # pyarrow's ArrowInvalid / OSError: a file changed or damaged

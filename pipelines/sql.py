@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from deepcast.features.errors import ConfigError, DataError, RunFailed
-from deepcast.pipelines.shards import Shard, pack
+from deepcast.pipelines.shards import Shard, pack, with_nulls
 
 DEFAULT_URL_ENV = "DEEPCAST_DB_URL"
 SQL_OUTPUT = "sql://"
@@ -108,13 +108,15 @@ def plan_query(query: str, id_col: str, target_rows: int, url_env: str = DEFAULT
     """The shards of a query's rows, from one aggregate the database computes (one row
     count per series reaches this process, never the rows)."""
     counts = _select(query, url_env, lambda q, quote: (
-        f"SELECT {quote(id_col)} AS id, COUNT(*) AS n FROM ({q}) AS deepcast_rows "
-        f"WHERE {quote(id_col)} IS NOT NULL GROUP BY {quote(id_col)}"))
+        f"SELECT {quote(id_col)} AS id, COUNT(*) AS n FROM (\n{q}\n) AS deepcast_rows "
+        f"GROUP BY {quote(id_col)}"))
     if counts.empty:
         raise DataError("data.sql: the query returned no rows",
                         hint="check the query's filters and the table's contents")
-    return pack(pd.Series(counts["n"].to_numpy("int64"), index=counts["id"].tolist()),
-                target_rows)
+    missing = counts["id"].isna().to_numpy()
+    known = counts[~missing]
+    return with_nulls(pack(pd.Series(known["n"].to_numpy("int64"), index=known["id"].tolist()),
+                           target_rows), int(counts.loc[missing, "n"].sum()))
 
 
 def read_query_shard(query: str, shard: Shard, id_col: str,
@@ -122,9 +124,14 @@ def read_query_shard(query: str, shard: Shard, id_col: str,
     """The query's rows of ``shard``'s series: the query filtered by ID in the database
     (``IN`` lists of at most :data:`IN_CHUNK` IDs)."""
     ids = list(shard.ids)
-    return _select(query, url_env, lambda q, quote: (
-        f"SELECT * FROM ({q}) AS deepcast_rows WHERE {quote(id_col)} IN :ids"),
-        [{"ids": ids[i:i + IN_CHUNK]} for i in range(0, len(ids), IN_CHUNK)])
+    batches = [{"ids": ids[i:i + IN_CHUNK]} for i in range(0, len(ids), IN_CHUNK)]
+    parts = [_select(query, url_env, lambda q, quote: (
+        f"SELECT * FROM (\n{q}\n) AS deepcast_rows WHERE {quote(id_col)} IN :ids"),
+        batches)] if batches else []
+    if shard.nulls:  # the rows without an ID: validation reports them
+        parts.append(_select(query, url_env, lambda q, quote: (
+            f"SELECT * FROM (\n{q}\n) AS deepcast_rows WHERE {quote(id_col)} IS NULL")))
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
 def check_table_name(output: str) -> str:

@@ -208,6 +208,7 @@ def _results(suite: Suite, outcomes: dict[str, gx.Outcome]) -> list[ExpectationR
                 description=rule.message,
                 hint=rule.hint,
                 examples=[] if outcome.success else suite.examples(rule),
+                check=rule.name,
             )
         )
     return results

@@ -55,10 +55,11 @@ class TrainingConfig(_Strict):
         "number ('auto': 32), so every epoch keeps its exact batches; 1 turns it off.")
     windows_per_epoch: int | None = Field(
         None, ge=1, description="Training windows per epoch: each epoch fits on a fresh "
-        "sample of this many (drawn without replacement from every series' windows, seeded "
-        "by `seed` and the epoch), so an epoch of a large panel costs the same however "
-        "many series it has and early stopping checks the validation loss that often. "
-        "null: every window, every epoch.")
+        "sample of this many, drawn uniformly without replacement from all series' windows "
+        "(seeded by `seed` and the epoch), so an epoch of a large panel takes that many "
+        "windows' steps whatever its size (only the per-epoch shuffle of the window starts "
+        "grows with it) and early stopping checks the validation loss that often. null: "
+        "every window, every epoch.")
     checkpoint: bool = Field(
         True, description="Checkpoint training so an interrupted train resumes where it "
         "stopped when rerun with the same config and data.")

@@ -194,7 +194,8 @@ def _slice(inputs: RunInputs, id_col: str, shard: Shard) -> pd.DataFrame | None:
     if not inputs.in_memory:
         return None
     frame = inputs.data
-    return frame[frame[id_col].isin(shard.ids)]
+    mine = frame[id_col].isin(shard.ids)
+    return frame[mine | frame[id_col].isna()] if shard.nulls else frame[mine]
 
 
 def _rows(job: ShardJob) -> pd.DataFrame:
@@ -252,17 +253,18 @@ def _key(cfg: PipelineConfig, version: str) -> tuple[str, str, str]:
 
 
 def merged_report(cfg: PipelineConfig, outcomes: list[Any], labels: list[str],
-                  where: Path, source: str) -> Any:
+                  where: Path, source: str, whole_panel: bool = False) -> Any:
     """The merged report of the shards' ``outcomes`` (each with its ``report`` and the
     ``last_ds`` of its series), written as the run's validation.json; ValidationFailed
-    when a shard failed."""
+    when it failed (``whole_panel``: see :func:`merge_reports`)."""
     from deepcast.features.schema import DS, ID
     from deepcast.pipelines.validate import stale_check
     from deepcast.pipelines.validation.merge import merge_quarantine, merge_reports
     from deepcast.pipelines.validation.writers import REPORT_FILE, write_json
 
     reports = [o.report for o in outcomes]
-    merged = merge_reports(reports, labels, source)
+    merged = merge_reports(reports, labels, source, whole_panel)
+    merged.docs_path = next((r.docs_path for r in reports if r.docs_path), None)
     merged.quarantine_path = merge_quarantine([r.quarantine_path for r in reports], labels,
                                               where)
     last = pd.concat([o.last_ds for o in outcomes if len(o.last_ds)])

@@ -89,7 +89,7 @@ def validate_in_shards(cfg: PipelineConfig, inputs: RunInputs, steps: Steps
                         "series of each frequency as their own pipeline)")
     try:
         report = merged_report(cfg, outcomes, [s.label for s in shards], where,
-                               inputs.label(cfg))
+                               inputs.label(cfg), whole_panel=True)
     except ValidationFailed as exc:
         report = exc.report
     return ValidationResult(report)

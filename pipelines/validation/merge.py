@@ -9,6 +9,7 @@ into one. Row numbers in examples and quarantine files count within the shard's 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -20,19 +21,27 @@ from deepcast.pipelines.validation.report import (
     ExpectationResult,
     ValidationReport,
 )
+from deepcast.pipelines.validation.rules import PANEL_RULES
 
 MAX_LISTED = 100  # filled / stale series kept in the merged report, as a single run keeps
 
 
-def merge_reports(reports: list[ValidationReport], labels: list[str], source: str
-                  ) -> ValidationReport:
-    """The panel's report from its shards' (``labels`` name the shards, in order)."""
+def merge_reports(reports: list[ValidationReport], labels: list[str], source: str,
+                  whole_panel: bool = False) -> ValidationReport:
+    """The panel's report from its shards' (``labels`` name the shards, in order).
+    ``whole_panel``: the panel's verdict (what one process would say of all the rows): a
+    check of :data:`PANEL_RULES` passes when it passes in some shard; else every shard
+    must pass every check (a shard whose rows cannot be used fails the run)."""
     first = reports[0]
-    failed = [label for label, r in zip(labels, reports, strict=True) if not r.success]
+    results = _merge_checks(reports, labels, whole_panel)
+    failing = {_key(r) for r in results if not r.success}
+    failed = [label for label, r in zip(labels, reports, strict=True)
+              if not r.success and (not whole_panel or any(
+                  _key(c) in failing for c in r.results if not c.success))]
     merged = ValidationReport(
-        success=not failed, source=source,
+        success=not failed and not failing, source=source,
         n_rows=sum(r.n_rows for r in reports), n_series=sum(r.n_series for r in reports),
-        results=_merge_checks(reports, labels),
+        results=results,
         dropped_series={k: v for r in reports for k, v in r.dropped_series.items()},
         interpolated=sum(r.interpolated for r in reports),
         quarantined=sum(r.quarantined for r in reports),
@@ -70,22 +79,32 @@ def merge_quarantine(paths: list[str], labels: list[str], report_dir: Path) -> s
     return str(path)
 
 
-def _merge_checks(reports: list[ValidationReport], labels: list[str]
+def _key(res: ExpectationResult) -> tuple:
+    """A check's identity across shards: its rule (older reports: expectation, column and
+    message)."""
+    return (res.check,) if res.check else (res.expectation, res.column, res.description)
+
+
+def _merge_checks(reports: list[ValidationReport], labels: list[str], whole_panel: bool
                   ) -> list[ExpectationResult]:
-    """One result per check (matched by expectation, column and the rule's description:
-    several rules share an expectation type and column, e.g. the target's checks, each a
-    value set over a helper column), in first-seen order."""
-    by_key: dict[tuple[str, str | None, str], list[tuple[str, ExpectationResult]]] = {}
+    """One result per check (matched by :func:`_key`: several rules share an expectation
+    type and column), in first-seen order."""
+    by_key: dict[tuple, list[tuple[str, ExpectationResult]]] = {}
     for label, report in zip(labels, reports, strict=True):
         for res in report.results:
-            key = (res.expectation, res.column, res.description)
-            by_key.setdefault(key, []).append((label, res))
-    return [_merge_check(pairs) for pairs in by_key.values()]
+            by_key.setdefault(_key(res), []).append((label, res))
+    return [_merge_check(pairs, whole_panel and pairs[0][1].check in PANEL_RULES)
+            for pairs in by_key.values()]
 
 
-def _merge_check(pairs: list[tuple[str, ExpectationResult]]) -> ExpectationResult:
-    """One check over all shards: failures summed, the first examples kept."""
+def _merge_check(pairs: list[tuple[str, ExpectationResult]], any_passes: bool
+                 ) -> ExpectationResult:
+    """One check over all shards: failures summed, the first examples kept; with
+    ``any_passes`` (a panel rule), it passes as a whole when it passes in some shard."""
     results = [r for _, r in pairs]
+    if any_passes and any(r.success for r in results):
+        head = next(r for r in results if r.success)
+        return replace(head, examples=[])
     examples = [{**ex, "shard": label} for label, r in pairs for ex in r.examples
                 ][:MAX_EXAMPLES]
     head = next((r for r in results if not r.success), results[0])
@@ -93,7 +112,7 @@ def _merge_check(pairs: list[tuple[str, ExpectationResult]]) -> ExpectationResul
         expectation=head.expectation, column=head.column,
         success=all(r.success for r in results),
         unexpected_count=sum(r.unexpected_count for r in results),
-        description=head.description, hint=head.hint, examples=examples)
+        description=head.description, hint=head.hint, examples=examples, check=head.check)
 
 
 def _most(reports: list[ValidationReport], name: str, key: str) -> list[dict]:

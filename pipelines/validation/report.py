@@ -31,6 +31,7 @@ class ExpectationResult:
     description: str
     hint: str
     examples: list[dict] = field(default_factory=list)
+    check: str = ""  # the rule's name (validation/rules.py), the same in every shard
 
     def __post_init__(self) -> None:
         if len(self.examples) > MAX_EXAMPLES:

@@ -163,6 +163,12 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+# rules about the panel as a whole: a shard of it may fail one (all its series too short or
+# dropped) while the panel passes (validate_shards merges them: the panel passes if a shard
+# does)
+PANEL_RULES = frozenset({"lookback_fits", "not_empty"})
+
+
 def _present(f: FrameFacts, col: str | None) -> np.ndarray:
     return f.frame[col].notna().to_numpy()
 

@@ -118,10 +118,16 @@ def test_a_query_is_sharded_in_the_database(trained, tmp_path, monkeypatch):
     assert json.loads((out / MANIFEST).read_text())["shards"] == 3
     assert result.rows == len(one) and result.series == 6
     pd.testing.assert_frame_equal(_read(out), one[_read(out).columns], check_exact=True)
-    plan = sql.plan_query("SELECT * FROM sales", "unique_id", 200, "SHOP_DB")
+    query = "SELECT * FROM sales -- a comment ends the query"
+    plan = sql.plan_query(query, "unique_id", 200, "SHOP_DB")
     assert [s.rows for s in plan] == [192, 192, 192]
-    assert [len(sql.read_query_shard("SELECT * FROM sales", s, "unique_id", "SHOP_DB"))
-            for s in plan] == [192, 192, 192]
+    assert [len(sql.read_query_shard(query, s, "unique_id", "SHOP_DB")) for s in plan] == [
+        192, 192, 192]
+    with sqlite3.connect(db) as conn:  # a row with no series ID goes with shard 1
+        conn.execute("INSERT INTO sales (unique_id, ds, y) VALUES (NULL, '2019-01-01', 1.0)")
+    plan = sql.plan_query(query, "unique_id", 200, "SHOP_DB")
+    assert [(s.rows, s.nulls) for s in plan] == [(193, True), (192, False), (192, False)]
+    assert len(sql.read_query_shard(query, plan[0], "unique_id", "SHOP_DB")) == 193
 
 
 def test_a_failing_shard_is_named_and_nothing_is_committed(trained, tmp_path):
@@ -199,14 +205,16 @@ def test_validate_on_dask_checks_every_shard_in_a_worker(trained, tmp_path, capf
     assert list((tmp_path / "good").glob("shard-*/data_docs")) == []  # docs: failing only
     df = pd.read_parquet(root / "sales").astype({"bucket": str})
     last = sorted(df["unique_id"].unique())[-1]
-    pd.concat([df, df[df["unique_id"] == last].tail(1)]).to_parquet(
-        tmp_path / "bad.parquet", index=False)  # a duplicated (id, ds) in shard 3
+    no_id = df.head(1).assign(unique_id=None)  # read with shard 1, as one process reads it
+    pd.concat([df, df[df["unique_id"] == last].tail(1), no_id]).to_parquet(
+        tmp_path / "bad.parquet", index=False)  # and a duplicated (id, ds) in shard 3
     pipeline = tmp_path / "bad.yaml"
     pipeline.write_text(yaml.safe_dump(_config(tmp_path / "bad.parquet", **dask)))
     capfd.readouterr()
     assert main(["validate", str(pipeline), "--report-dir", str(tmp_path / "bad")]) == 3
     err = capfd.readouterr().err
-    assert "1 of 3 shards failed validation: shard 3/3" in err and last in err
+    assert "2 of 3 shards failed validation: shard 1/3" in err and "; shard 3/3" in err
+    assert last in err and "unique_id must not be empty" in err
     saved = json.loads((tmp_path / "bad" / "validation.json").read_text())
     assert not saved["success"] and saved["n_series"] == 6
     assert (tmp_path / "bad" / "shard-00002" / "data_docs").is_dir()  # the failing shard's

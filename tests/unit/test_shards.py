@@ -77,6 +77,46 @@ def test_rules_of_one_expectation_and_column_stay_apart():
         ("y finite", 1), ("y >= 0", 2)]
 
 
+def test_rows_without_a_series_id_come_with_the_first_shard(tmp_path):
+    """The planners count the rows with no ID and give them to shard 1, so validation sees
+    (and reports) them as it would reading the whole source."""
+    from deepcast.pipelines.shards import plan_frame
+
+    df = pd.DataFrame({"id": ["b", None, "a", "b", None], "y": range(5)})
+    df.to_parquet(tmp_path / "s.parquet", index=False)
+    for shards in (plan_source(tmp_path / "s.parquet", "id", 2), plan_frame(df, "id", 2)):
+        assert [(s.ids, s.rows, s.nulls) for s in shards] == [
+            (("a",), 3, True), (("b",), 2, False)]
+    rows = read_shard(tmp_path / "s.parquet", plan_source(tmp_path / "s.parquet", "id", 2)[0],
+                      "id", None)
+    assert sorted(rows["y"]) == [1, 2, 4]
+    only = pd.DataFrame({"id": [None, None], "y": [1, 2]})
+    only.to_parquet(tmp_path / "n.parquet", index=False)
+    (shard,) = plan_source(tmp_path / "n.parquet", "id", 2)
+    assert shard.label == "shard 1/1 (rows without a series ID)"
+    assert len(read_shard(tmp_path / "n.parquet", shard, "id", None)) == 2
+
+
+def test_a_panel_rule_passes_when_a_shard_passes_it():
+    """whole_panel: 'some series fills a window' fails in a shard of short series only, and
+    the panel passes as one process would say; other checks still fail the panel."""
+    def report(fits: bool, dup: int) -> ValidationReport:
+        window = ExpectationResult("expect_column_values_to_be_in_set", "unique_id", fits,
+                                   0 if fits else 3, "longest series has N rows", "h",
+                                   check="lookback_fits")
+        return ValidationReport(success=fits and not dup, source="s", n_rows=5, n_series=1,
+                                results=[window, _check(dup, [])], dropped_series={},
+                                interpolated=0)
+
+    merged = merge_reports([report(True, 0), report(False, 0)], ["s1", "s2"], "d",
+                           whole_panel=True)
+    assert merged.success and all(r.success for r in merged.results)
+    assert not merge_reports([report(True, 0), report(False, 0)], ["s1", "s2"], "d").success
+    merged = merge_reports([report(True, 0), report(False, 2)], ["s1", "s2"], "d",
+                           whole_panel=True)
+    assert not merged.success and "1 of 2 shards failed validation: s2" in merged.summary()
+
+
 def test_folder_output_rules(tmp_path):
     assert folder.is_folder_output("out") and folder.is_folder_output("out.d/")
     assert not folder.is_folder_output("out.csv") and not folder.is_folder_output("sql://t")
