@@ -28,6 +28,12 @@ def is_dataset(path: str | Path) -> bool:
     return not path.is_file() and (path.is_dir() or bool(GLOB & set(str(path))))
 
 
+def is_parquet(path: str | Path) -> bool:
+    """Whether ``path`` names Parquet: a dataset (:func:`is_dataset`) or a ``.parquet`` /
+    ``.pq`` file."""
+    return is_dataset(path) or Path(path).suffix.lower() in SUFFIXES
+
+
 def dataset_files(path: str | Path) -> list[Path]:
     """The Parquet files of a folder (recursively, hidden and ``_``-prefixed ones left out
     as Spark and pyarrow do) or of a glob, sorted; ConfigError when there are none or a

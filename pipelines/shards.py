@@ -43,9 +43,14 @@ class Shard:
 
 def pack(counts: pd.Series, target_rows: int) -> list[Shard]:
     """Shards of whole series (``counts``: rows per series ID) in sorted-ID order, each
-    closed once it reaches ``target_rows`` (a series longer than that is a shard alone)."""
+    closed once it reaches ``target_rows`` (a series longer than that is a shard alone).
+    Rows counted under a missing ID go with the first shard (validation reports them, as
+    it does reading the whole source), or make a shard of their own."""
+    missing = counts.index.isna()
+    null_rows = int(counts[missing].sum())
+    counts = counts[~missing]
     if counts.empty:
-        return []
+        return [Shard(0, 1, (), null_rows, nulls=True)] if null_rows else []
     order = sorted(counts.index, key=str)
     groups: list[tuple[list[Any], int]] = [([], 0)]
     for uid in order:
@@ -56,18 +61,10 @@ def pack(counts: pd.Series, target_rows: int) -> list[Shard]:
         else:
             ids.append(uid)
             groups[-1] = (ids, rows + n)
-    return [Shard(i, len(groups), tuple(ids), rows) for i, (ids, rows) in enumerate(groups)]
-
-
-def with_nulls(shards: list[Shard], null_rows: int) -> list[Shard]:
-    """``shards`` with the rows that have no series ID given to the first one (validation
-    reports them, as it does reading the whole source), or to a shard of their own."""
-    if not null_rows:
-        return shards
-    if not shards:
-        return [Shard(0, 1, (), null_rows, nulls=True)]
-    first = shards[0]
-    return [replace(first, rows=first.rows + null_rows, nulls=True), *shards[1:]]
+    shards = [Shard(i, len(groups), tuple(ids), rows) for i, (ids, rows) in enumerate(groups)]
+    if null_rows:
+        shards[0] = replace(shards[0], rows=shards[0].rows + null_rows, nulls=True)
+    return shards
 
 
 def plan_source(path: str | Path, id_col: str, target_rows: int) -> list[Shard]:
@@ -85,15 +82,12 @@ def plan_source(path: str | Path, id_col: str, target_rows: int) -> list[Shard]:
         counts = chunk if counts is None else counts.add(chunk, fill_value=0)
     if counts is None or counts.empty:
         raise DataError(f"{path}: no data rows", hint="export the data again with its rows")
-    missing = counts.index.isna()
-    return with_nulls(pack(counts[~missing].astype("int64"), target_rows),
-                      int(counts[missing].sum()))
+    return pack(counts.astype("int64"), target_rows)
 
 
 def plan_frame(frame: pd.DataFrame, id_col: str, target_rows: int) -> list[Shard]:
     """The shards of a frame in memory."""
-    return with_nulls(pack(frame[id_col].value_counts(sort=False, dropna=True), target_rows),
-                      int(frame[id_col].isna().sum()))
+    return pack(frame[id_col].value_counts(sort=False, dropna=False), target_rows)
 
 
 def read_shard(path: str | Path, shard: Shard, id_col: str,
@@ -127,12 +121,12 @@ def open_parquet(path: str | Path):
     for any other source (a CSV: convert it)."""
     import pyarrow.dataset as ds
 
-    from deepcast.pipelines.parquet_dataset import SUFFIXES, is_dataset, open_dataset
+    from deepcast.pipelines.parquet_dataset import is_dataset, is_parquet, open_dataset
 
     path = Path(path)
     if is_dataset(path):
         return open_dataset(path)
-    if path.suffix.lower() not in SUFFIXES:
+    if not is_parquet(path):
         raise ConfigError(f"a forecast into a folder reads its history shard by shard, from "
                           f"Parquet; {path} is not Parquet",
                           hint="convert the data to Parquet (pandas: df.to_parquet(...)), or "

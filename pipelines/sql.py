@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from deepcast.features.errors import ConfigError, DataError, RunFailed
-from deepcast.pipelines.shards import Shard, pack, with_nulls
+from deepcast.pipelines.shards import Shard, pack
 
 DEFAULT_URL_ENV = "DEEPCAST_DB_URL"
 SQL_OUTPUT = "sql://"
@@ -65,11 +65,14 @@ def _engine(url: str):
 
 def read_sql(query: str, url_env: str = DEFAULT_URL_ENV) -> pd.DataFrame:
     """Run ``query`` and return its rows; DataError (no URL in it) when it fails."""
-    raw = _select(query, url_env)
-    if raw.empty:
+    return _some_rows(_select(query, url_env))
+
+
+def _some_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    if frame.empty:
         raise DataError("data.sql: the query returned no rows",
                         hint="check the query's filters and the table's contents")
-    return raw
+    return frame
 
 
 def _select(query: str, url_env: str, wrap=None, batches: list[dict[str, list]] | None = None
@@ -110,13 +113,10 @@ def plan_query(query: str, id_col: str, target_rows: int, url_env: str = DEFAULT
     counts = _select(query, url_env, lambda q, quote: (
         f"SELECT {quote(id_col)} AS id, COUNT(*) AS n FROM (\n{q}\n) AS deepcast_rows "
         f"GROUP BY {quote(id_col)}"))
-    if counts.empty:
-        raise DataError("data.sql: the query returned no rows",
-                        hint="check the query's filters and the table's contents")
-    missing = counts["id"].isna().to_numpy()
-    known = counts[~missing]
-    return with_nulls(pack(pd.Series(known["n"].to_numpy("int64"), index=known["id"].tolist()),
-                           target_rows), int(counts.loc[missing, "n"].sum()))
+    counts = _some_rows(counts)
+    return pack(pd.Series(counts["n"].to_numpy("int64"),
+                          index=pd.Index(counts["id"].tolist(), dtype=object)),
+                target_rows)
 
 
 def read_query_shard(query: str, shard: Shard, id_col: str,

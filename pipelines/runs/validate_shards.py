@@ -50,14 +50,12 @@ class ValidateOutcome:
 
 def sharded(cfg: PipelineConfig, inputs: RunInputs) -> bool:
     """Whether ``validate`` runs shard by shard: on Dask, from Parquet or a query."""
-    from deepcast.pipelines.parquet_dataset import SUFFIXES, is_dataset
+    from deepcast.pipelines.parquet_dataset import is_parquet
 
     if cfg.execution.runner != "dask" or inputs.in_memory:
         return False
     source = inputs.source(cfg)
-    if source is None:
-        return cfg.data.sql is not None
-    return is_dataset(Path(source)) or Path(source).suffix.lower() in SUFFIXES
+    return cfg.data.sql is not None if source is None else is_parquet(source)
 
 
 def validate_shard(job: ValidateJob) -> ValidateOutcome:
