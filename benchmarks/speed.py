@@ -23,7 +23,8 @@ shared machine skews every figure. Results: ``benchmarks/results/speed.json``.
   validation, registry load, forecast, file written) of one series (a small forecast, goal
   <= 8 s) and of the same 10,000 series (goal <= 15 s).
 
-predict and cli run on the **default path** a user takes: monthly datetime ``ds``
+train (with ``--ds datetime``; its default stays the integer panel of the earlier
+rounds), predict and cli run on the **default path** a user takes: monthly datetime ``ds``
 (``freq: MS``) and ``calendar: auto`` (month features as future covariates).
 ``--ds int`` gives the integer-``ds``, no-covariate variant the first rounds measured.
 """
@@ -149,40 +150,76 @@ def worker_windows(tool: str, n_series: int, length: int, lookback: int,
             "materialised_mb": n // epochs * (lookback + H) * 4 / 2**20}
 
 
-def worker_train(model: str, n_series: int, length: int, epochs: int) -> dict:
-    """Steady-state windows/s of ``KerasForecaster.fit`` (epochs after the first)."""
+FAMILIES = {"lstm": ("lstm", {"units": 64}),
+            "mlp": ("mlp", {"hidden_size": 512, "layers": 2}),
+            # the zoo families at their defaults (neuralforecast's, same sizes)
+            "nhits": ("nhits", {}), "nbeats": ("nbeats", {}), "tide": ("tide", {}),
+            "tft": ("tft", {}),
+            "transformer": ("transformer", {"d_model": 64, "heads": 4, "layers": 2,
+                                            "ff_dim": 128, "patch_len": 16, "stride": 8})}
+
+
+def worker_train(model: str, n_series: int, length: int, epochs: int,
+                 ds: str = "int") -> dict:
+    """Steady-state windows/s of ``KerasForecaster.fit`` (epochs after the first).
+    ``ds="datetime"``: the default path, through ``prepare`` and ``fit_model`` as ``train``
+    runs it (monthly datetime ``ds``, ``calendar: auto``: month sin/cos as future
+    covariates, per-series scaling); ``"int"``: the bare fit of an integer-indexed panel
+    without covariates (the earlier rounds)."""
     _setup_tf()
+    from deepcast.forecasting.base import TrainSettings
+
+    family, options = FAMILIES[model]
+    values = synthetic_panel(n_series, length)
+    # XLA on as in a default-length fit of this panel (30 epochs x 175 steps is past
+    # jit_compile: auto's 2,000 planned steps); these 3 epochs alone are not
+    settings = TrainSettings(max_epochs=epochs, patience=epochs, batch_size=BATCH, seed=0,
+                             jit_compile=True)
+    stamps: list[float] = []
+    t0 = time.perf_counter()
+    if ds == "datetime":
+        windows, params = _fit_default_path(family, options, values, settings, stamps)
+    else:
+        windows, params = _fit_bare(family, options, values, settings, stamps)
+    t0 = stamps[0] - t0
+    steady = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+    return {"windows_per_epoch": windows, "first_epoch_s": t0, "epoch_s": steady,
+            "windows_per_s": windows / steady, "params": params, "ds": ds}
+
+
+def _fit_bare(family: str, options: dict, values: np.ndarray, settings, stamps: list
+              ) -> tuple[int, int]:
     from deepcast.features.windows import window_starts
-    from deepcast.forecasting.base import TrainingData, TrainSettings, WindowSpec
+    from deepcast.forecasting.base import TrainingData, WindowSpec
     from deepcast.forecasting.models import build_forecaster
 
-    family, options = {"lstm": ("lstm", {"units": 64}),
-                       "mlp": ("mlp", {"hidden_size": 512, "layers": 2}),
-                       # the zoo families at their defaults (neuralforecast's, same sizes)
-                       "nhits": ("nhits", {}), "nbeats": ("nbeats", {}), "tide": ("tide", {}),
-                       "transformer": ("transformer", {"d_model": 64, "heads": 4, "layers": 2,
-                                                       "ff_dim": 128, "patch_len": 16,
-                                                       "stride": 8})}[model]
-    values = synthetic_panel(n_series, length)
+    n_series, length = values.shape
     offsets = np.arange(n_series + 1, dtype=np.int64) * length
-    flat = values.reshape(-1)
     # the same per-series standardisation deepcast's prepare() applies
     flat = ((values - values.mean(1, keepdims=True)) / values.std(1, keepdims=True)
             ).reshape(-1).astype(np.float32)
     starts = window_starts(offsets, L, H)
-    f = build_forecaster(family, model, WindowSpec(L, H, 12), options)
-    stamps: list[float] = []
-    t0 = time.perf_counter()
-    f.fit(TrainingData(flat, starts, np.zeros(0, np.int64)),
-          # XLA on as in a default-length fit of this panel (30 epochs x 175 steps is past
-          # jit_compile: auto's 2,000 planned steps); these 3 epochs alone are not
-          TrainSettings(max_epochs=epochs, patience=epochs, batch_size=BATCH, seed=0,
-                        jit_compile=True),
+    f = build_forecaster(family, family, WindowSpec(L, H, 12), options)
+    f.fit(TrainingData(flat, starts, np.zeros(0, np.int64)), settings,
           on_epoch=lambda e, logs: stamps.append(time.perf_counter()))
-    steady = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
-    return {"windows_per_epoch": len(starts), "first_epoch_s": stamps[0] - t0,
-            "epoch_s": steady, "windows_per_s": len(starts) / steady,
-            "params": int(f.model.count_params())}
+    return len(starts), int(f.model.count_params())
+
+
+def _fit_default_path(family: str, options: dict, values: np.ndarray, settings,
+                      stamps: list) -> tuple[int, int]:
+    from deepcast.pipelines.config import ENTRY_MODELS, parse_config
+    from deepcast.pipelines.modelling import fit_model, prepare
+
+    cfg = parse_config({"name": "speed", "data": {"path": "unused.csv", "freq": "MS",
+                                                  "season_length": 12},
+                        "features": {"lookback": L, "horizon": H},  # calendar: auto
+                        "models": [{"type": family, **options}],
+                        "evaluation": {"test_size": H}})
+    prep = prepare(long_frame(values, "datetime"), cfg)
+    predictor, _, _ = fit_model(ENTRY_MODELS[family](type=family, **options), prep, settings,
+                                on_epoch=lambda e, logs: stamps.append(time.perf_counter()))
+    return (len(prep.train_starts),
+            int(predictor.forecaster.model.count_params()))
 
 
 def worker_predict(n_series: int, length: int, ds: str = "datetime") -> dict:
@@ -280,14 +317,14 @@ def bench_windows(runs: int, quick: bool) -> dict:
     return {"series": n_series, "length": length, "runs": res, "summary": summary}
 
 
-def bench_train(runs: int, quick: bool, models: list[str]) -> dict:
+def bench_train(runs: int, quick: bool, models: list[str], ds: str) -> dict:
     n_series, length = (50, 300) if quick else (100, 500)
     cmds = {}
     for m in models:
         cmds[f"deepcast_{m}"] = me("train", model=m, n_series=n_series, length=length,
-                                   epochs=3)
+                                   epochs=3, ds=ds)
         cmds[f"neuralforecast_{m}"] = peer("train", model=m, n_series=n_series,
-                                           length=length, steps=20 if quick else 200)
+                                           length=length, steps=20 if quick else 200, ds=ds)
     res = interleaved(cmds, runs)
     summary = {}
     for m in models:
@@ -295,7 +332,7 @@ def bench_train(runs: int, quick: bool, models: list[str]) -> dict:
             res[f"neuralforecast_{m}"], "windows_per_s")
         summary[m] = {"deepcast_windows_per_s": d, "neuralforecast_windows_per_s": n,
                       "ratio": d / n}
-    return {"series": n_series, "length": length, "runs": res, "summary": summary}
+    return {"series": n_series, "length": length, "ds": ds, "runs": res, "summary": summary}
 
 
 def bench_predict(runs: int, quick: bool, ds: str) -> dict:
@@ -380,11 +417,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
     ap.add_argument("--models", default="lstm,mlp,transformer")
     ap.add_argument("--ds", choices=sorted(DS_KINDS), default="datetime",
-                    help="predict/cli: datetime ds with calendar: auto (the default path) "
-                    "or integer ds (no covariates)")
+                    help="train/predict/cli: datetime ds with calendar: auto (the default "
+                    "path) or integer ds (no covariates)")
+    ap.add_argument("--results", help="file name under benchmarks/results (default "
+                    "speed.json, speed_quick.json with --quick)")
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / ("speed_quick.json" if args.quick else "speed.json")
+    path = RESULTS / (args.results or ("speed_quick.json" if args.quick else "speed.json"))
     out = json.loads(path.read_text()) if path.is_file() else {}
     for b in args.benches:
         before = uptime()
@@ -393,7 +432,7 @@ def main() -> None:
         if b == "windows":
             res = bench_windows(args.runs, args.quick)
         elif b == "train":
-            res = bench_train(args.runs, args.quick, args.models.split(","))
+            res = bench_train(args.runs, args.quick, args.models.split(","), args.ds)
         elif b == "predict":
             res = bench_predict(args.runs, args.quick, args.ds)
         elif b == "cli":

@@ -165,10 +165,10 @@ class KerasForecaster(Forecaster):
 
     def dropout(self, x, name: str):
         """Dropout at the configured rate (identity when 0)."""
-        import keras
+        from deepcast.forecasting.layers import HashDropout
 
         rate = float(self.options.get("dropout", 0.0))
-        return keras.layers.Dropout(rate, name=name)(x) if rate > 0 else x
+        return HashDropout(rate, name=name)(x) if rate > 0 else x
 
     # -- model ------------------------------------------------------------------------
     @property

@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from deepcast.forecasting.layers import PACKAGE
+from deepcast.forecasting.layers import PACKAGE, hashed_dropout
 
 _EPSILON = 1e-3  # keras.layers.LayerNormalization's
 
@@ -64,7 +64,7 @@ class _Gated(keras.layers.Layer):
 
     def _gate_add_norm(self, x, skip, training):
         if training and self.rate:
-            x = keras.random.dropout(x, self.rate, seed=self.seed_generator)
+            x = hashed_dropout(x, self.rate, self.seed_generator)
         h = skip + ops.sigmoid(_dense(x, self.gate)) * _dense(x, self.value)
         mean, var = ops.mean(h, axis=-1, keepdims=True), ops.var(h, axis=-1, keepdims=True)
         return (h - mean) * ops.rsqrt(var + _EPSILON) * self.gamma + self.beta
