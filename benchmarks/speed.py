@@ -23,8 +23,7 @@ shared machine skews every figure. Results: ``benchmarks/results/speed.json``.
   validation, registry load, forecast, file written) of one series (a small forecast, goal
   <= 8 s) and of the same 10,000 series (goal <= 15 s).
 
-train (with ``--ds datetime``; its default stays the integer panel of the earlier
-rounds), predict and cli run on the **default path** a user takes: monthly datetime ``ds``
+train, predict and cli run on the **default path** a user takes: monthly datetime ``ds``
 (``freq: MS``) and ``calendar: auto`` (month features as future covariates).
 ``--ds int`` gives the integer-``ds``, no-covariate variant the first rounds measured.
 """
