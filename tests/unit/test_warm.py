@@ -59,6 +59,27 @@ def test_apply_copies_every_weight_and_extends_the_id_embedding():
                                extend_rows(table, rows))
 
 
+def test_apply_pairs_layers_by_name_when_their_order_changed():
+    import keras
+
+    def net(first: str, seed: int):  # two parallel layers, joined in either order
+        keras.utils.set_random_seed(seed)
+        x = keras.Input((4,))
+        made = {}
+        for name in (first, "b" if first == "a" else "a"):
+            made[name] = keras.layers.Dense(3 if name == "a" else 5, name=name)(x)
+        return keras.Model(x, keras.layers.Concatenate()(list(made.values())))
+
+    source, target = net("a", 1), net("b", 2)
+    assert [layer.name for layer in source.layers if layer.weights] != \
+        [layer.name for layer in target.layers if layer.weights]
+    assert WarmStart(source, 5, "v1").apply(target)
+    for name in ("a", "b"):
+        for got, w in zip(target.get_layer(name).get_weights(),
+                          source.get_layer(name).get_weights(), strict=True):
+            np.testing.assert_array_equal(got, w)
+
+
 def test_apply_refuses_a_different_network_and_leaves_it_untouched():
     source, target = _net(3, width=3), _net(3, width=5, seed=4)
     before = [w.copy() for w in target.get_weights()]
