@@ -68,8 +68,14 @@ def tracking_uri() -> str:
 
 def already_exists(exc: BaseException) -> bool:
     """An MLflow error saying that what was being created exists already (another process
-    created it first)."""
-    return "ALREADY_EXISTS" in str(getattr(exc, "error_code", ""))
+    created it first), or the database's own unique-key violation, which a local SQL store
+    lets through unwrapped when the other insert lands between MLflow's lookup and its
+    own."""
+    if "ALREADY_EXISTS" in str(getattr(exc, "error_code", "")):
+        return True
+    text = str(exc)
+    return type(exc).__name__ == "IntegrityError" and (
+        "UNIQUE constraint failed" in text or "duplicate key value" in text)
 
 
 def store_failed(uri: str, exc: BaseException) -> RunFailed:

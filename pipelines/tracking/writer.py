@@ -144,7 +144,6 @@ class Tracker(Store):
         """Link ``datasets`` (metadata only) to the active run or ``run_id``, each with its
         context (``training``, ``holdout``, ``backtest``): the UI's Dataset column."""
         from mlflow.entities import DatasetInput, InputTag
-        from mlflow.exceptions import MlflowException
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
         inputs = [DatasetInput(d.to_mlflow()._to_mlflow_entity(),
@@ -155,7 +154,7 @@ class Tracker(Store):
         run_id = run_id or self.active_run_id()
         try:
             self.client.log_inputs(run_id, datasets=inputs)
-        except MlflowException as exc:
+        except Exception as exc:  # MlflowException, or the SQL store's IntegrityError
             # MLflow looks the dataset up, then inserts it: another run of the same data
             # (two trains of one pipeline at once) can insert it in between; once it
             # exists, the second try links that one
