@@ -180,9 +180,8 @@ def worker_train(model: str, n_series: int, length: int, epochs: int,
         windows, params = _fit_default_path(family, options, values, settings, stamps)
     else:
         windows, params = _fit_bare(family, options, values, settings, stamps)
-    t0 = stamps[0] - t0
     steady = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
-    return {"windows_per_epoch": windows, "first_epoch_s": t0, "epoch_s": steady,
+    return {"windows_per_epoch": windows, "first_epoch_s": stamps[0] - t0, "epoch_s": steady,
             "windows_per_s": windows / steady, "params": params, "ds": ds}
 
 
@@ -206,7 +205,7 @@ def _fit_bare(family: str, options: dict, values: np.ndarray, settings, stamps: 
 
 def _fit_default_path(family: str, options: dict, values: np.ndarray, settings,
                       stamps: list) -> tuple[int, int]:
-    from deepcast.pipelines.config import ENTRY_MODELS, parse_config
+    from deepcast.pipelines.config import parse_config
     from deepcast.pipelines.modelling import fit_model, prepare
 
     cfg = parse_config({"name": "speed", "data": {"path": "unused.csv", "freq": "MS",
@@ -215,7 +214,7 @@ def _fit_default_path(family: str, options: dict, values: np.ndarray, settings,
                         "models": [{"type": family, **options}],
                         "evaluation": {"test_size": H}})
     prep = prepare(long_frame(values, "datetime"), cfg)
-    predictor, _, _ = fit_model(ENTRY_MODELS[family](type=family, **options), prep, settings,
+    predictor, _, _ = fit_model(cfg.models[0], prep, settings,
                                 on_epoch=lambda e, logs: stamps.append(time.perf_counter()))
     return (len(prep.train_starts),
             int(predictor.forecaster.model.count_params()))

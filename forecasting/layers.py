@@ -45,13 +45,17 @@ class InstanceNorm(keras.layers.Layer):
         return {**super().get_config(), "eps": self.eps}
 
 
+def _u32(value: int):
+    return ops.convert_to_tensor(value, "uint32")
+
+
 _GOLDEN, _MIX1, _MIX2 = 0x9E3779B9, 0x85EBCA6B, 0xC2B2AE35
 
 
 def _fmix(h):
     """MurmurHash3's 32-bit finaliser: every input bit moves every output bit."""
-    h = ops.bitwise_xor(h, ops.right_shift(h, 16)) * ops.convert_to_tensor(_MIX1, "uint32")
-    h = ops.bitwise_xor(h, ops.right_shift(h, 13)) * ops.convert_to_tensor(_MIX2, "uint32")
+    h = ops.bitwise_xor(h, ops.right_shift(h, 16)) * _u32(_MIX1)
+    h = ops.bitwise_xor(h, ops.right_shift(h, 13)) * _u32(_MIX2)
     return ops.bitwise_xor(h, ops.right_shift(h, 16))
 
 
@@ -65,10 +69,10 @@ def hashed_dropout(x, rate: float, seed_generator):
     ``seed_generator``, so the masks differ per step and are reproducible from the seed,
     with or without XLA. Not a cryptographic generator: enough for dropout masks."""
     seed = ops.cast(seed_generator.next(), "uint32")
-    key = _fmix(seed[0] * ops.convert_to_tensor(_GOLDEN, "uint32") + _fmix(seed[1]))
+    key = _fmix(seed[0] * _u32(_GOLDEN) + _fmix(seed[1]))
     index = ops.cast(ops.arange(ops.size(x)), "uint32")
-    bits = _fmix(ops.bitwise_xor(index * ops.convert_to_tensor(_GOLDEN, "uint32"), key))
-    keep = ops.greater_equal(bits, ops.convert_to_tensor(int(rate * 2.0**32), "uint32"))
+    bits = _fmix(ops.bitwise_xor(index * _u32(_GOLDEN), key))
+    keep = ops.greater_equal(bits, _u32(int(rate * 2.0**32)))
     return x * ops.cast(ops.reshape(keep, ops.shape(x)), x.dtype) * (1.0 / (1.0 - rate))
 
 

@@ -51,7 +51,7 @@ class WarmStart:
             return self._cold(f"the network has {len(ours)} layers with weights, the "
                               f"source {len(theirs)}")
         by_name = {layer.name: layer for layer in theirs}
-        if len(by_name) == len(ours) and all(layer.name in by_name for layer in ours):
+        if set(by_name) == {layer.name for layer in ours}:
             # the same layers: pair them by name (a graph's layer order can change between
             # versions of a family, e.g. TiDE's mask projection, while names stay)
             theirs = [by_name[layer.name] for layer in ours]

@@ -71,10 +71,12 @@ def already_exists(exc: BaseException) -> bool:
     created it first), or the database's own unique-key violation, which a local SQL store
     lets through unwrapped when the other insert lands between MLflow's lookup and its
     own."""
+    from sqlalchemy.exc import IntegrityError  # MLflow's SQL store is built on it
+
     if "ALREADY_EXISTS" in str(getattr(exc, "error_code", "")):
         return True
     text = str(exc)
-    return type(exc).__name__ == "IntegrityError" and (
+    return isinstance(exc, IntegrityError) and (
         "UNIQUE constraint failed" in text or "duplicate key value" in text)
 
 
