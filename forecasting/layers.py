@@ -203,11 +203,13 @@ class LaggedTarget(keras.layers.Layer):
 class InterpretableAttention(keras.layers.Layer):
     """Interpretable multi-head self-attention (Lim et al. 2021): a query and key
     projection per head, one value projection shared by every head, causal (a step attends
-    to itself and earlier steps), the heads' outputs averaged and projected back."""
+    to itself and earlier steps), the heads' outputs averaged and projected back. With
+    ``last`` > 0 only the last ``last`` steps ask (keys and values from every step): the
+    TFT's decoder steps, all its head reads."""
 
-    def __init__(self, heads: int, d_model: int, **kwargs) -> None:
+    def __init__(self, heads: int, d_model: int, last: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.heads, self.d_model = int(heads), int(d_model)
+        self.heads, self.d_model, self.last = int(heads), int(d_model), int(last)
 
     def build(self, input_shape) -> None:
         d, k, h = self.d_model, self.d_model // self.heads, self.heads
@@ -216,10 +218,11 @@ class InterpretableAttention(keras.layers.Layer):
         self.value = self.add_weight(shape=(d, k), name="value")
         self.out = self.add_weight(shape=(k, d), name="out")
         steps = int(input_shape[1])
-        self.causal = ops.convert_to_tensor(np.tril(np.ones((steps, steps), "float32")))
+        causal = np.tril(np.ones((steps, steps), "float32"))
+        self.causal = ops.convert_to_tensor(causal[-self.last:] if self.last else causal)
 
     def call(self, x):
-        q = ops.einsum("btd,hdk->bhtk", x, self.query)
+        q = ops.einsum("btd,hdk->bhtk", x[:, -self.last:] if self.last else x, self.query)
         k = ops.einsum("btd,hdk->bhtk", x, self.key)
         scores = ops.einsum("bhtk,bhsk->bhts", q, k) / np.sqrt(self.d_model // self.heads)
         scores = ops.where(ops.cast(self.causal, "bool"), scores, -1e9)
@@ -228,7 +231,8 @@ class InterpretableAttention(keras.layers.Layer):
         return ops.matmul(ops.mean(heads, axis=1), self.out)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "heads": self.heads, "d_model": self.d_model}
+        return {**super().get_config(), "heads": self.heads, "d_model": self.d_model,
+                "last": self.last}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -76,11 +76,14 @@ class TFT(KerasForecaster):
         lstm = keras.layers.Concatenate(axis=1, name="lstm")([enc, dec])
         temporal = self._gate_add_norm(lstm, selected, "lstm_gate")
         enriched = self._grn(temporal, "enrichment", ctx[1])
-        attn = InterpretableAttention(int(self.options["heads"]), d, name="attention",
+        # from here on only the decoder steps, which the head reads (as neuralforecast's
+        # TFT): attention's keys and values still span every step
+        attn = InterpretableAttention(int(self.options["heads"]), d, last=H, name="attention",
                                       dtype="float32")(enriched)
-        attn = self._gate_add_norm(attn, enriched, "attention_gate")
-        out = self._gate_add_norm(self._grn(attn, "positionwise"), temporal, "output_gate")
-        out = keras.layers.Cropping1D((L, 0), name="decoder_steps")(out)
+        attn = self._gate_add_norm(attn, _decoder_steps(enriched, L, "enriched"),
+                                   "attention_gate")
+        out = self._gate_add_norm(self._grn(attn, "positionwise"),
+                                  _decoder_steps(temporal, L, "temporal"), "output_gate")
         head = keras.layers.Dense(self.n_outputs, name="head", dtype="float32")(out)
         return self.finish(head)
 
@@ -103,23 +106,24 @@ class TFT(KerasForecaster):
     def _select(self, variables: list, name: str, context=None):
         """Variable selection network over (batch, T, width) variables: (batch, T, d)
         and the (batch, T, n) softmax weights (None for a single variable). Every
-        variable is embedded and put through a GRN of its own (one VariableDense and one
-        VariableGRN for all of them where each is a single column)."""
+        variable is embedded and put through a GRN of its own (all in one
+        :class:`ScalarSelection` where each is a single column)."""
         import keras
         from keras import ops
 
-        from deepcast.forecasting.tft_layers import VariableDense, VariableGRN
+        from deepcast.forecasting.tft_layers import ScalarSelection, VariableGRN
 
         d, n = int(self.options["hidden_size"]), len(variables)
+        rate = float(self.options["dropout"])
         if all(int(v.shape[-1]) == 1 for v in variables):
             columns = variables[0] if n == 1 else keras.layers.Concatenate(
                 axis=-1, name=f"{name}_inputs")(variables)
-            embedded = VariableDense(d, name=f"{name}_embed")(ops.expand_dims(columns, -1))
-        else:
-            embedded = ops.stack([keras.layers.Dense(d, name=f"{name}_embed_{i}")(v)
-                                  for i, v in enumerate(variables)], axis=-2)
-        processed = VariableGRN(d, float(self.options["dropout"]), name=f"{name}_vars")(
-            embedded)
+            selected, weights = ScalarSelection(d, rate, name=f"{name}_selection")(
+                columns if context is None else [columns, context])
+            return selected, None if n == 1 else weights
+        embedded = ops.stack([keras.layers.Dense(d, name=f"{name}_embed_{i}")(v)
+                              for i, v in enumerate(variables)], axis=-2)
+        processed = VariableGRN(d, rate, name=f"{name}_vars")(embedded)
         if n == 1:
             return processed[..., 0, :], None
         flat = keras.layers.Reshape((int(embedded.shape[1]), n * d), name=f"{name}_flat")(
@@ -149,15 +153,22 @@ class TFT(KerasForecaster):
         time step), per selection network, in the order of :func:`importance_labels`."""
         import keras
 
-        names = [f"{s}_weights" for s in self.SELECTIONS]
-        layers = [layer for layer in self.model.layers if layer.name in names]
-        if not layers:
+        from deepcast.forecasting.tft_layers import ScalarSelection
+
+        outputs, layers = {}, {layer.name: layer for layer in self.model.layers}
+        for s in self.SELECTIONS:
+            scalar = layers.get(f"{s}_selection")
+            if f"{s}_weights" in layers:  # a Softmax after the selection GRN
+                outputs[s] = layers[f"{s}_weights"].output
+            elif isinstance(scalar, ScalarSelection) and scalar.chooses:
+                outputs[s] = scalar.output[1]
+        if not outputs:
             return {}
-        probe = keras.Model(self.model.inputs, [layer.output for layer in layers])
+        probe = keras.Model(self.model.inputs, list(outputs.values()))
         out = probe.predict_on_batch(self.feeds(x, covariates))
         out = out if isinstance(out, list | tuple) else [out]
-        return {layer.name.removesuffix("_weights"): np.asarray(w).mean(axis=(0, 1)).tolist()
-                for layer, w in zip(layers, out, strict=True)}
+        return {s: np.asarray(w).mean(axis=(0, 1)).tolist()
+                for s, w in zip(outputs, out, strict=True)}
 
 
 def importance_labels(past: tuple[str, ...], future: tuple[str, ...],
@@ -171,6 +182,13 @@ def importance_labels(past: tuple[str, ...], future: tuple[str, ...],
               + ["series id"] * series_id)
     return {"history": ["target", "observed", *past, *future], "future": list(future),
             "static": static}
+
+
+def _decoder_steps(x, lookback: int, name: str):
+    """The horizon's steps of a (batch, lookback + horizon, d) sequence."""
+    import keras
+
+    return keras.layers.Cropping1D((lookback, 0), name=f"decoder_{name}")(x)
 
 
 def _split(x) -> list:

@@ -115,3 +115,76 @@ def test_blocks_compute_the_papers_grn_per_variable():
     h = h @ w["fc2_kernel"] + w["fc2_bias"]
     skip = seq @ w["skip_kernel"] + w["skip_bias"]
     np.testing.assert_allclose(got, _glu_norm(grn, h, skip), rtol=1e-4, atol=1e-5)
+
+
+
+def _stock_selection(d: int, n: int):
+    """The selection network as the separate blocks compute it (VariableDense, VariableGRN,
+    a GatedResidual over the concatenated embeddings, softmax, weighted sum): a function
+    of ``(x, context)`` and its blocks' variables under ScalarSelection's weight names."""
+    from keras import ops
+
+    from deepcast.forecasting.tft_layers import GatedResidual, VariableDense, VariableGRN
+
+    embed, grn, select = VariableDense(d), VariableGRN(d), GatedResidual(n, d)
+
+    def forward(x, context):
+        embedded = embed(ops.expand_dims(x, -1))
+        flat = ops.reshape(embedded, (*x.shape[:2], n * d))
+        chosen = ops.softmax(select([flat, context] if context is not None else flat), -1)
+        return ops.sum(grn(embedded) * chosen[..., None], axis=-2), chosen
+
+    return forward, {"embed": embed, "": grn, "select_": select}
+
+
+@pytest.mark.parametrize("with_context", [False, True])
+def test_scalar_selection_is_the_blocks_folded(with_context):
+    """ScalarSelection folds the embeddings into the GRNs' first layers: the same outputs
+    and the same gradients as the separate blocks with the same weights."""
+    import tensorflow as tf
+
+    from deepcast.forecasting.tft_layers import ScalarSelection
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(3, 5, 4)).astype("float32"))
+    context = tf.constant(rng.normal(size=(3, 6)).astype("float32")) if with_context else None
+    inputs = [x, context] if with_context else x
+    layer = ScalarSelection(8)
+    layer(inputs)
+    stock, blocks = _stock_selection(8, 4)
+    stock(x, context)
+    stock_vars = {prefix + v.path.rsplit("/", 1)[-1].replace("dense_", "_"): v
+                  for prefix, block in blocks.items() for v in block.weights}
+    mine = {v.path.rsplit("/", 1)[-1]: v for v in layer.weights}
+    assert set(mine) == set(stock_vars)
+    for name, v in mine.items():  # the same weights, with non-trivial biases and norms
+        v.assign(v + rng.normal(scale=0.3, size=v.shape).astype("float32"))
+        stock_vars[name].assign(v)
+    scale = tf.range(8, dtype="float32")
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        got, chosen = layer(inputs)
+        want, want_chosen = stock(x, context)
+        loss_got, loss_want = tf.reduce_sum(got * scale), tf.reduce_sum(want * scale)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(chosen, want_chosen, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.sum(chosen, -1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(tape.gradient(loss_got, x), tape.gradient(loss_want, x),
+                               rtol=1e-3, atol=1e-4)
+    for name, v in mine.items():
+        np.testing.assert_allclose(tape.gradient(loss_got, v),
+                                   tape.gradient(loss_want, stock_vars[name]), rtol=1e-3,
+                                   atol=1e-4, err_msg=name)
+
+
+def test_decoder_only_attention_is_the_last_rows_of_the_full_one():
+    """Attention asked by the decoder steps only gives the rows the full attention gives
+    them (keys and values from every step, causal)."""
+    from deepcast.forecasting.layers import InterpretableAttention
+
+    x = np.random.default_rng(1).normal(size=(2, 9, 8)).astype("float32")
+    full, last = InterpretableAttention(2, 8), InterpretableAttention(2, 8, last=3)
+    full(x), last(x)
+    last.set_weights(full.get_weights())
+    np.testing.assert_allclose(last(x), np.asarray(full(x))[:, -3:], rtol=1e-5, atol=1e-6)
+    assert InterpretableAttention.from_config(last.get_config()).last == 3
