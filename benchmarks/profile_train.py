@@ -1,6 +1,6 @@
 """Where a family's training step spends its time, per layer, forward and backward.
 
-    python benchmarks/profile_train.py tft [--series 4] [--depth 2] [--top 30]
+    python benchmarks/profile_train.py tft [--series 4] [--depth 2] [--top 30]   # 1-2 min
 
 One epoch of ``speed.py``'s default-path fit (monthly datetime ``ds``, ``calendar: auto``,
 lookback 36, horizon 18, batch 256, XLA on) is traced with TensorFlow's profiler while XLA
@@ -29,8 +29,11 @@ HERE = Path(__file__).resolve().parent
 
 def trace_epoch(family: str, series: int, folder: Path) -> float:
     """Fit 3 epochs, tracing the second; its wall time in seconds."""
-    os.environ["XLA_FLAGS"] = (f"--xla_cpu_enable_xprof_traceme=true "
-                               f"--xla_dump_to={folder / 'hlo'} --xla_dump_hlo_as_text")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the CPU's step (the trace reads its threads)
+    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""),
+                                        "--xla_cpu_enable_xprof_traceme=true",
+                                        f"--xla_dump_to={folder / 'hlo'}",
+                                        "--xla_dump_hlo_as_text"]).strip()
     sys.path.insert(0, str(HERE))
     import speed
 
@@ -77,7 +80,11 @@ def op_times(folder: Path) -> collections.Counter:
 
 def op_layers(folder: Path) -> dict[str, str]:
     """XLA op name -> the TensorFlow op it came from (``op_name`` metadata), over the
-    training-step modules, the largest first (batches of other sizes compile their own)."""
+    step modules, the largest (the full training batch) first. The last, smaller batch
+    and the validation step compile modules of their own whose op names mostly repeat the
+    training step's; the trace names ops only, so an op of theirs is counted under the
+    training step's op of that name: approximate for them, exact for the full batches,
+    which are nearly all of an epoch."""
     modules = sorted((folder / "hlo").glob("*one_step_on_data*after_optimizations.txt"),
                      key=lambda p: p.stat().st_size, reverse=True)
     out: dict[str, str] = {}

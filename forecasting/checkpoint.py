@@ -13,6 +13,7 @@ run. The folder is removed when training completes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+log = logging.getLogger("deepcast")
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "last.weights.h5"
 BEST_FILE = "best.npz"
@@ -31,6 +33,10 @@ def _rng_variables(model) -> list:
     ``save_weights`` writes, so saved separately for an exact resume."""
     saved = {id(v) for v in model.weights}
     return [v for v in model.variables if id(v) not in saved]
+
+
+class CheckpointMismatch(Exception):
+    """A checkpoint whose weights do not fit the network being trained."""
 
 
 class TrainingCheckpoint:
@@ -52,12 +58,37 @@ class TrainingCheckpoint:
             return None
         return state
 
+    def restore(self, model) -> tuple[dict[str, Any], list[np.ndarray] | None] | None:
+        """The last checkpoint's state and best weights, its weights restored into
+        ``model``; None when there is none, or when it holds another network's weights
+        (logged; ``model`` untouched): the fit starts from the beginning."""
+        state = self.load_state()
+        if state is None:
+            return None
+        try:
+            return state, self.restore_weights(model, state)
+        except CheckpointMismatch as e:
+            log.warning("the checkpoint in %s holds another network's weights (%s): training "
+                        "from the start", self.path, e)
+            return None
+
     def restore_weights(self, model, state: dict[str, Any]) -> list[np.ndarray] | None:
-        """Load model + optimizer weights into ``model``; return the best weights, if any."""
+        """Load model + optimizer weights into ``model``; return the best weights, if any.
+        CheckpointMismatch, with ``model`` as it was, when the file holds another network's
+        weights (one written by an earlier version of the family: the fingerprint names
+        the family and its options, not its layers)."""
         folder = self.path / state["folder"]
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
-        model.load_weights(folder / WEIGHTS_FILE)
+        variables = [*model.variables, *(model.optimizer.variables if model.optimizer
+                                           is not None else [])]
+        before = [np.asarray(v) for v in variables]
+        try:
+            model.load_weights(folder / WEIGHTS_FILE)
+        except ValueError as e:  # Keras had assigned some layers before it failed
+            for v, value in zip(variables, before, strict=True):
+                v.assign(value)
+            raise CheckpointMismatch(str(e)) from e
         with np.load(folder / RNG_FILE, allow_pickle=False) as rng:
             for i, v in enumerate(_rng_variables(model)):
                 v.assign(rng[f"v{i}"])

@@ -46,7 +46,7 @@ def _dense(x, weights: tuple):
 
 
 def _layer_norm(h, gamma, beta):
-    """Layer norm over the last axis, both moments in one pass over ``h``."""
+    """Layer norm over the last axis (Keras' epsilon)."""
     mean, var = ops.mean(h, axis=-1, keepdims=True), ops.var(h, axis=-1, keepdims=True)
     return (h - mean) * ops.rsqrt(var + _EPSILON) * gamma + beta
 

@@ -179,10 +179,10 @@ def _resume(ckpt: TrainingCheckpoint | None, model, stopper, plateau,
             on_epoch: EpochHook | None) -> tuple[int, dict[str, list], bool]:
     """(first epoch, past history, stopped) from a checkpoint, its state restored into
     ``model`` and the callbacks; (0, {}, False) without one."""
-    state = ckpt.load_state() if ckpt is not None else None
-    if state is None:
+    restored = ckpt.restore(model) if ckpt is not None else None
+    if restored is None:
         return 0, {}, False
-    best = ckpt.restore_weights(model, state)
+    state, best = restored
     first_epoch, past = state["epoch"], state["history"]
     stopper.resume(state["early_stopping"], best)
     if plateau is not None:

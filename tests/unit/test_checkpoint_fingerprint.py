@@ -86,3 +86,29 @@ def test_other_covariates_start_a_fresh_fit(tmp_path, restores):
     assert prep.inputs.cardinalities
     _fit(cfg, prep, ckpt)
     assert restores == []
+
+
+def test_a_checkpoint_of_other_layers_starts_afresh(tmp_path, caplog):
+    """Same fingerprint, other layers (a checkpoint written by an earlier version of the
+    family): nothing is resumed, the network keeps its own weights (Keras fails part-way
+    through loading), and the log says why."""
+    import keras
+    import numpy as np
+
+    def network(*widths):
+        model = keras.Sequential([keras.Input((3,)), *[keras.layers.Dense(w) for w in widths]])
+        model.compile("adam", "mse")
+        return model
+
+    old, new = network(4, 2), network(4, 5, 2)
+    ckpt = TrainingCheckpoint(tmp_path, "same")
+    ckpt.save(old, {"epoch": 1, "history": {}, "early_stopping": {}, "stopped": False},
+              None)
+    before = [np.asarray(v) for v in new.variables]
+    assert ckpt.load_state() is not None
+    with caplog.at_level("WARNING", logger="deepcast"):
+        assert ckpt.restore(new) is None
+    assert "another network's weights" in caplog.text
+    for v, value in zip(new.variables, before, strict=True):
+        np.testing.assert_array_equal(v, value)
+    assert TrainingCheckpoint(tmp_path, "same").restore(network(4, 2)) is not None

@@ -117,7 +117,6 @@ def test_blocks_compute_the_papers_grn_per_variable():
     np.testing.assert_allclose(got, _glu_norm(grn, h, skip), rtol=1e-4, atol=1e-5)
 
 
-
 def _stock_selection(d: int, n: int):
     """The selection network as the separate blocks compute it (VariableDense, VariableGRN,
     a GatedResidual over the concatenated embeddings, softmax, weighted sum): a function
