@@ -45,8 +45,18 @@ def _dense(x, weights: tuple):
     return y if bias is None else y + bias
 
 
-def _layer_norm(h, gamma, beta):
-    """Layer norm over the last axis (Keras' epsilon)."""
+def _affine(x, weights: tuple):
+    """x W + b for (i, o) weights, or per variable for (n, i, o) ones on an (n, rows, i)
+    input (the variables leading, as :class:`ScalarSelection` keeps them)."""
+    kernel, bias = weights
+    y = ops.matmul(x, kernel)
+    return y + (bias[:, None, :] if len(kernel.shape) == 3 else bias)
+
+
+def _glu_add_norm(x, skip, gate: tuple, value: tuple, gamma, beta, dense=_affine):
+    """LayerNorm(skip + sigmoid(x Wg) * (x Wv)) over the last axis (Keras' epsilon), the
+    products by ``dense`` (:func:`_dense` or :func:`_affine`, for the layout at hand)."""
+    h = skip + ops.sigmoid(dense(x, gate)) * dense(x, value)
     mean, var = ops.mean(h, axis=-1, keepdims=True), ops.var(h, axis=-1, keepdims=True)
     return (h - mean) * ops.rsqrt(var + _EPSILON) * gamma + beta
 
@@ -68,11 +78,14 @@ class _Gated(keras.layers.Layer):
         self.beta = self.add_weight(shape=(*lead, self.units), name="beta",
                                     initializer="zeros")
 
+    def _dropout(self, x, training):
+        """Dropout at the layer's rate while training (a hashed mask)."""
+        return hashed_dropout(x, self.rate, self.seed_generator) if training and self.rate \
+            else x
+
     def _gate_add_norm(self, x, skip, training):
-        if training and self.rate:
-            x = hashed_dropout(x, self.rate, self.seed_generator)
-        h = skip + ops.sigmoid(_dense(x, self.gate)) * _dense(x, self.value)
-        return _layer_norm(h, self.gamma, self.beta)
+        return _glu_add_norm(self._dropout(x, training), skip, self.gate, self.value,
+                             self.gamma, self.beta, _dense)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "units": self.units, "dropout": self.rate}
@@ -175,23 +188,6 @@ class VariableGRN(_Gated):
         return input_shape
 
 
-def _affine(x, weights: tuple):
-    """x W + b for (i, o) weights, or per variable for (n, i, o) ones on an (n, rows, i)
-    input (the variables leading, as the selection below keeps them)."""
-    kernel, bias = weights
-    y = ops.matmul(x, kernel)
-    return y + (bias[:, None, :] if len(kernel.shape) == 3 else bias)
-
-
-def _glu_add_norm(x, skip, gate: tuple, value: tuple, gamma, beta):
-    """LayerNorm(skip + sigmoid(x Wg) * (x Wv)) with ``gamma``/``beta`` per variable
-    where the weights are."""
-    h = skip + ops.sigmoid(_affine(x, gate)) * _affine(x, value)
-    if len(gamma.shape) == 2:
-        gamma, beta = gamma[:, None, :], beta[:, None, :]
-    return _layer_norm(h, gamma, beta)
-
-
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ScalarSelection(_Gated):
     """A variable selection network over n single-column variables, in one layer:
@@ -243,7 +239,9 @@ class ScalarSelection(_Gated):
         h = cols * ops.einsum("nd,nde->ne", w, k1)[:, None, :] + (
             ops.einsum("nd,nde->ne", b, k1) + b1)[:, None, :]
         h = self._dropout(_affine(ops.elu(h), self.fc2), training)
-        processed = _glu_add_norm(h, embedded, self.gate, self.value, self.gamma, self.beta)
+        gamma, beta = ((v[:, None, :] if len(v.shape) == 2 else v)  # (n, d): per variable
+                       for v in (self.gamma, self.beta))
+        processed = _glu_add_norm(h, embedded, self.gate, self.value, gamma, beta)
         if n == 1:
             out = ops.reshape(processed[0], (-1, steps, d))
             return out, ops.ones_like(out[..., :1])
@@ -267,10 +265,6 @@ class ScalarSelection(_Gated):
         h = self._dropout(_affine(ops.elu(h), self.select_fc2), training)
         return _glu_add_norm(h, _affine(x, fold(self.select_skip, n)), self.select_gate,
                              self.select_value, self.select_gamma, self.select_beta)
-
-    def _dropout(self, x, training):
-        return hashed_dropout(x, self.rate, self.seed_generator) if training and self.rate \
-            else x
 
     def compute_output_shape(self, input_shape):
         shape = input_shape[0] if isinstance(input_shape[0], list | tuple) else input_shape
