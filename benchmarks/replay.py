@@ -16,6 +16,7 @@ SQLite store in the work folder; Prefect runs on a temporary local API.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import shutil
@@ -96,9 +97,11 @@ def prepare(workdir: Path, pipeline: Path, start: pd.Timestamp, mode: str
     return live, full[ds >= start]
 
 
-def night(live: Path, cfg, row: pd.DataFrame, out: Path, tracker) -> dict:
+def night(live: Path, cfg, row: pd.DataFrame, out: Path, tracker,
+          profile: Path | None = None) -> dict:
     """Append ``row`` to the live data of pipeline ``live`` (loaded as ``cfg``) and run one
-    ``retrain`` cycle: what it did, its per-model holdout scores and its time."""
+    ``retrain`` cycle: what it did, its per-model holdout scores and its time. With
+    ``profile``, the cycle runs under cProfile and its statistics are written there."""
     from deepcast.features.errors import DeepcastError
     from deepcast.flows.retrain import retrain
 
@@ -108,8 +111,16 @@ def night(live: Path, cfg, row: pd.DataFrame, out: Path, tracker) -> dict:
     champion_before = tracker.registry.aliases().get("champion")
     t0 = time.perf_counter()
     cycle = {"day": day, "status": "failed", "error": ""}
+    profiler = cProfile.Profile() if profile else None
     try:
-        result = retrain(pipeline=str(live), output=str(out), as_of=day)
+        if profiler:
+            profiler.enable()
+        try:
+            result = retrain(pipeline=str(live), output=str(out), as_of=day)
+        finally:
+            if profiler:
+                profiler.disable()
+                profiler.dump_stats(profile)
         d = result.train.decision.to_dict()
         champion_after = tracker.registry.aliases().get("champion")
         moved = champion_after != champion_before
@@ -132,10 +143,11 @@ def night(live: Path, cfg, row: pd.DataFrame, out: Path, tracker) -> dict:
     return cycle
 
 
-def replay(days: int, start: str, pipeline: Path, workdir: Path, modes: list[str]
-           ) -> dict[str, dict]:
+def replay(days: int, start: str, pipeline: Path, workdir: Path, modes: list[str],
+           profile: Path | None = None) -> dict[str, dict]:
     """Replay ``days`` nights in every mode, interleaved night by night (so that both see
-    the same machine load); a report per mode."""
+    the same machine load); a report per mode. With ``profile``, each night's cProfile
+    statistics go to ``profile/<mode>_<night>.prof``."""
     from prefect.testing.utilities import prefect_test_harness
 
     from deepcast.pipelines.config import load_config
@@ -158,7 +170,9 @@ def replay(days: int, start: str, pipeline: Path, workdir: Path, modes: list[str
         trackers = {m: Tracker(cfgs[m].name) for m in modes}
         for i in range(days):
             for m in modes:
-                cycle = night(lives[m][0], cfgs[m], future.iloc[[i]], outs[m], trackers[m])
+                prof = profile / f"{m}_{i + 1:02d}.prof" if profile else None
+                cycle = night(lives[m][0], cfgs[m], future.iloc[[i]], outs[m], trackers[m],
+                              prof)
                 cycles[m].append(cycle)
                 during.append(len(descendants()))
                 print(json.dumps({"mode": m, **cycle}, default=str), flush=True)
@@ -217,12 +231,17 @@ def main() -> int:
     parser.add_argument("--workdir", help="keep the runs, forecasts and reports here "
                         "(default: a temporary folder, removed)")
     parser.add_argument("--json", help="write the report here")
+    parser.add_argument("--profile", help="write each night's cProfile statistics to this "
+                        "folder (<mode>_<night>.prof; read with pstats)")
     args = parser.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="deepcast-replay-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
     try:
         reports = replay(args.days, args.start, Path(args.pipeline).resolve(), workdir,
-                         list(dict.fromkeys(args.modes)))
+                         list(dict.fromkeys(args.modes)),
+                         Path(args.profile).resolve() if args.profile else None)
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
