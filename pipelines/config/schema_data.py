@@ -35,7 +35,9 @@ class DataConfig(_Strict):
                               "the YAML file; or give `sql`.")
     sql: SqlSource | None = Field(None, description="Read the long table with an SQL query "
                                   "instead of a file: {query: ..., url_env: DEEPCAST_DB_URL}.")
-    id_col: str = Field("unique_id", description="Column holding the series identifier.")
+    id_col: str = Field("unique_id", description="Column holding the series identifier. "
+                        "The three column names may change after training: a registered model "
+                        "is handed the data under the names it was trained with.")
     time_col: str = Field("ds", description="Column holding the timestamp or integer step.")
     target_col: str = Field("y", description="Column holding the value to forecast.")
     freq: str | int = Field(

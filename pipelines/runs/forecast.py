@@ -51,7 +51,7 @@ def forecast(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG,
     history, clean, validation = history_of(cfg, inputs, request, steps, raw, predictor)
     if options.series:
         check_series(list(options.series), clean["unique_id"].unique())
-    fc = steps.run("predict", predict_series, model, history, cfg.data.id_col)
+    fc = steps.run("predict", predict_series, model, history, predictor.columns.id_col)
     fallback = fallback_of(cfg, raw, validation.dropped_series, predictor)
     fc = finish_forecast(with_fallback(fc, fallback), ref.version, ref.run_id)
     # what the reader should know: the history's warnings (stale series, filled gaps),

@@ -95,7 +95,7 @@ def forecast_shard(job: ShardJob) -> ShardOutcome:
     except ValidationFailed as exc:
         return ShardOutcome(shard.index, None, 0, 0, exc.report, pd.Series(dtype=object),
                             0, (), "")
-    fc = predict_series(model, history, cfg.data.id_col)
+    fc = predict_series(model, history, model.predictor.columns.id_col)
     fallback = fallback_of(cfg, raw, validation.dropped_series, model.predictor)
     fc = finish_forecast(with_fallback(fc, fallback), ref.version, ref.run_id)
     part = PART.format(shard.index)

@@ -57,10 +57,12 @@ def fallback_of(cfg: PipelineConfig, raw: pd.DataFrame, dropped: dict[str, int],
 def history_of(cfg: PipelineConfig, inputs: RunInputs, request: ForecastRequest, steps: Steps,
                raw: pd.DataFrame, predictor: Any, panel: bool = True
                ) -> tuple[pd.DataFrame, pd.DataFrame, Any]:
-    """(what the model is given: history and future rows in the YAML's columns, the
-    validated history, the validation report); ``panel`` False: ``raw`` is one shard."""
+    """(what the model is given: history and future rows, under the column names the
+    model was trained with; the validated history; the validation report). The YAML's
+    names say how to read tonight's data, the model's how to hand it over, so a model
+    trained before ``data.id_col`` (or the time or target column) was renamed still
+    forecasts. ``panel`` False: ``raw`` is one shard."""
     from deepcast.pipelines.forecast import future_rows, needs_future, split_history
-    from deepcast.pipelines.modelling import user_frame
 
     if cfg.data.freq == AUTO:  # the model's step: what it was trained and dates with
         cfg = cfg.with_freq(predictor.columns.freq)
@@ -76,11 +78,21 @@ def history_of(cfg: PipelineConfig, inputs: RunInputs, request: ForecastRequest,
     from deepcast.pipelines.levels import with_levels
 
     clean = with_levels(clean, cfg)
-    history = user_frame(clean, cfg)
+    history = model_frame(clean, cfg, predictor)
     if ahead is not None:
-        history = pd.concat([history, user_frame(future_rows(ahead, clean, predictor), cfg)],
-                            ignore_index=True)
+        history = pd.concat([history, model_frame(future_rows(ahead, clean, predictor), cfg,
+                                                  predictor)], ignore_index=True)
     return history, clean, validation
+
+
+def model_frame(df: pd.DataFrame, cfg: PipelineConfig, predictor: Any) -> pd.DataFrame:
+    """A canonical frame in the column names ``predictor`` was trained with (its id, time
+    and target columns; covariates keep their names, which the model checks)."""
+    from deepcast.pipelines.modelling import user_frame
+
+    d, names = cfg.data, predictor.columns
+    return user_frame(df, cfg).rename(columns={
+        d.id_col: names.id_col, d.time_col: names.time_col, d.target_col: names.target_col})
 
 
 def predict_series(model: Any, history: pd.DataFrame, id_col: str = "unique_id") -> pd.DataFrame:

@@ -194,3 +194,19 @@ def test_every_series_gets_a_forecast(store, retail_csv):
     off = deepcast.forecast(raw, history=pd.concat([cut, new]))
     assert off.series == 5 and "fallback" not in off.forecast.columns
     assert off.fallback_series == 0 and not any("fallback" in n for n in off.notes)
+
+
+def test_columns_renamed_in_the_yaml_after_training(store, retail_csv):
+    """The YAML's column names say how to read the data; a model trained before the id,
+    time or target column was renamed still forecasts it (it is handed the history under
+    its own names), with the same forecast."""
+    raw = pipeline_dict(retail_csv, name="api-renamed", models=[{"type": "seasonal_naive"}])
+    df = pd.read_csv(retail_csv)
+    deepcast.train(raw, df)
+    before = deepcast.forecast(raw, history=df).forecast
+    renamed = df.rename(columns={"unique_id": "store", "ds": "month", "y": "sales"})
+    later = {**raw, "data": {**raw["data"], "id_col": "store", "time_col": "month",
+                             "target_col": "sales"}}
+    after = deepcast.forecast(later, history=renamed)
+    assert after.series == 6 and after.rows == 6 * 6
+    pd.testing.assert_frame_equal(after.forecast, before)
