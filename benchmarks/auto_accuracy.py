@@ -2,11 +2,14 @@
 
     python benchmarks/auto_accuracy.py benchmarks/m3_quarterly.yaml [--preset fast|best]
                                        [--validation] [--time-limit S] [--workdir DIR]
+                                       [--set evaluation.backtest.refit=true --tag +refit]
 
 From the set's pipeline only the data description is kept (``data:`` with its path,
-frequency, season length and short-series policy, and ``features.horizon``), ``models: auto``, and a holdout of one horizon with 80 and 95 %
-bands (``evaluation.test_size``, ``conformal``); everything else is deepcast's default. The training part (the series without the
-official test span; with ``--validation`` without the span before it too) goes through
+frequency, season length and short-series policy, and ``features.horizon``), with
+``models: auto`` and a holdout of one horizon with 80 and 95 % bands
+(``evaluation.test_size``, ``conformal``); everything else is deepcast's default. The
+training part (the series without the official test span; with ``--validation`` without
+the span before it too) goes through
 ``deepcast.train`` -- validation, the preset's models, the selection backtest, the greedy
 ensemble, the gate, MLflow (a SQLite store in the work folder) -- and the test span is
 forecast by ``deepcast.forecast`` with the registered champion, from each origin of the
@@ -94,6 +97,9 @@ def main() -> int:
                     help="score the span before the official test span instead")
     ap.add_argument("--time-limit", type=float, help="auto.time_limit, seconds")
     ap.add_argument("--workdir", help="keep the MLflow store here (default: temporary)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a variant: set a dotted config key (value read as YAML)")
+    ap.add_argument("--tag", default="", help="suffix of the row's name (a variant)")
     args = ap.parse_args()
     pipeline = Path(args.pipeline).resolve()
     set_cfg = load_config(pipeline)  # the set's name, test span and season (for scoring)
@@ -106,6 +112,13 @@ def main() -> int:
     import deepcast
 
     cfg = auto_config(pipeline, args.preset, args.time_limit)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        *parents, leaf = key.split(".")
+        node = cfg
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
     tail = clean.groupby(ID, sort=False).cumcount(ascending=False) < test_size
     train_part = clean[~tail].reset_index(drop=True)
     try:
@@ -121,17 +134,18 @@ def main() -> int:
     scores = score_forecast(fc[[ID, DS, "yhat"]], clean, set_cfg)
     fallback = int(fc["fallback"].fillna("").astype(str).ne("").sum()) \
         if "fallback" in fc.columns else 0
-    label = f"auto-{args.preset}"
+    label = f"auto-{args.preset}{args.tag}"
     row = {"library": "deepcast", "model": label, "family": "auto",
            "mase": scores["mase"], "smape": scores["smape"], "fit_s": round(train_s, 1),
            "epochs": 0, "forecast_s": round(forecast_s, 1)}
     path = results_path(set_cfg.name, args.validation)
     save([row], path)
     report = {"set": set_cfg.name, "validation": args.validation, "preset": args.preset,
+              "variant": args.set,
               **row, "coverage": coverage(fc, clean), "fallback_rows": fallback,
               "decision": trained.decision.to_dict() if trained.decision else None,
               "table": trained.table}
-    out = RESULTS / f"auto_{set_cfg.name}_{args.preset}" \
+    out = RESULTS / f"auto_{set_cfg.name}_{args.preset}{args.tag.replace('+', '_')}" \
         f"{'_validation' if args.validation else ''}.json"
     out.write_text(json.dumps(report, indent=2, default=str))
     print(json.dumps({k: report[k] for k in ("set", "preset", "mase", "smape", "fit_s",
