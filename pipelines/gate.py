@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from deepcast.features.hierarchy import LEVEL
-from deepcast.features.schema import ID
+from deepcast.features.schema import ID, ColumnSpec
 from deepcast.features.windows import panel_from_frame
 from deepcast.forecasting.evaluate import PredictFn, holdout_forecast, score_holdout
 from deepcast.forecasting.metrics import cutoff_scales
@@ -105,11 +105,15 @@ class GateWindows:
         return GateScore(means[self.metric], _by_level(table, self.df, self.metric))
 
 
-def holdout_score(predict: PredictFn, df: pd.DataFrame, cfg: PipelineConfig) -> GateScore:
-    """The metric of a forecast function on today's holdout: the mean, and per level."""
+def holdout_score(predict: PredictFn, df: pd.DataFrame, cfg: PipelineConfig,
+                  columns: ColumnSpec | None = None) -> GateScore:
+    """The metric of a forecast function on today's holdout: the mean, and per level.
+    ``columns``: the names the model takes its history under (a registered model's own,
+    which may predate a rename in the YAML; default the YAML's)."""
     d = cfg.data
-    fc = holdout_forecast(predict, user_frame(df, cfg), cfg.evaluation.test_size, d.id_col,
-                          d.time_col, d.target_col)
+    n = columns or ColumnSpec(d.id_col, d.time_col, d.target_col)
+    fc = holdout_forecast(predict, user_frame(df, cfg, n), cfg.evaluation.test_size,
+                          n.id_col, n.time_col, n.target_col)
     scores, per_series = score_holdout(fc, df, cfg.evaluation.test_size, d.season_length)
     metric = cfg.evaluation.metric
     return GateScore(scores[metric], _by_level(per_series, df, metric))
@@ -139,7 +143,7 @@ def rescore_champion(registry: Registry, df: pd.DataFrame, cfg: PipelineConfig,
         if windows is not None and champion.horizon == cfg.features.horizon:
             return ChampionScore(ref.version, windows.score(champion),
                                  f"re-scored on the same {windows.cuts.shape[1]} cut-off(s)")
-        score = holdout_score(model.predict, df, cfg)
+        score = holdout_score(model.predict, df, cfg, champion.columns)
     except Exception as exc:  # a broken champion must not crash the run: keep it, say why
         log.warning("champion v%s could not be re-scored: %s", ref.version, exc)
         return ChampionScore(ref.version, None,

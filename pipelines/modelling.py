@@ -195,12 +195,15 @@ def covariate_spec(cfg: PipelineConfig, df: pd.DataFrame) -> CovariateSpec:
                          id_embedding=f.id_embedding, embedding_dim=f.embedding_dim)
 
 
-def user_frame(df: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
-    """Canonical frame back in the YAML's column names (what the served model takes)."""
+def user_frame(df: pd.DataFrame, cfg: PipelineConfig, columns: ColumnSpec | None = None
+               ) -> pd.DataFrame:
+    """Canonical frame back in the YAML's column names (what the served model takes), or
+    in ``columns``' (a registered model's own: it may predate a rename in the YAML)."""
     d = cfg.data
+    names = columns or ColumnSpec(d.id_col, d.time_col, d.target_col)
     covariates = [c for c in (*d.static, LEVEL, *d.past, *d.future) if c in df.columns]
     return df[[ID, DS, Y, *covariates]].rename(
-        columns={ID: d.id_col, DS: d.time_col, Y: d.target_col})
+        columns={ID: names.id_col, DS: names.time_col, Y: names.target_col})
 
 
 def prepare(df: pd.DataFrame, cfg: PipelineConfig, holdout: int | None = None

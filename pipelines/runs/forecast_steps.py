@@ -90,9 +90,7 @@ def model_frame(df: pd.DataFrame, cfg: PipelineConfig, predictor: Any) -> pd.Dat
     and target columns; covariates keep their names, which the model checks)."""
     from deepcast.pipelines.modelling import user_frame
 
-    d, names = cfg.data, predictor.columns
-    return user_frame(df, cfg).rename(columns={
-        d.id_col: names.id_col, d.time_col: names.time_col, d.target_col: names.target_col})
+    return user_frame(df, cfg, predictor.columns)
 
 
 def predict_series(model: Any, history: pd.DataFrame, id_col: str = "unique_id") -> pd.DataFrame:

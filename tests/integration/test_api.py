@@ -210,3 +210,12 @@ def test_columns_renamed_in_the_yaml_after_training(store, retail_csv):
     after = deepcast.forecast(later, history=renamed)
     assert after.series == 6 and after.rows == 6 * 6
     pd.testing.assert_frame_equal(after.forecast, before)
+
+    # the gate re-scores that champion on today's holdout (here shorter than the horizon,
+    # so not on cut-offs) under its own names too, and compares it with the candidate
+    short = {**raw, "evaluation": {**raw["evaluation"], "test_size": 3}}
+    deepcast.train(short, df)
+    again = deepcast.train({**later, "evaluation": short["evaluation"],
+                            "models": [{"type": "naive"}]}, renamed)
+    assert again.decision.champion_score is not None, again.decision
+    assert "re-scored on today's holdout" in " ".join(again.decision.notes)
