@@ -1,17 +1,17 @@
 """Peer forecasts of the accuracy benchmark's test spans (run in a peer virtualenv).
 
-    $PEERS/sf/bin/python benchmarks/peers_accuracy.py sf SET [--validation]
+    $PEERS/sf/bin/python benchmarks/peers_accuracy.py sf SET [--validation] [--models A,B]
     $PEERS/nf/bin/python benchmarks/peers_accuracy.py nf SET [--validation] [--max-steps N]
         [--models NHITS,NBEATS,TiDE,LSTM] [--early-stop]
 
-SET is m3-monthly, m3-quarterly or taylor (the ``name:`` of the benchmark YAMLs; the horizon,
-test span, season and lookback below repeat theirs). statsforecast: SeasonalNaive, AutoETS,
-AutoTheta, AutoARIMA; neuralforecast: NHITS, NBEATS, TiDE, LSTM with the same input length as
-deepcast. ``--early-stop`` gives neuralforecast what deepcast has: the last horizon before
-each cut-off held out for validation (``val_size = h``, as deepcast's ``training.val_size``
-default), checked every 50 steps, stopping after 5 checks without improvement, within
-``--max-steps`` (then 1000). The test
-span is covered by ``test_size / h`` consecutive origins, models fit once before the first
+SET is m3-monthly, m3-quarterly, taylor, vic-elec-12w or epf-12w (the ``name:`` of the
+benchmark YAMLs; the horizon, test span, season and lookback below repeat theirs).
+statsforecast: SeasonalNaive, AutoETS, AutoTheta, AutoARIMA; neuralforecast: NHITS, NBEATS,
+TiDE, LSTM with the same input length as deepcast. ``--early-stop`` gives neuralforecast
+what deepcast has: the last horizon before each cut-off held out for validation (``val_size
+= h``, as deepcast's ``training.val_size`` default), checked every 50 steps, stopping after
+5 checks without improvement, within ``--max-steps`` (then 1000). The test span is covered
+by ``test_size / h`` consecutive origins, models fit once before the first
 (``cross_validation(refit=False)``), as ``accuracy.py`` does for deepcast. Writes
 ``benchmarks/results/forecasts_<SET>_<lib>[_validation].parquet`` (``unique_id, ds, model,
 yhat, fit_s``); ``accuracy.py`` scores it with deepcast's metric code.
@@ -35,6 +35,10 @@ SETS = {
                          lookback=16),
     "taylor": dict(path="taylor.parquet", h=48, test=336, season=48, freq="30min",
                    lookback=336),
+    "vic-elec-12w": dict(path="vic_elec_12w.parquet", h=48, test=336, season=48,
+                         freq="30min", lookback=96),
+    "epf-12w": dict(path="epf_fr_be_12w.parquet", h=24, test=168, season=24, freq="h",
+                    lookback=48),
 }
 
 
@@ -51,13 +55,20 @@ def load(name: str, validation: bool) -> pd.DataFrame:
     return df
 
 
-def run_sf(df: pd.DataFrame, s: dict) -> pd.DataFrame:
+SF_MODELS = "SeasonalNaive,AutoETS,AutoTheta,AutoARIMA"
+NF_MODELS = "NHITS,LSTM"
+
+
+def run_sf(df: pd.DataFrame, s: dict, models: str = SF_MODELS) -> pd.DataFrame:
     from statsforecast import StatsForecast
     from statsforecast.models import AutoARIMA, AutoETS, AutoTheta, SeasonalNaive
 
     out = []
-    for model in (SeasonalNaive(s["season"]), AutoETS(season_length=s["season"]),
-                  AutoTheta(season_length=s["season"]), AutoARIMA(season_length=s["season"])):
+    chosen = {"SeasonalNaive": lambda: SeasonalNaive(s["season"]),
+              "AutoETS": lambda: AutoETS(season_length=s["season"]),
+              "AutoTheta": lambda: AutoTheta(season_length=s["season"]),
+              "AutoARIMA": lambda: AutoARIMA(season_length=s["season"])}
+    for model in (chosen[name]() for name in models.split(",")):
         t0 = time.perf_counter()
         sf = StatsForecast(models=[model], freq=s["freq"], n_jobs=os.cpu_count())
         cv = sf.cross_validation(df=df, h=s["h"], n_windows=s["test"] // s["h"],
@@ -69,7 +80,7 @@ def run_sf(df: pd.DataFrame, s: dict) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
-def run_nf(df: pd.DataFrame, s: dict, max_steps: int, models: str = "NHITS,LSTM",
+def run_nf(df: pd.DataFrame, s: dict, max_steps: int, models: str = NF_MODELS,
            early_stop: bool = False) -> pd.DataFrame:
     import logging
 
@@ -104,15 +115,16 @@ def main() -> None:
     ap.add_argument("--validation", action="store_true")
     ap.add_argument("--max-steps", type=int, default=None,
                     help="neuralforecast steps (default 500; 1000 with --early-stop)")
-    ap.add_argument("--models", default="NHITS,LSTM", help="neuralforecast models to run")
+    ap.add_argument("--models", help=f"models to run (sf: {SF_MODELS}, the default; nf: "
+                    f"NHITS,NBEATS,TiDE,LSTM, default {NF_MODELS})")
     ap.add_argument("--early-stop", action="store_true",
                     help="neuralforecast: validation on the last h points, early stopping")
     args = ap.parse_args()
     s = SETS[args.set]
     df = load(args.set, args.validation)
     steps = args.max_steps or (1000 if args.early_stop else 500)
-    fc = (run_sf(df, s) if args.lib == "sf"
-          else run_nf(df, s, steps, args.models, args.early_stop))
+    fc = (run_sf(df, s, args.models or SF_MODELS) if args.lib == "sf"
+          else run_nf(df, s, steps, args.models or NF_MODELS, args.early_stop))
     fc["unique_id"] = fc["unique_id"].astype(str)
     RESULTS.mkdir(parents=True, exist_ok=True)
     lib = "statsforecast" if args.lib == "sf" else "neuralforecast"

@@ -155,6 +155,9 @@ def test_benchmark_pipelines_are_valid():
     cfg = load_config(ROOT / "benchmarks" / "m3_monthly.yaml")
     assert cfg.data.path.is_file() and cfg.evaluation.test_size == cfg.features.horizon == 18
     assert {e.name for e in cfg.ensemble} == {"avg-neural", "median-all", "stacked"}
+    # every benchmark pipeline parses, and its data file is in the repository
+    for path in sorted((ROOT / "benchmarks").rglob("*.yaml")):
+        assert load_config(path).data.path.is_file(), path
 
 
 def test_derived_lengths_in_one_place(retail_csv):
