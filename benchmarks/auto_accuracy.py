@@ -42,6 +42,9 @@ sys.path.insert(0, str(ROOT))
 from accuracy import RESULTS, load_frame, results_path, save, score_forecast  # noqa: E402
 
 from deepcast.features.schema import DS, ID, Y  # noqa: E402
+from deepcast.forecasting import metrics  # noqa: E402
+from deepcast.forecasting.conformal import interval_columns  # noqa: E402
+from deepcast.forecasting.evaluate import split_holdout  # noqa: E402
 from deepcast.pipelines.config import load_config  # noqa: E402
 
 
@@ -76,16 +79,15 @@ def forecast_span(cfg: dict, clean: pd.DataFrame, test_size: int, horizon: int
 
 
 def coverage(fc: pd.DataFrame, clean: pd.DataFrame) -> dict[str, float]:
-    """Share of the span's actual values inside each ``yhat_lo_L``/``yhat_hi_L`` band."""
-    merged = fc.merge(clean[[ID, DS, Y]], on=[ID, DS], how="left")
+    """Share of the span's actual values inside each ``yhat_lo_L``/``yhat_hi_L`` band
+    (the bands' own coverage metric, over every point the band covers)."""
+    y = fc.merge(clean[[ID, DS, Y]], on=[ID, DS], how="left")[Y].to_numpy(np.float64)
     out = {}
-    for col in fc.columns:
-        level = col.removeprefix("yhat_lo_")
-        if col.startswith("yhat_lo_") and f"yhat_hi_{level}" in fc.columns:
-            lo, hi, y = merged[col], merged[f"yhat_hi_{level}"], merged[Y]
-            ok = lo.notna() & hi.notna()
-            out[level] = float(((y[ok] >= lo[ok]) & (y[ok] <= hi[ok])).mean()) \
-                if ok.any() else float("nan")
+    for level in (c.removeprefix("yhat_lo_") for c in fc.columns if c.startswith("yhat_lo_")):
+        lo, hi = (fc[c].to_numpy(np.float64) for c in interval_columns(float(level)))
+        ok = ~np.isnan(lo) & ~np.isnan(hi)
+        out[level] = float(metrics.coverage(y[ok], lo[ok], hi[ok])) if ok.any() \
+            else float("nan")
     return out
 
 
@@ -119,8 +121,7 @@ def main() -> int:
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
-    tail = clean.groupby(ID, sort=False).cumcount(ascending=False) < test_size
-    train_part = clean[~tail].reset_index(drop=True)
+    train_part = split_holdout(clean, test_size)[0]
     try:
         t0 = time.perf_counter()
         trained = deepcast.train(cfg, train_part)

@@ -22,6 +22,7 @@ from deepcast.forecasting.evaluate import PredictFn, holdout_forecast, score_hol
 from deepcast.forecasting.metrics import cutoff_scales
 from deepcast.forecasting.predictor import Predictor
 from deepcast.pipelines.config import PipelineConfig
+from deepcast.pipelines.ingest import column_spec
 from deepcast.pipelines.levels import level_scores
 from deepcast.pipelines.modelling import user_frame
 from deepcast.pipelines.tracking import CHAMPION, Registry
@@ -111,7 +112,7 @@ def holdout_score(predict: PredictFn, df: pd.DataFrame, cfg: PipelineConfig,
     ``columns``: the names the model takes its history under (a registered model's own,
     which may predate a rename in the YAML; default the YAML's)."""
     d = cfg.data
-    n = columns or ColumnSpec(d.id_col, d.time_col, d.target_col)
+    n = columns or column_spec(d)
     fc = holdout_forecast(predict, user_frame(df, cfg, n), cfg.evaluation.test_size,
                           n.id_col, n.time_col, n.target_col)
     scores, per_series = score_holdout(fc, df, cfg.evaluation.test_size, d.season_length)

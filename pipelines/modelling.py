@@ -200,7 +200,7 @@ def user_frame(df: pd.DataFrame, cfg: PipelineConfig, columns: ColumnSpec | None
     """Canonical frame back in the YAML's column names (what the served model takes), or
     in ``columns``' (a registered model's own: it may predate a rename in the YAML)."""
     d = cfg.data
-    names = columns or ColumnSpec(d.id_col, d.time_col, d.target_col)
+    names = columns or column_spec(d)
     covariates = [c for c in (*d.static, LEVEL, *d.past, *d.future) if c in df.columns]
     return df[[ID, DS, Y, *covariates]].rename(
         columns={ID: names.id_col, DS: names.time_col, Y: names.target_col})

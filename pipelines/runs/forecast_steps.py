@@ -63,6 +63,7 @@ def history_of(cfg: PipelineConfig, inputs: RunInputs, request: ForecastRequest,
     trained before ``data.id_col`` (or the time or target column) was renamed still
     forecasts. ``panel`` False: ``raw`` is one shard."""
     from deepcast.pipelines.forecast import future_rows, needs_future, split_history
+    from deepcast.pipelines.modelling import user_frame
 
     if cfg.data.freq == AUTO:  # the model's step: what it was trained and dates with
         cfg = cfg.with_freq(predictor.columns.freq)
@@ -78,19 +79,11 @@ def history_of(cfg: PipelineConfig, inputs: RunInputs, request: ForecastRequest,
     from deepcast.pipelines.levels import with_levels
 
     clean = with_levels(clean, cfg)
-    history = model_frame(clean, cfg, predictor)
+    history = user_frame(clean, cfg, predictor.columns)
     if ahead is not None:
-        history = pd.concat([history, model_frame(future_rows(ahead, clean, predictor), cfg,
-                                                  predictor)], ignore_index=True)
+        history = pd.concat([history, user_frame(future_rows(ahead, clean, predictor), cfg,
+                                                 predictor.columns)], ignore_index=True)
     return history, clean, validation
-
-
-def model_frame(df: pd.DataFrame, cfg: PipelineConfig, predictor: Any) -> pd.DataFrame:
-    """A canonical frame in the column names ``predictor`` was trained with (its id, time
-    and target columns; covariates keep their names, which the model checks)."""
-    from deepcast.pipelines.modelling import user_frame
-
-    return user_frame(df, cfg, predictor.columns)
 
 
 def predict_series(model: Any, history: pd.DataFrame, id_col: str = "unique_id") -> pd.DataFrame:
