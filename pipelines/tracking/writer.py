@@ -11,7 +11,7 @@ import math
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -152,15 +152,7 @@ class Tracker(Store):
         if not inputs:
             return
         run_id = run_id or self.active_run_id()
-        try:
-            self.client.log_inputs(run_id, datasets=inputs)
-        except Exception as exc:  # MlflowException, or the SQL store's IntegrityError
-            # MLflow looks the dataset up, then inserts it: another run of the same data
-            # (two trains of one pipeline at once) can insert it in between; once it
-            # exists, the second try links that one
-            if not already_exists(exc):
-                raise
-            self.client.log_inputs(run_id, datasets=inputs)
+        _once_more_if_raced(lambda: self.client.log_inputs(run_id, datasets=inputs))
 
     def log_model_metrics(self, model_id: str, values: dict[str, float],
                           dataset: RunDataset | None = None) -> None:
@@ -170,9 +162,9 @@ class Tracker(Store):
         import mlflow
 
         clean = _finite(values)
-        if clean:
-            mlflow.log_metrics(clean, model_id=model_id,
-                               dataset=dataset.to_mlflow() if dataset else None)
+        if clean:  # with a dataset, MLflow links it to the run (inserts it) first
+            _once_more_if_raced(lambda: mlflow.log_metrics(
+                clean, model_id=model_id, dataset=dataset.to_mlflow() if dataset else None))
 
     def set_description(self, markdown: str, run_id: str | None = None) -> None:
         """The run's description in the MLflow UI (markdown)."""
@@ -253,3 +245,17 @@ class Tracker(Store):
                 params=_flatten(params or {}),
             )
         return LoggedModelRef(info.model_uri, info.model_id or "")
+
+
+def _once_more_if_raced(call: Callable[[], Any]) -> Any:
+    """``call()``, and once more when it failed because what it creates (a dataset row)
+    exists already. MLflow looks a dataset up, then inserts it: another run of the same
+    data (two trains of one pipeline at once) can insert it in between, and the SQL store
+    lets the unique-key violation through; on the second try MLflow finds that row and
+    links it. Nothing else is written before the insert, so nothing is written twice."""
+    try:
+        return call()
+    except Exception as exc:  # MlflowException, or the SQL store's IntegrityError
+        if not already_exists(exc):
+            raise
+        return call()

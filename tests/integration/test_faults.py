@@ -396,3 +396,42 @@ def test_a_dataset_inserted_by_another_run_meanwhile_is_linked(tmp_path):
     inputs = real.get_run(run_id).inputs.dataset_inputs
     assert [(d.dataset.name, d.dataset.digest) for d in inputs] == \
         [("sales", "0123456789abcdef")]
+
+
+def test_model_metrics_on_a_dataset_inserted_meanwhile_are_logged(tmp_path, monkeypatch):
+    """Metrics logged on a model and a dataset make MLflow link (insert) the dataset first,
+    with the same race, which the SQL store lets through as its unique-key violation (the
+    two-trains drill failed on it once): the writer tries once more, and the metrics are
+    logged once."""
+    import mlflow
+    from sqlalchemy.exc import IntegrityError
+
+    from deepcast.pipelines.tracking import Tracker
+    from deepcast.pipelines.tracking.datasets import RunDataset
+
+    tracker = Tracker("drill-model-metrics", mlflow_store(tmp_path / "mlflow.db"))
+    data = RunDataset("sales", "sales.csv", "0123456789abcdef", "holdout",
+                      (("y", "double"),), {"num_rows": 3})
+    real, calls = mlflow.log_metrics, []
+
+    def raced_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise IntegrityError("INSERT INTO datasets", {}, Exception(
+                "UNIQUE constraint failed: datasets.experiment_id, datasets.name, "
+                "datasets.digest"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow, "log_metrics", raced_once)
+    with tracker.run("raced"):
+        run_id = tracker.active_run_id()
+        model = mlflow.create_external_model(name="m")
+        tracker.log_model_metrics(model.model_id, {"holdout_mase": 0.5}, data)
+    assert len(calls) == 2
+    assert [m.value for m in tracker.client.get_metric_history(run_id, "holdout_mase")] \
+        == [0.5]
+    on_model = mlflow.get_logged_model(model.model_id).metrics
+    assert [(m.key, m.value, m.dataset_digest) for m in on_model] == \
+        [("holdout_mase", 0.5, "0123456789abcdef")]
+    inputs = tracker.client.get_run(run_id).inputs.dataset_inputs
+    assert [d.dataset.digest for d in inputs] == ["0123456789abcdef"]
