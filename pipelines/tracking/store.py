@@ -69,15 +69,21 @@ def tracking_uri() -> str:
 def already_exists(exc: BaseException) -> bool:
     """An MLflow error saying that what was being created exists already (another process
     created it first), or the database's own unique-key violation, which a local SQL store
-    lets through unwrapped when the other insert lands between MLflow's lookup and its
-    own."""
+    lets through when the other insert lands between MLflow's lookup and its own: bare,
+    or wrapped in an MlflowException (BAD_REQUEST) by MLflow's managed session, so the
+    whole cause chain is searched."""
     from sqlalchemy.exc import IntegrityError  # MLflow's SQL store is built on it
 
-    if "ALREADY_EXISTS" in str(getattr(exc, "error_code", "")):
-        return True
-    text = str(exc)
-    return isinstance(exc, IntegrityError) and (
-        "UNIQUE constraint failed" in text or "duplicate key value" in text)
+    seen: BaseException | None = exc
+    while seen is not None:
+        if "ALREADY_EXISTS" in str(getattr(seen, "error_code", "")):
+            return True
+        text = str(seen)
+        if isinstance(seen, IntegrityError) and (
+                "UNIQUE constraint failed" in text or "duplicate key value" in text):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def store_failed(uri: str, exc: BaseException) -> RunFailed:

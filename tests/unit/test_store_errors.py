@@ -1,14 +1,28 @@
 """Which tracking-store errors mean "another process created it first" (then a second try
 links what exists): MLflow's RESOURCE_ALREADY_EXISTS, and the SQL store's unique-key
-violation that reaches the caller unwrapped in a race of two trains (seen in a fresh-clone
-suite); other integrity errors and other MLflow errors are not."""
+violation that reaches the caller in a race of two trains, bare (seen in a fresh-clone
+suite) or wrapped by MLflow's managed session in a BAD_REQUEST (seen in CI); other
+integrity errors and other MLflow errors are not."""
 
 import pytest
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_ALREADY_EXISTS
+from mlflow.protos.databricks_pb2 import (
+    BAD_REQUEST,
+    INVALID_PARAMETER_VALUE,
+    RESOURCE_ALREADY_EXISTS,
+)
 from sqlalchemy.exc import IntegrityError
 
 from deepcast.pipelines.tracking.store import already_exists
+
+
+def _wrapped(cause: Exception) -> MlflowException:
+    """What MLflow's ManagedSessionMaker raises for a SQLAlchemy error: the error as the
+    message, BAD_REQUEST, and the error as the cause."""
+    try:
+        raise MlflowException(message=str(cause), error_code=BAD_REQUEST) from cause
+    except MlflowException as exc:
+        return exc
 
 
 @pytest.mark.parametrize(("exc", "expected"), [
@@ -20,6 +34,10 @@ from deepcast.pipelines.tracking.store import already_exists
         'duplicate key value violates unique constraint "dataset_pk"')), True),
     (IntegrityError("INSERT", {}, Exception("NOT NULL constraint failed: runs.name")), False),
     (RuntimeError("UNIQUE constraint failed"), False),
+    (_wrapped(IntegrityError("INSERT", {}, Exception(
+        "UNIQUE constraint failed: datasets.experiment_id, datasets.name"))), True),
+    (_wrapped(IntegrityError("INSERT", {}, Exception("NOT NULL constraint failed"))), False),
+    (MlflowException("UNIQUE constraint failed", error_code=BAD_REQUEST), False),
 ])
 def test_already_exists(exc, expected):
     assert already_exists(exc) is expected
