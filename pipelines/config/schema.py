@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 from deepcast.features.covariates import default_calendar
 from deepcast.features.errors import ConfigError
 from deepcast.features.hierarchy import LEVEL
-from deepcast.features.schema import AUTO
+from deepcast.features.schema import AUTO, DS, ID, Y
 from deepcast.forecasting.base import COUNT_DISTRIBUTIONS
 from deepcast.pipelines.config.auto import AutoConfig, expand_auto
 from deepcast.pipelines.config.base import Name, _Strict
@@ -118,7 +118,9 @@ class PipelineConfig(_Strict):
                     "none (the network scales each window by its mean count itself)")
 
     def _check_columns(self) -> None:
-        """Each covariate is declared once and is not the id/time/target column."""
+        """Each covariate is declared once and is not the id/time/target column, nor named
+        like one under deepcast's own names (unique_id, ds, y: the data is read into them,
+        so a renamed id/time/target would land on that covariate)."""
         d = self.data
         declared = [*d.static, *d.past, *d.future]
         reserved = {d.id_col, d.time_col, d.target_col}
@@ -127,6 +129,13 @@ class PipelineConfig(_Strict):
             raise ValueError(
                 f"data: covariate column(s) {clash} are declared twice or are the id/time/"
                 "target column; list each covariate once, under static, past or future")
+        inner = sorted({c for c in declared if c in (ID, DS, Y)})
+        if inner:
+            raise ValueError(
+                f"data: covariate column(s) {inner} have the name deepcast gives the id/"
+                f"time/target columns ({ID}, {DS}, {Y}) while data.id_col/time_col/"
+                f"target_col are {d.id_col}/{d.time_col}/{d.target_col}; rename the "
+                f"covariate in the data (e.g. {inner[0]}_cov) and in the YAML")
         if d.categorical is not None and not set(d.categorical) <= set(d.static):
             extra = sorted(set(d.categorical) - set(d.static))
             raise ValueError(f"data.categorical: {extra} are not static covariates; list "

@@ -40,6 +40,21 @@ def test_unknown_key_is_named_with_allowed_keys(retail_csv):
     assert "data.colour: unknown key" in msg and "id_col" in msg
 
 
+@pytest.mark.parametrize(("data", "named"), [
+    ({"future": ["promo", "promo"]}, "declared twice"),
+    ({"static": ["unique_id"]}, "declared twice or are the id/time/target column"),
+    # the YAML renames the columns: a covariate named like deepcast's own names would
+    # receive the renamed id/time/target (a pandas error deep in the run before)
+    ({"id_col": "store", "static": ["unique_id"]}, "rename the covariate in the data"),
+    ({"target_col": "sales", "future": ["y"]}, "have the name deepcast gives"),
+    ({"time_col": "day", "past": ["ds"]}, "have the name deepcast gives"),
+])
+def test_covariate_names_that_clash(retail_csv, data, named):
+    raw = pipeline_dict(retail_csv)
+    raw["data"].update(data)
+    assert named in _err(raw)
+
+
 def test_unknown_model_type_lists_known_types(retail_csv):
     msg = _err(pipeline_dict(retail_csv, models=[{"type": "prophet"}]))
     assert "'prophet'" in msg and "lstm" in msg and "seasonal_naive" in msg
