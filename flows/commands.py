@@ -196,13 +196,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_forecast(args: argparse.Namespace) -> int:
     from deepcast.flows import api
     from deepcast.pipelines.forecast import check_output_path
-    from deepcast.pipelines.ingest import check_source
+    from deepcast.pipelines.ingest import FUTURE_SOURCE, check_source
     from deepcast.pipelines.report import check_report_path, parse_series
     from deepcast.pipelines.runs.store import resolve_model
 
     check_output_path(args.output)
     if args.future:
-        check_source(args.future)
+        check_source(args.future, *FUTURE_SOURCE)
     if args.report:
         check_report_path(args.report)
     series = parse_series(args.series)

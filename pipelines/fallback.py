@@ -89,15 +89,18 @@ def fallback_forecast(frame: pd.DataFrame, ids: Sequence[str], freq: str | int,
     return Fallback(rows, dict(zip(kinds.tolist(), n.tolist(), strict=True)), missing)
 
 
-def with_fallback(fc: pd.DataFrame, fallback: Fallback | None) -> pd.DataFrame:
+def with_fallback(fc: pd.DataFrame, fallback: Fallback | None, model_name: str = ""
+                  ) -> pd.DataFrame:
     """The model's forecast with an empty ``fallback`` column and the fallback rows among
-    it (their quantile and band columns empty), ordered by series; ``fc`` as it is when
-    the fallback is off (None)."""
+    it (their quantile and band columns empty, their ``model_name`` the served model's, as
+    their version and run are: a reader grouping by model keeps them), ordered by series;
+    ``fc`` as it is when the fallback is off (None)."""
     if fallback is None:
         return fc
     out = fc.assign(**{FALLBACK: ""})
     if fallback.rows.empty:
         return out
-    rows = fallback.rows.astype({DS: fc[DS].dtype}) if len(fc) else fallback.rows
+    rows = fallback.rows.assign(model_name=model_name)
+    rows = rows.astype({DS: fc[DS].dtype}) if len(fc) else rows
     both = pd.concat([out, rows], ignore_index=True)
     return both.sort_values(ID, kind="stable", ignore_index=True)

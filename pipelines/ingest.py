@@ -13,7 +13,16 @@ from pathlib import Path
 import pandas as pd
 
 from deepcast.features.errors import ConfigError, DataError
-from deepcast.features.schema import AUTO, ColumnSpec, coerce_long_frame, release_arrow_memory
+from deepcast.features.schema import (
+    AUTO,
+    DS,
+    FLAG_COLUMNS,
+    ID,
+    ColumnSpec,
+    Y,
+    coerce_long_frame,
+    release_arrow_memory,
+)
 from deepcast.pipelines.config import DataConfig
 from deepcast.pipelines.parquet_dataset import (
     dataset_files,
@@ -23,6 +32,9 @@ from deepcast.pipelines.parquet_dataset import (
 )
 
 READERS = (".csv", ".parquet", ".pq")
+#: how a missing --future file is named (check_source's ``what`` and ``fix``)
+FUTURE_SOURCE = ("future covariates file", "fix --future (Python API: future=): the file of "
+                 "the future covariates over the forecast dates")
 # compressed CSV: pandas infers the codec from the last suffix
 COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zip": "zip"}
 MAGIC = ((b"\x1f\x8b", ".gz"), (b"BZh", ".bz2"), (b"\xfd7zXZ\x00", ".xz"),
@@ -44,17 +56,19 @@ def _kind(path: Path) -> str:
     return "csv" if last == ".csv" else "parquet" if last in (".parquet", ".pq") else ""
 
 
-def check_source(path: str | Path) -> Path:
+def check_source(path: str | Path, what: str = "data file",
+                 fix: str = "fix data.path in the YAML (relative to the YAML file) or --data"
+                 ) -> Path:
     """The data file exists, is a regular file and has a readable type (ConfigError
     otherwise: a FIFO or device would block or fail deep inside the reader); or a Parquet
-    dataset (a folder or glob) with at least one Parquet file."""
+    dataset (a folder or glob) with at least one Parquet file. ``what`` and ``fix`` name
+    the file and the setting to correct when it does not exist."""
     path = Path(path)
     if is_dataset(path):
         dataset_files(path)
         return path
     if not path.exists():
-        raise ConfigError(f"data file not found: {path}",
-                          hint="fix data.path in the YAML (relative to the YAML file) or --data")
+        raise ConfigError(f"{what} not found: {path}", hint=fix)
     if not path.is_file():
         what = ("a folder" if path.is_dir() else "a named pipe (FIFO)" if path.is_fifo()
                 else "a device or socket")
@@ -188,8 +202,9 @@ def check_covariate_columns(columns: pd.Index, data: DataConfig, source: str) ->
     """Every covariate the YAML declares is a column of the data (DataError otherwise)."""
     declared = [*data.static, *data.past, *data.future]
     absent = [c for c in declared if c not in columns]
-    if absent:
-        have = ", ".join(map(str, columns[:20]))
+    if absent:  # the data's columns as the user named them, without deepcast's row flags
+        own = {ID: data.id_col, DS: data.time_col, Y: data.target_col}
+        have = ", ".join(str(own.get(c, c)) for c in columns[:20] if c not in FLAG_COLUMNS)
         raise DataError(f"{source}: missing covariate column(s) {absent} declared in the "
                         f"pipeline (data.static / past / future); the data has: {have}",
                         hint="add the columns to the data or remove them from the YAML")
@@ -218,6 +233,7 @@ def ingest(data: DataConfig, path: str | Path | None = None) -> pd.DataFrame:
 def ingest_future(data: DataConfig, path: str | Path) -> pd.DataFrame:
     """Read a future-covariates file (id, time and the future columns; the target column
     may be absent) into a coerced long frame with an empty target."""
+    check_source(path, *FUTURE_SOURCE)  # named as what it is, not as data.path
     spec = column_spec(data)
     raw = read_table(path, spec, columns=declared_columns(data))
     if not {data.id_col, data.time_col} <= set(raw.columns):

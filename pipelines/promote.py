@@ -240,7 +240,8 @@ def rollback(registry: Registry) -> dict[str, str]:
     previous = registry.version_tags(current).get(tag.REPLACED_VERSION, "")
     if not previous:
         raise ConfigError(f"champion v{current} did not replace another version: nothing to "
-                          "roll back to", hint="see `deepcast promote PIPELINE --history`")
+                          "roll back to",
+                          hint="`deepcast promote PIPELINE` (no option) prints the history")
     registry.verify(registry.resolve(previous))
     when = _now()
     registry.set_alias(CHAMPION, previous)

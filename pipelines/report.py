@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,10 +71,19 @@ def parse_series(text: str | Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(p.strip() for p in parts if p.strip()))
 
 
-def check_series(chosen: Sequence[str], ids: Sequence[str]) -> None:
-    """ConfigError naming every chosen series that is not in the forecast."""
+def check_series(chosen: Sequence[str], ids: Sequence[str],
+                 dropped: Mapping[str, int] | None = None) -> None:
+    """ConfigError naming every chosen series that is not in the forecast: one that
+    validation dropped as too short (``dropped``: id -> rows) while ``data.fallback`` is
+    none is named as such, the others as not in the data."""
     known = set(map(str, ids))
     unknown = [s for s in chosen if s not in known]
+    short = [s for s in unknown if s in {str(k) for k in (dropped or {})}]
+    if short:
+        raise ConfigError(f"--series: {', '.join(short[:10])}: too short for the model "
+                          "(dropped by validation) and data.fallback is none, so not "
+                          "forecast", hint="set data.fallback: seasonal_naive to forecast "
+                          "them, or leave them out of --series")
     if unknown:
         examples = ", ".join(sorted(known)[:5])
         raise ConfigError(f"--series: {len(unknown)} series not in the data: "

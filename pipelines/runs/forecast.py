@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from deepcast.features.schema import DS, ID, Y
 from deepcast.pipelines.config import PipelineConfig
 from deepcast.pipelines.fallback import with_fallback
 from deepcast.pipelines.results import ForecastResult
@@ -49,16 +50,22 @@ def forecast(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG,
     if raw is None:
         raw = steps.io("ingest", read_data, cfg.data, inputs.given(cfg))
     history, clean, validation = history_of(cfg, inputs, request, steps, raw, predictor)
+    # the series the fallback forecasts (dropped as too short) are in the forecast too
+    fallback_ids = list(validation.dropped_series) if cfg.data.fallback != "none" else []
     if options.series:
-        check_series(list(options.series), clean["unique_id"].unique())
+        check_series(list(options.series), [*clean[ID].unique(), *fallback_ids],
+                     dropped=validation.dropped_series)
     fc = steps.run("predict", predict_series, model, history, predictor.columns.id_col)
     fallback = fallback_of(cfg, raw, validation.dropped_series, predictor)
-    fc = finish_forecast(with_fallback(fc, fallback), ref.version, ref.run_id)
+    fc = finish_forecast(with_fallback(fc, fallback, predictor.name),
+                         ref.version, ref.run_id)
     # what the reader should know: the history's warnings (stale series, filled gaps),
     # the series forecast by the fallback and the model's conformal levels left out
     notes = [*validation.warnings, *(fallback.notes(predictor.min_history) if fallback
                                      else []), *predictor.conformal_notes]
-    html = _render(cfg, request, steps, fc, clean, tracker, ref, notes) \
+    shown = pd.concat([clean, raw.loc[raw[ID].isin(fallback_ids), [ID, DS, Y]]]) \
+        if fallback_ids and options.report else clean  # the fallback series' history too
+    html = _render(cfg, request, steps, fc, shown, tracker, ref, notes) \
         if options.report else None
     url_env = cfg.data.sql.url_env if cfg.data.sql else None
     path, report = steps.io("write-forecast", _write, fc, request.output, options, html,

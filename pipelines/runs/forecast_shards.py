@@ -97,7 +97,8 @@ def forecast_shard(job: ShardJob) -> ShardOutcome:
                             0, (), "")
     fc = predict_series(model, history, model.predictor.columns.id_col)
     fallback = fallback_of(cfg, raw, validation.dropped_series, model.predictor)
-    fc = finish_forecast(with_fallback(fc, fallback), ref.version, ref.run_id)
+    fc = finish_forecast(with_fallback(fc, fallback, model.predictor.name),
+                         ref.version, ref.run_id)
     part = PART.format(shard.index)
     write_atomic(fc, Path(job.staging) / part)
     last = clean.groupby(ID, sort=True)[DS].max()

@@ -30,7 +30,7 @@ MLMODEL_FILE = "MLmodel"
 # the loader MLflow 3 writes for models from code, and the one MLflow 2 wrote
 CODE_MODEL_LOADERS = {"mlflow.pyfunc.loaders.code_model", "mlflow.pyfunc.model"}
 REFUSE_HINT = ("register models with `deepcast train` only; point the alias back at a "
-               "deepcast version (`deepcast promote PIPELINE --history` lists them)")
+               "deepcast version (`deepcast promote PIPELINE` lists the history)")
 
 
 @dataclass(frozen=True)

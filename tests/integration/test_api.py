@@ -163,11 +163,12 @@ def test_tune_a_dict_config_writes_the_tuned_yaml_here(store, tmp_path, retail_c
         deepcast.tune(cfg, trials=0)
 
 
-def test_every_series_gets_a_forecast(store, retail_csv):
+def test_every_series_gets_a_forecast(store, retail_csv, tmp_path):
     """Series too short for the model (one cut short, one new since training, one with no
     observed value) are dropped from the model's input and forecast by the fallback:
-    marked in the `fallback` column, counted, named in the notes; `data.fallback: none`
-    leaves them out, without the column."""
+    marked in the `fallback` column, counted, named in the notes, and can be chosen for
+    the report's plots; `data.fallback: none` leaves them out, without the column, and
+    choosing one for the report says why it has no forecast."""
     raw = pipeline_dict(retail_csv, name="api-fallback", models=[{"type": "seasonal_naive"}],
                         data={"path": str(retail_csv), "freq": "MS", "season_length": 12,
                               "short_series": "drop"})
@@ -178,9 +179,14 @@ def test_every_series_gets_a_forecast(store, retail_csv):
     cut = pd.concat([cut, df[df["unique_id"] == ids[0]].tail(13)])  # 13 < lookback 24
     new = df[df["unique_id"] == ids[1]].tail(5).assign(unique_id="new-store")
     empty = new.assign(unique_id="no-values", y=float("nan"))
-    result = deepcast.forecast(raw, history=pd.concat([cut, new, empty]))
+    html = tmp_path / "report.html"
+    result = deepcast.forecast(raw, history=pd.concat([cut, new, empty]),
+                               report=deepcast.ForecastReport(html=html, series=["new-store"]))
+    assert "new-store" in html.read_text()  # before: "--series: ... not in the data"
     fc = result.forecast
     assert result.fallback_series == 2 and result.series == 7 and result.rows == 7 * 6
+    # fallback rows carry the served model's name (the first row is one of them)
+    assert result.model_name == "seasonal_naive" and (fc["model_name"] == "seasonal_naive").all()
     marked = fc[fc["fallback"] != ""].groupby("unique_id")["fallback"].first().to_dict()
     assert marked == {ids[0]: "seasonal_naive", "new-store": "naive"}
     last_season = df[df["unique_id"] == ids[0]]["y"].tail(12).head(6).to_numpy()
@@ -194,6 +200,9 @@ def test_every_series_gets_a_forecast(store, retail_csv):
     off = deepcast.forecast(raw, history=pd.concat([cut, new]))
     assert off.series == 5 and "fallback" not in off.forecast.columns
     assert off.fallback_series == 0 and not any("fallback" in n for n in off.notes)
+    with pytest.raises(deepcast.ConfigError, match="new-store: too short for the model"):
+        deepcast.forecast(raw, history=pd.concat([cut, new]),
+                          report=deepcast.ForecastReport(html=html, series=["new-store"]))
 
 
 def test_columns_renamed_in_the_yaml_after_training(store, retail_csv):

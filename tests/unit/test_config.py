@@ -196,3 +196,23 @@ def test_derived_lengths_in_one_place(retail_csv):
     assert n.n_windows == 4 and n.holdout_origins == 2 and n.backtest_span == 6 + 3 * 6
     raw["evaluation"] = {"test_size": 7, "backtest": {"n_windows": 2}}
     assert parse_config(raw).lengths.backtest_span == 6 + 1 * 6
+
+
+def test_a_missing_covariate_is_named_with_the_users_columns(retail_csv):
+    """The message lists the data's columns under the names the YAML gives them, without
+    deepcast's own row flags (a helper's newcomer trial saw _row, unique_id, _ds_invalid)."""
+    import pandas as pd
+
+    from deepcast.features.errors import DataError
+    from deepcast.features.schema import DS, FLAG_COLUMNS, ID, Y
+    from deepcast.pipelines.ingest import check_covariate_columns
+
+    raw = pipeline_dict(retail_csv)
+    raw["data"].update(id_col="store", time_col="date", target_col="sales", future=["price"])
+    cfg = parse_config(raw)
+    coerced = pd.Index([FLAG_COLUMNS[0], ID, DS, FLAG_COLUMNS[1], Y, "region"])
+    with pytest.raises(DataError) as info:
+        check_covariate_columns(coerced, cfg.data, "sales.csv")
+    msg = str(info.value)
+    assert "missing covariate column(s) ['price']" in msg
+    assert "the data has: store, date, sales, region\n" in msg

@@ -42,9 +42,12 @@ def test_integer_steps_and_no_season():
 def test_rows_join_the_models_forecast_marked_and_ordered():
     fc = pd.DataFrame({"unique_id": ["z", "z"],
                        "ds": pd.date_range("2022-01-01", periods=2, freq="MS"),
-                       "yhat": [1.0, 2.0], "yhat_lo_80": [0.5, 1.5]})
-    both = with_fallback(fc, fallback_forecast(_frame(), ["d"], "MS", 2, 12))
+                       "yhat": [1.0, 2.0], "yhat_lo_80": [0.5, 1.5],
+                       "model_name": ["mlp", "mlp"]})
+    both = with_fallback(fc, fallback_forecast(_frame(), ["d"], "MS", 2, 12), "mlp")
     assert both["unique_id"].tolist() == ["d", "d", "z", "z"]
+    # the served model's name on every row: the first row (a fallback one) names the model
+    assert both["model_name"].tolist() == ["mlp"] * 4
     assert both[FALLBACK].tolist() == ["naive", "naive", "", ""]
     assert both["yhat_lo_80"].isna().tolist() == [True, True, False, False]
     assert with_fallback(fc, None) is fc  # data.fallback: none

@@ -56,9 +56,10 @@ sys.path.insert(0, {str(tmp_path)!r})
 import pipelines, features
 import deepcast
 cfg = deepcast.load_config({str(demo)!r})
-cfg = cfg.model_copy(update={{
+cfg = cfg.model_copy(update={{  # the imports are under test, not the selection or plots
     "models": [m for m in cfg.models if m.type in ("naive", "seasonal_naive", "linear")],
-    "training": cfg.training.model_copy(update={{"max_epochs": 1}})}})
+    "training": cfg.training.model_copy(update={{"max_epochs": 1}}),
+    "evaluation": cfg.evaluation.model_copy(update={{"selection": "holdout", "plots": False}})}})
 result = deepcast.train(cfg)
 assert pipelines.OWN == "pipelines" and features.OWN == "features"
 print("best", result.best)
