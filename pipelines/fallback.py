@@ -13,7 +13,7 @@ value at all gets no row and is named. ``data.fallback: none`` turns this off.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,8 @@ class Fallback:
     rows: pd.DataFrame
     methods: dict[str, int]  # method -> series forecast with it
     without_values: tuple[str, ...] = ()  # series with no observed value: no forecast
+    #: the observed rows (unique_id, ds, y) the forecasts came from: the report's history
+    history: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=[ID, DS, Y]))
 
     @property
     def n_series(self) -> int:
@@ -68,7 +70,7 @@ def fallback_forecast(frame: pd.DataFrame, ids: Sequence[str], freq: str | int,
     obs = obs.sort_values([ID, DS], kind="stable").reset_index(drop=True)
     missing = tuple(sorted(set(map(str, ids)) - set(obs[ID].astype(str))))
     if obs.empty:
-        return Fallback(pd.DataFrame(columns=[ID, DS, "yhat", FALLBACK]), {}, missing)
+        return Fallback(pd.DataFrame(columns=[ID, DS, "yhat", FALLBACK]), {}, missing, obs)
     names, starts, counts = np.unique(obs[ID].to_numpy(), return_index=True,
                                       return_counts=True)
     ends = starts + counts
@@ -86,7 +88,7 @@ def fallback_forecast(frame: pd.DataFrame, ids: Sequence[str], freq: str | int,
         FALLBACK: np.repeat(method, horizon),
     })
     kinds, n = np.unique(method, return_counts=True)
-    return Fallback(rows, dict(zip(kinds.tolist(), n.tolist(), strict=True)), missing)
+    return Fallback(rows, dict(zip(kinds.tolist(), n.tolist(), strict=True)), missing, obs)
 
 
 def with_fallback(fc: pd.DataFrame, fallback: Fallback | None, model_name: str = ""

@@ -65,19 +65,24 @@ def check_source(path: str | Path, what: str = "data file",
     the file and the setting to correct when it does not exist."""
     path = Path(path)
     if is_dataset(path):
-        dataset_files(path)
+        try:
+            dataset_files(path)
+        except ConfigError as exc:  # its message names data.path: name this file instead
+            if what == "data file":
+                raise
+            raise ConfigError(f"{what} {path}: {exc.message}", hint=fix) from None
         return path
     if not path.exists():
         raise ConfigError(f"{what} not found: {path}", hint=fix)
     if not path.is_file():
-        what = ("a folder" if path.is_dir() else "a named pipe (FIFO)" if path.is_fifo()
+        kind = ("a folder" if path.is_dir() else "a named pipe (FIFO)" if path.is_fifo()
                 else "a device or socket")
-        raise ConfigError(f"{path} is {what}, not a data file",
-                          hint="point data.path (or --data) at a .csv or .parquet file")
+        raise ConfigError(f"{path} is {kind}, not a {what}",
+                          hint=f"{fix}; a .csv or .parquet file")
     if not _kind(path):
-        raise ConfigError(f"{path}: unsupported file type {''.join(path.suffixes)!r}; expected "
-                          ".csv (optionally .csv.gz/.bz2/.xz/.zst/.zip) or .parquet",
-                          hint="convert the file to CSV or Parquet")
+        raise ConfigError(f"{path}: unsupported file type {''.join(path.suffixes)!r} for the "
+                          f"{what}; expected .csv (optionally .csv.gz/.bz2/.xz/.zst/.zip) or "
+                          ".parquet", hint="convert the file to CSV or Parquet")
     return path
 
 
@@ -195,16 +200,20 @@ def peek(data: DataConfig, path: str | Path) -> None:
     spec = column_spec(data)
     head = read_table(path, spec, nrows=100)
     coerce_long_frame(head, spec, source=str(path))
-    check_covariate_columns(head.columns, data, str(path))
+    check_covariate_columns(head.columns, data, str(path), coerced=False)
 
 
-def check_covariate_columns(columns: pd.Index, data: DataConfig, source: str) -> None:
-    """Every covariate the YAML declares is a column of the data (DataError otherwise)."""
+def check_covariate_columns(columns: pd.Index, data: DataConfig, source: str,
+                            coerced: bool = True) -> None:
+    """Every covariate the YAML declares is a column of the data (DataError otherwise).
+    ``coerced``: ``columns`` are a coerced frame's (deepcast's names and row flags), shown
+    under the names the YAML gives them; else the file's own, shown as they are."""
     declared = [*data.static, *data.past, *data.future]
     absent = [c for c in declared if c not in columns]
-    if absent:  # the data's columns as the user named them, without deepcast's row flags
-        own = {ID: data.id_col, DS: data.time_col, Y: data.target_col}
-        have = ", ".join(str(own.get(c, c)) for c in columns[:20] if c not in FLAG_COLUMNS)
+    if absent:
+        own = {ID: data.id_col, DS: data.time_col, Y: data.target_col} if coerced else {}
+        shown = [str(own.get(c, c)) for c in columns if not coerced or c not in FLAG_COLUMNS]
+        have = ", ".join(shown[:20])
         raise DataError(f"{source}: missing covariate column(s) {absent} declared in the "
                         f"pipeline (data.static / past / future); the data has: {have}",
                         hint="add the columns to the data or remove them from the YAML")

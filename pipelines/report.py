@@ -74,16 +74,17 @@ def parse_series(text: str | Sequence[str] | None) -> list[str]:
 def check_series(chosen: Sequence[str], ids: Sequence[str],
                  dropped: Mapping[str, int] | None = None) -> None:
     """ConfigError naming every chosen series that is not in the forecast: one that
-    validation dropped as too short (``dropped``: id -> rows) while ``data.fallback`` is
-    none is named as such, the others as not in the data."""
-    known = set(map(str, ids))
+    validation dropped as too short (``dropped``: id -> rows) and the fallback did not
+    forecast is named as such, the others as not in the data."""
+    known, short = set(map(str, ids)), {str(k) for k in (dropped or {})}
     unknown = [s for s in chosen if s not in known]
-    short = [s for s in unknown if s in {str(k) for k in (dropped or {})}]
-    if short:
-        raise ConfigError(f"--series: {', '.join(short[:10])}: too short for the model "
-                          "(dropped by validation) and data.fallback is none, so not "
-                          "forecast", hint="set data.fallback: seasonal_naive to forecast "
-                          "them, or leave them out of --series")
+    short_ones = [s for s in unknown if s in short]
+    if short_ones:
+        raise ConfigError(f"--series: {', '.join(short_ones[:10])}: too short for the model "
+                          "(dropped by validation) and not forecast: data.fallback is none, "
+                          "or the series has no observed value",
+                          hint="leave them out of --series (or set data.fallback: "
+                          "seasonal_naive)")
     if unknown:
         examples = ", ".join(sorted(known)[:5])
         raise ConfigError(f"--series: {len(unknown)} series not in the data: "

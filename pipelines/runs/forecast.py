@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from deepcast.features.schema import DS, ID, Y
+from deepcast.features.schema import ID
 from deepcast.pipelines.config import PipelineConfig
 from deepcast.pipelines.fallback import with_fallback
 from deepcast.pipelines.results import ForecastResult
@@ -50,21 +50,22 @@ def forecast(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG,
     if raw is None:
         raw = steps.io("ingest", read_data, cfg.data, inputs.given(cfg))
     history, clean, validation = history_of(cfg, inputs, request, steps, raw, predictor)
+    fallback = fallback_of(cfg, raw, validation.dropped_series, predictor)
     # the series the fallback forecasts (dropped as too short) are in the forecast too
-    fallback_ids = list(validation.dropped_series) if cfg.data.fallback != "none" else []
+    by_fallback = fallback.history if fallback else clean.iloc[:0]
     if options.series:
-        check_series(list(options.series), [*clean[ID].unique(), *fallback_ids],
+        check_series(list(options.series), [*clean[ID].unique(), *by_fallback[ID].unique()],
                      dropped=validation.dropped_series)
     fc = steps.run("predict", predict_series, model, history, predictor.columns.id_col)
-    fallback = fallback_of(cfg, raw, validation.dropped_series, predictor)
     fc = finish_forecast(with_fallback(fc, fallback, predictor.name),
                          ref.version, ref.run_id)
     # what the reader should know: the history's warnings (stale series, filled gaps),
     # the series forecast by the fallback and the model's conformal levels left out
     notes = [*validation.warnings, *(fallback.notes(predictor.min_history) if fallback
                                      else []), *predictor.conformal_notes]
-    shown = pd.concat([clean, raw.loc[raw[ID].isin(fallback_ids), [ID, DS, Y]]]) \
-        if fallback_ids and options.report else clean  # the fallback series' history too
+    # the report's history: the validated rows, and those each fallback forecast came from
+    shown = pd.concat([clean, by_fallback], ignore_index=True) \
+        if len(by_fallback) and options.report else clean
     html = _render(cfg, request, steps, fc, shown, tracker, ref, notes) \
         if options.report else None
     url_env = cfg.data.sql.url_env if cfg.data.sql else None

@@ -75,7 +75,9 @@ def already_exists(exc: BaseException) -> bool:
     from sqlalchemy.exc import IntegrityError  # MLflow's SQL store is built on it
 
     seen: BaseException | None = exc
-    while seen is not None:
+    for _ in range(8):  # a short chain; never loops on a cycle of causes
+        if seen is None:
+            break
         if "ALREADY_EXISTS" in str(getattr(seen, "error_code", "")):
             return True
         text = str(seen)

@@ -182,7 +182,9 @@ def test_every_series_gets_a_forecast(store, retail_csv, tmp_path):
     html = tmp_path / "report.html"
     result = deepcast.forecast(raw, history=pd.concat([cut, new, empty]),
                                report=deepcast.ForecastReport(html=html, series=["new-store"]))
-    assert "new-store" in html.read_text()  # before: "--series: ... not in the data"
+    # before: "--series: ... not in the data"; the report's history holds the rows each
+    # fallback forecast came from: 5 validated series and the 2 forecast by the fallback
+    assert "<dt>series</dt><dd>7 (" in html.read_text()
     fc = result.forecast
     assert result.fallback_series == 2 and result.series == 7 and result.rows == 7 * 6
     # fallback rows carry the served model's name (the first row is one of them)
@@ -203,6 +205,10 @@ def test_every_series_gets_a_forecast(store, retail_csv, tmp_path):
     with pytest.raises(deepcast.ConfigError, match="new-store: too short for the model"):
         deepcast.forecast(raw, history=pd.concat([cut, new]),
                           report=deepcast.ForecastReport(html=html, series=["new-store"]))
+    raw["data"]["fallback"] = "seasonal_naive"  # a series with no observed value: no forecast
+    with pytest.raises(deepcast.ConfigError, match="no-values: too short for the model"):
+        deepcast.forecast(raw, history=pd.concat([cut, new, empty]),
+                          report=deepcast.ForecastReport(html=html, series=["no-values"]))
 
 
 def test_columns_renamed_in_the_yaml_after_training(store, retail_csv):

@@ -25,6 +25,13 @@ def _wrapped(cause: Exception) -> MlflowException:
         return exc
 
 
+def _own_cause() -> Exception:
+    """``raise e from e``: a cycle of causes (Python breaks cycles of __context__ only)."""
+    exc = RuntimeError("UNIQUE constraint failed")
+    exc.__cause__ = exc
+    return exc
+
+
 @pytest.mark.parametrize(("exc", "expected"), [
     (MlflowException("exists", error_code=RESOURCE_ALREADY_EXISTS), True),
     (MlflowException("bad", error_code=INVALID_PARAMETER_VALUE), False),
@@ -38,6 +45,7 @@ def _wrapped(cause: Exception) -> MlflowException:
         "UNIQUE constraint failed: datasets.experiment_id, datasets.name"))), True),
     (_wrapped(IntegrityError("INSERT", {}, Exception("NOT NULL constraint failed"))), False),
     (MlflowException("UNIQUE constraint failed", error_code=BAD_REQUEST), False),
+    (_own_cause(), False),  # ends (a loop over causes must not spin on a cycle)
 ])
 def test_already_exists(exc, expected):
     assert already_exists(exc) is expected
