@@ -45,6 +45,8 @@ def _preflight(args: argparse.Namespace, flow: bool = True):
     cfg = load_config(args.pipeline)
     if args.data or cfg.data.path is not None:
         peek(cfg.data, args.data or cfg.data.path)  # readable, with rows and the columns
+    elif cfg.data.sql is None:
+        cfg.data.require_source()  # neither in the YAML nor --data: exit 2, named
     else:
         from deepcast.pipelines.sql import database_url
 

@@ -223,6 +223,8 @@ def ingest(data: DataConfig, path: str | Path | None = None) -> pd.DataFrame:
     """Read ``path`` (default: ``data.path``, or the ``data.sql`` query) into a coerced long
     frame with row flags."""
     spec = column_spec(data)
+    if path is None:
+        data.require_source()
     if path is None and data.sql is not None:
         from deepcast.pipelines.sql import read_sql
 

@@ -27,12 +27,16 @@ class SqlSource(_Strict):
                          "put the URL in the YAML).")
 
 
+NO_SOURCE = "no data source in the config"
+
+
 class DataConfig(_Strict):
     """Where the long table is and how its columns are named."""
 
     path: Path | None = Field(None, description="CSV or Parquet file, or a Parquet dataset "
                               "(a folder, hive partitions included, or a glob), relative to "
-                              "the YAML file; or give `sql`.")
+                              "the YAML file; or give `sql`. Neither: the data comes with "
+                              "each call (Python API frames, or --data).")
     sql: SqlSource | None = Field(None, description="Read the long table with an SQL query "
                                   "instead of a file: {query: ..., url_env: DEEPCAST_DB_URL}.")
     id_col: str = Field("unique_id", description="Column holding the series identifier. "
@@ -146,15 +150,28 @@ class DataConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
-        if (self.path is None) == (self.sql is None):
-            raise ValueError("give exactly one data source: `path` (a CSV/Parquet file) or "
-                             "`sql` (a query)")
+        if self.path is not None and self.sql is not None:
+            raise ValueError("give one data source: `path` (a CSV/Parquet file) or `sql` (a "
+                             "query), not both")
         return self
 
     @property
     def source(self) -> str:
         """The data source for messages and run tags (never the database URL)."""
+        if self.path is None and self.sql is None:
+            return NO_SOURCE
         return str(self.path) if self.path is not None else f"sql: {self.sql.query[:200]}"
+
+    def require_source(self, flag: str = "--data, or the Python API's frame") -> None:
+        """ConfigError when the config names no data (neither ``path`` nor ``sql``: fine
+        for the Python API given frames) and none was passed (``flag``)."""
+        if self.path is None and self.sql is None:
+            from deepcast.features.errors import ConfigError
+
+            raise ConfigError("data: the pipeline names no data source (data.path or "
+                              "data.sql) and no data was passed",
+                              hint=f"set data.path (a CSV/Parquet file) or data.sql in the "
+                              f"YAML, or pass the data ({flag})")
 
     @field_validator("freq")
     @classmethod

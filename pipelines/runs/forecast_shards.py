@@ -180,6 +180,7 @@ def plan(cfg: PipelineConfig, inputs: RunInputs, id_col: str) -> list[Shard]:
         return plan_frame(inputs.data, id_col, target)
     source = _source(cfg, inputs)
     if source is None:  # data.sql: the database counts the rows per series
+        cfg.data.require_source()  # (or no source at all: named, exit 2)
         from deepcast.pipelines.sql import plan_query
 
         sql = cfg.data.sql

@@ -304,6 +304,8 @@ CATALOGUE = [
     Case("data-path-outside-project", outside_project, TRAIN, 2,
          ("data.path '../outside/data.csv' resolves to", "outside the pipeline's folder and "
           "the project", "give an absolute data.path")),
+    Case("pipeline-names-no-data", pipeline(base_config(data={"path": None})), TRAIN, 2,
+         ("the pipeline names no data source (data.path or data.sql)", "set data.path")),
     Case("pipeline-file-missing", pipeline(), ("train", "nope.yaml"), 2,
          ("pipeline file not found: nope.yaml",)),
     Case("bad-freq-alias", pipeline(base_config(data={"freq": "fortnightly"})), VALIDATE, 2,

@@ -86,14 +86,20 @@ def test_sql_errors_are_clear_and_hide_the_url(tmp_path, retail_csv):
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_exactly_one_data_source(retail_csv):
+def test_at_most_one_data_source(retail_csv):
+    """A file or a query, not both; neither is a config for data passed with each call (the
+    Python API's frames, --data), and reading it without data says so."""
+    from deepcast.pipelines.ingest import ingest
+
     raw = pipeline_dict(retail_csv)
     raw["data"]["sql"] = {"query": QUERY}
-    with pytest.raises(ConfigError, match="exactly one data source"):
+    with pytest.raises(ConfigError, match="give one data source: .* not both"):
         parse_config(raw)
     del raw["data"]["path"], raw["data"]["sql"]
-    with pytest.raises(ConfigError, match="exactly one data source"):
-        parse_config(raw)
+    cfg = parse_config(raw)
+    with pytest.raises(ConfigError, match="names no data source .* no data was passed"):
+        ingest(cfg.data)
+    assert len(ingest(cfg.data, retail_csv)) == len(pd.read_csv(retail_csv))
     raw["data"]["sql"] = {"query": QUERY, "url_env": "not a name"}
     with pytest.raises(ConfigError, match="url_env"):
         parse_config(raw)
