@@ -251,7 +251,7 @@ def check_future(future: pd.DataFrame, ids: np.ndarray, expected_ds: np.ndarray,
         rows = merged[bad]
         parts = []
         for sid, grp in rows.groupby(ID, sort=False):
-            dates = ", ".join(str(d) for d in grp[DS].head(3))
+            dates = ", ".join(str(d).removesuffix(" 00:00:00") for d in grp[DS].head(3))
             more = f" (+{len(grp) - 3} more)" if len(grp) > 3 else ""
             parts.append(f"{sid}: {dates}{more}")
         shown = "; ".join(parts[:5]) + (f"; and {len(parts) - 5} more series"
@@ -260,6 +260,7 @@ def check_future(future: pd.DataFrame, ids: np.ndarray, expected_ds: np.ndarray,
             f"future covariates {list(columns)} are missing or empty for "
             f"{int(bad.sum())} forecast step(s) of {rows[ID].nunique()} series: {shown}",
             hint=f"supply a value of every future covariate for each of the {horizon} steps "
-            "after the end of every series",
+            "after the end of every series (in the --future file, or as rows with an empty "
+            "target after each series)",
         )
     return merged.drop(columns="_merge")

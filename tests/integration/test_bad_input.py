@@ -341,7 +341,8 @@ CATALOGUE = [
          ("future covariates file future: no Parquet files", "fix --future"), forecast=True),
     Case("forecast-future-covariates-missing-for-a-series", future_history(),
          (*FORECAST, "--model", "challenger", "--future", "future.csv"), 3,
-         ("promo", f"{FIRST}: 2019-01-01"), report=True, forecast=True),
+         ("promo", f"{FIRST}: 2019-01-01, 2019-02-01", "in the --future file"), report=True,
+         forecast=True),
     # ---- files that are not what their name says: named before anything is read whole
     Case("data-path-is-a-fifo", fifo, TRAIN, 2,
          ("data.csv is a named pipe (FIFO), not a data file", "fix data.path")),
