@@ -139,6 +139,14 @@ def aggregate(df: pd.DataFrame, spec: HierarchySpec) -> pd.DataFrame:
     if clash:
         raise DataError(f"hierarchy: aggregate ids clash with bottom ids: {sorted(clash)[:5]}",
                         hint="use a separator that does not occur in the parts")
+    levels = out.loc[out[LEVEL] != spec.bottom_name].groupby(ID, sort=True)[LEVEL].unique()
+    shared = levels[levels.map(len) > 1]
+    if len(shared):  # e.g. a state and an industry both called "Victoria"
+        named = "; ".join(f"{uid!r} ({' and '.join(map(str, lv))})"
+                          for uid, lv in shared.head(5).items())
+        raise DataError(f"hierarchy: {len(shared)} aggregate id(s) name series of two levels: "
+                        f"{named}", hint="make the values of the hierarchy columns distinct "
+                        "across columns (e.g. prefix each with its column's name)")
     return out.sort_values([ID, DS], kind="stable").reset_index(drop=True)
 
 

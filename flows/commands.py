@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -33,7 +34,22 @@ def _print_scores(result: Any) -> None:
 
 
 def _print_json(result: Any) -> None:
-    print(json.dumps(result.to_dict(), default=str))
+    print(_dumps(result.to_dict()))
+
+
+def _dumps(obj: Any) -> str:
+    """Strict JSON (RFC 8259): NaN and infinities, which json.dumps writes as bare NaN /
+    Infinity that strict parsers reject, become null; other objects their str()."""
+    def clean(x: Any) -> Any:
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+
+    return json.dumps(clean(obj), default=str, allow_nan=False)
 
 
 def _preflight(args: argparse.Namespace, flow: bool = True):
@@ -269,7 +285,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                                 tuple(args.backfill) if args.backfill else None, args.name,
                                 {"data": args.data, "report_dir": args.report_dir})
     if args.json:
-        print(json.dumps(done, default=str), flush=True)
+        print(_dumps(done), flush=True)
     else:
         state = "PAUSED (resume it in the Prefect UI)" if done["paused"] else \
             "active" if done["schedule_active"] else "schedule paused (resume it with " \
@@ -295,14 +311,14 @@ def cmd_promote(args: argparse.Namespace) -> int:
     if args.rollback:
         done = store.rollback(cfg)
         if args.json:
-            print(json.dumps(done))
+            print(_dumps(done))
         else:
             print(f"champion of {cfg.name}: v{done['from_version']} -> v{done['to_version']} "
                   f"(rolled back at {done['when']})")
         return EXIT_OK
     promotions = store.promotions(cfg)
     if args.json:
-        print(json.dumps(promotions.to_dict()))
+        print(_dumps(promotions.to_dict()))
         return EXIT_OK
     if not promotions.history:
         print(f"no promotions yet for {cfg.name} in {promotions.uri}")

@@ -149,7 +149,8 @@ class _Board:
         t0, ev = time.perf_counter(), self.cfg.evaluation
         self.forecasts[label] = fc
         table, summary = score_windows(fc, self.ids, self.scale, self.sq_scale,
-                                       self.cfg.features.horizon, quantiles, ev.conformal)
+                                       self.cfg.features.horizon, quantiles, ev.conformal,
+                                       self.cfg.lengths.step)
         table.insert(0, "model", label)
         self.tables.append(table)
         self.rows.append({"model": label, "type": kind, **summary, "fits": fits,
@@ -179,9 +180,12 @@ def _with_levels(summary: pd.DataFrame, per_window: pd.DataFrame, df: pd.DataFra
 
 
 def score_windows(fc: pd.DataFrame, ids: np.ndarray, scale: np.ndarray, sq_scale: np.ndarray,
-                  horizon: int, quantiles: tuple[float, ...] = (), levels=()
-                  ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Metrics per window x series, and their means (``fc`` sorted by id, window, h)."""
+                  horizon: int, quantiles: tuple[float, ...] = (), levels=(),
+                  step: int | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Metrics per window x series, and their means (``fc`` sorted by id, window, h).
+    Conformal ``levels``: each window's bands are calibrated on the residuals observed
+    before its cut-off only (cut-offs ``step`` apart, default ``horizon``: with a shorter
+    step an earlier window's last steps fall on this window's own dates)."""
     n, k = scale.shape
     y = fc["y"].to_numpy(np.float64).reshape(n, k, horizon)
     yhat = fc["yhat"].to_numpy(np.float64).reshape(n, k, horizon)
@@ -192,16 +196,19 @@ def score_windows(fc: pd.DataFrame, ids: np.ndarray, scale: np.ndarray, sq_scale
         q = np.stack([fc[quantile_column(x)].to_numpy(np.float64) for x in quantiles],
                      axis=-1).reshape(n, k, horizon, len(quantiles))
         per |= metrics.quantile_scores(y, q, quantiles, scale)
-    for level in levels:  # conformal: window j calibrated on windows < j only
+    seen = np.arange(horizon)[None, :] < (np.arange(k, 0, -1)[:, None] * (step or horizon))
+    for level in levels:  # conformal: window j calibrated on what was seen by its cut-off
         cover = np.full((n, k), np.nan)
-        for j in range(1, k):
-            table = conformal.calibrate((y[:, :j] - yhat[:, :j]).reshape(-1, horizon),
+        for j in range(1, k):  # seen[k - j + i]: window i's steps observed by cut-off j
+            past = np.where(seen[k - j:], y[:, :j] - yhat[:, :j], np.nan)
+            table = conformal.calibrate(past.reshape(-1, horizon),
                                         scale[:, :j].reshape(-1), [level]).table
             if not table:  # too few earlier residuals for this level: coverage undefined
                 continue
             lo_hi = conformal.apply(yhat[:, j], scale[:, j], table)
             lo, hi = (lo_hi[c] for c in conformal.interval_columns(level))
-            cover[:, j] = metrics.coverage(y[:, j], lo, hi)
+            # a step no residual calibrated yet has no band: not scored, not a miss
+            cover[:, j] = metrics.coverage(np.where(np.isfinite(lo), y[:, j], np.nan), lo, hi)
         per[f"conformal_coverage_{level:g}"] = cover
     table = pd.DataFrame({"window": np.tile(np.arange(k), n), ID: np.repeat(ids, k),
                           **{name: v.reshape(-1) for name, v in per.items()}})

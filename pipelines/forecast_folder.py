@@ -8,10 +8,11 @@ A reader sees last night's complete folder, tonight's complete folder, or (for t
 between the two renames) none: never half of one. pyarrow, pandas, Spark and DuckDB skip
 ``_``-prefixed files, so ``pd.read_parquet("forecasts/tonight")`` reads the forecast.
 
-A folder is replaced only when it is empty or holds a deepcast manifest: nothing else the
-user keeps there is ever deleted. A run killed mid-way leaves its staging folder, removed
-by the next run once its process is gone; a run killed between the two renames leaves the
-old folder aside, which the next run puts back first.
+A folder is replaced only when it is empty or holds a deepcast forecast and nothing else
+(its manifest and the parts it lists): nothing else the user keeps there is ever deleted.
+A run killed mid-way leaves its staging folder, removed by the next run once its process is
+gone; a run killed between the two renames leaves the old folder aside, which the next run
+puts back first.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from deepcast.features.errors import ConfigError, RunFailed
 
 MANIFEST = "_manifest.json"
 PART = "part-{:05d}.parquet"
+WRITER = "deepcast"  # the manifest's "writer": what may replace the folder
 
 
 def is_folder_output(output: str | os.PathLike | None) -> bool:
@@ -44,10 +46,8 @@ def check_folder(path: str | os.PathLike) -> Path:
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--output {path} is a file, not a folder",
                           hint="give a folder name, or a .csv/.parquet file name")
-    if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST).is_file():
-        raise ConfigError(f"--output {path} is a folder that deepcast did not write (no "
-                          f"{MANIFEST}); a forecast replaces its folder as a whole",
-                          hint="give a new or empty folder: nothing else is deleted")
+    if path.is_dir() and any(path.iterdir()):
+        _check_ours(path)
     parent = path.absolute().parent
     while not parent.exists():
         parent = parent.parent
@@ -55,6 +55,37 @@ def check_folder(path: str | os.PathLike) -> Path:
         raise ConfigError(f"--output {path}: the folder {parent} is not writable",
                           hint="choose a folder you can write to, or fix its permissions")
     return path
+
+
+def _check_ours(path: Path) -> None:
+    """ConfigError unless the non-empty folder ``path`` holds a deepcast forecast and
+    nothing else: a deepcast manifest (its keys, its parts' names) and exactly the files
+    it lists. A folder replaced as a whole must not take anyone's other files with it."""
+    what = f"--output {path} is a folder that deepcast did not write"
+    hint = "give a new or empty folder, or move the other files out: nothing else is deleted"
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        parts = {p["file"] for p in manifest["parts"]}
+        ours = manifest.get("writer", WRITER) == WRITER and {"pipeline", "model_version",
+                                                             "rows"} <= manifest.keys()
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(f"{what} (no deepcast {MANIFEST}); a forecast replaces its folder "
+                          "as a whole", hint=hint) from None
+    if not ours or not all(isinstance(f, str) and _is_part(f) for f in parts):
+        raise ConfigError(f"{what}: its {MANIFEST} is not a deepcast forecast's", hint=hint)
+    others = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir()
+                    if p.name != MANIFEST and p.name not in parts)
+    if others:
+        raise ConfigError(f"--output {path} holds files that are not part of the forecast "
+                          f"deepcast wrote there: {', '.join(others[:5])}"
+                          f"{' ...' if len(others) > 5 else ''}; a forecast replaces its "
+                          "folder as a whole", hint=hint)
+
+
+def _is_part(name: str) -> bool:
+    """A part file's name as :data:`PART` writes it."""
+    stem = name.removeprefix("part-").removesuffix(".parquet")
+    return name.startswith("part-") and name.endswith(".parquet") and stem.isdigit()
 
 
 def staging_folder(path: Path) -> Path:

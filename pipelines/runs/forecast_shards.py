@@ -285,7 +285,10 @@ def merged_report(cfg: PipelineConfig, outcomes: list[Any], labels: list[str],
 def _manifest(cfg: PipelineConfig, ref: Any, outcomes: list[ShardOutcome],
               shards: list[Shard]) -> dict[str, Any]:
     parts = [{"file": o.part, "rows": o.rows, "series": o.series} for o in outcomes]
-    return {"pipeline": cfg.name, "model_name": next((o.model_name for o in outcomes
+    from deepcast.pipelines.forecast_folder import WRITER
+
+    return {"writer": WRITER, "pipeline": cfg.name,
+            "model_name": next((o.model_name for o in outcomes
                                                       if o.model_name), ""),
             "model_version": str(ref.version), "run_id": ref.run_id,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

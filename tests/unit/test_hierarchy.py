@@ -154,3 +154,10 @@ def test_levels_from_columns_of_the_data():
         else "Tasmania"
     with pytest.raises(DataError, match="change their state, industry"):
         aggregate(moved, spec)
+    # an industry named like a state: two aggregate series would share the id "Victoria"
+    # (a pandas MergeError deep in training before)
+    across = ((), ("state",), ("industry",), ("state", "industry"))
+    named = df.assign(industry=df["industry"].where(df["industry"] != df["industry"].iloc[0],
+                                                    "Victoria"))
+    with pytest.raises(DataError, match="'Victoria' \\(state and industry\\)"):
+        aggregate(named, HierarchySpec(("state", "industry"), "/", across, in_id=False))

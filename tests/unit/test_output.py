@@ -80,3 +80,20 @@ def test_an_output_under_a_file_is_refused_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="is a file, not a folder"):
         check_output_path(tmp_path / "taken.csv" / "sub" / "f.csv")
     assert check_output_path(tmp_path / "new" / "deeper" / "f.csv")  # made when written
+
+
+def test_json_output_is_strict():
+    """`--json` is RFC 8259 JSON: a metric that could not be measured (NaN, e.g. the 95 %
+    coverage of a backtest with too few windows) is null, not a bare NaN that strict
+    parsers (JavaScript's JSON.parse) reject."""
+    import json
+
+    import numpy as np
+
+    from deepcast.flows.commands import _dumps
+
+    text = _dumps({"rows": [{"conformal_coverage_95": float("nan"), "mase": np.float64(0.9),
+                             "skill": float("-inf")}], "n": (1, 2)})
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"rows": [{"conformal_coverage_95": None, "mase": 0.9,
+                                          "skill": None}], "n": [1, 2]}

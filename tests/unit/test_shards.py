@@ -127,12 +127,27 @@ def test_folder_output_rules(tmp_path):
         folder.check_folder(mine)
     out = tmp_path / "out"
     for night in (1, 2):  # the second commit replaces the first whole
+        folder.check_folder(out)
         staging = folder.staging_folder(out)
-        (staging / f"part-{night}.parquet").write_text("")
-        folder.write_manifest(staging, {"night": night})
+        part = folder.PART.format(night)
+        (staging / part).write_text("")
+        folder.write_manifest(staging, {"writer": folder.WRITER, "pipeline": "p", "rows": 0,
+                                        "model_version": "1", "parts": [{"file": part}]})
         folder.commit(staging, out)
-    assert sorted(p.name for p in out.iterdir()) == [folder.MANIFEST, "part-2.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == [folder.MANIFEST, "part-00002.parquet"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    # a file added to deepcast's folder, or another tool's manifest, is never deleted
+    (out / "README.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not part of the forecast .*README.txt"):
+        folder.check_folder(out)
+    (mine / "keep.txt").unlink()
+    (mine / folder.MANIFEST).write_text('{"version": 1, "files": ["a.bin"]}')
+    with pytest.raises(ConfigError, match="did not write"):
+        folder.check_folder(mine)
+    (mine / folder.MANIFEST).write_text('{"writer": "other", "pipeline": "p", "rows": 1, '
+                                        '"model_version": "1", "parts": []}')
+    with pytest.raises(ConfigError, match="not a deepcast forecast's"):
+        folder.check_folder(mine)
 
 
 def test_leftovers_of_a_dead_run_are_cleaned_and_a_set_aside_folder_restored(tmp_path):
