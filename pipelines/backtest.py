@@ -149,8 +149,8 @@ class _Board:
         t0, ev = time.perf_counter(), self.cfg.evaluation
         self.forecasts[label] = fc
         table, summary = score_windows(fc, self.ids, self.scale, self.sq_scale,
-                                       self.cfg.features.horizon, quantiles, ev.conformal,
-                                       self.cfg.lengths.step)
+                                       self.cfg.features.horizon, quantiles,
+                                       BandScoring(tuple(ev.conformal), self.cfg.lengths.step))
         table.insert(0, "model", label)
         self.tables.append(table)
         self.rows.append({"model": label, "type": kind, **summary, "fits": fits,
@@ -179,13 +179,23 @@ def _with_levels(summary: pd.DataFrame, per_window: pd.DataFrame, df: pd.DataFra
     return summary.merge(means, left_on="model", right_index=True, how="left")
 
 
+@dataclass(frozen=True)
+class BandScoring:
+    """The conformal levels whose coverage a backtest measures, and the distance between
+    its cut-offs (None: the horizon)."""
+
+    levels: tuple[float, ...]
+    step: int | None = None
+
+
 def score_windows(fc: pd.DataFrame, ids: np.ndarray, scale: np.ndarray, sq_scale: np.ndarray,
-                  horizon: int, quantiles: tuple[float, ...] = (), levels=(),
-                  step: int | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
+                  horizon: int, quantiles: tuple[float, ...] = (),
+                  bands: BandScoring | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
     """Metrics per window x series, and their means (``fc`` sorted by id, window, h).
-    Conformal ``levels``: each window's bands are calibrated on the residuals observed
-    before its cut-off only (cut-offs ``step`` apart, default ``horizon``: with a shorter
-    step an earlier window's last steps fall on this window's own dates)."""
+    Conformal ``bands``: each window's bands are calibrated on the residuals observed
+    before its cut-off only (with cut-offs closer than the horizon, an earlier window's
+    last steps fall on this window's own dates)."""
+    levels, step = (bands.levels, bands.step) if bands else ((), None)
     n, k = scale.shape
     y = fc["y"].to_numpy(np.float64).reshape(n, k, horizon)
     yhat = fc["yhat"].to_numpy(np.float64).reshape(n, k, horizon)

@@ -267,7 +267,7 @@ def test_conformal_coverage_uses_only_residuals_seen_before_each_cutoff():
     next window's own dates: its bands must not be calibrated on them (a helper's trial saw
     80 % bands cover 89 % with step 3, horizon 6). Window 0's second step misses by 50 on
     the date window 1 forecasts first; window 1 misses by 10 at both steps."""
-    from deepcast.pipelines.backtest import score_windows
+    from deepcast.pipelines.backtest import BandScoring, score_windows
 
     n, k, h = 30, 2, 2
     y, yhat = np.zeros((n, k, h)), np.zeros((n, k, h))
@@ -280,8 +280,8 @@ def test_conformal_coverage_uses_only_residuals_seen_before_each_cutoff():
     ones = np.ones((n, k))
 
     def covered(step):
-        return score_windows(fc, np.arange(n), ones, ones, h, levels=[80],
-                             step=step)[1]["conformal_coverage_80"]
+        return score_windows(fc, np.arange(n), ones, ones, h,
+                             bands=BandScoring((80,), step))[1]["conformal_coverage_80"]
 
     assert covered(None) == 0.5  # step = horizon: window 0 is wholly in the past
     # step 1: only window 0's first step was observed by window 1's cut-off; window 1's
