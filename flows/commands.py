@@ -68,10 +68,16 @@ def _preflight(args: argparse.Namespace, flow: bool = True):
 
         database_url(cfg.data.sql.url_env)  # set, or exit 2 naming the variable
     if flow:
-        from deepcast.flows.ephemeral import start_if_needed
-
-        start_if_needed()  # Prefect's temporary server starts beside the imports below
+        _start_server()
     return cfg
+
+
+def _start_server() -> None:
+    """Prefect's temporary server (unless PREFECT_API_URL is set), starting beside the
+    imports that follow."""
+    from deepcast.flows.ephemeral import start_if_needed
+
+    start_if_needed()
 
 
 def _warm_up(validation: bool) -> None:
@@ -214,8 +220,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_forecast(args: argparse.Namespace) -> int:
     from deepcast.flows import api
     from deepcast.pipelines.forecast import check_output_path
+    from deepcast.pipelines.forecast_folder import is_folder_output
     from deepcast.pipelines.ingest import FUTURE_SOURCE, check_source
     from deepcast.pipelines.report import check_report_path, parse_series
+    from deepcast.pipelines.runs.forecast_shards import check_folder_output
     from deepcast.pipelines.runs.store import resolve_model
 
     check_output_path(args.output)
@@ -227,7 +235,10 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     if args.series is not None and not args.report:
         raise ConfigError("--series chooses the series plotted in the report",
                           hint="add --report report.html")
-    cfg = _preflight(args)
+    cfg = _preflight(args, flow=False)
+    if is_folder_output(args.output):  # a report or a hierarchy: exit 2 before any flow
+        check_folder_output(cfg, args.output, args.report)
+    _start_server()
     resolve_model(cfg, args.model)  # unknown, or not deepcast's model: exit 2 at once
     report = api.ForecastReport(html=args.report, series=series, report_dir=args.report_dir)
     output = api.ForecastOutput(args.output, formula_guard=args.formula_guard)
@@ -257,11 +268,16 @@ def _print_forecast(args: argparse.Namespace, result: Any) -> None:
 def cmd_retrain(args: argparse.Namespace) -> int:
     from deepcast.flows import api
     from deepcast.pipelines.forecast import check_output_path
+    from deepcast.pipelines.forecast_folder import is_folder_output
     from deepcast.pipelines.ingest import parse_as_of
+    from deepcast.pipelines.runs.forecast_shards import check_folder_output
 
-    cfg = _preflight(args)
+    cfg = _preflight(args, flow=False)
     check_output_path(args.output.replace("{date}", "date"))
+    if is_folder_output(args.output):  # a hierarchy: exit 2 before the night's training
+        check_folder_output(cfg, args.output.replace("{date}", "date"))
     parse_as_of(args.as_of, cfg.data)
+    _start_server()
     result = _launch(args, api.retrain, args.pipeline, args.output, args.data,
                      as_of=args.as_of, report_dir=args.report_dir)
     if result is None:

@@ -119,7 +119,8 @@ class TrainOutcome:
             warm = sum(m.start == "warm" for m in self.models)
             thin.append(f"training.warm_start: {self.warm.note}; {warm} of "
                         f"{sum(bool(m.start) for m in self.models)} neural models started "
-                        "from its weights" + (" (the selection backtest's fits start cold)"
+                        "from its weights" + (" (each selection fit's own start is in the "
+                                              "log and its run's tags)"
                                               if self.selection_windows else ""))
         return thin + [f"{m.name}: not converged: {m.convergence}" for m in self.models
                        if m.converged is False] + [f"{m.name}: {note}" for m in self.models
@@ -228,9 +229,9 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
 
             predictor, history, seconds = build(on_epoch)
         began = start_verdict(job.warm, predictor.forecaster)
+        record_seen(prep, tracker, predictor.forecaster)  # warm start on or off
         if began.tags:
             tracker.set_tags(began.tags)
-            record_seen(prep, tracker)
             log.info("%s: %s", label, began.note)
         attach_reconciler(predictor, prep.df, cfg, backtest)
         fc = holdout_predictions(predictor, prep)

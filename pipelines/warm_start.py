@@ -130,11 +130,12 @@ SELECTION_FIT = "selection_fit"  # artifact folder of a model run
 SEEN_FILE = "seen.json"  # per series, the last ds the fit was trained on
 
 
-def record_seen(prep: Any, tracker: Any) -> None:
-    """Log what the model run's own fit was trained on (the last ``ds`` per series of
-    ``prep``'s training span): a later warm start from it checks it saw nothing after
-    its own training span."""
-    tracker.log_dict(_seen(_training_span(prep)), SEEN_FILE)
+def record_seen(prep: Any, tracker: Any, forecaster: Any) -> None:
+    """Log what the model run's fit of ``forecaster`` was trained on (the last ``ds`` per
+    series of ``prep``'s training span), for a trainable one, warm start on or off: a later
+    night's warm start from it checks it saw nothing after that night's training span."""
+    if getattr(forecaster, "trainable", False):
+        tracker.log_dict(_seen(_training_span(prep)), SEEN_FILE)
 
 
 def save_selection_fit(predictor: Any, prep: Any, tracker: Any) -> None:

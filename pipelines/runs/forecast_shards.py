@@ -153,9 +153,17 @@ def forecast_folder(cfg: PipelineConfig, inputs: RunInputs, request: Any,
 
 def _check(cfg: PipelineConfig, request: Any) -> Path:
     """The output folder, after the checks a folder forecast needs (before any work)."""
+    return check_folder_output(cfg, request.output, request.options.report)
+
+
+def check_folder_output(cfg: PipelineConfig, output: str, report: Any = None) -> Path:
+    """The output folder (``output`` asks for one), after the checks a folder forecast needs:
+    no report, no hierarchy, a folder deepcast may replace. Called before any work by the
+    run, and by ``forecast`` and ``retrain`` before their flows start (a retrain would
+    otherwise train every model first)."""
     from deepcast.pipelines.forecast_folder import check_folder
 
-    if request.options.report:
+    if report:
         raise ConfigError("--report needs the whole forecast in one process; a forecast into "
                           "a folder is written shard by shard",
                           hint="drop --report, or give --output a .csv/.parquet file name")
@@ -163,7 +171,7 @@ def _check(cfg: PipelineConfig, request: Any) -> Path:
         raise ConfigError("a hierarchy is reconciled across all its series at once; a "
                           "forecast into a folder is written shard by shard",
                           hint="give --output a .csv/.parquet file name")
-    return check_folder(request.output)
+    return check_folder(output)
 
 
 def plan(cfg: PipelineConfig, inputs: RunInputs, id_col: str) -> list[Shard]:

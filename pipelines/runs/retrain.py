@@ -76,9 +76,13 @@ def retrain(cfg: PipelineConfig, output: str, inputs: RunInputs = FROM_CONFIG,
     publish. ``output`` may hold ``{date}`` (the run's date); ``as_of`` keeps rows with
     ``ds <= as_of`` (backfills). A failed or blocked run is published, then raises."""
     from deepcast.pipelines.forecast import check_output_path
+    from deepcast.pipelines.forecast_folder import is_folder_output
+    from deepcast.pipelines.runs.forecast_shards import check_folder_output
 
     output = dated_output(output, as_of)
     check_output_path(output)
+    if is_folder_output(output):  # before the night's training, not after it
+        check_folder_output(cfg, output)
     tracker = store.open_tracker(cfg)
     night = _Night()
     base = RetrainResult(pipeline=cfg.name, day=as_of_day(as_of), as_of=as_of, output=output)

@@ -332,6 +332,15 @@ CATALOGUE = [
          (*FORECAST, "--model", "challenger"), 3,
          ("missing covariate column(s) ['promo']", "add the columns to the data"),
          forecast=True),
+    # a folder output that cannot be written shard by shard: exit 2 before any flow, and
+    # before a retrain trains (it trained every model first, then refused)
+    Case("forecast-folder-with-a-report", data(RETAIL),
+         ("forecast", "p.yaml", "--output", "fc/", "--report", "r.html"), 2,
+         ("--report needs the whole forecast in one process",), gone=("fc", "r.html")),
+    Case("retrain-hierarchy-into-a-folder",
+         data(RETAIL, hierarchy={"columns": ["a", "b"], "separator": "|"}),
+         ("retrain", "p.yaml", "--output", "fc_{date}/"), 2,
+         ("a hierarchy is reconciled across all its series at once",), gone=("mlruns",)),
     Case("forecast-future-file-missing", future_history(),
          (*FORECAST, "--model", "challenger", "--future", "nope.csv"), 2,
          ("future covariates file not found: nope.csv", "fix --future"), forecast=True),

@@ -100,6 +100,13 @@ def test_nightly_warm_start(store, tmp_path, retail_csv):
     for key in ("deepcast.warm_start_note", "deepcast.warm_start_selection_note"):
         assert "was trained on data after tonight's training span" in tags[key], tags[key]
 
+    # night 6 without warm start, night 7 with it: a run trained with warm start off still
+    # records what it saw, so turning it on starts from it (before: "does not record the
+    # data it was trained on", and every night stayed cold)
+    six = _night(path, None)
+    seven = _night(path, six.decision.candidate_version)
+    assert {r["start"] for r in seven.table if r["start"]} == {"warm"}, seven.notes
+
     # a version that does not exist is a typo, not a first night
     with pytest.raises(deepcast.ConfigError, match="99"):
         _night(path, "99")
