@@ -139,8 +139,8 @@ def aggregate(df: pd.DataFrame, spec: HierarchySpec) -> pd.DataFrame:
     if clash:
         raise DataError(f"hierarchy: aggregate ids clash with bottom ids: {sorted(clash)[:5]}",
                         hint="use a separator that does not occur in the parts")
-    levels = out.loc[out[LEVEL] != spec.bottom_name].groupby(ID, sort=True)[LEVEL].unique()
-    shared = levels[levels.map(len) > 1]
+    pairs = out.loc[out[LEVEL] != spec.bottom_name, [ID, LEVEL]].drop_duplicates()
+    shared = pairs[pairs[ID].duplicated(keep=False)].groupby(ID, sort=True)[LEVEL].unique()
     if len(shared):  # e.g. a state and an industry both called "Victoria"
         named = "; ".join(f"{uid!r} ({' and '.join(map(str, lv))})"
                           for uid, lv in shared.head(5).items())

@@ -41,6 +41,8 @@ def _dumps(obj: Any) -> str:
     """Strict JSON (RFC 8259): NaN and infinities, which json.dumps writes as bare NaN /
     Infinity that strict parsers reject, become null; other objects their str()."""
     def clean(x: Any) -> Any:
+        if type(x).__module__ == "numpy" and hasattr(x, "item"):  # numpy scalars
+            x = x.item()
         if isinstance(x, float) and not math.isfinite(x):
             return None
         if isinstance(x, dict):
@@ -271,12 +273,14 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from deepcast.pipelines.forecast_folder import is_folder_output
     from deepcast.pipelines.ingest import parse_as_of
     from deepcast.pipelines.runs.forecast_shards import check_folder_output
+    from deepcast.pipelines.runs.retrain import dated_output
 
     cfg = _preflight(args, flow=False)
     check_output_path(args.output.replace("{date}", "date"))
-    if is_folder_output(args.output):  # a hierarchy: exit 2 before the night's training
-        check_folder_output(cfg, args.output.replace("{date}", "date"))
     parse_as_of(args.as_of, cfg.data)
+    tonight = dated_output(args.output, args.as_of)  # the folder this run would replace
+    if is_folder_output(tonight):  # a hierarchy: exit 2 before the night's training
+        check_folder_output(cfg, tonight)
     _start_server()
     result = _launch(args, api.retrain, args.pipeline, args.output, args.data,
                      as_of=args.as_of, report_dir=args.report_dir)

@@ -218,7 +218,8 @@ def score_windows(fc: pd.DataFrame, ids: np.ndarray, scale: np.ndarray, sq_scale
             lo_hi = conformal.apply(yhat[:, j], scale[:, j], table)
             lo, hi = (lo_hi[c] for c in conformal.interval_columns(level))
             # a step no residual calibrated yet has no band: not scored, not a miss
-            cover[:, j] = metrics.coverage(np.where(np.isfinite(lo), y[:, j], np.nan), lo, hi)
+            banded = np.isfinite(np.asarray(next(iter(table.values())), dtype=np.float64))
+            cover[:, j] = metrics.coverage(np.where(banded, y[:, j], np.nan), lo, hi)
         per[f"conformal_coverage_{level:g}"] = cover
     table = pd.DataFrame({"window": np.tile(np.arange(k), n), ID: np.repeat(ids, k),
                           **{name: v.reshape(-1) for name, v in per.items()}})

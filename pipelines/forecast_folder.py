@@ -99,7 +99,17 @@ def staging_folder(path: Path) -> Path:
 
 
 def write_manifest(staging: Path, payload: dict[str, Any]) -> None:
-    """The manifest, fsynced: written last, it marks the folder complete."""
+    """The manifest, fsynced: written last, it marks the folder complete. Whatever else is
+    in the staging folder (a killed worker's temporary part) is removed first, so the
+    folder holds exactly what the manifest lists and the next night may replace it."""
+    listed = {p["file"] for p in payload.get("parts", ())}
+    for entry in staging.iterdir():
+        if entry.name in listed:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
     tmp = staging / f".{MANIFEST}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(payload, fh, indent=2, default=str)
@@ -112,6 +122,8 @@ def write_manifest(staging: Path, payload: dict[str, Any]) -> None:
 def commit(staging: Path, path: Path) -> None:
     """Swap the complete staging folder in for ``path`` (see the module docstring)."""
     aside = path.with_name(f".{path.name}.old-{os.getpid()}")
+    if path.is_dir() and any(path.iterdir()):
+        _check_ours(path)  # again: a file added while the shards ran is not deleted either
     try:
         if path.exists():
             os.replace(path, aside)

@@ -279,11 +279,14 @@ def test_conformal_coverage_uses_only_residuals_seen_before_each_cutoff():
                        "y": y.ravel(), "yhat": yhat.ravel()})
     ones = np.ones((n, k))
 
-    def covered(step):
-        return score_windows(fc, np.arange(n), ones, ones, h,
+    def covered(step, frame=fc):
+        return score_windows(frame, np.arange(n), ones, ones, h,
                              bands=BandScoring((80,), step))[1]["conformal_coverage_80"]
 
     assert covered(None) == 0.5  # step = horizon: window 0 is wholly in the past
     # step 1: only window 0's first step was observed by window 1's cut-off; window 1's
     # second step has no band yet (not scored), its first misses the 1-wide band
     assert covered(1) == 0.0
+    # window 1's first step on target: covered; its second, without a band, is not a miss
+    on_target = fc.assign(yhat=np.where((fc["window"] == 1) & (fc["h"] == 1), 0.0, fc["yhat"]))
+    assert covered(1, on_target) == 1.0

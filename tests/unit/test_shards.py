@@ -148,6 +148,32 @@ def test_folder_output_rules(tmp_path):
                                         '"model_version": "1", "parts": []}')
     with pytest.raises(ConfigError, match="not a deepcast forecast's"):
         folder.check_folder(mine)
+    # a folder of an earlier deepcast (no "writer" in its manifest) is still replaced
+    (mine / folder.MANIFEST).write_text('{"pipeline": "p", "rows": 1, "model_version": "1", '
+                                        '"parts": []}')
+    assert folder.check_folder(mine) == mine
+
+
+def test_the_committed_folder_holds_only_what_its_manifest_lists(tmp_path):
+    """A killed worker's temporary part left in staging is not committed (the next night
+    would refuse the folder as not wholly deepcast's); a file added to the output folder
+    while the shards ran is found at commit, and nothing is deleted."""
+    out = tmp_path / "out"
+    staging = folder.staging_folder(out)
+    part = folder.PART.format(0)
+    (staging / part).write_text("")
+    (staging / f".{part}.123.tmp").write_text("half")
+    folder.write_manifest(staging, {"writer": folder.WRITER, "pipeline": "p", "rows": 0,
+                                    "model_version": "1", "parts": [{"file": part}]})
+    folder.commit(staging, out)
+    assert sorted(p.name for p in out.iterdir()) == [folder.MANIFEST, part]
+    staging = folder.staging_folder(out)  # the next night ...
+    folder.write_manifest(staging, {"writer": folder.WRITER, "pipeline": "p", "rows": 0,
+                                    "model_version": "1", "parts": []})
+    (out / "notes.txt").write_text("mine")  # ... while a user adds a file
+    with pytest.raises(ConfigError, match="notes.txt"):
+        folder.commit(staging, out)
+    assert (out / "notes.txt").read_text() == "mine" and (out / part).exists()
 
 
 def test_leftovers_of_a_dead_run_are_cleaned_and_a_set_aside_folder_restored(tmp_path):
