@@ -35,7 +35,7 @@ def test_future_covariates_are_required_and_used(prefect_harness, store, tmp_pat
 
     # no future rows: the forecast is refused, naming the series and the dates
     out = tmp_path / "fc.csv"
-    with pytest.raises(DataError, match=r"holiday.*VIC: 2012-02-06 00:00:00"):
+    with pytest.raises(DataError, match=r"holiday.*VIC: 2012-02-06, 2012-02-06 00:30:00"):
         batch_forecast(pipeline=str(pipeline), output=str(out), model="challenger")
     assert not out.exists()
 
