@@ -103,8 +103,9 @@ def test_nightly_warm_start(store, tmp_path, retail_csv):
     # night 6 without warm start, night 7 with it: a run trained with warm start off still
     # records what it saw, so turning it on starts from it (before: "does not record the
     # data it was trained on", and every night stayed cold)
-    six = _night(path, None)
-    seven = _night(path, six.decision.candidate_version)
+    linear = [{"type": "linear"}]  # one network is enough here (the suite's time)
+    six = _night(path, None, models=linear)
+    seven = _night(path, six.decision.candidate_version, models=linear)
     assert {r["start"] for r in seven.table if r["start"]} == {"warm"}, seven.notes
 
     # a version that does not exist is a typo, not a first night
