@@ -269,18 +269,12 @@ def _print_forecast(args: argparse.Namespace, result: Any) -> None:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     from deepcast.flows import api
-    from deepcast.pipelines.forecast import check_output_path
-    from deepcast.pipelines.forecast_folder import is_folder_output
     from deepcast.pipelines.ingest import parse_as_of
-    from deepcast.pipelines.runs.forecast_shards import check_folder_output
-    from deepcast.pipelines.runs.retrain import dated_output
+    from deepcast.pipelines.runs.retrain import tonight_output
 
     cfg = _preflight(args, flow=False)
-    check_output_path(args.output.replace("{date}", "date"))
     parse_as_of(args.as_of, cfg.data)
-    tonight = dated_output(args.output, args.as_of)  # the folder this run would replace
-    if is_folder_output(tonight):  # a hierarchy: exit 2 before the night's training
-        check_folder_output(cfg, tonight)
+    tonight_output(cfg, args.output, args.as_of)  # exit 2 before any flow and any training
     _start_server()
     result = _launch(args, api.retrain, args.pipeline, args.output, args.data,
                      as_of=args.as_of, report_dir=args.report_dir)

@@ -13,7 +13,7 @@ value at all gets no row and is named. ``data.fallback: none`` turns this off.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -30,9 +30,9 @@ class Fallback:
 
     rows: pd.DataFrame
     methods: dict[str, int]  # method -> series forecast with it
-    without_values: tuple[str, ...] = ()  # series with no observed value: no forecast
+    without_values: tuple[str, ...]  # series with no observed value: no forecast
     #: the observed rows (unique_id, ds, y) the forecasts came from: the report's history
-    history: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=[ID, DS, Y]))
+    history: pd.DataFrame
 
     @property
     def n_series(self) -> int:

@@ -32,7 +32,8 @@ from deepcast.pipelines.parquet_dataset import (
 )
 
 READERS = (".csv", ".parquet", ".pq")
-#: how a missing --future file is named (check_source's ``what`` and ``fix``)
+#: how check_source names the file it checks, and the setting to fix: the data, --future
+DATA_SOURCE = ("data file", "fix data.path in the YAML (relative to the YAML file) or --data")
 FUTURE_SOURCE = ("future covariates file", "fix --future (Python API: future=): the file of "
                  "the future covariates over the forecast dates")
 # compressed CSV: pandas infers the codec from the last suffix
@@ -56,8 +57,7 @@ def _kind(path: Path) -> str:
     return "csv" if last == ".csv" else "parquet" if last in (".parquet", ".pq") else ""
 
 
-def check_source(path: str | Path, what: str = "data file",
-                 fix: str = "fix data.path in the YAML (relative to the YAML file) or --data"
+def check_source(path: str | Path, what: str = DATA_SOURCE[0], fix: str = DATA_SOURCE[1]
                  ) -> Path:
     """The data file exists, is a regular file and has a readable type (ConfigError
     otherwise: a FIFO or device would block or fail deep inside the reader); or a Parquet
@@ -68,7 +68,7 @@ def check_source(path: str | Path, what: str = "data file",
         try:
             dataset_files(path)
         except ConfigError as exc:  # its message names data.path: name this file instead
-            if what == "data file":
+            if (what, fix) == DATA_SOURCE:
                 raise
             raise ConfigError(f"{what} {path}: {exc.message}", hint=fix) from None
         return path

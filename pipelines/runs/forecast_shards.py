@@ -116,7 +116,7 @@ def forecast_folder(cfg: PipelineConfig, inputs: RunInputs, request: Any,
     in memory instead of read again."""
     from deepcast.pipelines import forecast_folder as folder
 
-    out = _check(cfg, request)
+    out = check_folder_output(cfg, request.output, request.options.report)
     tracker = store.open_tracker(cfg)
     ref, model = steps.io("load-model", store.load_model, tracker, request.model)
     _MODELS[_key(cfg, str(ref.version))] = (ref, model)
@@ -149,11 +149,6 @@ def forecast_folder(cfg: PipelineConfig, inputs: RunInputs, request: Any,
         output=str(out), rows=manifest["rows"], series=manifest["series"],
         dropped_series=validation.dropped_series, forecast=None, notes=notes,
         fallback_series=sum(o.fallback_series for o in outcomes))
-
-
-def _check(cfg: PipelineConfig, request: Any) -> Path:
-    """The output folder, after the checks a folder forecast needs (before any work)."""
-    return check_folder_output(cfg, request.output, request.options.report)
 
 
 def check_folder_output(cfg: PipelineConfig, output: str, report: Any = None) -> Path:

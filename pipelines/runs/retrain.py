@@ -47,6 +47,20 @@ def dated_output(output: str, as_of: str | None) -> str:
     return output.replace("{date}", as_of_day(as_of))
 
 
+def tonight_output(cfg: PipelineConfig, output: str, as_of: str | None) -> str:
+    """The run's dated output, checked before the night's training (a folder: one that a
+    forecast of this pipeline may replace), not after it."""
+    from deepcast.pipelines.forecast import check_output_path
+    from deepcast.pipelines.forecast_folder import is_folder_output
+    from deepcast.pipelines.runs.forecast_shards import check_folder_output
+
+    output = dated_output(output, as_of)
+    check_output_path(output)
+    if is_folder_output(output):
+        check_folder_output(cfg, output)
+    return output
+
+
 def check_drift(raw: pd.DataFrame, cfg: PipelineConfig, profile: dict[str, Any] | None,
                 note: str) -> Any:
     """The drift report of ``raw`` against the champion's profile (skipped without one,
@@ -75,14 +89,7 @@ def retrain(cfg: PipelineConfig, output: str, inputs: RunInputs = FROM_CONFIG,
     """Ingest -> validate -> drift check -> train -> gate -> forecast with the champion ->
     publish. ``output`` may hold ``{date}`` (the run's date); ``as_of`` keeps rows with
     ``ds <= as_of`` (backfills). A failed or blocked run is published, then raises."""
-    from deepcast.pipelines.forecast import check_output_path
-    from deepcast.pipelines.forecast_folder import is_folder_output
-    from deepcast.pipelines.runs.forecast_shards import check_folder_output
-
-    output = dated_output(output, as_of)
-    check_output_path(output)
-    if is_folder_output(output):  # before the night's training, not after it
-        check_folder_output(cfg, output)
+    output = tonight_output(cfg, output, as_of)
     tracker = store.open_tracker(cfg)
     night = _Night()
     base = RetrainResult(pipeline=cfg.name, day=as_of_day(as_of), as_of=as_of, output=output)
