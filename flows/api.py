@@ -9,7 +9,7 @@ the stages in this process and never imports Prefect; ``"prefect"`` runs them as
 the Prefect flows the CLI runs (``train-pipeline``, ``batch-forecast``, ...). Both give the
 same results. Failures raise deepcast's errors (:class:`~deepcast.ConfigError`,
 :class:`~deepcast.DataError`, :class:`~deepcast.RunFailed`) with the CLI's one-line
-messages.
+messages, naming this module's keyword arguments where the CLI names its flags.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from deepcast.features.errors import ConfigError
+from deepcast.flows.api_terms import speaks_python
 from deepcast.flows.settings import configure_environment
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class ForecastOutput:
     formula_guard: bool = True
 
 
+@speaks_python()
 def load_config(source: ConfigSource) -> PipelineConfig:
     """A validated pipeline config from a YAML file or a dict. A relative ``data.path``
     is resolved against the YAML's folder (the working directory for a dict)."""
@@ -73,6 +75,7 @@ def load_config(source: ConfigSource) -> PipelineConfig:
     return config_of(source)[0]
 
 
+@speaks_python()
 def validate(cfg: ConfigSource, df: Data = None, *, report_dir: str | os.PathLike | None = None,
              orchestrator: Orchestrator = "none") -> ValidationResult:
     """Check the data against the pipeline's rules; writes the JSON report and Data Docs
@@ -86,6 +89,7 @@ def validate(cfg: ConfigSource, df: Data = None, *, report_dir: str | os.PathLik
     return runs.validate(*_job_args(cfg, df, report_dir))
 
 
+@speaks_python()
 def train(cfg: ConfigSource, df: Data = None, *, report_dir: str | os.PathLike | None = None,
           orchestrator: Orchestrator = "none") -> TrainResult:
     """Validate, train and score every model on the holdout, track it all in MLflow,
@@ -100,6 +104,7 @@ def train(cfg: ConfigSource, df: Data = None, *, report_dir: str | os.PathLike |
     return runs.train(*_job_args(cfg, df, report_dir))
 
 
+@speaks_python()
 def backtest(cfg: ConfigSource, df: Data = None, *, n_windows: int | None = None,
              step: int | None = None, refit: bool | int | None = None,
              report_dir: str | os.PathLike | None = None,
@@ -122,6 +127,7 @@ def backtest(cfg: ConfigSource, df: Data = None, *, n_windows: int | None = None
     return runs.backtest(config, inputs)
 
 
+@speaks_python()
 def tune(cfg: ConfigSource, df: Data = None, trials: int | None = None, *,
          output: str | os.PathLike | None = None, report_dir: str | os.PathLike | None = None,
          orchestrator: Orchestrator = "none") -> TuneResult:
@@ -141,6 +147,7 @@ def tune(cfg: ConfigSource, df: Data = None, trials: int | None = None, *,
     return runs.tune(config, inputs, trials, _path(output))
 
 
+@speaks_python(data="history")
 def forecast(cfg: ConfigSource, model: str | int = "champion", history: Data = None,
              future: Data = None, output: str | os.PathLike | ForecastOutput | None = None, *,
              report: str | os.PathLike | ForecastReport | None = None,
@@ -172,6 +179,7 @@ def forecast(cfg: ConfigSource, model: str | int = "champion", history: Data = N
     return runs.forecast(config, inputs, request)
 
 
+@speaks_python()
 def retrain(cfg: ConfigSource, output: str | os.PathLike, df: Data = None, *,
             as_of: str | None = None, report_dir: str | os.PathLike | None = None,
             orchestrator: Orchestrator = "none") -> RetrainResult:

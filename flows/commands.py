@@ -103,7 +103,13 @@ def _in_flows(args: argparse.Namespace, job: Callable[..., Any], *params: Any,
 
     _warm_up(validation=job is not jobs.forecast)  # a forecast screens its history first
     with api(), progress_display(wants_progress(args.quiet, args.json)):
-        return job(*params, orchestrator="prefect", **options)
+        return _flags(job)(*params, orchestrator="prefect", **options)
+
+
+def _flags(job: Callable[..., Any]) -> Callable[..., Any]:
+    """An API function as the CLI calls it: its errors name the command's flags, not
+    the Python keyword arguments (:mod:`deepcast.flows.api_terms`)."""
+    return getattr(job, "__wrapped__", job)
 
 
 def _launch(args: argparse.Namespace, job: Callable[..., Any], *params: Any,
@@ -127,7 +133,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         result = _in_flows(args, api.validate, args.pipeline, args.data,
                            report_dir=args.report_dir)
     else:
-        result = api.validate(args.pipeline, args.data, report_dir=args.report_dir)
+        result = _flags(api.validate)(args.pipeline, args.data, report_dir=args.report_dir)
     if args.json:
         _print_json(result)
     elif not args.quiet or not result.success:
