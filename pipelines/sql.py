@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from typing import Any
 
 import pandas as pd
@@ -160,7 +161,12 @@ def write_table(df: pd.DataFrame, output: str, url_env: str = DEFAULT_URL_ENV) -
                 quoted = conn.dialect.identifier_preparer.format_table(
                     sa_table(name, schema=schema or None))
                 conn.execute(text(f"DELETE FROM {quoted}"))
-            df.to_sql(name, conn, if_exists="append", index=False, **kwargs)
+            with warnings.catch_warnings():
+                # SQLite matches table names without case (sql://FC writes the table fc,
+                # as any SQLite client would); pandas warns that it found no 'FC' after
+                # writing, which is SQLite's folding, not a failure
+                warnings.filterwarnings("ignore", message="The provided table name")
+                df.to_sql(name, conn, if_exists="append", index=False, **kwargs)
     except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
         first = _redact(_first_line(exc), url)
         raise RunFailed(f"writing the forecast to table {table!r} failed "

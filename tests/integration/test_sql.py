@@ -103,3 +103,21 @@ def test_at_most_one_data_source(retail_csv):
     raw["data"]["sql"] = {"query": QUERY, "url_env": "not a name"}
     with pytest.raises(ConfigError, match="url_env"):
         parse_config(raw)
+
+
+def test_a_table_name_in_other_case_is_sqlites_table(tmp_path, retail_csv, monkeypatch):
+    """SQLite matches table names without case: sql://FC replaces the rows of table fc,
+    without pandas' raw "not found exactly as such" warning (before: printed)."""
+    import warnings
+
+    from deepcast.pipelines.sql import write_table
+
+    url = _database(tmp_path, retail_csv)
+    monkeypatch.setenv("DEEPCAST_DB_URL", url)
+    frame = pd.DataFrame({"unique_id": ["a", "b"], "yhat": [1.0, 2.0]})
+    write_table(frame.iloc[:1], "sql://fc")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_table(frame, "sql://FC")
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        assert pd.read_sql_query("SELECT * FROM fc", conn)["yhat"].tolist() == [1.0, 2.0]
