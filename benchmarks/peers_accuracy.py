@@ -4,7 +4,7 @@
     $PEERS/nf/bin/python benchmarks/peers_accuracy.py nf SET [--validation] [--max-steps N]
         [--models NHITS,NBEATS,TiDE,LSTM] [--early-stop]
 
-SET is m3-monthly, m3-quarterly, taylor, vic-elec-12w or epf-12w (the ``name:`` of the
+SET is m3-monthly, m3-quarterly, m3-yearly, taylor, vic-elec-12w or epf-12w (the ``name:`` of the
 benchmark YAMLs; the horizon, test span, season and lookback below repeat theirs).
 statsforecast: SeasonalNaive, AutoETS, AutoTheta, AutoARIMA; neuralforecast: NHITS, NBEATS,
 TiDE, LSTM with the same input length as deepcast. ``--early-stop`` gives neuralforecast
@@ -33,6 +33,7 @@ SETS = {
                        lookback=36),
     "m3-quarterly": dict(path="m3_quarterly.parquet", h=8, test=8, season=4, freq=1,
                          lookback=16),
+    "m3-yearly": dict(path="m3_yearly.parquet", h=6, test=6, season=1, freq=1, lookback=12),
     "taylor": dict(path="taylor.parquet", h=48, test=336, season=48, freq="30min",
                    lookback=336),
     "vic-elec-12w": dict(path="vic_elec_12w.parquet", h=48, test=336, season=48,
