@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from deepcast.features.errors import DataError
-from deepcast.features.schema import DS, ID, is_integer_time
+from deepcast.features.schema import DS, F32_MAX, ID, is_integer_time
 
 #: calendar features by name: (pandas accessor, period) -> sin/cos pair of the position
 CALENDAR = {
@@ -228,8 +228,10 @@ def split_future(df: pd.DataFrame, target: str, missing: np.ndarray | None = Non
 
 def check_future(future: pd.DataFrame, ids: np.ndarray, expected_ds: np.ndarray,
                  columns: tuple[str, ...], horizon: int) -> pd.DataFrame:
-    """The future rows for each series' next ``horizon`` steps, in panel order; a missing
-    row or a missing value is a :class:`DataError` naming the series and dates."""
+    """The future rows for each series' next ``horizon`` steps, in panel order, every
+    future covariate a float; a :class:`DataError` naming the series and dates for a
+    missing row or value, a row given twice with different values, or a value that is
+    not a finite number within float32 (text, 1e39: the model would forecast NaN)."""
     keys = pd.DataFrame({ID: np.repeat(ids, horizon), DS: expected_ds})
     if not columns:
         return keys
@@ -243,24 +245,81 @@ def check_future(future: pd.DataFrame, ids: np.ndarray, expected_ds: np.ndarray,
     fut = future[[ID, DS, *columns]].copy()
     if len(fut):
         fut[DS] = fut[DS].astype(keys[DS].dtype)
+    _check_repeated(keys.merge(fut, on=[ID, DS]), columns)
     fut = fut.drop_duplicates([ID, DS], keep="last")
     merged = keys.merge(fut, on=[ID, DS], how="left", indicator=True)
     absent = merged["_merge"] != "both"
     bad = absent | merged[list(columns)].isna().any(axis=1)
     if bad.any():
         rows = merged[bad]
-        parts = []
-        for sid, grp in rows.groupby(ID, sort=False):
-            dates = ", ".join(str(d).removesuffix(" 00:00:00") for d in grp[DS].head(3))
-            more = f" (+{len(grp) - 3} more)" if len(grp) > 3 else ""
-            parts.append(f"{sid}: {dates}{more}")
-        shown = "; ".join(parts[:5]) + (f"; and {len(parts) - 5} more series"
-                                        if len(parts) > 5 else "")
         raise DataError(
             f"future covariates {list(columns)} are missing or empty for "
-            f"{int(bad.sum())} forecast step(s) of {rows[ID].nunique()} series: {shown}",
+            f"{int(bad.sum())} forecast step(s) of {rows[ID].nunique()} series: "
+            f"{_where(rows)}{_unmatched(fut, keys)}",
             hint=f"supply a value of every future covariate for each of the {horizon} steps "
             "after the end of every series (in the --future file, or as rows with an empty "
             "target after each series)",
         )
+    for col in columns:
+        merged[col] = _numbers(merged, col)
     return merged.drop(columns="_merge")
+
+
+def _where(rows: pd.DataFrame, column: str | None = None) -> str:
+    """``A: 2018-01-01, 2018-02-01 (+3 more); B: ...`` (with ``column``'s value after each
+    date): the series and dates of ``rows``, five series at most."""
+    parts = []
+    for sid, grp in rows.groupby(ID, sort=False):
+        dates = ", ".join(
+            str(d).removesuffix(" 00:00:00") + (f" ({v!r})" if column else "")
+            for d, v in zip(grp[DS].head(3), grp[column or DS].head(3), strict=True))
+        more = f" (+{len(grp) - 3} more)" if len(grp) > 3 else ""
+        parts.append(f"{sid}: {dates}{more}")
+    return "; ".join(parts[:5]) + (f"; and {len(parts) - 5} more series"
+                                   if len(parts) > 5 else "")
+
+
+def _unmatched(fut: pd.DataFrame, keys: pd.DataFrame) -> str:
+    """A sentence on the given rows that match no forecast step (dates written another way,
+    ids in another case), with one of them; empty when every row matched or none was
+    given."""
+    stray = fut.merge(keys, on=[ID, DS], how="left", indicator=True)
+    stray = stray[stray["_merge"] == "left_only"]
+    if stray.empty:
+        return ""
+    first = stray.iloc[0]
+    return (f" ({len(stray)} given future row(s) match no forecast step, e.g. "
+            f"{first[ID]} at {str(first[DS]).removesuffix(' 00:00:00')}: check the ids and "
+            "the dates of the future rows)")
+
+
+def _check_repeated(rows: pd.DataFrame, columns: tuple[str, ...]) -> None:
+    """A forecast step given twice with different covariate values is a DataError (which
+    one the model should see is not ours to guess); identical repeats are harmless."""
+    repeated = rows[rows.duplicated([ID, DS], keep=False)]
+    if repeated.empty:
+        return
+    differ = repeated.groupby([ID, DS], sort=False)[list(columns)].nunique(dropna=False)
+    clash = differ[(differ > 1).any(axis=1)].reset_index()
+    if len(clash):
+        raise DataError(
+            f"future covariates: {len(clash)} forecast step(s) of {clash[ID].nunique()} "
+            f"series are given twice with different values: {_where(clash)}",
+            hint="give one row per series and date in the future rows (the --future file, "
+            "or the rows with an empty target after each series)")
+
+
+def _numbers(merged: pd.DataFrame, col: str) -> pd.Series:
+    """``merged[col]`` as floats; a DataError naming the series, dates and values where one
+    is text, infinite or beyond float32 (what the models compute in)."""
+    values = pd.to_numeric(merged[col], errors="coerce").astype("float64")
+    finite = np.isfinite(values.to_numpy()) & (values.abs().to_numpy() <= F32_MAX)
+    if not finite.all():
+        rows = merged[~finite]
+        raise DataError(
+            f"future covariate {col!r} is not a finite number within float32 (+-3.4e38) "
+            f"for {len(rows)} forecast step(s) of {rows[ID].nunique()} series: "
+            f"{_where(rows, col)}",
+            hint=f"give {col!r} as numbers (encode a category as 0/1 columns, or declare "
+            "it a static covariate if it does not change over time)")
+    return values

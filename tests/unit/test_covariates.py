@@ -207,6 +207,37 @@ def test_split_future_and_check_future():
     assert "a: 5" in msg and "b: 4, 5" in msg and "3 forecast step(s) of 2 series" in msg
 
 
+def test_check_future_refuses_values_the_model_cannot_take():
+    """Text, 1e39 or a step given twice with different values would have forecast NaN, inf
+    or whichever row came last, with exit 0 (a trial found all three); each is a DataError
+    naming the series, dates and values. Identical repeats pass; rows that match no step
+    are counted in the missing-values message."""
+    ids, dates = np.array(["a", "b"]), np.array([4, 5, 4, 5])
+
+    def rows(price, ds=(4, 5, 4, 5)):
+        return pd.DataFrame({"unique_id": ["a", "a", "b", "b"][:len(ds)], "ds": list(ds),
+                             "price": price})
+
+    ok = check_future(rows([1, 0, 1, 1]), ids, dates, ("price",), 2)
+    assert ok["price"].dtype == np.float64 and ok["price"].tolist() == [1.0, 0.0, 1.0, 1.0]
+    with pytest.raises(DataError, match=r"'price' is not a finite number .* 1 forecast "
+                       r"step\(s\) of 1 series: b: 5 \('yes'\)"):
+        check_future(rows([1, 0, 1, "yes"]), ids, dates, ("price",), 2)
+    with pytest.raises(DataError, match=r"a: 4 \(1e\+39\)"):
+        check_future(rows([1e39, 0, 1, 1]), ids, dates, ("price",), 2)
+    with pytest.raises(DataError, match=r"a: 5 \(inf\)"):
+        check_future(rows([1, np.inf, 1, 1]), ids, dates, ("price",), 2)
+    twice = pd.concat([rows([1, 0, 1, 1]), rows([1, 0, 1, 7])], ignore_index=True)
+    with pytest.raises(DataError, match=r"1 forecast step\(s\) of 1 series are given "
+                       r"twice with different values: b: 5"):
+        check_future(twice, ids, dates, ("price",), 2)
+    same = pd.concat([rows([1, 0, 1, 1]), rows([1, 0, 1, 1])], ignore_index=True)
+    assert len(check_future(same, ids, dates, ("price",), 2)) == 4
+    with pytest.raises(DataError, match=r"\(2 given future row\(s\) match no forecast "
+                       r"step, e.g. b at 14"):
+        check_future(rows([1, 0, 1, 1], ds=(4, 5, 14, 15)), ids, dates, ("price",), 2)
+
+
 def test_covariate_model_bundle_predicts_the_same_in_a_fresh_process(tmp_path):
     """Embedding layers (series ID, categorical statics), observed mask and the future
     inputs survive save -> load (safe_mode=True) in a process that only imports deepcast."""
