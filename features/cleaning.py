@@ -116,6 +116,26 @@ def interpolate(frame: pd.DataFrame, max_gap: int | None = None, original: bool 
     return frame, fillable & filled.notna().to_numpy()
 
 
+def drop_trailing_missing(frame: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
+    """(frame, rows, series): the rows after each series' last observed ``y`` whose ``y``
+    is empty leave the frame. Interpolation fills between observations; after the last
+    one it could only repeat it, and those rows would become the holdout a model is scored
+    on (a forecast's future-covariate rows, handed to ``train``, were scored as flat
+    history). ``frame`` is sorted by series and ds."""
+    # an unparseable y (flagged, kept for validation to report) counts as a value here
+    empty = frame[Y].isna().to_numpy() & ~frame[Y_INVALID].to_numpy(dtype=bool)
+    if not empty.any():
+        return frame, 0, 0
+    observed = pd.Series((~empty).astype(np.int64)[::-1])
+    later = observed.groupby(frame[ID].to_numpy()[::-1], sort=False).cumsum().to_numpy()[::-1]
+    tail = (later == 0) & frame[ID].notna().to_numpy()
+    tail &= frame[ID].map(frame.loc[~empty, ID].value_counts()).notna().to_numpy()
+    if not tail.any():  # (a series with no value at all is validation's to report)
+        return frame, 0, 0
+    series = int(frame.loc[tail, ID].nunique())
+    return frame.loc[~tail].reset_index(drop=True), int(tail.sum()), series
+
+
 def inserted_rows(frame: pd.DataFrame) -> np.ndarray:
     """Per row: inserted on the grid by :func:`deepcast.features.gaps.fill_gaps`."""
     if INSERTED not in frame.columns:

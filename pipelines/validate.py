@@ -24,6 +24,7 @@ import pandas as pd
 from deepcast.features.cleaning import (
     canonical,
     drop_short,
+    drop_trailing_missing,
     inserted_rows,
     interpolate,
     prepare,
@@ -66,6 +67,7 @@ class _Cleaned:
     interpolated: int  # missing y values filled by interpolation
     inserted: int  # missing steps inserted on the grid (data.fill_gaps)
     filled: list[dict]  # per series: what was filled in (fill_summary)
+    trailing: tuple[int, int] = (0, 0)  # rows, series: empty y after the last value, left out
 
 
 def validate_long_frame(
@@ -148,6 +150,10 @@ def _clean(frame: pd.DataFrame, cfg: PipelineConfig, min_len: int) -> _Cleaned:
     if data.fill_gaps != "none":
         frame, inserted = fill_gaps(frame, data.freq, data.fill_gaps, data.max_gap)
 
+    trailing = (0, 0)
+    if data.missing_y == "interpolate":  # nothing after a series' last value to fill from
+        frame, *counts = drop_trailing_missing(frame)
+        trailing = (counts[0], counts[1])
     dropped: dict[str, int] = {}
     n_input_series = int(frame[ID].nunique())
     if data.short_series in ("drop", "pad"):
@@ -161,7 +167,7 @@ def _clean(frame: pd.DataFrame, cfg: PipelineConfig, min_len: int) -> _Cleaned:
         interpolated = int(by_line.sum())
         filled |= by_line
     return _Cleaned(frame, rejected, dropped, n_input_series, interpolated, inserted,
-                    fill_summary(frame, filled))
+                    fill_summary(frame, filled), trailing)
 
 
 def _report(clean: pd.DataFrame, cleaned: _Cleaned, results: list[ExpectationResult],
@@ -177,6 +183,12 @@ def _report(clean: pd.DataFrame, cleaned: _Cleaned, results: list[ExpectationRes
         report.quarantined = len(rejected)
         report.quarantine_reasons = rejected["reason"].value_counts(sort=False).to_dict()
     report.warnings += [w for w in [fill_warning(cleaned.filled)] if w]
+    rows, series = cleaned.trailing
+    if rows:
+        report.warnings.append(
+            f"{rows} row(s) after the last observed y of {series} series have an empty y and "
+            "were left out: data.missing_y: interpolate fills between observed values, not "
+            "after the last one (rows of future covariates belong in `deepcast forecast`)")
     if panel:
         stale_check(report, clean, cfg)
     return report

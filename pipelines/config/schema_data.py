@@ -107,8 +107,9 @@ class DataConfig(_Strict):
     missing_y: Literal["error", "interpolate"] = Field(
         "error",
         description="Missing target values: 'error' fails validation; 'interpolate' fills them "
-        "linearly within each series (edges: nearest value; holes longer than `max_gap` "
-        "fail), reported per series in the validation summary.",
+        "linearly within each series (before the first value: that value; holes longer "
+        "than `max_gap` fail; empty values after the last one are left out with a "
+        "warning, not made up), reported per series in the validation summary.",
     )
     fill_gaps: Literal["none", "interpolate", "zero", "ffill"] = Field(
         "none",

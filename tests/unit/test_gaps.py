@@ -192,3 +192,19 @@ def test_new_keys_are_strict() -> None:
                       "models": [{"type": "naive"}], "evaluation": {"test_size": 6}})
     with pytest.raises(Exception, match="data.max_gap"):
         make_cfg(AUS, max_gap=0)
+
+
+def test_empty_y_after_the_last_value_is_left_out_not_made_up(tmp_path: Path) -> None:
+    """missing_y: interpolate fills between observed values; rows after a series' last
+    value (a forecast's future rows handed to train) were filled with that last value and
+    scored as the holdout (a trial: a promoted model scored on made-up flat values)."""
+    raw = raw_csv()
+    last = raw.index[raw["unique_id"] == FIRST][-3:]  # the first series' last 3 rows
+    raw.loc[last, "y"] = ""
+    raw.loc[30, "y"] = ""  # a hole inside: still interpolated
+    clean, report = run_edited(tmp_path, raw, missing_y="interpolate")
+    assert report.success, report.summary()
+    assert report.interpolated == 1 and len(clean) == len(raw) - 3
+    assert clean.groupby("unique_id")["ds"].max().nunique() == 2  # FIRST ends 3 rows early
+    (warning,) = [w for w in report.warnings if "after the last observed y" in w]
+    assert warning.startswith("3 row(s) after the last observed y of 1 series")
