@@ -127,21 +127,29 @@ class ChampionScore:
     version: str | None
     score: GateScore | None
     note: str
+    #: the champion forecasts another horizon than the pipeline's: its scores measure
+    #: another task, and it cannot serve this one (the gate compares with seasonal naive)
+    other_horizon: bool = False
 
 
 def rescore_champion(registry: Registry, df: pd.DataFrame, cfg: PipelineConfig,
                      windows: GateWindows | None = None) -> ChampionScore:
-    """The current champion re-scored on today's data: on the gate ``windows``, or (None,
-    or a champion of another window geometry) on the holdout. A champion that is not
-    deepcast's model is refused by the verified load (nothing of it runs) and kept, with
-    the reason in the note."""
+    """The current champion re-scored on today's data: on the gate ``windows``, or (None)
+    on the holdout; a champion of another horizon is not scored (``other_horizon``). A
+    champion that is not deepcast's model is refused by the verified load (nothing of it
+    runs) and kept, with the reason in the note."""
     if CHAMPION not in registry.aliases():
         return ChampionScore(None, None, "no champion yet")
     ref = registry.resolve(CHAMPION)
     try:
         model = registry.load(ref)
         champion = model.predictor
-        if windows is not None and champion.horizon == cfg.features.horizon:
+        if champion.horizon != cfg.features.horizon:
+            return ChampionScore(ref.version, None, (
+                f"champion v{ref.version} forecasts {champion.horizon} steps and this "
+                f"pipeline {cfg.features.horizon}: their scores are not comparable, and it "
+                "cannot serve this horizon"), other_horizon=True)
+        if windows is not None:
             return ChampionScore(ref.version, windows.score(champion),
                                  f"re-scored on the same {windows.cuts.shape[1]} cut-off(s)")
         score = holdout_score(model.predict, df, cfg, champion.columns)

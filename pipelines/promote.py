@@ -133,8 +133,11 @@ def _decide_and_register(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineC
     champ_score = None if champ.score is None else champ.score.at(level)
     if level != ALL:
         gate = f"{gate}, level {level}"
-    promoted, reason = decide(score, champ_score, champ.version, cfg.promotion.margin,
-                              reference, best.family == "seasonal_naive")
+    promoted, reason = decide(score, champ_score,
+                              None if champ.other_horizon else champ.version,
+                              cfg.promotion.margin, reference, best.family == "seasonal_naive")
+    if champ.other_horizon and promoted:  # seasonal naive's bar only: say whom it replaces
+        reason = f"beats seasonal naive and replaces champion v{champ.version} ({champ.note})"
     decision = PromotionDecision(promoted, reason, metric, best.name, score,
                                  champion_version=champ.version, champion_score=champ_score,
                                  seasonal_naive_score=reference, gate=gate,

@@ -235,3 +235,20 @@ def test_columns_renamed_in_the_yaml_after_training(store, retail_csv):
                             "models": [{"type": "naive"}]}, renamed)
     assert again.decision.champion_score is not None, again.decision
     assert "re-scored on today's holdout" in " ".join(again.decision.notes)
+
+
+def test_a_new_horizon_is_not_gated_on_the_old_champions_scores(store, retail_csv):
+    """The champion forecasts 6 steps, the pipeline now 3: its score (on the holdout, over
+    6 steps) and the candidate's (on cut-offs, over 3) measure different things, and it
+    cannot serve the new horizon. Before, the gate compared them (a trial: promoted on
+    'beats champion' between two identical seasonal naive models). The candidate now
+    passes on seasonal naive's bar alone, and the decision says whom it replaces."""
+    raw = pipeline_dict(retail_csv, name="api-horizon", models=[{"type": "seasonal_naive"}])
+    df = pd.read_csv(retail_csv)
+    assert deepcast.train(raw, df).decision.promoted
+    three = {**raw, "features": {**raw["features"], "horizon": 3}}
+    decision = deepcast.train(three, df).decision
+    assert decision.promoted and decision.champion_score is None, decision
+    assert decision.reason.startswith("beats seasonal naive and replaces champion v1 "
+                                      "(champion v1 forecasts 6 steps and this pipeline 3")
+    assert deepcast.forecast(three, history=df).rows == 6 * 3
