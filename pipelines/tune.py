@@ -111,12 +111,12 @@ def run_tune(df: pd.DataFrame, cfg: PipelineConfig, source_yaml: Path, tracker: 
     study = optuna.create_study(direction="minimize", sampler=_sampler(spec, cfg.training.seed),
                                 pruner=_pruner(spec), study_name=f"{cfg.name}-{spec.model}")
     rows: list[dict[str, Any]] = []
-    study.optimize(_objective(prep, quiet, entry.type, tracker, rows), n_trials=n_trials,
-                   catch=())
+    invalid: list[str] = []  # trials whose parameters the model's options refused
+    study.optimize(_objective(prep, quiet, entry.type, tracker, rows, invalid),
+                   n_trials=n_trials, catch=())
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
-        raise RunFailed(f"no tuning trial of {spec.model!r} completed ({len(study.trials)} "
-                        "pruned or failed)", hint="widen the search space or add trials")
+        _none_completed(spec.model, len(study.trials), rows, invalid)
     best = study.best_trial
     best_cfg = apply_params(cfg, spec.model, best.params)
     out = Path(output) if output else source_yaml.with_name(f"{source_yaml.stem}.tuned.yaml")
@@ -129,6 +129,21 @@ def run_tune(df: pd.DataFrame, cfg: PipelineConfig, source_yaml: Path, tracker: 
     tracker.log_frame(trials, "tune/trials.csv")
     return TuneResult(trials, dict(best.params), float(best.value), str(out),
                       time.perf_counter() - t0)
+
+
+def _none_completed(model: str, n: int, rows: list[dict[str, Any]], invalid: list[str]
+                    ) -> None:
+    """Why no trial completed: a ConfigError (exit 2) when the space's values are ones the
+    model's options refuse, else a RunFailed; either way with the first reasons."""
+    if len(invalid) == n:
+        raise ConfigError(f"tune.space: no value tried for {model!r} is valid: "
+                          + "; ".join(dict.fromkeys(invalid[:3])),
+                          hint="keep every range of tune.space within what the option "
+                          "accepts (README: model options)")
+    why = [f"trial {r['trial']} {r['state']}" + (f" ({r['why']})" if r.get("why") else "")
+           for r in rows[:3]] + invalid[:3]
+    raise RunFailed(f"no tuning trial of {model!r} completed ({n} pruned or failed: "
+                    f"{'; '.join(why)})", hint="widen the search space or add trials")
 
 
 def _sampler(spec: Any, seed: int):
@@ -150,9 +165,10 @@ def _pruner(spec: Any):
 
 
 def _objective(prep: PreparedData, quiet: PipelineConfig, family: str, tracker: Tracker,
-               rows: list[dict[str, Any]]):
+               rows: list[dict[str, Any]], invalid: list[str]):
     """The study's objective: one trial fit on ``prep`` as a nested run, its best
-    validation loss returned; every trial's row appended to ``rows``."""
+    validation loss returned; every trial's row appended to ``rows``, and why a trial's
+    parameters were refused to ``invalid``."""
     import optuna
 
     spec = quiet.tune
@@ -162,6 +178,7 @@ def _objective(prep: PreparedData, quiet: PipelineConfig, family: str, tracker: 
         try:
             trial_cfg = apply_params(quiet, spec.model, params)
         except ValueError as exc:  # an invalid combination (e.g. heads vs d_model)
+            invalid.append(f"trial {trial.number}: {_first_line(exc)}")
             raise optuna.TrialPruned(f"invalid parameters: {exc}") from None
         trial_entry = next(m for m in trial_cfg.models if m.label == spec.model)
         started = time.perf_counter()
@@ -172,9 +189,9 @@ def _objective(prep: PreparedData, quiet: PipelineConfig, family: str, tracker: 
                                 "training": trial_cfg.training.model_dump(mode="json")})
             row = {"trial": trial.number, **params, "run_id": run_id}
 
-            def ended(state: str, value: float) -> None:
+            def ended(state: str, value: float, why: str = "") -> None:
                 tracker.set_tags({tag.TRIAL_STATE: state})
-                rows.append({**row, "state": state, "value": value,
+                rows.append({**row, "state": state, "value": value, "why": why,
                              "seconds": round(time.perf_counter() - started, 2)})
 
             def on_epoch(epoch: int, logs: dict[str, float]) -> None:
@@ -186,11 +203,11 @@ def _objective(prep: PreparedData, quiet: PipelineConfig, family: str, tracker: 
             try:
                 _, history, _ = fit_model(trial_entry, prep, training_settings(trial_cfg),
                                           on_epoch)
-            except optuna.TrialPruned:
-                ended("pruned", math.nan)
+            except optuna.TrialPruned as exc:
+                ended("pruned", math.nan, str(exc))
                 raise
             except RunFailed as exc:  # NaN loss for these parameters: a failed trial
-                ended("failed", math.nan)
+                ended("failed", math.nan, exc.message)
                 raise optuna.TrialPruned(str(exc)) from None
             curve = history.get("val_loss") or history.get("loss") or [math.inf]
             value = float(min(curve))
@@ -229,3 +246,13 @@ def write_tuned_yaml(source_yaml: Path, best: PipelineConfig, model: str, out: P
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _first_line(exc: Exception) -> str:
+    """An option error's gist: ``dropout 2.1: Input should be less than 1`` from pydantic's
+    errors, else the first line."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return "; ".join(f"{'.'.join(map(str, e['loc']))} {e.get('input')!r}: {e['msg']}"
+                         for e in errors()[:2])
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

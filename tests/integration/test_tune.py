@@ -81,3 +81,15 @@ def test_tune_without_a_tune_section_exits_2(tmp_path, retail_csv):
                           timeout=120)
     assert done.returncode == 2 and "no `tune:` section" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_space_the_option_refuses_is_named(store, retail_csv):
+    """Every trial refused by the model's options: exit 2 naming the option, its value and
+    why (before: 'no tuning trial completed', exit 1, the reason never shown)."""
+    import deepcast
+
+    raw = pipeline_dict(retail_csv, name="it-tune-bad", models=[{"type": "mlp"}])
+    raw["tune"] = {"model": "mlp", "trials": 2, "space": {"dropout": {"float": [1.5, 3.0]}}}
+    with pytest.raises(ConfigError, match=r"tune.space: no value tried for 'mlp' is valid: "
+                       r"trial 0: dropout [\d.]+: Input should be less than 1"):
+        deepcast.tune(raw)
