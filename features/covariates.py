@@ -196,6 +196,30 @@ class CovariateEncoder:
             series=np.array([self.ids.get(str(i), 0) for i in firsts.index], dtype=np.int32),
         )
 
+    def unseen(self, df: pd.DataFrame) -> list[str]:
+        """Notes on what ``df`` (a canonical frame) holds that training did not: categories
+        of a categorical static and, with an ID embedding, series. They are encoded as code
+        0, whose embedding is the mean of the learned ones: a documented fallback, said
+        where the user looks."""
+        firsts = df.groupby(ID, sort=True).first()
+        notes = []
+        for col in self.spec.static_categorical:
+            values = firsts[col].astype(str)
+            new = values[~values.isin(list(self.vocab[col]))]
+            if len(new):
+                cats = sorted(new.unique())
+                shown = ", ".join(map(repr, cats[:5])) + (" ..." if len(cats) > 5 else "")
+                notes.append(f"static covariate {col!r}: {len(new)} series have a category "
+                             f"not seen in training ({shown}; training had "
+                             f"{len(self.vocab[col])}): they get the mean of the learned "
+                             "embeddings")
+        if self.spec.id_embedding:
+            new_ids = [i for i in firsts.index.astype(str) if i not in self.ids]
+            if new_ids:
+                notes.append(f"{len(new_ids)} series not seen in training (e.g. "
+                             f"{new_ids[0]}) get the mean of the learned series embeddings")
+        return notes
+
     def to_dict(self) -> dict[str, Any]:
         return {"spec": {k: list(v) if isinstance(v, tuple) else v
                          for k, v in asdict(self.spec).items()},

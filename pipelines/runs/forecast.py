@@ -62,7 +62,8 @@ def forecast(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG,
     # what the reader should know: the history's warnings (stale series, filled gaps),
     # the series forecast by the fallback and the model's conformal levels left out
     notes = [*validation.warnings, *(fallback.notes(predictor.min_history) if fallback
-                                     else []), *predictor.conformal_notes]
+                                     else []), *predictor.conformal_notes,
+             *(predictor.encoder.unseen(clean) if predictor.encoder is not None else [])]
     # the report's history: the validated rows, and those each fallback forecast came from
     shown = pd.concat([clean, by_fallback], ignore_index=True) \
         if len(by_fallback) and options.report else clean

@@ -265,3 +265,19 @@ def test_covariate_model_bundle_predicts_the_same_in_a_fresh_process(tmp_path):
     fresh = pd.read_csv(tmp_path / "out.csv")
     here = predictor.predict(pd.read_csv(tmp_path / "frame.csv"))
     np.testing.assert_allclose(fresh["yhat"], here["yhat"], rtol=1e-6)
+
+
+def test_unseen_categories_and_series_are_named():
+    """A category or series the model never saw gets the mean embedding (documented); the
+    forecast's notes now say which (a trial: a new region and regions written as numbers
+    moved the forecasts without a word)."""
+    df = _tiny()
+    spec = CovariateSpec(static=("kind",), categorical=("kind",), id_embedding=2)
+    enc = CovariateEncoder(spec).fit(df)
+    assert enc.unseen(df) == []
+    later = pd.concat([df.assign(kind=df["kind"].where(df["unique_id"] != "s1", "prime")),
+                       _tiny(1).assign(unique_id="s9")], ignore_index=True)
+    (cats, ids) = enc.unseen(later)
+    assert cats.startswith("static covariate 'kind': 1 series have a category not seen in "
+                           "training ('prime'; training had 2)")
+    assert ids.startswith("1 series not seen in training (e.g. s9)")
