@@ -269,7 +269,11 @@ def merged_report(cfg: PipelineConfig, outcomes: list[Any], labels: list[str],
 
     reports = [o.report for o in outcomes]
     merged = merge_reports(reports, labels, source, whole_panel)
-    merged.docs_path = next((r.docs_path for r in reports if r.docs_path), None)
+    docs = [r.docs_path for r in reports if r.docs_path]  # one per failing shard
+    merged.docs_path = docs[0] if docs else None
+    if len(docs) > 1:
+        merged.notes.append("Data Docs of the other failing shards: " + ", ".join(docs[1:6])
+                            + (f" and {len(docs) - 6} more" if len(docs) > 6 else ""))
     merged.quarantine_path = merge_quarantine([r.quarantine_path for r in reports], labels,
                                               where)
     last = pd.concat([o.last_ds for o in outcomes if len(o.last_ds)])

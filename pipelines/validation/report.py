@@ -158,7 +158,10 @@ def _failure_lines(res: ExpectationResult) -> list[str]:
 
 def format_example(ex: dict) -> str:
     """One example row as the summary shows it: row, series, ds, (previous ds), y, (length)."""
-    parts = [f"row {ex.get('row')}", f"series {ex.get('unique_id') or '(empty)'}"]
+    row = f"row {ex.get('row')}"
+    if ex.get("shard"):  # a sharded run's example: rows count within their shard
+        row += f" of {str(ex['shard']).split(' (')[0]}"
+    parts = [row, f"series {ex.get('unique_id') or '(empty)'}"]
     ds_empty = "(unparseable)" if ex.get("ds_invalid") else "(empty)"
     parts.append(f"ds {ex.get('ds') or ds_empty}")
     if "previous_ds" in ex:

@@ -218,4 +218,8 @@ def test_validate_on_dask_checks_every_shard_in_a_worker(trained, tmp_path, capf
     saved = json.loads((tmp_path / "bad" / "validation.json").read_text())
     assert not saved["success"] and saved["n_series"] == 6
     assert (tmp_path / "bad" / "shard-00002" / "data_docs").is_dir()  # the failing shard's
+    # each example names its shard (rows count within it), and both failing shards' Data
+    # Docs are printed (before: only the first's)
+    assert f"of shard 3/3, series {last}" in err and "of shard 1/3, series" in err
+    assert "Data Docs of the other failing shards:" in err and "shard-00002" in err
 
