@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import logging
 from pathlib import Path
 
 import pandas as pd
 
 from deepcast.features.errors import ConfigError, DataError
 
+log = logging.getLogger("deepcast")
+
 SUFFIXES = (".parquet", ".pq")
+_WARNED: set[Path] = set()  # folders whose files that are not Parquet were named already
 GLOB = set("*?[")
 
 
@@ -40,10 +44,16 @@ def dataset_files(path: str | Path) -> list[Path]:
     glob matches other files."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file()
-                       and p.suffix.lower() in SUFFIXES
-                       and not any(part.startswith((".", "_"))
-                                   for part in p.relative_to(path).parts))
+        visible = sorted(p for p in path.rglob("*") if p.is_file()
+                         and not any(part.startswith((".", "_"))
+                                     for part in p.relative_to(path).parts))
+        files = [p for p in visible if p.suffix.lower() in SUFFIXES]
+        other = [p for p in visible if p.suffix.lower() not in SUFFIXES]
+        if other and files and path not in _WARNED:  # a CSV beside the partitions: said once
+            _WARNED.add(path)
+            log.warning("data.path %s: %d file(s) that are not Parquet were not read (%s)",
+                        path, len(other), ", ".join(str(p.relative_to(path))
+                                                   for p in other[:3]))
         where = f"folder {path}"
     else:
         files = sorted(Path(p) for p in glob.glob(str(path), recursive=True)

@@ -74,3 +74,19 @@ def test_dataset_errors_name_the_fix(tmp_path, retail_csv):
     pd.read_csv(retail_csv).to_csv(tmp_path / "a.csv", index=False)
     with pytest.raises(deepcast.ConfigError, match="matches files that are not Parquet"):
         deepcast.validate(pipeline_dict(tmp_path / "*.csv", name="it-ds-glob"))
+
+
+def test_other_files_in_a_dataset_folder_are_named_not_read(tmp_path, retail_csv, caplog):
+    """A CSV export beside the partitions is not read (as pyarrow and Spark do), and the
+    run says so once (before: silently)."""
+    from deepcast.pipelines.parquet_dataset import dataset_files
+
+    df = _partitioned(retail_csv, tmp_path / "sales")
+    df.to_csv(tmp_path / "sales" / "flat.csv", index=False)
+    with caplog.at_level("WARNING", logger="deepcast"):
+        files = dataset_files(tmp_path / "sales")
+        dataset_files(tmp_path / "sales")
+    assert [p.suffix for p in files] == [".parquet"] * 3
+    said = [r.getMessage() for r in caplog.records if "not Parquet" in r.getMessage()]
+    assert len(said) == 1 and "1 file(s) that are not Parquet were not read (flat.csv)" \
+        in said[0]
