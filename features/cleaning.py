@@ -9,6 +9,8 @@ caller's is never changed) and says what it did, so the report can tell the user
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
@@ -116,24 +118,30 @@ def interpolate(frame: pd.DataFrame, max_gap: int | None = None, original: bool 
     return frame, fillable & filled.notna().to_numpy()
 
 
-def drop_trailing_missing(frame: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
-    """(frame, rows, series): the rows after each series' last observed ``y`` whose ``y``
-    is empty leave the frame. Interpolation fills between observations; after the last
-    one it could only repeat it, and those rows would become the holdout a model is scored
-    on (a forecast's future-covariate rows, handed to ``train``, were scored as flat
-    history). ``frame`` is sorted by series and ds."""
+class Trailing(NamedTuple):
+    """Rows left out by :func:`drop_trailing_missing`, and the series they were in."""
+
+    rows: int
+    series: int
+
+
+def drop_trailing_missing(frame: pd.DataFrame) -> tuple[pd.DataFrame, Trailing]:
+    """``frame`` (sorted by series and ds) without the rows after each series' last observed
+    ``y`` whose ``y`` is empty: interpolation fills between observations, and after the
+    last one it could only repeat it into what becomes the holdout."""
+    from deepcast.features.covariates import after_last_observed
+
     # an unparseable y (flagged, kept for validation to report) counts as a value here
     empty = frame[Y].isna().to_numpy() & ~frame[Y_INVALID].to_numpy(dtype=bool)
     if not empty.any():
-        return frame, 0, 0
-    observed = pd.Series((~empty).astype(np.int64)[::-1])
-    later = observed.groupby(frame[ID].to_numpy()[::-1], sort=False).cumsum().to_numpy()[::-1]
-    tail = (later == 0) & frame[ID].notna().to_numpy()
-    tail &= frame[ID].map(frame.loc[~empty, ID].value_counts()).notna().to_numpy()
-    if not tail.any():  # (a series with no value at all is validation's to report)
-        return frame, 0, 0
-    series = int(frame.loc[tail, ID].nunique())
-    return frame.loc[~tail].reset_index(drop=True), int(tail.sum()), series
+        return frame, Trailing(0, 0)
+    tail = after_last_observed(frame[ID], empty) & frame[ID].notna().to_numpy()
+    # (a series with no value at all is validation's to report)
+    tail &= frame[ID].isin(frame.loc[~empty, ID].unique()).to_numpy()
+    if not tail.any():
+        return frame, Trailing(0, 0)
+    left_out = Trailing(int(tail.sum()), int(frame.loc[tail, ID].nunique()))
+    return frame.loc[~tail].reset_index(drop=True), left_out
 
 
 def inserted_rows(frame: pd.DataFrame) -> np.ndarray:

@@ -135,6 +135,9 @@ class Covariates:
         return self
 
 
+SERIES = ""  #: the key of new series in :meth:`CovariateEncoder.unseen`
+
+
 @dataclass
 class CovariateEncoder:
     """Fit on the training span; encode frames into :class:`Covariates`."""
@@ -196,29 +199,52 @@ class CovariateEncoder:
             series=np.array([self.ids.get(str(i), 0) for i in firsts.index], dtype=np.int32),
         )
 
-    def unseen(self, df: pd.DataFrame) -> list[str]:
-        """Notes on what ``df`` (a canonical frame) holds that training did not: categories
-        of a categorical static and, with an ID embedding, series. They are encoded as code
-        0, whose embedding is the mean of the learned ones: a documented fallback, said
-        where the user looks."""
+    def unseen(self, df: pd.DataFrame) -> dict[str, dict[str, int]]:
+        """What ``df`` (a canonical frame) holds that training did not: per categorical
+        static, its new categories and how many series have each; under ``SERIES`` (with
+        an ID embedding) the new series. They are encoded as code 0, whose embedding is the
+        mean of the learned ones: a documented fallback, said by :meth:`unseen_notes`.
+        Counts of shards add up."""
         firsts = df.groupby(ID, sort=True).first()
-        notes = []
+        out: dict[str, dict[str, int]] = {}
         for col in self.spec.static_categorical:
             values = firsts[col].astype(str)
             new = values[~values.isin(list(self.vocab[col]))]
             if len(new):
-                cats = sorted(new.unique())
-                shown = ", ".join(map(repr, cats[:5])) + (" ..." if len(cats) > 5 else "")
-                notes.append(f"static covariate {col!r}: {len(new)} series have a category "
-                             f"not seen in training ({shown}; training had "
-                             f"{len(self.vocab[col])}): they get the mean of the learned "
-                             "embeddings")
+                out[col] = {str(k): int(v) for k, v in new.value_counts().items()}
         if self.spec.id_embedding:
             new_ids = [i for i in firsts.index.astype(str) if i not in self.ids]
             if new_ids:
-                notes.append(f"{len(new_ids)} series not seen in training (e.g. "
-                             f"{new_ids[0]}) get the mean of the learned series embeddings")
+                out[SERIES] = dict.fromkeys(new_ids, 1)
+        return out
+
+    def unseen_notes(self, unseen: dict[str, dict[str, int]]) -> list[str]:
+        """One note per column of :meth:`unseen` (merged over shards)."""
+        notes = []
+        for col, counts in unseen.items():
+            if col == SERIES:
+                continue
+            cats = sorted(counts)
+            shown = ", ".join(map(repr, cats[:5])) + (" ..." if len(cats) > 5 else "")
+            notes.append(f"static covariate {col!r}: {sum(counts.values())} series have a "
+                         f"category not seen in training ({shown}; training had "
+                         f"{len(self.vocab[col])}): they get the mean of the learned "
+                         "embeddings")
+        if unseen.get(SERIES):
+            ids = sorted(unseen[SERIES])
+            notes.append(f"{len(ids)} series not seen in training (e.g. {ids[0]}) get the "
+                         "mean of the learned series embeddings")
         return notes
+
+    @staticmethod
+    def merge_unseen(parts: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+        """The :meth:`unseen` of a panel from its shards'."""
+        out: dict[str, dict[str, int]] = {}
+        for part in parts:
+            for col, counts in part.items():
+                for key, n in counts.items():
+                    out.setdefault(col, {})[key] = out.get(col, {}).get(key, 0) + n
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"spec": {k: list(v) if isinstance(v, tuple) else v
@@ -242,12 +268,16 @@ def split_future(df: pd.DataFrame, target: str, missing: np.ndarray | None = Non
     if len(df) == 0:
         return df, df.iloc[0:0]
     missing = df[target].isna().to_numpy() if missing is None else np.asarray(missing)
-    # a row is history when its series has an observed target at or after it: count the
-    # observed values from the end of each series backwards (vectorised, no Python per group)
-    observed = pd.Series((~missing).astype(np.int64)[::-1])
-    later = observed.groupby(df[ID].to_numpy()[::-1], sort=False).cumsum().to_numpy()[::-1]
-    seen = later > 0
-    return df[seen].reset_index(drop=True), df[~seen].reset_index(drop=True)
+    after = after_last_observed(df[ID], missing)
+    return df[~after].reset_index(drop=True), df[after].reset_index(drop=True)
+
+
+def after_last_observed(ids: pd.Series, missing: np.ndarray) -> np.ndarray:
+    """Per row (sorted by series and ds): no observed value at or after it in its series.
+    Counts the observed values from the end of each series backwards (vectorised)."""
+    observed = pd.Series((~np.asarray(missing)).astype(np.int64)[::-1])
+    later = observed.groupby(ids.to_numpy()[::-1], sort=False).cumsum().to_numpy()[::-1]
+    return later == 0
 
 
 def check_future(future: pd.DataFrame, ids: np.ndarray, expected_ds: np.ndarray,
@@ -289,13 +319,15 @@ def check_future(future: pd.DataFrame, ids: np.ndarray, expected_ds: np.ndarray,
     return merged.drop(columns="_merge")
 
 
-def _where(rows: pd.DataFrame, column: str | None = None) -> str:
+def _where(rows: pd.DataFrame, column: str | None = None, quote: bool = True) -> str:
     """``A: 2018-01-01, 2018-02-01 (+3 more); B: ...`` (with ``column``'s value after each
-    date): the series and dates of ``rows``, five series at most."""
+    date, as repr or, ``quote`` False, as text): the series and dates of ``rows``, five
+    series at most."""
     parts = []
     for sid, grp in rows.groupby(ID, sort=False):
         dates = ", ".join(
-            str(d).removesuffix(" 00:00:00") + (f" ({v!r})" if column else "")
+            str(d).removesuffix(" 00:00:00")
+            + (f" ({v!r})" if quote else f" ({v})") * (column is not None)
             for d, v in zip(grp[DS].head(3), grp[column or DS].head(3), strict=True))
         more = f" (+{len(grp) - 3} more)" if len(grp) > 3 else ""
         parts.append(f"{sid}: {dates}{more}")
@@ -309,6 +341,10 @@ def _unmatched(fut: pd.DataFrame, keys: pd.DataFrame) -> str:
     given."""
     stray = fut.merge(keys, on=[ID, DS], how="left", indicator=True)
     stray = stray[stray["_merge"] == "left_only"]
+    # a file covering more dates than the horizon is fine: only rows of unknown series, or
+    # dates inside the horizon's span that miss its steps, are suspicious
+    inside = stray[DS].between(keys[DS].min(), keys[DS].max())
+    stray = stray[inside | ~stray[ID].isin(keys[ID])]
     if stray.empty:
         return ""
     first = stray.iloc[0]
@@ -323,12 +359,21 @@ def _check_repeated(rows: pd.DataFrame, columns: tuple[str, ...]) -> None:
     repeated = rows[rows.duplicated([ID, DS], keep=False)]
     if repeated.empty:
         return
-    differ = repeated.groupby([ID, DS], sort=False)[list(columns)].nunique(dropna=False)
+    # values compared as numbers (1 and "1" agree); an empty one does not clash (the last
+    # row is kept, and an empty value there is reported as missing)
+    values = repeated[[ID, DS]].assign(**{c: pd.to_numeric(repeated[c], errors="coerce")
+                                          for c in columns})
+    differ = values.groupby([ID, DS], sort=False)[list(columns)].nunique()
     clash = differ[(differ > 1).any(axis=1)].reset_index()
     if len(clash):
+        seen = values.merge(clash[[ID, DS]], on=[ID, DS]).groupby([ID, DS], sort=False)
+        clash["values"] = [" vs ".join(f"{v[0]:g}" if len(v) == 1 else str(v)
+                                       for v in g[list(columns)].itertuples(
+                                           index=False, name=None)) for _, g in seen]
         raise DataError(
             f"future covariates: {len(clash)} forecast step(s) of {clash[ID].nunique()} "
-            f"series are given twice with different values: {_where(clash)}",
+            f"series are given twice with different values: "
+            f"{_where(clash, 'values', quote=False)}",
             hint="give one row per series and date in the future rows (the --future file, "
             "or the rows with an empty target after each series)")
 

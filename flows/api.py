@@ -249,6 +249,8 @@ def _flow_args(cfg: ConfigSource, df: Data, report_dir: str | os.PathLike | None
     the CLI) or the config object, the data, the report folder."""
     if isinstance(cfg, str | os.PathLike):
         pipeline: Any = os.fspath(cfg)
-    else:
-        pipeline = load_config(cfg)
+    else:  # (not load_config: its errors would be reworded for its caller twice)
+        from deepcast.pipelines.runs import config_of
+
+        pipeline = config_of(cfg)[0]
     return {"pipeline": pipeline, "data": _flow_data(df), "report_dir": _path(report_dir)}

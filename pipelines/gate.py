@@ -147,8 +147,9 @@ def rescore_champion(registry: Registry, df: pd.DataFrame, cfg: PipelineConfig,
         if champion.horizon != cfg.features.horizon:
             return ChampionScore(ref.version, None, (
                 f"champion v{ref.version} forecasts {champion.horizon} steps and this "
-                f"pipeline {cfg.features.horizon}: their scores are not comparable, and it "
-                "cannot serve this horizon"), other_horizon=True)
+                f"pipeline {cfg.features.horizon}: their scores are not comparable (a "
+                "candidate that beats seasonal naive replaces it; one that does not leaves "
+                "it champion, forecasting its own horizon)"), other_horizon=True)
         if windows is not None:
             return ChampionScore(ref.version, windows.score(champion),
                                  f"re-scored on the same {windows.cuts.shape[1]} cut-off(s)")

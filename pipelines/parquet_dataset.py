@@ -21,7 +21,8 @@ from deepcast.features.errors import ConfigError, DataError
 log = logging.getLogger("deepcast")
 
 SUFFIXES = (".parquet", ".pq")
-_WARNED: set[Path] = set()  # folders whose files that are not Parquet were named already
+#: (folder, its files that are not Parquet) named already in this process
+_WARNED: set[tuple[Path, tuple[Path, ...]]] = set()
 GLOB = set("*?[")
 
 
@@ -49,11 +50,12 @@ def dataset_files(path: str | Path) -> list[Path]:
                                      for part in p.relative_to(path).parts))
         files = [p for p in visible if p.suffix.lower() in SUFFIXES]
         other = [p for p in visible if p.suffix.lower() not in SUFFIXES]
-        if other and files and path not in _WARNED:  # a CSV beside the partitions: said once
-            _WARNED.add(path)
-            log.warning("data.path %s: %d file(s) that are not Parquet were not read (%s)",
-                        path, len(other), ", ".join(str(p.relative_to(path))
-                                                   for p in other[:3]))
+        said = (path.resolve(), tuple(other))  # a CSV beside the partitions: said once
+        if other and files and said not in _WARNED:
+            _WARNED.add(said)
+            log.warning("Parquet dataset %s: %d file(s) that are not Parquet were not read "
+                        "(%s)", path, len(other), ", ".join(str(p.relative_to(path))
+                                                             for p in other[:3]))
         where = f"folder {path}"
     else:
         files = sorted(Path(p) for p in glob.glob(str(path), recursive=True)

@@ -162,10 +162,11 @@ def write_table(df: pd.DataFrame, output: str, url_env: str = DEFAULT_URL_ENV) -
                     sa_table(name, schema=schema or None))
                 conn.execute(text(f"DELETE FROM {quoted}"))
             with warnings.catch_warnings():
-                # SQLite matches table names without case (sql://FC writes the table fc,
-                # as any SQLite client would); pandas warns that it found no 'FC' after
-                # writing, which is SQLite's folding, not a failure
-                warnings.filterwarnings("ignore", message="The provided table name")
+                if conn.dialect.name == "sqlite":
+                    # SQLite matches table names without case (sql://FC writes the table
+                    # fc, as any SQLite client would); pandas warns that it found no 'FC'
+                    # after writing: SQLite's folding, not a failure
+                    warnings.filterwarnings("ignore", message="The provided table name")
                 df.to_sql(name, conn, if_exists="append", index=False, **kwargs)
     except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
         first = _redact(_first_line(exc), url)

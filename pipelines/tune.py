@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pandas as pd
 import yaml
@@ -111,7 +111,7 @@ def run_tune(df: pd.DataFrame, cfg: PipelineConfig, source_yaml: Path, tracker: 
     study = optuna.create_study(direction="minimize", sampler=_sampler(spec, cfg.training.seed),
                                 pruner=_pruner(spec), study_name=f"{cfg.name}-{spec.model}")
     rows: list[dict[str, Any]] = []
-    invalid: list[str] = []  # trials whose parameters the model's options refused
+    invalid: list[Refused] = []  # trials whose parameters the model's options refused
     study.optimize(_objective(prep, quiet, entry.type, tracker, rows, invalid),
                    n_trials=n_trials, catch=())
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -131,17 +131,28 @@ def run_tune(df: pd.DataFrame, cfg: PipelineConfig, source_yaml: Path, tracker: 
                       time.perf_counter() - t0)
 
 
-def _none_completed(model: str, n: int, rows: list[dict[str, Any]], invalid: list[str]
+class Refused(NamedTuple):
+    """A trial whose parameters the model's options refused: why, and whether one option's
+    own range did (not a combination, such as heads vs d_model)."""
+
+    trial: int
+    why: str
+    one_option: bool
+
+
+def _none_completed(model: str, n: int, rows: list[dict[str, Any]], invalid: list[Refused]
                     ) -> None:
-    """Why no trial completed: a ConfigError (exit 2) when the space's values are ones the
-    model's options refuse, else a RunFailed; either way with the first reasons."""
-    if len(invalid) == n:
+    """Why no trial completed: a ConfigError (exit 2) when every trial drew a value outside
+    an option's own range, else a RunFailed; either way with the first reasons."""
+    if len(invalid) == n and all(r.one_option for r in invalid):
         raise ConfigError(f"tune.space: no value tried for {model!r} is valid: "
-                          + "; ".join(dict.fromkeys(invalid[:3])),
+                          + "; ".join(f"trial {r.trial}: {r.why}" for r in invalid[:3]),
                           hint="keep every range of tune.space within what the option "
                           "accepts (README: model options)")
-    why = [f"trial {r['trial']} {r['state']}" + (f" ({r['why']})" if r.get("why") else "")
-           for r in rows[:3]] + invalid[:3]
+    why = sorted([(r["trial"], f"trial {r['trial']} {r['state']}"
+                   + (f" ({r['why']})" if r.get("why") else "")) for r in rows]
+                 + [(r.trial, f"trial {r.trial} refused ({r.why})") for r in invalid])
+    why = [text for _, text in why[:3]]
     raise RunFailed(f"no tuning trial of {model!r} completed ({n} pruned or failed: "
                     f"{'; '.join(why)})", hint="widen the search space or add trials")
 
@@ -165,7 +176,7 @@ def _pruner(spec: Any):
 
 
 def _objective(prep: PreparedData, quiet: PipelineConfig, family: str, tracker: Tracker,
-               rows: list[dict[str, Any]], invalid: list[str]):
+               rows: list[dict[str, Any]], invalid: list[Refused]):
     """The study's objective: one trial fit on ``prep`` as a nested run, its best
     validation loss returned; every trial's row appended to ``rows``, and why a trial's
     parameters were refused to ``invalid``."""
@@ -178,7 +189,7 @@ def _objective(prep: PreparedData, quiet: PipelineConfig, family: str, tracker: 
         try:
             trial_cfg = apply_params(quiet, spec.model, params)
         except ValueError as exc:  # an invalid combination (e.g. heads vs d_model)
-            invalid.append(f"trial {trial.number}: {_first_line(exc)}")
+            invalid.append(Refused(trial.number, *_first_line(exc)))
             raise optuna.TrialPruned(f"invalid parameters: {exc}") from None
         trial_entry = next(m for m in trial_cfg.models if m.label == spec.model)
         started = time.perf_counter()
@@ -248,11 +259,13 @@ def write_tuned_yaml(source_yaml: Path, best: PipelineConfig, model: str, out: P
         raise
 
 
-def _first_line(exc: Exception) -> str:
-    """An option error's gist: ``dropout 2.1: Input should be less than 1`` from pydantic's
-    errors, else the first line."""
+def _first_line(exc: Exception) -> tuple[str, bool]:
+    """An option error's gist (``dropout 2.1: Input should be less than 1`` from pydantic's
+    errors, else the first line), and whether it names one option (not a combination)."""
     errors = getattr(exc, "errors", None)
-    if callable(errors):
-        return "; ".join(f"{'.'.join(map(str, e['loc']))} {e.get('input')!r}: {e['msg']}"
-                         for e in errors()[:2])
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if not callable(errors):
+        return (str(exc).splitlines()[0] if str(exc) else type(exc).__name__), False
+    found = errors()[:2]
+    text = "; ".join(f"{'.'.join(map(str, e['loc']))} {e.get('input')!r}: {e['msg']}"
+                     if e["loc"] else e["msg"] for e in found)
+    return text, bool(found) and all(e["loc"] for e in found)

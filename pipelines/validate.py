@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from deepcast.features.cleaning import (
+    Trailing,
     canonical,
     drop_short,
     drop_trailing_missing,
@@ -67,7 +68,7 @@ class _Cleaned:
     interpolated: int  # missing y values filled by interpolation
     inserted: int  # missing steps inserted on the grid (data.fill_gaps)
     filled: list[dict]  # per series: what was filled in (fill_summary)
-    trailing: tuple[int, int] = (0, 0)  # rows, series: empty y after the last value, left out
+    trailing: Trailing = Trailing(0, 0)  # empty y after a series' last value: left out
 
 
 def validate_long_frame(
@@ -146,14 +147,14 @@ def _clean(frame: pd.DataFrame, cfg: PipelineConfig, min_len: int) -> _Cleaned:
     rejected = None
     if data.bad_rows == "quarantine":
         frame, rejected = quarantine(frame)
+    trailing = Trailing(0, 0)
+    if data.missing_y == "interpolate":  # nothing after a series' last value to fill from
+        # (before fill_gaps: a step it inserts there would become a made-up last value)
+        frame, trailing = drop_trailing_missing(frame)
     inserted = 0
     if data.fill_gaps != "none":
         frame, inserted = fill_gaps(frame, data.freq, data.fill_gaps, data.max_gap)
 
-    trailing = (0, 0)
-    if data.missing_y == "interpolate":  # nothing after a series' last value to fill from
-        frame, *counts = drop_trailing_missing(frame)
-        trailing = (counts[0], counts[1])
     dropped: dict[str, int] = {}
     n_input_series = int(frame[ID].nunique())
     if data.short_series in ("drop", "pad"):
@@ -184,7 +185,7 @@ def _report(clean: pd.DataFrame, cleaned: _Cleaned, results: list[ExpectationRes
         report.quarantine_reasons = rejected["reason"].value_counts(sort=False).to_dict()
     report.warnings += [w for w in [fill_warning(cleaned.filled)] if w]
     rows, series = cleaned.trailing
-    if rows:
+    if rows:  # (a quarantined bad y at a series' end is one of them: y is empty there)
         report.warnings.append(
             f"{rows} row(s) after the last observed y of {series} series have an empty y and "
             "were left out: data.missing_y: interpolate fills between observed values, not "

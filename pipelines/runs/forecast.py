@@ -63,7 +63,8 @@ def forecast(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG,
     # the series forecast by the fallback and the model's conformal levels left out
     notes = [*validation.warnings, *(fallback.notes(predictor.min_history) if fallback
                                      else []), *predictor.conformal_notes,
-             *(predictor.encoder.unseen(clean) if predictor.encoder is not None else [])]
+             *(predictor.encoder.unseen_notes(predictor.encoder.unseen(clean))
+               if predictor.encoder is not None else [])]
     # the report's history: the validated rows, and those each fallback forecast came from
     shown = pd.concat([clean, by_fallback], ignore_index=True) \
         if len(by_fallback) and options.report else clean

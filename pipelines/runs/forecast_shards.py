@@ -15,7 +15,7 @@ folder holds exactly the rows a forecast into one file would.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +54,9 @@ class ShardJob:
 @dataclass(frozen=True)
 class ShardOutcome:
     """What a worker sends back: its file (None when validation failed), counts, its
-    validation report, each series' last validated ds (for the panel's stale check), and
-    the notes of its fallback."""
+    validation report, each series' last validated ds (for the panel's stale check), the
+    notes of its fallback, and what it held that training did not (categories, series:
+    ``CovariateEncoder.unseen``, merged by the driver)."""
 
     index: int
     part: str | None
@@ -66,6 +67,7 @@ class ShardOutcome:
     fallback_series: int
     notes: tuple[str, ...]
     model_name: str
+    unseen: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 _MODELS: dict[tuple[str, str, str], Any] = {}  # (store, name, version) -> loaded, per process
@@ -103,9 +105,11 @@ def forecast_shard(job: ShardJob) -> ShardOutcome:
     write_atomic(fc, Path(job.staging) / part)
     last = clean.groupby(ID, sort=True)[DS].max()
     notes = tuple(fallback.notes(model.predictor.min_history)) if fallback else ()
+    encoder = model.predictor.encoder
     return ShardOutcome(shard.index, part, len(fc), int(fc["unique_id"].nunique()),
                         validation, last, fallback.n_series if fallback else 0, notes,
-                        str(fc["model_name"].iloc[0]) if len(fc) else "")
+                        str(fc["model_name"].iloc[0]) if len(fc) else "",
+                        encoder.unseen(clean) if encoder is not None else {})
 
 
 def forecast_folder(cfg: PipelineConfig, inputs: RunInputs, request: Any,
@@ -140,8 +144,11 @@ def forecast_folder(cfg: PipelineConfig, inputs: RunInputs, request: Any,
         steps.io("commit-forecast", folder.commit, staging, out)
     finally:
         folder.discard(staging)
+    encoder = model.predictor.encoder
+    unseen = encoder.unseen_notes(encoder.merge_unseen([o.unseen for o in outcomes])) \
+        if encoder is not None else []
     notes = [*validation.warnings, *dict.fromkeys(n for o in outcomes for n in o.notes),
-             *model.predictor.conformal_notes]
+             *model.predictor.conformal_notes, *unseen]
     return ForecastResult(
         pipeline=cfg.name, model_uri=f"models:/{cfg.name}@{request.model}"
         if not str(request.model).isdigit() else ref.uri,
@@ -269,9 +276,11 @@ def merged_report(cfg: PipelineConfig, outcomes: list[Any], labels: list[str],
 
     reports = [o.report for o in outcomes]
     merged = merge_reports(reports, labels, source, whole_panel)
-    docs = [r.docs_path for r in reports if r.docs_path]  # one per failing shard
+    # the failing shards' Data Docs (with data_docs: always, passing shards have some too)
+    docs = [r.docs_path for r in reports if r.docs_path and not r.success] \
+        or [r.docs_path for r in reports if r.docs_path]
     merged.docs_path = docs[0] if docs else None
-    if len(docs) > 1:
+    if len(docs) > 1 and not merged.success:
         merged.notes.append("Data Docs of the other failing shards: " + ", ".join(docs[1:6])
                             + (f" and {len(docs) - 6} more" if len(docs) > 6 else ""))
     merged.quarantine_path = merge_quarantine([r.quarantine_path for r in reports], labels,

@@ -77,7 +77,10 @@ def train_and_promote(cfg: PipelineConfig, inputs: RunInputs, data: Validated, s
         store.log_train_data(tracker, cfg, data.raw, data.clean, data.report)
         outcome = steps.run("train-models", train_models, data.clean, cfg, tracker,
                             data_sha256=data_sha, mapper=mapper, source=inputs.label(cfg))
-        store.describe_run(tracker, outcome.table(), cfg.evaluation.metric, outcome.notes())
+        # what the reader should know: the data's warnings (stale series, filled-in
+        # values, rows left out), then what the scores rest on
+        notes = [*data.report.warnings, *outcome.notes()]
+        store.describe_run(tracker, outcome.table(), cfg.evaluation.metric, notes)
         steps.io("save-reference-profile", store.save_profile, tracker, outcome, data.raw,
                  cfg)
         decision = steps.run("promote", promote, outcome, data.clean, cfg, tracker)
@@ -90,7 +93,7 @@ def train_and_promote(cfg: PipelineConfig, inputs: RunInputs, data: Validated, s
         n_series=outcome.n_series, dropped_series=report.dropped_series,
         quarantined=report.quarantined, quarantine_path=report.quarantine_path,
         validation_report=report.report_path, tracking_uri=store.store_uri(tracker),
-        notes=outcome.notes())
+        notes=notes)
 
 
 def backtest(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, steps: Steps = PLAIN
@@ -116,7 +119,7 @@ def backtest(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, steps: Steps 
         table=summary_records(scores), seconds=round(scores.seconds, 2),
         n_series=int(data.clean["unique_id"].nunique()),
         dropped_series=data.report.dropped_series, tracking_uri=store.store_uri(tracker),
-        skipped=scores.skipped, notes=summary_notes(scores))
+        skipped=scores.skipped, notes=[*data.report.warnings, *summary_notes(scores)])
 
 
 def tune(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, trials: int | None = None,

@@ -8,11 +8,21 @@ import deepcast
 from deepcast.flows.api_terms import in_python_terms, speaks_python
 
 
-@pytest.mark.parametrize(("cli", "python"), [
-    ("--output forecasts/x is a file, not a folder",
+@pytest.mark.parametrize(("cli", "output", "python"), [
+    ("--output forecasts/x is a file, not a folder", "forecasts/x",
      "output='forecasts/x' is a file, not a folder"),
-    ("--output sql://FC: 'a b' is not a plain table name",
+    ("--output sql://FC: 'a b' is not a plain table name", "sql://FC",
      "output='sql://FC': 'a b' is not a plain table name"),
+    ("--output results is a folder that deepcast did not write", "results",
+     "output='results' is a folder that deepcast did not write"),
+    ("--output /tmp/my out/x.csv: the folder is not writable", "/tmp/my out/x.csv",
+     "output='/tmp/my out/x.csv': the folder is not writable"),
+])
+def test_the_calls_own_values_are_quoted(cli, output, python):
+    assert in_python_terms(cli, "df", {"--output": output}) == python
+
+
+@pytest.mark.parametrize(("cli", "python"), [
     ("drop --report, or give --output a .csv/.parquet file name",
      "drop report=, or give output= a .csv/.parquet file name"),
     ("pass them with --future PATH (unique_id, ds", "pass them with future=PATH (unique_id, ds"),
@@ -34,12 +44,12 @@ def test_flags_become_keyword_arguments(cli, python):
 
 def test_the_same_error_comes_back_reworded():
     @speaks_python(data="df")
-    def job():
+    def job(output=None):
         raise deepcast.ConfigError("--output x.txt: unsupported extension '.txt'",
                                    hint="use a .csv file name, or drop --output")
 
     with pytest.raises(deepcast.ConfigError) as info:
-        job()
+        job(output="x.txt")
     exc = info.value
     assert exc.message == "output='x.txt': unsupported extension '.txt'"
     assert exc.hint == "use a .csv file name, or drop output="

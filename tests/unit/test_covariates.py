@@ -229,13 +229,20 @@ def test_check_future_refuses_values_the_model_cannot_take():
         check_future(rows([1, np.inf, 1, 1]), ids, dates, ("price",), 2)
     twice = pd.concat([rows([1, 0, 1, 1]), rows([1, 0, 1, 7])], ignore_index=True)
     with pytest.raises(DataError, match=r"1 forecast step\(s\) of 1 series are given "
-                       r"twice with different values: b: 5"):
+                       r"twice with different values: b: 5 \(1 vs 7\)"):
         check_future(twice, ids, dates, ("price",), 2)
     same = pd.concat([rows([1, 0, 1, 1]), rows([1, 0, 1, 1])], ignore_index=True)
     assert len(check_future(same, ids, dates, ("price",), 2)) == 4
+    other_case = rows([1, 0, 1, 1]).replace({"unique_id": {"b": "B"}})
     with pytest.raises(DataError, match=r"\(2 given future row\(s\) match no forecast "
-                       r"step, e.g. b at 14"):
-        check_future(rows([1, 0, 1, 1], ds=(4, 5, 14, 15)), ids, dates, ("price",), 2)
+                       r"step, e.g. B at 4"):
+        check_future(other_case, ids, dates, ("price",), 2)
+    # rows beyond the horizon are fine and not counted as unmatched
+    longer = pd.concat([rows([1, 0, 1, 1]), rows([1, 1, 1, 1], ds=(6, 7, 6, 7))])
+    assert len(check_future(longer, ids, dates, ("price",), 2)) == 4
+    with pytest.raises(DataError) as info:
+        check_future(longer[longer["ds"] != 5], ids, dates, ("price",), 2)
+    assert "match no forecast step" not in str(info.value)
 
 
 def test_covariate_model_bundle_predicts_the_same_in_a_fresh_process(tmp_path):
@@ -274,10 +281,14 @@ def test_unseen_categories_and_series_are_named():
     df = _tiny()
     spec = CovariateSpec(static=("kind",), categorical=("kind",), id_embedding=2)
     enc = CovariateEncoder(spec).fit(df)
-    assert enc.unseen(df) == []
+    assert enc.unseen(df) == {}
     later = pd.concat([df.assign(kind=df["kind"].where(df["unique_id"] != "s1", "prime")),
                        _tiny(1).assign(unique_id="s9")], ignore_index=True)
-    (cats, ids) = enc.unseen(later)
+    (cats, ids) = enc.unseen_notes(enc.unseen(later))
     assert cats.startswith("static covariate 'kind': 1 series have a category not seen in "
                            "training ('prime'; training had 2)")
     assert ids.startswith("1 series not seen in training (e.g. s9)")
+    # a folder forecast's shards: their counts add up to the panel's
+    halves = [later[later["unique_id"].isin(part)] for part in (["s0", "s1"], ["s2", "s9"])]
+    merged = enc.merge_unseen([enc.unseen(h) for h in halves])
+    assert merged == enc.unseen(later) and enc.unseen_notes(merged) == [cats, ids]

@@ -208,3 +208,18 @@ def test_empty_y_after_the_last_value_is_left_out_not_made_up(tmp_path: Path) ->
     assert clean.groupby("unique_id")["ds"].max().nunique() == 2  # FIRST ends 3 rows early
     (warning,) = [w for w in report.warnings if "after the last observed y" in w]
     assert warning.startswith("3 row(s) after the last observed y of 1 series")
+
+
+@pytest.mark.parametrize("fill", ["zero", "ffill", "interpolate"])
+def test_no_gap_is_filled_after_the_last_value(tmp_path: Path, fill: str) -> None:
+    """The trailing empty rows leave before fill_gaps runs: a step it inserted between two
+    of them was a made-up last value (zero or ffill) that the rows before it were then
+    interpolated towards (a reviewer's case)."""
+    raw = raw_csv()
+    last = raw.index[raw["unique_id"] == FIRST][-3:]
+    raw.loc[last, "y"] = ""
+    raw = raw.drop(index=last[1])  # a gap between the two trailing empty rows
+    clean, report = run_edited(tmp_path, raw, missing_y="interpolate", fill_gaps=fill)
+    assert report.success, report.summary()
+    assert len(clean) == len(raw) - 2 and report.gaps_filled == 0
+    assert report.interpolated == 0
