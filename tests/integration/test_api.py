@@ -252,3 +252,15 @@ def test_a_new_horizon_is_not_gated_on_the_old_champions_scores(store, retail_cs
     assert decision.reason.startswith("beats seasonal naive and replaces champion v1 "
                                       "(champion v1 forecasts 6 steps and this pipeline 3")
     assert deepcast.forecast(three, history=df).rows == 6 * 3
+
+
+def test_the_datas_warnings_reach_the_train_notes(store, retail_csv):
+    """A stale series (issue 16: warned by validate, train and forecast) was only in
+    validation.json for train; its warning is now among the train result's notes."""
+    df = pd.read_csv(retail_csv)
+    stale = df["unique_id"].iloc[0]
+    df = df.drop(df.index[df["unique_id"] == stale][-24:])
+    raw = pipeline_dict(retail_csv, name="api-stale", models=[{"type": "seasonal_naive"}])
+    notes = deepcast.train(raw, df).notes
+    assert any(n.startswith("1 of 6 series end more than") and stale in n for n in notes), \
+        notes
