@@ -91,8 +91,10 @@ def apply_params(cfg: PipelineConfig, model: str, params: dict[str, Any]) -> Pip
 
 
 def run_tune(df: pd.DataFrame, cfg: PipelineConfig, source_yaml: Path, tracker: Tracker,
-             n_trials: int | None = None, output: str | Path | None = None) -> TuneResult:
-    """Search, log every trial, write the best pipeline YAML (atomically)."""
+             n_trials: int | None = None, output: str | Path | None = None,
+             origin: str | None = None) -> TuneResult:
+    """Search, log every trial, write the best pipeline YAML (atomically; ``origin``: what
+    its header says it came from, default the source file)."""
     import optuna
 
     spec = cfg.tune
@@ -120,7 +122,7 @@ def run_tune(df: pd.DataFrame, cfg: PipelineConfig, source_yaml: Path, tracker: 
     best = study.best_trial
     best_cfg = apply_params(cfg, spec.model, best.params)
     out = Path(output) if output else source_yaml.with_name(f"{source_yaml.stem}.tuned.yaml")
-    write_tuned_yaml(source_yaml, best_cfg, spec.model, out)
+    write_tuned_yaml(source_yaml, best_cfg, spec.model, out, origin)
     tracker.log_metrics({"best_val_loss": best.value, "trials": len(study.trials)})
     tracker.set_tags({tag.BEST_TRIAL: str(best.number), tag.TUNED_YAML: str(out)})
     tracker.log_dict({"best_params": best.params, "best_value": best.value},
@@ -229,13 +231,18 @@ def _objective(prep: PreparedData, quiet: PipelineConfig, family: str, tracker: 
     return objective
 
 
-def write_tuned_yaml(source_yaml: Path, best: PipelineConfig, model: str, out: Path) -> None:
+def write_tuned_yaml(source_yaml: Path, best: PipelineConfig, model: str, out: Path,
+                     origin: str | None = None) -> None:
     """The source YAML with the tuned model entry and training section replaced (paths kept
-    as the user wrote them), written atomically next to it."""
+    as the user wrote them), written atomically next to it; its header names ``origin``
+    (default: the source file's name)."""
     raw = yaml.safe_load(source_yaml.read_text(encoding="utf-8"))
     entry = next(m for m in best.models if m.label == model)
-    tuned = entry.model_dump(mode="json", exclude_defaults=True)
-    tuned["type"] = entry.type
+    # the options that differ from the family's defaults as validated (exclude_defaults
+    # kept options a validator normalises, e.g. distribution_quantiles gaining 0.5)
+    default = type(entry).model_validate({"type": entry.type}).model_dump(mode="json")
+    tuned = {k: v for k, v in entry.model_dump(mode="json").items()
+             if k == "type" or default.get(k) != v}
     raw["models"] = [tuned if (m.get("name") or m.get("type")) == model else m
                      for m in raw["models"]]
     raw["training"] = {**(raw.get("training") or {}),
@@ -244,8 +251,8 @@ def write_tuned_yaml(source_yaml: Path, best: PipelineConfig, model: str, out: P
     if best.data.path is not None and out.parent.resolve() != source_yaml.parent.resolve():
         # keep the data path valid
         raw["data"]["path"] = str(best.data.path)
-    text = f"# tuned by `deepcast tune` from {source_yaml.name}\n" + yaml.safe_dump(
-        raw, sort_keys=False)
+    text = f"# tuned by `deepcast tune` from {origin or source_yaml.name}\n" + \
+        yaml.safe_dump(raw, sort_keys=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:

@@ -137,8 +137,9 @@ def tune(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, trials: int | Non
         output = f"{cfg.name}.tuned.yaml"
     with store.parent_run(tracker, cfg, "tune", tags) as parent_id, \
             _source_yaml(cfg, inputs.pipeline_file) as source_yaml:
+        origin = None if inputs.pipeline_file else f"a config given in Python ({cfg.name})"
         result = steps.run("tune", run_tune, data.clean, cfg, source_yaml, tracker, trials,
-                           output)
+                           output, origin)
     return TuneResult(
         pipeline=cfg.name, parent_run_id=parent_id,
         model=cfg.tune.model if cfg.tune else "", sampler=cfg.tune.sampler if cfg.tune else "",

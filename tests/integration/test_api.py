@@ -159,6 +159,15 @@ def test_tune_a_dict_config_writes_the_tuned_yaml_here(store, tmp_path, retail_c
     tuned = deepcast.load_config(tmp_path / result.output)
     mlp = next(m for m in tuned.models if m.type == "mlp")
     assert mlp.hidden_size == result.best_params["hidden_size"] and tuned.tune is None
+    # its header names where it came from, and the entry holds only what differs from the
+    # family's defaults (before: a temporary file's name, and distribution_quantiles)
+    text = (tmp_path / result.output).read_text()
+    assert text.startswith("# tuned by `deepcast tune` from a config given in Python "
+                           "(api-tune)\n")
+    import yaml
+
+    entry = next(m for m in yaml.safe_load(text)["models"] if m["type"] == "mlp")
+    assert set(entry) <= {"type", "hidden_size"}, entry
     with pytest.raises(deepcast.ConfigError, match="trials must be >= 1"):
         deepcast.tune(cfg, trials=0)
 
