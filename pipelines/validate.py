@@ -48,6 +48,7 @@ from deepcast.pipelines.validation.report import (
     SCREENED,
     ExpectationResult,
     ValidationReport,
+    trailing_warning,
 )
 from deepcast.pipelines.validation.rules import Suite, build_suite
 from deepcast.pipelines.validation.screen import screen
@@ -184,12 +185,9 @@ def _report(clean: pd.DataFrame, cleaned: _Cleaned, results: list[ExpectationRes
         report.quarantined = len(rejected)
         report.quarantine_reasons = rejected["reason"].value_counts(sort=False).to_dict()
     report.warnings += [w for w in [fill_warning(cleaned.filled)] if w]
-    rows, series = cleaned.trailing
-    if rows:  # (a quarantined bad y at a series' end is one of them: y is empty there)
-        report.warnings.append(
-            f"{rows} row(s) after the last observed y of {series} series have an empty y and "
-            "were left out: data.missing_y: interpolate fills between observed values, not "
-            "after the last one (rows of future covariates belong in `deepcast forecast`)")
+    # (a quarantined bad y at a series' end is one of them: its y is empty there)
+    report.trailing_rows, report.trailing_series = cleaned.trailing
+    report.warnings += [w for w in [trailing_warning(*cleaned.trailing)] if w]
     if panel:
         stale_check(report, clean, cfg)
     return report

@@ -65,6 +65,9 @@ class ValidationReport:
     n_stale_series: int = 0  # series ending long before the panel's latest ds
     stale_series: list[dict] = field(default_factory=list)  # series, last_ds, steps_behind
     warnings: list[str] = field(default_factory=list)  # said in the summary, never failing
+    # rows with an empty y after their series' last value, left out (missing_y: interpolate)
+    trailing_rows: int = 0
+    trailing_series: int = 0
     checked_by: str = GREAT_EXPECTATIONS  # who computed the verdicts (SCREENED: no GE run)
 
     def failures(self) -> list[ExpectationResult]:
@@ -172,3 +175,13 @@ def format_example(ex: dict) -> str:
     if "length" in ex:
         parts.append(f"length {ex['length']}")
     return ", ".join(parts)
+
+
+def trailing_warning(rows: int, series: int) -> str | None:
+    """The warning for rows left out after their series' last value (None: none were)."""
+    if not rows:
+        return None
+    return (f"{rows} row(s) after the last observed y of {series} series have an empty y "
+            "and were left out: data.missing_y: interpolate fills between observed values, "
+            "not after the last one (rows of future covariates belong in `deepcast "
+            "forecast`)")

@@ -61,6 +61,21 @@ def test_merged_report_sums_counts_and_names_failing_shards():
     assert "2 of 3 shards failed validation: s2; s3" in merged.summary()
 
 
+def test_rows_left_out_after_the_last_value_are_summed_over_shards():
+    """One warning for the panel (before: one per shard, each with its own count)."""
+    from deepcast.pipelines.validation.report import trailing_warning
+
+    reports = [_report(10, 0, [], {}), _report(7, 0, [], {}), _report(5, 0, [], {})]
+    for r, (rows, series) in zip(reports, [(3, 1), (0, 0), (12, 2)], strict=True):
+        r.trailing_rows, r.trailing_series = rows, series
+        r.warnings = [w for w in [trailing_warning(rows, series), "other"] if w]
+    merged = merge_reports(reports, ["s1", "s2", "s3"], "data")
+    said = [w for w in merged.warnings if "after the last observed y" in w]
+    assert said == [trailing_warning(15, 3)] and said[0].startswith("15 row(s)")
+    assert "s1: other" in merged.warnings and (merged.trailing_rows,
+                                               merged.trailing_series) == (15, 3)
+
+
 def test_rules_of_one_expectation_and_column_stay_apart():
     """Two rules checked as the same GE expectation on the same column (the target's
     finite and non-negative checks are both value sets) keep their own counts."""
