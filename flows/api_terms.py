@@ -21,7 +21,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: function's data argument (``df``, or ``history`` for a forecast)
 _PHRASES = (
     ("--data, or the Python API's frame", "{data}="),
-    ("--future (Python API: future=)", "future="),
     ("--future PATH", "future=PATH"),
     ("--no-formula-guard", "ForecastOutput(formula_guard=False)"),
     ("--series", "ForecastReport(series=...)"),

@@ -34,8 +34,8 @@ from deepcast.pipelines.parquet_dataset import (
 READERS = (".csv", ".parquet", ".pq")
 #: how check_source names the file it checks, and the setting to fix: the data, --future
 DATA_SOURCE = ("data file", "fix data.path in the YAML (relative to the YAML file) or --data")
-FUTURE_SOURCE = ("future covariates file", "fix --future (Python API: future=): the file of "
-                 "the future covariates over the forecast dates")
+FUTURE_SOURCE = ("future covariates file", "fix --future: the file of the future covariates "
+                 "over the forecast dates")
 # compressed CSV: pandas infers the codec from the last suffix
 COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zip": "zip"}
 MAGIC = ((b"\x1f\x8b", ".gz"), (b"BZh", ".bz2"), (b"\xfd7zXZ\x00", ".xz"),

@@ -26,7 +26,7 @@ def test_the_calls_own_values_are_quoted(cli, output, python):
     ("drop --report, or give --output a .csv/.parquet file name",
      "drop report=, or give output= a .csv/.parquet file name"),
     ("pass them with --future PATH (unique_id, ds", "pass them with future=PATH (unique_id, ds"),
-    ("fix --future (Python API: future=): the file", "fix future=: the file"),
+    ("fix --future: the file", "fix future=: the file"),
     ("pass a step number, e.g. --as-of 120", "pass a step number, e.g. as_of=120"),
     ("e.g. --as-of 2014-06-30", "e.g. as_of='2014-06-30'"),
     ("--n-windows and --step take integers >= 1, --refit true",
