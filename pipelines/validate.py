@@ -187,8 +187,8 @@ def _report(clean: pd.DataFrame, cleaned: _Cleaned, results: list[ExpectationRes
     report.warnings += [w for w in [fill_warning(cleaned.filled)] if w]
     # (a quarantined bad y at a series' end is one of them: its y is empty there)
     report.trailing_rows, report.trailing_series = cleaned.trailing
-    report.warnings += [w for w in [trailing_warning(*cleaned.trailing)] if w]
-    if panel:
+    if panel:  # a shard's counts are summed into the panel's one warning by merge_reports
+        report.warnings += [w for w in [trailing_warning(*cleaned.trailing)] if w]
         stale_check(report, clean, cfg)
     return report
 

@@ -55,10 +55,8 @@ def merge_reports(reports: list[ValidationReport], labels: list[str], source: st
         stale_series=_most(reports, "stale_series", "steps_behind"),
         checked_by=SCREENED if all(r.checked_by == SCREENED for r in reports)
         else GREAT_EXPECTATIONS)
-    own = [trailing_warning(r.trailing_rows, r.trailing_series) for r in reports]
-    merged.warnings = _unique(f"{label}: {w}" for label, r, mine in zip(labels, reports, own,
-                                                                         strict=True)
-                              for w in r.warnings if w != mine)
+    merged.warnings = _unique(f"{label}: {w}" for label, r in zip(labels, reports, strict=True)
+                              for w in r.warnings)
     merged.trailing_rows = sum(r.trailing_rows for r in reports)
     merged.trailing_series = sum(r.trailing_series for r in reports)
     merged.warnings += [w for w in [trailing_warning(merged.trailing_rows,

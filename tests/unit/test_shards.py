@@ -68,7 +68,7 @@ def test_rows_left_out_after_the_last_value_are_summed_over_shards():
     reports = [_report(10, 0, [], {}), _report(7, 0, [], {}), _report(5, 0, [], {})]
     for r, (rows, series) in zip(reports, [(3, 1), (0, 0), (12, 2)], strict=True):
         r.trailing_rows, r.trailing_series = rows, series
-        r.warnings = [w for w in [trailing_warning(rows, series), "other"] if w]
+        r.warnings = ["other"]  # (a shard's report has the counts, not the warning)
     merged = merge_reports(reports, ["s1", "s2", "s3"], "data")
     said = [w for w in merged.warnings if "after the last observed y" in w]
     assert said == [trailing_warning(15, 3)] and said[0].startswith("15 row(s)")
