@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from deepcast.features.covariates import after_last_observed
 from deepcast.features.schema import (
     DS,
     DS_INVALID,
@@ -129,8 +130,6 @@ def drop_trailing_missing(frame: pd.DataFrame) -> tuple[pd.DataFrame, Trailing]:
     """``frame`` (sorted by series and ds) without the rows after each series' last observed
     ``y`` whose ``y`` is empty: interpolation fills between observations, and after the
     last one it could only repeat it into what becomes the holdout."""
-    from deepcast.features.covariates import after_last_observed
-
     # an unparseable y (flagged, kept for validation to report) counts as a value here
     empty = frame[Y].isna().to_numpy() & ~frame[Y_INVALID].to_numpy(dtype=bool)
     if not empty.any():

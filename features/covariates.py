@@ -299,7 +299,7 @@ def check_future(future: pd.DataFrame, ids: np.ndarray, expected_ds: np.ndarray,
     fut = future[[ID, DS, *columns]].copy()
     if len(fut):
         fut[DS] = fut[DS].astype(keys[DS].dtype)
-    _check_repeated(keys.merge(fut, on=[ID, DS]), columns)
+    _check_repeated(fut, keys, columns)
     fut = fut.drop_duplicates([ID, DS], keep="last")
     merged = keys.merge(fut, on=[ID, DS], how="left", indicator=True)
     absent = merged["_merge"] != "both"
@@ -353,10 +353,14 @@ def _unmatched(fut: pd.DataFrame, keys: pd.DataFrame) -> str:
             "the dates of the future rows)")
 
 
-def _check_repeated(rows: pd.DataFrame, columns: tuple[str, ...]) -> None:
-    """A forecast step given twice with different covariate values is a DataError (which
-    one the model should see is not ours to guess); identical repeats are harmless."""
-    repeated = rows[rows.duplicated([ID, DS], keep=False)]
+def _check_repeated(fut: pd.DataFrame, keys: pd.DataFrame, columns: tuple[str, ...]) -> None:
+    """A forecast step (of ``keys``) given twice in ``fut`` with different covariate values
+    is a DataError (which one the model should see is not ours to guess); identical repeats
+    are harmless. Nothing is merged unless some row repeats (the usual forecast)."""
+    repeated = fut[fut.duplicated([ID, DS], keep=False)]
+    if repeated.empty:
+        return
+    repeated = repeated.merge(keys, on=[ID, DS])  # the forecast's steps only
     if repeated.empty:
         return
     # values compared as numbers (1 and "1" agree); an empty one does not clash (the last

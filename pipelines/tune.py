@@ -191,7 +191,7 @@ def _objective(prep: PreparedData, quiet: PipelineConfig, family: str, tracker: 
         try:
             trial_cfg = apply_params(quiet, spec.model, params)
         except ValueError as exc:  # an invalid combination (e.g. heads vs d_model)
-            invalid.append(Refused(trial.number, *_first_line(exc)))
+            invalid.append(Refused(trial.number, *_refusal(exc)))
             raise optuna.TrialPruned(f"invalid parameters: {exc}") from None
         trial_entry = next(m for m in trial_cfg.models if m.label == spec.model)
         started = time.perf_counter()
@@ -266,7 +266,7 @@ def write_tuned_yaml(source_yaml: Path, best: PipelineConfig, model: str, out: P
         raise
 
 
-def _first_line(exc: Exception) -> tuple[str, bool]:
+def _refusal(exc: Exception) -> tuple[str, bool]:
     """An option error's gist (``dropout 2.1: Input should be less than 1`` from pydantic's
     errors, else the first line), and whether it names one option (not a combination)."""
     errors = getattr(exc, "errors", None)
