@@ -189,7 +189,9 @@ class Epochs:
     from the stateless seed ``(seed, e)``, so the batches depend only on (seed, epoch) and a
     run resumed at epoch ``k`` sees exactly what an uninterrupted run would. With
     ``per_epoch``, each epoch is the first ``per_epoch`` windows of its order: a sample
-    without replacement, another one every epoch (``training.windows_per_epoch``)."""
+    without replacement, another one every epoch (``training.windows_per_epoch``); more
+    than there are windows, its order is several shuffles back to back (every window once
+    per pass: ``training.min_steps_per_epoch``)."""
 
     seed: int
     span: range = range(1)
@@ -235,7 +237,8 @@ def _start_batches(starts_t, batch_size: int, epochs: Epochs | None):
     import tensorflow as tf
 
     total = int(starts_t.shape[0])
-    n = total if epochs is None or epochs.per_epoch is None else min(epochs.per_epoch, total)
+    n = total if epochs is None or epochs.per_epoch is None else epochs.per_epoch
+    passes = -(-n // total) if total else 1
     full = n // batch_size * batch_size
 
     def batches(s):
@@ -254,6 +257,10 @@ def _start_batches(starts_t, batch_size: int, epochs: Epochs | None):
         # a stateless shuffle: 7x faster than argsort of random keys (0.4 s against 2.7 s
         # for 9.3M windows) with one copy of the starts instead of three arrays of them
         order = tf.random.experimental.stateless_shuffle(starts_t, seed=key, alg="philox")
+        if passes > 1:  # the first pass as above; the others keyed apart from every epoch's
+            order = tf.concat([order] + [tf.random.experimental.stateless_shuffle(
+                starts_t, seed=tf.stack([key[0], -(e * 1024 + j)]), alg="philox")
+                for j in range(1, passes)], axis=0)
         return batches(order if n == total else order[:n])
 
     return tf.data.Dataset.range(epochs.span.start, epochs.span.stop).flat_map(one_epoch)

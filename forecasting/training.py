@@ -70,7 +70,8 @@ def train_network(net: Network, data: TrainingData, settings: TrainSettings,
     runtime = resolve_runtime(settings.device, settings.mixed_precision,
                               settings.jit_compile)
     batch = settings.batch_size * runtime.n_replicas
-    steps = max(1, math.ceil(windows_per_epoch(len(data.train_starts), settings) / batch))
+    per_epoch = windows_per_epoch(len(data.train_starts), settings, batch)
+    steps = max(1, math.ceil(per_epoch / batch))
     model, settings = _compiled_model(net, settings, runtime, steps)
     warm = applied_warm_start(net)
     monitor = "val_loss" if len(data.val_starts) else "loss"
@@ -84,7 +85,7 @@ def train_network(net: Network, data: TrainingData, settings: TrainSettings,
     if not stopped and first_epoch < settings.max_epochs:
         geometry = (net.spec.lookback, net.spec.horizon, batch)
         train = _dataset(net, data, data.train_starts, geometry, Epochs(
-            settings.seed, range(first_epoch, settings.max_epochs), settings.windows_per_epoch))
+            settings.seed, range(first_epoch, settings.max_epochs), per_epoch))
         val = (_dataset(net, data, data.val_starts, geometry)
                if len(data.val_starts) else None)
         if warm is not None and first_epoch == 0 and val is not None:
@@ -105,13 +106,13 @@ def train_network(net: Network, data: TrainingData, settings: TrainSettings,
     return model, history
 
 
-def windows_per_epoch(n_windows: int, settings: TrainSettings) -> int:
-    """The training windows one epoch sees: all of them, or a fresh seeded sample of
-    ``settings.windows_per_epoch`` drawn uniformly from all of them (a large panel's epoch
-    then takes that many steps whatever its size, and early stopping looks at the
-    validation loss that often)."""
+def windows_per_epoch(n_windows: int, settings: TrainSettings, batch: int) -> int:
+    """Training windows per epoch: a seeded sample of ``windows_per_epoch``, else all,
+    repeated up to ``min_steps_per_epoch`` batches (a small panel's training budget)."""
     cap = settings.windows_per_epoch
-    return n_windows if cap is None else min(cap, n_windows)
+    if cap is not None:
+        return min(cap, n_windows)
+    return max(n_windows, settings.min_steps_per_epoch * batch) if n_windows else 0
 
 
 def training_loss(quantiles: tuple[float, ...], loss: str, distribution: str | None = None):
@@ -334,9 +335,9 @@ def _fingerprint(net: Network, settings: TrainSettings, data: TrainingData) -> s
     arrays = [(k, np.ascontiguousarray(a)) for k, a in arrays]
     head = [net.family, net.name, asdict(net.spec), net.options,
             # the checkpoint cadence says when checkpoints are written, not what is fit; no
-            # windows_per_epoch: as before it existed (checkpoints of then still resume)
+            # windows_per_epoch / min_steps_per_epoch: as before they existed
             {k: v for k, v in asdict(settings).items() if k != "checkpoint_every"
-             and not (k == "windows_per_epoch" and v is None)},
+             and (k, v) not in (("windows_per_epoch", None), ("min_steps_per_epoch", 0))},
             asdict(net.inputs), getattr(getattr(net, "warm_start", None), "label", None),
             [(k, a.dtype.str, a.shape) for k, a in arrays]]
     h = hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode())

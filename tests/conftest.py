@@ -117,7 +117,11 @@ def pipeline_dict(path: Path, **over) -> dict:
         "features": {"lookback": 24, "horizon": 6},
         "models": [{"type": "naive"}, {"type": "seasonal_naive"},
                    {"type": "lstm", "units": 8}],
-        "training": {"max_epochs": 2, "patience": 1, "batch_size": 64, "seed": 0},
+        # one pass over the windows per epoch: these tests check wiring, not the training
+        # budget (training.min_steps_per_epoch's default is tested in test_models.py and
+        # runs in every test with a config of its own)
+        "training": {"max_epochs": 2, "patience": 1, "batch_size": 64, "seed": 0,
+                     "min_steps_per_epoch": 0},
         # no MLflow plots (~1 s per model); the tests that check plots keep the default.
         # Choice on the holdout: no second fit per model where a test checks wiring; the
         # default (selection: backtest) is tested in test_selection.py and by the README

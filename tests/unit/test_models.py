@@ -120,6 +120,21 @@ def test_windows_per_epoch_caps_every_epochs_steps():
     np.testing.assert_array_equal(f.predict(_x(values)), g.predict(_x(values)))
 
 
+def test_min_steps_per_epoch_repeat_a_small_panels_windows():
+    """training.min_steps_per_epoch: an epoch of fewer batches repeats its windows up to
+    that many (330 windows at batch 32 are 11 steps: 25 asked); a larger count, or a
+    windows_per_epoch sample, is left as it is; the same seed gives the same fit."""
+    f, h1, values = _fit("mlp", epochs=2, min_steps_per_epoch=25)
+    g, h2, _ = _fit("mlp", epochs=2, min_steps_per_epoch=25)
+    assert int(f.model.optimizer.iterations) == 2 * 25
+    assert h1 == h2 and len(h1["val_loss"]) == 2
+    np.testing.assert_array_equal(f.predict(_x(values)), g.predict(_x(values)))
+    few, _, _ = _fit("mlp", epochs=2, min_steps_per_epoch=5)
+    sample, _, _ = _fit("mlp", epochs=2, min_steps_per_epoch=25, windows_per_epoch=64)
+    assert int(few.model.optimizer.iterations) == 2 * 11
+    assert int(sample.model.optimizer.iterations) == 2 * 2
+
+
 @pytest.mark.parametrize("family", ["lstm", "mlp"])
 def test_neural_families_learn(family):
     _, history, _ = _fit(family, epochs=3)

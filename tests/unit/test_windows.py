@@ -132,7 +132,7 @@ def test_windows_per_epoch_draw_a_fresh_seeded_sample_each_epoch():
         for _, y in ds:
             sizes.append(len(y))
             out.extend(y.numpy()[:, 0].astype(int).tolist())
-        k = min(per_epoch or len(starts), len(starts))
+        k = per_epoch or len(starts)
         return [out[i:i + k] for i in range(0, len(out), k)], sizes
 
     sample, sizes = epochs(0, 4)
@@ -142,8 +142,15 @@ def test_windows_per_epoch_draw_a_fresh_seeded_sample_each_epoch():
     assert len(set().union(*map(set, sample))) > 40
     assert epochs(0, 4)[0] == sample and epochs(2, 4)[0] == sample[2:]  # resumable
     assert epochs(0, 4, seed=4)[0] != sample
-    # a cap above the window count is every window, in the same order as no cap
-    assert epochs(0, 2, per_epoch=500)[0] == epochs(0, 2, per_epoch=None)[0]
+    # more than the window count (training.min_steps_per_epoch): the first pass in the
+    # order of no cap, then further passes, each every window once in an order of its own
+    long, sizes = epochs(0, 2, per_epoch=400)
+    plain = epochs(0, 2, per_epoch=None)[0]
+    assert sizes == [16] * 25 * 2 and [e[:150] for e in long] == plain
+    for e in long:
+        assert sorted(e[150:300]) == sorted(plain[0]) and e[150:300] != e[:150]
+        assert len(set(e[300:])) == 100 and e[300:] != e[150:250]
+    assert long[0] != long[1] and epochs(0, 2, per_epoch=400)[0] == long
 
 
 def test_make_dataset_batch_sizes_with_remainder():
