@@ -55,14 +55,15 @@ def results_path(name: str, validation: bool) -> Path:
     return RESULTS / f"accuracy_{name}{'_validation' if validation else ''}.csv"
 
 
-def load_frame(cfg, validation: bool) -> pd.DataFrame:
-    """The validated frame; with ``validation``, without the official test span."""
+def load_frame(cfg, validation: bool, min_length: int | None = None) -> pd.DataFrame:
+    """The validated frame; with ``validation``, without the official test span.
+    ``min_length``: the shortest series kept (default: what training ``cfg`` needs)."""
     raw = ingest(cfg.data)
     n_raw = raw[ID].nunique()
     if validation:
         raw = split_holdout(raw.sort_values([ID, DS]), cfg.evaluation.test_size)[0]
     with tempfile.TemporaryDirectory() as tmp:
-        clean, report = validate_long_frame(raw, cfg, tmp)
+        clean, report = validate_long_frame(raw, cfg, tmp, min_length=min_length)
     if not report.success:
         sys.exit(report.summary())
     n = clean[ID].nunique()
@@ -191,7 +192,9 @@ def main() -> None:
         return table()
     cfg = load_config(args.pipeline)
     t0 = time.perf_counter()
-    clean = load_frame(cfg, args.validation)
+    # peers only: every series with a point before the span (as auto_accuracy.py scores)
+    clean = load_frame(cfg, args.validation,
+                       cfg.evaluation.test_size + 1 if args.peers_only else None)
     path = results_path(cfg.name, args.validation)
     if not args.peers_only:
         run_deepcast(cfg, clean, set(filter(None, args.models.split(","))) or None, args.tag,

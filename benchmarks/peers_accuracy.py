@@ -4,8 +4,9 @@
     $PEERS/nf/bin/python benchmarks/peers_accuracy.py nf SET [--validation] [--max-steps N]
         [--models NHITS,NBEATS,TiDE,LSTM] [--early-stop]
 
-SET is m3-monthly, m3-quarterly, m3-yearly, taylor, vic-elec-12w or epf-12w (the ``name:`` of the
-benchmark YAMLs; the horizon, test span, season and lookback below repeat theirs).
+SET is m3-monthly, m3-quarterly, m3-yearly, taylor, vic-elec-12w, epf-12w, or one of the
+held-out checks tourism-monthly|quarterly|yearly and m1-monthly|quarterly|yearly (the ``name:``
+of the benchmark YAMLs; the horizon, test span, season and lookback below repeat theirs).
 statsforecast: SeasonalNaive, AutoETS, AutoTheta, AutoARIMA; neuralforecast: NHITS, NBEATS,
 TiDE, LSTM with the same input length as deepcast. ``--early-stop`` gives neuralforecast
 what deepcast has: the last horizon before each cut-off held out for validation (``val_size
@@ -40,6 +41,12 @@ SETS = {
                          freq="30min", lookback=96),
     "epf-12w": dict(path="epf_fr_be_12w.parquet", h=24, test=168, season=24, freq="h",
                     lookback=48),
+    # held-out checks of models: auto (lookback: its default, two seasons or two horizons)
+    **{f"{comp}-{kind}": dict(path=f"{comp}_{kind}.parquet", h=h, test=h, season=m, freq=1,
+                              lookback=max(2 * m, 2 * h))
+       for comp, kind, m, h in [("tourism", "monthly", 12, 24), ("tourism", "quarterly", 4, 8),
+                                ("tourism", "yearly", 1, 4), ("m1", "monthly", 12, 18),
+                                ("m1", "quarterly", 4, 8), ("m1", "yearly", 1, 6)]},
 }
 
 
