@@ -55,10 +55,15 @@ class Registry:
             if exc.error_code not in NOT_FOUND:
                 raise self.store.store_failed(exc) from None
             known = self.aliases()
+            hint = "train first (deepcast train), or pick an existing alias/version"
+            if ref == "champion" and "challenger" in known:  # trained, not promoted
+                hint = (f"no model has passed the promotion gate yet: version "
+                        f"{known['challenger']} is the challenger, kept back by the gate "
+                        "(the train output and the version's tags say why). Forecast with "
+                        "it anyway with --model challenger, or train better models")
             raise ConfigError(
                 f"registered model {self.name!r} has no version {ref!r} "
-                f"({exc.error_code}); aliases now: {known or 'none'}",
-                hint="train first (deepcast train), or pick an existing alias/version",
+                f"({exc.error_code}); aliases now: {known or 'none'}", hint=hint,
             ) from None
         return ModelVersionRef(mv.name, str(mv.version), mv.run_id or "", mv.source or "")
 
