@@ -109,9 +109,9 @@ class TrainSettings:
     steps_per_execution: str | int = "auto"
     checkpoint_every: float = 10.0  # seconds of training between checkpoints (0: every epoch)
     windows_per_epoch: int | None = None  # a seeded sample per epoch; None: every window
-    # batches an epoch takes at least (repeating its windows); 0: one pass. The YAML's
-    # default (training.min_steps_per_epoch) is 50
-    min_steps_per_epoch: int = 0
+    # batches an epoch takes at least (repeating its windows; 'auto': 50 or
+    # DEEPCAST_MIN_STEPS_PER_EPOCH, the YAML's default); 0: one pass
+    min_steps_per_epoch: int | str = 0
 
 
 class FamilyOptions(BaseModel):

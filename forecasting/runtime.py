@@ -25,6 +25,8 @@ from deepcast.features.errors import ConfigError
 log = logging.getLogger("deepcast")
 
 DEVICES = ("auto", "cpu", "gpu", "tpu")
+MIN_STEPS_ENV = "DEEPCAST_MIN_STEPS_PER_EPOCH"  # what min_steps_per_epoch: auto means
+MIN_STEPS_AUTO = 50
 JIT_ENV = "DEEPCAST_JIT_COMPILE"  # what jit_compile: auto means here: on, off or auto
 # planned steps (epochs x steps per epoch) from which XLA pays on a CPU: its compile costs
 # about as much as it saves over 400 (NHITS) to 1,000 (DLinear) steps measured on 2 cores,
@@ -137,3 +139,17 @@ def _auto_jit(replicas: int) -> bool:
         raise ConfigError(f"{JIT_ENV}={value!r} is not on, off or auto",
                           hint=f"set {JIT_ENV} to on, off or auto, or unset it")
     return replicas == 1
+
+
+def min_steps_per_epoch(value: str | int) -> int:
+    """``training.min_steps_per_epoch``: an explicit count, or for ``auto`` what
+    ``DEEPCAST_MIN_STEPS_PER_EPOCH`` says (unset: 50); ConfigError for a bad variable."""
+    if value != "auto":
+        return int(value)
+    raw = os.environ.get(MIN_STEPS_ENV, "").strip()
+    if not raw:
+        return MIN_STEPS_AUTO
+    if not raw.isdigit():
+        raise ConfigError(f"{MIN_STEPS_ENV}={raw!r} is not a whole number >= 0",
+                          hint=f"unset it (auto: {MIN_STEPS_AUTO}) or give e.g. 0")
+    return int(raw)

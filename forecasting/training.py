@@ -31,7 +31,7 @@ from deepcast.forecasting.base import (
     WindowSpec,
 )
 from deepcast.forecasting.checkpoint import TrainingCheckpoint
-from deepcast.forecasting.runtime import Runtime, resolve_runtime
+from deepcast.forecasting.runtime import Runtime, min_steps_per_epoch, resolve_runtime
 from deepcast.forecasting.stopping import (
     applied_warm_start,
     early_stopping,
@@ -109,10 +109,10 @@ def train_network(net: Network, data: TrainingData, settings: TrainSettings,
 def windows_per_epoch(n_windows: int, settings: TrainSettings, batch: int) -> int:
     """Training windows per epoch: a seeded sample of ``windows_per_epoch``, else all,
     repeated up to ``min_steps_per_epoch`` batches (a small panel's training budget)."""
-    cap = settings.windows_per_epoch
-    if cap is not None:
-        return min(cap, n_windows)
-    return max(n_windows, settings.min_steps_per_epoch * batch) if n_windows else 0
+    if settings.windows_per_epoch is not None:
+        return min(settings.windows_per_epoch, n_windows)
+    floor = min_steps_per_epoch(settings.min_steps_per_epoch) * batch
+    return max(n_windows, floor) if n_windows else 0
 
 
 def training_loss(quantiles: tuple[float, ...], loss: str, distribution: str | None = None):

@@ -21,6 +21,10 @@ configure_environment()
 # tests that check XLA ask for it (jit_compile: true), and the README test runs a new
 # user's defaults. Inherited by every subprocess and Dask worker the tests start.
 os.environ.setdefault("DEEPCAST_JIT_COMPILE", "off")
+# and one pass over the windows per epoch (training.min_steps_per_epoch: auto): the floor
+# of 50 batches is a small real panel's training budget, which the suite's tiny fits do
+# not need (it is tested in test_models.py with explicit counts and what auto means)
+os.environ.setdefault("DEEPCAST_MIN_STEPS_PER_EPOCH", "0")
 # One TensorFlow thread per test process: the suite's fits are tiny, so a second thread
 # mostly spins (16 % more CPU on test_tft.py), and pytest-xdist already runs 3 processes on
 # 2 cores. Inherited like the above; results stay reproducible within one thread count.
@@ -117,11 +121,7 @@ def pipeline_dict(path: Path, **over) -> dict:
         "features": {"lookback": 24, "horizon": 6},
         "models": [{"type": "naive"}, {"type": "seasonal_naive"},
                    {"type": "lstm", "units": 8}],
-        # one pass over the windows per epoch: these tests check wiring, not the training
-        # budget (training.min_steps_per_epoch's default is tested in test_models.py and
-        # runs in every test with a config of its own)
-        "training": {"max_epochs": 2, "patience": 1, "batch_size": 64, "seed": 0,
-                     "min_steps_per_epoch": 0},
+        "training": {"max_epochs": 2, "patience": 1, "batch_size": 64, "seed": 0},
         # no MLflow plots (~1 s per model); the tests that check plots keep the default.
         # Choice on the holdout: no second fit per model where a test checks wiring; the
         # default (selection: backtest) is tested in test_selection.py and by the README

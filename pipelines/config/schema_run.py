@@ -60,13 +60,15 @@ class TrainingConfig(_Strict):
         "windows' steps whatever its size (only the per-epoch shuffle of the window starts "
         "grows with it) and early stopping checks the validation loss that often. null: "
         "every window, every epoch.")
-    min_steps_per_epoch: int = Field(
-        50, ge=0, description="Fewest batches an epoch takes: a small panel's epoch repeats "
+    min_steps_per_epoch: Literal["auto"] | Annotated[int, Field(ge=0)] = Field(
+        "auto", description="Fewest batches an epoch takes: a small panel's epoch repeats "
         "its windows (each pass in its own seeded order) until it has this many, so a "
         "small data set gets a real training budget (max_epochs x this at least, as "
         "neuralforecast counts steps, not epochs) and early stopping checks the validation "
         "loss every that many steps. A panel with more windows is unchanged, and so is an "
-        "epoch of `windows_per_epoch`; 0: every epoch is one pass over the windows.")
+        "epoch of `windows_per_epoch`; 0: every epoch is one pass over the windows. "
+        "'auto': 50, or what `DEEPCAST_MIN_STEPS_PER_EPOCH` says on a machine (the test "
+        "suite's tiny fits use 0).")
     checkpoint: bool = Field(
         True, description="Checkpoint training so an interrupted train resumes where it "
         "stopped when rerun with the same config and data.")

@@ -44,6 +44,7 @@ def test_python_snippets_run_in_fresh_processes(tmp_path: Path):
     # but no XLA: its compile costs ~30 s of this test's CPU for what it checks, and
     # test_engine_options_train checks XLA training (what `auto` picks: test_models)
     env["DEEPCAST_JIT_COMPILE"] = "off"
+    env["DEEPCAST_MIN_STEPS_PER_EPOCH"] = "0"  # nor the small-panel floor (test_models)
     trains = [code for code in PYTHON if "deepcast.train(" in code]
     said = []
     for code in [*trains, *(code for code in PYTHON if code not in trains)]:

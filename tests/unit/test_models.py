@@ -135,6 +135,26 @@ def test_min_steps_per_epoch_repeat_a_small_panels_windows():
     assert int(sample.model.optimizer.iterations) == 2 * 2
 
 
+def test_min_steps_per_epoch_auto_is_50_unless_the_machine_says(monkeypatch):
+    """'auto' (the YAML's default) is 50 batches; DEEPCAST_MIN_STEPS_PER_EPOCH says what it
+    means on a machine (the suite: 0); an explicit count wins; a bad variable is named."""
+    from deepcast.features.errors import ConfigError
+    from deepcast.forecasting.runtime import MIN_STEPS_ENV, min_steps_per_epoch
+    from deepcast.forecasting.training import windows_per_epoch
+    from deepcast.pipelines.config.schema_run import TrainingConfig
+
+    assert TrainingConfig().min_steps_per_epoch == "auto"
+    monkeypatch.delenv(MIN_STEPS_ENV, raising=False)
+    assert min_steps_per_epoch("auto") == 50 and min_steps_per_epoch(7) == 7
+    assert windows_per_epoch(330, TrainSettings(min_steps_per_epoch="auto"), 32) == 50 * 32
+    monkeypatch.setenv(MIN_STEPS_ENV, "0")
+    assert min_steps_per_epoch("auto") == 0 and min_steps_per_epoch(7) == 7
+    assert windows_per_epoch(330, TrainSettings(min_steps_per_epoch="auto"), 32) == 330
+    monkeypatch.setenv(MIN_STEPS_ENV, "lots")
+    with pytest.raises(ConfigError, match="DEEPCAST_MIN_STEPS_PER_EPOCH='lots' is not"):
+        min_steps_per_epoch("auto")
+
+
 @pytest.mark.parametrize("family", ["lstm", "mlp"])
 def test_neural_families_learn(family):
     _, history, _ = _fit(family, epochs=3)
