@@ -258,9 +258,11 @@ def _start_batches(starts_t, batch_size: int, epochs: Epochs | None):
         # for 9.3M windows) with one copy of the starts instead of three arrays of them
         order = tf.random.experimental.stateless_shuffle(starts_t, seed=key, alg="philox")
         if passes > 1:  # the first pass as above; the others keyed apart from every epoch's
-            order = tf.concat([order] + [tf.random.experimental.stateless_shuffle(
-                starts_t, seed=tf.stack([key[0], -(e * 1024 + j)]), alg="philox")
-                for j in range(1, passes)], axis=0)
+            # (one op mapped over the passes: the graph does not grow with their number)
+            more = tf.map_fn(lambda j: tf.random.experimental.stateless_shuffle(
+                starts_t, seed=tf.stack([key[0], -(e * 1024 + j)]), alg="philox"),
+                tf.range(1, passes, dtype=tf.int64), fn_output_signature=starts_t.dtype)
+            order = tf.concat([order, tf.reshape(more, [-1])], axis=0)
         return batches(order if n == total else order[:n])
 
     return tf.data.Dataset.range(epochs.span.start, epochs.span.stop).flat_map(one_epoch)

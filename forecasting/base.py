@@ -113,6 +113,14 @@ class TrainSettings:
     # DEEPCAST_MIN_STEPS_PER_EPOCH, the YAML's default); 0: one pass
     min_steps_per_epoch: int | str = 0
 
+    def __post_init__(self) -> None:
+        """'auto' resolved once, here: the fit and its checkpoint's fingerprint see the
+        number of batches it trains with, not the word."""
+        from deepcast.forecasting.runtime import min_steps_per_epoch
+
+        object.__setattr__(self, "min_steps_per_epoch",
+                           min_steps_per_epoch(self.min_steps_per_epoch))
+
 
 class FamilyOptions(BaseModel):
     """A family's YAML options (strict: unknown keys are errors). Subclass per family and

@@ -31,7 +31,7 @@ from deepcast.forecasting.base import (
     WindowSpec,
 )
 from deepcast.forecasting.checkpoint import TrainingCheckpoint
-from deepcast.forecasting.runtime import Runtime, min_steps_per_epoch, resolve_runtime
+from deepcast.forecasting.runtime import Runtime, resolve_runtime
 from deepcast.forecasting.stopping import (
     applied_warm_start,
     early_stopping,
@@ -111,8 +111,7 @@ def windows_per_epoch(n_windows: int, settings: TrainSettings, batch: int) -> in
     repeated up to ``min_steps_per_epoch`` batches (a small panel's training budget)."""
     if settings.windows_per_epoch is not None:
         return min(settings.windows_per_epoch, n_windows)
-    floor = min_steps_per_epoch(settings.min_steps_per_epoch) * batch
-    return max(n_windows, floor) if n_windows else 0
+    return max(n_windows, int(settings.min_steps_per_epoch) * batch) if n_windows else 0
 
 
 def training_loss(quantiles: tuple[float, ...], loss: str, distribution: str | None = None):
