@@ -19,18 +19,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from deepcast.features.errors import DataError
+from deepcast.features.errors import DataError, RunFailed
 from deepcast.forecasting.crossval import SpanBacktest
 from deepcast.forecasting.evaluate import split_holdout
 from deepcast.forecasting.metrics import score
 from deepcast.pipelines.backtest_fits import member_forecasts
 from deepcast.pipelines.config import PipelineConfig
-from deepcast.pipelines.modelling import Holdout, PreparedData
+from deepcast.pipelines.modelling import Holdout, ModelResult, PreparedData
 
 log = logging.getLogger("deepcast")
 
@@ -96,3 +97,53 @@ def window_scores(fc: pd.DataFrame, holdout: Holdout, horizon: int, metric: str
     y, yhat = holdout.truth_and_forecast(fc)
     return [score(y[:, a:a + horizon], yhat[:, a:a + horizon], holdout.scale)[metric]
             for a in range(0, holdout.size, horizon)]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The model a ``train`` serves, and why when it is not the lowest score."""
+
+    model: ModelResult
+    lowest: ModelResult  # the model with the lowest selection score
+    se: float = float("nan")  # paired standard error of model - lowest over the windows
+    within: float = 0.0  # evaluation.prefer_ensemble
+
+    def note(self, metric: str) -> str | None:
+        """One line when an ensemble is served in place of a lower score (None if not)."""
+        if self.model is self.lowest:
+            return None
+        a, b = self.model.selection_score(metric), self.lowest.selection_score(metric)
+        n = len(self.model.selection_scores)
+        return (f"served {self.model.name} ({self.model.family}, select_{metric} {a:.4g}) "
+                f"rather than {self.lowest.name} ({b:.4g}): they differ by {a - b:.3g}, "
+                f"within evaluation.prefer_ensemble = {self.within:g} paired standard errors "
+                f"(one is {self.se:.3g} over {n} windows): noise; 0 serves the lowest score")
+
+
+def choose(models: list[ModelResult], metric: str, within: float) -> Choice:
+    """The model with the lowest selection score, or an ensemble whose score is within
+    ``within`` paired standard errors of it (the mean of their per-window differences,
+    over the same windows, at least two): a difference that size is noise, and an
+    ensemble varies less from one window to the next than the models it combines.
+    Chosen on the validation spans of twelve benchmark sets (``benchmarks/README.md``,
+    "Which model is served"). RunFailed when no model has a finite score."""
+    finite = [m for m in models if np.isfinite(m.metrics.get(metric, np.nan))
+              and np.isfinite(m.selection_score(metric))]
+    if not finite:
+        raise RunFailed(f"no model produced a finite holdout {metric}")
+    lowest = min(finite, key=lambda m: m.selection_score(metric))
+    tied = []
+    for m in finite:
+        if m is lowest or not m.family.startswith("ensemble-") or within <= 0:
+            continue
+        diff = np.subtract(m.selection_scores, lowest.selection_scores) \
+            if len(m.selection_scores) == len(lowest.selection_scores) else np.array([])
+        if len(diff) < 2 or not np.all(np.isfinite(diff)):
+            continue
+        se = float(np.std(diff, ddof=1) / np.sqrt(len(diff)))
+        if float(np.mean(diff)) <= within * se:
+            tied.append((m.selection_score(metric), m.name, m, se))
+    if not tied:
+        return Choice(lowest, lowest)
+    _, _, model, se = min(tied, key=lambda t: t[:2])
+    return Choice(model, lowest, se, within)

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from deepcast.features.errors import RunFailed
 from deepcast.features.schema import DS
 from deepcast.forecasting.convergence import convergence
 from deepcast.forecasting.crossval import SpanBacktest, ensemble_backtest
@@ -42,7 +41,12 @@ from deepcast.pipelines.modelling import (
     serving_example,
     training_settings,
 )
-from deepcast.pipelines.selection import model_backtest, selection_windows, window_scores
+from deepcast.pipelines.selection import (
+    choose,
+    model_backtest,
+    selection_windows,
+    window_scores,
+)
 from deepcast.pipelines.tracking import tags as tag
 from deepcast.pipelines.tracking.datasets import RunDataset, run_datasets
 from deepcast.pipelines.warm_start import (
@@ -79,16 +83,14 @@ class TrainOutcome:
     time_limit: float | None = None
     selection_windows: int = 0  # backtest windows inside the training span (0: holdout only)
     warm: WarmPlan | None = None  # the run's warm start (training.warm_start)
+    prefer_ensemble: float = 0.0  # evaluation.prefer_ensemble (paired standard errors)
 
     @property
     def best(self) -> ModelResult:
-        """The model with the lowest selection score (its backtest windows and holdout
-        origins; the holdout alone for a model without a backtest)."""
-        finite = [m for m in self.models if np.isfinite(m.metrics.get(self.metric, np.nan))
-                  and np.isfinite(m.selection_score(self.metric))]
-        if not finite:
-            raise RunFailed(f"no model produced a finite holdout {self.metric}")
-        return min(finite, key=lambda m: m.selection_score(self.metric))
+        """The model served: the lowest selection score (its backtest windows and holdout
+        origins; the holdout alone for a model without a backtest), or an ensemble tied
+        with it within ``prefer_ensemble`` paired standard errors (:func:`choose`)."""
+        return choose(self.models, self.metric, self.prefer_ensemble).model
 
     def table(self) -> pd.DataFrame:
         rows = [{"model": m.name, "type": m.family, **{k: m.metrics.get(k) for k in
@@ -112,6 +114,8 @@ class TrainOutcome:
         that stopped at max_epochs while still improving, and per conformal level a model
         left out for too few calibration residuals."""
         thin = self._basis()
+        served = choose(self.models, self.metric, self.prefer_ensemble).note(self.metric)
+        thin += [served] if served else []
         if self.skipped:
             thin.append(f"auto.time_limit ({self.time_limit:g} s) was spent: not trained: "
                         f"{', '.join(self.skipped)}")
@@ -349,7 +353,7 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, dat
     outcome = TrainOutcome(parent_id, metric, results, reference, data_sha256, len(df),
                            prep.panel.n_series, ref_pred, cfg.lengths.holdout_origins,
                            cfg.evaluation.test_size, tuple(budget.skipped), budget.limit,
-                           windows, warm)
+                           windows, warm, cfg.evaluation.prefer_ensemble)
     if budget.skipped:
         log.warning("auto.time_limit (%g s) spent: not trained: %s", budget.limit,
                     ", ".join(budget.skipped))

@@ -143,6 +143,12 @@ class EvaluationConfig(_Strict):
         "the holdout's origins, scored window by window (select_<metric> is their mean); "
         "holdout: the holdout only (no extra fits). The promotion gate always scores the "
         "holdout's cut-offs, the only windows out of sample for the champion too.")
+    prefer_ensemble: float = Field(
+        1.0, ge=0, description="Serve an ensemble rather than the model with the lowest "
+        "select_<metric> when its score is within this many paired standard errors of that "
+        "model's (the spread of their per-window differences, over the same two or more "
+        "windows): a difference that size is noise, and an ensemble varies less from window "
+        "to window. The train output says when it happens. 0: always the lowest score.")
     plots: bool = Field(
         True, description="Log plots to MLflow: each model's series, loss and error by "
         "horizon, and the parent run's skill chart (about 0.5-1 s per model; off for many "
