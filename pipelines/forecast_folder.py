@@ -10,6 +10,8 @@ between the two renames) none: never half of one. pyarrow, pandas, Spark and Duc
 
 A folder is replaced only when it is empty or holds a deepcast forecast and nothing else
 (its manifest and the parts it lists): nothing else the user keeps there is ever deleted.
+What a file browser leaves in a folder it showed (``.DS_Store``, ``._*``, ``Thumbs.db``,
+``desktop.ini``) is not the user's: it does not stop the swap and goes with the folder.
 A run killed mid-way leaves its staging folder, removed by the next run once its process is
 gone; a run killed between the two renames leaves the old folder aside, which the next run
 puts back first.
@@ -28,6 +30,7 @@ from deepcast.features.errors import ConfigError, RunFailed
 MANIFEST = "_manifest.json"
 PART = "part-{:05d}.parquet"
 WRITER = "deepcast"  # the manifest's "writer": what may replace the folder
+BROWSER_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # macOS, Windows
 
 
 def is_folder_output(output: str | os.PathLike | None) -> bool:
@@ -46,7 +49,7 @@ def check_folder(path: str | os.PathLike) -> Path:
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--output {path} is a file, not a folder",
                           hint="give a folder name, or a .csv/.parquet file name")
-    if path.is_dir() and any(path.iterdir()):
+    if path.is_dir() and _contents(path):
         _check_ours(path)
     parent = path.absolute().parent
     while not parent.exists():
@@ -73,13 +76,19 @@ def _check_ours(path: Path) -> None:
                           "as a whole", hint=hint) from None
     if not ours or not all(isinstance(f, str) and _is_part(f) for f in parts):
         raise ConfigError(f"{what}: its {MANIFEST} is not a deepcast forecast's", hint=hint)
-    others = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir()
+    others = sorted(p.name + ("/" if p.is_dir() else "") for p in _contents(path)
                     if p.name != MANIFEST and p.name not in parts)
     if others:
         raise ConfigError(f"--output {path} holds files that are not part of the forecast "
                           f"deepcast wrote there: {', '.join(others[:5])}"
                           f"{' ...' if len(others) > 5 else ''}; a forecast replaces its "
                           "folder as a whole", hint=hint)
+
+
+def _contents(path: Path) -> list[Path]:
+    """What the folder ``path`` holds, without a file browser's metadata files."""
+    return [p for p in path.iterdir() if p.name not in BROWSER_FILES
+            and not (p.name.startswith("._") and p.is_file())]
 
 
 def _is_part(name: str) -> bool:
@@ -122,7 +131,7 @@ def write_manifest(staging: Path, payload: dict[str, Any]) -> None:
 def commit(staging: Path, path: Path) -> None:
     """Swap the complete staging folder in for ``path`` (see the module docstring)."""
     aside = path.with_name(f".{path.name}.old-{os.getpid()}")
-    if path.is_dir() and any(path.iterdir()):
+    if path.is_dir() and _contents(path):
         _check_ours(path)  # again: a file added while the shards ran is not deleted either
     try:
         if path.exists():

@@ -155,6 +155,20 @@ def test_folder_output_rules(tmp_path):
     (out / "README.txt").write_text("mine")
     with pytest.raises(ConfigError, match="not part of the forecast .*README.txt"):
         folder.check_folder(out)
+    (out / "README.txt").unlink()
+    # what Finder or Explorer leaves in a folder it showed is not the user's: replaced too
+    for name in (".DS_Store", "._part-00002.parquet", "Thumbs.db"):
+        (out / name).write_bytes(b"\0")
+    assert folder.check_folder(out) == out
+    staging = folder.staging_folder(out)
+    folder.write_manifest(staging, {"writer": folder.WRITER, "pipeline": "p", "rows": 0,
+                                    "model_version": "1", "parts": []})
+    folder.commit(staging, out)
+    assert sorted(p.name for p in out.iterdir()) == [folder.MANIFEST]
+    shown = tmp_path / "shown"  # a new folder the user opened: as good as empty
+    shown.mkdir()
+    (shown / ".DS_Store").write_bytes(b"\0")
+    assert folder.check_folder(shown) == shown
     (mine / "keep.txt").unlink()
     (mine / folder.MANIFEST).write_text('{"version": 1, "files": ["a.bin"]}')
     with pytest.raises(ConfigError, match="did not write"):
