@@ -23,13 +23,7 @@ import numpy as np
 
 from deepcast.features.errors import RunFailed
 from deepcast.features.windows import Epochs, make_dataset
-from deepcast.forecasting.base import (
-    EpochHook,
-    InputSpec,
-    TrainingData,
-    TrainSettings,
-    WindowSpec,
-)
+from deepcast.forecasting.base import EpochHook, InputSpec, TrainingData, TrainSettings, WindowSpec
 from deepcast.forecasting.checkpoint import TrainingCheckpoint
 from deepcast.forecasting.runtime import Runtime, resolve_runtime
 from deepcast.forecasting.stopping import (
@@ -70,9 +64,8 @@ def train_network(net: Network, data: TrainingData, settings: TrainSettings,
     runtime = resolve_runtime(settings.device, settings.mixed_precision,
                               settings.jit_compile)
     batch = settings.batch_size * runtime.n_replicas
-    per_epoch = windows_per_epoch(len(data.train_starts), settings, batch)
-    steps = max(1, math.ceil(per_epoch / batch))
-    model, settings = _compiled_model(net, settings, runtime, steps)
+    model, settings, per_epoch, steps = _compiled_model(net, settings, runtime,
+                                                        len(data.train_starts), batch)
     warm = applied_warm_start(net)
     monitor = "val_loss" if len(data.val_starts) else "loss"
     stopper = early_stopping(monitor, settings.patience)
@@ -138,11 +131,12 @@ def steps_per_execution(setting: str | int, steps_per_epoch: int, cap: int = 32)
     return max(d for d in range(1, min(limit, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
 
 
-def _compiled_model(net: Network, settings: TrainSettings, runtime: Runtime, steps: int
-                    ) -> tuple[Any, TrainSettings]:
+def _compiled_model(net: Network, settings: TrainSettings, runtime: Runtime, n_windows: int,
+                    batch: int) -> tuple[Any, TrainSettings, int, int]:
     """The seeded, compiled model, built under the runtime's strategy scope and started
     from the net's ``warm_start`` weights where they fit; the settings it trains with (a
-    warm start's fewer epochs)."""
+    warm start's fewer epochs, each one pass over the windows: the small-panel floor is a
+    budget for a fit from scratch), its windows and steps per epoch."""
     import keras
 
     keras.utils.set_random_seed(settings.seed)
@@ -150,7 +144,9 @@ def _compiled_model(net: Network, settings: TrainSettings, runtime: Runtime, ste
         model = net.build()
         warm = getattr(net, "warm_start", None)
         if warm is not None and warm.apply(model):  # False for a cold one
-            settings = replace(settings, max_epochs=warm.epochs)
+            settings = replace(settings, max_epochs=warm.epochs, min_steps_per_epoch=0)
+        per_epoch = windows_per_epoch(n_windows, settings, batch)
+        steps = max(1, math.ceil(per_epoch / batch))
         _apply_l2(model, settings.l2)
         model.compile(optimizer=_optimizer(settings, steps),
                       loss=training_loss(net.quantiles, settings.loss,
@@ -161,7 +157,7 @@ def _compiled_model(net: Network, settings: TrainSettings, runtime: Runtime, ste
         # the optimiser's slots now, not while the first step is traced: a tf.function
         # that creates variables is traced twice (a TFT's step took 2 x 9 s to trace)
         model.optimizer.build(model.trainable_variables)
-    return model, settings
+    return model, settings, per_epoch, steps
 
 
 def _plateau(monitor: str, settings: TrainSettings):

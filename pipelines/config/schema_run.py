@@ -66,9 +66,10 @@ class TrainingConfig(_Strict):
         "small data set gets a real training budget (max_epochs x this at least, as "
         "neuralforecast counts steps, not epochs) and early stopping checks the validation "
         "loss every that many steps. A panel with more windows is unchanged, and so is an "
-        "epoch of `windows_per_epoch`; 0: every epoch is one pass over the windows. "
-        "'auto': 50, or what `DEEPCAST_MIN_STEPS_PER_EPOCH` says on a machine (the test "
-        "suite's tiny fits use 0).")
+        "epoch of `windows_per_epoch`, and so is a warm-started fit (the floor is a budget "
+        "for a fit from scratch); 0: every epoch is one pass over the windows. 'auto': 50, "
+        "or what `DEEPCAST_MIN_STEPS_PER_EPOCH` says on a machine (the test suite's tiny "
+        "fits use 0).")
     checkpoint: bool = Field(
         True, description="Checkpoint training so an interrupted train resumes where it "
         "stopped when rerun with the same config and data.")
@@ -88,8 +89,8 @@ class TrainingConfig(_Strict):
         "seen those windows); a source trained on data after tonight's span starts "
         "nothing (cold, with the reason). The gate is unchanged.")
     warm_start_epochs: int = Field(
-        5, ge=1, description="Most epochs of a warm-started fit (early stopping still "
-        "applies).")
+        5, ge=1, description="Most epochs of a warm-started fit, each one pass over "
+        "tonight's windows (min_steps_per_epoch does not apply; early stopping does).")
     cold_every: int | None = Field(
         7, ge=1, description="With warm_start: every Nth night trains cold (after N-1 warm "
         "nights in a row), so drift cannot accumulate in the weights; null: never.")

@@ -158,3 +158,27 @@ def test_a_warm_fit_never_ends_worse_than_its_start_weights():
     sane, _ = outcomes[1e-3]
     assert sane.warm_start.note == "warm start from v1"
     assert not np.allclose(sane.predict(x), source.predict(x))
+
+
+def test_a_warm_fit_passes_over_the_windows_without_the_small_panel_floor():
+    """training.min_steps_per_epoch is a budget for a fit from scratch: a warm fit's
+    warm_start_epochs are passes over tonight's windows (330 at batch 32: 11 steps each),
+    while a cold start of the same settings gets the floor (25 steps an epoch)."""
+    from deepcast.forecasting.base import TrainSettings
+    from deepcast.forecasting.models import build_forecaster
+    from tests.unit.test_models import SPEC, _tiny_data
+
+    data = _tiny_data()
+    settings = TrainSettings(max_epochs=3, patience=5, batch_size=32, seed=0,
+                             min_steps_per_epoch=25)
+    source = build_forecaster("mlp", "mlp", SPEC, {"hidden_size": 8})
+    source.fit(data, settings)
+    assert int(source.model.optimizer.iterations) == 3 * 25
+    warm = build_forecaster("mlp", "mlp", SPEC, {"hidden_size": 8})
+    warm.warm_start = WarmStart(source.model, 2, "v1")
+    assert len(warm.fit(data, settings)["loss"]) == 2
+    assert int(warm.model.optimizer.iterations) == 2 * 11
+    cold = build_forecaster("mlp", "mlp", SPEC, {"hidden_size": 8})
+    cold.warm_start = WarmStart(None, 2, "v1", note="cold start: no champion")
+    cold.fit(data, settings)
+    assert int(cold.model.optimizer.iterations) == 3 * 25
