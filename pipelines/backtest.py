@@ -265,8 +265,9 @@ def summary_notes(result: BacktestResult) -> list[str]:
     notes = []
     if result.n_windows < 2:
         notes.append("the scores rest on one window (one cut-off per series): a single "
-                     "origin is a noisy estimate; use --n-windows 3 or more "
-                     "(evaluation.backtest.n_windows) for a steadier one")
+                     "origin is a noisy estimate; 3 or more windows give a steadier one "
+                     "(evaluation.backtest.n_windows; --n-windows on the command line, "
+                     "n_windows= in Python)")
     notes += [f"ensemble {name} skipped: {why}" for name, why in result.skipped.items()]
     for col in [c for c in result.summary.columns if c.startswith("conformal_coverage_")]:
         unmeasured = result.summary.loc[result.summary[col].isna(), "model"].tolist()

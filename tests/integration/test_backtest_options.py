@@ -29,7 +29,7 @@ def test_api_keywords_replace_the_yaml_backtest(store, retail_csv):
     result = deepcast.backtest(_cfg(retail_csv), n_windows=1, step=3, refit=True)
     assert (result.n_windows, result.step, result.refit) == (1, 3, True)
     assert [r["model"] for r in result.table] == ["seasonal_naive", "naive", "mean", "avg"]
-    assert any("rest on one window" in n for n in result.notes)
+    assert any("rest on one window" in n and "n_windows= in Python" in n for n in result.notes)
     as_json = json.loads(json.dumps(result.to_dict(), default=str))
     assert as_json["notes"] == result.notes and as_json["skipped"] == {}
 
