@@ -47,9 +47,19 @@ def _paired_ties(c: dict[str, np.ndarray], z: float) -> list[str]:
 
 
 def prefer_ensemble(z: float) -> Rule:
+    """deepcast's own rule (``evaluation.prefer_ensemble: z``), the shipped code called on
+    the candidates' scores: the ensemble when tied with the lowest, else the lowest."""
+    import sys
+
+    sys.path.insert(0, str(RESULTS.parents[1]))
+    from deepcast.pipelines.modelling import ModelResult
+    from deepcast.pipelines.selection import choose
+
     def rule(c: dict[str, np.ndarray]) -> str:
-        ties = _paired_ties(c, z)
-        return ENSEMBLE if ENSEMBLE in ties else lowest_mean(c)
+        models = [ModelResult(name, "ensemble-greedy" if name == ENSEMBLE else name,
+                              {"mase": float(v[-1])}, backtest_scores=tuple(v[:-1]),
+                              window_scores=tuple(v[-1:])) for name, v in c.items()]
+        return choose(models, "mase", z).model.name
     return rule
 
 

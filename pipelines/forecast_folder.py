@@ -49,8 +49,8 @@ def check_folder(path: str | os.PathLike) -> Path:
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--output {path} is a file, not a folder",
                           hint="give a folder name, or a .csv/.parquet file name")
-    if path.is_dir() and _contents(path):
-        _check_ours(path)
+    if path.is_dir() and (contents := _contents(path)):
+        _check_ours(path, contents)
     parent = path.absolute().parent
     while not parent.exists():
         parent = parent.parent
@@ -60,10 +60,11 @@ def check_folder(path: str | os.PathLike) -> Path:
     return path
 
 
-def _check_ours(path: Path) -> None:
-    """ConfigError unless the non-empty folder ``path`` holds a deepcast forecast and
-    nothing else: a deepcast manifest (its keys, its parts' names) and exactly the files
-    it lists. A folder replaced as a whole must not take anyone's other files with it."""
+def _check_ours(path: Path, contents: list[Path]) -> None:
+    """ConfigError unless the non-empty folder ``path`` (its ``contents``, a file
+    browser's metadata left out) holds a deepcast forecast and nothing else: a deepcast
+    manifest (its keys, its parts' names) and exactly the files it lists. A folder
+    replaced as a whole must not take anyone's other files with it."""
     what = f"--output {path} is a folder that deepcast did not write"
     hint = "give a new or empty folder, or move the other files out: nothing else is deleted"
     try:
@@ -76,7 +77,7 @@ def _check_ours(path: Path) -> None:
                           "as a whole", hint=hint) from None
     if not ours or not all(isinstance(f, str) and _is_part(f) for f in parts):
         raise ConfigError(f"{what}: its {MANIFEST} is not a deepcast forecast's", hint=hint)
-    others = sorted(p.name + ("/" if p.is_dir() else "") for p in _contents(path)
+    others = sorted(p.name + ("/" if p.is_dir() else "") for p in contents
                     if p.name != MANIFEST and p.name not in parts)
     if others:
         raise ConfigError(f"--output {path} holds files that are not part of the forecast "
@@ -131,8 +132,9 @@ def write_manifest(staging: Path, payload: dict[str, Any]) -> None:
 def commit(staging: Path, path: Path) -> None:
     """Swap the complete staging folder in for ``path`` (see the module docstring)."""
     aside = path.with_name(f".{path.name}.old-{os.getpid()}")
-    if path.is_dir() and _contents(path):
-        _check_ours(path)  # again: a file added while the shards ran is not deleted either
+    if path.is_dir() and (contents := _contents(path)):
+        # again: a file added while the shards ran is not deleted either
+        _check_ours(path, contents)
     try:
         if path.exists():
             os.replace(path, aside)

@@ -133,8 +133,8 @@ def choose(models: list[ModelResult], metric: str, within: float) -> Choice:
         raise RunFailed(f"no model produced a finite holdout {metric}")
     lowest = min(finite, key=lambda m: m.selection_score(metric))
     tied = []
-    for m in finite:
-        if m is lowest or not m.family.startswith("ensemble-") or within <= 0:
+    for m in finite if within > 0 else ():
+        if m is lowest or not m.family.startswith("ensemble-"):
             continue
         diff = np.subtract(m.selection_scores, lowest.selection_scores) \
             if len(m.selection_scores) == len(lowest.selection_scores) else np.array([])

@@ -42,6 +42,7 @@ from deepcast.pipelines.modelling import (
     training_settings,
 )
 from deepcast.pipelines.selection import (
+    Choice,
     choose,
     model_backtest,
     selection_windows,
@@ -86,11 +87,14 @@ class TrainOutcome:
     prefer_ensemble: float = 0.0  # evaluation.prefer_ensemble (paired standard errors)
 
     @property
+    def choice(self) -> Choice:
+        """The model served and why (:func:`choose`, ``prefer_ensemble``)."""
+        return choose(self.models, self.metric, self.prefer_ensemble)
+
+    @property
     def best(self) -> ModelResult:
-        """The model served: the lowest selection score (its backtest windows and holdout
-        origins; the holdout alone for a model without a backtest), or an ensemble tied
-        with it within ``prefer_ensemble`` paired standard errors (:func:`choose`)."""
-        return choose(self.models, self.metric, self.prefer_ensemble).model
+        """The model served (:attr:`choice`)."""
+        return self.choice.model
 
     def table(self) -> pd.DataFrame:
         rows = [{"model": m.name, "type": m.family, **{k: m.metrics.get(k) for k in
@@ -114,7 +118,7 @@ class TrainOutcome:
         that stopped at max_epochs while still improving, and per conformal level a model
         left out for too few calibration residuals."""
         thin = self._basis()
-        served = choose(self.models, self.metric, self.prefer_ensemble).note(self.metric)
+        served = self.choice.note(self.metric)
         thin += [served] if served else []
         if self.skipped:
             thin.append(f"auto.time_limit ({self.time_limit:g} s) was spent: not trained: "
