@@ -23,6 +23,7 @@ import numpy as np
 
 from deepcast.features.errors import RunFailed
 from deepcast.features.windows import Epochs, make_dataset
+from deepcast.forecasting import graphs
 from deepcast.forecasting.base import EpochHook, InputSpec, TrainingData, TrainSettings, WindowSpec
 from deepcast.forecasting.checkpoint import TrainingCheckpoint
 from deepcast.forecasting.runtime import Runtime, resolve_runtime
@@ -133,10 +134,10 @@ def steps_per_execution(setting: str | int, steps_per_epoch: int, cap: int = 32)
 
 def _compiled_model(net: Network, settings: TrainSettings, runtime: Runtime, n_windows: int,
                     batch: int) -> tuple[Any, TrainSettings, int, int]:
-    """The seeded, compiled model, built under the runtime's strategy scope and started
-    from the net's ``warm_start`` weights where they fit; the settings it trains with (a
-    warm start's fewer epochs, each one pass over the windows: the small-panel floor is a
-    budget for a fit from scratch), its windows and steps per epoch."""
+    """The seeded, compiled model (a released one of the same network reused: ``graphs``),
+    started from the net's ``warm_start`` weights where they fit; the settings it trains
+    with (a warm start's fewer epochs, each one pass over the windows: the small-panel
+    floor is a budget for a fit from scratch), its windows and steps per epoch."""
     import keras
 
     keras.utils.set_random_seed(settings.seed)
@@ -147,16 +148,20 @@ def _compiled_model(net: Network, settings: TrainSettings, runtime: Runtime, n_w
             settings = replace(settings, max_epochs=warm.epochs, min_steps_per_epoch=0)
         per_epoch = windows_per_epoch(n_windows, settings, batch)
         steps = max(1, math.ceil(per_epoch / batch))
+        spe = steps_per_execution(settings.steps_per_execution, steps)
+        xla = runtime.xla_for(steps * settings.max_epochs)
+        key = graphs.graph_key(net, settings, runtime, batch, spe, steps)
+        reused = None if runtime.mixed else graphs.take(key, model)
+        if reused is not None:
+            return reused, settings, per_epoch, steps
         _apply_l2(model, settings.l2)
         model.compile(optimizer=_optimizer(settings, steps),
                       loss=training_loss(net.quantiles, settings.loss,
                                          getattr(net, "distribution", None)),
-                      jit_compile=runtime.xla_for(steps * settings.max_epochs),
-                      steps_per_execution=steps_per_execution(
-                          settings.steps_per_execution, steps))
-        # the optimiser's slots now, not while the first step is traced: a tf.function
-        # that creates variables is traced twice (a TFT's step took 2 x 9 s to trace)
+                      jit_compile=xla, steps_per_execution=spe)
+        # the optimiser's slots now: a traced step that creates them traces twice (TFT: 2 x 9 s)
         model.optimizer.build(model.trainable_variables)
+        graphs.remember(model, key)
     return model, settings, per_epoch, steps
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 from deepcast.features.errors import DataError
 from deepcast.features.schema import ID
 from deepcast.features.windows import panel_from_frame
-from deepcast.forecasting import metrics
+from deepcast.forecasting import graphs, metrics
 from deepcast.pipelines import progress
 from deepcast.pipelines.config import PipelineConfig
 from deepcast.pipelines.modelling import Mapper, fit_model, prepare, training_settings
@@ -98,6 +98,8 @@ def backtest_fit(job: BacktestJob) -> WindowForecasts:
                                 start=None if start is None else lambda f: start(f, prep))
     fc = predictor.predict_windows(job.df, job.cuts[:, list(job.windows)])
     fc["window"] = np.asarray(job.windows)[fc["window"].to_numpy()]
+    if not job.keep:  # used no more: the next fit of this network reuses its traced graphs
+        graphs.release(getattr(predictor.forecaster, "model", None))
     return WindowForecasts(fc, predictor.forecaster.trainable,
                            tuple(predictor.forecaster.quantiles),
                            time.perf_counter() - t0, *((predictor, prep) if job.keep else ()))

@@ -21,6 +21,7 @@ import pandas as pd
 
 from deepcast.features.errors import ConfigError
 from deepcast.features.schema import DS, ID
+from deepcast.forecasting import graphs
 from deepcast.forecasting.warm import WarmStart, id_rows, incompatibility
 from deepcast.pipelines.config import PipelineConfig
 from deepcast.pipelines.tracking import tags as tag
@@ -183,6 +184,7 @@ def keep_selection_fit(label: str, backtest: Any, plan: WarmPlan | None, tracker
                           tag.WARM_START_SELECTION_NOTE: began.note})
         log.info("%s: selection fit: %s", label, began.note)
     save_selection_fit(backtest.fit, backtest.fit_data, tracker)
+    graphs.release(backtest.fit.forecaster.model)  # saved: the final fit may reuse its graphs
     return replace(backtest, fit=None, fit_data=None)
 
 
