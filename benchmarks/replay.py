@@ -2,6 +2,7 @@
 
     python benchmarks/replay.py [--days 30] [--start 2014-01-01] [--pipeline P.yaml]
                                 [--modes cold warm] [--workdir DIR] [--json REPORT.json]
+                                [--epoch-times] [--profile DIR]
 
 The history before ``--start`` is the data on day 0. Each simulated day appends that day's
 row to the live data file and runs the ``retrain`` flow (validate, drift check, train,
@@ -97,6 +98,33 @@ def prepare(workdir: Path, pipeline: Path, start: pd.Timestamp, mode: str
     return live, full[ds >= start]
 
 
+EPOCHS: list[tuple[str, list[float]]] = []  # (network, its epochs' seconds) per fit
+
+
+def time_epochs() -> None:
+    """Record every Keras fit's epoch times in ``EPOCHS`` (``--epoch-times``): the first
+    epoch of a fit holds its tracing or XLA compilation."""
+    import keras
+
+    class Stamps(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.stamps = [time.perf_counter()]
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.stamps.append(time.perf_counter())
+
+        def on_train_end(self, logs=None):
+            EPOCHS.append((self.model.name, [round(b - a, 3) for a, b in
+                                             zip(self.stamps, self.stamps[1:], strict=False)]))
+
+    fit = keras.Model.fit
+
+    def timed_fit(self, *args, callbacks=None, **kwargs):
+        return fit(self, *args, callbacks=[*(callbacks or []), Stamps()], **kwargs)
+
+    keras.Model.fit = timed_fit
+
+
 def night(live: Path, cfg, row: pd.DataFrame, out: Path, tracker,
           profile: Path | None = None) -> dict:
     """Append ``row`` to the live data of pipeline ``live`` (loaded as ``cfg``) and run one
@@ -140,6 +168,9 @@ def night(live: Path, cfg, row: pd.DataFrame, out: Path, tracker,
     except Exception as exc:  # noqa: BLE001 - a failed cycle is what is measured
         cycle["error"] = f"{type(exc).__name__}: {exc}"
     cycle["seconds"] = round(time.perf_counter() - t0, 1)
+    if EPOCHS:  # --epoch-times: this night's fits, in order (selection fit, final fit)
+        cycle["epoch_seconds"] = [{"network": n, "epochs": e} for n, e in EPOCHS]
+        EPOCHS.clear()
     return cycle
 
 
@@ -231,6 +262,8 @@ def main() -> int:
     parser.add_argument("--workdir", help="keep the runs, forecasts and reports here "
                         "(default: a temporary folder, removed)")
     parser.add_argument("--json", help="write the report here")
+    parser.add_argument("--epoch-times", action="store_true", help="record every fit's "
+                        "epoch times in the report (the first epoch holds the tracing)")
     parser.add_argument("--profile", help="write each night's cProfile statistics to this "
                         "folder (<mode>_<night>.prof; read with pstats)")
     args = parser.parse_args()
@@ -238,6 +271,8 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
+    if args.epoch_times:
+        time_epochs()
     try:
         reports = replay(args.days, args.start, Path(args.pipeline).resolve(), workdir,
                          list(dict.fromkeys(args.modes)),
