@@ -68,6 +68,7 @@ class BacktestResult:
     summary: pd.DataFrame  # one row per model: mean metrics, skill, fits, seconds
     seconds: float
     skipped: dict[str, str] = field(default_factory=dict)  # ensemble -> why not scored
+    calibration_windows: int | None = None  # windows before a cut-off calibrating its bands
 
     @property
     def n_windows(self) -> int:
@@ -124,7 +125,7 @@ def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker | None 
     summary = _with_levels(_with_skill(pd.DataFrame(board.rows), metric), per_window, df,
                            metric)
     result = BacktestResult(metric, cuts, board.scale, board.forecasts, per_window, summary,
-                            time.perf_counter() - t0, skipped)
+                            time.perf_counter() - t0, skipped, cfg.calibration_windows)
     if tracker is not None:
         log_backtest(result, cfg, tracker)
     return result
@@ -150,7 +151,8 @@ class _Board:
         self.forecasts[label] = fc
         table, summary = score_windows(fc, self.ids, self.scale, self.sq_scale,
                                        self.cfg.features.horizon, quantiles,
-                                       BandScoring(tuple(ev.conformal), self.cfg.lengths.step))
+                                       BandScoring(tuple(ev.conformal), self.cfg.lengths.step,
+                                                   self.cfg.calibration_windows))
         table.insert(0, "model", label)
         self.tables.append(table)
         self.rows.append({"model": label, "type": kind, **summary, "fits": fits,
@@ -181,11 +183,13 @@ def _with_levels(summary: pd.DataFrame, per_window: pd.DataFrame, df: pd.DataFra
 
 @dataclass(frozen=True)
 class BandScoring:
-    """The conformal levels whose coverage a backtest measures, and the distance between
-    its cut-offs (None: the horizon)."""
+    """The conformal levels whose coverage a backtest measures, the distance between its
+    cut-offs (None: the horizon), and how many windows before a cut-off calibrate its
+    bands (None: all of them)."""
 
     levels: tuple[float, ...]
     step: int | None = None
+    calibration_windows: int | None = None
 
 
 def score_windows(fc: pd.DataFrame, ids: np.ndarray, scale: np.ndarray, sq_scale: np.ndarray,
@@ -194,9 +198,12 @@ def score_windows(fc: pd.DataFrame, ids: np.ndarray, scale: np.ndarray, sq_scale
     """Metrics per window x series, and their means (``fc`` sorted by id, window, h).
     Conformal ``bands``: each window's bands are calibrated on the residuals observed
     before its cut-off only (with cut-offs closer than the horizon, an earlier window's
-    last steps fall on this window's own dates)."""
+    last steps fall on this window's own dates), of its last ``calibration_windows``
+    windows, as ``train`` calibrates the bands it serves (errors are not exchangeable over
+    years: bands calibrated on all history measure other bands than those served)."""
     levels, step = (bands.levels, bands.step) if bands else ((), None)
     n, k = scale.shape
+    last = (bands.calibration_windows if bands else None) or k
     y = fc["y"].to_numpy(np.float64).reshape(n, k, horizon)
     yhat = fc["yhat"].to_numpy(np.float64).reshape(n, k, horizon)
     per = {"mae": metrics.mae(y, yhat), "rmse": metrics.rmse(y, yhat),
@@ -210,9 +217,10 @@ def score_windows(fc: pd.DataFrame, ids: np.ndarray, scale: np.ndarray, sq_scale
     for level in levels:  # conformal: window j calibrated on what was seen by its cut-off
         cover = np.full((n, k), np.nan)
         for j in range(1, k):  # seen[k - j + i]: window i's steps observed by cut-off j
-            past = np.where(seen[k - j:], y[:, :j] - yhat[:, :j], np.nan)
+            a = max(0, j - last)  # the earliest window that calibrates window j
+            past = np.where(seen[k - j + a:], y[:, a:j] - yhat[:, a:j], np.nan)
             table = conformal.calibrate(past.reshape(-1, horizon),
-                                        scale[:, :j].reshape(-1), [level]).table
+                                        scale[:, a:j].reshape(-1), [level]).table
             if not table:  # too few earlier residuals for this level: coverage undefined
                 continue
             lo_hi = conformal.apply(yhat[:, j], scale[:, j], table)
@@ -274,7 +282,10 @@ def summary_notes(result: BacktestResult) -> list[str]:
         level = col.removeprefix("conformal_coverage_")
         if unmeasured:
             notes.append(f"conformal {level} % coverage not measured for "
-                         f"{', '.join(map(str, unmeasured))}: the windows before each cut-off "
+                         f"{', '.join(map(str, unmeasured))}: the "
+                         f"{result.calibration_windows or 'earlier'} windows before each "
+                         "cut-off that calibrate its bands (evaluation.backtest."
+                         "calibration_windows; by default as many as train calibrates on) "
                          f"hold fewer than {conformal.needed(float(level))} residuals per "
                          "horizon step (more series or windows)")
     return notes

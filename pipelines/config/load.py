@@ -144,7 +144,8 @@ def override_backtest(cfg: PipelineConfig, n_windows: int | None = None,
     if not over:
         return cfg
     raw = cfg.model_dump()
-    raw["evaluation"]["backtest"].update(over)
+    # the bands are calibrated as train would calibrate them under the YAML's own windows
+    raw["evaluation"]["backtest"].update(over, calibration_windows=cfg.calibration_windows)
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as err:

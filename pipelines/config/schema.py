@@ -193,6 +193,18 @@ class PipelineConfig(_Strict):
                        pad=self.data.short_series == "pad")
 
     @property
+    def calibration_windows(self) -> int:
+        """Windows before a cut-off whose residuals calibrate its conformal bands in a
+        backtest: ``evaluation.backtest.calibration_windows``, or as many as ``train``
+        calibrates on (selection windows, with ``selection: backtest``, plus the holdout's
+        forecast origins)."""
+        ev = self.evaluation
+        if ev.backtest.calibration_windows is not None:
+            return ev.backtest.calibration_windows
+        n = self.lengths
+        return (n.n_windows if ev.selection == "backtest" else 0) + n.holdout_origins
+
+    @property
     def min_series_length(self) -> int:
         """Shortest series trainable without padding: lookback + horizon + val_size +
         test_size (one full training window, validation and holdout)."""

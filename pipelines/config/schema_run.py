@@ -113,6 +113,12 @@ class BacktestConfig(_Strict):
         "sliding: only the last `train_size` points before it.")
     train_size: int | None = Field(None, ge=1, description="Points before each cut-off a "
                                    "fit sees with window: sliding.")
+    calibration_windows: int | None = Field(
+        None, ge=1, description="Conformal coverage in `deepcast backtest`: each window's "
+        "bands are calibrated on the residuals of at most this many windows before its "
+        "cut-off. Default: as many as `train` calibrates on (its selection windows plus "
+        "the holdout's origins, counted before --n-windows/--step), so the coverage "
+        "measured is that of the bands `train` serves; 1000: every earlier window.")
 
     @model_validator(mode="after")
     def _sliding(self) -> BacktestConfig:

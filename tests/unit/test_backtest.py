@@ -258,6 +258,9 @@ def test_backtest_options_on_the_command_line():
     assert (over.evaluation.backtest.n_windows, over.evaluation.backtest.refit,
             over.evaluation.backtest.step) == (1, True, 6)
     assert override_backtest(cfg) is cfg
+    # the bands stay calibrated on as many windows as train's (2 windows + 1 holdout origin)
+    assert cfg.calibration_windows == 3 and over.calibration_windows == 3
+    assert override_backtest(cfg, n_windows=40).calibration_windows == 3
     with pytest.raises(ConfigError, match="evaluation.backtest.refit"):
         override_backtest(cfg, refit=0)
 
@@ -290,3 +293,31 @@ def test_conformal_coverage_uses_only_residuals_seen_before_each_cutoff():
     # window 1's first step on target: covered; its second, without a band, is not a miss
     on_target = fc.assign(yhat=np.where((fc["window"] == 1) & (fc["h"] == 1), 0.0, fc["yhat"]))
     assert covered(1, on_target) == 1.0
+
+
+def test_conformal_coverage_calibrates_on_the_last_windows_as_train_does():
+    """Errors are not exchangeable over years: bands calibrated on every earlier window
+    carry an old turbulent window's width forever. With ``calibration_windows`` each window
+    is calibrated on its last k windows only. Window 0 misses by 100, window 1 by at most 1,
+    window 2 by 5."""
+    from deepcast.pipelines.backtest import BandScoring, score_windows
+
+    n, k = 30, 3
+    rng = np.random.default_rng(0)
+    yhat = np.stack([np.full(n, 100.0), rng.uniform(-1, 1, n), np.full(n, 5.0)], axis=1)
+    fc = pd.DataFrame({"unique_id": np.repeat(np.arange(n), k),
+                       "window": np.tile(np.arange(k), n), "h": 1,
+                       "y": 0.0, "yhat": yhat.ravel()})
+    ones = np.ones((n, k))
+
+    def covered(last):
+        table, means = score_windows(fc, np.arange(n), ones, ones, 1,
+                                     bands=BandScoring((80,), None, last))
+        return means["conformal_coverage_80"], table
+
+    everything, _ = covered(None)  # window 2's band is window 0's: 100 wide, covers 5
+    assert everything == 1.0
+    last_one, table = covered(1)  # window 2's band is window 1's: 1 wide, misses 5
+    assert last_one == 0.5
+    assert table.groupby("window")["conformal_coverage_80"].mean().tolist()[1:] == [1.0, 0.0]
+    assert covered(2)[0] == 1.0 and covered(1000)[0] == 1.0
