@@ -3,7 +3,7 @@ other calibration rules, from one backtest of a coverage pipeline.
 
     .venv/bin/python benchmarks/coverage_study.py benchmarks/coverage_vic_elec.yaml \
         --windows 104 --score-from 52 --json benchmarks/results/coverage_study_vic.json
-    .venv/bin/python benchmarks/coverage_study.py benchmarks/coverage_aus_retail.yaml \
+    .venv/bin/python benchmarks/coverage_study.py benchmarks/coverage_aus_retail.yaml --windows 8 \
         --json benchmarks/results/coverage_study_aus.json
 
 Runs the pipeline's backtest once (validated data, the YAML's models) and scores every

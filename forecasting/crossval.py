@@ -30,6 +30,8 @@ class SpanBacktest:
     #: next night's warm start: ``pipelines.warm_start.save_selection_fit``)
     fit: Any = field(default=None, repr=False, compare=False)
     fit_data: Any = field(default=None, repr=False, compare=False)
+    #: (n,) each row's conformal scale (forecasting.conformal.band_scale); None: ``scale``
+    band_scale: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def residual_matrix(self, ids: np.ndarray) -> np.ndarray:
         """Residuals per series (rows in ``ids`` order, NaN for a series not backtested),
@@ -57,7 +59,7 @@ class SpanBacktest:
 
     def residual_rows(self) -> tuple[np.ndarray, np.ndarray]:
         """(residuals (n, h), scale (n,)): calibration rows for conformal bands."""
-        return self.y - self.f, self.scale
+        return self.y - self.f, self.scale if self.band_scale is None else self.band_scale
 
 
 def ensemble_backtest(method: str, members: list[SpanBacktest | None]
@@ -82,7 +84,8 @@ def ensemble_backtest(method: str, members: list[SpanBacktest | None]
 
 
 def _with_forecast(like: SpanBacktest, f: np.ndarray) -> SpanBacktest:
-    return SpanBacktest(like.y, f, like.scale, like.n_windows, like.n_series, like.ids)
+    return SpanBacktest(like.y, f, like.scale, like.n_windows, like.n_series, like.ids,
+                        band_scale=like.band_scale)
 
 
 def member_arrays(members: list[SpanBacktest]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

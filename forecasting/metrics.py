@@ -99,16 +99,18 @@ def mase(y: np.ndarray, yhat: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 
 def seasonal_scale(panel: Panel, n_train: np.ndarray, season_length: int,
-                   power: int = 1) -> np.ndarray:
+                   power: int = 1, last: int | None = None) -> np.ndarray:
     """Mean |y_t - y_{t-m}| ** power over the first ``n_train[i]`` points of each series
-    (power 1: the MASE scale; power 2: the RMSSE one). Falls back to lag 1 for a series
-    shorter than two seasons, so short (padded) series still get a scale."""
+    (power 1: the MASE scale; power 2: the RMSSE one), or over the ``last`` differences
+    before ``n_train[i]`` only. Falls back to lag 1 for a series shorter than two seasons,
+    so short (padded) series still get a scale."""
     out = np.full(panel.n_series, np.nan)
     for k, (a, n) in enumerate(zip(panel.starts, n_train, strict=True)):
         seg = panel.values[a : a + n].astype(np.float64)
         m = season_length if n > season_length else 1
         if n > m:
-            out[k] = np.mean(np.abs(seg[m:] - seg[:-m]) ** power)
+            diffs = np.abs(seg[m:] - seg[:-m])
+            out[k] = np.mean((diffs if last is None else diffs[-last:]) ** power)
     return out
 
 

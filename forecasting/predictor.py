@@ -38,7 +38,6 @@ from deepcast.features.windows import Panel, pad_panel, panel_from_frame, window
 from deepcast.forecasting import conformal
 from deepcast.forecasting.base import Forecaster
 from deepcast.forecasting.keras_model import quantile_column
-from deepcast.forecasting.metrics import seasonal_scale
 from deepcast.forecasting.models import load_forecaster
 from deepcast.forecasting.reconcile import Reconciler
 
@@ -54,13 +53,15 @@ class Predictor:
     def __init__(self, forecaster: Forecaster, scaler: SeriesScaler, columns: ColumnSpec,
                  encoder: CovariateEncoder | None = None, min_history: int | None = None,
                  conformal: dict[str, list[float]] | None = None,
-                 conformal_notes: list[str] | None = None) -> None:
+                 conformal_notes: list[str] | None = None,
+                 conformal_scale: str = conformal.RECENT) -> None:
         self.forecaster = forecaster
         self.scaler = scaler
         self.columns = columns
         self.encoder = encoder
         # conformal quantiles of normalised residuals per level and step (forecasting.conformal)
         self.conformal = conformal
+        self.conformal_scale = conformal_scale  # what the table's scores were divided by
         # levels asked for but left out of the table, and why (shown in runs and reports)
         self.conformal_notes = list(conformal_notes or [])
         # shortest history forecast: the lookback, or 1 point for models trained with
@@ -163,7 +164,9 @@ class Predictor:
         point = yhat[..., levels.index(0.5)] if levels else yhat
         out = {ID: np.repeat(panel.ids, H), DS: dates, **_value_columns(yhat, levels)}
         if self.conformal:
-            scale = seasonal_scale(panel, panel.lengths, self.forecaster.spec.season_length)
+            scale = conformal.band_scale(panel, panel.lengths,
+                                         self.forecaster.spec.season_length, H,
+                                         self.conformal_scale)
             bands = conformal.apply(point, scale, self.conformal)
             out.update({k: v.ravel() for k, v in bands.items()})
         return pd.DataFrame(self._floored(out))
@@ -291,7 +294,8 @@ class Predictor:
         (path / BUNDLE_FILE).write_text(json.dumps({
             "columns": asdict(self.columns), "min_history": self.min_history,
             "conformal": self.conformal, "conformal_notes": self.conformal_notes,
-            "nonnegative": self.nonnegative, "format": 2,
+            "conformal_scale": self.conformal_scale,
+            "nonnegative": self.nonnegative, "format": 3,
             "reconciler": None if self.reconciler is None else self.reconciler.to_dict(),
         }, indent=2))
         return path
@@ -305,7 +309,9 @@ class Predictor:
                    if (path / ENCODER_FILE).is_file() else None)
         predictor = cls(load_forecaster(path / FORECASTER_DIR), scaler,
                         ColumnSpec(**meta["columns"]), encoder, meta.get("min_history"),
-                        meta.get("conformal"), meta.get("conformal_notes"))
+                        meta.get("conformal"), meta.get("conformal_notes"),
+                        # older bundles' tables were calibrated on whole-history scales
+                        meta.get("conformal_scale", conformal.HISTORY))
         predictor.nonnegative = bool(meta.get("nonnegative", False))  # older bundles: off
         if meta.get("reconciler"):
             predictor.reconciler = Reconciler.from_dict(meta["reconciler"])

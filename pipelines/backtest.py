@@ -140,6 +140,7 @@ class _Board:
         self.ids, self.cfg = panel.ids, cfg
         self.scale = metrics.cutoff_scales(panel, cuts, m)
         self.sq_scale = metrics.cutoff_scales(panel, cuts, m, power=2)
+        self.band_scale = conformal.cutoff_band_scales(panel, cuts, m, cfg.features.horizon)
         self.forecasts: dict[str, pd.DataFrame] = {}
         self.tables: list[pd.DataFrame] = []
         self.rows: list[dict[str, Any]] = []
@@ -152,7 +153,8 @@ class _Board:
         table, summary = score_windows(fc, self.ids, self.scale, self.sq_scale,
                                        self.cfg.features.horizon, quantiles,
                                        BandScoring(tuple(ev.conformal), self.cfg.lengths.step,
-                                                   self.cfg.calibration_windows))
+                                                   self.cfg.calibration_windows,
+                                                   self.band_scale))
         table.insert(0, "model", label)
         self.tables.append(table)
         self.rows.append({"model": label, "type": kind, **summary, "fits": fits,
@@ -184,12 +186,14 @@ def _with_levels(summary: pd.DataFrame, per_window: pd.DataFrame, df: pd.DataFra
 @dataclass(frozen=True)
 class BandScoring:
     """The conformal levels whose coverage a backtest measures, the distance between its
-    cut-offs (None: the horizon), and how many windows before a cut-off calibrate its
-    bands (None: all of them)."""
+    cut-offs (None: the horizon), how many windows before a cut-off calibrate its bands
+    (None: all of them), and the series' conformal scale before each cut-off (n_series,
+    k; None: the metrics' scale)."""
 
     levels: tuple[float, ...]
     step: int | None = None
     calibration_windows: int | None = None
+    scale: np.ndarray | None = None
 
 
 def score_windows(fc: pd.DataFrame, ids: np.ndarray, scale: np.ndarray, sq_scale: np.ndarray,
@@ -204,6 +208,7 @@ def score_windows(fc: pd.DataFrame, ids: np.ndarray, scale: np.ndarray, sq_scale
     levels, step = (bands.levels, bands.step) if bands else ((), None)
     n, k = scale.shape
     last = (bands.calibration_windows if bands else None) or k
+    by = scale if bands is None or bands.scale is None else bands.scale  # the bands' scale
     y = fc["y"].to_numpy(np.float64).reshape(n, k, horizon)
     yhat = fc["yhat"].to_numpy(np.float64).reshape(n, k, horizon)
     per = {"mae": metrics.mae(y, yhat), "rmse": metrics.rmse(y, yhat),
@@ -220,10 +225,10 @@ def score_windows(fc: pd.DataFrame, ids: np.ndarray, scale: np.ndarray, sq_scale
             a = max(0, j - last)  # the earliest window that calibrates window j
             past = np.where(seen[k - j + a:], y[:, a:j] - yhat[:, a:j], np.nan)
             table = conformal.calibrate(past.reshape(-1, horizon),
-                                        scale[:, a:j].reshape(-1), [level]).table
+                                        by[:, a:j].reshape(-1), [level]).table
             if not table:  # too few earlier residuals for this level: coverage undefined
                 continue
-            lo_hi = conformal.apply(yhat[:, j], scale[:, j], table)
+            lo_hi = conformal.apply(yhat[:, j], by[:, j], table)
             lo, hi = (lo_hi[c] for c in conformal.interval_columns(level))
             # a step no residual calibrated yet has no band: not scored, not a miss
             banded = np.isfinite(np.asarray(next(iter(table.values())), dtype=np.float64))

@@ -20,7 +20,7 @@ import pandas as pd
 from deepcast.features.errors import DataError
 from deepcast.features.schema import ID
 from deepcast.features.windows import panel_from_frame
-from deepcast.forecasting import graphs, metrics
+from deepcast.forecasting import conformal, graphs, metrics
 from deepcast.pipelines import progress
 from deepcast.pipelines.config import PipelineConfig
 from deepcast.pipelines.modelling import Mapper, fit_model, prepare, training_settings
@@ -150,6 +150,7 @@ class MemberForecasts:
     fits: int = 0
     ids: np.ndarray | None = None  # the series of the row blocks, in row order
     kept: tuple[WindowForecasts, ...] = ()  # the fits, with their models when kept
+    band_scale: np.ndarray | None = None  # (n,) conformal scale before each cut-off
 
 
 def member_forecasts(train: pd.DataFrame, entries: list[Any], cfg: PipelineConfig,
@@ -183,6 +184,7 @@ def member_forecasts(train: pd.DataFrame, entries: list[Any], cfg: PipelineConfi
     f = np.stack([joined([p])["yhat"].to_numpy(np.float64) for p in fits],
                  axis=-1).reshape(-1, n.horizon, len(entries))
     scale = metrics.cutoff_scales(panel, cuts, cfg.data.season_length).reshape(-1)
+    bands = conformal.cutoff_band_scales(panel, cuts, cfg.data.season_length, n.horizon)
     return MemberForecasts(y.reshape(-1, n.horizon), f, np.where(scale > 0, scale, np.nan),
                            sum(p.trainable for p in fits), pd.unique(first[ID]),
-                           tuple(fits) if keep else ())
+                           tuple(fits) if keep else (), bands.reshape(-1))

@@ -100,6 +100,7 @@ class Holdout:
     size: int
     test_df: pd.DataFrame  # canonical rows of the holdout, in frame order
     scale: np.ndarray  # (n_series,) seasonal naive MAE of each training span (MASE scale)
+    band_scale: np.ndarray  # (n_series,) conformal scale at the holdout's origin
 
     def truth_and_forecast(self, fc: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(y, yhat), each (n_series, size): the holdout's values and a holdout forecast
@@ -230,8 +231,10 @@ def prepare(df: pd.DataFrame, cfg: PipelineConfig, holdout: int | None = None
         raise _no_windows(cfg, test_size, panel)
     split = None
     if test_size:
+        cut = panel.lengths - test_size
         split = Holdout(test_size, _last_rows(df, panel, test_size),
-                        seasonal_scale(panel, panel.lengths - test_size, d.season_length))
+                        seasonal_scale(panel, cut, d.season_length),
+                        conformal.band_scale(panel, cut, d.season_length, f.horizon))
     release_arrow_memory()
     window = WindowSpec(f.lookback, f.horizon, d.season_length, tuple(d.seasonalities))
     return PreparedData(df, user_frame(df, cfg), panel, scaler, scaled, train_starts,
@@ -380,13 +383,12 @@ def calibrate_on_holdout(fc: pd.DataFrame, holdout: Holdout, levels: Sequence[fl
     training span) and those of its ``backtest`` windows when given. Each origin's
     ``horizon`` steps are one calibration row; steps the holdout does not reach reuse the
     widest calibrated step."""
-    y, yhat = holdout.truth_and_forecast(fc)
-    resid, size = y - yhat, holdout.size
+    resid, size = np.subtract(*holdout.truth_and_forecast(fc)), holdout.size
     n = len(resid)
     origins = -(-size // horizon)
     padded = np.full((n, origins * horizon), np.nan)
     padded[:, :size] = resid
-    rows, scale = padded.reshape(n * origins, horizon), np.repeat(holdout.scale, origins)
+    rows, scale = padded.reshape(n * origins, horizon), np.repeat(holdout.band_scale, origins)
     if backtest is not None:
         more, more_scale = backtest.residual_rows()
         rows, scale = np.concatenate([rows, more]), np.concatenate([scale, more_scale])

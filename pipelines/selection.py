@@ -86,7 +86,7 @@ def model_backtest(entry: Any, prep: PreparedData, cfg: PipelineConfig, windows:
     rows = len(out.y)
     kept = out.kept[0] if out.kept else None
     return SpanBacktest(out.y, out.f[..., 0], out.scale, windows, rows // windows, out.ids,
-                        kept and kept.predictor, kept and kept.prep)
+                        kept and kept.predictor, kept and kept.prep, out.band_scale)
 
 
 def window_scores(fc: pd.DataFrame, holdout: Holdout, horizon: int, metric: str

@@ -102,3 +102,41 @@ def test_a_model_calibrated_on_too_few_residuals_forecasts_without_that_level(tm
     del meta["conformal_notes"]  # as written before this field existed
     (tmp_path / "bundle" / BUNDLE_FILE).write_text(json.dumps(meta))
     assert Predictor.load(tmp_path / "bundle").conformal_notes == []
+
+    # the bands scale each series by its recent volatility; a bundle saved before that rule
+    # scales them as its table was calibrated: by the whole history's seasonal naive MAE
+    from deepcast.features.windows import panel_from_frame
+    from deepcast.forecasting.metrics import seasonal_scale
+
+    panel, h = panel_from_frame(df), predictor.horizon
+    assert loaded.conformal_scale == conformal.RECENT
+    del meta["conformal_scale"]
+    (tmp_path / "bundle" / BUNDLE_FILE).write_text(json.dumps(meta))
+    old = Predictor.load(tmp_path / "bundle")
+    assert old.conformal_scale == conformal.HISTORY
+    for model, scale in ((loaded, conformal.band_scale(panel, panel.lengths, 12, h)),
+                         (old, seasonal_scale(panel, panel.lengths, 12))):
+        out = model.predict(df)
+        half = (out["yhat_hi_80"] - out["yhat"]).to_numpy().reshape(len(scale), h)
+        np.testing.assert_allclose(half, scale[:, None] * np.asarray(model.conformal["80"]),
+                                   rtol=1e-5)
+
+
+def test_the_band_scale_is_the_recent_volatility_of_each_series():
+    """The seasonal naive MAE of the last two seasons (at least a horizon) before the origin;
+    the whole history's where the recent stretch is flat, so no band collapses to zero."""
+    from deepcast.features.windows import Panel
+
+    calm, flat = np.tile([0.0, 1.0], 20), np.concatenate([np.tile([0.0, 8.0], 10), np.ones(8)])
+    turbulent_then_calm = np.concatenate([np.tile([0.0, 9.0], 10), calm[:8]])
+    values = np.concatenate([calm, turbulent_then_calm, flat]).astype(np.float32)
+    panel = Panel(np.array(["a", "b", "c"]), values, np.array([0, 40, 68, 96]),
+                  np.zeros(3, dtype=np.int64))
+    assert conformal.recent_span(1, 3) == 3 and conformal.recent_span(12, 6) == 24
+    scale = conformal.band_scale(panel, panel.lengths, 1, 4)  # last 4 lag-1 differences
+    # a: |diff| 1 throughout; b: 9 in its turbulent past, 1 lately; c: 0 lately -> history
+    history = conformal.band_scale(panel, panel.lengths, 1, 4, conformal.HISTORY)
+    assert scale[0] == 1.0 and scale[1] == 1.0 and history[1] > 5
+    assert scale[2] == history[2] > 0
+    cut = conformal.cutoff_band_scales(panel, np.array([[20, 40], [20, 28], [20, 28]]), 1, 4)
+    assert cut[1].tolist() == [9.0, 1.0]
