@@ -59,6 +59,6 @@ def start_weights_as_baseline(model: Any, stopper: Any, val: Any) -> None:
 
 def note_kept_start(warm: Any, stopper: Any) -> None:
     """Say on the warm start's note when no epoch beat the start weights."""
-    if stopper.best_epoch == KEPT_START:
+    if getattr(stopper, "best_epoch", None) == KEPT_START:  # unset: no epoch ran
         warm.note += (f"; no epoch beat the start weights on validation (val_loss "
                       f"{stopper.best:.4g}): kept them")

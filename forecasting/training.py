@@ -146,6 +146,8 @@ def _compiled_model(net: Network, settings: TrainSettings, runtime: Runtime, n_w
         warm = getattr(net, "warm_start", None)
         if warm is not None and warm.apply(model):  # False for a cold one
             settings = replace(settings, max_epochs=warm.epochs, min_steps_per_epoch=0)
+            if not warm.epochs:  # used as it is: no training step to compile or trace
+                return model, settings, 0, 0
         per_epoch = windows_per_epoch(n_windows, settings, batch)
         steps = max(1, math.ceil(per_epoch / batch))
         spe = steps_per_execution(settings.steps_per_execution, steps)
@@ -212,12 +214,9 @@ def _callbacks(on_epoch: EpochHook | None, stopper, plateau,
 def _check_finite(net: Network, losses: list[float]) -> None:
     """The NaN guard: a loss curve that left the finite numbers fails the fit."""
     if any(not math.isfinite(v) for v in losses):
-        raise RunFailed(
-            f"model {net.name!r} ({net.family}): training loss became NaN/inf at epoch "
-            f"{len(losses)}",
-            hint="lower training.learning_rate, set training.clipnorm, check the data "
-            "scale, or use loss: huber",
-        )
+        raise RunFailed(f"model {net.name!r} ({net.family}): training loss became NaN/inf at "
+                        f"epoch {len(losses)}", hint="lower training.learning_rate, set "
+                        "training.clipnorm, check the data scale, or use loss: huber")
 
 
 def _finished(net: Network, model, runtime: Runtime):

@@ -23,7 +23,8 @@ SERIES_EMBEDDING = "series_embedding"  # the layer KerasForecaster names
 @dataclass
 class WarmStart:
     """Weights to start a fit from: ``source`` (a fitted ``keras.Model``; None: a cold
-    start, :attr:`note` says why), fitted for at most ``epochs`` more; ``id_rows[k]`` is
+    start, :attr:`note` says why), fitted for at most ``epochs`` more (0: used as they
+    are); ``id_rows[k]`` is
     the source's embedding row of the new series code ``k`` (-1: a series the source never
     saw). ``applied`` and ``note`` say what :meth:`apply` did; the source is let go once
     applied."""
@@ -69,7 +70,8 @@ class WarmStart:
             plan.append((mine, weights))
         for layer, weights in plan:
             layer.set_weights(weights)
-        self.applied, self.note = True, f"warm start from {self.label}"
+        self.applied, self.note = True, f"warm start from {self.label}" + (
+            "" if self.epochs else ", used as it is (no epochs)")
         self.source = None
         return True
 

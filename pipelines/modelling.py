@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -172,8 +172,8 @@ class PreparedData:
 
 def training_settings(cfg: PipelineConfig) -> TrainSettings:
     """The fitting options of the YAML's ``training`` section."""
-    return TrainSettings(**cfg.training.model_dump(exclude={"val_size", "checkpoint", "warm_start",
-                                                        "warm_start_epochs", "cold_every"}))
+    # the loop's own settings only (not the split's, checkpoints' or warm start's)
+    return TrainSettings(**cfg.training.model_dump(include={f.name for f in fields(TrainSettings)}))
 
 
 def checkpoint_dir(cfg: PipelineConfig, label: str) -> Path | None:

@@ -39,6 +39,7 @@ class WarmSource:
     models: dict[str, str]  # model name -> logged model URI in that run
     epochs: int  # training.warm_start_epochs
     runs: dict[str, str] = field(default_factory=dict)  # model name -> its model run's id
+    selection_epochs: int = 0  # training.warm_start_selection_epochs
 
     @property
     def label(self) -> str:
@@ -80,8 +81,11 @@ def warm_plan(cfg: PipelineConfig, tracker: Any) -> WarmPlan | None:
     if t.cold_every is not None and before + 1 >= t.cold_every:
         return WarmPlan(None, f"cold start: the periodic cold retrain (cold_every: "
                         f"{t.cold_every}; {before} warm nights in a row before)", 0)
+    # an untrained selection fit grows staler each warm night: a cold night must renew it
+    reuse = t.warm_start_selection_epochs or (t.warm_start_epochs if t.cold_every is None
+                                              else 0)
     source = WarmSource(t.warm_start, ref.version, siblings.parent_run_id, siblings.uris,
-                        t.warm_start_epochs, siblings.runs)
+                        t.warm_start_epochs, siblings.runs, reuse)
     return WarmPlan(source, f"warm start from {source.label}", before + 1)
 
 
@@ -212,7 +216,8 @@ def selection_start_for(source: WarmSource | None, label: str, forecaster: Any, 
     except Exception as exc:  # a damaged or outdated saved fit must not fail the night
         return WarmStart.cold(source.label, f"{source.label}'s selection fit of {label!r} "
                               f"could not be loaded ({exc})")
-    return _start_from(old, f"{source.label}'s selection fit", source.epochs, forecaster, prep)
+    return _start_from(old, f"{source.label}'s selection fit", source.selection_epochs,
+                       forecaster, prep)
 
 
 def _last_seen(df: pd.DataFrame) -> pd.Series:

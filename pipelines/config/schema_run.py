@@ -91,6 +91,13 @@ class TrainingConfig(_Strict):
     warm_start_epochs: int = Field(
         5, ge=1, description="Most epochs of a warm-started fit, each one pass over "
         "tonight's windows (min_steps_per_epoch does not apply; early stopping does).")
+    warm_start_selection_epochs: int = Field(
+        0, ge=0, description="Most epochs of a warm night's selection backtest fit, which "
+        "starts from the source run's selection fit. 0: that fit is used as it is, "
+        "untrained: it saw nothing after tonight's first cut-off, so its forecasts of "
+        "tonight's windows stay out of sample (a few nights staler than a fresh fit, "
+        "never leaked), and a warm night's selection costs a prediction, not a fit. With "
+        "cold_every: null, 0 means warm_start_epochs (no cold night would ever refit it).")
     cold_every: int | None = Field(
         7, ge=1, description="With warm_start: every Nth night trains cold (after N-1 warm "
         "nights in a row), so drift cannot accumulate in the weights; null: never.")

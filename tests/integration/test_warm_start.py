@@ -70,11 +70,12 @@ def test_nightly_warm_start(store, tmp_path, retail_csv):
         assert tags[name]["deepcast.warm_start_run"] == one.parent_run_id
     parent = mlflow.get_run(two.parent_run_id).data.tags
     assert parent["deepcast.warm_nights"] == "1"
-    # the selection backtest's fits start from night 1's own selection fits (the champion
-    # saw tonight's backtest windows; they did not)
+    # the selection backtest's fits are night 1's own selection fits (the champion saw
+    # tonight's backtest windows; they did not), used as they are (no epochs by default)
     for name in ("mlp", "linear"):
         assert tags[name]["deepcast.warm_start_selection"] == "warm", tags[name]
-        assert "v1's selection fit" in tags[name]["deepcast.warm_start_selection_note"]
+        assert "v1's selection fit, used as it is" in \
+            tags[name]["deepcast.warm_start_selection_note"]
 
     # night 3: version 2 was a warm night; cold_every: 2 makes this one cold
     three = _night(path, "2", cold_every=2)

@@ -182,3 +182,24 @@ def test_a_warm_fit_passes_over_the_windows_without_the_small_panel_floor():
     cold.warm_start = WarmStart(None, 2, "v1", note="cold start: no champion")
     cold.fit(data, settings)
     assert int(cold.model.optimizer.iterations) == 3 * 25
+
+
+def test_a_warm_start_of_no_epochs_is_the_source_used_as_it_is():
+    """A warm night's selection fit (warm_start_selection_epochs: 0): the source's weights,
+    untrained and uncompiled, forecast exactly as the source does; the note says so."""
+    from deepcast.forecasting.base import TrainSettings
+    from deepcast.forecasting.models import build_forecaster
+    from tests.unit.test_models import SPEC, _tiny_data, _x
+
+    data = _tiny_data()
+    settings = TrainSettings(max_epochs=3, batch_size=32, seed=0)
+    source = build_forecaster("mlp", "mlp", SPEC, {"hidden_size": 8})
+    source.fit(data, settings)
+    reused = build_forecaster("mlp", "mlp", SPEC, {"hidden_size": 8})
+    reused.warm_start = WarmStart(source.model, 0, "v1's selection fit")
+    history = reused.fit(data, settings)
+    assert history == {} and not reused.model.compiled  # nothing trained or compiled
+    assert reused.warm_start.note == "warm start from v1's selection fit, used as it is " \
+        "(no epochs)"
+    x = _x(data.values)
+    np.testing.assert_array_equal(reused.predict(x), source.predict(x))
