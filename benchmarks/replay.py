@@ -273,6 +273,7 @@ def main() -> int:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
     if args.epoch_times:
         time_epochs()
+    out = Path(args.json).resolve() if args.json else None  # the run changes directory
     try:
         reports = replay(args.days, args.start, Path(args.pipeline).resolve(), workdir,
                          list(dict.fromkeys(args.modes)),
@@ -286,8 +287,8 @@ def main() -> int:
         cold, warm = reports["cold"], reports["warm"]
         print(f"warm / cold cycle time: {warm['total_seconds'] / cold['total_seconds']:.2f} "
               f"(medians {warm['median_cycle_seconds']} / {cold['median_cycle_seconds']} s)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(reports, indent=2, default=str))
+    if out is not None:
+        out.write_text(json.dumps(reports, indent=2, default=str))
     fine = all(r["failed_cycles"] == 0 and r["forecast_files_valid"] == args.days
                and r["decisions_matching_gate_rule"] == args.days - r["failed_cycles"]
                and r["promotions_moving_alias"] == r["promotions"]
