@@ -43,6 +43,7 @@ from deepcast.pipelines.backtest_fits import (
     refit_schedule,
     run_fits,
 )
+from deepcast.pipelines.backtest_levels import BacktestReconciler
 from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
 from deepcast.pipelines.modelling import Mapper
 from deepcast.pipelines.selection import windows_allowed, with_windows
@@ -69,6 +70,7 @@ class BacktestResult:
     seconds: float
     skipped: dict[str, str] = field(default_factory=dict)  # ensemble -> why not scored
     calibration_windows: int | None = None  # windows before a cut-off calibrating its bands
+    notes: list[str] = field(default_factory=list)  # what the scores rest on (reconciliation)
 
     @property
     def n_windows(self) -> int:
@@ -106,7 +108,7 @@ def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker | None 
     for job, fit in zip(jobs, run_fits(jobs, mapper), strict=True):
         fits.setdefault(job.entry.label, []).append(fit)
 
-    board = _Board(panel, cuts, cfg)
+    board = _Board(panel, cuts, cfg, df)
     for entry in entries:
         parts = fits[entry.label]
         board.add(entry.label, entry.type, joined(parts), parts[0].quantiles,
@@ -125,7 +127,8 @@ def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker | None 
     summary = _with_levels(_with_skill(pd.DataFrame(board.rows), metric), per_window, df,
                            metric)
     result = BacktestResult(metric, cuts, board.scale, board.forecasts, per_window, summary,
-                            time.perf_counter() - t0, skipped, cfg.calibration_windows)
+                            time.perf_counter() - t0, skipped, cfg.calibration_windows,
+                            board.reconcile.notes if board.reconcile else [])
     if tracker is not None:
         log_backtest(result, cfg, tracker)
     return result
@@ -135,8 +138,11 @@ class _Board:
     """The scores of a backtest as models and ensembles are added: forecasts, the
     per-window table and one summary row each."""
 
-    def __init__(self, panel: Panel, cuts: np.ndarray, cfg: PipelineConfig) -> None:
+    def __init__(self, panel: Panel, cuts: np.ndarray, cfg: PipelineConfig,
+                 df: pd.DataFrame) -> None:
         m = cfg.data.season_length
+        # a hierarchy's forecasts are scored reconciled, as train serves them
+        self.reconcile = BacktestReconciler(df, cfg) if cfg.hierarchy is not None else None
         self.ids, self.cfg = panel.ids, cfg
         self.scale = metrics.cutoff_scales(panel, cuts, m)
         self.sq_scale = metrics.cutoff_scales(panel, cuts, m, power=2)
@@ -149,6 +155,7 @@ class _Board:
             fits: int, seconds: float) -> None:
         """Score ``fc`` (sorted by series, window, step) under ``label``."""
         t0, ev = time.perf_counter(), self.cfg.evaluation
+        fc = self.reconcile(label, fc) if self.reconcile is not None else fc
         self.forecasts[label] = fc
         table, summary = score_windows(fc, self.ids, self.scale, self.sq_scale,
                                        self.cfg.features.horizon, quantiles,
@@ -282,6 +289,7 @@ def summary_notes(result: BacktestResult) -> list[str]:
                      "(evaluation.backtest.n_windows; --n-windows on the command line, "
                      "n_windows= in Python)")
     notes += [f"ensemble {name} skipped: {why}" for name, why in result.skipped.items()]
+    notes += result.notes
     for col in [c for c in result.summary.columns if c.startswith("conformal_coverage_")]:
         unmeasured = result.summary.loc[result.summary[col].isna(), "model"].tolist()
         level = col.removeprefix("conformal_coverage_")

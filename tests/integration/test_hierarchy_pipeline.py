@@ -82,10 +82,25 @@ def test_grouped_hierarchy_trains_and_forecasts_coherently(store, tmp_path):
     assert fc["unique_id"].nunique() == 12
     _coherent(fc, bottom)
 
-    # the backtest scores every level (of the base forecasts)
-    table = {r["model"]: r for r in deepcast.backtest(cfg).table}
+    # the backtest scores every level, of the forecasts as served: reconciled window by
+    # window (MinT's covariance from the errors before each cut-off; none before the first)
+    backtest = deepcast.backtest(cfg)
+    table = {r["model"]: r for r in backtest.table}
     assert {f"mase_{lv}" for lv in ("total", "state", "industry", "state/industry")} \
         <= set(table["linear"])
+    assert [n for n in backtest.notes if "min_trace_shrink" in n] == [
+        "1 of 4 backtest windows (the first has none) had too few earlier errors for "
+        "min_trace_shrink's covariance and were reconciled with min_trace_wls_struct: "
+        "naive, seasonal_naive, linear"], backtest.notes
+    runs = client.search_runs(
+        [client.get_experiment_by_name("it-hier").experiment_id],
+        f"tags.mlflow.runName = 'backtest-linear' and "
+        f"tags.mlflow.parentRunId = '{backtest.parent_run_id}'")
+    windows = pd.read_csv(client.download_artifacts(runs[0].info.run_id,
+                                                    "backtest/forecasts.csv", str(tmp_path)),
+                          parse_dates=["ds"])
+    for _, window in windows.groupby("window"):
+        _coherent(window, bottom)
 
     # the served model, given the bottom series only, builds the levels and reconciles
     model = mlflow.pyfunc.load_model("models:/it-hier@champion")

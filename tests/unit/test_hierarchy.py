@@ -161,3 +161,49 @@ def test_levels_from_columns_of_the_data():
                                                     "Victoria"))
     with pytest.raises(DataError, match="'Victoria' \\(state and industry\\)"):
         aggregate(named, HierarchySpec(("state", "industry"), "/", across, in_id=False))
+
+
+def test_a_backtest_reconciles_each_window_with_the_errors_before_it_only(tmp_path):
+    """min_trace_shrink in a backtest: window j's covariance comes from the base errors of
+    the steps observed before its first date. Changing the last window's truth changes no
+    reconciled forecast; changing the first window's changes the later windows'. Every
+    window adds up; the first one, with no errors before it, falls back and says so."""
+    from deepcast.pipelines.backtest_levels import BacktestReconciler
+    from deepcast.pipelines.config import parse_config
+    from tests.conftest import pipeline_dict
+
+    bottom = _retail()
+    bottom.to_csv(tmp_path / "h.csv", index=False)
+    cfg = parse_config(pipeline_dict(tmp_path / "h.csv", hierarchy={
+        "separator": "|", "columns": ["state", "industry"], "method": "min_trace_shrink"}))
+    df = aggregate(bottom, cfg.hierarchy.spec())
+    ids = structure(df, cfg.hierarchy.spec()).ids
+    dates = np.sort(df["ds"].unique())[-6:]  # 3 windows of 2 steps
+    rng = np.random.default_rng(0)
+    truth = df.set_index(["unique_id", "ds"])["y"]
+    rows = [(uid, w, h + 1, dates[2 * w + h]) for uid in sorted(ids)
+            for w in range(3) for h in range(2)]
+    fc = pd.DataFrame(rows, columns=["unique_id", "window", "h", "ds"])
+    fc["y"] = truth.loc[list(zip(fc["unique_id"], fc["ds"], strict=True))].to_numpy()
+    fc["yhat"] = fc["y"] * rng.uniform(0.8, 1.2, len(fc))
+
+    def reconciled(frame):
+        rec = BacktestReconciler(df, cfg)
+        return rec("linear", frame), rec.notes
+
+    base, notes = reconciled(fc)
+    assert notes == ["1 of 3 backtest windows (the first has none) had too few earlier "
+                     "errors for min_trace_shrink's covariance and were reconciled with "
+                     "min_trace_wls_struct: linear"]
+    for _, window in base.groupby(["window", "ds"]):
+        w = window.set_index("unique_id")["yhat"]
+        assert np.isclose(w["total"], sum(w[i] for i in ids if "|" in i))
+    last = fc.assign(y=np.where(fc["window"] == 2, fc["y"] * 3, fc["y"]))
+    pd.testing.assert_frame_equal(reconciled(last)[0].drop(columns="y"),
+                                  base.drop(columns="y"))
+    first = fc.assign(y=np.where(fc["window"] == 0, fc["y"] * 3, fc["y"]))
+    moved = reconciled(first)[0]
+    assert np.allclose(moved.loc[moved["window"] == 0, "yhat"],
+                       base.loc[base["window"] == 0, "yhat"])
+    assert not np.allclose(moved.loc[moved["window"] == 2, "yhat"],
+                           base.loc[base["window"] == 2, "yhat"])
