@@ -60,11 +60,12 @@ def main() -> None:
     res = run_backtest(df, cfg)
     panel, m, h = panel_from_frame(df), cfg.data.season_length, cfg.features.horizon
     scales = {"history": res.scale}
-    for k in (1, 2, 4):
+    whole = res.scale
+    for k in (1, 2, 4):  # the whole history's where the recent stretch is flat, as deepcast
         span = max(k * m, h)
-        scales[f"last {span}"] = np.stack([
-            metrics.seasonal_scale(panel, res.cutoffs[:, j], m, last=span)
-            for j in range(res.n_windows)], axis=1)
+        recent = np.stack([metrics.seasonal_scale(panel, res.cutoffs[:, j], m, last=span)
+                           for j in range(res.n_windows)], axis=1)
+        scales[f"last {span}"] = np.where(np.isfinite(recent) & (recent > 0), recent, whole)
     print(f"{panel.n_series} series, {res.n_windows} windows, calibrated on the last "
           f"{cfg.calibration_windows}; coverage 80 / 95 % per scale rule")
     for name, fc in res.forecasts.items():

@@ -100,6 +100,17 @@ def cutoff_band_scales(panel: Panel, cuts: np.ndarray, season_length: int, horiz
                      for k in range(cuts.shape[1])], axis=1)
 
 
+def holdout_band_scales(panel: Panel, first_cut: np.ndarray, test_size: int,
+                        season_length: int, horizon: int) -> np.ndarray:
+    """:func:`band_scale` at each forecast origin of a holdout of ``test_size`` points
+    forecast ``horizon`` steps at a time: origin ``o`` follows the first ``first_cut +
+    o * horizon`` points of each series -> (n_series, origins)."""
+    origins = -(-test_size // horizon)
+    ends = first_cut[:, None] + horizon * np.arange(origins)[None, :]
+    return cutoff_band_scales(panel, np.minimum(ends, panel.lengths[:, None]), season_length,
+                              horizon)
+
+
 def calibrate(residuals: np.ndarray, scale: np.ndarray, levels) -> Calibration:
     """Per level (percent) and horizon step, the conformal quantile of normalised absolute
     residuals. ``residuals`` (n, h) from out-of-sample forecasts, ``scale`` (n,). A step

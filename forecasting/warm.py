@@ -35,6 +35,8 @@ class WarmStart:
     id_rows: np.ndarray | None = None
     applied: bool = False
     note: str = ""
+    #: used as it is (no epochs): the source fit's training record, saved on with it
+    seen: dict | None = None
 
     @classmethod
     def cold(cls, label: str, why: str) -> WarmStart:

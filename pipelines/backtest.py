@@ -180,7 +180,7 @@ def _with_skill(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
 def _with_levels(summary: pd.DataFrame, per_window: pd.DataFrame, df: pd.DataFrame,
                  metric: str) -> pd.DataFrame:
     """A hierarchy's backtest: ``summary`` with one ``<metric>_<level>`` column per level
-    (the mean over that level's series and windows, of the base forecasts)."""
+    (the mean over that level's series and windows, of the reconciled forecasts)."""
     if LEVEL not in df.columns:
         return summary
     level = df.drop_duplicates(ID).set_index(ID)[LEVEL]

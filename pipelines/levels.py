@@ -13,7 +13,7 @@ from deepcast.features.hierarchy import LEVEL, aggregate, structure
 from deepcast.features.schema import ID
 from deepcast.forecasting.crossval import SpanBacktest
 from deepcast.forecasting.predictor import Predictor
-from deepcast.forecasting.reconcile import fit_reconciler
+from deepcast.forecasting.reconcile import Reconciler, fit_reconciler
 from deepcast.pipelines.config import PipelineConfig
 
 log = logging.getLogger("deepcast")
@@ -30,11 +30,13 @@ def with_levels(clean: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
 
 
 def attach_reconciler(predictor: Predictor, df: pd.DataFrame, cfg: PipelineConfig,
-                      backtest: SpanBacktest | None) -> None:
+                      backtest: SpanBacktest | None) -> SpanBacktest | None:
     """Give ``predictor`` the pipeline's reconciliation, fit for this model (MinT's
-    covariance on its backtest residuals); its note, if any, joins the model's notes."""
+    covariance on its backtest residuals); its note, if any, joins the model's notes.
+    Returns the backtest with its windows' forecasts reconciled the same way, so the
+    choice and the bands see coherent forecasts there too, as on the holdout."""
     if cfg.hierarchy is None:
-        return
+        return backtest
     spec = cfg.hierarchy.spec()
     shape = structure(df, spec)
     residuals = None if backtest is None else backtest.residual_matrix(shape.ids)
@@ -43,6 +45,26 @@ def attach_reconciler(predictor: Predictor, df: pd.DataFrame, cfg: PipelineConfi
     if rec.note:
         log.warning("%s: %s", predictor.name, rec.note)
         predictor.conformal_notes = [*predictor.conformal_notes, rec.note]
+    return reconciled_windows(predictor.reconciler, backtest)
+
+
+def reconciled_windows(rec: Reconciler, backtest: SpanBacktest | None
+                       ) -> SpanBacktest | None:
+    """``backtest`` with each window's forecasts reconciled by ``rec``; as it is when some
+    series of the hierarchy took no part (too short for its first cut-off)."""
+    if backtest is None or backtest.ids is None:
+        return backtest
+    where = {str(uid): i for i, uid in enumerate(backtest.ids)}
+    if any(str(uid) not in where for uid in rec.structure.ids):
+        return backtest
+    order = np.array([where[str(uid)] for uid in rec.structure.ids])
+    h = backtest.f.shape[1]
+    f = backtest.f.reshape(backtest.n_series, backtest.n_windows, h).copy()
+    for w in range(backtest.n_windows):  # a step some series has no forecast for: as is
+        base = f[order, w, :]
+        f[order, w, :] = np.where(np.isnan(base).any(axis=0, keepdims=True), base,
+                                  rec.reconcile(np.nan_to_num(base)))
+    return replace(backtest, f=f.reshape(-1, h))
 
 
 def level_scores(per_series: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame | None:

@@ -100,7 +100,7 @@ class Holdout:
     size: int
     test_df: pd.DataFrame  # canonical rows of the holdout, in frame order
     scale: np.ndarray  # (n_series,) seasonal naive MAE of each training span (MASE scale)
-    band_scale: np.ndarray  # (n_series,) conformal scale at the holdout's origin
+    band_scale: np.ndarray  # (n_series, origins) conformal scale at each holdout origin
 
     def truth_and_forecast(self, fc: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(y, yhat), each (n_series, size): the holdout's values and a holdout forecast
@@ -234,7 +234,8 @@ def prepare(df: pd.DataFrame, cfg: PipelineConfig, holdout: int | None = None
         cut = panel.lengths - test_size
         split = Holdout(test_size, _last_rows(df, panel, test_size),
                         seasonal_scale(panel, cut, d.season_length),
-                        conformal.band_scale(panel, cut, d.season_length, f.horizon))
+                        conformal.holdout_band_scales(panel, cut, test_size, d.season_length,
+                                                      f.horizon))
     release_arrow_memory()
     window = WindowSpec(f.lookback, f.horizon, d.season_length, tuple(d.seasonalities))
     return PreparedData(df, user_frame(df, cfg), panel, scaler, scaled, train_starts,
@@ -384,11 +385,10 @@ def calibrate_on_holdout(fc: pd.DataFrame, holdout: Holdout, levels: Sequence[fl
     ``horizon`` steps are one calibration row; steps the holdout does not reach reuse the
     widest calibrated step."""
     resid, size = np.subtract(*holdout.truth_and_forecast(fc)), holdout.size
-    n = len(resid)
-    origins = -(-size // horizon)
+    n, origins = len(resid), -(-size // horizon)
     padded = np.full((n, origins * horizon), np.nan)
     padded[:, :size] = resid
-    rows, scale = padded.reshape(n * origins, horizon), np.repeat(holdout.band_scale, origins)
+    rows, scale = padded.reshape(n * origins, horizon), holdout.band_scale.reshape(-1)
     if backtest is not None:
         more, more_scale = backtest.residual_rows()
         rows, scale = np.concatenate([rows, more]), np.concatenate([scale, more_scale])

@@ -61,10 +61,12 @@ def windows_allowed(lengths: np.ndarray, cfg: PipelineConfig, share: float) -> i
 
 
 def with_windows(cfg: PipelineConfig, windows: int) -> PipelineConfig:
-    """``cfg`` with ``evaluation.backtest.n_windows`` set."""
+    """``cfg`` with ``evaluation.backtest.n_windows`` set (its bands still calibrated on
+    as many windows as the YAML's own count gives)."""
     ev = cfg.evaluation
     return cfg.model_copy(update={"evaluation": ev.model_copy(update={
-        "backtest": ev.backtest.model_copy(update={"n_windows": windows})})})
+        "backtest": ev.backtest.model_copy(update={
+            "n_windows": windows, "calibration_windows": cfg.calibration_windows})})})
 
 
 def model_backtest(entry: Any, prep: PreparedData, cfg: PipelineConfig, windows: int,

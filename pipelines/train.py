@@ -241,7 +241,7 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
         if began.tags:
             tracker.set_tags(began.tags)
             log.info("%s: %s", label, began.note)
-        attach_reconciler(predictor, prep.df, cfg, backtest)
+        backtest = attach_reconciler(predictor, prep.df, cfg, backtest)  # coherent windows
         fc = holdout_predictions(predictor, prep)
         scores, per_series = evaluate(predictor, prep, cfg.evaluation.conformal, fc, backtest)
         scores[f"skill_{metric}"] = skill(scores[metric], job.reference[metric])

@@ -40,6 +40,8 @@ class WarmSource:
     epochs: int  # training.warm_start_epochs
     runs: dict[str, str] = field(default_factory=dict)  # model name -> its model run's id
     selection_epochs: int = 0  # training.warm_start_selection_epochs
+    #: nights in a row a selection fit may be used untrained (cold_every - 1; 0: never)
+    reuse_limit: int = 0
 
     @property
     def label(self) -> str:
@@ -81,11 +83,9 @@ def warm_plan(cfg: PipelineConfig, tracker: Any) -> WarmPlan | None:
     if t.cold_every is not None and before + 1 >= t.cold_every:
         return WarmPlan(None, f"cold start: the periodic cold retrain (cold_every: "
                         f"{t.cold_every}; {before} warm nights in a row before)", 0)
-    # an untrained selection fit grows staler each warm night: a cold night must renew it
-    reuse = t.warm_start_selection_epochs or (t.warm_start_epochs if t.cold_every is None
-                                              else 0)
     source = WarmSource(t.warm_start, ref.version, siblings.parent_run_id, siblings.uris,
-                        t.warm_start_epochs, siblings.runs, reuse)
+                        t.warm_start_epochs, siblings.runs, t.warm_start_selection_epochs,
+                        t.cold_every - 1 if t.cold_every else 0)
     return WarmPlan(source, f"warm start from {source.label}", before + 1)
 
 
@@ -133,6 +133,7 @@ def _start_from(old: Any, label: str, epochs: int, forecaster: Any, prep: Any) -
 # tonight's fit starts from it only where that is not after tonight's cut-off.
 SELECTION_FIT = "selection_fit"  # artifact folder of a model run
 SEEN_FILE = "seen.json"  # per series, the last ds the fit was trained on
+REUSED = "reused"  # in a selection fit's seen.json: nights it was used untrained in a row
 
 
 def record_seen(prep: Any, tracker: Any, forecaster: Any) -> None:
@@ -144,17 +145,38 @@ def record_seen(prep: Any, tracker: Any, forecaster: Any) -> None:
 
 
 def save_selection_fit(predictor: Any, prep: Any, tracker: Any) -> None:
-    """Log the selection backtest's fitted ``predictor`` (trained on all of ``prep``) with
-    the model's run, for tomorrow's selection fit to start from. A failure to save costs
+    """Log the selection backtest's fitted ``predictor`` (trained on all of ``prep``, or
+    used as it was: then with its source's record and one more night of use) with the
+    model's run, for tomorrow's selection fit to start from. A failure to save costs
     tomorrow's selection fit its warm start, not tonight's run: it is warned about."""
+    seen = selection_record(predictor, prep.df)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = predictor.save(Path(tmp) / SELECTION_FIT)
-            (folder / SEEN_FILE).write_text(json.dumps(_seen(prep.df)))
+            (folder / SEEN_FILE).write_text(json.dumps(seen))
             tracker.log_folder(folder, SELECTION_FIT)
     except Exception as exc:
         log.warning("%s: the selection fit could not be saved for tomorrow's warm start "
                     "(%s): tomorrow's selection fit starts cold", predictor.name, exc)
+
+
+def selection_record(predictor: Any, df: pd.DataFrame) -> dict[str, Any]:
+    """What a selection fit saw, saved with it: the last ``ds`` per series of ``df`` (what
+    it was trained on), or for a fit used as it was, its source's record with one more
+    night of use (so the next night knows how stale it is)."""
+    warm = getattr(predictor.forecaster, "warm_start", None)
+    used = getattr(warm, "seen", None) if getattr(warm, "applied", False) else None
+    return _seen(df) if used is None else {**used, REUSED: int(used.get(REUSED, 0)) + 1}
+
+
+def selection_epochs(source: WarmSource, seen: dict[str, Any]) -> int:
+    """Epochs of tonight's selection fit from a saved one that ``seen`` describes: the
+    configured number; with 0, none while it has been used untrained fewer than
+    ``reuse_limit`` nights in a row, else ``warm_start_epochs`` (the champion may stay for
+    weeks: its selection fit must not go stale)."""
+    if source.selection_epochs:
+        return source.selection_epochs
+    return 0 if int(seen.get(REUSED, 0)) < source.reuse_limit else source.epochs
 
 
 def _training_span(prep: Any) -> pd.DataFrame:
@@ -209,15 +231,18 @@ def selection_start_for(source: WarmSource | None, label: str, forecaster: Any, 
             if not folder:
                 return WarmStart.cold(source.label, f"{source.label}'s run has no selection "
                                       f"backtest fit of {label!r} saved")
-            leak = _seen_after(json.loads((folder / SEEN_FILE).read_text()), prep.df)
+            seen = json.loads((folder / SEEN_FILE).read_text())
+            leak = _seen_after(seen, prep.df)
             if leak:
                 return WarmStart.cold(source.label, leak)
             old = Predictor.load(folder)
     except Exception as exc:  # a damaged or outdated saved fit must not fail the night
         return WarmStart.cold(source.label, f"{source.label}'s selection fit of {label!r} "
                               f"could not be loaded ({exc})")
-    return _start_from(old, f"{source.label}'s selection fit", source.selection_epochs,
-                       forecaster, prep)
+    epochs = selection_epochs(source, seen)
+    start = _start_from(old, f"{source.label}'s selection fit", epochs, forecaster, prep)
+    start.seen = seen if epochs == 0 else None
+    return start
 
 
 def _last_seen(df: pd.DataFrame) -> pd.Series:
@@ -273,6 +298,6 @@ def start_verdict(plan: WarmPlan | None, forecaster: Any) -> StartVerdict:
     return StartVerdict("warm" if applied else "cold", note, tags)
 
 
-__all__ = ["StartVerdict", "WarmPlan", "WarmSource", "keep_selection_fit", "record_seen",
-           "save_selection_fit", "selection_start_for", "start_verdict", "warm_plan",
-           "warm_start_for"]
+__all__ = ["REUSED", "StartVerdict", "WarmPlan", "WarmSource", "keep_selection_fit",
+           "record_seen", "save_selection_fit", "selection_epochs", "selection_record",
+           "selection_start_for", "start_verdict", "warm_plan", "warm_start_for"]

@@ -96,8 +96,9 @@ class TrainingConfig(_Strict):
         "starts from the source run's selection fit. 0: that fit is used as it is, "
         "untrained: it saw nothing after tonight's first cut-off, so its forecasts of "
         "tonight's windows stay out of sample (a few nights staler than a fresh fit, "
-        "never leaked), and a warm night's selection costs a prediction, not a fit. With "
-        "cold_every: null, 0 means warm_start_epochs (no cold night would ever refit it).")
+        "never leaked), and a warm night's selection costs a prediction, not a fit; at "
+        "most cold_every - 1 nights in a row (its saved record counts them), then it "
+        "trains warm_start_epochs; with cold_every: null it always does.")
     cold_every: int | None = Field(
         7, ge=1, description="With warm_start: every Nth night trains cold (after N-1 warm "
         "nights in a row), so drift cannot accumulate in the weights; null: never.")

@@ -207,3 +207,27 @@ def test_a_backtest_reconciles_each_window_with_the_errors_before_it_only(tmp_pa
                        base.loc[base["window"] == 0, "yhat"])
     assert not np.allclose(moved.loc[moved["window"] == 2, "yhat"],
                            base.loc[base["window"] == 2, "yhat"])
+
+
+def test_train_reconciles_the_selection_windows_as_it_serves():
+    """The selection backtest's window forecasts are reconciled with the model's own
+    reconciliation before they choose the model and calibrate its bands (as the holdout's
+    are); a backtest missing a series of the hierarchy stays as it is."""
+    from deepcast.forecasting.crossval import SpanBacktest
+    from deepcast.pipelines.levels import reconciled_windows
+
+    s = structure(aggregate(_retail(), NESTED), NESTED)
+    rec = fit_reconciler("min_trace_ols", s)
+    n, k, h = len(s.ids), 3, 2
+    order = np.random.default_rng(2).permutation(n)  # the backtest's own series order
+    f = np.stack([_base_forecasts(s, h, seed)[order] for seed in range(k)], axis=1)
+    bt = SpanBacktest(np.zeros((n * k, h)), f.reshape(-1, h), np.ones(n * k), k, n,
+                      s.ids[order])
+    out = reconciled_windows(rec, bt).f.reshape(n, k, h)
+    back = np.argsort(order)
+    for w in range(k):
+        window = out[back, w, :]  # S order
+        assert np.allclose(s.S @ window[-s.n_bottom:], window)
+        assert np.allclose(window, rec.reconcile(f[back, w, :]))
+    partial = SpanBacktest(bt.y[k:], bt.f[k:], bt.scale[k:], k, n - 1, bt.ids[1:])
+    assert reconciled_windows(rec, partial) is partial

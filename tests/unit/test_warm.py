@@ -203,3 +203,33 @@ def test_a_warm_start_of_no_epochs_is_the_source_used_as_it_is():
         "(no epochs)"
     x = _x(data.values)
     np.testing.assert_array_equal(reused.predict(x), source.predict(x))
+
+
+def test_a_selection_fit_is_used_untrained_a_bounded_number_of_nights():
+    """Its saved record counts the nights it was used as it is; after cold_every - 1 of
+    them it trains warm_start_epochs again (the champion may stay for weeks); with
+    cold_every: null, or a number of epochs configured, it always trains."""
+    import pandas as pd
+
+    from deepcast.pipelines.warm_start import (
+        REUSED,
+        WarmSource,
+        selection_epochs,
+        selection_record,
+    )
+
+    def source(selection=0, limit=6):
+        return WarmSource("champion", "3", "run", {}, 5, {}, selection, limit)
+
+    assert [selection_epochs(source(), {REUSED: n}) for n in (0, 5, 6, 9)] == [0, 0, 5, 5]
+    assert selection_epochs(source(), {}) == 0  # a fit trained last night
+    assert selection_epochs(source(limit=0), {}) == 5  # cold_every: null
+    assert selection_epochs(source(selection=2), {REUSED: 0}) == 2
+
+    df = pd.DataFrame({"unique_id": ["a", "a", "b"], "ds": [1, 2, 2]})
+    record = {"ids": ["a", "b"], "ds": [1, 1], REUSED: 2}
+    used = WarmStart(None, 0, "v3's selection fit", applied=True, seen=record)
+    predictor = SimpleNamespace(forecaster=SimpleNamespace(warm_start=used))
+    assert selection_record(predictor, df) == {**record, REUSED: 3}  # not tonight's data
+    predictor.forecaster.warm_start = WarmStart(None, 5, "v3", applied=True)
+    assert selection_record(predictor, df) == {"ids": ["a", "b"], "ds": [2, 2]}
