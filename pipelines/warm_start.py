@@ -42,6 +42,9 @@ class WarmSource:
     selection_epochs: int = 0  # training.warm_start_selection_epochs
     #: nights in a row a selection fit may be used untrained (cold_every - 1; 0: never)
     reuse_limit: int = 0
+    #: the most new points per series since a selection fit's training end for it to be
+    #: used untrained: the selection backtest's span (it never predates tonight's windows)
+    reuse_points: int = 0
 
     @property
     def label(self) -> str:
@@ -85,7 +88,7 @@ def warm_plan(cfg: PipelineConfig, tracker: Any) -> WarmPlan | None:
                         f"{t.cold_every}; {before} warm nights in a row before)", 0)
     source = WarmSource(t.warm_start, ref.version, siblings.parent_run_id, siblings.uris,
                         t.warm_start_epochs, siblings.runs, t.warm_start_selection_epochs,
-                        t.cold_every - 1 if t.cold_every else 0)
+                        t.cold_every - 1 if t.cold_every else 0, cfg.lengths.backtest_span)
     return WarmPlan(source, f"warm start from {source.label}", before + 1)
 
 
@@ -169,14 +172,29 @@ def selection_record(predictor: Any, df: pd.DataFrame) -> dict[str, Any]:
     return _seen(df) if used is None else {**used, REUSED: int(used.get(REUSED, 0)) + 1}
 
 
-def selection_epochs(source: WarmSource, seen: dict[str, Any]) -> int:
-    """Epochs of tonight's selection fit from a saved one that ``seen`` describes: the
+def selection_epochs(source: WarmSource, seen: dict[str, Any], new_points: int) -> int:
+    """Epochs of tonight's selection fit from a saved one that ``seen`` describes, trained
+    on data ending ``new_points`` points (per series, median) before tonight's span: the
     configured number; with 0, none while it has been used untrained fewer than
-    ``reuse_limit`` nights in a row, else ``warm_start_epochs`` (the champion may stay for
-    weeks: its selection fit must not go stale)."""
+    ``reuse_limit`` nights in a row and is at most ``reuse_points`` old, else
+    ``warm_start_epochs`` (a champion may stay for weeks: its run's selection fit, which
+    every such night starts from, must not go stale)."""
     if source.selection_epochs:
         return source.selection_epochs
-    return 0 if int(seen.get(REUSED, 0)) < source.reuse_limit else source.epochs
+    fresh = int(seen.get(REUSED, 0)) < source.reuse_limit and new_points <= source.reuse_points
+    return 0 if fresh else source.epochs
+
+
+def new_points(seen: dict[str, list], df: pd.DataFrame) -> int:
+    """Median over the series of ``df`` (a canonical frame) of its points after the last
+    ``ds`` the record ``seen`` holds for that series (series it lacks: not counted)."""
+    theirs = pd.Series(seen["ds"], index=[str(i) for i in seen["ids"]])
+    ids = df[ID].astype(str)
+    last = ids.map(theirs)
+    if pd.api.types.is_datetime64_any_dtype(df[DS]):
+        last = pd.to_datetime(last, format="ISO8601")
+    after = (df[DS] > last).groupby(ids[last.notna()]).sum()
+    return int(after.median()) if len(after) else 0
 
 
 def _training_span(prep: Any) -> pd.DataFrame:
@@ -239,7 +257,7 @@ def selection_start_for(source: WarmSource | None, label: str, forecaster: Any, 
     except Exception as exc:  # a damaged or outdated saved fit must not fail the night
         return WarmStart.cold(source.label, f"{source.label}'s selection fit of {label!r} "
                               f"could not be loaded ({exc})")
-    epochs = selection_epochs(source, seen)
+    epochs = selection_epochs(source, seen, new_points(seen, prep.df))
     start = _start_from(old, f"{source.label}'s selection fit", epochs, forecaster, prep)
     start.seen = seen if epochs == 0 else None
     return start
@@ -299,5 +317,6 @@ def start_verdict(plan: WarmPlan | None, forecaster: Any) -> StartVerdict:
 
 
 __all__ = ["REUSED", "StartVerdict", "WarmPlan", "WarmSource", "keep_selection_fit",
-           "record_seen", "save_selection_fit", "selection_epochs", "selection_record",
+           "new_points", "record_seen", "save_selection_fit", "selection_epochs",
+           "selection_record",
            "selection_start_for", "start_verdict", "warm_plan", "warm_start_for"]

@@ -97,8 +97,9 @@ class TrainingConfig(_Strict):
         "untrained: it saw nothing after tonight's first cut-off, so its forecasts of "
         "tonight's windows stay out of sample (a few nights staler than a fresh fit, "
         "never leaked), and a warm night's selection costs a prediction, not a fit; at "
-        "most cold_every - 1 nights in a row (its saved record counts them), then it "
-        "trains warm_start_epochs; with cold_every: null it always does.")
+        "most cold_every - 1 nights in a row (its saved record counts them) and while it "
+        "is at most one backtest span old, then it trains warm_start_epochs; with "
+        "cold_every: null it always does.")
     cold_every: int | None = Field(
         7, ge=1, description="With warm_start: every Nth night trains cold (after N-1 warm "
         "nights in a row), so drift cannot accumulate in the weights; null: never.")

@@ -214,17 +214,27 @@ def test_a_selection_fit_is_used_untrained_a_bounded_number_of_nights():
     from deepcast.pipelines.warm_start import (
         REUSED,
         WarmSource,
+        new_points,
         selection_epochs,
         selection_record,
     )
 
     def source(selection=0, limit=6):
-        return WarmSource("champion", "3", "run", {}, 5, {}, selection, limit)
+        return WarmSource("champion", "3", "run", {}, 5, {}, selection, limit, 28)
 
-    assert [selection_epochs(source(), {REUSED: n}) for n in (0, 5, 6, 9)] == [0, 0, 5, 5]
-    assert selection_epochs(source(), {}) == 0  # a fit trained last night
-    assert selection_epochs(source(limit=0), {}) == 5  # cold_every: null
-    assert selection_epochs(source(selection=2), {REUSED: 0}) == 2
+    assert [selection_epochs(source(), {REUSED: n}, 1) for n in (0, 5, 6, 9)] == [0, 0, 5, 5]
+    assert selection_epochs(source(), {}, 1) == 0  # a fit trained last night
+    # the same champion for weeks: its run's record never counts up, its age in points does
+    assert selection_epochs(source(), {REUSED: 1}, 28) == 0
+    assert selection_epochs(source(), {REUSED: 1}, 29) == 5
+    assert selection_epochs(source(limit=0), {}, 1) == 5  # cold_every: null
+    assert selection_epochs(source(selection=2), {REUSED: 0}, 1) == 2
+    days = pd.date_range("2014-01-01", periods=10, freq="D")
+    frame = pd.DataFrame({"unique_id": ["a"] * 10 + ["b"] * 10 + ["c"] * 10,
+                          "ds": list(days) * 3})
+    trained = {"ids": ["a", "b", "z"], "ds": ["2014-01-07T00:00:00", "2014-01-05T00:00:00",
+                                              "2014-01-01T00:00:00"]}
+    assert new_points(trained, frame) == 4  # median of a's 3 and b's 5; c, z not shared
 
     df = pd.DataFrame({"unique_id": ["a", "a", "b"], "ds": [1, 2, 2]})
     record = {"ids": ["a", "b"], "ds": [1, 1], REUSED: 2}
