@@ -254,10 +254,10 @@ def selection_start_for(source: WarmSource | None, label: str, forecaster: Any, 
             if leak:
                 return WarmStart.cold(source.label, leak)
             old = Predictor.load(folder)
+            epochs = selection_epochs(source, seen, new_points(seen, prep.df))
     except Exception as exc:  # a damaged or outdated saved fit must not fail the night
         return WarmStart.cold(source.label, f"{source.label}'s selection fit of {label!r} "
                               f"could not be loaded ({exc})")
-    epochs = selection_epochs(source, seen, new_points(seen, prep.df))
     start = _start_from(old, f"{source.label}'s selection fit", epochs, forecaster, prep)
     start.seen = seen if epochs == 0 else None
     return start
@@ -318,5 +318,5 @@ def start_verdict(plan: WarmPlan | None, forecaster: Any) -> StartVerdict:
 
 __all__ = ["REUSED", "StartVerdict", "WarmPlan", "WarmSource", "keep_selection_fit",
            "new_points", "record_seen", "save_selection_fit", "selection_epochs",
-           "selection_record",
-           "selection_start_for", "start_verdict", "warm_plan", "warm_start_for"]
+           "selection_record", "selection_start_for", "start_verdict", "warm_plan",
+           "warm_start_for"]
