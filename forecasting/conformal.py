@@ -84,12 +84,14 @@ def band_scale(panel: Panel, n_train: np.ndarray, season_length: int, horizon: i
     """Each series' conformal scale at the origin after its first ``n_train`` points: the
     seasonal naive MAE of the :func:`recent_span` before it, or of the whole history where
     that is 0 or undefined (a flat recent stretch), or always with ``rule`` HISTORY."""
-    whole = seasonal_scale(panel, n_train, season_length)
     if rule == HISTORY:
-        return whole
+        return seasonal_scale(panel, n_train, season_length)
     recent = seasonal_scale(panel, n_train, season_length,
                             last=recent_span(season_length, horizon))
-    return np.where(np.isfinite(recent) & (recent > 0), recent, whole)
+    usable = np.isfinite(recent) & (recent > 0)
+    if usable.all():  # the whole history's scale only where needed (a per-series loop)
+        return recent
+    return np.where(usable, recent, seasonal_scale(panel, n_train, season_length))
 
 
 def cutoff_band_scales(panel: Panel, cuts: np.ndarray, season_length: int, horizon: int

@@ -58,6 +58,12 @@ class Reconciler:
             bottom = np.asarray(out["mean"])[-self.structure.n_bottom:]
         return S @ (np.maximum(bottom, 0.0) if self.floor else bottom)
 
+    def reconcile_where_whole(self, yhat: np.ndarray) -> np.ndarray:
+        """:meth:`reconcile` of the steps (columns) every series has a forecast for; a
+        step some series lacks (NaN) stays as it is."""
+        coherent = self.reconcile(np.nan_to_num(yhat))
+        return np.where(np.isnan(yhat).any(axis=0, keepdims=True), yhat, coherent)
+
     def with_levels(self, frame: pd.DataFrame, columns: ColumnSpec) -> pd.DataFrame:
         """``frame`` (the served model's input, in the training column names) with the
         aggregate series built from its bottom series, unless they are there already."""
@@ -87,8 +93,7 @@ class Reconciler:
         wide = fc.pivot_table(index=ID, columns=cols, values="yhat", aggfunc="first",
                               dropna=False).reindex(ids)
         base = wide.to_numpy(np.float64)
-        coherent = self.reconcile(np.nan_to_num(base))
-        coherent = np.where(np.isnan(base).any(axis=0, keepdims=True), base, coherent)
+        coherent = self.reconcile_where_whole(base)
         delta = pd.DataFrame(coherent - base, index=wide.index, columns=wide.columns)
         long = delta.stack(list(range(len(cols))), future_stack=True).rename("_delta")
         merged = fc.join(long, on=[ID, *cols])

@@ -60,10 +60,8 @@ def reconciled_windows(rec: Reconciler, backtest: SpanBacktest | None
     order = np.array([where[str(uid)] for uid in rec.structure.ids])
     h = backtest.f.shape[1]
     f = backtest.f.reshape(backtest.n_series, backtest.n_windows, h).copy()
-    for w in range(backtest.n_windows):  # a step some series has no forecast for: as is
-        base = f[order, w, :]
-        f[order, w, :] = np.where(np.isnan(base).any(axis=0, keepdims=True), base,
-                                  rec.reconcile(np.nan_to_num(base)))
+    for w in range(backtest.n_windows):
+        f[order, w, :] = rec.reconcile_where_whole(f[order, w, :])
     return replace(backtest, f=f.reshape(-1, h))
 
 
