@@ -15,7 +15,6 @@ the same length. Results: ``benchmarks/results/scale.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from deepcast.flows.cli import configure_environment  # noqa: E402
 
 configure_environment()
 
-from speed import long_frame, peak_rss_mb, reset_peak_rss, rss_mb, synthetic_panel  # noqa: E402
+from speed import long_frame, peak_rss_mb, reset_peak_rss, rss_mb, save_result, synthetic_panel  # noqa: E402
 
 
 def run(path: Path, family: str) -> dict:
@@ -114,11 +113,7 @@ def main() -> None:
                         str(args.length), str(path)], check=True)
         res = run(path, args.family)
     res["length"] = args.length
-    print(json.dumps(res, indent=1))
-    out_path = ROOT / "benchmarks" / "results" / "scale.json"
-    out = json.loads(out_path.read_text()) if out_path.is_file() else {}
-    out[f"{args.series}x{args.length}"] = res
-    out_path.write_text(json.dumps(out, indent=1))
+    save_result("scale.json", f"{args.series}x{args.length}", res)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,16 @@ L, H, BATCH = 36, 18, 256
 EPOCHS = 5  # passes of the input-pipeline benchmark
 
 
+def save_result(file: str, key: str, result: dict) -> None:
+    """Print ``result`` and keep it under ``key`` in ``benchmarks/results/FILE`` (other
+    keys, e.g. other sizes, stay)."""
+    print(json.dumps(result, indent=1))
+    path = Path(__file__).resolve().parent / "results" / file
+    out = json.loads(path.read_text()) if path.is_file() else {}
+    out[key] = result
+    path.write_text(json.dumps(out, indent=1))
+
+
 def rss_mb() -> float:
     """Resident set size of this process now (Linux /proc)."""
     with open("/proc/self/statm") as fh:

@@ -66,10 +66,8 @@ def _dask_map(ex: ExecutionConfig, address: str | None, fn: Callable, jobs: list
         # workers inherit this environment, TensorFlow's thread pool size included: sums
         # split over another number of threads round differently, and the metrics would
         # no longer be those of a serial run on this machine
-        runner = DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
-            "n_workers": ex.workers, "threads_per_worker": ex.threads_per_worker,
-            "processes": True, "host": "127.0.0.1", "dashboard_address": None,
-            **({"memory_limit": ex.memory_limit} if ex.memory_limit else {})})
+        runner = DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                                cluster_kwargs=local_cluster_kwargs(ex))
     unit = task(fn, name=fn.__name__.replace("_", "-"), task_run_name="{job.label}",
                 cache_policy=NO_CACHE)
     log.info("fan-out: %d %s tasks on %s", len(jobs), unit.name,
@@ -79,6 +77,13 @@ def _dask_map(ex: ExecutionConfig, address: str | None, fn: Callable, jobs: list
             runner.client.register_plugin(LocalWorkerSetup())
         futures = [runner.submit(unit, {"job": job}) for job in jobs]
         return [f.result() for f in futures]
+
+
+def local_cluster_kwargs(ex: ExecutionConfig) -> dict[str, Any]:
+    """The local cluster of ``ex``: its worker processes on 127.0.0.1, no dashboard."""
+    return {"n_workers": ex.workers, "threads_per_worker": ex.threads_per_worker,
+            "processes": True, "host": "127.0.0.1", "dashboard_address": None,
+            **({"memory_limit": ex.memory_limit} if ex.memory_limit else {})}
 
 
 def _api_for_workers() -> AbstractContextManager:

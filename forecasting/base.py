@@ -138,6 +138,17 @@ class TrainingData:
     val_starts: np.ndarray  # (n_val,) int64; empty: no validation, monitor training loss
     covariates: Any = None  # deepcast.features.covariates.Covariates aligned with values, or None
     offsets: np.ndarray | None = None  # series offsets of values (for per-series inputs)
+    #: the windows come from this ``forecasting.streams.WindowStream`` instead (the panel
+    #: is not in this process: values and starts are empty; needs windows_per_epoch)
+    stream: Any = None
+
+    @property
+    def n_train(self) -> int:
+        return self.stream.n_train if self.stream is not None else len(self.train_starts)
+
+    @property
+    def n_val(self) -> int:
+        return self.stream.n_val if self.stream is not None else len(self.val_starts)
 
 
 EpochHook = Callable[[int, dict[str, float]], None]

@@ -65,12 +65,22 @@ def crps(y: np.ndarray, q_pred: np.ndarray, levels) -> np.ndarray:
 def wql(y: np.ndarray, q_pred: np.ndarray, levels) -> float:
     """Weighted quantile loss over every point (GluonTS, AutoGluon-TimeSeries): per level,
     the summed 2 x pinball loss over the summed |y|, then the mean over the levels."""
+    return wql_of(*wql_parts(y, q_pred, levels))
+
+
+def wql_parts(y: np.ndarray, q_pred: np.ndarray, levels) -> tuple[np.ndarray, float]:
+    """The sums :func:`wql` is the ratio of: per level the summed 2 x pinball loss, and the
+    summed |y| (over points with every quantile finite); sums of shards add up."""
     q = np.asarray(levels, dtype=np.float64)
     err = y[..., None] - q_pred
     loss = 2.0 * np.maximum(q * err, (q - 1.0) * err)
     ok = np.isfinite(loss).all(axis=-1)
-    den = np.abs(y)[ok].sum()
-    return float(loss[ok].sum(axis=0).mean() / den) if den > 0 else float("nan")
+    return loss[ok].sum(axis=0), float(np.abs(y)[ok].sum())
+
+
+def wql_of(losses: np.ndarray, den: float) -> float:
+    """:func:`wql` from its sums."""
+    return float(np.mean(losses) / den) if den > 0 else float("nan")
 
 
 def quantile_scores(y: np.ndarray, q_pred: np.ndarray, levels, scale: np.ndarray

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from deepcast.features.errors import RunFailed
-from deepcast.features.windows import Epochs, make_dataset
+from deepcast.features.windows import Epochs
 from deepcast.forecasting import graphs
 from deepcast.forecasting.base import EpochHook, InputSpec, TrainingData, TrainSettings, WindowSpec
 from deepcast.forecasting.checkpoint import TrainingCheckpoint
@@ -34,6 +34,7 @@ from deepcast.forecasting.stopping import (
     set_attrs,
     start_weights_as_baseline,
 )
+from deepcast.forecasting.streams import Feed
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 
@@ -66,9 +67,9 @@ def train_network(net: Network, data: TrainingData, settings: TrainSettings,
                               settings.jit_compile)
     batch = settings.batch_size * runtime.n_replicas
     model, settings, per_epoch, steps = _compiled_model(net, settings, runtime,
-                                                        len(data.train_starts), batch)
+                                                        data.n_train, batch)
     warm = applied_warm_start(net)
-    monitor = "val_loss" if len(data.val_starts) else "loss"
+    monitor = "val_loss" if data.n_val else "loss"
     stopper = early_stopping(monitor, settings.patience)
     plateau = _plateau(monitor, settings)
     ckpt = (TrainingCheckpoint(checkpoint_dir, _fingerprint(net, settings, data))
@@ -77,11 +78,10 @@ def train_network(net: Network, data: TrainingData, settings: TrainSettings,
     callbacks = _callbacks(on_epoch, stopper, plateau, ckpt, past, settings.checkpoint_every)
     new: dict[str, list[float]] = {}
     if not stopped and first_epoch < settings.max_epochs:
-        geometry = (net.spec.lookback, net.spec.horizon, batch)
-        train = _dataset(net, data, data.train_starts, geometry, Epochs(
-            settings.seed, range(first_epoch, settings.max_epochs), per_epoch))
-        val = (_dataset(net, data, data.val_starts, geometry)
-               if len(data.val_starts) else None)
+        feed = Feed(net.input_names, data, (net.spec.lookback, net.spec.horizon, batch))
+        train = feed.train(Epochs(settings.seed, range(first_epoch, settings.max_epochs),
+                                  per_epoch))
+        val = feed.validation() if data.n_val else None
         if warm is not None and first_epoch == 0 and val is not None:
             start_weights_as_baseline(model, stopper, val)
         new = model.fit(train, validation_data=val, epochs=settings.max_epochs,
@@ -231,19 +231,6 @@ def _finished(net: Network, model, runtime: Runtime):
     return model
 
 
-def _dataset(net: Network, data: TrainingData, starts: np.ndarray,
-             geometry: tuple[int, int, int], epochs: Epochs | None = None):
-    """The ``tf.data`` stream of this model's inputs only."""
-    names = [k for k in net.input_names if k != "target"]
-    teacher = "target" in net.input_names  # autoregressive: the horizon's values go in too
-    ds = make_dataset(data.values, starts, geometry, covariates=data.covariates,
-                      offsets=data.offsets, epochs=epochs)
-    if data.covariates is None and not teacher:
-        return ds
-    return ds.map(lambda x, y: ({**{k: x[k] for k in names},
-                                 **({"target": y} if teacher else {})}, y))
-
-
 def _float32_copy(net: Network, model):
     """A float32 copy of a mixed-precision model, so it loads and predicts on any CPU."""
     import keras
@@ -339,6 +326,8 @@ def _fingerprint(net: Network, settings: TrainSettings, data: TrainingData) -> s
              and (k, v) not in (("windows_per_epoch", None), ("min_steps_per_epoch", 0))},
             asdict(net.inputs), getattr(getattr(net, "warm_start", None), "label", None),
             [(k, a.dtype.str, a.shape) for k, a in arrays]]
+    if data.stream is not None:  # the panel is elsewhere: its stream says what it holds
+        head.append(data.stream.fingerprint)
     h = hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode())
     for _, arr in arrays:
         h.update(arr.tobytes())

@@ -1,20 +1,24 @@
 """What a model run carries as artifacts: its holdout metrics per series and per level of
-a hierarchy, the inputs TFT weighs, and its plots."""
+a hierarchy, the inputs TFT weighs, its plots, and the input example of its signature."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from deepcast.features.covariates import CovariateSpec
+from deepcast.features.hierarchy import LEVEL
 from deepcast.features.schema import DS, ID, Y
+from deepcast.features.windows import Panel
 from deepcast.forecasting.predictor import Predictor
 from deepcast.pipelines import plots
 from deepcast.pipelines.levels import level_scores
-from deepcast.pipelines.modelling import PreparedData, series_rows
+from deepcast.pipelines.modelling import PreparedData
 
 if TYPE_CHECKING:  # annotations only: mlflow is imported where a run needs it
     from deepcast.pipelines.config import PipelineConfig
@@ -89,3 +93,27 @@ def log_model_plots(tracker: Tracker, predictor: Predictor, prep: PreparedData, 
         errors, f"{label}: error by horizon step")
     tracker.log_files(files, "plots")
     log.debug("plots of %s took %.2f s", label, time.perf_counter() - t0)
+
+
+def series_rows(panel: Panel, ids: Sequence[str], drop_last: int = 0) -> np.ndarray:
+    """Row positions (in the panel's frame) of the series ``ids``, in frame order, without
+    the last ``drop_last`` points of each: a selection without a pass over the frame."""
+    k = np.flatnonzero(np.isin(panel.ids, np.asarray(ids, dtype=str)))
+    return np.concatenate([np.arange(panel.starts[i], panel.ends[i] - drop_last) for i in k]
+                          + [np.zeros(0, dtype=np.int64)])
+
+
+def serving_example(prep: PreparedData, n_series: int = 2, bottom: str | None = None
+                    ) -> pd.DataFrame:
+    """A small input in the served model's format (for its signature): the last lookback
+    points of a few series, then ``horizon`` rows with the target left empty, which carry
+    future covariates (and are ignored by models without them). A hierarchy's (its
+    ``bottom`` level named): every bottom series, the served model builds the rest."""
+    w, c, df = prep.window, prep.columns, prep.user_df
+    ids = prep.panel.ids[:n_series] if bottom is None else \
+        df.loc[df[LEVEL] == bottom, c.id_col].unique()
+    part = df.iloc[series_rows(prep.panel, ids)].drop(columns=[LEVEL], errors="ignore")
+    part = part.groupby(c.id_col, sort=False).tail(w.lookback + w.horizon)
+    part = part.assign(**{c.target_col: part[c.target_col].where(
+        part.groupby(c.id_col, sort=False).cumcount(ascending=False) >= w.horizon)})
+    return part.reset_index(drop=True).astype({c.target_col: "float64"})

@@ -139,15 +139,7 @@ class PreparedData:
     @property
     def inputs(self) -> InputSpec:
         """The covariate inputs models of this data are built for."""
-        enc = self.encoder
-        if enc is None:
-            return InputSpec()
-        s = enc.spec
-        return InputSpec(n_past=len(s.past), n_future=s.n_future,
-                         n_static=len(s.static_numeric), cardinalities=tuple(enc.cardinalities),
-                         embedding_dim=s.embedding_dim,
-                         n_series=len(enc.ids) + 1 if s.id_embedding else 0,
-                         id_embedding=s.id_embedding)
+        return inputs_of(self.encoder)
 
     @property
     def training_data(self) -> TrainingData:
@@ -168,6 +160,23 @@ class PreparedData:
         if self.holdout is None:
             raise ValueError("this data was prepared without a holdout: nothing to score")
         return self.holdout
+
+
+def inputs_of(enc: CovariateEncoder | None) -> InputSpec:
+    """The covariate inputs of models fit on what ``enc`` encodes."""
+    if enc is None:
+        return InputSpec()
+    s = enc.spec
+    return InputSpec(n_past=len(s.past), n_future=s.n_future, n_static=len(s.static_numeric),
+                     cardinalities=tuple(enc.cardinalities), embedding_dim=s.embedding_dim,
+                     n_series=len(enc.ids) + 1 if s.id_embedding else 0,
+                     id_embedding=s.id_embedding)
+
+
+def window_spec(cfg: PipelineConfig) -> WindowSpec:
+    """The window every model of ``cfg`` sees."""
+    f, d = cfg.features, cfg.data
+    return WindowSpec(f.lookback, f.horizon, d.season_length, tuple(d.seasonalities))
 
 
 def training_settings(cfg: PipelineConfig) -> TrainSettings:
@@ -237,9 +246,8 @@ def prepare(df: pd.DataFrame, cfg: PipelineConfig, holdout: int | None = None
                         conformal.holdout_band_scales(panel, cut, test_size, d.season_length,
                                                       f.horizon))
     release_arrow_memory()
-    window = WindowSpec(f.lookback, f.horizon, d.season_length, tuple(d.seasonalities))
     return PreparedData(df, user_frame(df, cfg), panel, scaler, scaled, train_starts,
-                        val_starts, window, column_spec(d),
+                        val_starts, window_spec(cfg), column_spec(d),
                         1 if d.short_series == "pad" else None, split, encoder, covariates,
                         nonnegative(d.nonnegative, panel, test_size))
 
@@ -284,30 +292,6 @@ def _no_windows(cfg: PipelineConfig, test_size: int, panel: Panel) -> DataError:
         hint="lower features.lookback / training.val_size / evaluation.test_size, "
         "use data.short_series: pad, or supply longer series",
     )
-
-
-def series_rows(panel: Panel, ids: Sequence[str], drop_last: int = 0) -> np.ndarray:
-    """Row positions (in the panel's frame) of the series ``ids``, in frame order, without
-    the last ``drop_last`` points of each: a selection without a pass over the frame."""
-    k = np.flatnonzero(np.isin(panel.ids, np.asarray(ids, dtype=str)))
-    return np.concatenate([np.arange(panel.starts[i], panel.ends[i] - drop_last) for i in k]
-                          + [np.zeros(0, dtype=np.int64)])
-
-
-def serving_example(prep: PreparedData, n_series: int = 2, bottom: str | None = None
-                    ) -> pd.DataFrame:
-    """A small input in the served model's format (for its signature): the last lookback
-    points of a few series, then ``horizon`` rows with the target left empty, which carry
-    future covariates (and are ignored by models without them). A hierarchy's (its
-    ``bottom`` level named): every bottom series, the served model builds the rest."""
-    w, c, df = prep.window, prep.columns, prep.user_df
-    ids = prep.panel.ids[:n_series] if bottom is None else \
-        df.loc[df[LEVEL] == bottom, c.id_col].unique()
-    part = df.iloc[series_rows(prep.panel, ids)].drop(columns=[LEVEL], errors="ignore")
-    part = part.groupby(c.id_col, sort=False).tail(w.lookback + w.horizon)
-    part = part.assign(**{c.target_col: part[c.target_col].where(
-        part.groupby(c.id_col, sort=False).cumcount(ascending=False) >= w.horizon)})
-    return part.reset_index(drop=True).astype({c.target_col: "float64"})
 
 
 def fit_model(entry: Any, prep: PreparedData, settings: TrainSettings,

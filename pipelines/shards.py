@@ -82,6 +82,9 @@ def plan_source(path: str | Path, id_col: str, target_rows: int) -> list[Shard]:
         counts = chunk if counts is None else counts.add(chunk, fill_value=0)
     if counts is None or counts.empty:
         raise DataError(f"{path}: no data rows", hint="export the data again with its rows")
+    from deepcast.features.schema import release_arrow_memory
+
+    release_arrow_memory()  # the ID column's read buffers: the driver keeps only the counts
     return pack(counts.astype("int64"), target_rows)
 
 

@@ -24,7 +24,7 @@ from deepcast.forecasting.metrics import skill
 from deepcast.forecasting.models import families
 from deepcast.forecasting.predictor import Predictor
 from deepcast.pipelines import plots, progress
-from deepcast.pipelines.artifacts import log_model_plots, log_model_tables
+from deepcast.pipelines.artifacts import log_model_plots, log_model_tables, serving_example
 from deepcast.pipelines.budget import Budget, costly
 from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
 from deepcast.pipelines.ensembles import MemberBacktests, fit_ensemble
@@ -38,7 +38,6 @@ from deepcast.pipelines.modelling import (
     fit_model,
     holdout_predictions,
     prepare,
-    serving_example,
     training_settings,
 )
 from deepcast.pipelines.selection import (

@@ -133,7 +133,7 @@ def forecast_folder(cfg: PipelineConfig, inputs: RunInputs, request: Any,
     staging = folder.staging_folder(out)
     try:
         where = report_dir(cfg, inputs)
-        jobs = [ShardJob(cfg, s, _source(cfg, inputs), _slice(inputs, id_col, s),
+        jobs = [ShardJob(cfg, s, _source(cfg, inputs), shard_slice(inputs, id_col, s),
                          raw is not None, str(ref.version), request.future, str(staging),
                          str(where)) for s in shards]
         mapper = steps.mapper(cfg)
@@ -202,7 +202,7 @@ def _source(cfg: PipelineConfig, inputs: RunInputs) -> str | None:
     return None if inputs.in_memory else inputs.source(cfg)
 
 
-def _slice(inputs: RunInputs, id_col: str, shard: Shard) -> pd.DataFrame | None:
+def shard_slice(inputs: RunInputs, id_col: str, shard: Shard) -> pd.DataFrame | None:
     if not inputs.in_memory:
         return None
     frame = inputs.data

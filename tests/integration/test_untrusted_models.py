@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 
 from deepcast.features.errors import ConfigError
+from deepcast.pipelines.artifacts import serving_example
 from deepcast.pipelines.config import load_config
 from deepcast.pipelines.ingest import ingest
 from deepcast.pipelines.modelling import (
     fit_model,
     prepare,
-    serving_example,
     training_settings,
     user_frame,
 )

@@ -1,0 +1,206 @@
+"""Scale on Dask: validate -> one training epoch of sampled windows -> forecast, shard by
+shard on a 2-worker LocalCluster, from a partitioned Parquet dataset.
+
+    python benchmarks/scale_shards.py --series 10000 --length 100     # 1M rows
+    python benchmarks/scale_shards.py --series 100000 --length 100    # 10M rows
+
+The panel is made from real series: series ``i`` is a stretch of ``length`` months of one
+of the 152 Australian retail series shipped with the demo (``pipelines/data``; series
+``i mod 152``, from a seeded random start, cycled where the real series is shorter), times
+a seeded log-normal level factor, plus 2 % noise. It is written by a separate process as
+Parquet files of at most 1M rows each. The run is the default user path: datetime ``ds``
+(monthly), ``calendar: auto`` (month features as future covariates), a series-ID
+embedding, per-series scaling, holdout of one horizon.
+
+Steps, through ``pipelines.runs.train_shards.train_in_shards`` (the driver plans shards
+from the ID column only; each worker reads, validates with the GE suite and prepares its
+shards and keeps them): ``prepare-shards`` (read + validate + features), ``fit`` (one epoch
+of ``windows_per_epoch`` windows sampled across the shards, the validation windows scored),
+``score`` (holdout, per shard), then ``forecast`` (each worker reads its shards again and
+writes one Parquet file per shard, as ``deepcast forecast --output FOLDER`` does). Before
+each step the peak-RSS counters of the driver and of every worker are reset (Linux
+``clear_refs``); each step reports its wall time and the peaks. Results:
+``benchmarks/results/scale_shards.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from speed import peak_rss_mb, reset_peak_rss, rss_mb, save_result  # noqa: E402
+
+FILE_ROWS = 1_000_000
+
+
+def generate(n_series: int, length: int, folder: Path, seed: int = 0) -> None:
+    """Write the panel (see the module docstring) as Parquet files of whole series."""
+    import pandas as pd
+
+    real = pd.read_csv(ROOT / "pipelines" / "data" / "aus_retail.csv")
+    bases = [g["y"].to_numpy(np.float64) for _, g in real.groupby("unique_id", sort=True)]
+    rng = np.random.default_rng(seed)
+    ds = pd.date_range("2000-01-01", periods=length, freq="MS").to_numpy()
+    per_file = max(1, FILE_ROWS // length)
+    folder.mkdir(parents=True)
+    for f, lo in enumerate(range(0, n_series, per_file)):
+        ids = np.arange(lo, min(n_series, lo + per_file))
+        values = np.empty((len(ids), length))
+        for row, i in enumerate(ids):
+            base = bases[i % len(bases)]
+            start = rng.integers(0, len(base))
+            values[row] = np.resize(np.roll(base, -start), length)
+        values *= rng.lognormal(0, 1, (len(ids), 1))
+        values *= 1 + 0.02 * rng.standard_normal(values.shape)
+        pd.DataFrame({"unique_id": np.repeat([f"s{i:07d}" for i in ids], length),
+                      "ds": np.tile(ds, len(ids)), "y": values.reshape(-1)}
+                     ).to_parquet(folder / f"part-{f:05d}.parquet", index=False)
+
+
+def _worker_reset() -> float:
+    reset_peak_rss()
+    return rss_mb()
+
+
+def _worker_peak() -> float:
+    return peak_rss_mb()
+
+
+def _warm_worker() -> float:
+    import great_expectations  # noqa: F401
+    import tensorflow  # noqa: F401
+
+    return rss_mb()
+
+
+def forecast_shard(job, bundle: bytes, folder: str) -> int:
+    """One shard's forecast into its own Parquet file (in a worker; the model loaded once
+    per process)."""
+    from deepcast.pipelines import shard_parts
+    from deepcast.pipelines.forecast import write_atomic
+    from deepcast.pipelines.runs.forecast_shards import read_rows
+
+    predictor = shard_parts._unpacked(bundle)
+    fc = predictor.predict(read_rows(job.cfg, job.shard, job.source))
+    write_atomic(fc, Path(folder) / f"part-{job.shard.index:05d}.parquet")
+    return len(fc)
+
+
+class TimedSteps:
+    """``Steps`` that time each step and record the driver's and workers' peak RSS."""
+
+    def __init__(self, client) -> None:
+        self.client, self.steps = client, {}
+
+    def run(self, name: str, fn, *args, **kwargs):
+        reset_peak_rss()
+        before = self.client.run(_worker_reset)
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        peaks = self.client.run(_worker_peak)
+        key = name.split("-")[0] if name.startswith(("fit-", "score-")) else name
+        self.steps[key] = {
+            "seconds": round(time.perf_counter() - t0, 2),
+            "driver_peak_mb": round(peak_rss_mb(), 1),
+            "worker_peak_mb": [round(v, 1) for v in peaks.values()],
+            "worker_rss_before_mb": [round(v, 1) for v in before.values()]}
+        print(key, self.steps[key], flush=True)
+        return out
+
+    io = run
+
+    def mapper(self, cfg):
+        return None
+
+    def publish(self, cfg, result):
+        return []
+
+
+def run(folder: Path, rows: int, args) -> dict:
+    from deepcast.flows.cli import configure_environment
+
+    configure_environment()
+    from deepcast.flows.shard_pool import DaskShardPool
+    from deepcast.pipelines import shard_parts
+    from deepcast.pipelines.config import parse_config
+    from deepcast.pipelines.runs.base import RunInputs
+    from deepcast.pipelines.runs.train_shards import train_in_shards
+
+    cfg = parse_config({
+        "name": "scale-shards",
+        "data": {"path": str(folder), "freq": "MS", "season_length": 12},
+        "features": {"lookback": 24, "horizon": 12, "id_embedding": 8},
+        "models": [{"type": args.family}],
+        "training": {"max_epochs": 1, "batch_size": 1024, "checkpoint": False,
+                     "windows_per_epoch": args.windows_per_epoch, "seed": 0},
+        "evaluation": {"test_size": 12, "plots": False},
+        "execution": {"runner": "dask", "workers": 2, "shard_rows": args.shard_rows},
+    })
+    driver_base = rss_mb()
+    with DaskShardPool(cfg.execution) as pool, tempfile.TemporaryDirectory() as tmp:
+        worker_base = pool.client.run(_warm_worker)
+        steps = TimedSteps(pool.client)
+        t0 = time.perf_counter()
+        result = train_in_shards(cfg, RunInputs(report_dir=str(Path(tmp) / "reports")), pool,
+                                 steps)
+        fit = result.fits[0]
+        from deepcast.pipelines.runs.forecast_shards import plan
+
+        shards = plan(cfg, RunInputs(), cfg.data.id_col)
+        jobs = [shard_parts.PartJob(cfg, s, str(folder), None, tmp) for s in shards]
+        out = Path(tmp) / "forecast"
+        out.mkdir()
+        written = steps.run("forecast", pool.run, forecast_shard, jobs,
+                            shard_parts.bundle_bytes(fit.predictor), str(out))
+        total = time.perf_counter() - t0
+    assert sum(written) == result.series * 12, (sum(written), result.series)
+    return {"rows": rows, "series": result.series, "shards": result.shards,
+            "shard_rows": args.shard_rows, "family": args.family,
+            "windows_per_epoch": args.windows_per_epoch,
+            "training_windows": result.train_windows, "seconds": round(total, 1),
+            "rows_per_second": round(rows / total), "holdout_mase": round(fit.metrics["mase"], 4),
+            "driver_rss_after_imports_mb": round(driver_base, 1),
+            "worker_rss_after_imports_mb": [round(v, 1) for v in worker_base.values()],
+            "steps": steps.steps}
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--generate":
+        generate(int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--series", type=int, default=10000)
+    ap.add_argument("--length", type=int, default=100)
+    ap.add_argument("--family", default="linear")
+    ap.add_argument("--shard-rows", type=int, default=1_000_000)
+    ap.add_argument("--windows-per-epoch", type=int, default=200_000)
+    ap.add_argument("--keep", help="folder to generate the panel into once and keep")
+    args = ap.parse_args()
+    import great_expectations  # noqa: F401  (imports count in the baseline, not a step)
+    import tensorflow  # noqa: F401
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.keep) if args.keep else Path(tmp) / "panel"
+        if not folder.exists():
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, __file__, "--generate", str(args.series),
+                            str(args.length), str(folder)], check=True)
+            print(f"generated in {time.perf_counter() - t0:.0f} s", flush=True)
+        res = run(folder, args.series * args.length, args)
+    res["cores"] = os.cpu_count()
+    save_result("scale_shards.json", f"{args.series}x{args.length}", res)
+
+
+if __name__ == "__main__":
+    main()

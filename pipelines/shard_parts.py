@@ -1,0 +1,286 @@
+"""What each worker holds of a panel trained shard by shard, and what it sends back.
+
+A worker reads its shard of whole series, validates it and prepares it exactly as ``train``
+prepares a panel (``modelling.prepare``: per-series scaling on the training span, padding,
+covariates, window starts, the holdout): per-series steps give the same numbers on a shard
+as on the panel. What is not per series is merged by the driver from the shards' summaries
+(:func:`merge_encoders`: the series-ID codes, categorical vocabularies and numeric
+covariate statistics) and sent back once (:func:`aligned`). The prepared shard then stays
+in the worker: each epoch it hands over a sample of its windows (:func:`epoch_windows`),
+and at the end it scores its holdout with the fitted model (:func:`score_part`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tempfile
+import zipfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from deepcast.features.covariates import CovariateEncoder
+from deepcast.forecasting.streams import PanelStream, WindowBatch, sample_starts
+from deepcast.pipelines.config import PipelineConfig
+from deepcast.pipelines.shards import Shard
+
+VALIDATION = 2**40  #: the epoch key of the validation sample (no training epoch's)
+
+
+@dataclass(frozen=True)
+class PartJob:
+    """One shard to prepare: where its rows are (``source``: a Parquet file or dataset;
+    ``frame``: its rows in memory, coerced; neither: the ``data.sql`` query) and the
+    folder of its validation report."""
+
+    cfg: PipelineConfig
+    shard: Shard
+    source: str | None
+    frame: pd.DataFrame | None
+    report_dir: str
+
+    @property
+    def label(self) -> str:
+        return self.shard.label
+
+
+@dataclass
+class Part:
+    """A prepared shard, kept in its worker (``prep`` None: validation failed)."""
+
+    index: int
+    report: Any
+    last_ds: pd.Series
+    prep: Any = None  # pipelines.modelling.PreparedData
+    stream: PanelStream | None = None
+
+
+@dataclass(frozen=True)
+class NumericStats:
+    """Count, mean and sum of squared deviations of a covariate's training values: what
+    two shards' statistics merge from exactly (Chan et al.)."""
+
+    n: int
+    mean: float
+    m2: float
+
+    @staticmethod
+    def of(values: np.ndarray) -> NumericStats:
+        v = values[np.isfinite(values)]
+        mean = float(v.mean()) if len(v) else 0.0
+        return NumericStats(len(v), mean, float(((v - mean) ** 2).sum()))
+
+    def merge(self, other: NumericStats) -> NumericStats:
+        n = self.n + other.n
+        if not n:
+            return self
+        delta = other.mean - self.mean
+        return NumericStats(n, self.mean + delta * other.n / n,
+                            self.m2 + other.m2 + delta**2 * self.n * other.n / n)
+
+
+@dataclass(frozen=True)
+class PartSummary:
+    """What a worker sends back about its prepared shard: its report and last dates (the
+    validation merge's input), window and point counts, its scaler and encoder (the
+    global ones are merged from these)."""
+
+    index: int
+    report: Any
+    last_ds: pd.Series
+    series: int = 0
+    longest: int = 0
+    n_train: int = 0
+    n_val: int = 0
+    nonnegative: bool = True
+    scaler: dict[str, Any] = field(default_factory=dict)
+    encoder: CovariateEncoder | None = None
+    numeric: dict[str, NumericStats] = field(default_factory=dict)
+
+
+def load_part(job: PartJob) -> Part:
+    """Read, validate and prepare one shard (in a worker); the result stays there."""
+    from deepcast.features.errors import DataError
+    from deepcast.features.schema import DS, ID
+    from deepcast.pipelines.modelling import prepare
+    from deepcast.pipelines.runs.base import _coerced
+    from deepcast.pipelines.runs.forecast_shards import read_rows
+    from deepcast.pipelines.validate import validate_long_frame
+
+    cfg = job.cfg
+    raw = _coerced(cfg.data, job.frame) if job.frame is not None else \
+        read_rows(cfg, job.shard, job.source)
+    where = Path(job.report_dir) / f"shard-{job.shard.index:05d}"
+    clean, report = validate_long_frame(raw, cfg, where, panel=False)
+    last = clean.groupby(ID, sort=True)[DS].max()
+    if not report.success or clean.empty:
+        return Part(job.shard.index, report, last)
+    if report.freq is not None and cfg.data.freq == "auto":
+        cfg = cfg.with_freq(report.freq)
+    try:
+        prep = prepare(clean, cfg)
+    except DataError as exc:
+        exc.args = (f"{job.label}: {exc.args[0]}", *exc.args[1:])
+        raise
+    f = cfg.features
+    stream = PanelStream(prep.scaled.values, prep.train_starts, prep.val_starts,
+                         (f.lookback, f.horizon), prep.covariates, prep.scaled.offsets)
+    return Part(job.shard.index, report, last, prep, stream)
+
+
+def summarize(part: Part) -> PartSummary:
+    """The part's summary (sent back to the driver)."""
+    from deepcast.forecasting.evaluate import split_holdout
+
+    prep = part.prep
+    if prep is None:
+        return PartSummary(part.index, part.report, part.last_ds)
+    numeric: dict[str, NumericStats] = {}
+    if prep.encoder is not None:
+        train = split_holdout(prep.df, prep.holdout.size if prep.holdout else 0)[0]
+        numeric = {c: NumericStats.of(pd.to_numeric(train[c], errors="coerce")
+                                      .to_numpy(np.float64)) for c in prep.encoder.numeric}
+    return PartSummary(part.index, part.report, part.last_ds, prep.panel.n_series,
+                       int(prep.panel.lengths.max(initial=0)), part.stream.n_train,
+                       part.stream.n_val, prep.nonnegative, prep.scaler.to_dict(),
+                       prep.encoder, numeric)
+
+
+def merge_encoders(summaries: list[PartSummary]) -> CovariateEncoder | None:
+    """The panel's encoder from the shards': series codes in shard order (the shards are
+    in sorted-ID order, as the panel's encoder numbers them), the union of each
+    categorical's values, numeric statistics merged over all training rows. One shard's
+    encoder is returned as it is."""
+    parts = [s for s in summaries if s.encoder is not None]
+    if len(parts) <= 1:
+        return parts[0].encoder if parts else None
+    first = parts[0].encoder
+    ids = [i for s in parts for i in s.encoder.ids]
+    vocab = {c: {v: k + 1 for k, v in enumerate(sorted({v for s in parts
+                                                         for v in s.encoder.vocab[c]}))}
+             for c in first.vocab}
+    numeric = {}
+    for col in first.numeric:
+        stats = parts[0].numeric[col]
+        for s in parts[1:]:
+            stats = stats.merge(s.numeric[col])
+        std = float(np.sqrt(stats.m2 / stats.n)) if stats.n else 1.0
+        numeric[col] = (stats.mean, std if std > 1e-12 else 1.0)
+    return CovariateEncoder(first.spec, first.freq, numeric, vocab,
+                            {i: k + 1 for k, i in enumerate(ids)})
+
+
+def aligned(part: Part, encoder: CovariateEncoder | None) -> Part:
+    """The part with its covariates encoded by the panel's ``encoder`` (a new part: the
+    old one's arrays are shared, its encoder's codes are not)."""
+    prep = part.prep
+    if prep is None or encoder is None or prep.encoder is None:
+        return part
+    pads = prep.scaled.lengths - prep.panel.lengths
+    covariates = encoder.transform(prep.df).left_pad(prep.panel.offsets, pads)
+    prep = replace(prep, encoder=encoder, covariates=covariates)
+    return replace(part, prep=prep, stream=replace(part.stream, covariates=covariates))
+
+
+def epoch_windows(part: Part, seed: int, epoch: int, n: int) -> WindowBatch | None:
+    """``n`` of the part's training windows for ``epoch`` (the in-memory path's sample for
+    the part's shard index 0; each other shard draws with its own key)."""
+    if part.stream is None or not n:
+        return None
+    return part.stream.epoch(seed + (part.index << 32), epoch, n)
+
+
+def validation_windows(part: Part, seed: int, n: int) -> WindowBatch | None:
+    """``n`` of the part's validation windows in panel order: all of them, or a seeded
+    sample (keyed by the epoch :data:`VALIDATION`)."""
+    stream = part.stream
+    if stream is None or not n:
+        return None
+    if n >= stream.n_val:
+        return stream.validation()
+    starts = sample_starts(stream.val_starts, n, seed + (part.index << 32), VALIDATION,
+                           len(stream.values), stream.geometry)
+    return stream.windows(np.sort(starts))
+
+
+@dataclass(frozen=True)
+class PartScore:
+    """A shard's holdout scores: its per-series table, and for quantile forecasts the
+    sums the weighted quantile loss is a ratio of."""
+
+    per_series: pd.DataFrame
+    wql_parts: tuple[np.ndarray, float] | None = None
+
+
+def score_part(part: Part, bundle: bytes) -> PartScore | None:
+    """Forecast the part's holdout with the fitted model (``bundle``: the saved predictor,
+    as :func:`bundle_bytes` packs it) and score it per series."""
+    from deepcast.forecasting import metrics
+    from deepcast.forecasting.evaluate import quantile_levels, score_test
+    from deepcast.forecasting.keras_model import quantile_column
+    from deepcast.pipelines.modelling import holdout_predictions
+
+    prep = part.prep
+    if prep is None or prep.holdout is None:
+        return None
+    predictor = _unpacked(bundle)
+    holdout = prep.holdout
+    fc = holdout_predictions(predictor, prep)
+    _, per_series = score_test(fc, holdout.test_df, holdout.scale, holdout.size)
+    levels = quantile_levels(fc)
+    if not levels:
+        return PartScore(per_series)
+    y, _ = holdout.truth_and_forecast(fc)
+    q = fc[[quantile_column(v) for v in levels]].to_numpy(np.float64).reshape(
+        (*y.shape, len(levels)))
+    return PartScore(per_series, metrics.wql_parts(y, q, levels))
+
+
+def bundle_bytes(predictor: Any) -> bytes:
+    """The predictor's saved bundle (``Predictor.save``: .keras and JSON, no pickle) as
+    one zip in memory: how the fitted model reaches workers on other machines."""
+    buf = io.BytesIO()
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(buf, "w") as z:
+        root = predictor.save(Path(tmp) / "model")
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                z.write(path, path.relative_to(root).as_posix())
+    return buf.getvalue()
+
+
+_LOADED: dict[str, Any] = {}  # bundle digest -> predictor, one per process
+
+
+def _unpacked(bundle: bytes) -> Any:
+    from deepcast.forecasting.predictor import Predictor
+
+    key = hashlib.sha256(bundle).hexdigest()
+    if key not in _LOADED:
+        _LOADED.clear()
+        with tempfile.TemporaryDirectory() as tmp:
+            with zipfile.ZipFile(io.BytesIO(bundle)) as z:
+                z.extractall(tmp)
+            _LOADED[key] = Predictor.load(tmp)
+    return _LOADED[key]
+
+
+def digest(part: Part) -> str:
+    """A digest of every array the part trains on (what a checkpoint must match)."""
+    stream = part.stream
+    if stream is None:
+        return ""
+    h = hashlib.sha256()
+    arrays = [stream.values, stream.train_starts, stream.val_starts, stream.offsets]
+    cov = stream.covariates
+    if cov is not None:
+        arrays += [getattr(cov, k) for k in ("past", "future", "static", "static_cat",
+                                             "series")]
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
