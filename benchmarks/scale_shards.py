@@ -3,6 +3,8 @@ shard on a 2-worker LocalCluster, from a partitioned Parquet dataset.
 
     python benchmarks/scale_shards.py --series 10000 --length 100     # 1M rows
     python benchmarks/scale_shards.py --series 100000 --length 100    # 10M rows
+    python benchmarks/scale_shards.py --series 100000 --length 100 --runner serial
+    python benchmarks/scale_shards.py --series 100000 --length 500 --cap-gib 4 [--runner serial]
 
 The panel is made from real series: series ``i`` is a stretch of ``length`` months of one
 of the 152 Australian retail series shipped with the demo (``pipelines/data``; series
@@ -68,6 +70,18 @@ def generate(n_series: int, length: int, folder: Path, seed: int = 0) -> None:
                      ).to_parquet(folder / f"part-{f:05d}.parquet", index=False)
 
 
+CGROUPS = Path("/sys/fs/cgroup/memory")  # Linux cgroup v1 memory controller (root only)
+
+
+def cap_memory(name: str, gib: float, pid: int | None = None) -> None:
+    """Put process ``pid`` (default: this one) in its own cgroup of ``gib`` GiB: past it,
+    the kernel's OOM killer ends the process, as a container's limit would."""
+    group = CGROUPS / f"deepcast-bench-{name}"
+    group.mkdir(exist_ok=True)
+    (group / "memory.limit_in_bytes").write_text(str(int(gib * 2**30)))
+    (group / "cgroup.procs").write_text(str(pid or os.getpid()))
+
+
 def _worker_reset() -> float:
     reset_peak_rss()
     return rss_mb()
@@ -105,10 +119,11 @@ class TimedSteps:
 
     def run(self, name: str, fn, *args, **kwargs):
         reset_peak_rss()
-        before = self.client.run(_worker_reset)
+        workers = self.client.run if self.client is not None else lambda fn: {}
+        before = workers(_worker_reset)
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
-        peaks = self.client.run(_worker_peak)
+        peaks = workers(_worker_peak)
         key = name.split("-")[0] if name.startswith(("fit-", "score-")) else name
         self.steps[key] = {
             "seconds": round(time.perf_counter() - t0, 2),
@@ -127,17 +142,10 @@ class TimedSteps:
         return []
 
 
-def run(folder: Path, rows: int, args) -> dict:
-    from deepcast.flows.cli import configure_environment
-
-    configure_environment()
-    from deepcast.flows.shard_pool import DaskShardPool
-    from deepcast.pipelines import shard_parts
+def config(folder: Path, args, runner: str):
     from deepcast.pipelines.config import parse_config
-    from deepcast.pipelines.runs.base import RunInputs
-    from deepcast.pipelines.runs.train_shards import train_in_shards
 
-    cfg = parse_config({
+    return parse_config({
         "name": "scale-shards",
         "data": {"path": str(folder), "freq": "MS", "season_length": 12},
         "features": {"lookback": 24, "horizon": 12, "id_embedding": 8},
@@ -145,10 +153,55 @@ def run(folder: Path, rows: int, args) -> dict:
         "training": {"max_epochs": 1, "batch_size": 1024, "checkpoint": False,
                      "windows_per_epoch": args.windows_per_epoch, "seed": 0},
         "evaluation": {"test_size": 12, "plots": False},
-        "execution": {"runner": "dask", "workers": 2, "shard_rows": args.shard_rows},
+        "execution": {"runner": runner, "workers": 2, "shard_rows": args.shard_rows},
     })
+
+
+def run_serial(folder: Path, rows: int, args) -> dict:
+    """The same steps as ``deepcast train`` and ``deepcast forecast`` take them, in this
+    process: the whole panel read, validated and prepared, one epoch of the same sample
+    size, the holdout scored, every series forecast."""
+    from deepcast.pipelines.modelling import (
+        evaluate,
+        fit_model,
+        prepare,
+        training_settings,
+        user_frame,
+    )
+    from deepcast.pipelines.runs.base import RunInputs, validated
+
+    cfg = config(folder, args, "serial")
+    driver_base = rss_mb()
+    steps = TimedSteps(None)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        data = validated(cfg, RunInputs(report_dir=tmp), steps)
+        prep = steps.run("prepare", prepare, data.clean, data.cfg)
+        predictor = steps.run("fit", fit_model, data.cfg.models[0], prep,
+                              training_settings(data.cfg))[0]
+        metrics = steps.run("score", evaluate, predictor, prep)[0]
+        history = user_frame(data.clean, data.cfg)
+        del prep, data
+        fc = steps.run("forecast", predictor.predict, history)
+        total = time.perf_counter() - t0
+    return {"runner": "serial", "rows": rows, "series": int(fc["unique_id"].nunique()),
+            "seconds": round(total, 1), "rows_per_second": round(rows / total),
+            "holdout_mase": round(metrics["mase"], 4),
+            "driver_rss_after_imports_mb": round(driver_base, 1), "steps": steps.steps}
+
+
+def run(folder: Path, rows: int, args) -> dict:
+    from deepcast.flows.shard_pool import DaskShardPool
+    from deepcast.pipelines import shard_parts
+    from deepcast.pipelines.runs.base import RunInputs
+    from deepcast.pipelines.runs.train_shards import train_in_shards
+
+    cfg = config(folder, args, "dask")
     driver_base = rss_mb()
     with DaskShardPool(cfg.execution) as pool, tempfile.TemporaryDirectory() as tmp:
+        if args.cap_gib:  # each worker in a cgroup of its own (the driver is in one)
+            for i, pid in enumerate(pool.client.run(os.getpid).values()):
+                cap_memory(f"worker{i}", args.cap_gib, pid)
         worker_base = pool.client.run(_warm_worker)
         steps = TimedSteps(pool.client)
         t0 = time.perf_counter()
@@ -165,7 +218,7 @@ def run(folder: Path, rows: int, args) -> dict:
                             shard_parts.bundle_bytes(fit.predictor), str(out))
         total = time.perf_counter() - t0
     assert sum(written) == result.series * 12, (sum(written), result.series)
-    return {"rows": rows, "series": result.series, "shards": result.shards,
+    return {"runner": "dask", "rows": rows, "series": result.series, "shards": result.shards,
             "shard_rows": args.shard_rows, "family": args.family,
             "windows_per_epoch": args.windows_per_epoch,
             "training_windows": result.train_windows, "seconds": round(total, 1),
@@ -186,6 +239,10 @@ def main() -> None:
     ap.add_argument("--shard-rows", type=int, default=1_000_000)
     ap.add_argument("--windows-per-epoch", type=int, default=200_000)
     ap.add_argument("--keep", help="folder to generate the panel into once and keep")
+    ap.add_argument("--runner", choices=["dask", "serial"], default="dask",
+                    help="serial: the in-memory path on the same data, for the ratio")
+    ap.add_argument("--cap-gib", type=float, help="memory cap of this process and of each "
+                    "worker (cgroup v1, root): where the serial path fails and Dask does not")
     args = ap.parse_args()
     import great_expectations  # noqa: F401  (imports count in the baseline, not a step)
     import tensorflow  # noqa: F401
@@ -197,9 +254,16 @@ def main() -> None:
             subprocess.run([sys.executable, __file__, "--generate", str(args.series),
                             str(args.length), str(folder)], check=True)
             print(f"generated in {time.perf_counter() - t0:.0f} s", flush=True)
-        res = run(folder, args.series * args.length, args)
+        if args.cap_gib:
+            cap_memory(args.runner, args.cap_gib)
+        from deepcast.flows.cli import configure_environment
+
+        configure_environment()
+        res = (run if args.runner == "dask" else run_serial)(folder, args.series * args.length,
+                                                             args)
     res["cores"] = os.cpu_count()
-    save_result("scale_shards.json", f"{args.series}x{args.length}", res)
+    prefix = "" if args.runner == "dask" else "serial-"
+    save_result("scale_shards.json", f"{prefix}{args.series}x{args.length}", res)
 
 
 if __name__ == "__main__":

@@ -40,9 +40,11 @@ class DaskShardPool:
                  f"a local Dask cluster of {ex.workers} worker processes")
 
     def keep(self, fn: Callable, items: list, *args: Any) -> list:
-        args = self._shared(args)
-        # scattered data has no lineage: held while the pool lives, so that a kept value a
-        # dead worker took with it can be made again
+        # each shared argument a task of its own, its value in the scheduler's graph once:
+        # a kept value that a dead worker took with it is made again from its lineage, which
+        # scattered data (no lineage) would break ("lost dependencies")
+        args = tuple(a if _small(a) else self.client.submit(_same, a, pure=False)
+                     for a in args)
         self._held.extend(args)
         return [self.client.submit(fn, item, *args, pure=False) for item in items]
 
@@ -57,8 +59,8 @@ class DaskShardPool:
     def _shared(self, args: tuple) -> tuple:
         """Arguments every task gets, sent to each worker once (the model bundle, the
         panel's encoder: megabytes with many series) instead of with every task."""
-        return tuple(a if isinstance(a, int | float | str) or a is None
-                     else self.client.scatter(a, broadcast=True, hash=False) for a in args)
+        return tuple(a if _small(a) else self.client.scatter(a, broadcast=True, hash=False)
+                     for a in args)
 
     def release(self, handles: list) -> None:
         for h in handles:
@@ -74,3 +76,11 @@ class DaskShardPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _small(arg: Any) -> bool:
+    return isinstance(arg, int | float | str) or arg is None
+
+
+def _same(value: Any) -> Any:
+    return value

@@ -142,6 +142,7 @@ SLOW_FIRST = ("test_quality.py", "test_faults.py", "test_models.py", "test_readm
               "test_backtest.py", "test_tft.py", "test_zoo.py", "test_distributions.py",
               "test_security.py", "test_promotion.py", "test_checkpoint_fingerprint.py",
               "test_packaging.py", "test_ephemeral.py", "test_sharded_forecast.py",
+              "test_train_shards.py",
               "test_covariates_pipeline.py", "test_sql.py", "test_untrusted_models.py",
               "test_tune.py")
 

@@ -175,7 +175,7 @@ def train_in_shards(cfg: PipelineConfig, inputs: RunInputs, pool: ShardPool,
     from deepcast.pipelines.runs.forecast_shards import merged_report, plan, shard_slice
 
     entries = check_shard_training(cfg)
-    id_col = "unique_id" if inputs.in_memory else cfg.data.id_col
+    id_col = cfg.data.id_col  # of the source, or of the frame given in the YAML's names
     shards = steps.io("plan-shards", plan, cfg, inputs, id_col)
     where = report_dir(cfg, inputs)
     jobs = [parts.PartJob(cfg, s, None if inputs.in_memory else inputs.source(cfg),

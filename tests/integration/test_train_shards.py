@@ -155,3 +155,18 @@ def test_a_worker_killed_mid_run_loses_nothing(dataset, tmp_path):
     for a, b in zip(_weights(here.fits[0]), _weights(there.fits[0]), strict=True):
         np.testing.assert_array_equal(a, b)
     assert here.fits[0].metrics == there.fits[0].metrics
+
+
+def test_a_frame_in_memory_trains_as_its_parquet_source(dataset, tmp_path):
+    """The Python API's frame (in the YAML's column names) is sharded by slicing: the same
+    shards, the same model as from the dataset."""
+    cfg = _config(dataset, shard_rows=200)
+    source = train_in_shards(cfg, RunInputs(report_dir=str(tmp_path / "a")), InProcessPool())
+    frame = pd.read_parquet(dataset).drop(columns="bucket").rename(
+        columns={"unique_id": "store"})
+    renamed = cfg.model_copy(update={"data": cfg.data.model_copy(update={"id_col": "store"})})
+    given = train_in_shards(renamed, RunInputs(data=frame, report_dir=str(tmp_path / "b")),
+                            InProcessPool())
+    assert given.shards == source.shards == 3
+    for a, b in zip(_weights(source.fits[0]), _weights(given.fits[0]), strict=True):
+        np.testing.assert_array_equal(a, b)
