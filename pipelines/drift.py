@@ -80,14 +80,31 @@ def reference_profile(frame: pd.DataFrame, window: int) -> dict[str, Any]:
                    "last_ds": _ds_text(r.last_ds)}
         for uid, r in stats.iterrows()
     }
+    return _with_global(series, window)
+
+
+def merge_profiles(profiles: list[dict[str, Any]]) -> dict[str, Any]:
+    """The panel's profile from its shards' (each series whole in one shard): their series
+    together, the global aggregates computed from them as for the whole panel."""
+    series = {k: v for p in profiles for k, v in p["series"].items()}
+    window = profiles[0]["window"] if profiles else 1
+    return _with_global(dict(sorted(series.items())), window)
+
+
+def _with_global(series: dict[str, dict[str, Any]], window: int) -> dict[str, Any]:
+    """The profile of per-series stats (in sorted-ID order): the globals are the total
+    level and rows, the mean missing rate and the root sum of squared scales."""
+    def column(key: str) -> pd.Series:
+        return pd.Series([s[key] for s in series.values()], dtype="float64")
+
     return {
         "version": PROFILE_VERSION,
         "window": int(window),
         "series": series,
-        "global": {"n_series": len(series), "n_rows": int(stats["length"].sum()),
-                   "missing_rate": _num(stats["missing_rate"].mean()),
-                   "level": _num(stats["level"].sum()),
-                   "scale": _num(math.sqrt((stats["scale"] ** 2).sum()))},
+        "global": {"n_series": len(series), "n_rows": int(column("length").sum()),
+                   "missing_rate": _num(column("missing_rate").mean()),
+                   "level": _num(column("level").sum()),
+                   "scale": _num(math.sqrt((column("scale") ** 2).sum()))},
     }
 
 

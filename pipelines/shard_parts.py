@@ -55,6 +55,7 @@ class Part:
     index: int
     report: Any
     last_ds: pd.Series
+    profile: dict[str, Any]  # the drift reference profile of its rows as read
     prep: Any = None  # pipelines.modelling.PreparedData
     stream: PanelStream | None = None
 
@@ -86,12 +87,13 @@ class NumericStats:
 @dataclass(frozen=True)
 class PartSummary:
     """What a worker sends back about its prepared shard: its report and last dates (the
-    validation merge's input), window and point counts, its scaler and encoder (the
-    global ones are merged from these)."""
+    validation merge's input), its drift profile, window and point counts, its scaler and
+    encoder (the global ones are merged from these)."""
 
     index: int
     report: Any
     last_ds: pd.Series
+    profile: dict[str, Any] = field(default_factory=dict)
     series: int = 0
     longest: int = 0
     n_train: int = 0
@@ -106,6 +108,7 @@ def load_part(job: PartJob) -> Part:
     """Read, validate and prepare one shard (in a worker); the result stays there."""
     from deepcast.features.errors import DataError
     from deepcast.features.schema import DS, ID
+    from deepcast.pipelines.drift import profile_window, reference_profile
     from deepcast.pipelines.modelling import prepare
     from deepcast.pipelines.runs.base import _coerced
     from deepcast.pipelines.runs.forecast_shards import read_rows
@@ -117,8 +120,9 @@ def load_part(job: PartJob) -> Part:
     where = Path(job.report_dir) / f"shard-{job.shard.index:05d}"
     clean, report = validate_long_frame(raw, cfg, where, panel=False)
     last = clean.groupby(ID, sort=True)[DS].max()
+    profile = reference_profile(raw, profile_window(cfg.drift, cfg.features.lookback))
     if not report.success or clean.empty:
-        return Part(job.shard.index, report, last)
+        return Part(job.shard.index, report, last, profile)
     if report.freq is not None and cfg.data.freq == "auto":
         cfg = cfg.with_freq(report.freq)
     try:
@@ -129,7 +133,7 @@ def load_part(job: PartJob) -> Part:
     f = cfg.features
     stream = PanelStream(prep.scaled.values, prep.train_starts, prep.val_starts,
                          (f.lookback, f.horizon), prep.covariates, prep.scaled.offsets)
-    return Part(job.shard.index, report, last, prep, stream)
+    return Part(job.shard.index, report, last, profile, prep, stream)
 
 
 def summarize(part: Part) -> PartSummary:
@@ -138,13 +142,14 @@ def summarize(part: Part) -> PartSummary:
 
     prep = part.prep
     if prep is None:
-        return PartSummary(part.index, part.report, part.last_ds)
+        return PartSummary(part.index, part.report, part.last_ds, part.profile)
     numeric: dict[str, NumericStats] = {}
     if prep.encoder is not None:
         train = split_holdout(prep.df, prep.holdout.size if prep.holdout else 0)[0]
         numeric = {c: NumericStats.of(pd.to_numeric(train[c], errors="coerce")
                                       .to_numpy(np.float64)) for c in prep.encoder.numeric}
-    return PartSummary(part.index, part.report, part.last_ds, prep.panel.n_series,
+    return PartSummary(part.index, part.report, part.last_ds, part.profile,
+                       prep.panel.n_series,
                        int(prep.panel.lengths.max(initial=0)), part.stream.n_train,
                        part.stream.n_val, prep.nonnegative, prep.scaler.to_dict(),
                        prep.encoder, numeric)

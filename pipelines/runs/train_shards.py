@@ -146,6 +146,9 @@ class ShardTraining:
     series: int
     train_windows: int
     notes: list[str] = field(default_factory=list)
+    #: the drift reference profile of the rows as read, merged from the shards' (what
+    #: ``train`` saves with its models for ``retrain``'s drift check)
+    profile: dict[str, Any] = field(default_factory=dict)
 
 
 def check_shard_training(cfg: PipelineConfig) -> list[Any]:
@@ -210,8 +213,10 @@ def train_in_shards(cfg: PipelineConfig, inputs: RunInputs, pool: ShardPool,
     pool.release(handles)
     if prepared is not handles:
         pool.release(prepared)
+    from deepcast.pipelines.drift import merge_profiles
+
     return ShardTraining(fits, report, len(shards), sum(s.series for s in summaries),
-                         stream.n_train, notes)
+                         stream.n_train, notes, merge_profiles([s.profile for s in summaries]))
 
 
 def _prepared(pool: ShardPool, jobs: list[parts.PartJob]

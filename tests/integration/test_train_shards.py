@@ -67,6 +67,10 @@ def test_one_shard_trains_and_scores_as_the_whole_panel(dataset, tmp_path):
     for k, v in metrics.items():
         assert fit.metrics[k] == pytest.approx(v, rel=1e-12, nan_ok=True), k
     pd.testing.assert_frame_equal(fit.per_series, per_series)
+    from deepcast.pipelines.drift import profile_window, reference_profile
+
+    assert result.profile == reference_profile(
+        data.raw, profile_window(cfg.drift, cfg.features.lookback))
 
 
 def test_shards_give_one_model_in_process_and_on_a_memory_limited_cluster(dataset, tmp_path):
@@ -89,6 +93,8 @@ def test_shards_give_one_model_in_process_and_on_a_memory_limited_cluster(datase
     assert sorted(per_series["unique_id"]) == sorted(pd.read_parquet(dataset)["unique_id"]
                                                      .astype(str).unique())
     assert np.isfinite(there.fits[0].metrics["mase"])
+    assert there.profile["global"]["n_series"] == 6 == len(there.profile["series"])
+    assert there.profile["global"]["n_rows"] == len(pd.read_parquet(dataset))
     assert "wql" in there.fits[0].metrics and "coverage_q10_q90" in there.fits[0].metrics
 
 

@@ -13,6 +13,7 @@ from deepcast.pipelines.config import parse_config
 from deepcast.pipelines.drift import (
     DriftThresholds,
     check_drift,
+    merge_profiles,
     reference_profile,
     thresholds_of,
 )
@@ -47,6 +48,26 @@ def test_profile_summarises_the_last_window_of_each_series():
     assert b["level"] == 3.0 and b["missing_rate"] == 0.25 and b["length"] == 4
     assert p["global"]["n_series"] == 2 and p["global"]["n_rows"] == 24
     json.dumps(p)  # JSON-able as logged to MLflow
+
+
+def test_shards_profiles_merge_into_the_whole_panels():
+    """Each series whole in one shard: the merged profile is the panel's, globals included,
+    whatever the shards' order (a missing value and a one-point series included), up to
+    the last digit (pandas' grouped means round differently in a bigger frame)."""
+    rng = np.random.default_rng(0)
+    series = {f"s{i:02d}": list(rng.normal(10 * (i + 1), i + 1, 20)) for i in range(12)}
+    series["s03"][-2] = np.nan
+    series["s07"] = [5.0]
+    whole = reference_profile(frame(series), 8)
+    keys = sorted(series)
+    shards = [reference_profile(frame({k: series[k] for k in keys[lo:lo + 5]}), 8)
+              for lo in (10, 5, 0)]
+    merged = merge_profiles(shards)
+    assert list(merged["series"]) == list(whole["series"]) == keys
+    for a, b in [(merged["global"], whole["global"]),
+                 *zip(merged["series"].values(), whole["series"].values(), strict=True)]:
+        assert a.pop("last_ds", None) == b.pop("last_ds", None)
+        assert a == pytest.approx(b, rel=1e-14)
 
 
 def test_same_data_passes():
