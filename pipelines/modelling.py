@@ -330,12 +330,20 @@ def _check_counts(distribution: str | None, prep: PreparedData) -> None:
                         "negative, or drop these series")
 
 
-def holdout_predictions(predictor: Predictor, prep: PreparedData) -> pd.DataFrame:
+def holdout_predictions(predictor: Predictor, prep: PreparedData, tail: int | None = None
+                        ) -> pd.DataFrame:
     """The holdout forecast (``unique_id, ds, yhat``) through the predictor's ``predict``,
-    on the rows located once by ``prep`` (what ``holdout_forecast`` finds by grouping)."""
-    holdout, lengths = prep.require_holdout(), prep.panel.lengths
-    pos_from_end = np.repeat(prep.panel.ends - 1, lengths) - np.arange(int(lengths.sum()))
-    return forecast_origins(predictor.predict, prep.user_df, holdout.size, pos_from_end,
+    on the rows located once by ``prep`` (what ``holdout_forecast`` finds by grouping);
+    from the last ``tail`` rows of each series only when given (enough for a model that
+    reads a fixed window and no bands: its forecast is the same, its memory far less)."""
+    holdout, user = prep.require_holdout(), prep.user_df
+    rows, offsets = (np.arange(len(user)), prep.panel.offsets) if tail is None else \
+        prep.panel.tail_positions(tail)
+    lengths = np.diff(offsets)
+    pos_from_end = np.repeat(offsets[1:] - 1, lengths) - np.arange(int(lengths.sum()))
+    if tail is not None:
+        user = user.iloc[rows].reset_index(drop=True)
+    return forecast_origins(predictor.predict, user, holdout.size, pos_from_end,
                             holdout.test_df[[ID, DS]], prep.columns.target_col)
 
 

@@ -234,7 +234,9 @@ def score_part(part: Part, bundle: bytes) -> PartScore | None:
         return None
     predictor = _unpacked(bundle)
     holdout = prep.holdout
-    fc = holdout_predictions(predictor, prep)
+    # a neural model without bands reads its lookback before each origin: the last
+    # lookback + holdout rows of each series give the same forecast as the whole history
+    fc = holdout_predictions(predictor, prep, prep.window.lookback + holdout.size)
     _, per_series = score_test(fc, holdout.test_df, holdout.scale, holdout.size)
     levels = quantile_levels(fc)
     if not levels:
