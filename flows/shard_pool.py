@@ -50,9 +50,15 @@ class DaskShardPool:
 
     def run(self, fn: Callable, handles: list, *args: Any, each: list | None = None
             ) -> list:
+        from distributed import Future
+
         args = self._shared(args)
         extra = [()] * len(handles) if each is None else [(e,) for e in each]
-        futures = [self.client.submit(fn, h, *args, *x, pure=False)
+        kept = [h for h in handles if isinstance(h, Future)]
+        holders = self.client.who_has(kept) if kept else {}
+        # each call where its part lives (loosely: a part lost with its worker is made again
+        # elsewhere)
+        futures = [self.client.submit(fn, h, *args, *x, pure=False, **_near(holders, h))
                    for h, x in zip(handles, extra, strict=True)]
         return self.client.gather(futures)
 
@@ -76,6 +82,13 @@ class DaskShardPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _near(holders: dict, handle: Any) -> dict[str, Any]:
+    """Submit options that run a call on the worker holding ``handle``'s value, loosely
+    (a value lost with its worker is made again elsewhere); none for a plain value."""
+    where = list(holders.get(getattr(handle, "key", None), ()))
+    return {"workers": where, "allow_other_workers": True} if where else {}
 
 
 def _small(arg: Any) -> bool:

@@ -302,7 +302,7 @@ def fit_model(entry: Any, prep: PreparedData, settings: TrainSettings,
     history and fit time (``checkpoint``: folder of its resumable checkpoint; ``start``:
     the built forecaster -> its ``forecasting.warm.WarmStart`` or None, a cold start)."""
     trainable = families()[entry.type].trainable
-    _check_counts(getattr(entry, "distribution", None), prep)
+    check_counts(getattr(entry, "distribution", None), prep)
     forecaster = build_forecaster(entry.type, entry.label, prep.window, entry.options(),
                                   prep.inputs if trainable else None)
     forecaster.use_history(int(prep.panel.lengths.max(initial=0)))
@@ -315,7 +315,7 @@ def fit_model(entry: Any, prep: PreparedData, settings: TrainSettings,
     return prep.predictor(forecaster), history, time.perf_counter() - t0
 
 
-def _check_counts(distribution: str | None, prep: PreparedData) -> None:
+def check_counts(distribution: str | None, prep: PreparedData) -> None:
     """A count head needs values that are counts: none below zero (named by series)."""
     if distribution not in COUNT_DISTRIBUTIONS:
         return

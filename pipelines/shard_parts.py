@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -109,7 +110,7 @@ def load_part(job: PartJob) -> Part:
     from deepcast.features.errors import DataError
     from deepcast.features.schema import DS, ID
     from deepcast.pipelines.drift import profile_window, reference_profile
-    from deepcast.pipelines.modelling import prepare
+    from deepcast.pipelines.modelling import check_counts, prepare
     from deepcast.pipelines.runs.base import _coerced
     from deepcast.pipelines.runs.forecast_shards import read_rows
     from deepcast.pipelines.validate import validate_long_frame
@@ -127,6 +128,8 @@ def load_part(job: PartJob) -> Part:
         cfg = cfg.with_freq(report.freq)
     try:
         prep = prepare(clean, cfg)
+        for entry in cfg.models:  # a count head needs counts (named by series)
+            check_counts(getattr(entry, "distribution", None), prep)
     except DataError as exc:
         exc.args = (f"{job.label}: {exc.args[0]}", *exc.args[1:])
         raise
@@ -187,6 +190,10 @@ def aligned(part: Part, encoder: CovariateEncoder | None) -> Part:
         return part
     pads = prep.scaled.lengths - prep.panel.lengths
     covariates = encoder.transform(prep.df).left_pad(prep.panel.offsets, pads)
+    old = prep.covariates
+    for k in ("past", "future", "static", "static_cat", "series"):
+        if np.array_equal(getattr(covariates, k), getattr(old, k)):  # e.g. calendar only
+            setattr(covariates, k, getattr(old, k))  # one copy for both parts
     prep = replace(prep, encoder=encoder, covariates=covariates)
     return replace(part, prep=prep, stream=replace(part.stream, covariates=covariates))
 
@@ -224,6 +231,7 @@ class PartScore:
 def score_part(part: Part, bundle: bytes) -> PartScore | None:
     """Forecast the part's holdout with the fitted model (``bundle``: the saved predictor,
     as :func:`bundle_bytes` packs it) and score it per series."""
+    from deepcast.features.errors import RunFailed
     from deepcast.forecasting import metrics
     from deepcast.forecasting.evaluate import quantile_levels, score_test
     from deepcast.forecasting.keras_model import quantile_column
@@ -237,6 +245,10 @@ def score_part(part: Part, bundle: bytes) -> PartScore | None:
     # a neural model without bands reads its lookback before each origin: the last
     # lookback + holdout rows of each series give the same forecast as the whole history
     fc = holdout_predictions(predictor, prep, prep.window.lookback + holdout.size)
+    if not np.isfinite(fc["yhat"].to_numpy(np.float64)).all():
+        raise RunFailed(f"model {predictor.name!r} produced missing or non-finite forecasts "
+                        f"in {part_label(part)}",
+                        hint="check the training loss curve; lower the learning rate")
     _, per_series = score_test(fc, holdout.test_df, holdout.scale, holdout.size)
     levels = quantile_levels(fc)
     if not levels:
@@ -260,19 +272,21 @@ def bundle_bytes(predictor: Any) -> bytes:
 
 
 _LOADED: dict[str, Any] = {}  # bundle digest -> predictor, one per process
+_LOADING = threading.Lock()
 
 
 def _unpacked(bundle: bytes) -> Any:
     from deepcast.forecasting.predictor import Predictor
 
     key = hashlib.sha256(bundle).hexdigest()
-    if key not in _LOADED:
-        _LOADED.clear()
-        with tempfile.TemporaryDirectory() as tmp:
-            with zipfile.ZipFile(io.BytesIO(bundle)) as z:
-                z.extractall(tmp)
-            _LOADED[key] = Predictor.load(tmp)
-    return _LOADED[key]
+    with _LOADING:
+        if key not in _LOADED:
+            _LOADED.clear()
+            with tempfile.TemporaryDirectory() as tmp:
+                with zipfile.ZipFile(io.BytesIO(bundle)) as z:
+                    z.extractall(tmp)
+                _LOADED[key] = Predictor.load(tmp)
+        return _LOADED[key]
 
 
 def digest(part: Part) -> str:
@@ -291,3 +305,29 @@ def digest(part: Part) -> str:
         h.update(f"{a.dtype.str}{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def part_label(part: Part) -> str:
+    return f"shard {part.index + 1}"
+
+
+def part_bytes(part: Part) -> int:
+    """What a part holds in memory (Dask's ``sizeof``): so the scheduler keeps tasks
+    where their part is, and spills parts, instead of taking them for free to move."""
+    prep = part.prep
+    if prep is None:
+        return 1024
+    arrays = [prep.panel.values, prep.scaled.values, prep.train_starts, prep.val_starts]
+    if prep.covariates is not None:
+        arrays += [prep.covariates.past, prep.covariates.future]
+    frames = int(prep.df.memory_usage(deep=False).sum() + prep.user_df.memory_usage(
+        deep=False).sum())
+    return frames + sum(int(a.nbytes) for a in arrays)
+
+
+try:  # registered wherever this module is imported (the workers unpickle its functions)
+    from dask.sizeof import sizeof as _sizeof
+
+    _sizeof.register(Part)(part_bytes)
+except ImportError:  # pragma: no cover (dask is a dependency)
+    pass

@@ -140,10 +140,13 @@ class TFT(KerasForecaster):
         history = super().fit(data, settings, on_epoch, checkpoint_dir)
         from deepcast.features.windows import window_inputs
 
-        starts = data.train_starts[np.linspace(0, len(data.train_starts) - 1,
-                                               min(len(data.train_starts), 2048)).astype(int)]
-        inputs = window_inputs(data.values, starts, self.spec.lookback, self.spec.horizon,
-                               data.covariates, data.offsets)
+        if data.stream is not None:  # the panel is elsewhere: a sample of its windows
+            inputs = dict(data.stream.epoch(settings.seed, 0, min(data.n_train, 2048)).inputs)
+        else:
+            starts = data.train_starts[np.linspace(0, len(data.train_starts) - 1, min(
+                len(data.train_starts), 2048)).astype(int)]
+            inputs = window_inputs(data.values, starts, self.spec.lookback, self.spec.horizon,
+                                   data.covariates, data.offsets)
         self.variable_importances = self.importances(inputs.pop("y")[..., 0], inputs)
         return history
 

@@ -68,15 +68,16 @@ class InProcessPool:
 class ShardStream:
     """The windows of every shard, epoch by epoch (a ``forecasting.streams.WindowStream``):
     epoch ``e``'s sample of ``n`` windows is split over the shards by a seeded draw
-    without replacement (the multivariate hypergeometric of their window counts), each
-    shard samples its share in its worker, and the driver shuffles the pieces together."""
+    without replacement from all their windows, each shard samples its share in its
+    worker, and the driver shuffles the pieces together."""
 
     def __init__(self, pool: ShardPool, handles: list, counts: list[int], val: list[int],
                  digests: list[str], seed: int, val_limit: int) -> None:
         self.pool, self.handles, self.seed = pool, handles, seed
         self.counts = np.asarray(counts, dtype=np.int64)
         self.val_counts = np.asarray(val, dtype=np.int64)
-        self._n_val = min(int(sum(val)), val_limit)
+        # one shard: every validation window, as the in-memory path scores
+        self._n_val = int(sum(val)) if len(val) == 1 else min(int(sum(val)), val_limit)
         self._fingerprint = hashlib.sha256("".join(digests).encode()).hexdigest()
         self._validation: WindowBatch | None = None
 
@@ -99,8 +100,12 @@ class ShardStream:
         counts = self.counts if counts is None else counts
         if len(counts) == 1:
             return np.array([n], dtype=np.int64)
-        rng = np.random.default_rng([seed, epoch])
-        return rng.multivariate_hypergeometric(counts, n).astype(np.int64)
+        # n of all windows uniformly without replacement, counted per shard (numpy's
+        # multivariate_hypergeometric refuses a billion windows or more)
+        picked = np.random.default_rng([seed, epoch]).choice(int(counts.sum()), n,
+                                                             replace=False)
+        owner = np.searchsorted(np.cumsum(counts), picked, side="right")
+        return np.bincount(owner, minlength=len(counts)).astype(np.int64)
 
     def epoch(self, seed: int, epoch: int, n: int) -> WindowBatch:
         shares = self.shares(seed, epoch, n)
@@ -176,6 +181,7 @@ def train_in_shards(cfg: PipelineConfig, inputs: RunInputs, pool: ShardPool,
     """Validate, prepare, fit and score every trainable model of ``cfg`` shard by shard
     (see the module's docstring); ValidationFailed when a shard's data is bad."""
     from deepcast.pipelines.runs.forecast_shards import merged_report, plan, shard_slice
+    from deepcast.pipelines.runs.validate_shards import check_one_freq
 
     entries = check_shard_training(cfg)
     id_col = cfg.data.id_col  # of the source, or of the frame given in the YAML's names
@@ -185,6 +191,7 @@ def train_in_shards(cfg: PipelineConfig, inputs: RunInputs, pool: ShardPool,
                           shard_slice(inputs, id_col, s), str(where)) for s in shards]
     handles, summaries = steps.run("prepare-shards", _prepared, pool, jobs)
     prepared = handles
+    check_one_freq([s.report for s in summaries])
     report = merged_report(cfg, summaries, [s.label for s in shards], where,
                            inputs.label(cfg), whole_panel=True)
     if report.freq is not None:

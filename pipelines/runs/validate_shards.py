@@ -70,6 +70,15 @@ def validate_shard(job: ValidateJob) -> ValidateOutcome:
     return ValidateOutcome(report, clean.groupby(ID, sort=True)[DS].max())
 
 
+def check_one_freq(reports: list[Any]) -> None:
+    """A DataError when the shards' validation found different frequencies."""
+    freqs = sorted({str(r.freq) for r in reports if r.freq is not None})
+    if len(freqs) > 1:
+        raise DataError(f"the shards' series have different frequencies ({', '.join(freqs)})",
+                        hint="set data.freq to the panel's step (or validate the "
+                        "series of each frequency as their own pipeline)")
+
+
 def validate_in_shards(cfg: PipelineConfig, inputs: RunInputs, steps: Steps
                        ) -> ValidationResult:
     """The merged report of every shard's validation (bad data is a result, as in
@@ -80,11 +89,7 @@ def validate_in_shards(cfg: PipelineConfig, inputs: RunInputs, steps: Steps
     where = report_dir(cfg, inputs)
     jobs = [ValidateJob(cfg, s, inputs.source(cfg), str(where)) for s in shards]
     outcomes = steps.mapper(cfg)(validate_shard, jobs)
-    freqs = sorted({str(o.report.freq) for o in outcomes if o.report.freq is not None})
-    if len(freqs) > 1:
-        raise DataError(f"the shards' series have different frequencies ({', '.join(freqs)})",
-                        hint="set data.freq to the panel's step (or validate the "
-                        "series of each frequency as their own pipeline)")
+    check_one_freq([o.report for o in outcomes])
     try:
         report = merged_report(cfg, outcomes, [s.label for s in shards], where,
                                inputs.label(cfg), whole_panel=True)

@@ -75,3 +75,17 @@ def test_gathered_windows_are_the_series_values():
     both = WindowBatch.concat([batch, batch.take(np.array([2, 0]))])
     assert len(both) == 5 and both.inputs["series"].tolist()[3:] == \
         batch.inputs["series"][[2, 0]].tolist()
+
+
+def test_tft_measures_its_importances_on_streamed_windows():
+    """TFT's variable importances come from a sample of the stream when the trainer has
+    no panel (the panel's arrays are empty)."""
+    scaled, cov, train, val, inputs = _data()
+    stream = PanelStream(scaled.values, train, val, (12, 4), cov, scaled.offsets)
+    empty = np.zeros(0, dtype=np.int64)
+    f = build_forecaster("tft", "tft", WindowSpec(12, 4, 12), {"hidden_size": 8, "heads": 2},
+                         inputs)
+    f.fit(TrainingData(np.zeros(0, np.float32), empty, empty, stream=stream),
+          TrainSettings(max_epochs=1, batch_size=16, windows_per_epoch=32, seed=0))
+    weights = [w for v in f.variable_importances.values() for w in v]
+    assert weights and np.isfinite(weights).all()
