@@ -44,6 +44,28 @@ def dataset(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def here(dataset, tmp_path_factory):
+    """3 shards of 2 series, trained in this process: what every other pool must give."""
+    return train_in_shards(_config(dataset, shard_rows=200), RunInputs(
+        report_dir=str(tmp_path_factory.mktemp("here"))), InProcessPool())
+
+
+@pytest.fixture(scope="module")
+def pool(dataset):
+    """A real Dask LocalCluster of 2 worker processes of 2 GiB each (TensorFlow alone takes
+    about 0.9 GiB of a worker), shared by the cluster tests."""
+    from deepcast.flows.shard_pool import DaskShardPool
+
+    with DaskShardPool(_on_cluster(_config(dataset, shard_rows=200)).execution) as p:
+        yield p
+
+
+def _on_cluster(cfg):
+    return cfg.model_copy(update={"execution": cfg.execution.model_copy(update={
+        "runner": "dask", "workers": 2, "memory_limit": "2GiB"})})
+
+
 def _weights(fit) -> list[np.ndarray]:
     return fit.predictor.forecaster.model.get_weights()
 
@@ -73,19 +95,13 @@ def test_one_shard_trains_and_scores_as_the_whole_panel(dataset, tmp_path):
         data.raw, profile_window(cfg.drift, cfg.features.lookback))
 
 
-def test_shards_give_one_model_in_process_and_on_a_memory_limited_cluster(dataset, tmp_path):
+def test_shards_give_one_model_in_process_and_on_a_memory_limited_cluster(
+        dataset, tmp_path, here, pool):
     """3 shards of 2 series: every epoch samples across them; the same seed gives the
-    same model whether the shards live here or in 2 Dask workers of 2 GiB each (TensorFlow
-    alone takes about 0.9 GiB of a worker)."""
-    from deepcast.flows.shard_pool import DaskShardPool
-
-    cfg = _config(dataset, shard_rows=200)
-    here = train_in_shards(cfg, RunInputs(report_dir=str(tmp_path / "a")), InProcessPool())
+    same model whether the shards live here or in 2 Dask workers of 2 GiB each."""
     assert here.shards == 3 and here.series == 6 and here.train_windows > 100
-    cluster_cfg = cfg.model_copy(update={"execution": cfg.execution.model_copy(update={
-        "runner": "dask", "workers": 2, "memory_limit": "2GiB"})})
-    with DaskShardPool(cluster_cfg.execution) as pool:
-        there = train_in_shards(cluster_cfg, RunInputs(report_dir=str(tmp_path / "b")), pool)
+    there = train_in_shards(_on_cluster(_config(dataset, shard_rows=200)),
+                            RunInputs(report_dir=str(tmp_path)), pool)
     for a, b in zip(_weights(here.fits[0]), _weights(there.fits[0]), strict=True):
         np.testing.assert_array_equal(a, b)
     assert here.fits[0].metrics == there.fits[0].metrics
@@ -144,34 +160,26 @@ class _KillAWorkerBeforeFitting:
         return None
 
 
-def test_a_worker_killed_mid_run_loses_nothing(dataset, tmp_path):
+def test_a_worker_killed_mid_run_loses_nothing(dataset, tmp_path, here, pool):
     """Dask makes the lost shards again from their lineage (read, validate, prepare,
     align) on a live worker: the same model and scores as a run without the kill."""
-    from deepcast.flows.shard_pool import DaskShardPool
-
-    cfg = _config(dataset, shard_rows=200)
-    here = train_in_shards(cfg, RunInputs(report_dir=str(tmp_path / "a")), InProcessPool())
-    cluster_cfg = cfg.model_copy(update={"execution": cfg.execution.model_copy(update={
-        "runner": "dask", "workers": 2})})
-    with DaskShardPool(cluster_cfg.execution) as pool:
-        steps = _KillAWorkerBeforeFitting(pool.client)
-        there = train_in_shards(cluster_cfg, RunInputs(report_dir=str(tmp_path / "b")), pool,
-                                steps)
+    steps = _KillAWorkerBeforeFitting(pool.client)
+    there = train_in_shards(_on_cluster(_config(dataset, shard_rows=200)),
+                            RunInputs(report_dir=str(tmp_path)), pool, steps)
     assert steps.killed is not None
     for a, b in zip(_weights(here.fits[0]), _weights(there.fits[0]), strict=True):
         np.testing.assert_array_equal(a, b)
     assert here.fits[0].metrics == there.fits[0].metrics
 
 
-def test_a_frame_in_memory_trains_as_its_parquet_source(dataset, tmp_path):
+def test_a_frame_in_memory_trains_as_its_parquet_source(dataset, tmp_path, here):
     """The Python API's frame (in the YAML's column names) is sharded by slicing: the same
     shards, the same model as from the dataset."""
-    cfg = _config(dataset, shard_rows=200)
-    source = train_in_shards(cfg, RunInputs(report_dir=str(tmp_path / "a")), InProcessPool())
+    cfg, source = _config(dataset, shard_rows=200), here
     frame = pd.read_parquet(dataset).drop(columns="bucket").rename(
         columns={"unique_id": "store"})
     renamed = cfg.model_copy(update={"data": cfg.data.model_copy(update={"id_col": "store"})})
-    given = train_in_shards(renamed, RunInputs(data=frame, report_dir=str(tmp_path / "b")),
+    given = train_in_shards(renamed, RunInputs(data=frame, report_dir=str(tmp_path)),
                             InProcessPool())
     assert given.shards == source.shards == 3
     for a, b in zip(_weights(source.fits[0]), _weights(given.fits[0]), strict=True):
