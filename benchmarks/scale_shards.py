@@ -5,6 +5,7 @@ shard on a 2-worker LocalCluster, from a partitioned Parquet dataset.
     python benchmarks/scale_shards.py --series 100000 --length 100    # 10M rows
     python benchmarks/scale_shards.py --series 100000 --length 100 --runner serial
     python benchmarks/scale_shards.py --series 100000 --length 500 --cap-gib 4 [--runner serial]
+    python benchmarks/scale_shards.py --series 100000 --length 300 --memory-limit 3GiB
 
 The panel is made from real series: series ``i`` is a stretch of ``length`` months of one
 of the 152 Australian retail series shipped with the demo (``pipelines/data``; series
@@ -153,7 +154,8 @@ def config(folder: Path, args, runner: str):
         "training": {"max_epochs": 1, "batch_size": 1024, "checkpoint": False,
                      "windows_per_epoch": args.windows_per_epoch, "seed": 0},
         "evaluation": {"test_size": 12, "plots": False},
-        "execution": {"runner": runner, "workers": 2, "shard_rows": args.shard_rows},
+        "execution": {"runner": runner, "workers": 2, "shard_rows": args.shard_rows,
+                      "memory_limit": args.memory_limit},
     })
 
 
@@ -241,6 +243,7 @@ def main() -> None:
     ap.add_argument("--keep", help="folder to generate the panel into once and keep")
     ap.add_argument("--runner", choices=["dask", "serial"], default="dask",
                     help="serial: the in-memory path on the same data, for the ratio")
+    ap.add_argument("--memory-limit", help="Dask's memory_limit per worker, e.g. 3GiB")
     ap.add_argument("--cap-gib", type=float, help="memory cap of this process and of each "
                     "worker (cgroup v1, root): where the serial path fails and Dask does not")
     args = ap.parse_args()
