@@ -156,11 +156,19 @@ class ShardTraining:
     profile: dict[str, Any] = field(default_factory=dict)
 
 
-def check_shard_training(cfg: PipelineConfig) -> list[Any]:
+def check_shard_training(cfg: PipelineConfig, inputs: RunInputs) -> list[Any]:
     """The YAML's trainable model entries; a ConfigError for what shard training cannot
-    do (no sample size per epoch, a hierarchy, nothing trainable)."""
+    do (a source other than Parquet, a query or a frame; no sample size per epoch; a
+    hierarchy; nothing trainable)."""
     from deepcast.forecasting.models import families
+    from deepcast.pipelines.parquet_dataset import is_parquet
 
+    source = None if inputs.in_memory else inputs.source(cfg)
+    if source is not None and not is_parquet(source):
+        raise ConfigError(f"training from shards reads each shard's series from Parquet (or "
+                          f"a data.sql query); {source} is not Parquet",
+                          hint="convert the data to Parquet (pandas: df.to_parquet(...)), "
+                          "or train it with deepcast train")
     if cfg.training.windows_per_epoch is None:
         raise ConfigError("training from shards samples each epoch's windows across the "
                           "shards; training.windows_per_epoch is not set",
@@ -183,7 +191,7 @@ def train_in_shards(cfg: PipelineConfig, inputs: RunInputs, pool: ShardPool,
     from deepcast.pipelines.runs.forecast_shards import merged_report, plan, shard_slice
     from deepcast.pipelines.runs.validate_shards import check_one_freq
 
-    entries = check_shard_training(cfg)
+    entries = check_shard_training(cfg, inputs)
     id_col = cfg.data.id_col  # of the source, or of the frame given in the YAML's names
     shards = steps.io("plan-shards", plan, cfg, inputs, id_col)
     where = report_dir(cfg, inputs)

@@ -129,6 +129,10 @@ def test_what_shard_training_refuses(dataset, tmp_path):
     cfg = _config(dataset, shard_rows=200, windows_per_epoch=None)
     with pytest.raises(ConfigError, match="windows_per_epoch"):
         train_in_shards(cfg, RunInputs(report_dir=str(tmp_path)), InProcessPool())
+    with pytest.raises(ConfigError, match="is not Parquet") as info:
+        train_in_shards(_config(DATA / "aus_retail_small.csv", shard_rows=200),
+                        RunInputs(report_dir=str(tmp_path)), InProcessPool())
+    assert "deepcast train" in info.value.hint
 
 
 def _plain():
