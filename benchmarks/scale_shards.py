@@ -106,7 +106,7 @@ def forecast_shard(job, bundle: bytes, folder: str) -> int:
     from deepcast.pipelines.forecast import write_atomic
     from deepcast.pipelines.runs.forecast_shards import read_rows
 
-    predictor = shard_parts._unpacked(bundle)
+    predictor = shard_parts.unpacked(bundle)
     fc = predictor.predict(read_rows(job.cfg, job.shard, job.source))
     write_atomic(fc, Path(folder) / f"part-{job.shard.index:05d}.parquet")
     return len(fc)

@@ -107,7 +107,7 @@ def score_test(forecast: pd.DataFrame, test: pd.DataFrame, scale: np.ndarray, te
         q = joined[q_cols].to_numpy(np.float64).reshape(n, test_size, len(levels))
         for name, v in metrics.quantile_scores(y, q, levels, scale).items():
             per_series[name] = v
-            scores[name] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+            scores[name] = metrics.series_mean(v)
         scores["wql"] = metrics.wql(y, q, levels)
     return scores, per_series
 

@@ -143,8 +143,14 @@ def score(y: np.ndarray, yhat: np.ndarray, scale: np.ndarray) -> dict[str, float
         "smape": smape(y, yhat),
         "mase": mase(y, yhat, scale),
     }
-    return {k: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
-            for k, v in per_series.items()}
+    return {k: series_mean(v) for k, v in per_series.items()}
+
+
+def series_mean(values: np.ndarray) -> float:
+    """The mean of per-series values, series with an undefined value skipped (NaN when
+    none is defined)."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
 def skill(metric: float, reference: float) -> float:

@@ -94,11 +94,11 @@ def gather(values: np.ndarray, starts: np.ndarray, geometry: tuple[int, int],
 
 
 def stream_dataset(stream: WindowStream, names: list[str], teacher: bool, batch: int,
-                   epochs: Epochs | None = None, per_epoch: int = 0):
+                   epochs: Epochs | None = None):
     """A ``tf.data.Dataset`` of ``(inputs, y)`` batches of ``stream``: its validation
-    windows in order (no ``epochs``), or each epoch's sample of ``per_epoch`` windows, the
-    next epoch fetched while this one trains. Inputs are restricted to ``names`` (plus the
-    targets as ``target`` for an autoregressive ``teacher``)."""
+    windows in order (no ``epochs``), or each epoch's sample of ``epochs.per_epoch``
+    windows, the next epoch fetched while this one trains. Inputs are restricted to
+    ``names`` (plus the targets as ``target`` for an autoregressive ``teacher``)."""
     import tensorflow as tf
 
     probe = stream.validation() if stream.n_val else stream.epoch(epochs.seed, 0, 1)
@@ -124,6 +124,8 @@ def stream_dataset(stream: WindowStream, names: list[str], teacher: bool, batch:
     if epochs is None:
         return counted(tf.data.Dataset.from_generator(lambda: batches(stream.validation()),
                                                       output_signature=signature), stream.n_val)
+
+    per_epoch = epochs.per_epoch or 0
 
     def every_epoch() -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
         with ThreadPoolExecutor(1) as pool:
@@ -161,7 +163,19 @@ class PanelStream:
 
     @property
     def fingerprint(self) -> str:
-        return ""
+        """A digest of every array it trains on (hashes the panel: asked for only by a
+        checkpointed fit)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        arrays = [self.values, self.train_starts, self.val_starts, self.offsets]
+        if self.covariates is not None:
+            arrays += [getattr(self.covariates, k) for k in ("past", "future", "static",
+                                                             "static_cat", "series")]
+        for a in (np.ascontiguousarray(a) for a in arrays if a is not None):
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes())
+        return h.hexdigest()
 
     def epoch(self, seed: int, epoch: int, n: int) -> WindowBatch:
         starts = sample_starts(self.train_starts, n, seed, epoch, len(self.values),
@@ -198,9 +212,7 @@ class Feed:
         teacher = "target" in self.input_names  # the horizon's values go in too
         data = self.data
         if data.stream is not None:
-            per_epoch = (epochs.per_epoch or 0) if epochs is not None else 0
-            return stream_dataset(data.stream, names, teacher, self.geometry[2], epochs,
-                                  per_epoch)
+            return stream_dataset(data.stream, names, teacher, self.geometry[2], epochs)
         ds = make_dataset(data.values, starts, self.geometry, covariates=data.covariates,
                           offsets=data.offsets, epochs=epochs)
         if data.covariates is None and not teacher:

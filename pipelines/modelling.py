@@ -162,6 +162,12 @@ class PreparedData:
         return self.holdout
 
 
+def min_history(cfg: PipelineConfig) -> int | None:
+    """The shortest history a served model of ``cfg`` forecasts from: 1 point with
+    ``data.short_series: pad`` (it pads), else None (its lookback)."""
+    return 1 if cfg.data.short_series == "pad" else None
+
+
 def inputs_of(enc: CovariateEncoder | None) -> InputSpec:
     """The covariate inputs of models fit on what ``enc`` encodes."""
     if enc is None:
@@ -248,7 +254,7 @@ def prepare(df: pd.DataFrame, cfg: PipelineConfig, holdout: int | None = None
     release_arrow_memory()
     return PreparedData(df, user_frame(df, cfg), panel, scaler, scaled, train_starts,
                         val_starts, window_spec(cfg), column_spec(d),
-                        1 if d.short_series == "pad" else None, split, encoder, covariates,
+                        min_history(cfg), split, encoder, covariates,
                         nonnegative(d.nonnegative, panel, test_size))
 
 

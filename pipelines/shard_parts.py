@@ -54,6 +54,7 @@ class Part:
     """A prepared shard, kept in its worker (``prep`` None: validation failed)."""
 
     index: int
+    label: str  # how errors name it (``Shard.label``)
     report: Any
     last_ds: pd.Series
     profile: dict[str, Any]  # the drift reference profile of its rows as read
@@ -123,7 +124,7 @@ def load_part(job: PartJob) -> Part:
     last = clean.groupby(ID, sort=True)[DS].max()
     profile = reference_profile(raw, profile_window(cfg.drift, cfg.features.lookback))
     if not report.success or clean.empty:
-        return Part(job.shard.index, report, last, profile)
+        return Part(job.shard.index, job.label, report, last, profile)
     if report.freq is not None and cfg.data.freq == "auto":
         cfg = cfg.with_freq(report.freq)
     try:
@@ -136,7 +137,7 @@ def load_part(job: PartJob) -> Part:
     f = cfg.features
     stream = PanelStream(prep.scaled.values, prep.train_starts, prep.val_starts,
                          (f.lookback, f.horizon), prep.covariates, prep.scaled.offsets)
-    return Part(job.shard.index, report, last, profile, prep, stream)
+    return Part(job.shard.index, job.label, report, last, profile, prep, stream)
 
 
 def summarize(part: Part) -> PartSummary:
@@ -203,7 +204,13 @@ def epoch_windows(part: Part, seed: int, epoch: int, n: int) -> WindowBatch | No
     the part's shard index 0; each other shard draws with its own key)."""
     if part.stream is None or not n:
         return None
-    return part.stream.epoch(seed + (part.index << 32), epoch, n)
+    return part.stream.epoch(_shard_seed(seed, part), epoch, n)
+
+
+def _shard_seed(seed: int, part: Part) -> int:
+    """The part's sampling seed: ``seed`` for shard 0 (the in-memory path's), apart for
+    every other shard."""
+    return seed + (part.index << 32)
 
 
 def validation_windows(part: Part, seed: int, n: int) -> WindowBatch | None:
@@ -214,7 +221,7 @@ def validation_windows(part: Part, seed: int, n: int) -> WindowBatch | None:
         return None
     if n >= stream.n_val:
         return stream.validation()
-    starts = sample_starts(stream.val_starts, n, seed + (part.index << 32), VALIDATION,
+    starts = sample_starts(stream.val_starts, n, _shard_seed(seed, part), VALIDATION,
                            len(stream.values), stream.geometry)
     return stream.windows(np.sort(starts))
 
@@ -240,14 +247,14 @@ def score_part(part: Part, bundle: bytes) -> PartScore | None:
     prep = part.prep
     if prep is None or prep.holdout is None:
         return None
-    predictor = _unpacked(bundle)
+    predictor = unpacked(bundle)
     holdout = prep.holdout
     # a neural model without bands reads its lookback before each origin: the last
     # lookback + holdout rows of each series give the same forecast as the whole history
     fc = holdout_predictions(predictor, prep, prep.window.lookback + holdout.size)
     if not np.isfinite(fc["yhat"].to_numpy(np.float64)).all():
         raise RunFailed(f"model {predictor.name!r} produced missing or non-finite forecasts "
-                        f"in {part_label(part)}",
+                        f"in {part.label}",
                         hint="check the training loss curve; lower the learning rate")
     _, per_series = score_test(fc, holdout.test_df, holdout.scale, holdout.size)
     levels = quantile_levels(fc)
@@ -275,7 +282,8 @@ _LOADED: dict[str, Any] = {}  # bundle digest -> predictor, one per process
 _LOADING = threading.Lock()
 
 
-def _unpacked(bundle: bytes) -> Any:
+def unpacked(bundle: bytes) -> Any:
+    """The predictor of a :func:`bundle_bytes` bundle, loaded once per process."""
     from deepcast.forecasting.predictor import Predictor
 
     key = hashlib.sha256(bundle).hexdigest()
@@ -291,24 +299,7 @@ def _unpacked(bundle: bytes) -> Any:
 
 def digest(part: Part) -> str:
     """A digest of every array the part trains on (what a checkpoint must match)."""
-    stream = part.stream
-    if stream is None:
-        return ""
-    h = hashlib.sha256()
-    arrays = [stream.values, stream.train_starts, stream.val_starts, stream.offsets]
-    cov = stream.covariates
-    if cov is not None:
-        arrays += [getattr(cov, k) for k in ("past", "future", "static", "static_cat",
-                                             "series")]
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def part_label(part: Part) -> str:
-    return f"shard {part.index + 1}"
+    return part.stream.fingerprint if part.stream is not None else ""
 
 
 def part_bytes(part: Part) -> int:

@@ -72,13 +72,12 @@ class ShardStream:
     worker, and the driver shuffles the pieces together."""
 
     def __init__(self, pool: ShardPool, handles: list, counts: list[int], val: list[int],
-                 digests: list[str], seed: int, val_limit: int) -> None:
+                 seed: int, val_limit: int) -> None:
         self.pool, self.handles, self.seed = pool, handles, seed
         self.counts = np.asarray(counts, dtype=np.int64)
         self.val_counts = np.asarray(val, dtype=np.int64)
         # one shard: every validation window, as the in-memory path scores
         self._n_val = int(sum(val)) if len(val) == 1 else min(int(sum(val)), val_limit)
-        self._fingerprint = hashlib.sha256("".join(digests).encode()).hexdigest()
         self._validation: WindowBatch | None = None
 
     @property
@@ -91,7 +90,10 @@ class ShardStream:
 
     @property
     def fingerprint(self) -> str:
-        return self._fingerprint
+        """Every shard's digest in one (each worker hashes its arrays: asked for only by a
+        checkpointed fit)."""
+        digests = self.pool.run(parts.digest, self.handles)
+        return hashlib.sha256("".join(digests).encode()).hexdigest()
 
     def shares(self, seed: int, epoch: int, n: int, counts: np.ndarray | None = None
                ) -> np.ndarray:
@@ -210,7 +212,7 @@ def train_in_shards(cfg: PipelineConfig, inputs: RunInputs, pool: ShardPool,
         # worker lost mid-run is made again from (they share every array but a few)
         prepared, handles = handles, pool.keep(parts.aligned, handles, encoder)
     stream = ShardStream(pool, handles, [s.n_train for s in summaries],
-                         [s.n_val for s in summaries], pool.run(parts.digest, handles),
+                         [s.n_val for s in summaries],
                          cfg.training.seed, cfg.training.windows_per_epoch)
     if not stream.n_train:
         raise DataError("no training windows in any shard",
@@ -250,7 +252,12 @@ def _fit(cfg: PipelineConfig, entry: Any, stream: ShardStream,
     from deepcast.forecasting.models import build_forecaster
     from deepcast.forecasting.predictor import Predictor
     from deepcast.pipelines.ingest import column_spec
-    from deepcast.pipelines.modelling import inputs_of, training_settings, window_spec
+    from deepcast.pipelines.modelling import (
+        inputs_of,
+        min_history,
+        training_settings,
+        window_spec,
+    )
 
     f, d = cfg.features, cfg.data
     forecaster = build_forecaster(entry.type, entry.label, window_spec(cfg), entry.options(),
@@ -262,7 +269,7 @@ def _fit(cfg: PipelineConfig, entry: Any, stream: ShardStream,
                                           stream=stream), training_settings(cfg))
     seconds = time.perf_counter() - t0
     predictor = Predictor(forecaster, _scaler(summaries, cfg), column_spec(d), encoder,
-                          1 if d.short_series == "pad" else f.lookback)
+                          min_history(cfg) or f.lookback)
     predictor.nonnegative = all(s.nonnegative for s in summaries if s.series)
     return predictor, history, seconds
 
@@ -278,14 +285,13 @@ def _merged_scores(scores: list[parts.PartScore]) -> tuple[dict[str, float], pd.
     """The holdout metrics of the panel from its shards': each the mean over series (as
     ``forecasting.evaluate.score_test``), the weighted quantile loss from summed parts."""
     from deepcast.features.schema import ID
-    from deepcast.forecasting.metrics import wql_of
+    from deepcast.forecasting.metrics import series_mean, wql_of
 
     if not scores:
         return {}, pd.DataFrame()
     per_series = pd.concat([s.per_series for s in scores], ignore_index=True)
-    metrics = {c: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
-               for c in per_series.columns if c != ID
-               for v in [per_series[c].to_numpy(np.float64)]}
+    metrics = {c: series_mean(per_series[c].to_numpy(np.float64))
+               for c in per_series.columns if c != ID}
     sums = [s.wql_parts for s in scores if s.wql_parts is not None]
     if sums:
         metrics["wql"] = wql_of(np.sum([s[0] for s in sums], axis=0), sum(s[1] for s in sums))
