@@ -142,7 +142,8 @@ class _Board:
                  df: pd.DataFrame) -> None:
         m = cfg.data.season_length
         # a hierarchy's forecasts are scored reconciled, as train serves them
-        self.reconcile = BacktestReconciler(df, cfg) if cfg.hierarchy is not None else None
+        self.reconcile = BacktestReconciler(df, cfg, panel) if cfg.hierarchy is not None \
+            else None
         self.ids, self.cfg = panel.ids, cfg
         self.scale = metrics.cutoff_scales(panel, cuts, m)
         self.sq_scale = metrics.cutoff_scales(panel, cuts, m, power=2)

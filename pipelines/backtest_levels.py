@@ -13,13 +13,14 @@ reconciled with its own errors; the first window, with none before it, falls bac
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from deepcast.features.hierarchy import structure
 from deepcast.features.schema import DS, ID
-from deepcast.features.windows import panel_from_frame
+from deepcast.features.windows import Panel, panel_from_frame
 from deepcast.forecasting.reconcile import Reconciler, fit_reconciler
 from deepcast.pipelines.config import PipelineConfig
 from deepcast.pipelines.modelling import nonnegative
@@ -29,19 +30,26 @@ class BacktestReconciler:
     """Reconciles every model's window forecasts of one backtest of ``df`` (the frame with
     its aggregate levels) under ``cfg.hierarchy``."""
 
-    def __init__(self, df: pd.DataFrame, cfg: PipelineConfig) -> None:
+    def __init__(self, df: pd.DataFrame, cfg: PipelineConfig, panel: Panel | None = None
+                 ) -> None:
         assert cfg.hierarchy is not None
         self.method, self.spec = cfg.hierarchy.method, cfg.hierarchy.spec()
         self.shape = structure(df, self.spec)
         # floored as the served model is: judged on the history before the first cut-off
-        self.floor = nonnegative(cfg.data.nonnegative, panel_from_frame(df),
+        self.floor = nonnegative(cfg.data.nonnegative,
+                                 panel_from_frame(df) if panel is None else panel,
                                  cfg.lengths.backtest_span)
         self._fell: dict[str, tuple[int, int]] = {}  # model -> (windows fallen back, of)
+
+    @cached_property
+    def _structural(self) -> Reconciler:
+        """The reconciler of a method without residuals: the same for every model."""
+        return self._fit(None)
 
     def __call__(self, label: str, fc: pd.DataFrame) -> pd.DataFrame:
         """``fc`` (series x window x step, sorted) with coherent forecasts."""
         if self.method != "min_trace_shrink":
-            return self._fit(None).apply(fc, key=("window", DS))
+            return self._structural.apply(fc, key=("window", DS))
         parts, fell = [], 0
         for _, part in fc.groupby("window", sort=True):
             rec = self._fit(self._errors_before(fc, part[DS].min()))

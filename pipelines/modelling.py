@@ -383,7 +383,7 @@ def calibrate_on_holdout(fc: pd.DataFrame, holdout: Holdout, levels: Sequence[fl
     ``horizon`` steps are one calibration row; steps the holdout does not reach reuse the
     widest calibrated step."""
     resid, size = np.subtract(*holdout.truth_and_forecast(fc)), holdout.size
-    n, origins = len(resid), -(-size // horizon)
+    n, origins = resid.shape[0], holdout.band_scale.shape[1]  # one scale per origin
     padded = np.full((n, origins * horizon), np.nan)
     padded[:, :size] = resid
     rows, scale = padded.reshape(n * origins, horizon), holdout.band_scale.reshape(-1)
