@@ -4,6 +4,7 @@ shard on a 2-worker LocalCluster, from a partitioned Parquet dataset.
     python benchmarks/scale_shards.py --series 10000 --length 100     # 1M rows
     python benchmarks/scale_shards.py --series 100000 --length 100    # 10M rows
     python benchmarks/scale_shards.py --series 100000 --length 100 --runner serial
+    python benchmarks/scale_shards.py --series 100000 --length 100 --tracked
     python benchmarks/scale_shards.py --series 100000 --length 500 --cap-gib 4 [--runner serial]
     python benchmarks/scale_shards.py --series 100000 --length 300 --memory-limit 3GiB
 
@@ -14,6 +15,11 @@ a seeded log-normal level factor, plus 2 % noise. It is written by a separate pr
 Parquet files of at most 1M rows each. The run is the default user path: datetime ``ds``
 (monthly), ``calendar: auto`` (month features as future covariates), a series-ID
 embedding, per-series scaling, holdout of one horizon.
+
+With ``--tracked``, the training is ``deepcast train``'s whole run from shards
+(``pipelines.runs.train_from_shards``: MLflow runs, the per-series table, the drift profile,
+the registry and the gate, seasonal naive and the champion scored on every shard) into a
+fresh SQLite store, and the forecast uses the registered model.
 
 Steps, through ``pipelines.runs.train_shards.train_in_shards`` (the driver plans shards
 from the ID column only; each worker reads, validates with the GE suite and prepares its
@@ -115,8 +121,8 @@ def forecast_shard(job, bundle: bytes, folder: str) -> int:
 class TimedSteps:
     """``Steps`` that time each step and record the driver's and workers' peak RSS."""
 
-    def __init__(self, client) -> None:
-        self.client, self.steps = client, {}
+    def __init__(self, client, pool=None) -> None:
+        self.client, self.steps, self._pool = client, {}, pool
 
     def run(self, name: str, fn, *args, **kwargs):
         reset_peak_rss()
@@ -125,7 +131,8 @@ class TimedSteps:
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
         peaks = workers(_worker_peak)
-        key = name.split("-")[0] if name.startswith(("fit-", "score-")) else name
+        key = name.split("-")[0] if name.startswith(("fit-", "score-")) and \
+            name != "score-reference" else name
         self.steps[key] = {
             "seconds": round(time.perf_counter() - t0, 2),
             "driver_peak_mb": round(peak_rss_mb(), 1),
@@ -141,6 +148,11 @@ class TimedSteps:
 
     def publish(self, cfg, result):
         return []
+
+    def pool(self, cfg):
+        from contextlib import nullcontext
+
+        return nullcontext(self._pool)
 
 
 def config(folder: Path, args, runner: str):
@@ -205,11 +217,17 @@ def run(folder: Path, rows: int, args) -> dict:
             for i, pid in enumerate(pool.client.run(os.getpid).values()):
                 cap_memory(f"worker{i}", args.cap_gib, pid)
         worker_base = pool.client.run(_warm_worker)
-        steps = TimedSteps(pool.client)
+        steps = TimedSteps(pool.client, pool)
         t0 = time.perf_counter()
-        result = train_in_shards(cfg, RunInputs(report_dir=str(Path(tmp) / "reports")), pool,
-                                 steps)
-        fit = result.fits[0]
+        inputs = RunInputs(report_dir=str(Path(tmp) / "reports"))
+        if args.tracked:  # deepcast train's run: MLflow runs, the registry, the gate
+            predictor, series, mase = _tracked(cfg, inputs, steps, tmp)
+            windows = None  # (in the run's notes)
+        else:
+            result = train_in_shards(cfg, inputs, pool, steps)
+            fit = result.fits[0]
+            predictor, series, mase = fit.predictor, result.series, fit.metrics["mase"]
+            windows = result.train_windows
         from deepcast.pipelines.runs.forecast_shards import plan
 
         shards = plan(cfg, RunInputs(), cfg.data.id_col)
@@ -217,17 +235,31 @@ def run(folder: Path, rows: int, args) -> dict:
         out = Path(tmp) / "forecast"
         out.mkdir()
         written = steps.run("forecast", pool.run, forecast_shard, jobs,
-                            shard_parts.bundle_bytes(fit.predictor), str(out))
+                            shard_parts.bundle_bytes(predictor), str(out))
         total = time.perf_counter() - t0
-    assert sum(written) == result.series * 12, (sum(written), result.series)
-    return {"runner": "dask", "rows": rows, "series": result.series, "shards": result.shards,
+    assert sum(written) == series * 12, (sum(written), series)
+    return {"runner": "dask", "tracked": args.tracked, "rows": rows, "series": series,
+            "shards": len(shards),
             "shard_rows": args.shard_rows, "family": args.family,
             "windows_per_epoch": args.windows_per_epoch,
-            "training_windows": result.train_windows, "seconds": round(total, 1),
-            "rows_per_second": round(rows / total), "holdout_mase": round(fit.metrics["mase"], 4),
+            "training_windows": windows, "seconds": round(total, 1),
+            "rows_per_second": round(rows / total), "holdout_mase": round(mase, 4),
             "driver_rss_after_imports_mb": round(driver_base, 1),
             "worker_rss_after_imports_mb": [round(v, 1) for v in worker_base.values()],
             "steps": steps.steps}
+
+
+def _tracked(cfg, inputs, steps, tmp: str):
+    """``deepcast train``'s run from shards into a fresh MLflow store: the served model
+    (the registered candidate), the series count and its holdout MASE."""
+    from deepcast.pipelines.runs import store
+    from deepcast.pipelines.runs.train_from_shards import train_from_shards
+
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
+    result = train_from_shards(cfg, inputs, steps)
+    _, model = store.load_model(store.open_tracker(cfg), "challenger")
+    row = next(r for r in result.table if r["model"] == cfg.models[0].label)
+    return model.predictor, result.n_series, row["mase"]
 
 
 def main() -> None:
@@ -244,6 +276,8 @@ def main() -> None:
     ap.add_argument("--runner", choices=["dask", "serial"], default="dask",
                     help="serial: the in-memory path on the same data, for the ratio")
     ap.add_argument("--memory-limit", help="Dask's memory_limit per worker, e.g. 3GiB")
+    ap.add_argument("--tracked", action="store_true", help="the whole `deepcast train` run "
+                    "from shards (MLflow runs, registry, gate) instead of its untracked core")
     ap.add_argument("--cap-gib", type=float, help="memory cap of this process and of each "
                     "worker (cgroup v1, root): where the serial path fails and Dask does not")
     args = ap.parse_args()

@@ -1,5 +1,5 @@
 """The Dask side of training from shards (``pipelines.runs.train_shards``): a
-:class:`~deepcast.pipelines.runs.train_shards.ShardPool` whose kept values are futures held
+:class:`~deepcast.pipelines.runs.pools.ShardPool` whose kept values are futures held
 by the workers that made them.
 
 Each shard is read, validated and prepared once by one worker and stays there; every later
@@ -32,10 +32,15 @@ class DaskShardPool:
 
         address = ex.scheduler_address
         self._cluster = None if address else LocalCluster(**local_cluster_kwargs(ex))
-        self.client = Client(address or self._cluster)
+        try:
+            self.client = Client(address or self._cluster)
+            if self._cluster is not None:
+                self.client.register_plugin(LocalWorkerSetup())
+        except BaseException:  # the cluster this pool started goes with it
+            if self._cluster is not None:
+                self._cluster.close()
+            raise
         self._held: list[Any] = []
-        if self._cluster is not None:
-            self.client.register_plugin(LocalWorkerSetup())
         log.info("training from shards on %s", address or
                  f"a local Dask cluster of {ex.workers} worker processes")
 

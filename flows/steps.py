@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -84,6 +85,15 @@ class PrefectSteps:
         if self._publish is None:
             return []
         return self.io("publish-artifacts", self._publish, cfg, result)
+
+    def pool(self, cfg: PipelineConfig) -> AbstractContextManager[Any]:
+        if cfg.execution.runner == "serial":
+            from deepcast.pipelines.runs.pools import InProcessPool
+
+            return nullcontext(InProcessPool())
+        from deepcast.flows.shard_pool import DaskShardPool
+
+        return DaskShardPool(cfg.execution)
 
 
 class InMemory:

@@ -73,6 +73,15 @@ class Calibration:
                 "horizon of holdout adds one residual per series and step)"
                 for level, (n, need) in self.left_out.items()]
 
+    def filled(self) -> Calibration:
+        """Steps no residual reached (a holdout shorter than the horizon) take the widest
+        calibrated step; in place."""
+        for level, q in self.table.items():
+            reached = [x for x in q if np.isfinite(x)]
+            self.table[level] = [x if np.isfinite(x) else max(reached, default=float("nan"))
+                                 for x in q]
+        return self
+
 
 def recent_span(season_length: int, horizon: int) -> int:
     """Seasonal differences the recent scale averages: two seasons, at least a horizon."""

@@ -137,13 +137,14 @@ METRIC_NAMES = ("mae", "rmse", "smape", "mase")
 
 def score(y: np.ndarray, yhat: np.ndarray, scale: np.ndarray) -> dict[str, float]:
     """All point metrics, each the mean over series (series with an undefined value skipped)."""
-    per_series = {
-        "mae": mae(y, yhat),
-        "rmse": rmse(y, yhat),
-        "smape": smape(y, yhat),
-        "mase": mase(y, yhat, scale),
-    }
-    return {k: series_mean(v) for k, v in per_series.items()}
+    return {k: series_mean(v) for k, v in per_series_scores(y, yhat, scale).items()}
+
+
+def per_series_scores(y: np.ndarray, yhat: np.ndarray, scale: np.ndarray
+                      ) -> dict[str, np.ndarray]:
+    """All point metrics of each series (what :func:`score` averages)."""
+    return {"mae": mae(y, yhat), "rmse": rmse(y, yhat), "smape": smape(y, yhat),
+            "mase": mase(y, yhat, scale)}
 
 
 def series_mean(values: np.ndarray) -> float:

@@ -124,7 +124,7 @@ def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker | None 
                   ens.seconds)
     metric = cfg.evaluation.metric
     per_window = pd.concat(board.tables, ignore_index=True)
-    summary = _with_levels(_with_skill(pd.DataFrame(board.rows), metric), per_window, df,
+    summary = _with_levels(with_skill(pd.DataFrame(board.rows), metric), per_window, df,
                            metric)
     result = BacktestResult(metric, cuts, board.scale, board.forecasts, per_window, summary,
                             time.perf_counter() - t0, skipped, cfg.calibration_windows,
@@ -170,7 +170,7 @@ class _Board:
         log.info("%s: backtest %s = %.4f", label, ev.metric, summary[ev.metric])
 
 
-def _with_skill(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
+def with_skill(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
     """``summary`` with skill columns against its seasonal naive row."""
     reference = summary.loc[summary["type"] == "seasonal_naive"].iloc[0]
     for name in ("mase", "smape", "rmsse", metric):
@@ -265,7 +265,8 @@ def log_backtest(result: BacktestResult, cfg: PipelineConfig, tracker: Tracker) 
                                  and np.isfinite(v)} | {"backtest_seconds": row["seconds"]})
             tracker.log_frame(result.per_window[result.per_window["model"] == name],
                               "backtest/per_window_metrics.csv")
-            tracker.log_frame(result.forecasts[name], "backtest/forecasts.csv")
+            if name in result.forecasts:  # (a backtest from shards keeps them there)
+                tracker.log_frame(result.forecasts[name], "backtest/forecasts.csv")
     tracker.log_frame(result.summary, "backtest/summary.csv")
     if result.skipped:
         tracker.log_dict(result.skipped, "backtest/skipped.json")

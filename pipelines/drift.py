@@ -206,16 +206,44 @@ def check_drift(profile: dict[str, Any], new_frame: pd.DataFrame,
                 thresholds: DriftThresholds, on_breach: str = "warn",
                 note: str = "") -> DriftReport:
     """Compare ``new_frame`` (unique_id, ds, y) with a :func:`reference_profile`."""
+    _check_version(profile)
+    new = _series_stats(new_frame, int(profile["window"]))
+    new.index = new.index.astype(str)
+    return _compare(profile, new, thresholds, on_breach, note)
+
+
+def check_profile_drift(profile: dict[str, Any], new_profile: dict[str, Any],
+                        thresholds: DriftThresholds, on_breach: str = "warn",
+                        note: str = "") -> DriftReport:
+    """Compare today's :func:`reference_profile` (merged from shards) with the champion's;
+    skipped when they measure different windows (the config changed since)."""
+    _check_version(profile)
+    if int(new_profile["window"]) != int(profile["window"]):
+        return skipped(f"the champion's profile measures the last {profile['window']} points "
+                       f"of each series, this config {new_profile['window']} (features."
+                       "lookback or drift.window changed)")
+    return _compare(profile, _stats_of(new_profile), thresholds, on_breach, note)
+
+
+def _check_version(profile: Any) -> None:
     if not isinstance(profile, dict) or profile.get("version") != PROFILE_VERSION:
         raise DataError(f"reference profile has an unknown format (version "
                         f"{profile.get('version') if isinstance(profile, dict) else '?'})",
                         hint="retrain to save a fresh profile with the champion")
-    cols = ["level", "scale", "missing_rate"]
-    ref = pd.DataFrame.from_dict(profile["series"], orient="index").reindex(
-        columns=cols).astype("float64")
-    new = _series_stats(new_frame, int(profile["window"]))
-    ref_ids, new_ids = set(ref.index), set(new.index.astype(str))
-    new.index = new.index.astype(str)
+
+
+def _stats_of(profile: dict[str, Any]) -> pd.DataFrame:
+    """A profile's per-series level, scale and missing rate (NaN where not finite)."""
+    return pd.DataFrame.from_dict(profile["series"], orient="index").reindex(
+        columns=["level", "scale", "missing_rate"]).astype("float64")
+
+
+def _compare(profile: dict[str, Any], new: pd.DataFrame, thresholds: DriftThresholds,
+             on_breach: str, note: str) -> DriftReport:
+    """The drift report of today's per-series stats ``new`` (string IDs) against
+    ``profile``."""
+    ref = _stats_of(profile)
+    ref_ids, new_ids = set(ref.index), set(new.index)
     common = sorted(ref_ids & new_ids)
     added, vanished = sorted(new_ids - ref_ids), sorted(ref_ids - new_ids)
     t = thresholds

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -135,7 +137,20 @@ class ChampionScore:
 def rescore_champion(registry: Registry, df: pd.DataFrame, cfg: PipelineConfig,
                      windows: GateWindows | None = None) -> ChampionScore:
     """The current champion re-scored on today's data: on the gate ``windows``, or (None)
-    on the holdout; a champion of another horizon is not scored (``other_horizon``). A
+    on the holdout (:func:`champion_scored`)."""
+    if windows is not None:
+        return champion_scored(registry, cfg, lambda model: windows.score(model.predictor),
+                               f"re-scored on the same {windows.cuts.shape[1]} cut-off(s)")
+    return champion_scored(
+        registry, cfg, lambda model: holdout_score(model.predict, df, cfg,
+                                                   model.predictor.columns),
+        "re-scored on today's holdout")
+
+
+def champion_scored(registry: Registry, cfg: PipelineConfig,
+                    score: Callable[[Any], GateScore], how: str) -> ChampionScore:
+    """The current champion re-scored by ``score`` (its loaded model -> its score; ``how``
+    says where); a champion of another horizon is not scored (``other_horizon``). A
     champion that is not deepcast's model is refused by the verified load (nothing of it
     runs) and kept, with the reason in the note."""
     if CHAMPION not in registry.aliases():
@@ -150,15 +165,12 @@ def rescore_champion(registry: Registry, df: pd.DataFrame, cfg: PipelineConfig,
                 f"pipeline {cfg.features.horizon}: their scores are not comparable (a "
                 "candidate that beats seasonal naive replaces it; one that does not leaves "
                 "it champion, forecasting its own horizon)"), other_horizon=True)
-        if windows is not None:
-            return ChampionScore(ref.version, windows.score(champion),
-                                 f"re-scored on the same {windows.cuts.shape[1]} cut-off(s)")
-        score = holdout_score(model.predict, df, cfg, champion.columns)
+        scored = score(model)
     except Exception as exc:  # a broken champion must not crash the run: keep it, say why
         log.warning("champion v%s could not be re-scored: %s", ref.version, exc)
         return ChampionScore(ref.version, None,
                              f"champion v{ref.version} could not be re-scored ({exc})")
-    return ChampionScore(ref.version, score, "re-scored on today's holdout")
+    return ChampionScore(ref.version, scored, how)
 
 
 # Scores closer than this (relative) are a tie: the champion is re-scored from its saved

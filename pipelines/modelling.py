@@ -109,6 +109,15 @@ class Holdout:
         return (self.test_df[Y].to_numpy(np.float64).reshape(shape),
                 fc["yhat"].to_numpy(np.float64).reshape(shape))
 
+    def residual_rows(self, fc: pd.DataFrame, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        """The forecast ``fc``'s residuals as conformal calibration rows, one per origin
+        (``horizon`` steps, NaN past the holdout), and each row's band scale."""
+        resid = np.subtract(*self.truth_and_forecast(fc))
+        n, origins = resid.shape[0], self.band_scale.shape[1]  # one scale per origin
+        padded = np.full((n, origins * horizon), np.nan)
+        padded[:, :self.size] = resid
+        return padded.reshape(n * origins, horizon), self.band_scale.reshape(-1)
+
 
 @dataclass(frozen=True)
 class PreparedData:
@@ -382,17 +391,8 @@ def calibrate_on_holdout(fc: pd.DataFrame, holdout: Holdout, levels: Sequence[fl
     training span) and those of its ``backtest`` windows when given. Each origin's
     ``horizon`` steps are one calibration row; steps the holdout does not reach reuse the
     widest calibrated step."""
-    resid, size = np.subtract(*holdout.truth_and_forecast(fc)), holdout.size
-    n, origins = resid.shape[0], holdout.band_scale.shape[1]  # one scale per origin
-    padded = np.full((n, origins * horizon), np.nan)
-    padded[:, :size] = resid
-    rows, scale = padded.reshape(n * origins, horizon), holdout.band_scale.reshape(-1)
+    rows, scale = holdout.residual_rows(fc, horizon)
     if backtest is not None:
         more, more_scale = backtest.residual_rows()
         rows, scale = np.concatenate([rows, more]), np.concatenate([scale, more_scale])
-    calibration = conformal.calibrate(rows, scale, levels)
-    for level, q in calibration.table.items():
-        reached = [x for x in q if np.isfinite(x)]
-        calibration.table[level] = [x if np.isfinite(x) else max(reached, default=float("nan"))
-                                    for x in q]
-    return calibration
+    return conformal.calibrate(rows, scale, levels).filled()

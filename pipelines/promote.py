@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import pandas as pd
@@ -87,9 +88,20 @@ def promote(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineConfig, tracke
     else:
         windows, gate = None, "holdout"
         score, reference = _holdout_scores(outcome, df, cfg)
-    with tracker.registry.promotion_lock():  # one decision at a time, against the champion of now
-        return _decide_and_register(outcome, df, cfg, tracker, windows,
-                                    (score, reference), gate)
+    return promote_scored(outcome, cfg, tracker, (score, reference), gate,
+                          lambda: rescore_champion(tracker.registry, df, cfg, windows),
+                          0 if windows is None else int(windows.cuts.shape[1]))
+
+
+def promote_scored(outcome: TrainOutcome, cfg: PipelineConfig, tracker: Tracker,
+                   scores: tuple[GateScore, GateScore], gate: str,
+                   rescore: Callable[[], ChampionScore], windows: int = 0
+                   ) -> PromotionDecision:
+    """Register the best model and move the aliases on the candidate's and seasonal
+    naive's gate ``scores`` (on ``gate``: ``windows`` cut-offs, or the holdout) and the
+    champion ``rescore()`` re-scores, one decision at a time against the champion of now."""
+    with tracker.registry.promotion_lock():
+        return _decide_and_register(outcome, cfg, tracker, scores, gate, rescore(), windows)
 
 
 def _holdout_scores(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineConfig
@@ -117,18 +129,16 @@ def _by_level(cfg: PipelineConfig, candidate: GateScore, champion: GateScore | N
             for level in (ALL, *(spec.level_name(lv) for lv in spec.levels))}
 
 
-def _decide_and_register(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineConfig,
-                         tracker: Tracker, windows: GateWindows | None,
-                         scores: tuple[GateScore, GateScore], gate: str
-                         ) -> PromotionDecision:
-    """Inside the promotion lock: re-read and re-score the champion, decide at the gate's
+def _decide_and_register(outcome: TrainOutcome, cfg: PipelineConfig, tracker: Tracker,
+                         scores: tuple[GateScore, GateScore], gate: str,
+                         champ: ChampionScore, windows: int) -> PromotionDecision:
+    """Inside the promotion lock, with the champion re-scored: decide at the gate's
     level, register the candidate, move the aliases (champion only if it is still the one
     the decision saw). A failure after the version is registered puts the aliases back as
     they were."""
     metric, level = cfg.evaluation.metric, gate_level(cfg)
     best, registry = outcome.best, tracker.registry
     candidate, naive = scores
-    champ: ChampionScore = rescore_champion(registry, df, cfg, windows)
     score, reference = candidate.at(level), naive.at(level)
     champ_score = None if champ.score is None else champ.score.at(level)
     if level != ALL:
@@ -141,7 +151,7 @@ def _decide_and_register(outcome: TrainOutcome, df: pd.DataFrame, cfg: PipelineC
     decision = PromotionDecision(promoted, reason, metric, best.name, score,
                                  champion_version=champ.version, champion_score=champ_score,
                                  seasonal_naive_score=reference, gate=gate,
-                                 windows=0 if windows is None else int(windows.cuts.shape[1]),
+                                 windows=windows,
                                  notes=[champ.note],
                                  challenger_version=registry.aliases().get(CHALLENGER),
                                  level=level,

@@ -28,7 +28,7 @@ import pandas as pd
 from deepcast.features.errors import DataError, RunFailed
 from deepcast.forecasting.crossval import SpanBacktest
 from deepcast.forecasting.evaluate import split_holdout
-from deepcast.forecasting.metrics import score
+from deepcast.forecasting.metrics import per_series_scores, series_mean
 from deepcast.pipelines.backtest_fits import member_forecasts
 from deepcast.pipelines.config import PipelineConfig
 from deepcast.pipelines.modelling import Holdout, ModelResult, PreparedData
@@ -96,9 +96,18 @@ def window_scores(fc: pd.DataFrame, holdout: Holdout, horizon: int, metric: str
     """``metric`` of each forecast origin of the holdout (``horizon`` steps each, the last
     one possibly shorter), over every series: the holdout forecast ``fc`` scored window
     by window."""
+    by_origin = origin_scores(fc, holdout, horizon, metric)
+    return [series_mean(by_origin[:, j]) for j in range(by_origin.shape[1])]
+
+
+def origin_scores(fc: pd.DataFrame, holdout: Holdout, horizon: int, metric: str
+                  ) -> np.ndarray:
+    """``metric`` of each series (rows) at each forecast origin of the holdout (columns):
+    what :func:`window_scores` averages (shards send theirs, the driver averages)."""
     y, yhat = holdout.truth_and_forecast(fc)
-    return [score(y[:, a:a + horizon], yhat[:, a:a + horizon], holdout.scale)[metric]
-            for a in range(0, holdout.size, horizon)]
+    return np.stack([per_series_scores(y[:, a:a + horizon], yhat[:, a:a + horizon],
+                                       holdout.scale)[metric]
+                     for a in range(0, holdout.size, horizon)], axis=1)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,9 @@ class PartJob:
     source: str | None
     frame: pd.DataFrame | None
     report_dir: str
+    #: a backtest's window count: fit on what precedes each series' first cut-off, and
+    #: keep the validated rows to forecast the windows from (0: ``train``'s holdout split)
+    windows: int = 0
 
     @property
     def label(self) -> str:
@@ -60,6 +63,11 @@ class Part:
     profile: dict[str, Any]  # the drift reference profile of its rows as read
     prep: Any = None  # pipelines.modelling.PreparedData
     stream: PanelStream | None = None
+    sha256: str = ""  # of its validated rows (``ingest.frame_sha256``)
+    #: a backtest's: the validated rows and each series' history length at each cut-off
+    clean: pd.DataFrame | None = None
+    cuts: np.ndarray | None = None
+    raw_rows: int = 0  # rows as read, before validation
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,9 @@ class PartSummary:
     longest: int = 0
     n_train: int = 0
     n_val: int = 0
+    rows: int = 0  # validated rows
+    raw_rows: int = 0  # rows as read
+    sha256: str = ""
     nonnegative: bool = True
     scaler: dict[str, Any] = field(default_factory=dict)
     encoder: CovariateEncoder | None = None
@@ -110,7 +121,9 @@ def load_part(job: PartJob) -> Part:
     """Read, validate and prepare one shard (in a worker); the result stays there."""
     from deepcast.features.errors import DataError
     from deepcast.features.schema import DS, ID
+    from deepcast.pipelines.backtest_fits import history_before
     from deepcast.pipelines.drift import profile_window, reference_profile
+    from deepcast.pipelines.ingest import frame_sha256
     from deepcast.pipelines.modelling import check_counts, prepare
     from deepcast.pipelines.runs.base import _coerced
     from deepcast.pipelines.runs.forecast_shards import read_rows
@@ -124,11 +137,19 @@ def load_part(job: PartJob) -> Part:
     last = clean.groupby(ID, sort=True)[DS].max()
     profile = reference_profile(raw, profile_window(cfg.drift, cfg.features.lookback))
     if not report.success or clean.empty:
-        return Part(job.shard.index, job.label, report, last, profile)
+        return Part(job.shard.index, job.label, report, last, profile, raw_rows=len(raw))
     if report.freq is not None and cfg.data.freq == "auto":
         cfg = cfg.with_freq(report.freq)
+    cuts = None
     try:
-        prep = prepare(clean, cfg)
+        if job.windows:  # a backtest's fit: the history before every first cut-off
+            cuts = _cutoffs(clean, cfg, job.windows)
+            bt = cfg.evaluation.backtest
+            prep = prepare(history_before(clean, cuts[:, 0], bt.train_size
+                                          if bt.window == "sliding" else None),
+                           cfg, holdout=0)
+        else:
+            prep = prepare(clean, cfg)
         for entry in cfg.models:  # a count head needs counts (named by series)
             check_counts(getattr(entry, "distribution", None), prep)
     except DataError as exc:
@@ -137,7 +158,23 @@ def load_part(job: PartJob) -> Part:
     f = cfg.features
     stream = PanelStream(prep.scaled.values, prep.train_starts, prep.val_starts,
                          (f.lookback, f.horizon), prep.covariates, prep.scaled.offsets)
-    return Part(job.shard.index, job.label, report, last, profile, prep, stream)
+    return Part(job.shard.index, job.label, report, last, profile, prep, stream,
+                frame_sha256(clean), clean if cuts is not None else None, cuts, len(raw))
+
+
+def _cutoffs(clean: pd.DataFrame, cfg: PipelineConfig, windows: int) -> np.ndarray:
+    """Each series' history length at each of a backtest's ``windows`` cut-offs; a
+    DataError naming the series too short for the first."""
+    from deepcast.features.windows import panel_from_frame
+    from deepcast.pipelines.backtest_fits import backtest_cutoffs, check_first_cutoff
+    from deepcast.pipelines.selection import with_windows
+
+    cfg = with_windows(cfg, windows)
+    panel = panel_from_frame(clean)
+    n = cfg.lengths
+    cuts = backtest_cutoffs(panel.lengths, n.n_windows, n.step, n.horizon)
+    check_first_cutoff(panel.ids, cuts, cfg)
+    return cuts
 
 
 def summarize(part: Part) -> PartSummary:
@@ -146,7 +183,8 @@ def summarize(part: Part) -> PartSummary:
 
     prep = part.prep
     if prep is None:
-        return PartSummary(part.index, part.report, part.last_ds, part.profile)
+        return PartSummary(part.index, part.report, part.last_ds, part.profile,
+                           raw_rows=part.raw_rows)
     numeric: dict[str, NumericStats] = {}
     if prep.encoder is not None:
         train = split_holdout(prep.df, prep.holdout.size if prep.holdout else 0)[0]
@@ -155,7 +193,9 @@ def summarize(part: Part) -> PartSummary:
     return PartSummary(part.index, part.report, part.last_ds, part.profile,
                        prep.panel.n_series,
                        int(prep.panel.lengths.max(initial=0)), part.stream.n_train,
-                       part.stream.n_val, prep.nonnegative, prep.scaler.to_dict(),
+                       part.stream.n_val, len(prep.df), part.raw_rows, part.sha256,
+                       prep.nonnegative,
+                       prep.scaler.to_dict(),
                        prep.encoder, numeric)
 
 
@@ -233,16 +273,23 @@ class PartScore:
 
     per_series: pd.DataFrame
     wql_parts: tuple[np.ndarray, float] | None = None
+    #: conformal calibration rows and their band scales (``Holdout.residual_rows``)
+    residuals: tuple[np.ndarray, np.ndarray] | None = None
+    #: the selection metric per series (rows) and holdout origin (``origin_scores``)
+    by_origin: np.ndarray | None = None
 
 
-def score_part(part: Part, bundle: bytes) -> PartScore | None:
+def score_part(part: Part, bundle: bytes, metric: str = "mase", residuals: bool = False
+               ) -> PartScore | None:
     """Forecast the part's holdout with the fitted model (``bundle``: the saved predictor,
-    as :func:`bundle_bytes` packs it) and score it per series."""
+    as :func:`bundle_bytes` packs it) and score it per series, and ``metric`` per series
+    and origin; with ``residuals``, its conformal calibration rows too."""
     from deepcast.features.errors import RunFailed
     from deepcast.forecasting import metrics
     from deepcast.forecasting.evaluate import quantile_levels, score_test
     from deepcast.forecasting.keras_model import quantile_column
     from deepcast.pipelines.modelling import holdout_predictions
+    from deepcast.pipelines.selection import origin_scores
 
     prep = part.prep
     if prep is None or prep.holdout is None:
@@ -251,19 +298,32 @@ def score_part(part: Part, bundle: bytes) -> PartScore | None:
     holdout = prep.holdout
     # a neural model without bands reads its lookback before each origin: the last
     # lookback + holdout rows of each series give the same forecast as the whole history
-    fc = holdout_predictions(predictor, prep, prep.window.lookback + holdout.size)
+    # (its own lookback: a champion's may be longer; a model that does not train may read
+    # more: a statistical model fits on it)
+    tail = max(prep.window.lookback, predictor.lookback) + holdout.size \
+        if predictor.forecaster.trainable else None
+    fc = holdout_predictions(predictor, prep, tail)
     if not np.isfinite(fc["yhat"].to_numpy(np.float64)).all():
         raise RunFailed(f"model {predictor.name!r} produced missing or non-finite forecasts "
                         f"in {part.label}",
                         hint="check the training loss curve; lower the learning rate")
     _, per_series = score_test(fc, holdout.test_df, holdout.scale, holdout.size)
+    rows = holdout.residual_rows(fc, predictor.horizon) if residuals else None
+    by_origin = origin_scores(fc, holdout, predictor.horizon, metric)
     levels = quantile_levels(fc)
     if not levels:
-        return PartScore(per_series)
+        return PartScore(per_series, None, rows, by_origin)
     y, _ = holdout.truth_and_forecast(fc)
     q = fc[[quantile_column(v) for v in levels]].to_numpy(np.float64).reshape(
         (*y.shape, len(levels)))
-    return PartScore(per_series, metrics.wql_parts(y, q, levels))
+    return PartScore(per_series, metrics.wql_parts(y, q, levels), rows, by_origin)
+
+
+def example(part: Part) -> pd.DataFrame:
+    """A few of the part's series in the served model's input format (its signature)."""
+    from deepcast.pipelines.artifacts import serving_example
+
+    return serving_example(part.prep)
 
 
 def bundle_bytes(predictor: Any) -> bytes:
@@ -311,8 +371,8 @@ def part_bytes(part: Part) -> int:
     arrays = [prep.panel.values, prep.scaled.values, prep.train_starts, prep.val_starts]
     if prep.covariates is not None:
         arrays += [prep.covariates.past, prep.covariates.future]
-    frames = int(prep.df.memory_usage(deep=False).sum() + prep.user_df.memory_usage(
-        deep=False).sum())
+    frames = int(sum(f.memory_usage(deep=False).sum() for f in (prep.df, prep.user_df,
+                                                                 part.clean) if f is not None))
     return frames + sum(int(a.nbytes) for a in arrays)
 
 

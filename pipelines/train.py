@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from deepcast.features.schema import DS
-from deepcast.forecasting.convergence import convergence
 from deepcast.forecasting.crossval import SpanBacktest, ensemble_backtest
 from deepcast.forecasting.metrics import skill
 from deepcast.forecasting.models import families
@@ -29,6 +28,14 @@ from deepcast.pipelines.budget import Budget, costly
 from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
 from deepcast.pipelines.ensembles import MemberBacktests, fit_ensemble
 from deepcast.pipelines.levels import attach_reconciler
+from deepcast.pipelines.model_run import (
+    log_convergence,
+    log_leaderboard,
+    log_notes,
+    log_served,
+    log_windows,
+    model_settings,
+)
 from deepcast.pipelines.modelling import (
     Mapper,
     ModelResult,
@@ -84,6 +91,8 @@ class TrainOutcome:
     selection_windows: int = 0  # backtest windows inside the training span (0: holdout only)
     warm: WarmPlan | None = None  # the run's warm start (training.warm_start)
     prefer_ensemble: float = 0.0  # evaluation.prefer_ensemble (paired standard errors)
+    #: whether ``evaluation.selection: backtest`` would score more windows (not from shards)
+    backtestable: bool = True
 
     @property
     def choice(self) -> Choice:
@@ -138,12 +147,13 @@ class TrainOutcome:
         points = f"{self.n_series} series x {self.holdout_size} points = " \
             f"{self.n_series * self.holdout_size} points per model"
         origins = f"{self.holdout_origins} forecast origin" + "s" * (self.holdout_origins > 1)
+        more = "evaluation.selection: backtest, or " if self.backtestable else ""
         if not self.selection_windows:
             return [
                 "the holdout scores, and the choice of the best model, rest on one forecast "
                 f"origin per series ({points}; evaluation.test_size = one horizon): a noisy "
-                "estimate; evaluation.selection: backtest, or a test_size of 2-3 horizons, "
-                "scores every model on more windows"] if self.holdout_origins == 1 else [
+                f"estimate; {more}a test_size of 2-3 horizons, scores every model on more "
+                "windows"] if self.holdout_origins == 1 else [
                 f"the holdout scores, and the choice of the best model, rest on {origins} "
                 f"per series ({points}); {self.metric}_sd is the spread of a model's score "
                 f"over the origins (MLflow: holdout_{self.metric}_by_origin)"]
@@ -215,12 +225,9 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
     """One nested run: backtest (``select()``: the training span's windows, or None), fit
     (``build(on_epoch)``), score on the holdout and those windows, calibrate, log."""
     prep, cfg, metric = job.prep, job.cfg, job.cfg.evaluation.metric
-    common = {"features": cfg.features.model_dump(mode="json"),
-              "training": cfg.training.model_dump(mode="json"),
-              "season_length": cfg.data.season_length, "test_size": cfg.evaluation.test_size}
     tags = {tag.MODEL_TYPE: family, tag.PIPELINE: cfg.name}
     with tracker.run(label, nested=True, tags=tags, parent_run_id=job.parent_run_id) as run_id:
-        settings = {**params, **common}  # on the run and on its logged model
+        settings = model_settings(cfg, params)
         tracker.log_params(settings)
         tracker.log_inputs(job.datasets)
         log.info("training %s (%s)", label, family)
@@ -247,21 +254,15 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
         by_window = window_scores(fc, prep.require_holdout(), prep.window.horizon, metric)
         by_backtest = backtest.scores(metric) if backtest is not None else []
         epochs = len(history.get("loss", []))
-        verdict = _convergence(label, history, cfg.training.max_epochs, tracker)
-        model_notes = _log_notes(label, predictor, tracker)
+        verdict = log_convergence(label, history, cfg.training.max_epochs, tracker)
+        model_notes = log_notes(label, predictor, tracker)
         log_model_tables(tracker, per_series, prep.df, predictor)
         if cfg.evaluation.plots:
             log_model_plots(tracker, predictor, prep, fc, history, per_series, cfg)
-        logged = tracker.log_predictor(predictor, job.example, settings)
-        tracker.set_tags({tag.MODEL_URI: logged.uri})  # what a later warm start loads
-        # the holdout scores on the run and on its logged model (the UI's Models tab and
-        # the registered version show them), measured on the holdout dataset
         holdout = next((d for d in job.datasets if d.context == "holdout"), None)
-        tracker.log_model_metrics(logged.model_id, {
-            f"holdout_{k}": v for k, v in scores.items() if not k.startswith("skill_")}
-            | {f"skill_{metric}": scores[f"skill_{metric}"]}, holdout)
+        logged = log_served(tracker, predictor, job.example, settings, scores, metric, holdout)
         tracker.log_metrics({"fit_seconds": seconds, "epochs": epochs})
-        _log_windows(tracker, metric, by_window, by_backtest)
+        log_windows(tracker, metric, by_window, by_backtest)
         log.info("%s: holdout %s = %.4f", label, metric, scores[metric])
         result = ModelResult(label, family, scores, run_id, logged.uri, epochs, seconds,
                              predictor, verdict.converged, verdict.reason,
@@ -270,40 +271,6 @@ def _tracked_fit(label: str, family: str, params: dict[str, Any], build, job: Mo
                              backtest, tuple(by_backtest), began.start)
         tracker.log_metrics({f"select_{metric}": result.selection_score(metric)})
         return result
-
-
-def _log_notes(label: str, predictor: Predictor, tracker: Tracker) -> list[str]:
-    """Tag (and warn about) what a model's bands and forecasts rest on; the model's own
-    notes (a local model's fallbacks: warned already)."""
-    for note in predictor.conformal_notes:
-        log.warning("%s: %s", label, note)
-    model_notes = predictor.forecaster.notes()
-    if predictor.conformal_notes:
-        tracker.set_tags({tag.CONFORMAL_NOTES: "; ".join(predictor.conformal_notes)})
-    if model_notes:
-        tracker.set_tags({tag.MODEL_NOTES: "; ".join(model_notes)})
-    return model_notes
-
-
-def _convergence(label: str, history: dict[str, list[float]], max_epochs: int,
-                 tracker: Tracker) -> Any:
-    """Whether the fit converged, tagged on its run and warned about when it did not."""
-    verdict = convergence(history, max_epochs)
-    if verdict.converged is not None:
-        tracker.set_tags({tag.CONVERGED: str(verdict.converged).lower(),
-                          tag.CONVERGENCE_REASON: verdict.reason})
-        if not verdict.converged:
-            log.warning("%s: %s", label, verdict.reason)
-    return verdict
-
-
-def _log_windows(tracker: Tracker, metric: str, by_origin: list[float],
-                 by_backtest: list[float]) -> None:
-    """Per-window scores as steps of one metric each: the spread in the UI's chart."""
-    for i, value in enumerate(by_origin):
-        tracker.log_metrics({f"holdout_{metric}_by_origin": value}, step=i)
-    for i, value in enumerate(by_backtest):
-        tracker.log_metrics({f"backtest_{metric}_by_window": value}, step=i)
 
 
 def _with_predictor(result: ModelResult, tracker: Tracker) -> ModelResult:
@@ -362,14 +329,10 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, dat
                     ", ".join(budget.skipped))
         tracker.set_tags({tag.SKIPPED: ", ".join(budget.skipped)})
     _with_predictor(outcome.best, tracker)  # the promotion gate scores it
-    tracker.log_metrics({f"best_holdout_{metric}": outcome.best.metrics[metric],
-                         f"best_select_{metric}": outcome.best.selection_score(metric),
-                         f"seasonal_naive_holdout_{metric}": reference[metric]})
-    tracker.set_tags({tag.BEST_MODEL: outcome.best.name})
+    log_leaderboard(tracker, outcome)
     if cfg.evaluation.plots:
         tracker.log_files({"skill_vs_seasonal_naive.png": plots.skill_figure(
             outcome.table(), metric, outcome.best.name)}, "plots")
-    tracker.log_dict(outcome.table().to_dict(orient="records"), "leaderboard.json")
     return outcome
 
 

@@ -58,8 +58,10 @@ class TrainingConfig(_Strict):
         "sample of this many, drawn uniformly without replacement from all series' windows "
         "(seeded by `seed` and the epoch), so an epoch of a large panel takes that many "
         "windows' steps whatever its size (only the per-epoch shuffle of the window starts "
-        "grows with it) and early stopping checks the validation loss that often. null: "
-        "every window, every epoch.")
+        "grows with it) and early stopping checks the validation loss that often. With "
+        "execution.runner: dask and a Parquet dataset or a query, `train` then trains from "
+        "the shards in the workers (no process holds the panel). null: every window, every "
+        "epoch.")
     min_steps_per_epoch: Literal["auto"] | Annotated[int, Field(ge=0)] = Field(
         "auto", description="Fewest batches an epoch takes: a small panel's epoch repeats "
         "its windows (each pass in its own seeded order) until it has this many, so a "
@@ -236,8 +238,9 @@ class ExecutionConfig(_Strict):
         "serial", description="serial: every fit in this process; dask: the models of a "
         "`train` and the fits of a `backtest` (every model x refit cut-off) run as Prefect "
         "tasks in Dask worker processes, each logging to MLflow itself; a forecast into a "
-        "folder, and `validate` of a Parquet source or a query, run one task per shard. "
-        "Same metrics and forecasts as serial for the same seed.")
+        "folder, and `validate` of a Parquet source or a query, run one task per shard "
+        "(and `train` too, with training.windows_per_epoch). Same metrics and forecasts as "
+        "serial for the same seed.")
     workers: int = Field(2, ge=1, le=1024, description="Worker processes of the local "
                          "Dask cluster started for the run (when no address is given).")
     threads_per_worker: int = Field(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -20,6 +21,7 @@ from deepcast.pipelines.tracking import tags as tag
 
 if TYPE_CHECKING:
     from deepcast.pipelines.results import RetrainResult
+    from deepcast.pipelines.runs.pools import ShardPool
 
 T = TypeVar("T")
 Mapper = Callable[[Callable[[Any], Any], list], list]
@@ -46,6 +48,11 @@ class Steps(Protocol):
         """Show a retrain's record where the orchestrator shows runs; the keys."""
         ...
 
+    def pool(self, cfg: PipelineConfig) -> AbstractContextManager[ShardPool]:
+        """Where a run's prepared shards live (``cfg.execution``): a Dask cluster's
+        workers, or this process (:mod:`.train_shards`)."""
+        ...
+
 
 class PlainSteps:
     """Steps as plain function calls in this process (no orchestrator)."""
@@ -66,6 +73,16 @@ class PlainSteps:
 
     def publish(self, cfg: PipelineConfig, result: RetrainResult) -> list[str]:
         return []
+
+    def pool(self, cfg: PipelineConfig) -> AbstractContextManager[ShardPool]:
+        from deepcast.pipelines.runs.pools import InProcessPool
+
+        if cfg.execution.runner == "serial":
+            return contextlib.nullcontext(InProcessPool())
+        raise ConfigError(f"execution.runner {cfg.execution.runner!r} keeps the shards in "
+                          "Dask workers the orchestrator starts, and this run has none",
+                          hint="pass orchestrator='prefect' (as the CLI does), or set "
+                          "execution.runner: serial")
 
 
 PLAIN = PlainSteps()

@@ -51,7 +51,13 @@ def validate(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, steps: Steps 
 
 def train(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, steps: Steps = PLAIN
           ) -> TrainResult:
-    """Ingest -> validate -> train every model -> track -> promote through the gate."""
+    """Ingest -> validate -> train every model -> track -> promote through the gate; on
+    Dask from a Parquet dataset or a query with ``training.windows_per_epoch``, shard by
+    shard in the workers (:mod:`.train_from_shards`)."""
+    from deepcast.pipelines.runs.train_from_shards import train_from_shards, trains_in_shards
+
+    if trains_in_shards(cfg, inputs):
+        return train_from_shards(cfg, inputs, steps)
     mapper = steps.mapper(cfg)
     return train_and_promote(cfg, inputs, validated(cfg, inputs, steps), steps, mapper)
 
@@ -98,9 +104,14 @@ def train_and_promote(cfg: PipelineConfig, inputs: RunInputs, data: Validated, s
 
 def backtest(cfg: PipelineConfig, inputs: RunInputs = FROM_CONFIG, steps: Steps = PLAIN
              ) -> BacktestResult:
-    """Ingest -> validate -> rolling-origin backtest of every model -> track."""
+    """Ingest -> validate -> rolling-origin backtest of every model -> track; from shards
+    on the terms ``train`` trains from them (:mod:`.backtest_shards`)."""
     from deepcast.pipelines.backtest import run_backtest, summary_notes, summary_records
+    from deepcast.pipelines.runs.backtest_shards import backtest_from_shards
+    from deepcast.pipelines.runs.train_from_shards import trains_in_shards
 
+    if trains_in_shards(cfg, inputs) and cfg.evaluation.backtest.refit is False:
+        return backtest_from_shards(cfg, inputs, steps)
     mapper = steps.mapper(cfg)
     data = validated(cfg, inputs, steps)
     cfg = data.cfg

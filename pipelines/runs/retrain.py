@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from deepcast.features.errors import ConfigError
 from deepcast.pipelines.config import PipelineConfig
 from deepcast.pipelines.results import ForecastResult, RetrainResult, TrainResult
 from deepcast.pipelines.runs import store
@@ -61,18 +62,19 @@ def tonight_output(cfg: PipelineConfig, output: str, as_of: str | None) -> str:
     return output
 
 
-def check_drift(raw: pd.DataFrame, cfg: PipelineConfig, profile: dict[str, Any] | None,
-                note: str) -> Any:
-    """The drift report of ``raw`` against the champion's profile (skipped without one,
-    or under ``drift.enabled: false``)."""
+def check_drift(today: pd.DataFrame | dict[str, Any], cfg: PipelineConfig,
+                profile: dict[str, Any] | None, note: str) -> Any:
+    """The drift report of today's rows (or their profile, merged from shards) against the
+    champion's profile (skipped without one, or under ``drift.enabled: false``)."""
     from deepcast.pipelines.drift import check_drift as compare
-    from deepcast.pipelines.drift import skipped, thresholds_of
+    from deepcast.pipelines.drift import check_profile_drift, skipped, thresholds_of
 
     if not cfg.drift.enabled:
         return skipped("drift.enabled is false")
     if profile is None:
         return skipped(note)
-    return compare(profile, raw, thresholds_of(cfg.drift), cfg.drift.on_breach, note)
+    check = check_profile_drift if isinstance(today, dict) else compare
+    return check(profile, today, thresholds_of(cfg.drift), cfg.drift.on_breach, note)
 
 
 @dataclass
@@ -88,7 +90,17 @@ def retrain(cfg: PipelineConfig, output: str, inputs: RunInputs = FROM_CONFIG,
             as_of: str | None = None, steps: Steps = PLAIN) -> RetrainResult:
     """Ingest -> validate -> drift check -> train -> gate -> forecast with the champion ->
     publish. ``output`` may hold ``{date}`` (the run's date); ``as_of`` keeps rows with
-    ``ds <= as_of`` (backfills). A failed or blocked run is published, then raises."""
+    ``ds <= as_of`` (backfills). A failed or blocked run is published, then raises.
+    From shards (:func:`~.train_from_shards.trains_in_shards`), the drift check compares
+    the profile merged from the shards, and the forecast reads the data again (a folder
+    output shard by shard)."""
+    from deepcast.pipelines.runs.train_from_shards import trains_in_shards
+
+    if as_of and trains_in_shards(cfg, inputs):
+        raise ConfigError("--as-of cuts every series at a date, and training from shards "
+                          "reads each shard as it is",
+                          hint="drop --as-of, or run the backfill with execution.runner: "
+                          "serial")
     output = tonight_output(cfg, output, as_of)
     tracker = store.open_tracker(cfg)
     night = _Night()
@@ -119,22 +131,35 @@ def retrain(cfg: PipelineConfig, output: str, inputs: RunInputs = FROM_CONFIG,
 def _run(cfg: PipelineConfig, output: str, inputs: RunInputs, as_of: str | None,
          steps: Steps, tracker: Any, night: _Night) -> tuple[TrainResult, ForecastResult]:
     """The steps of the night, ``night`` recording how far they got."""
+    from deepcast.pipelines.runs.train_from_shards import train_from_shards, trains_in_shards
+
+    request = ForecastRequest(model=store.champion_alias(), output=output)
+    if trains_in_shards(cfg, inputs):
+        night.train = train_from_shards(cfg, inputs, steps, lambda shards: _drift_checked(
+            cfg, steps, night, tracker, shards.profile))
+        night.step = "forecast"
+        return night.train, forecast(cfg, inputs, request, steps)
+    data = validated(cfg, inputs, steps, as_of)
+    _drift_checked(cfg, steps, night, tracker, data.raw)
+    night.train = train_and_promote(cfg, inputs, data, steps, steps.mapper(cfg))
+    night.step = "forecast"
+    return night.train, forecast(cfg, inputs, request, steps, raw=data.raw)
+
+
+def _drift_checked(cfg: PipelineConfig, steps: Steps, night: _Night, tracker: Any,
+                   today: pd.DataFrame | dict[str, Any]) -> None:
+    """The drift check of today's rows or profile against the champion's; DriftBlocked
+    stops the night."""
     from deepcast.pipelines.drift import DriftBlocked
 
-    data = validated(cfg, inputs, steps, as_of)
     night.step = "drift check"
     profile, note = steps.io("load-reference-profile", store.champion_profile, tracker)
-    night.drift = steps.run("drift-check", check_drift, data.raw, cfg, profile, note)
+    night.drift = steps.run("drift-check", check_drift, today, cfg, profile, note)
     if night.drift.blocking:
         raise DriftBlocked(night.drift)
     if night.drift.breached:
         log.warning("%s", night.drift.summary())
     night.step = "train and promote"
-    night.train = train_and_promote(cfg, inputs, data, steps, steps.mapper(cfg))
-    night.step = "forecast"
-    request = ForecastRequest(model=store.champion_alias(), output=output)
-    fc = forecast(cfg, inputs, request, steps, raw=data.raw)
-    return night.train, fc
 
 
 def _restore_aliases(steps: Steps, tracker: Any, night: _Night, exc: Exception) -> None:

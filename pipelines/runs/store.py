@@ -101,11 +101,17 @@ def link_datasets(tracker: Tracker, datasets: list[RunDataset], parent_id: str) 
 
 def log_train_data(tracker: Tracker, cfg: PipelineConfig, raw: pd.DataFrame,
                    clean: pd.DataFrame, report: Any) -> None:
+    """What a train run was given (:func:`log_train_report` of the frames)."""
+    log_train_report(tracker, cfg, report, len(clean), clean["unique_id"].nunique(), len(raw))
+
+
+def log_train_report(tracker: Tracker, cfg: PipelineConfig, report: Any, rows: int,
+                     series: int, raw_rows: int) -> None:
     """What a train run was given: row and series counts (dropped, quarantined, filled-in,
     stale), the config, the validation report (and the quarantined rows, when some were
     moved aside)."""
-    tracker.log_metrics({"data_rows": len(clean), "data_series": clean["unique_id"].nunique(),
-                         "data_rows_raw": len(raw),
+    tracker.log_metrics({"data_rows": rows, "data_series": series,
+                         "data_rows_raw": raw_rows,
                          "data_series_dropped": len(report.dropped_series),
                          "data_rows_quarantined": report.quarantined,
                          "data_rows_inserted": report.gaps_filled,
@@ -119,11 +125,17 @@ def log_train_data(tracker: Tracker, cfg: PipelineConfig, raw: pd.DataFrame,
 
 def save_profile(tracker: Tracker, outcome: Any, raw: pd.DataFrame, cfg: PipelineConfig
                  ) -> dict[str, Any]:
-    """Profile the training data (the drift reference) and log it with the parent run and
-    every model run."""
-    from deepcast.pipelines.drift import PROFILE_ARTIFACT, profile_window, reference_profile
+    """Profile the training data (the drift reference) and :func:`log_profile` it."""
+    from deepcast.pipelines.drift import profile_window, reference_profile
 
     profile = reference_profile(raw, profile_window(cfg.drift, cfg.features.lookback))
+    return log_profile(tracker, outcome, profile)
+
+
+def log_profile(tracker: Tracker, outcome: Any, profile: dict[str, Any]) -> dict[str, Any]:
+    """Log the drift reference ``profile`` with the parent run and every model run."""
+    from deepcast.pipelines.drift import PROFILE_ARTIFACT
+
     tracker.log_dict(profile, PROFILE_ARTIFACT)
     for model in outcome.models:
         tracker.log_dict(profile, PROFILE_ARTIFACT, run_id=model.run_id)

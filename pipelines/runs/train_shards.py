@@ -5,7 +5,8 @@ The driver plans shards of whole series (from the Parquet source's ID column onl
 ``execution.runner: dask``, this process otherwise) reads, validates and prepares each
 shard and keeps it (:mod:`deepcast.pipelines.shard_parts`). The driver merges the shards'
 validation reports exactly (bad data stops the run naming the shards), their scalers and
-covariate encoders, then fits each trainable model of the YAML on a :class:`ShardStream`:
+covariate encoders, then fits each model of the YAML on a :class:`ShardStream` (a model
+that does not train is only built):
 every epoch, each shard hands over its share of a seeded sample of
 ``training.windows_per_epoch`` windows. Each shard then scores its holdout with the fitted
 model, and the driver averages the per-series scores as ``train`` does.
@@ -18,9 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,39 +31,7 @@ from deepcast.forecasting.streams import WindowBatch
 from deepcast.pipelines import shard_parts as parts
 from deepcast.pipelines.config import PipelineConfig
 from deepcast.pipelines.runs.base import PLAIN, RunInputs, Steps, report_dir
-
-
-class ShardPool(Protocol):
-    """Where shards live between calls: a Dask cluster's workers, or this process."""
-
-    def keep(self, fn: Callable, items: list, *args: Any) -> list:
-        """``fn(item, *args)`` for every item, each result kept where it was made; its
-        handles."""
-        ...
-
-    def run(self, fn: Callable, handles: list, *args: Any, each: list | None = None
-            ) -> list:
-        """``fn(value, *args[, each[i]])`` where each handle's value lives; the results."""
-        ...
-
-    def release(self, handles: list) -> None:
-        """Drop kept values."""
-        ...
-
-
-class InProcessPool:
-    """A :class:`ShardPool` in this process (the serial runner, tests)."""
-
-    def keep(self, fn: Callable, items: list, *args: Any) -> list:
-        return [fn(item, *args) for item in items]
-
-    def run(self, fn: Callable, handles: list, *args: Any, each: list | None = None
-            ) -> list:
-        extra = [()] * len(handles) if each is None else [(e,) for e in each]
-        return [fn(h, *args, *x) for h, x in zip(handles, extra, strict=True)]
-
-    def release(self, handles: list) -> None:
-        handles.clear()
+from deepcast.pipelines.runs.pools import ShardPool
 
 
 class ShardStream:
@@ -158,11 +127,95 @@ class ShardTraining:
     profile: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class HoldoutScores:
+    """A model's holdout scores from every shard: the means over series, the per-series
+    table, and the selection metric at each forecast origin (its spread)."""
+
+    metrics: dict[str, float]
+    per_series: pd.DataFrame
+    by_origin: list[float] = field(default_factory=list)
+
+
+@dataclass
+class PreparedShards:
+    """Every shard of a run read, validated and prepared where it stays (``handles`` in
+    ``pool``), what the driver merged from them, and the window stream over them. The
+    config is the validated one (``data.freq: auto`` resolved)."""
+
+    cfg: PipelineConfig
+    pool: ShardPool
+    handles: list
+    summaries: list[parts.PartSummary]
+    report: Any
+    encoder: Any
+    stream: ShardStream
+    lineage: list  # the parts before alignment (what a lost aligned part is made from)
+
+    @property
+    def n_shards(self) -> int:
+        return len(self.handles)
+
+    @property
+    def n_series(self) -> int:
+        return sum(s.series for s in self.summaries)
+
+    @property
+    def n_rows(self) -> int:
+        return sum(s.rows for s in self.summaries)
+
+    @property
+    def raw_rows(self) -> int:
+        return sum(s.raw_rows for s in self.summaries)
+
+    @property
+    def sha256(self) -> str:
+        """A digest of the validated rows: every shard's, in shard order (with one shard,
+        its frame's, as ``train`` digests the panel)."""
+        if len(self.summaries) == 1:
+            return self.summaries[0].sha256
+        return hashlib.sha256("".join(s.sha256 for s in self.summaries).encode()).hexdigest()
+
+    @property
+    def profile(self) -> dict[str, Any]:
+        from deepcast.pipelines.drift import merge_profiles
+
+        return merge_profiles([s.profile for s in self.summaries])
+
+    def fit(self, entry: Any, on_epoch: Callable | None = None
+            ) -> tuple[Any, dict[str, list[float]], float]:
+        """Fit one model entry on the stream (a model that does not train is only built);
+        ``on_epoch(epoch, logs)`` after each epoch."""
+        return _fit(self.cfg, entry, self.stream, self.summaries, self.encoder, on_epoch)
+
+    def score(self, predictor: Any, levels: Sequence[float] = ()) -> HoldoutScores:
+        """The predictor's holdout scores, each shard's forecast and scored in its worker;
+        with conformal ``levels``, the predictor is calibrated on every shard's holdout
+        residuals (in place), as ``train`` calibrates on the panel's."""
+        metric = self.cfg.evaluation.metric
+        scores = [s for s in self.pool.run(parts.score_part, self.handles,
+                                           parts.bundle_bytes(predictor), metric,
+                                           bool(levels))
+                  if s is not None]
+        if levels:
+            _calibrate(predictor, scores, levels)
+        return _merged_scores(scores)
+
+    def example(self) -> pd.DataFrame:
+        """A few series' rows in the served model's input format (its signature)."""
+        first = next(i for i, s in enumerate(self.summaries) if s.series)
+        return self.pool.run(parts.example, [self.handles[first]])[0]
+
+    def release(self) -> None:
+        self.pool.release(self.handles)
+        if self.lineage is not self.handles:
+            self.pool.release(self.lineage)
+
+
 def check_shard_training(cfg: PipelineConfig, inputs: RunInputs) -> list[Any]:
-    """The YAML's trainable model entries; a ConfigError for what shard training cannot
-    do (a source other than Parquet, a query or a frame; no sample size per epoch; a
-    hierarchy; nothing trainable)."""
-    from deepcast.forecasting.models import families
+    """The YAML's model entries; a ConfigError for what shard training cannot do (a
+    source other than Parquet, a query or a frame; no sample size per epoch; a
+    hierarchy)."""
     from deepcast.pipelines.parquet_dataset import is_parquet
 
     source = None if inputs.in_memory else inputs.source(cfg)
@@ -170,7 +223,7 @@ def check_shard_training(cfg: PipelineConfig, inputs: RunInputs) -> list[Any]:
         raise ConfigError(f"training from shards reads each shard's series from Parquet (or "
                           f"a data.sql query); {source} is not Parquet",
                           hint="convert the data to Parquet (pandas: df.to_parquet(...)), "
-                          "or train it with deepcast train")
+                          "or train it with execution.runner: serial")
     if cfg.training.windows_per_epoch is None:
         raise ConfigError("training from shards samples each epoch's windows across the "
                           "shards; training.windows_per_epoch is not set",
@@ -179,80 +232,103 @@ def check_shard_training(cfg: PipelineConfig, inputs: RunInputs) -> list[Any]:
         raise ConfigError("a hierarchy is reconciled across all its series at once; "
                           "training from shards sees one shard at a time",
                           hint="train a hierarchy from one file (execution.runner: serial)")
-    entries = [m for m in cfg.models if families()[m.type].trainable]
-    if not entries:
-        raise ConfigError("training from shards fits global neural models; the YAML's "
-                          "models train none", hint="add a neural model (e.g. type: nhits)")
-    return entries
+    return list(cfg.models)
 
 
-def train_in_shards(cfg: PipelineConfig, inputs: RunInputs, pool: ShardPool,
-                    steps: Steps = PLAIN) -> ShardTraining:
-    """Validate, prepare, fit and score every trainable model of ``cfg`` shard by shard
-    (see the module's docstring); ValidationFailed when a shard's data is bad."""
+def prepare_shards(cfg: PipelineConfig, inputs: RunInputs, pool: ShardPool,
+                   steps: Steps = PLAIN, windows: int = 0) -> PreparedShards:
+    """Plan the shards, read, validate and prepare each in the pool, merge what they send
+    back; ValidationFailed (the merged report, naming the shards) when one's data is bad.
+    ``windows``: a backtest's count (each shard prepared to fit on what precedes its first
+    cut-off). The caller releases them."""
     from deepcast.pipelines.runs.forecast_shards import merged_report, plan, shard_slice
     from deepcast.pipelines.runs.validate_shards import check_one_freq
 
-    entries = check_shard_training(cfg, inputs)
     id_col = cfg.data.id_col  # of the source, or of the frame given in the YAML's names
     shards = steps.io("plan-shards", plan, cfg, inputs, id_col)
     where = report_dir(cfg, inputs)
     jobs = [parts.PartJob(cfg, s, None if inputs.in_memory else inputs.source(cfg),
-                          shard_slice(inputs, id_col, s), str(where)) for s in shards]
+                          shard_slice(inputs, id_col, s), str(where), windows)
+            for s in shards]
     handles, summaries = steps.run("prepare-shards", _prepared, pool, jobs)
-    prepared = handles
-    check_one_freq([s.report for s in summaries])
-    report = merged_report(cfg, summaries, [s.label for s in shards], where,
-                           inputs.label(cfg), whole_panel=True)
-    if report.freq is not None:
-        cfg = cfg.with_freq(report.freq)
-    encoder = parts.merge_encoders(summaries)
-    if len(shards) > 1 and encoder is not None:
-        # the prepared parts stay referenced: they are the aligned ones' lineage, which a
-        # worker lost mid-run is made again from (they share every array but a few)
-        prepared, handles = handles, pool.keep(parts.aligned, handles, encoder)
-    stream = ShardStream(pool, handles, [s.n_train for s in summaries],
-                         [s.n_val for s in summaries],
-                         cfg.training.seed, cfg.training.windows_per_epoch)
-    if not stream.n_train:
-        raise DataError("no training windows in any shard",
-                        hint="lower features.lookback / training.val_size / "
-                        "evaluation.test_size, or use data.short_series: pad")
-    fits = []
-    for e in entries:
-        predictor, history, seconds = steps.run(f"fit-{e.label}", _fit, cfg, e, stream,
-                                                summaries, encoder)
-        metrics, per_series = steps.run(f"score-{e.label}", _score, pool, handles, predictor)
-        fits.append(ShardedFit(e.label, e.type, predictor, history, metrics, per_series,
-                               seconds))
-    notes = [f"{m.label}: not trained from shards (statistical models and ensembles need "
-             "the whole panel in one process)" for m in cfg.models if m not in entries]
-    pool.release(handles)
-    if prepared is not handles:
-        pool.release(prepared)
-    from deepcast.pipelines.drift import merge_profiles
+    lineage = handles
+    try:
+        check_one_freq([s.report for s in summaries])
+        report = merged_report(cfg, summaries, [s.label for s in shards], where,
+                               inputs.label(cfg), whole_panel=True)
+        if report.freq is not None:
+            cfg = cfg.with_freq(report.freq)
+        encoder = parts.merge_encoders(summaries)
+        if len(shards) > 1 and encoder is not None:
+            # the prepared parts stay referenced: they are the aligned ones' lineage, which
+            # a worker lost mid-run is made again from (they share every array but a few)
+            handles = pool.keep(parts.aligned, lineage, encoder)
+        stream = ShardStream(pool, handles, [s.n_train for s in summaries],
+                             [s.n_val for s in summaries],
+                             cfg.training.seed, cfg.training.windows_per_epoch)
+        if not stream.n_train:
+            raise DataError("no training windows in any shard",
+                            hint="lower features.lookback / training.val_size / "
+                            "evaluation.test_size, or use data.short_series: pad")
+    except BaseException:
+        pool.release(handles)
+        if lineage is not handles:
+            pool.release(lineage)
+        raise
+    return PreparedShards(cfg, pool, handles, summaries, report, encoder, stream, lineage)
 
-    return ShardTraining(fits, report, len(shards), sum(s.series for s in summaries),
-                         stream.n_train, notes, merge_profiles([s.profile for s in summaries]))
+
+def train_in_shards(cfg: PipelineConfig, inputs: RunInputs, pool: ShardPool,
+                    steps: Steps = PLAIN) -> ShardTraining:
+    """Validate, prepare, fit and score every model of ``cfg`` shard by shard (see the
+    module's docstring; untracked: ``deepcast train`` tracks, gates and registers them
+    through :mod:`.train_from_shards`); ValidationFailed when a shard's data is bad."""
+    entries = check_shard_training(cfg, inputs)
+    shards = prepare_shards(cfg, inputs, pool, steps)
+    try:
+        fits = []
+        for e in entries:
+            predictor, history, seconds = steps.run(f"fit-{e.label}", shards.fit, e)
+            scores = steps.run(f"score-{e.label}", shards.score, predictor,
+                               cfg.evaluation.conformal)
+            fits.append(ShardedFit(e.label, e.type, predictor, history, scores.metrics,
+                                   scores.per_series, seconds))
+        return ShardTraining(fits, shards.report, shards.n_shards, shards.n_series,
+                             shards.stream.n_train, unsupported(cfg), shards.profile)
+    finally:
+        shards.release()
+
+
+def unsupported(cfg: PipelineConfig) -> list[str]:
+    """What training from shards leaves out of the YAML, one note each."""
+    return [f"ensemble {e.name}: not trained from shards (its members' backtests need the "
+            "whole panel in one process)" for e in cfg.ensemble]
 
 
 def _prepared(pool: ShardPool, jobs: list[parts.PartJob]
               ) -> tuple[list, list[parts.PartSummary]]:
     """Every shard read, validated and prepared where it stays; its summaries."""
     handles = pool.keep(parts.load_part, jobs)
-    return handles, pool.run(parts.summarize, handles)
+    try:
+        return handles, pool.run(parts.summarize, handles)
+    except BaseException:  # bad data in a worker (a DataError): nothing stays kept
+        pool.release(handles)
+        raise
 
 
 def _fit(cfg: PipelineConfig, entry: Any, stream: ShardStream,
-         summaries: list[parts.PartSummary], encoder: Any
+         summaries: list[parts.PartSummary], encoder: Any, on_epoch: Callable | None = None
          ) -> tuple[Any, dict[str, list[float]], float]:
     """Fit one model entry on the stream: its predictor (the panel's scaler and encoder),
-    loss history and fit time."""
+    loss history and fit time; resumed from its checkpoint (``training.checkpoint``: the
+    shards' digests are part of its fingerprint). A model that does not train (a
+    baseline; a statistical model, fitted per series at forecast time) is built only."""
     from deepcast.forecasting.base import TrainingData
-    from deepcast.forecasting.models import build_forecaster
+    from deepcast.forecasting.models import build_forecaster, families
     from deepcast.forecasting.predictor import Predictor
     from deepcast.pipelines.ingest import column_spec
     from deepcast.pipelines.modelling import (
+        checkpoint_dir,
         inputs_of,
         min_history,
         training_settings,
@@ -260,13 +336,17 @@ def _fit(cfg: PipelineConfig, entry: Any, stream: ShardStream,
     )
 
     f, d = cfg.features, cfg.data
+    trainable = families()[entry.type].trainable
     forecaster = build_forecaster(entry.type, entry.label, window_spec(cfg), entry.options(),
-                                  inputs_of(encoder))
+                                  inputs_of(encoder) if trainable else None)
     forecaster.use_history(max(s.longest for s in summaries))
     empty = np.zeros(0, dtype=np.int64)
     t0 = time.perf_counter()
-    history = forecaster.fit(TrainingData(np.zeros(0, np.float32), empty, empty,
-                                          stream=stream), training_settings(cfg))
+    history: dict[str, list[float]] = {}
+    if forecaster.trainable:
+        history = forecaster.fit(TrainingData(np.zeros(0, np.float32), empty, empty,
+                                              stream=stream), training_settings(cfg),
+                                    on_epoch, checkpoint_dir(cfg, entry.label))
     seconds = time.perf_counter() - t0
     predictor = Predictor(forecaster, _scaler(summaries, cfg), column_spec(d), encoder,
                           min_history(cfg) or f.lookback)
@@ -274,28 +354,36 @@ def _fit(cfg: PipelineConfig, entry: Any, stream: ShardStream,
     return predictor, history, seconds
 
 
-def _score(pool: ShardPool, handles: list, predictor: Any
-           ) -> tuple[dict[str, float], pd.DataFrame]:
-    """The predictor's holdout scores, each shard's forecast and scored in its worker."""
-    scores = pool.run(parts.score_part, handles, parts.bundle_bytes(predictor))
-    return _merged_scores([s for s in scores if s is not None])
+def _calibrate(predictor: Any, scores: list[parts.PartScore], levels: Sequence[float]
+               ) -> None:
+    """Conformal bands from the shards' calibration rows (``modelling.evaluate``'s)."""
+    from deepcast.forecasting import conformal
+
+    rows = np.concatenate([s.residuals[0] for s in scores])
+    scale = np.concatenate([s.residuals[1] for s in scores])
+    calibration = conformal.calibrate(rows, scale, levels).filled()
+    predictor.conformal = calibration.table or None
+    predictor.conformal_notes = calibration.notes(" (calibrated on the holdout)")
 
 
-def _merged_scores(scores: list[parts.PartScore]) -> tuple[dict[str, float], pd.DataFrame]:
+def _merged_scores(scores: list[parts.PartScore]) -> HoldoutScores:
     """The holdout metrics of the panel from its shards': each the mean over series (as
-    ``forecasting.evaluate.score_test``), the weighted quantile loss from summed parts."""
+    ``forecasting.evaluate.score_test``), the weighted quantile loss from summed parts,
+    the selection metric per origin as ``selection.window_scores`` averages it."""
     from deepcast.features.schema import ID
     from deepcast.forecasting.metrics import series_mean, wql_of
 
     if not scores:
-        return {}, pd.DataFrame()
+        return HoldoutScores({}, pd.DataFrame())
     per_series = pd.concat([s.per_series for s in scores], ignore_index=True)
     metrics = {c: series_mean(per_series[c].to_numpy(np.float64))
                for c in per_series.columns if c != ID}
     sums = [s.wql_parts for s in scores if s.wql_parts is not None]
     if sums:
         metrics["wql"] = wql_of(np.sum([s[0] for s in sums], axis=0), sum(s[1] for s in sums))
-    return metrics, per_series
+    by_origin = np.concatenate([s.by_origin for s in scores])
+    return HoldoutScores(metrics, per_series,
+                         [series_mean(by_origin[:, j]) for j in range(by_origin.shape[1])])
 
 
 def _scaler(summaries: list[parts.PartSummary], cfg: PipelineConfig) -> Any:

@@ -17,6 +17,7 @@ PIPELINE_FILE = "deepcast.pipeline_file"
 FILE_SHA256 = "deepcast.file_sha256"
 STAGE = "deepcast.stage"  # train / backtest / tune (parents), backtest (model runs)
 DATA_PATH = "deepcast.data_path"
+SHARDS = "deepcast.shards"  # a train run from shards: how many
 DATA_SHA256 = "deepcast.data_sha256"  # also on model versions
 DATA_START = "deepcast.data_start"
 DATA_END = "deepcast.data_end"

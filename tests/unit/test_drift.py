@@ -13,6 +13,7 @@ from deepcast.pipelines.config import parse_config
 from deepcast.pipelines.drift import (
     DriftThresholds,
     check_drift,
+    check_profile_drift,
     merge_profiles,
     reference_profile,
     thresholds_of,
@@ -68,6 +69,25 @@ def test_shards_profiles_merge_into_the_whole_panels():
                  *zip(merged["series"].values(), whole["series"].values(), strict=True)]:
         assert a.pop("last_ds", None) == b.pop("last_ds", None)
         assert a == pytest.approx(b, rel=1e-14)
+
+
+def test_todays_profile_drifts_as_todays_rows_do():
+    """From shards, today's rows are a profile merged from theirs: compared with the
+    champion's, it gives the report the rows themselves give (a window the profiles do
+    not share is not compared)."""
+    ref = reference_profile(frame(BASE), 8)
+    today = frame({**{k: v for k, v in BASE.items() if k != "s9"},
+                   "s0": wave(500.0), "s1": [np.nan] * 20, "new": wave(3.0)})
+    rows = check_drift(ref, today, T, "block")
+    profile = check_profile_drift(ref, reference_profile(today, 8), T, "block")
+    assert rows.breached and rows.blocking
+    assert (profile.measures, profile.breaches, profile.new_series, profile.vanished_series,
+            profile.n_new) == (rows.measures, rows.breaches, rows.new_series,
+                               rows.vanished_series, rows.n_new)
+    assert [r["unique_id"] for r in rows.series] == ["s0", "s1"]  # NaN where undefined
+    pd.testing.assert_frame_equal(pd.DataFrame(profile.series), pd.DataFrame(rows.series))
+    other = check_profile_drift(ref, reference_profile(today, 5), T, "block")
+    assert not other.breached and "last 8 points" in other.note
 
 
 def test_same_data_passes():

@@ -1,0 +1,204 @@
+"""``train`` from shards: the tracked, gated run of ``deepcast train`` when no process may
+hold the panel (``execution.runner: dask``, a Parquet dataset or a ``data.sql`` query, and
+``training.windows_per_epoch``: :func:`trains_in_shards`).
+
+The run is ``train``'s, in the same MLflow shape: a parent run with the data's counts, the
+merged validation report and the drift reference profile; a nested run per model of the
+YAML with its parameters, loss curve, holdout scores (per series too), convergence verdict
+and its logged model; the best model registered as ``challenger``, and ``champion`` if it
+passes the promotion gate. The shards are read, validated and prepared once by the workers
+(:mod:`.train_shards`) and stay there for the whole run: global models train on a window
+stream drawn from them, models that do not train (baselines, statistical models, fitted per
+series at forecast time) are only built, and every model, seasonal naive and the current
+champion are scored on each shard's holdout where the shard lives.
+
+What it does not do, each said in the run's notes: ensembles, the selection backtest and
+the gate's rolling cut-offs (the holdout chooses and gates, and calibrates the conformal
+bands), and plots.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from deepcast.forecasting.metrics import skill
+from deepcast.forecasting.models import families
+from deepcast.pipelines import progress
+from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
+from deepcast.pipelines.ingest import file_sha256
+from deepcast.pipelines.model_run import (
+    log_convergence,
+    log_leaderboard,
+    log_notes,
+    log_served,
+    log_windows,
+    model_settings,
+)
+from deepcast.pipelines.modelling import ModelResult
+from deepcast.pipelines.results import TrainResult
+from deepcast.pipelines.runs import store
+from deepcast.pipelines.runs.base import RunInputs, Steps, run_tags
+from deepcast.pipelines.runs.train_shards import (
+    PreparedShards,
+    check_shard_training,
+    prepare_shards,
+    unsupported,
+)
+from deepcast.pipelines.tracking import tags as tag
+
+log = logging.getLogger("deepcast")
+
+
+def trains_in_shards(cfg: PipelineConfig, inputs: RunInputs) -> bool:
+    """Whether ``train`` runs shard by shard: on Dask, from a Parquet source or a query,
+    with a sample size per epoch, and no hierarchy (reconciled across all its series at
+    once); the in-memory path otherwise."""
+    from deepcast.pipelines.runs.validate_shards import sharded
+
+    return sharded(cfg, inputs) and cfg.training.windows_per_epoch is not None \
+        and cfg.hierarchy is None
+
+
+def train_from_shards(cfg: PipelineConfig, inputs: RunInputs, steps: Steps,
+                      first: Callable[[PreparedShards], None] | None = None) -> TrainResult:
+    """Validate and prepare every shard in the workers, then fit, score, track and promote
+    every model of ``cfg`` (see the module's docstring); ValidationFailed when a shard's
+    data is bad (nothing tracked, the registry untouched). ``first(shards)``: a check of
+    the prepared shards before anything is tracked (``retrain``'s drift check)."""
+    check_shard_training(cfg, inputs)
+    with steps.pool(cfg) as pool:
+        shards = prepare_shards(cfg, inputs, pool, steps)
+        try:
+            if first is not None:
+                first(shards)
+            return _tracked(shards, inputs, steps)
+        finally:
+            shards.release()
+
+
+def _tracked(shards: PreparedShards, inputs: RunInputs, steps: Steps) -> TrainResult:
+    """The parent run, a nested run per model, the profile and the promotion."""
+    from deepcast.pipelines.train import TrainOutcome
+
+    cfg, report, metric = shards.cfg, shards.report, shards.cfg.evaluation.metric
+    tracker = store.open_tracker(cfg)
+    source = inputs.source(cfg)
+    tags = {**run_tags(cfg, "train", inputs, shards.sha256),
+            tag.PIPELINE_FILE: str(Path(inputs.pipeline_file)) if inputs.pipeline_file else "",
+            tag.FILE_SHA256: file_sha256(source) if source and Path(source).is_file() else "",
+            tag.SHARDS: str(shards.n_shards)}
+    with store.aliases_kept_on_failure(tracker, "train") as decided, \
+            store.parent_run(tracker, cfg, "train", tags) as parent_id:
+        store.log_train_report(tracker, cfg, report, shards.n_rows, shards.n_series,
+                               shards.raw_rows)
+        entry = next((m for m in cfg.models if m.type == "seasonal_naive"), None) \
+            or ENTRY_MODELS["seasonal_naive"](type="seasonal_naive")
+        ref_pred, _, _ = shards.fit(entry)
+        reference = steps.run("score-reference", shards.score, ref_pred).metrics
+        example = steps.io("serving-example", shards.example)
+        results = [_model_run(e, shards, reference, example, parent_id, tracker, steps)
+                   for e in cfg.models]
+        outcome = TrainOutcome(parent_id, metric, results, reference, shards.sha256,
+                               shards.n_rows, shards.n_series, ref_pred,
+                               cfg.lengths.holdout_origins, cfg.evaluation.test_size,
+                               prefer_ensemble=cfg.evaluation.prefer_ensemble,
+                               backtestable=False)
+        notes = [*report.warnings, *outcome.notes(), *_left_out(cfg, shards)]
+        for note in notes[len(report.warnings):]:
+            log.info("%s", note)
+        log_leaderboard(tracker, outcome)
+        store.describe_run(tracker, outcome.table(), metric, notes)
+        steps.io("save-reference-profile", store.log_profile, tracker, outcome,
+                 shards.profile)
+        decision = steps.run("promote", _promote, outcome, shards, tracker)
+        decided.append(decision)  # from here on, a failure restores the aliases
+    return TrainResult(
+        pipeline=cfg.name, parent_run_id=parent_id, metric=metric,
+        table=outcome.table().to_dict(orient="records"), reference=reference,
+        best=outcome.best.name, decision=decision, n_rows=shards.n_rows,
+        n_series=shards.n_series, dropped_series=report.dropped_series,
+        quarantined=report.quarantined, quarantine_path=report.quarantine_path,
+        validation_report=report.report_path, tracking_uri=store.store_uri(tracker),
+        notes=notes)
+
+
+def _model_run(entry: Any, shards: PreparedShards, reference: dict[str, float],
+               example: Any, parent_id: str, tracker: Any, steps: Steps) -> ModelResult:
+    """One nested run: fit on the shards' window stream, score on their holdouts, log."""
+    cfg, metric = shards.cfg, shards.cfg.evaluation.metric
+    label = entry.label
+    tags = {tag.MODEL_TYPE: entry.type, tag.PIPELINE: cfg.name}
+    with tracker.run(label, nested=True, tags=tags, parent_run_id=parent_id) as run_id:
+        settings = model_settings(cfg, {"model": entry.model_dump(mode="json")})
+        tracker.log_params(settings)
+        log.info("training %s (%s) from %d shards", label, entry.type, shards.n_shards)
+        trainable = families()[entry.type].trainable
+        with progress.task(f"train {label}", cfg.training.max_epochs if trainable
+                           else 1) as advance:
+
+            def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+                tracker.log_metrics(logs, step=epoch)
+                advance(1)
+
+            predictor, history, seconds = steps.run(f"fit-{label}", shards.fit, entry,
+                                                    on_epoch)
+        holdout = steps.run(f"score-{label}", shards.score, predictor,
+                            cfg.evaluation.conformal)
+        scores = holdout.metrics
+        scores[f"skill_{metric}"] = skill(scores[metric], reference[metric])
+        epochs = len(history.get("loss", []))
+        verdict = log_convergence(label, history, cfg.training.max_epochs, tracker)
+        model_notes = log_notes(label, predictor, tracker)
+        tracker.log_frame(holdout.per_series, "holdout/per_series_metrics.csv")
+        logged = log_served(tracker, predictor, example, settings, scores, metric)
+        tracker.log_metrics({"fit_seconds": seconds, "epochs": epochs})
+        log_windows(tracker, metric, holdout.by_origin, [])
+        log.info("%s: holdout %s = %.4f", label, metric, scores[metric])
+        result = ModelResult(label, entry.type, scores, run_id, logged.uri, epochs, seconds,
+                             predictor, verdict.converged, verdict.reason,
+                             (*predictor.conformal_notes, *model_notes),
+                             tuple(holdout.by_origin))
+        tracker.log_metrics({f"select_{metric}": result.selection_score(metric)})
+        return result
+
+
+def _promote(outcome: Any, shards: PreparedShards, tracker: Any) -> Any:
+    """The gate on the holdout: the candidate's and seasonal naive's train-time scores,
+    the champion re-scored on every shard's holdout in its worker."""
+    from deepcast.pipelines.gate import GateScore, champion_scored
+    from deepcast.pipelines.promote import promote_scored
+
+    cfg, metric = shards.cfg, shards.cfg.evaluation.metric
+    scores = (GateScore(outcome.best.metrics[metric]), GateScore(outcome.reference[metric]))
+    return promote_scored(
+        outcome, cfg, tracker, scores, f"holdout ({shards.n_shards} shards)",
+        lambda: champion_scored(tracker.registry, cfg,
+                                lambda model: GateScore(shards.score(model.predictor).metrics[
+                                    metric]), "re-scored on today's holdout, shard by shard"))
+
+
+def _left_out(cfg: PipelineConfig, shards: PreparedShards) -> list[str]:
+    """What this run did not do that ``train`` in one process does, one note each."""
+    notes = [f"trained from {shards.n_shards} shards ({shards.n_series} series, "
+             f"{shards.stream.n_train} training windows, {cfg.training.windows_per_epoch} "
+             "sampled per epoch)", *unsupported(cfg)]
+    e, h = cfg.evaluation, cfg.features.horizon
+    if e.selection == "backtest":
+        notes.append("evaluation.selection: backtest is not run from shards: the holdout "
+                     "chooses the model, the gate scores it, and the conformal bands are "
+                     "calibrated on its residuals")
+    if e.test_size > h:
+        notes.append("the gate compares the holdout's scores, not its rolling cut-offs "
+                     f"(evaluation.test_size {e.test_size} > horizon {h})")
+    if e.plots:
+        notes.append("evaluation.plots: no plots from shards")
+    if cfg.training.warm_start:
+        notes.append("training.warm_start is not applied from shards: every fit started "
+                     "cold")
+    if cfg.auto.time_limit is not None:
+        notes.append(f"auto.time_limit ({cfg.auto.time_limit:g} s) is not applied from "
+                     "shards: every model was trained")
+    return notes
