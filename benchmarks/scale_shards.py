@@ -299,7 +299,7 @@ def main() -> None:
         res = (run if args.runner == "dask" else run_serial)(folder, args.series * args.length,
                                                              args)
     res["cores"] = os.cpu_count()
-    prefix = "" if args.runner == "dask" else "serial-"
+    prefix = "serial-" if args.runner != "dask" else "tracked-" if args.tracked else ""
     save_result("scale_shards.json", f"{prefix}{args.series}x{args.length}", res)
 
 

@@ -99,13 +99,27 @@ class GateWindows:
 
     def score(self, predictor: Predictor) -> GateScore:
         """The metric of ``predictor`` over the windows: the mean, and per level."""
+        table = self.table(predictor)
+        return GateScore(_mean(table[self.metric].to_numpy(np.float64)),
+                         _by_level(table, self.df, self.metric))
+
+    def table(self, predictor: Predictor) -> pd.DataFrame:
+        """Every metric of ``predictor`` per series and window (``score_windows``'s)."""
         from deepcast.pipelines.backtest import score_windows
 
         fc = predictor.predict_windows(self.df, self.cuts).sort_values(
             [ID, "window", "h"], kind="stable")
-        table, means = score_windows(fc, self.ids, self.scale, self.sq_scale,
-                                     predictor.horizon)
-        return GateScore(means[self.metric], _by_level(table, self.df, self.metric))
+        return score_windows(fc, self.ids, self.scale, self.sq_scale, predictor.horizon)[0]
+
+
+def _mean(values: np.ndarray) -> float:
+    """``score_windows``' mean: over the finite values (NaN when there is none)."""
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def gate_mean(values: list[np.ndarray]) -> float:
+    """The gate's metric from the shards' per series x window values."""
+    return _mean(np.concatenate(values)) if values else float("nan")
 
 
 def holdout_score(predict: PredictFn, df: pd.DataFrame, cfg: PipelineConfig,

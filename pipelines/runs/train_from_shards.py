@@ -12,9 +12,9 @@ stream drawn from them, models that do not train (baselines, statistical models,
 series at forecast time) are only built, and every model, seasonal naive and the current
 champion are scored on each shard's holdout where the shard lives.
 
-What it does not do, each said in the run's notes: ensembles, the selection backtest and
-the gate's rolling cut-offs (the holdout chooses and gates, and calibrates the conformal
-bands), and plots.
+What it does not do, each said in the run's notes: ensembles, the selection backtest (the
+holdout chooses and calibrates the conformal bands), plots, warm starts and
+``auto.time_limit``.
 """
 
 from __future__ import annotations
@@ -24,10 +24,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from deepcast.forecasting.metrics import skill
 from deepcast.forecasting.models import families
 from deepcast.pipelines import progress
 from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
+from deepcast.pipelines.gate import gate_mean
 from deepcast.pipelines.ingest import file_sha256
 from deepcast.pipelines.model_run import (
     log_convergence,
@@ -47,6 +50,7 @@ from deepcast.pipelines.runs.train_shards import (
     prepare_shards,
     unsupported,
 )
+from deepcast.pipelines.shard_parts import Part, bundle_bytes, unpacked
 from deepcast.pipelines.tracking import tags as tag
 
 log = logging.getLogger("deepcast")
@@ -166,18 +170,45 @@ def _model_run(entry: Any, shards: PreparedShards, reference: dict[str, float],
 
 
 def _promote(outcome: Any, shards: PreparedShards, tracker: Any) -> Any:
-    """The gate on the holdout: the candidate's and seasonal naive's train-time scores,
-    the champion re-scored on every shard's holdout in its worker."""
-    from deepcast.pipelines.gate import GateScore, champion_scored
+    """The gate of ``train``: the candidate, seasonal naive and the champion on the same
+    rolling cut-offs through the holdout (each shard's series scored in its worker, the
+    mean over all of them), or on the holdout when it is shorter than the horizon."""
+    from deepcast.pipelines.gate import GateScore, champion_scored, gate_cutoffs
     from deepcast.pipelines.promote import promote_scored
 
     cfg, metric = shards.cfg, shards.cfg.evaluation.metric
-    scores = (GateScore(outcome.best.metrics[metric]), GateScore(outcome.reference[metric]))
+    cuts = gate_cutoffs(np.zeros(1, dtype=np.int64), cfg)
+    if cuts is None:  # the holdout: the train-time scores
+        def score(predictor: Any) -> float:
+            return shards.score(predictor).metrics[metric]
+
+        gate, windows = f"holdout ({shards.n_shards} shards)", 0
+        scores = (outcome.best.metrics[metric], outcome.reference[metric])
+    else:
+        def score(predictor: Any) -> float:
+            return gate_mean([v for v in shards.pool.run(
+                gate_part, shards.handles, bundle_bytes(predictor), cfg) if v is not None])
+
+        windows = int(cuts.shape[1])
+        gate = f"{windows} cut-off(s) through the holdout, step {cfg.lengths.step} " \
+            f"({shards.n_shards} shards)"
+        scores = (score(outcome.best.predictor), score(outcome.reference_predictor))
     return promote_scored(
-        outcome, cfg, tracker, scores, f"holdout ({shards.n_shards} shards)",
+        outcome, cfg, tracker, (GateScore(scores[0]), GateScore(scores[1])), gate,
         lambda: champion_scored(tracker.registry, cfg,
-                                lambda model: GateScore(shards.score(model.predictor).metrics[
-                                    metric]), "re-scored on today's holdout, shard by shard"))
+                                lambda model: GateScore(score(model.predictor)),
+                                f"re-scored on the same {gate}"), windows)
+
+
+def gate_part(part: Part, bundle: bytes, cfg: PipelineConfig) -> np.ndarray | None:
+    """The gate's metric of the model (``bundle``) per series and cut-off of the part (in
+    the worker holding it), as ``gate.GateWindows`` scores a whole panel."""
+    from deepcast.pipelines.gate import GateWindows
+
+    windows = GateWindows.build(part.prep.df, cfg) if part.prep is not None else None
+    if windows is None:
+        return None
+    return windows.table(unpacked(bundle))[cfg.evaluation.metric].to_numpy(np.float64)
 
 
 def _left_out(cfg: PipelineConfig, shards: PreparedShards) -> list[str]:
@@ -185,14 +216,11 @@ def _left_out(cfg: PipelineConfig, shards: PreparedShards) -> list[str]:
     notes = [f"trained from {shards.n_shards} shards ({shards.n_series} series, "
              f"{shards.stream.n_train} training windows, {cfg.training.windows_per_epoch} "
              "sampled per epoch)", *unsupported(cfg)]
-    e, h = cfg.evaluation, cfg.features.horizon
+    e = cfg.evaluation
     if e.selection == "backtest":
         notes.append("evaluation.selection: backtest is not run from shards: the holdout "
                      "chooses the model, the gate scores it, and the conformal bands are "
                      "calibrated on its residuals")
-    if e.test_size > h:
-        notes.append("the gate compares the holdout's scores, not its rolling cut-offs "
-                     f"(evaluation.test_size {e.test_size} > horizon {h})")
     if e.plots:
         notes.append("evaluation.plots: no plots from shards")
     if cfg.training.warm_start:

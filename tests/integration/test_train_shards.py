@@ -274,6 +274,10 @@ def test_train_from_one_shard_tracks_what_train_tracks(dataset, tmp_path, store)
             assert a[k] == pytest.approx(b[k], rel=1e-12, nan_ok=True), k
     assert sharded.table[1]["windows"] == 2 and np.isfinite(sharded.table[1]["wql"])
     assert sharded.decision.promoted and sharded.best == whole.best
+    a, b = sharded.decision, whole.decision  # the gate: 2 cut-offs through the holdout
+    assert a.windows == b.windows == 2
+    assert (a.candidate_score, a.seasonal_naive_score) == (b.candidate_score,
+                                                           b.seasonal_naive_score)
     assert (sharded.n_rows, sharded.n_series) == (whole.n_rows, whole.n_series)
     assert "trained from 1 shards (6 series" in " ".join(sharded.notes)
 
@@ -329,7 +333,8 @@ def test_deepcast_train_trains_from_shards_and_gates_against_its_champion(
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     first = result["decision"]
-    assert first["promoted"] and first["gate"] == "holdout (3 shards)"
+    assert first["promoted"] and first["windows"] == 2
+    assert first["gate"] == "2 cut-off(s) through the holdout, step 6 (3 shards)"
     assert result["n_series"] == 6
     assert any(n.startswith("trained from 3 shards (6 series") for n in result["notes"])
     assert [r["model"] for r in result["table"]] == ["seasonal_naive", "mlp"]
