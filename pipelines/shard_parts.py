@@ -223,6 +223,19 @@ def merge_encoders(summaries: list[PartSummary]) -> CovariateEncoder | None:
                             {i: k + 1 for k, i in enumerate(ids)})
 
 
+def merge_scalers(summaries: list[PartSummary], cfg: PipelineConfig) -> Any:
+    """The panel's scaler: every shard's per-series statistics in one."""
+    from deepcast.features.scalers import SeriesScaler
+
+    merged: dict[str, Any] = {}
+    for s in summaries:
+        for key, value in s.scaler.items():
+            merged[key] = [*merged.get(key, []), *value] if isinstance(value, list) else value
+    if not merged:
+        return SeriesScaler(cfg.features.scaler, cfg.features.target_transform)
+    return SeriesScaler.from_dict(merged)
+
+
 def aligned(part: Part, encoder: CovariateEncoder | None) -> Part:
     """The part with its covariates encoded by the panel's ``encoder`` (a new part: the
     old one's arrays are shared, its encoder's codes are not)."""

@@ -12,7 +12,9 @@ stream drawn from them, models that do not train (baselines, statistical models,
 series at forecast time) are only built, and every model, seasonal naive and the current
 champion are scored on each shard's holdout where the shard lives.
 
-What it does not do, each said in the run's notes: ensembles, the selection backtest (the
+Ensembles that need no backtest of their members (mean, median, bagging) are built and
+scored like the models. What it does not do, each said in the run's notes: weighted,
+stacking and greedy ensembles, the selection backtest (the
 holdout chooses and calibrates the conformal bands), plots, warm starts and
 ``auto.time_limit``.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,7 @@ from deepcast.pipelines.results import TrainResult
 from deepcast.pipelines.runs import store
 from deepcast.pipelines.runs.base import RunInputs, Steps, run_tags
 from deepcast.pipelines.runs.train_shards import (
+    SHARDABLE,
     PreparedShards,
     check_shard_training,
     prepare_shards,
@@ -103,8 +107,17 @@ def _tracked(shards: PreparedShards, inputs: RunInputs, steps: Steps) -> TrainRe
         ref_pred, _, _ = shards.fit(entry)
         reference = steps.run("score-reference", shards.score, ref_pred).metrics
         example = steps.io("serving-example", shards.example)
-        results = [_model_run(e, shards, reference, example, parent_id, tracker, steps)
-                   for e in cfg.models]
+        run = _Run(shards, reference, example, parent_id, tracker, steps)
+        results = [_model_run(
+            run, e.label, e.type, {"model": e.model_dump(mode="json")},
+            lambda on_epoch, e=e: steps.run(f"fit-{e.label}", shards.fit, e, on_epoch),
+            cfg.training.max_epochs if families()[e.type].trainable else 1)
+            for e in cfg.models]
+        fitted = {r.name: r.predictor for r in results}
+        results += [_model_run(
+            run, s.name, f"ensemble-{s.method}", {"ensemble": s.model_dump(mode="json")},
+            lambda on_epoch, s=s: shards.ensemble(s, fitted, steps), 1)
+            for s in cfg.ensemble if s.method in SHARDABLE]
         outcome = TrainOutcome(parent_id, metric, results, reference, shards.sha256,
                                shards.n_rows, shards.n_series, ref_pred,
                                cfg.lengths.holdout_origins, cfg.evaluation.test_size,
@@ -129,26 +142,39 @@ def _tracked(shards: PreparedShards, inputs: RunInputs, steps: Steps) -> TrainRe
         notes=notes)
 
 
-def _model_run(entry: Any, shards: PreparedShards, reference: dict[str, float],
-               example: Any, parent_id: str, tracker: Any, steps: Steps) -> ModelResult:
-    """One nested run: fit on the shards' window stream, score on their holdouts, log."""
+@dataclass(frozen=True)
+class _Run:
+    """What every model run of the job shares: the shards, seasonal naive's scores, the
+    serving example, the parent run, the tracker and the steps."""
+
+    shards: PreparedShards
+    reference: dict[str, float]
+    example: Any
+    parent_id: str
+    tracker: Any
+    steps: Steps
+
+
+def _model_run(run: _Run, label: str, family: str, params: dict[str, Any],
+               build: Callable[[Callable], tuple[Any, dict[str, list[float]], float]],
+               epochs_max: int) -> ModelResult:
+    """One nested run: ``build(on_epoch)`` (a fit on the shards' window stream, or an
+    ensemble of fitted models), the holdout scored on every shard, all of it logged."""
+    shards, tracker, steps, reference = run.shards, run.tracker, run.steps, run.reference
+    example, parent_id = run.example, run.parent_id
     cfg, metric = shards.cfg, shards.cfg.evaluation.metric
-    label = entry.label
-    tags = {tag.MODEL_TYPE: entry.type, tag.PIPELINE: cfg.name}
+    tags = {tag.MODEL_TYPE: family, tag.PIPELINE: cfg.name}
     with tracker.run(label, nested=True, tags=tags, parent_run_id=parent_id) as run_id:
-        settings = model_settings(cfg, {"model": entry.model_dump(mode="json")})
+        settings = model_settings(cfg, params)
         tracker.log_params(settings)
-        log.info("training %s (%s) from %d shards", label, entry.type, shards.n_shards)
-        trainable = families()[entry.type].trainable
-        with progress.task(f"train {label}", cfg.training.max_epochs if trainable
-                           else 1) as advance:
+        log.info("training %s (%s) from %d shards", label, family, shards.n_shards)
+        with progress.task(f"train {label}", epochs_max) as advance:
 
             def on_epoch(epoch: int, logs: dict[str, float]) -> None:
                 tracker.log_metrics(logs, step=epoch)
                 advance(1)
 
-            predictor, history, seconds = steps.run(f"fit-{label}", shards.fit, entry,
-                                                    on_epoch)
+            predictor, history, seconds = build(on_epoch)
         holdout = steps.run(f"score-{label}", shards.score, predictor,
                             cfg.evaluation.conformal)
         scores = holdout.metrics
@@ -161,7 +187,7 @@ def _model_run(entry: Any, shards: PreparedShards, reference: dict[str, float],
         tracker.log_metrics({"fit_seconds": seconds, "epochs": epochs})
         log_windows(tracker, metric, holdout.by_origin, [])
         log.info("%s: holdout %s = %.4f", label, metric, scores[metric])
-        result = ModelResult(label, entry.type, scores, run_id, logged.uri, epochs, seconds,
+        result = ModelResult(label, family, scores, run_id, logged.uri, epochs, seconds,
                              predictor, verdict.converged, verdict.reason,
                              (*predictor.conformal_notes, *model_notes),
                              tuple(holdout.by_origin))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from deepcast.pipelines import shard_parts as parts
 from deepcast.pipelines.config import PipelineConfig
 from deepcast.pipelines.runs.base import PLAIN, RunInputs, Steps, report_dir
 from deepcast.pipelines.runs.pools import ShardPool
+from deepcast.pipelines.shard_scores import HoldoutScores, calibrate, merged_scores
 
 
 class ShardStream:
@@ -127,16 +128,6 @@ class ShardTraining:
     profile: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class HoldoutScores:
-    """A model's holdout scores from every shard: the means over series, the per-series
-    table, and the selection metric at each forecast origin (its spread)."""
-
-    metrics: dict[str, float]
-    per_series: pd.DataFrame
-    by_origin: list[float] = field(default_factory=list)
-
-
 @dataclass
 class PreparedShards:
     """Every shard of a run read, validated and prepared where it stays (``handles`` in
@@ -182,11 +173,36 @@ class PreparedShards:
 
         return merge_profiles([s.profile for s in self.summaries])
 
-    def fit(self, entry: Any, on_epoch: Callable | None = None
+    def fit(self, entry: Any, on_epoch: Callable | None = None, seed: int | None = None
             ) -> tuple[Any, dict[str, list[float]], float]:
         """Fit one model entry on the stream (a model that does not train is only built);
-        ``on_epoch(epoch, logs)`` after each epoch."""
-        return _fit(self.cfg, entry, self.stream, self.summaries, self.encoder, on_epoch)
+        ``on_epoch(epoch, logs)`` after each epoch; ``seed``: other than
+        ``training.seed`` (a bagged member's)."""
+        return _fit(self.cfg, entry, self.stream, self.summaries, self.encoder, on_epoch,
+                    seed)
+
+    def ensemble(self, spec: Any, fitted: dict[str, Any], steps: Steps = PLAIN
+                 ) -> tuple[Any, dict[str, list[float]], float]:
+        """One ``ensemble:`` entry (a method of :data:`SHARDABLE`) of the ``fitted``
+        predictors by name; bagging fits its members here, seeds ``training.seed + i``."""
+        from deepcast.forecasting.ensemble import build_ensemble
+
+        t0 = time.perf_counter()
+        if spec.method == "bagging":
+            members = []
+            for i in range(spec.n_members):
+                entry = spec.model.model_copy(update={"name": f"{spec.name}_{i}"})
+                predictor, _, _ = steps.run(f"fit-{entry.label}", self.fit, entry, None,
+                                            self.cfg.training.seed + i)
+                members.append(predictor.forecaster)
+        else:
+            members = [fitted[m].forecaster for m in spec.members]
+        ensemble = build_ensemble(spec.name, spec.method, members)
+        return self.predictor(ensemble), {}, time.perf_counter() - t0
+
+    def predictor(self, forecaster: Any) -> Any:
+        """``forecaster`` with the panel's scaler, encoder and columns: a served model."""
+        return _predictor(self.cfg, forecaster, self.summaries, self.encoder)
 
     def score(self, predictor: Any, levels: Sequence[float] = ()) -> HoldoutScores:
         """The predictor's holdout scores, each shard's forecast and scored in its worker;
@@ -198,8 +214,8 @@ class PreparedShards:
                                            bool(levels))
                   if s is not None]
         if levels:
-            _calibrate(predictor, scores, levels)
-        return _merged_scores(scores)
+            calibrate(predictor, scores, levels)
+        return merged_scores(scores)
 
     def example(self) -> pd.DataFrame:
         """A few series' rows in the served model's input format (its signature)."""
@@ -287,11 +303,16 @@ def train_in_shards(cfg: PipelineConfig, inputs: RunInputs, pool: ShardPool,
     shards = prepare_shards(cfg, inputs, pool, steps)
     try:
         fits = []
-        for e in entries:
-            predictor, history, seconds = steps.run(f"fit-{e.label}", shards.fit, e)
-            scores = steps.run(f"score-{e.label}", shards.score, predictor,
+        builds = [(e.label, e.type, lambda e=e: steps.run(f"fit-{e.label}", shards.fit, e))
+                  for e in entries]
+        builds += [(s.name, f"ensemble-{s.method}", lambda s=s: shards.ensemble(
+            s, {f.name: f.predictor for f in fits}, steps))
+            for s in cfg.ensemble if s.method in SHARDABLE]
+        for name, family, build in builds:
+            predictor, history, seconds = build()
+            scores = steps.run(f"score-{name}", shards.score, predictor,
                                cfg.evaluation.conformal)
-            fits.append(ShardedFit(e.label, e.type, predictor, history, scores.metrics,
+            fits.append(ShardedFit(name, family, predictor, history, scores.metrics,
                                    scores.per_series, seconds))
         return ShardTraining(fits, shards.report, shards.n_shards, shards.n_series,
                              shards.stream.n_train, unsupported(cfg), shards.profile)
@@ -299,10 +320,15 @@ def train_in_shards(cfg: PipelineConfig, inputs: RunInputs, pool: ShardPool,
         shards.release()
 
 
+#: the ensemble methods trained from shards: those that need no backtest of their members
+SHARDABLE = ("mean", "median", "bagging")
+
+
 def unsupported(cfg: PipelineConfig) -> list[str]:
     """What training from shards leaves out of the YAML, one note each."""
-    return [f"ensemble {e.name}: not trained from shards (its members' backtests need the "
-            "whole panel in one process)" for e in cfg.ensemble]
+    return [f"ensemble {e.name} ({e.method}): not trained from shards (its weights come "
+            "from a backtest of its members on the whole panel)" for e in cfg.ensemble
+            if e.method not in SHARDABLE]
 
 
 def _prepared(pool: ShardPool, jobs: list[parts.PartJob]
@@ -317,25 +343,24 @@ def _prepared(pool: ShardPool, jobs: list[parts.PartJob]
 
 
 def _fit(cfg: PipelineConfig, entry: Any, stream: ShardStream,
-         summaries: list[parts.PartSummary], encoder: Any, on_epoch: Callable | None = None
-         ) -> tuple[Any, dict[str, list[float]], float]:
+         summaries: list[parts.PartSummary], encoder: Any, on_epoch: Callable | None = None,
+         seed: int | None = None) -> tuple[Any, dict[str, list[float]], float]:
     """Fit one model entry on the stream: its predictor (the panel's scaler and encoder),
     loss history and fit time; resumed from its checkpoint (``training.checkpoint``: the
     shards' digests are part of its fingerprint). A model that does not train (a
     baseline; a statistical model, fitted per series at forecast time) is built only."""
     from deepcast.forecasting.base import TrainingData
     from deepcast.forecasting.models import build_forecaster, families
-    from deepcast.forecasting.predictor import Predictor
-    from deepcast.pipelines.ingest import column_spec
     from deepcast.pipelines.modelling import (
         checkpoint_dir,
         inputs_of,
-        min_history,
         training_settings,
         window_spec,
     )
 
-    f, d = cfg.features, cfg.data
+    settings = training_settings(cfg)
+    if seed is not None:
+        settings = replace(settings, seed=seed)
     trainable = families()[entry.type].trainable
     forecaster = build_forecaster(entry.type, entry.label, window_spec(cfg), entry.options(),
                                   inputs_of(encoder) if trainable else None)
@@ -345,55 +370,21 @@ def _fit(cfg: PipelineConfig, entry: Any, stream: ShardStream,
     history: dict[str, list[float]] = {}
     if forecaster.trainable:
         history = forecaster.fit(TrainingData(np.zeros(0, np.float32), empty, empty,
-                                              stream=stream), training_settings(cfg),
+                                              stream=stream), settings,
                                     on_epoch, checkpoint_dir(cfg, entry.label))
     seconds = time.perf_counter() - t0
-    predictor = Predictor(forecaster, _scaler(summaries, cfg), column_spec(d), encoder,
-                          min_history(cfg) or f.lookback)
+    return _predictor(cfg, forecaster, summaries, encoder), history, seconds
+
+
+def _predictor(cfg: PipelineConfig, forecaster: Any, summaries: list[parts.PartSummary],
+               encoder: Any) -> Any:
+    """``forecaster`` with the panel's scaler (merged), encoder and columns."""
+    from deepcast.forecasting.predictor import Predictor
+    from deepcast.pipelines.ingest import column_spec
+    from deepcast.pipelines.modelling import min_history
+
+    predictor = Predictor(forecaster, parts.merge_scalers(summaries, cfg),
+                          column_spec(cfg.data), encoder,
+                          min_history(cfg) or cfg.features.lookback)
     predictor.nonnegative = all(s.nonnegative for s in summaries if s.series)
-    return predictor, history, seconds
-
-
-def _calibrate(predictor: Any, scores: list[parts.PartScore], levels: Sequence[float]
-               ) -> None:
-    """Conformal bands from the shards' calibration rows (``modelling.evaluate``'s)."""
-    from deepcast.forecasting import conformal
-
-    rows = np.concatenate([s.residuals[0] for s in scores])
-    scale = np.concatenate([s.residuals[1] for s in scores])
-    calibration = conformal.calibrate(rows, scale, levels).filled()
-    predictor.conformal = calibration.table or None
-    predictor.conformal_notes = calibration.notes(" (calibrated on the holdout)")
-
-
-def _merged_scores(scores: list[parts.PartScore]) -> HoldoutScores:
-    """The holdout metrics of the panel from its shards': each the mean over series (as
-    ``forecasting.evaluate.score_test``), the weighted quantile loss from summed parts,
-    the selection metric per origin as ``selection.window_scores`` averages it."""
-    from deepcast.features.schema import ID
-    from deepcast.forecasting.metrics import series_mean, wql_of
-
-    if not scores:
-        return HoldoutScores({}, pd.DataFrame())
-    per_series = pd.concat([s.per_series for s in scores], ignore_index=True)
-    metrics = {c: series_mean(per_series[c].to_numpy(np.float64))
-               for c in per_series.columns if c != ID}
-    sums = [s.wql_parts for s in scores if s.wql_parts is not None]
-    if sums:
-        metrics["wql"] = wql_of(np.sum([s[0] for s in sums], axis=0), sum(s[1] for s in sums))
-    by_origin = np.concatenate([s.by_origin for s in scores])
-    return HoldoutScores(metrics, per_series,
-                         [series_mean(by_origin[:, j]) for j in range(by_origin.shape[1])])
-
-
-def _scaler(summaries: list[parts.PartSummary], cfg: PipelineConfig) -> Any:
-    """The panel's scaler: every shard's per-series statistics in one."""
-    from deepcast.features.scalers import SeriesScaler
-
-    merged: dict[str, Any] = {}
-    for s in summaries:
-        for key, value in s.scaler.items():
-            merged[key] = [*merged.get(key, []), *value] if isinstance(value, list) else value
-    if not merged:
-        return SeriesScaler(cfg.features.scaler, cfg.features.target_transform)
-    return SeriesScaler.from_dict(merged)
+    return predictor

@@ -246,13 +246,18 @@ class _StepsOn:
         return []
 
 
-def _tracked_config(dataset, name, shard_rows):
+def _tracked_config(dataset, name, shard_rows, greedy=False, bagging=True):
     cfg = _config(dataset, shard_rows)
     cfg = cfg.model_copy(update={"name": name, "evaluation": cfg.evaluation.model_copy(
         update={"conformal": [80], "test_size": 12}), "models": [
         *parse_config(pipeline_dict(dataset, models=[{"type": "seasonal_naive"}])).models,
         *cfg.models]})
-    return parse_config(cfg.model_dump(mode="json"))
+    return parse_config(cfg.model_dump(mode="json") | {"ensemble": [
+        {"name": "avg", "method": "mean", "members": ["seasonal_naive", "mlp"]},
+        *([{"name": "bag", "method": "bagging", "model": {**MODEL, "name": "bagged"},
+            "n_members": 2}] if bagging else []),
+        *([{"name": "picked", "method": "greedy", "members": ["seasonal_naive", "mlp"]}]
+          if greedy else [])]})
 
 
 def test_train_from_one_shard_tracks_what_train_tracks(dataset, tmp_path, store):
@@ -266,7 +271,9 @@ def test_train_from_one_shard_tracks_what_train_tracks(dataset, tmp_path, store)
     cfg = _tracked_config(dataset, "it-one-shard", 10**9)
     sharded = train_from_shards(cfg, inputs, _StepsOn(InProcessPool()))
     whole = train(_tracked_config(dataset, "it-whole", 10**9), inputs, _plain())
-    assert [r["model"] for r in sharded.table] == ["seasonal_naive", "mlp"]
+    # every model and the ensembles that need no backtest of their members
+    assert [r["model"] for r in sharded.table] == ["seasonal_naive", "mlp", "avg", "bag"]
+    assert [r["model"] for r in whole.table] == ["seasonal_naive", "mlp", "avg", "bag"]
     for a, b in zip(sharded.table, whole.table, strict=True):
         assert a.keys() == b.keys()
         for k in ("mae", "rmse", "smape", "mase", "skill_mase", "wql", "epochs", "windows",
@@ -301,7 +308,7 @@ def test_train_from_one_shard_tracks_what_train_tracks(dataset, tmp_path, store)
         other.history.load_dict(whole.parent_run_id, PROFILE_ARTIFACT)
     runs = {client.get_run(r).info.run_name: r
             for r in one.history.child_run_ids(sharded.parent_run_id)}
-    assert sorted(runs) == ["mlp", "seasonal_naive"]
+    assert sorted(runs) == ["avg", "bag", "mlp", "seasonal_naive"]
     assert len(client.get_metric_history(runs["mlp"], "loss")) == 3
     # the served model's conformal bands, calibrated on the shards' holdout residuals
     a, b = (t.registry.load(t.registry.resolve("champion")).predictor for t in (one, other))
@@ -325,7 +332,8 @@ def test_deepcast_train_trains_from_shards_and_gates_against_its_champion(
     from deepcast.pipelines.tracking import Tracker
     from tests.integration.conftest import subprocess_env
 
-    cfg = _on_cluster(_tracked_config(dataset, "it-cli-shards", 200))
+    cfg = _on_cluster(_tracked_config(dataset, "it-cli-shards", 200, greedy=True,
+                                      bagging=False))
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     done = subprocess.run([sys.executable, "-m", "deepcast", "train", "p.yaml", "--json"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=600,
@@ -337,7 +345,9 @@ def test_deepcast_train_trains_from_shards_and_gates_against_its_champion(
     assert first["gate"] == "2 cut-off(s) through the holdout, step 6 (3 shards)"
     assert result["n_series"] == 6
     assert any(n.startswith("trained from 3 shards (6 series") for n in result["notes"])
-    assert [r["model"] for r in result["table"]] == ["seasonal_naive", "mlp"]
+    assert [r["model"] for r in result["table"]] == ["seasonal_naive", "mlp", "avg"]
+    assert any(n.startswith("ensemble picked (greedy): not trained from shards")
+               for n in result["notes"])
 
     again = train_from_shards(cfg, RunInputs(report_dir=str(tmp_path / "reports")),
                               _StepsOn(pool))
