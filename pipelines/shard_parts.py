@@ -68,6 +68,9 @@ class Part:
     clean: pd.DataFrame | None = None
     cuts: np.ndarray | None = None
     raw_rows: int = 0  # rows as read, before validation
+    #: the promotion gate's cut-offs and scales on this part, built once per run (the
+    #: candidate, seasonal naive and the champion are scored on them): (key, windows)
+    gate: Any = None
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,13 @@ class PipelineConfig(_Strict):
             raise ValueError(
                 f"models: duplicate model name(s) {dupes}; give each entry a distinct `name:`"
             )
+        bagged = {f"{e.name}_{i}" for e in self.ensemble if e.method == "bagging"
+                  for i in range(e.n_members)}
+        if bagged & set(labels):  # a member's fit would share that model's checkpoint
+            raise ValueError(
+                f"ensemble: {sorted(bagged & set(labels))} name a model and a member of a "
+                "bagging ensemble (ensemble NAME's members are NAME_0, NAME_1, ...); rename "
+                "the model or the ensemble")
 
     def _check_count_heads(self) -> None:
         """A count distribution models the counts: no shifting scaler or transform first."""

@@ -9,14 +9,15 @@ and its logged model; the best model registered as ``challenger``, and ``champio
 passes the promotion gate. The shards are read, validated and prepared once by the workers
 (:mod:`.train_shards`) and stay there for the whole run: global models train on a window
 stream drawn from them, models that do not train (baselines, statistical models, fitted per
-series at forecast time) are only built, and every model, seasonal naive and the current
-champion are scored on each shard's holdout where the shard lives.
+series at forecast time) are only built, and every model and seasonal naive are scored on
+each shard's holdout where the shard lives. The gate scores the candidate, seasonal naive
+and the current champion on ``train``'s rolling cut-offs through the holdout, shard by
+shard (on the holdout when it is shorter than the horizon).
 
 Ensembles that need no backtest of their members (mean, median, bagging) are built and
 scored like the models. What it does not do, each said in the run's notes: weighted,
-stacking and greedy ensembles, the selection backtest (the
-holdout chooses and calibrates the conformal bands), plots, warm starts and
-``auto.time_limit``.
+stacking and greedy ensembles, the selection backtest (the holdout chooses and calibrates
+the conformal bands), plots, warm starts and ``auto.time_limit``.
 """
 
 from __future__ import annotations
@@ -231,7 +232,14 @@ def gate_part(part: Part, bundle: bytes, cfg: PipelineConfig) -> np.ndarray | No
     the worker holding it), as ``gate.GateWindows`` scores a whole panel."""
     from deepcast.pipelines.gate import GateWindows
 
-    windows = GateWindows.build(part.prep.df, cfg) if part.prep is not None else None
+    if part.prep is None:
+        return None
+    e = cfg.evaluation
+    key = (e.test_size, cfg.features.horizon, cfg.lengths.step, cfg.data.season_length,
+           e.metric)
+    if part.gate is None or part.gate[0] != key:
+        part.gate = (key, GateWindows.build(part.prep.df, cfg))
+    windows = part.gate[1]
     if windows is None:
         return None
     return windows.table(unpacked(bundle))[cfg.evaluation.metric].to_numpy(np.float64)

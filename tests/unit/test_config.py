@@ -116,6 +116,10 @@ def test_bad_freq_and_duplicate_names(retail_csv):
     assert "'fortnightly' is not a pandas offset alias" in _err(raw)
     msg = _err(pipeline_dict(retail_csv, models=[{"type": "naive"}, {"type": "naive"}]))
     assert "duplicate model name" in msg
+    bagged = pipeline_dict(retail_csv, models=[{"type": "naive", "name": "bag_1"}])
+    bagged["ensemble"] = [{"name": "bag", "method": "bagging", "model": {"type": "mlp"},
+                           "n_members": 2}]
+    assert "['bag_1'] name a model and a member of a bagging ensemble" in _err(bagged)
 
 
 def test_lookback_must_cover_a_season(retail_csv):
