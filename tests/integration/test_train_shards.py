@@ -333,7 +333,10 @@ def test_deepcast_train_trains_from_shards_and_gates_against_its_champion(
 
     cfg = _on_cluster(_tracked_config(dataset, "it-cli-shards", 200, greedy=True,
                                       bagging=False))
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    # the command's own cluster: one worker (the module's cluster already runs two)
+    one = cfg.model_copy(update={"execution": cfg.execution.model_copy(update={
+        "workers": 1})})
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(one.model_dump(mode="json")))
     done = subprocess.run([sys.executable, "-m", "deepcast", "train", "p.yaml", "--json"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=600,
                           env=subprocess_env())
