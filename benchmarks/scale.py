@@ -14,7 +14,6 @@ the same length. Results: ``benchmarks/results/scale.json``.
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,15 @@ from deepcast.flows.cli import configure_environment  # noqa: E402
 
 configure_environment()
 
-from speed import long_frame, peak_rss_mb, reset_peak_rss, rss_mb, save_result, synthetic_panel  # noqa: E402
+from speed import (  # noqa: E402
+    long_frame,
+    panel_parser,
+    peak_rss_mb,
+    reset_peak_rss,
+    rss_mb,
+    save_result,
+    synthetic_panel,
+)
 
 
 def run(path: Path, family: str) -> dict:
@@ -96,13 +103,9 @@ def generate(n_series: int, length: int, path: Path) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--generate":
-        generate(int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))
+    ap = panel_parser(__doc__, generate, 1000)
+    if ap is None:
         return
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--series", type=int, default=10000)
-    ap.add_argument("--length", type=int, default=1000)
-    ap.add_argument("--family", default="linear")
     args = ap.parse_args()
     import great_expectations  # noqa: F401  (imports count in the baseline, not a step)
     import tensorflow  # noqa: F401

@@ -34,7 +34,6 @@ each step the peak-RSS counters of the driver and of every worker are reset (Lin
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -48,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from speed import peak_rss_mb, reset_peak_rss, rss_mb, save_result  # noqa: E402
+from speed import panel_parser, peak_rss_mb, reset_peak_rss, rss_mb, save_result  # noqa: E402
 
 FILE_ROWS = 1_000_000
 
@@ -263,13 +262,9 @@ def _tracked(cfg, inputs, steps, tmp: str):
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--generate":
-        generate(int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))
+    ap = panel_parser(__doc__, generate, 100)
+    if ap is None:
         return
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--series", type=int, default=10000)
-    ap.add_argument("--length", type=int, default=100)
-    ap.add_argument("--family", default="linear")
     ap.add_argument("--shard-rows", type=int, default=1_000_000)
     ap.add_argument("--windows-per-epoch", type=int, default=200_000)
     ap.add_argument("--keep", help="folder to generate the panel into once and keep")

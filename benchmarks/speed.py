@@ -58,6 +58,21 @@ def save_result(file: str, key: str, result: dict) -> None:
     path.write_text(json.dumps(out, indent=1))
 
 
+def panel_parser(doc: str, generate, length: int) -> argparse.ArgumentParser | None:
+    """A scale benchmark's command line: ``--generate SERIES LENGTH FOLDER`` writes the
+    panel with ``generate`` (run as a process of its own, so that its temporaries are not
+    the measured process's memory) and gives None; otherwise a parser with ``--series``,
+    ``--length`` (default ``length``) and ``--family``."""
+    if len(sys.argv) > 1 and sys.argv[1] == "--generate":
+        generate(int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))
+        return None
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--series", type=int, default=10000)
+    ap.add_argument("--length", type=int, default=length)
+    ap.add_argument("--family", default="linear")
+    return ap
+
+
 def rss_mb() -> float:
     """Resident set size of this process now (Linux /proc)."""
     with open("/proc/self/statm") as fh:

@@ -44,7 +44,7 @@ from deepcast.pipelines.backtest_fits import (
     run_fits,
 )
 from deepcast.pipelines.backtest_levels import BacktestReconciler
-from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
+from deepcast.pipelines.config import PipelineConfig
 from deepcast.pipelines.modelling import Mapper
 from deepcast.pipelines.selection import windows_allowed, with_windows
 from deepcast.pipelines.tracking import tags as tag
@@ -97,9 +97,7 @@ def run_backtest(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker | None 
     cuts = backtest_cutoffs(panel.lengths, n.n_windows, n.step, n.horizon)
     check_first_cutoff(panel.ids, cuts, cfg)
     cfg = cfg.without_checkpoints()
-    entries = list(cfg.models)
-    if not any(m.type == "seasonal_naive" for m in entries):
-        entries.insert(0, ENTRY_MODELS["seasonal_naive"](type="seasonal_naive"))
+    entries = cfg.scored_models
     plan = BacktestPlan(df, cfg, cuts, refit_schedule(n.n_windows, bt.refit), mapper)
     jobs = [BacktestJob(entry, tuple(windows), df, cfg, cuts)
             for entry in entries for windows in plan.groups]

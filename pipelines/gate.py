@@ -93,6 +93,14 @@ class GateWindows:
         cuts = gate_cutoffs(panel.lengths, cfg)
         if cuts is None:
             return None
+        return cls.at(df, cuts, cfg, panel)
+
+    @classmethod
+    def at(cls, df: pd.DataFrame, cuts: np.ndarray, cfg: PipelineConfig,
+           panel: Any = None) -> GateWindows:
+        """The windows at ``cuts`` (history lengths, per series of ``df``'s ``panel``)
+        and their scales: a backtest's cut-offs too."""
+        panel = panel_from_frame(df) if panel is None else panel
         m = cfg.data.season_length
         return cls(df, cuts, panel.ids, cutoff_scales(panel, cuts, m),
                    cutoff_scales(panel, cuts, m, power=2), cfg.evaluation.metric)
@@ -103,13 +111,17 @@ class GateWindows:
         return GateScore(_mean(table[self.metric].to_numpy(np.float64)),
                          _by_level(table, self.df, self.metric))
 
+    def forecast(self, predictor: Predictor) -> pd.DataFrame:
+        """``predictor``'s forecast of every window, sorted by series, window and step."""
+        return predictor.predict_windows(self.df, self.cuts).sort_values(
+            [ID, "window", "h"], kind="stable").reset_index(drop=True)
+
     def table(self, predictor: Predictor) -> pd.DataFrame:
         """Every metric of ``predictor`` per series and window (``score_windows``'s)."""
         from deepcast.pipelines.backtest import score_windows
 
-        fc = predictor.predict_windows(self.df, self.cuts).sort_values(
-            [ID, "window", "h"], kind="stable")
-        return score_windows(fc, self.ids, self.scale, self.sq_scale, predictor.horizon)[0]
+        return score_windows(self.forecast(predictor), self.ids, self.scale, self.sq_scale,
+                             predictor.horizon)[0]
 
 
 def _mean(values: np.ndarray) -> float:

@@ -64,13 +64,11 @@ class Part:
     prep: Any = None  # pipelines.modelling.PreparedData
     stream: PanelStream | None = None
     sha256: str = ""  # of its validated rows (``ingest.frame_sha256``)
-    #: a backtest's: the validated rows and each series' history length at each cut-off
-    clean: pd.DataFrame | None = None
-    cuts: np.ndarray | None = None
+    #: the cut-offs the part is scored at (``gate.GateWindows``: the validated rows, each
+    #: series' history length at each cut-off, their scales): a backtest's, made with the
+    #: part, or the promotion gate's, made on first use
+    windows: Any = None
     raw_rows: int = 0  # rows as read, before validation
-    #: the promotion gate's cut-offs and scales on this part, built once per run (the
-    #: candidate, seasonal naive and the champion are scored on them): (key, windows)
-    gate: Any = None
 
 
 @dataclass(frozen=True)
@@ -143,12 +141,12 @@ def load_part(job: PartJob) -> Part:
         return Part(job.shard.index, job.label, report, last, profile, raw_rows=len(raw))
     if report.freq is not None and cfg.data.freq == "auto":
         cfg = cfg.with_freq(report.freq)
-    cuts = None
+    windows = None
     try:
         if job.windows:  # a backtest's fit: the history before every first cut-off
-            cuts = _cutoffs(clean, cfg, job.windows)
+            windows = _backtest_windows(clean, cfg, job.windows)
             bt = cfg.evaluation.backtest
-            prep = prepare(history_before(clean, cuts[:, 0], bt.train_size
+            prep = prepare(history_before(clean, windows.cuts[:, 0], bt.train_size
                                           if bt.window == "sliding" else None),
                            cfg, holdout=0)
         else:
@@ -162,14 +160,15 @@ def load_part(job: PartJob) -> Part:
     stream = PanelStream(prep.scaled.values, prep.train_starts, prep.val_starts,
                          (f.lookback, f.horizon), prep.covariates, prep.scaled.offsets)
     return Part(job.shard.index, job.label, report, last, profile, prep, stream,
-                frame_sha256(clean), clean if cuts is not None else None, cuts, len(raw))
+                frame_sha256(clean), windows, len(raw))
 
 
-def _cutoffs(clean: pd.DataFrame, cfg: PipelineConfig, windows: int) -> np.ndarray:
-    """Each series' history length at each of a backtest's ``windows`` cut-offs; a
+def _backtest_windows(clean: pd.DataFrame, cfg: PipelineConfig, windows: int) -> Any:
+    """A backtest's ``windows`` cut-offs on the validated rows, with their scales; a
     DataError naming the series too short for the first."""
     from deepcast.features.windows import panel_from_frame
     from deepcast.pipelines.backtest_fits import backtest_cutoffs, check_first_cutoff
+    from deepcast.pipelines.gate import GateWindows
     from deepcast.pipelines.selection import with_windows
 
     cfg = with_windows(cfg, windows)
@@ -177,7 +176,7 @@ def _cutoffs(clean: pd.DataFrame, cfg: PipelineConfig, windows: int) -> np.ndarr
     n = cfg.lengths
     cuts = backtest_cutoffs(panel.lengths, n.n_windows, n.step, n.horizon)
     check_first_cutoff(panel.ids, cuts, cfg)
-    return cuts
+    return GateWindows.at(clean, cuts, cfg, panel)
 
 
 def summarize(part: Part) -> PartSummary:
@@ -387,8 +386,9 @@ def part_bytes(part: Part) -> int:
     arrays = [prep.panel.values, prep.scaled.values, prep.train_starts, prep.val_starts]
     if prep.covariates is not None:
         arrays += [prep.covariates.past, prep.covariates.future]
-    frames = int(sum(f.memory_usage(deep=False).sum() for f in (prep.df, prep.user_df,
-                                                                 part.clean) if f is not None))
+    kept = part.windows.df if part.windows is not None else None
+    frames = int(sum(f.memory_usage(deep=False).sum() for f in (prep.df, prep.user_df, kept)
+                     if f is not None))
     return frames + sum(int(a.nbytes) for a in arrays)
 
 

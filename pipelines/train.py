@@ -25,7 +25,7 @@ from deepcast.forecasting.predictor import Predictor
 from deepcast.pipelines import plots, progress
 from deepcast.pipelines.artifacts import log_model_plots, log_model_tables, serving_example
 from deepcast.pipelines.budget import Budget, costly
-from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
+from deepcast.pipelines.config import PipelineConfig
 from deepcast.pipelines.ensembles import MemberBacktests, fit_ensemble
 from deepcast.pipelines.levels import attach_reconciler
 from deepcast.pipelines.model_run import (
@@ -294,9 +294,7 @@ def train_models(df: pd.DataFrame, cfg: PipelineConfig, tracker: Tracker, *, dat
     prep = prepare(df, cfg)
     metric = cfg.evaluation.metric
 
-    reference_entry = next((m for m in cfg.models if m.type == "seasonal_naive"), None)
-    ref_pred, _, _ = fit_model(reference_entry or ENTRY_MODELS["seasonal_naive"](
-        type="seasonal_naive"), prep, training_settings(cfg))
+    ref_pred, _, _ = fit_model(cfg.reference_model, prep, training_settings(cfg))
     reference, _ = evaluate(ref_pred, prep, cfg.evaluation.conformal)
 
     example = serving_example(prep, bottom=cfg.hierarchy and cfg.hierarchy.spec().bottom_name)

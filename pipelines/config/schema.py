@@ -237,6 +237,19 @@ class PipelineConfig(_Strict):
                               "dates")
         return self.model_copy(update={"data": self.data.model_copy(update={"freq": freq})})
 
+    @property
+    def reference_model(self) -> Any:
+        """The seasonal naive entry a run scores as its reference (skill, the gate): the
+        YAML's own, else a default one."""
+        return next((m for m in self.models if m.type == "seasonal_naive"), None) \
+            or ENTRY_MODELS["seasonal_naive"](type="seasonal_naive")
+
+    @property
+    def scored_models(self) -> list[Any]:
+        """The model entries a backtest scores: the YAML's, seasonal naive first if absent."""
+        ref = self.reference_model
+        return list(self.models) if ref in self.models else [ref, *self.models]
+
     def without_checkpoints(self) -> PipelineConfig:
         """A copy that does not checkpoint (auxiliary fits: backtests, trials)."""
         return self.model_copy(update={"training": self.training.model_copy(

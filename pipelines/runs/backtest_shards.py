@@ -28,7 +28,7 @@ import pandas as pd
 
 from deepcast.features.errors import ConfigError
 from deepcast.pipelines.backtest import BacktestResult, score_windows
-from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
+from deepcast.pipelines.config import PipelineConfig
 from deepcast.pipelines.results import BacktestResult as JobResult
 from deepcast.pipelines.runs import store
 from deepcast.pipelines.runs.base import RunInputs, Steps, run_tags
@@ -53,29 +53,22 @@ class WindowScores:
     wql_parts: tuple[np.ndarray, float] | None = None
 
 
-def score_part_windows(part: Part, bundle: bytes, season_length: int
-                       ) -> WindowScores | None:
+def score_part_windows(part: Part, bundle: bytes) -> WindowScores | None:
     """Forecast every backtest window of the part's series with the fitted model and
-    score them (in the worker holding the part; MASE scaled by ``season_length``)."""
-    from deepcast.features.schema import ID
-    from deepcast.features.windows import panel_from_frame
+    score them (in the worker holding the part, on its windows and their scales)."""
     from deepcast.forecasting import metrics
     from deepcast.forecasting.keras_model import quantile_column
 
-    if part.prep is None or part.cuts is None:
+    w = part.windows
+    if part.prep is None or w is None:
         return None
     predictor = unpacked(bundle)
-    m, horizon = season_length, predictor.horizon
-    panel = panel_from_frame(part.clean)
-    fc = predictor.predict_windows(part.clean, part.cuts).sort_values(
-        [ID, "window", "h"], kind="stable").reset_index(drop=True)
-    quantiles = tuple(predictor.forecaster.quantiles)
-    scale = metrics.cutoff_scales(panel, part.cuts, m)
-    sq_scale = metrics.cutoff_scales(panel, part.cuts, m, power=2)
-    table, _ = score_windows(fc, panel.ids, scale, sq_scale, horizon, quantiles)
+    horizon, quantiles = predictor.horizon, tuple(predictor.forecaster.quantiles)
+    fc = w.forecast(predictor)
+    table, _ = score_windows(fc, w.ids, w.scale, w.sq_scale, horizon, quantiles)
     if not quantiles:
         return WindowScores(table)
-    n, k = part.cuts.shape
+    n, k = w.cuts.shape
     y = fc["y"].to_numpy(np.float64).reshape(n, k, horizon)
     q = np.stack([fc[quantile_column(x)].to_numpy(np.float64) for x in quantiles],
                  axis=-1).reshape(n, k, horizon, len(quantiles))
@@ -131,15 +124,13 @@ def _backtest(shards: PreparedShards, steps: Steps, windows: int, t0: float
               ) -> BacktestResult:
     """Fit every model (and seasonal naive) once, score its windows shard by shard."""
     cfg = shards.cfg
-    entries = list(cfg.models)
-    if not any(m.type == "seasonal_naive" for m in entries):
-        entries.insert(0, ENTRY_MODELS["seasonal_naive"](type="seasonal_naive"))
+    entries = cfg.scored_models
     tables, rows = [], []
     for entry in entries:
         t1 = time.perf_counter()
         predictor, _, _ = steps.run(f"fit-{entry.label}", shards.fit, entry)
         got = steps.run(f"backtest-{entry.label}", shards.pool.run, score_part_windows,
-                        shards.handles, bundle_bytes(predictor), cfg.data.season_length)
+                        shards.handles, bundle_bytes(predictor))
         table, means = _merged([g for g in got if g is not None])
         table.insert(0, "model", entry.label)
         tables.append(table)

@@ -33,7 +33,7 @@ import numpy as np
 from deepcast.forecasting.metrics import skill
 from deepcast.forecasting.models import families
 from deepcast.pipelines import progress
-from deepcast.pipelines.config import ENTRY_MODELS, PipelineConfig
+from deepcast.pipelines.config import PipelineConfig
 from deepcast.pipelines.gate import gate_mean
 from deepcast.pipelines.ingest import file_sha256
 from deepcast.pipelines.model_run import (
@@ -103,9 +103,7 @@ def _tracked(shards: PreparedShards, inputs: RunInputs, steps: Steps) -> TrainRe
             store.parent_run(tracker, cfg, "train", tags) as parent_id:
         store.log_train_report(tracker, cfg, report, shards.n_rows, shards.n_series,
                                shards.raw_rows)
-        entry = next((m for m in cfg.models if m.type == "seasonal_naive"), None) \
-            or ENTRY_MODELS["seasonal_naive"](type="seasonal_naive")
-        ref_pred, _, _ = shards.fit(entry)
+        ref_pred, _, _ = shards.fit(cfg.reference_model)
         reference = steps.run("score-reference", shards.score, ref_pred).metrics
         example = steps.io("serving-example", shards.example)
         run = _Run(shards, reference, example, parent_id, tracker, steps)
@@ -234,15 +232,9 @@ def gate_part(part: Part, bundle: bytes, cfg: PipelineConfig) -> np.ndarray | No
 
     if part.prep is None:
         return None
-    e = cfg.evaluation
-    key = (e.test_size, cfg.features.horizon, cfg.lengths.step, cfg.data.season_length,
-           e.metric)
-    if part.gate is None or part.gate[0] != key:
-        part.gate = (key, GateWindows.build(part.prep.df, cfg))
-    windows = part.gate[1]
-    if windows is None:
-        return None
-    return windows.table(unpacked(bundle))[cfg.evaluation.metric].to_numpy(np.float64)
+    if part.windows is None:  # once per run: the candidate, seasonal naive, the champion
+        part.windows = GateWindows.build(part.prep.df, cfg)
+    return part.windows.table(unpacked(bundle))[cfg.evaluation.metric].to_numpy(np.float64)
 
 
 def _left_out(cfg: PipelineConfig, shards: PreparedShards) -> list[str]:

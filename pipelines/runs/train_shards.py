@@ -21,6 +21,7 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -142,6 +143,7 @@ class PreparedShards:
     encoder: Any
     stream: ShardStream
     lineage: list  # the parts before alignment (what a lost aligned part is made from)
+    scaler: Any  # the panel's: every shard's per-series statistics in one
 
     @property
     def n_shards(self) -> int:
@@ -167,19 +169,47 @@ class PreparedShards:
             return self.summaries[0].sha256
         return hashlib.sha256("".join(s.sha256 for s in self.summaries).encode()).hexdigest()
 
-    @property
+    @cached_property
     def profile(self) -> dict[str, Any]:
+        """The drift reference profile of the rows as read, merged from the shards'."""
         from deepcast.pipelines.drift import merge_profiles
 
         return merge_profiles([s.profile for s in self.summaries])
 
     def fit(self, entry: Any, on_epoch: Callable | None = None, seed: int | None = None
             ) -> tuple[Any, dict[str, list[float]], float]:
-        """Fit one model entry on the stream (a model that does not train is only built);
-        ``on_epoch(epoch, logs)`` after each epoch; ``seed``: other than
-        ``training.seed`` (a bagged member's)."""
-        return _fit(self.cfg, entry, self.stream, self.summaries, self.encoder, on_epoch,
-                    seed)
+        """Fit one model entry on the stream: its predictor, loss history and fit time
+        (``on_epoch(epoch, logs)`` after each epoch; ``seed``: other than
+        ``training.seed``, a bagged member's). Resumed from its checkpoint
+        (``training.checkpoint``: the shards' digests are part of its fingerprint). A model
+        that does not train (a baseline; a statistical model, fitted per series at
+        forecast time) is built only."""
+        from deepcast.forecasting.base import TrainingData
+        from deepcast.forecasting.models import build_forecaster, families
+        from deepcast.pipelines.modelling import (
+            checkpoint_dir,
+            inputs_of,
+            training_settings,
+            window_spec,
+        )
+
+        cfg = self.cfg
+        settings = training_settings(cfg)
+        if seed is not None:
+            settings = replace(settings, seed=seed)
+        trainable = families()[entry.type].trainable
+        forecaster = build_forecaster(entry.type, entry.label, window_spec(cfg),
+                                      entry.options(),
+                                      inputs_of(self.encoder) if trainable else None)
+        forecaster.use_history(max(s.longest for s in self.summaries))
+        empty = np.zeros(0, dtype=np.int64)
+        t0 = time.perf_counter()
+        history: dict[str, list[float]] = {}
+        if forecaster.trainable:
+            data = TrainingData(np.zeros(0, np.float32), empty, empty, stream=self.stream)
+            history = forecaster.fit(data, settings, on_epoch,
+                                     checkpoint_dir(cfg, entry.label))
+        return self.predictor(forecaster), history, time.perf_counter() - t0
 
     def ensemble(self, spec: Any, fitted: dict[str, Any], steps: Steps = PLAIN
                  ) -> tuple[Any, dict[str, list[float]], float]:
@@ -202,7 +232,15 @@ class PreparedShards:
 
     def predictor(self, forecaster: Any) -> Any:
         """``forecaster`` with the panel's scaler, encoder and columns: a served model."""
-        return _predictor(self.cfg, forecaster, self.summaries, self.encoder)
+        from deepcast.forecasting.predictor import Predictor
+        from deepcast.pipelines.ingest import column_spec
+        from deepcast.pipelines.modelling import min_history
+
+        cfg = self.cfg
+        predictor = Predictor(forecaster, self.scaler, column_spec(cfg.data), self.encoder,
+                              min_history(cfg) or cfg.features.lookback)
+        predictor.nonnegative = all(s.nonnegative for s in self.summaries if s.series)
+        return predictor
 
     def score(self, predictor: Any, levels: Sequence[float] = ()) -> HoldoutScores:
         """The predictor's holdout scores, each shard's forecast and scored in its worker;
@@ -228,10 +266,9 @@ class PreparedShards:
             self.pool.release(self.lineage)
 
 
-def check_shard_training(cfg: PipelineConfig, inputs: RunInputs) -> list[Any]:
-    """The YAML's model entries; a ConfigError for what shard training cannot do (a
-    source other than Parquet, a query or a frame; no sample size per epoch; a
-    hierarchy)."""
+def check_shard_training(cfg: PipelineConfig, inputs: RunInputs) -> None:
+    """A ConfigError for what shard training cannot do (a source other than Parquet, a
+    query or a frame; no sample size per epoch; a hierarchy)."""
     from deepcast.pipelines.parquet_dataset import is_parquet
 
     source = None if inputs.in_memory else inputs.source(cfg)
@@ -248,7 +285,6 @@ def check_shard_training(cfg: PipelineConfig, inputs: RunInputs) -> list[Any]:
         raise ConfigError("a hierarchy is reconciled across all its series at once; "
                           "training from shards sees one shard at a time",
                           hint="train a hierarchy from one file (execution.runner: serial)")
-    return list(cfg.models)
 
 
 def prepare_shards(cfg: PipelineConfig, inputs: RunInputs, pool: ShardPool,
@@ -291,7 +327,8 @@ def prepare_shards(cfg: PipelineConfig, inputs: RunInputs, pool: ShardPool,
         if lineage is not handles:
             pool.release(lineage)
         raise
-    return PreparedShards(cfg, pool, handles, summaries, report, encoder, stream, lineage)
+    return PreparedShards(cfg, pool, handles, summaries, report, encoder, stream, lineage,
+                          parts.merge_scalers(summaries, cfg))
 
 
 def train_in_shards(cfg: PipelineConfig, inputs: RunInputs, pool: ShardPool,
@@ -299,12 +336,12 @@ def train_in_shards(cfg: PipelineConfig, inputs: RunInputs, pool: ShardPool,
     """Validate, prepare, fit and score every model of ``cfg`` shard by shard (see the
     module's docstring; untracked: ``deepcast train`` tracks, gates and registers them
     through :mod:`.train_from_shards`); ValidationFailed when a shard's data is bad."""
-    entries = check_shard_training(cfg, inputs)
+    check_shard_training(cfg, inputs)
     shards = prepare_shards(cfg, inputs, pool, steps)
     try:
         fits = []
         builds = [(e.label, e.type, lambda e=e: steps.run(f"fit-{e.label}", shards.fit, e))
-                  for e in entries]
+                  for e in cfg.models]
         builds += [(s.name, f"ensemble-{s.method}", lambda s=s: shards.ensemble(
             s, {f.name: f.predictor for f in fits}, steps))
             for s in cfg.ensemble if s.method in SHARDABLE]
@@ -340,51 +377,3 @@ def _prepared(pool: ShardPool, jobs: list[parts.PartJob]
     except BaseException:  # bad data in a worker (a DataError): nothing stays kept
         pool.release(handles)
         raise
-
-
-def _fit(cfg: PipelineConfig, entry: Any, stream: ShardStream,
-         summaries: list[parts.PartSummary], encoder: Any, on_epoch: Callable | None = None,
-         seed: int | None = None) -> tuple[Any, dict[str, list[float]], float]:
-    """Fit one model entry on the stream: its predictor (the panel's scaler and encoder),
-    loss history and fit time; resumed from its checkpoint (``training.checkpoint``: the
-    shards' digests are part of its fingerprint). A model that does not train (a
-    baseline; a statistical model, fitted per series at forecast time) is built only."""
-    from deepcast.forecasting.base import TrainingData
-    from deepcast.forecasting.models import build_forecaster, families
-    from deepcast.pipelines.modelling import (
-        checkpoint_dir,
-        inputs_of,
-        training_settings,
-        window_spec,
-    )
-
-    settings = training_settings(cfg)
-    if seed is not None:
-        settings = replace(settings, seed=seed)
-    trainable = families()[entry.type].trainable
-    forecaster = build_forecaster(entry.type, entry.label, window_spec(cfg), entry.options(),
-                                  inputs_of(encoder) if trainable else None)
-    forecaster.use_history(max(s.longest for s in summaries))
-    empty = np.zeros(0, dtype=np.int64)
-    t0 = time.perf_counter()
-    history: dict[str, list[float]] = {}
-    if forecaster.trainable:
-        history = forecaster.fit(TrainingData(np.zeros(0, np.float32), empty, empty,
-                                              stream=stream), settings,
-                                    on_epoch, checkpoint_dir(cfg, entry.label))
-    seconds = time.perf_counter() - t0
-    return _predictor(cfg, forecaster, summaries, encoder), history, seconds
-
-
-def _predictor(cfg: PipelineConfig, forecaster: Any, summaries: list[parts.PartSummary],
-               encoder: Any) -> Any:
-    """``forecaster`` with the panel's scaler (merged), encoder and columns."""
-    from deepcast.forecasting.predictor import Predictor
-    from deepcast.pipelines.ingest import column_spec
-    from deepcast.pipelines.modelling import min_history
-
-    predictor = Predictor(forecaster, parts.merge_scalers(summaries, cfg),
-                          column_spec(cfg.data), encoder,
-                          min_history(cfg) or cfg.features.lookback)
-    predictor.nonnegative = all(s.nonnegative for s in summaries if s.series)
-    return predictor
